@@ -1,0 +1,72 @@
+"""Configuration read from the environment, once, on first use (never at import time).
+
+Every knob the concierge has is listed here with its embedded default, so `make run` works on a
+fresh machine with no `.env` at all. `.env.example` documents the same names for production.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str | None
+    knowledge_dir: Path
+    weather_provider: str  # "demo" (deterministic, offline) or "qweather"
+    qweather_api_host: str
+    qweather_key: str | None
+    weather_timeout_s: float
+    crm_encryption_key: str | None
+    sla_policy_file: Path
+    rasa_auth_token: str | None
+    wecom_api_base: str
+    wecom_corp_id: str
+    wecom: dict = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings() -> Settings:
+    """Build settings from the current environment (tests call this after monkeypatching env)."""
+    var_dir = PROJECT_ROOT / "var"
+    return Settings(
+        database_url=_env("DATABASE_URL", f"sqlite:///{var_dir / 'concierge.db'}"),
+        redis_url=_env("REDIS_URL"),
+        knowledge_dir=Path(_env("KNOWLEDGE_DIR", str(PROJECT_ROOT / "data" / "knowledge"))),
+        weather_provider=_env("WEATHER_PROVIDER", "demo"),
+        qweather_api_host=_env("QWEATHER_API_HOST", "https://devapi.qweather.com"),
+        qweather_key=_env("QWEATHER_KEY"),
+        weather_timeout_s=float(_env("WEATHER_TIMEOUT_S", "3")),
+        crm_encryption_key=_env("CRM_ENCRYPTION_KEY"),
+        sla_policy_file=Path(_env("SLA_POLICY_FILE", str(PROJECT_ROOT / "data" / "sla_policy.yml"))),
+        rasa_auth_token=_env("RASA_AUTH_TOKEN"),
+        wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),
+        wecom_corp_id=_env("WECOM_CORP_ID", "ww_sandbox_corp"),
+        wecom={
+            name: _env(f"WECOM_{name}")
+            for name in (
+                "KF_TOKEN", "KF_AES_KEY", "KF_SECRET",
+                "AIBOT_TOKEN", "AIBOT_AES_KEY",
+                "APP_TOKEN", "APP_AES_KEY", "APP_SECRET", "APP_AGENT_ID",
+            )
+        },
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; `get_settings.cache_clear()` re-reads the environment."""
+    return load_settings()

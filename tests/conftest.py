@@ -1,0 +1,43 @@
+"""Shared fixtures. Services on this machine (PostgreSQL, Redis) are used for real: a test that
+needs one skips with a reason when it is absent, and fails instead when `CI` is set."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from bot.settings import get_settings
+
+IN_CI = bool(os.environ.get("CI"))
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (locally) or fail (in CI) when a real service this test needs is not listening."""
+    if _port_open(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI is set: the service must be running")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings(monkeypatch, tmp_path):
+    """Each test reads settings from its own environment, never from a developer's var/ files."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'concierge.db'}")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("WEATHER_PROVIDER", "demo")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
