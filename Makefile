@@ -1,0 +1,75 @@
+# The concierge's commands. `make run` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+BIN       := $(VENV)/bin
+PY        := $(BIN)/python
+STAMP     := $(VENV)/.installed
+MODEL_STAMP := models/.trained
+
+# Embedded defaults for local runs (override in the environment or .env; see .env.example).
+export RASA_AUTH_TOKEN ?= dev-only-token
+export SLA_POLICY_FILE ?= data/sla_policy.yml
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Rasa's telemetry would try the network; this machine has none.
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+# What the model is trained from: any change here retrains, nothing else does.
+TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
+                bot/nlu/normalizer.py
+
+.PHONY: help install run train test shell eval bench migrate demo clean
+
+help:
+	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
+	@echo "make test   - the whole test suite (unit, integration on PostgreSQL/Redis, Rasa data and stories)"
+	@echo "make train  - train the model if data/, config.yml or domain.yml changed"
+	@echo "make shell  - chat with the bot in the terminal (Rasa shell; needs the action server: make run)"
+	@echo "make eval   - NLU figures on the held-out set"
+	@echo "make bench  - benchmarks (not tests)"
+
+$(STAMP): requirements.txt pyproject.toml
+	@PYTHON=$$(scripts/find-python310.sh) || exit 1; \
+	  if [ ! -x $(PY) ]; then echo "Creating $(VENV) with $$PYTHON"; "$$PYTHON" -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade "pip<24.1"
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	@mkdir -p var
+	$(BIN)/concierge db upgrade
+
+demo: migrate
+	$(BIN)/concierge demo load
+
+$(MODEL_STAMP): $(STAMP) $(TRAIN_INPUTS)
+	@mkdir -p models
+	$(BIN)/rasa train --fixed-model-name concierge --out models
+	@touch $(MODEL_STAMP)
+
+train: $(MODEL_STAMP)
+
+run: demo train
+	@scripts/banner.sh
+	$(BIN)/honcho start -f Procfile
+
+shell: train
+	$(BIN)/rasa shell -m models/concierge.tar.gz --endpoints endpoints.yml
+
+test: train
+	$(BIN)/rasa data validate --fail-on-warnings
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+eval: train
+	$(PY) -m bot.nlu.evaluate $(EVAL_ARGS)
+
+bench: train
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf models .rasa results

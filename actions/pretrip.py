@@ -1,0 +1,103 @@
+"""Pre-trip answers: weather, packing, itinerary, check-in/out, amenities, directions, emergency.
+
+Thin: read the tracker, ask `bot.pretrip.PreTripService`, say its reply.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Dict, List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions._common import call, say, store_down
+from bot.crm.store import StoreUnavailable
+from bot.services import get_services
+
+
+def _events(reply) -> List[Dict[Text, Any]]:
+    return [SlotSet("pending_topic", reply.pending_topic)]
+
+
+class PreTripAnswer(Action, metaclass=abc.ABCMeta):
+    """One action per topic; the topic is the only thing that differs (abstract, so rasa_sdk
+    registers only the subclasses)."""
+
+    @property
+    @abc.abstractmethod
+    def topic(self) -> str:
+        """The `bot.pretrip.TOPICS` entry this action answers."""
+
+    def name(self) -> Text:
+        return f"action_answer_{self.topic}"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+        pretrip = get_services().pretrip
+        try:
+            reply = await call(
+                pretrip.answer, self.topic, tracker.sender_id,
+                amenity=next(tracker.get_latest_entity_values("amenity"), None),
+                destination=next(tracker.get_latest_entity_values("destination"), None),
+                booking_id=next(tracker.get_latest_entity_values("booking_id"), None),
+            )
+        except StoreUnavailable as exc:
+            return store_down(dispatcher, exc)
+        say(dispatcher, reply)
+        return _events(reply)
+
+
+class ActionAnswerWeather(PreTripAnswer):
+    topic = "weather"
+
+
+class ActionAnswerPacking(PreTripAnswer):
+    topic = "packing"
+
+
+class ActionAnswerItinerary(PreTripAnswer):
+    topic = "itinerary"
+
+
+class ActionAnswerCheckin(PreTripAnswer):
+    topic = "checkin"
+
+
+class ActionAnswerCheckout(PreTripAnswer):
+    topic = "checkout"
+
+
+class ActionAnswerAmenity(PreTripAnswer):
+    topic = "amenity"
+
+
+class ActionAnswerDirections(PreTripAnswer):
+    topic = "directions"
+
+
+class ActionAnswerEmergency(PreTripAnswer):
+    topic = "emergency"
+
+
+class ActionChooseStay(Action):
+    """The guest said which of several stays they meant; answer the question that was waiting."""
+
+    def name(self) -> Text:
+        return "action_choose_stay"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+        pretrip = get_services().pretrip
+        try:
+            reply = await call(
+                pretrip.choose_stay, tracker.sender_id, tracker.get_slot("pending_topic"),
+                text=tracker.latest_message.get("text") or "",
+                destination=next(tracker.get_latest_entity_values("destination"), None),
+                booking_id=next(tracker.get_latest_entity_values("booking_id"), None),
+                amenity=tracker.get_slot("amenity"),
+            )
+        except StoreUnavailable as exc:
+            return store_down(dispatcher, exc)
+        say(dispatcher, reply)
+        return _events(reply)

@@ -1,0 +1,175 @@
+"""Pre-trip questions answered from the guest's own bookings and the property knowledge base.
+
+The service decides *which stay* a question is about (one upcoming booking, the one the guest
+named, or "which one?" when there are several) and hands the facts to the answer templates in
+`bot.knowledge.answers`. It never makes a fact up: no booking, no property fact, no forecast
+each have their own honest reply.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from bot.crm.store import CRMStore
+from bot.knowledge import answers
+from bot.knowledge.kb import KnowledgeBase
+from bot.knowledge.weather import WeatherProvider, WeatherUnavailable
+
+log = logging.getLogger(__name__)
+
+# Topics that are about one stay (and so need to know which); itinerary covers all of them.
+STAY_TOPICS = ("weather", "packing", "checkin", "checkout", "amenity", "directions", "emergency")
+TOPICS = STAY_TOPICS + ("itinerary",)
+
+_ORDINALS = {"一": 1, "1": 1, "二": 2, "两": 2, "2": 2, "三": 3, "3": 3, "四": 4, "4": 4}
+_ORDINAL_RE = re.compile(r"第\s*([一二两三四1-4])\s*[个次趟]?")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot says back; `buttons` become WeCom menu items, `pending_topic` is remembered
+    while the guest picks a stay."""
+
+    texts: tuple[str, ...]
+    buttons: tuple[dict, ...] = ()
+    pending_topic: str | None = None
+    offered_human: bool = False
+
+
+@dataclass
+class PreTripService:
+    store: CRMStore
+    kb: KnowledgeBase
+    weather: WeatherProvider
+    today: Callable[[], dt.date] = field(default=dt.date.today)
+
+    # ---- entry points -------------------------------------------------------------------
+    def answer(
+        self,
+        topic: str,
+        sender_id: str,
+        *,
+        amenity: str | None = None,
+        destination: str | None = None,
+        booking_id: str | None = None,
+    ) -> Reply:
+        if topic not in TOPICS:
+            raise ValueError(f"unknown pre-trip topic {topic!r}")
+        bookings = self.store.upcoming_bookings(sender_id, self.today())
+        if not bookings:
+            return Reply((answers.no_booking_answer(),), offered_human=True)
+        if topic == "itinerary":
+            return Reply((answers.itinerary_answer([self._trip(b) for b in bookings]),))
+
+        chosen = _pick(bookings, booking_id=booking_id, destination=destination)
+        if chosen is None:
+            return self._ask_which_stay(topic, bookings)
+        return self._answer_for(topic, sender_id, chosen, amenity=amenity)
+
+    def choose_stay(
+        self,
+        sender_id: str,
+        pending_topic: str | None,
+        *,
+        text: str = "",
+        destination: str | None = None,
+        booking_id: str | None = None,
+        amenity: str | None = None,
+    ) -> Reply:
+        """The guest answered "which stay?": by button (booking id), city, or "第二个"."""
+        bookings = self.store.upcoming_bookings(sender_id, self.today())
+        if not bookings:
+            return Reply((answers.no_booking_answer(),), offered_human=True)
+        chosen = _pick(bookings, booking_id=booking_id, destination=destination, text=text)
+        topic = pending_topic if pending_topic in STAY_TOPICS else "itinerary"
+        if chosen is None:
+            return self._ask_which_stay(topic, bookings)
+        if topic == "itinerary":
+            return Reply((answers.itinerary_answer([self._trip(chosen)]),))
+        return self._answer_for(topic, sender_id, chosen, amenity=amenity)
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _answer_for(self, topic: str, sender_id: str, booking, *, amenity: str | None) -> Reply:
+        trip = self._trip(booking)
+        prop = self.kb.property(trip.property_id)
+        if prop is None:
+            log.warning("booking %s names unknown property %s", booking.id, trip.property_id)
+            return Reply((answers.unknown_fact_answer(None, "这家酒店的资料"),), offered_human=True)
+
+        if topic in ("weather", "packing"):
+            forecasts = self._forecasts(trip)
+            if topic == "weather":
+                text = answers.weather_answer(trip, forecasts, self.today())
+                return Reply((text, answers.packing_answer(trip, forecasts)))
+            return Reply((answers.packing_answer(trip, forecasts),))
+        if topic == "checkin":
+            return Reply((answers.checkin_answer(prop),))
+        if topic == "checkout":
+            return Reply((answers.checkout_answer(prop),))
+        if topic == "directions":
+            return Reply((answers.directions_answer(prop),))
+        if topic == "emergency":
+            return Reply((answers.emergency_answer(prop),))
+        # amenity
+        if not amenity:
+            return Reply((answers.amenity_overview_answer(prop),))
+        if self.kb.amenity(prop.id, amenity) is None:
+            return Reply((answers.unknown_fact_answer(prop, answers.amenity_label(amenity)),),
+                         offered_human=True)
+        tags = self.store.active_tag_values(sender_id)
+        return Reply((answers.amenity_answer(prop, amenity, guest_tags=tags),))
+
+    def _forecasts(self, trip) -> list:
+        try:
+            return list(self.weather.daily(trip.city, trip.check_in, trip.check_out))
+        except WeatherUnavailable as exc:  # the answer falls back to climate norms, said so
+            log.warning("weather unavailable for %s: %s", trip.city, exc)
+            return []
+
+    def _ask_which_stay(self, topic: str, bookings: Sequence) -> Reply:
+        trips = [self._trip(b) for b in bookings]
+        buttons = tuple(
+            {"title": answers.stay_label(t), "payload": f'/choose_stay{{"booking_id":"{b.id}"}}'}
+            for b, t in zip(bookings, trips)
+        )
+        return Reply((answers.which_stay_question(trips),), buttons=buttons, pending_topic=topic)
+
+    def _trip(self, booking) -> answers.Trip:
+        orders = self.store.orders_for_booking(booking.id)
+        return answers.Trip(
+            property_id=booking.property_id,
+            city=booking.city,
+            check_in=booking.check_in,
+            check_out=booking.check_out,
+            room_type=booking.room_type,
+            purpose=booking.purpose,
+            party_size=booking.party_size,
+            addons=[(o.item, o.scheduled_at, o.status) for o in orders if o.status != "cancelled"],
+        )
+
+
+def _pick(bookings: Sequence, *, booking_id=None, destination=None, text: str = ""):
+    """The one booking the guest means, or None when it is still ambiguous."""
+    if booking_id is not None:
+        for b in bookings:
+            if str(b.id) == str(booking_id):
+                return b
+    if destination:
+        matches = [b for b in bookings if b.city and (b.city in destination or destination in b.city)]
+        if len(matches) == 1:
+            return matches[0]
+    if text:
+        matches = [b for b in bookings if b.city and b.city in text]
+        if len(matches) == 1:
+            return matches[0]
+        found = _ORDINAL_RE.search(text)
+        if found:
+            index = _ORDINALS[found.group(1)] - 1
+            if 0 <= index < len(bookings):
+                return bookings[index]
+    if len(bookings) == 1:
+        return bookings[0]
+    return None

@@ -1,0 +1,35 @@
+"""The process-wide service objects the actions use, built on first use (never at import time).
+
+Actions call `get_services()`; tests build their own objects directly instead of patching this.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from bot.crm.store import CRMStore
+from bot.knowledge.kb import KnowledgeBase
+from bot.knowledge.weather import get_weather_provider
+from bot.pretrip import PreTripService
+from bot.settings import Settings, get_settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: CRMStore
+    kb: KnowledgeBase
+    pretrip: PreTripService
+
+
+def build_services(settings: Settings) -> Services:
+    store = CRMStore(settings.database_url)
+    kb = KnowledgeBase.load(settings.knowledge_dir)
+    weather = get_weather_provider(settings, kb)
+    return Services(settings=settings, store=store, kb=kb,
+                    pretrip=PreTripService(store=store, kb=kb, weather=weather))
+
+
+@functools.lru_cache(maxsize=1)
+def get_services() -> Services:
+    return build_services(get_settings())
