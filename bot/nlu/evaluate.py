@@ -139,7 +139,9 @@ def _example_from_obj(obj: Any, where: str) -> Example:
             raise InputFormatError(f"{where}: \"{key}\" must be a non-empty string")
     text = obj["text"]
     has_entities = "entities" in obj
-    entities = obj.get("entities") or []
+    entities = obj.get("entities")
+    if entities is None:
+        entities = []
     if not isinstance(entities, list):
         raise InputFormatError(f"{where}: \"entities\" must be a list")
     checked = []
