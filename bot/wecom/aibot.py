@@ -1,0 +1,114 @@
+"""智能机器人 (WeCom AI bot, JSON callbacks): single chats, and groups where it is @-mentioned.
+
+A message callback carries a `response_url` (https://qyapi.weixin.qq.com/cgi-bin/aibot/response?
+response_code=...): it may be POSTed to once, within an hour, with a markdown message. We answer
+the callback at once with an empty body and send the whole bot turn as one markdown message
+there. The `enter_chat` event (a user opens the single chat) is answered passively with a welcome
+text in the HTTP response. Stream refreshes (msgtype "stream") only follow a stream reply, which
+we never start, so they are ignored.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional
+
+from bot.wecom.client import SendResult
+from bot.wecom.dedupe import aibot_key
+from bot.wecom.inbox import Inbound
+from bot.wecom.messages import AIBOT_MARKDOWN_MAX_BYTES, strip_mentions, truncate_utf8
+
+logger = logging.getLogger(__name__)
+
+
+def sender_id_for(userid: str) -> str:
+    return f"wecom:{userid}"
+
+
+def _text_of(msg: Dict[str, Any]) -> Optional[str]:
+    msgtype = msg.get("msgtype")
+    if msgtype == "text":
+        return str((msg.get("text") or {}).get("content") or "")
+    if msgtype == "voice":  # the AI bot delivers voice already transcribed
+        return str((msg.get("voice") or {}).get("content") or "")
+    if msgtype == "mixed":
+        items = (msg.get("mixed") or {}).get("msg_item") or []
+        parts = [str((i.get("text") or {}).get("content") or "") for i in items
+                 if isinstance(i, dict) and i.get("msgtype") == "text"]
+        return " ".join(p for p in parts if p) or None
+    return None
+
+
+def normalize(msg: Dict[str, Any], bot_name: Optional[str] = None) -> Optional[Inbound]:
+    """Decrypted callback JSON -> inbox row; None for what needs no handling (stream refresh)."""
+    msgtype = str(msg.get("msgtype") or "unknown")
+    if msgtype == "stream":
+        return None
+    sender = msg.get("from") if isinstance(msg.get("from"), dict) else {}
+    userid = sender.get("userid")
+    if not userid:
+        raise ValueError("no from.userid")
+    chattype = str(msg.get("chattype") or ("group" if msg.get("chatid") else "single"))
+    payload: Dict[str, Any] = {
+        "surface": "aibot", "msgtype": msgtype, "msgid": msg.get("msgid"), "userid": userid,
+        "chatid": msg.get("chatid"), "chattype": chattype, "aibotid": msg.get("aibotid"),
+        "response_url": msg.get("response_url"), "raw": msg,
+    }
+    text = _text_of(msg)
+    if text is not None:
+        clean, mentioned = strip_mentions(text, bot_name)
+        payload["text"] = clean
+        payload["mentioned"] = mentioned or chattype != "group"
+        kind = "text"
+    elif msgtype == "event":
+        event = msg.get("event") if isinstance(msg.get("event"), dict) else {}
+        payload["event"] = event
+        kind = f"event:{event.get('eventtype') or 'unknown'}"
+    else:
+        kind = msgtype
+    return Inbound(dedupe_key=aibot_key(msg), surface="aibot", sender_id=sender_id_for(userid),
+                   kind=kind[:32], payload=payload)
+
+
+def welcome_reply(text: str) -> Dict[str, Any]:
+    """Passive reply to enter_chat (the only event WeCom accepts a text answer for)."""
+    return {"msgtype": "text", "text": {"content": text}}
+
+
+def markdown_message(content: str) -> Dict[str, Any]:
+    return {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content, AIBOT_MARKDOWN_MAX_BYTES)}}
+
+
+class AibotService:
+    def __init__(self, services) -> None:
+        self.s = services
+
+    async def reply(self, response_url: str, content: str, *, recipient: Optional[str] = None,
+                    dedupe_key: Optional[str] = None) -> SendResult:
+        """POST the turn's markdown to the callback's response_url (usable once, for an hour)."""
+        if not response_url:
+            logger.warning("aibot reply to %s dropped: the callback had no response_url", recipient)
+            await self.s.outbox.begin("aibot", "(no response_url)", markdown_message(content), recipient,
+                                      dedupe_key, status="dead")
+            return SendResult("dead")
+        return await self.s.robot_client.send(response_url, markdown_message(content), recipient=recipient,
+                                              dedupe_key=dedupe_key, auth=False)
+
+
+def render_turn(messages: List[Dict[str, Any]], addressee: Optional[str] = None) -> str:
+    """Rasa messages of one turn -> one markdown text (buttons as a numbered list)."""
+    from bot.wecom.messages import button_lines
+
+    parts: List[str] = []
+    for m in messages:
+        text = str(m.get("text") or "").strip()
+        if m.get("buttons"):
+            lines = button_lines(m["buttons"])
+            text = f"{text}\n{lines}" if text else lines
+        if m.get("image"):
+            text = f"{text}\n![]({m['image']})" if text else f"![]({m['image']})"
+        if text:
+            parts.append(text)
+    body = "\n\n".join(parts)
+    if addressee and body:
+        body = f"{addressee}，{body}"
+    return body

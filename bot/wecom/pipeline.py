@@ -1,0 +1,99 @@
+"""Runs the inbox: one worker per sender (so a guest's messages are handled one at a time, in
+order), any number of senders in parallel, and a periodic sweep that picks up what a dead process
+or a failed attempt left behind.
+
+`handle(item)` returns the final status ("done", "ignored", ...); if it raises, the row goes back
+to pending (or `failed` after the inbox's max attempts, when `on_failed` is told, e.g. to apologise
+to the guest) and the sweep retries it later.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, Dict, Optional, Set
+
+from bot.wecom.inbox import Inbox, InboxItem
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[InboxItem], Awaitable[str]]
+
+
+class Dispatcher:
+    def __init__(self, inbox: Inbox, handle: Handler, *,
+                 on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None) -> None:
+        self.inbox = inbox
+        self.handle = handle
+        self.on_failed = on_failed
+        self._workers: Dict[str, asyncio.Task] = {}
+        self._again: Set[str] = set()
+        self._closing = False
+
+    def kick(self, sender_id: str) -> None:
+        """New rows for `sender_id` were stored: make sure a worker will get to them."""
+        if self._closing:
+            return
+        task = self._workers.get(sender_id)
+        if task is not None and not task.done():
+            self._again.add(sender_id)
+            return
+        task = asyncio.ensure_future(self._work(sender_id))
+        self._workers[sender_id] = task
+        task.add_done_callback(lambda t, s=sender_id: self._done(s, t))
+
+    def _done(self, sender_id: str, task: asyncio.Task) -> None:
+        if self._workers.get(sender_id) is task:
+            self._workers.pop(sender_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("inbox worker for %s crashed", sender_id, exc_info=task.exception())
+
+    async def _work(self, sender_id: str) -> None:
+        while not self._closing:
+            item = await self.inbox.claim(sender_id)
+            if item is None:
+                if sender_id in self._again:
+                    self._again.discard(sender_id)
+                    continue
+                return
+            try:
+                status = await self.handle(item)
+            except asyncio.CancelledError:
+                await asyncio.shield(self.inbox.release(item.id, "cancelled (shutdown)"))
+                raise
+            except Exception as exc:
+                logger.exception("handling inbox row %s (%s) failed", item.id, item.kind)
+                outcome = await self.inbox.release(item.id, f"{type(exc).__name__}: {exc}")
+                if outcome == "failed" and self.on_failed is not None:
+                    try:
+                        await self.on_failed(item, str(exc))
+                    except Exception:
+                        logger.exception("on_failed for inbox row %s failed", item.id)
+                    continue  # the failed row no longer blocks this sender
+                return  # leave it for the sweep: no hot retry loop
+            await self.inbox.finish(item.id, status or "done")
+
+    async def drain(self) -> int:
+        """Start workers for every sender with unfinished rows (startup and periodic sweep)."""
+        senders = await self.inbox.pending_senders()
+        for sender_id in senders:
+            self.kick(sender_id)
+        return len(senders)
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no worker runs (tests, shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._workers:
+            if loop.time() > deadline:
+                raise asyncio.TimeoutError(f"workers still running: {list(self._workers)}")
+            await asyncio.wait(list(self._workers.values()), timeout=max(0.01, deadline - loop.time()))
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        self._closing = True
+        tasks = [t for t in self._workers.values() if not t.done()]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,45 @@
+"""One redis.asyncio client per (URL, event loop), created on first use -- never at import time.
+
+redis.asyncio connections belong to the loop that opened them; Sanic workers, the sandbox and tests
+each run their own loop, so the cache is keyed by loop as well.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Dict, Optional, Tuple
+
+from bot.settings import get_settings
+
+_clients: Dict[Tuple[str, int], "object"] = {}
+
+
+def redis_url() -> Optional[str]:
+    return get_settings().redis_url
+
+
+def get_redis(url: Optional[str] = None):
+    """The shared async client for `url` (default REDIS_URL), or None when Redis is not configured."""
+    url = url or redis_url()
+    if not url:
+        return None
+    import redis.asyncio as aioredis
+
+    try:
+        loop_id = id(asyncio.get_running_loop())
+    except RuntimeError:
+        loop_id = 0
+    key = (url, loop_id)
+    client = _clients.get(key)
+    if client is None:
+        client = aioredis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        _clients[key] = client
+    return client
+
+
+async def close_all() -> None:
+    for key, client in list(_clients.items()):
+        try:
+            await client.close()
+        except Exception:  # closing on a dead loop: nothing more to do
+            pass
+        _clients.pop(key, None)
