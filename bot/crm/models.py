@@ -1,0 +1,332 @@
+"""ORM models of the CRM. Only `bot.crm` uses them: everyone else goes through `CRMStore`.
+
+Conventions, so a newcomer can predict every table:
+- `id` integer primary keys; children point at `guests.id` with ON DELETE CASCADE, so deleting a
+  guest (PIPL erasure) removes everything personal in one statement. The audit log keeps no FK:
+  it must outlive what it describes.
+- Every timestamp is a timezone-aware UTC `datetime` in Python (`UTCDateTime`), stored as
+  TIMESTAMPTZ on PostgreSQL and as naive UTC text on SQLite.
+- Closed vocabularies (tiers, statuses, ...) are plain strings checked in Python (`@validates`),
+  not database enums: later migrations can add a value without rewriting a type or constraint.
+- Sensitive fields use `EncryptedText` (Fernet at rest, see `bot.crm.crypto`).
+- Constraint names follow `NAMING_CONVENTION`, which Alembic's SQLite batch mode needs.
+
+The schema itself is created by the Alembic migrations in `bot/crm/migrations`, never by
+`create_all`; tests check that the models and the migrations agree.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import declarative_base, relationship, validates
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from bot.crm.crypto import EncryptedText
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Base = declarative_base(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+
+# ---- vocabularies (extend here; nothing in the database needs to change) ----------------------
+TIERS = ("普通", "银卡", "金卡", "铂金", "钻石")
+TRIP_PURPOSES = ("商务", "度假", "会议", "亲子", "蜜月", "纪念日")
+BOOKING_STATUSES = ("booked", "checked_in", "completed", "cancelled")
+ACTIVE_BOOKING_STATUSES = ("booked", "checked_in")
+ORDER_STATUSES = ("requested", "confirmed", "done", "cancelled")
+TICKET_KINDS = ("complaint", "data_deletion", "service_recovery")
+TICKET_SEVERITIES = ("routine", "major")
+TICKET_NATURES = ("service_failure", "force_majeure")
+TICKET_STATUSES = ("open", "acknowledged", "resolved", "closed")
+HANDOFF_STATUSES = ("requested", "active", "returned")
+PAGE_SUBJECTS = ("ticket", "order", "handoff")
+# Tag categories whose values are health data: stored encrypted (see PreferenceTag).
+SENSITIVE_TAG_CATEGORIES = frozenset({"allergy", "health"})
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic filter: leave alone tables in the database that no model declares (Rasa's SQL
+    tracker store shares the SQLite file), instead of proposing to drop them."""
+    return not (type_ == "table" and reflected and compare_to is None)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out, on every backend.
+
+    Naive datetimes are refused on the way in: we cannot know which zone they meant, and a silent
+    eight-hour shift (Asia/Shanghai vs UTC) is exactly the bug this type exists to prevent.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name == "sqlite":  # SQLite stores text without an offset: store UTC
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def _check(field: str, value, allowed) -> None:
+    if value is not None and value not in allowed:
+        raise ValueError(f"{field} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+class TimestampMixin:
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class Guest(TimestampMixin, Base):
+    """One person, keyed by the stable Rasa sender id; WeCom identities are kept beside it."""
+
+    __tablename__ = "guests"
+
+    id = Column(Integer, primary_key=True)
+    sender_id = Column(String(128), nullable=False, unique=True)
+    display_name = Column(String(64))
+    tier = Column(String(8), nullable=False, default="普通")
+    phone = Column(EncryptedText)
+    id_number = Column(EncryptedText)  # 身份证号
+    passport_number = Column(EncryptedText)
+    health_notes = Column(EncryptedText)  # allergies, conditions: free text from staff
+    birthday = Column(Date)
+    wecom_external_userid = Column(String(64), index=True)
+    kf_open_kfid = Column(String(64))
+    kf_external_userid = Column(String(64), index=True)
+    unionid = Column(String(64), index=True)
+    is_demo = Column(Boolean, nullable=False, default=False)
+
+    bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",
+                            passive_deletes=True, order_by="Booking.check_in")
+    tags = relationship("PreferenceTag", back_populates="guest", cascade="all, delete-orphan",
+                        passive_deletes=True)
+
+    @validates("tier")
+    def _v_tier(self, _key, value):
+        _check("tier", value, TIERS)
+        return value
+
+
+class Booking(TimestampMixin, Base):
+    """A stay. `property_id` is a key into the knowledge base (e.g. `sanya-haitang-resort`)."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (Index("ix_bookings_guest_id_check_in", "guest_id", "check_in"),)
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False)
+    property_id = Column(String(64), nullable=False)
+    city = Column(String(32))
+    check_in = Column(Date, nullable=False)
+    check_out = Column(Date, nullable=False)
+    room_type = Column(String(32))
+    purpose = Column(String(8))
+    party_size = Column(Integer, nullable=False, default=1)
+    status = Column(String(16), nullable=False, default="booked")
+    confirmation_no = Column(String(32), unique=True)
+
+    guest = relationship("Guest", back_populates="bookings")
+
+    @validates("purpose")
+    def _v_purpose(self, _key, value):
+        _check("purpose", value, TRIP_PURPOSES)
+        return value
+
+    @validates("status")
+    def _v_status(self, _key, value):
+        _check("booking status", value, BOOKING_STATUSES)
+        return value
+
+
+class PreferenceTag(TimestampMixin, Base):
+    """Something the guest revealed (bed, diet, interest...), with where and how sure we are.
+
+    One row per (guest, category, value): saying it again refreshes the row. For health
+    categories (SENSITIVE_TAG_CATEGORIES) `value` holds a keyed digest and the words themselves
+    live in `secret_value`, encrypted. `source_message` is the guest's own words: encrypted too.
+    """
+
+    __tablename__ = "preference_tags"
+    __table_args__ = (UniqueConstraint("guest_id", "category", "value"),)
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False)
+    category = Column(String(32), nullable=False)
+    value = Column(String(128), nullable=False)
+    secret_value = Column(EncryptedText)
+    source_message = Column(EncryptedText)
+    confidence = Column(Float, nullable=False, default=1.0)
+    active = Column(Boolean, nullable=False, default=True)
+
+    guest = relationship("Guest", back_populates="tags")
+
+    @property
+    def plain_value(self) -> str:
+        return self.secret_value if self.secret_value is not None else self.value
+
+
+class Order(TimestampMixin, Base):
+    """An add-on (airport pickup, diving, spa, late check-out...) the guest asked for."""
+
+    __tablename__ = "orders"
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    booking_id = Column(Integer, ForeignKey("bookings.id", ondelete="SET NULL"), index=True)
+    property_id = Column(String(64))
+    item = Column(String(64), nullable=False)
+    scheduled_at = Column(UTCDateTime)
+    party_size = Column(Integer)
+    flight_no = Column(String(16))
+    notes = Column(Text)
+    status = Column(String(16), nullable=False, default="requested")
+    sla_class = Column(String(32))
+
+    @validates("status")
+    def _v_status(self, _key, value):
+        _check("order status", value, ORDER_STATUSES)
+        return value
+
+
+class Ticket(Base):
+    """A complaint, a data-deletion request or a service-recovery case, with its SLA class."""
+
+    __tablename__ = "tickets"
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    booking_id = Column(Integer, ForeignKey("bookings.id", ondelete="SET NULL"))
+    kind = Column(String(24), nullable=False)
+    category = Column(String(32))
+    severity = Column(String(16), nullable=False, default="routine")
+    nature = Column(String(24))
+    description = Column(Text)
+    location = Column(String(128))
+    since_text = Column(String(64))
+    sla_class = Column(String(32))
+    status = Column(String(16), nullable=False, default="open")
+    rating = Column(Integer)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    resolved_at = Column(UTCDateTime)
+
+    @validates("kind", "severity", "nature", "status")
+    def _v_vocab(self, key, value):
+        _check(f"ticket {key}", value, {
+            "kind": TICKET_KINDS, "severity": TICKET_SEVERITIES,
+            "nature": TICKET_NATURES, "status": TICKET_STATUSES,
+        }[key])
+        return value
+
+
+class Handoff(Base):
+    """The guest asked for (or was given) a human advisor; the bot is silent while `active`."""
+
+    __tablename__ = "handoffs"
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    reason = Column(String(64), nullable=False)
+    status = Column(String(16), nullable=False, default="requested")
+    sla_class = Column(String(32))
+    advisor_userid = Column(String(64))
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    accepted_at = Column(UTCDateTime)
+    returned_at = Column(UTCDateTime)
+
+    @validates("status")
+    def _v_status(self, _key, value):
+        _check("handoff status", value, HANDOFF_STATUSES)
+        return value
+
+
+class Page(Base):
+    """One notification step to an advisor about a ticket/order/handoff (minimal on purpose:
+    the paging module extends it with its own migration)."""
+
+    __tablename__ = "pages"
+    __table_args__ = (Index("ix_pages_subject", "subject_type", "subject_id"),)
+
+    id = Column(Integer, primary_key=True)
+    subject_type = Column(String(16), nullable=False)
+    subject_id = Column(Integer, nullable=False)
+    step = Column(String(32), nullable=False)
+    recipient = Column(String(64))
+    due_at = Column(UTCDateTime)
+    sent_at = Column(UTCDateTime)
+    acknowledged_at = Column(UTCDateTime)
+    status = Column(String(16), nullable=False, default="pending")
+    attempt = Column(Integer, nullable=False, default=0)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    @validates("subject_type")
+    def _v_subject(self, _key, value):
+        _check("page subject_type", value, PAGE_SUBJECTS)
+        return value
+
+
+class Consent(Base):
+    """Append-only consent history: the newest row for (guest, purpose) is the one in force."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_guest_id_purpose", "guest_id", "purpose"),)
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False)
+    purpose = Column(String(32), nullable=False)
+    granted = Column(Boolean, nullable=False)
+    source = Column(String(64))
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class AuditLog(Base):
+    """Who did what to which record (PIPL: staff profile access, deletions). Never updated."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    id = Column(Integer, primary_key=True)
+    actor = Column(String(64), nullable=False)
+    action = Column(String(64), nullable=False)
+    subject_type = Column(String(32))
+    subject_id = Column(String(128))
+    detail = Column(JSON)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
