@@ -33,6 +33,11 @@ class Settings:
     wecom_api_base: str
     wecom_corp_id: str
     wecom: dict = field(default_factory=dict)
+    # Weather extras (bot.knowledge.weather): GeoAPI base (empty: derived from the API host),
+    # forecast length ("3d", "7d", "10d", "15d", "30d", as the QWeather plan allows), cache TTL.
+    qweather_geo_base: str | None = None
+    qweather_forecast_days: str = "7d"
+    weather_cache_ttl_s: int = 3600
 
     @property
     def is_sqlite(self) -> bool:
@@ -50,6 +55,9 @@ def load_settings() -> Settings:
         qweather_api_host=_env("QWEATHER_API_HOST", "https://devapi.qweather.com"),
         qweather_key=_env("QWEATHER_KEY"),
         weather_timeout_s=float(_env("WEATHER_TIMEOUT_S", "3")),
+        qweather_geo_base=_env("QWEATHER_GEO_BASE"),
+        qweather_forecast_days=_env("QWEATHER_FORECAST_DAYS", "7d"),
+        weather_cache_ttl_s=int(_env("WEATHER_CACHE_TTL_S", "3600")),
         crm_encryption_key=_env("CRM_ENCRYPTION_KEY"),
         sla_policy_file=Path(_env("SLA_POLICY_FILE", str(PROJECT_ROOT / "data" / "sla_policy.yml"))),
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),
