@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from bot.crm.store import CRMStore
 from bot.knowledge import answers
 from bot.knowledge.kb import KnowledgeBase
-from bot.knowledge.weather import WeatherProvider, WeatherUnavailable
+from bot.knowledge.weather import WeatherProvider, WeatherUnavailable, china_today
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class PreTripService:
     store: CRMStore
     kb: KnowledgeBase
     weather: WeatherProvider
-    today: Callable[[], dt.date] = field(default=dt.date.today)
+    today: Callable[[], dt.date] = field(default=china_today)
 
     # ---- entry points -------------------------------------------------------------------
     def answer(
@@ -62,7 +62,7 @@ class PreTripService:
         if not bookings:
             return Reply((answers.no_booking_answer(),), offered_human=True)
         if topic == "itinerary":
-            return Reply((answers.itinerary_answer([self._trip(b) for b in bookings]),))
+            return Reply((answers.itinerary_answer([self._trip(b) for b in bookings], kb=self.kb),))
 
         chosen = _pick(bookings, booking_id=booking_id, destination=destination)
         if chosen is None:
@@ -88,7 +88,7 @@ class PreTripService:
         if chosen is None:
             return self._ask_which_stay(topic, bookings)
         if topic == "itinerary":
-            return Reply((answers.itinerary_answer([self._trip(chosen)]),))
+            return Reply((answers.itinerary_answer([self._trip(chosen)], kb=self.kb),))
         return self._answer_for(topic, sender_id, chosen, amenity=amenity)
 
     # ---- helpers --------------------------------------------------------------------------
@@ -102,9 +102,10 @@ class PreTripService:
         if topic in ("weather", "packing"):
             forecasts = self._forecasts(trip)
             if topic == "weather":
-                text = answers.weather_answer(trip, forecasts, self.today())
-                return Reply((text, answers.packing_answer(trip, forecasts)))
-            return Reply((answers.packing_answer(trip, forecasts),))
+                text = answers.weather_answer(trip, forecasts, self.today(), kb=self.kb,
+                                              horizon_days=self.weather.horizon_days)
+                return Reply((text, answers.packing_answer(trip, forecasts, kb=self.kb)))
+            return Reply((answers.packing_answer(trip, forecasts, kb=self.kb),))
         if topic == "checkin":
             return Reply((answers.checkin_answer(prop),))
         if topic == "checkout":
@@ -115,12 +116,12 @@ class PreTripService:
             return Reply((answers.emergency_answer(prop),))
         # amenity
         if not amenity:
-            return Reply((answers.amenity_overview_answer(prop),))
+            return Reply((answers.amenity_overview_answer(prop, self.store.active_tag_values(sender_id)),))
         if self.kb.amenity(prop.id, amenity) is None:
-            return Reply((answers.unknown_fact_answer(prop, answers.amenity_label(amenity)),),
+            return Reply((answers.unknown_fact_answer(prop, answers.amenity_label(amenity, kb=self.kb)),),
                          offered_human=True)
         tags = self.store.active_tag_values(sender_id)
-        return Reply((answers.amenity_answer(prop, amenity, guest_tags=tags),))
+        return Reply((answers.amenity_answer(prop, amenity, guest_tags=tags, kb=self.kb),))
 
     def _forecasts(self, trip) -> list:
         try:

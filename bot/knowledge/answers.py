@@ -47,7 +47,7 @@ ORDER_STATUS = {  # order statuses as the guest reads them; unknown ones are sho
 # ---- formatting filters -------------------------------------------------------------------------
 def cn_date(d: date) -> str:
     """date(2025, 11, 30) -> "11月30日(周日)"."""
-    return f"{d.month}月{d.day}日({WEEKDAYS[d.weekday()]})"
+    return f"{d.month}月{d.day}日（{WEEKDAYS[d.weekday()]}）"
 
 
 def month_day(d: date) -> str:
@@ -63,6 +63,10 @@ def _fmt_when(value) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
+        # Stored in UTC; guests read hotel (China) time.
+        from bot.knowledge.weather import CHINA_TZ
+        if value.tzinfo is not None:
+            value = value.astimezone(CHINA_TZ)
         return f"{month_day(value)} {value:%H:%M}"
     if isinstance(value, date):
         return month_day(value)

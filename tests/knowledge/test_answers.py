@@ -31,7 +31,7 @@ def trip_from(today: date, days_ahead: int, nights: int, prop=SANYA, city="三�
 
 
 def test_cn_date():
-    assert cn_date(date(2026, 11, 29)) == "11月29日(周日)"
+    assert cn_date(date(2026, 11, 29)) == "11月29日（周日）"
     assert fmt_temp(28.0) == "28" and fmt_temp(27.5) == "27.5"
 
 
