@@ -1,0 +1,75 @@
+"""Pre-trip actions end to end through the real service container and a demo CRM."""
+from __future__ import annotations
+
+import pytest
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions._common import STORE_DOWN_TEXT
+from actions.pretrip import (ActionAnswerAmenity, ActionAnswerItinerary, ActionAnswerWeather,
+                             ActionChooseStay)
+from bot.crm.store import StoreUnavailable
+
+from .helpers import entity, tracker_for
+
+
+async def run(action, tracker):
+    dispatcher = CollectingDispatcher()
+    events = await action.run(dispatcher, tracker, {})
+    return dispatcher.messages, events
+
+
+async def test_weather_action_answers_from_the_booking(live_services):
+    booking = live_services.store.upcoming_bookings("demo-lin")[0]
+    messages, events = await run(ActionAnswerWeather(),
+                                 tracker_for("demo-lin", "三亚那几天天气咋样", "ask_weather"))
+    assert len(messages) == 2  # the forecast, then what to pack
+    assert f"{booking.check_in.month}月{booking.check_in.day}日" in messages[0]["text"]
+    assert events == [SlotSet("pending_topic", None)]
+
+
+async def test_amenity_entity_reaches_the_answer(live_services):
+    messages, _ = await run(ActionAnswerAmenity(), tracker_for(
+        "demo-lin", "早饭几点开始", "ask_amenity", entities=[entity("amenity", "breakfast")]))
+    assert "早餐" in messages[0]["text"]
+
+
+async def test_two_stays_ask_with_buttons_and_remember_the_question(live_services):
+    messages, events = await run(ActionAnswerWeather(),
+                                 tracker_for("demo-wang", "天气怎么样", "ask_weather"))
+    assert len(messages[-1]["buttons"]) == 2
+    assert all(b["payload"].startswith("/choose_stay") for b in messages[-1]["buttons"])
+    assert events == [SlotSet("pending_topic", "weather")]
+
+    messages, events = await run(ActionChooseStay(), tracker_for(
+        "demo-wang", "三亚的", "choose_stay", entities=[entity("destination", "三亚")],
+        slots={"pending_topic": "weather"}))
+    assert "三亚" in messages[0]["text"]
+    assert events == [SlotSet("pending_topic", None)]
+
+
+async def test_itinerary_for_a_guest_without_bookings(live_services):
+    messages, _ = await run(ActionAnswerItinerary(),
+                            tracker_for("demo-zhao", "我的行程", "ask_itinerary"))
+    assert "转人工" in messages[0]["text"]
+
+
+async def test_database_outage_gets_a_graceful_reply(live_services, monkeypatch):
+    def down(*args, **kwargs):
+        raise StoreUnavailable("connection refused")
+
+    monkeypatch.setattr(live_services.store, "upcoming_bookings", down)
+    messages, events = await run(ActionAnswerWeather(),
+                                 tracker_for("demo-lin", "天气", "ask_weather"))
+    assert messages[0]["text"] == STORE_DOWN_TEXT
+    assert events == []
+
+
+@pytest.mark.parametrize("cls", [ActionAnswerWeather, ActionAnswerAmenity, ActionChooseStay])
+def test_action_names_match_the_domain(cls):
+    import yaml
+
+    from bot.settings import PROJECT_ROOT
+
+    domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
+    assert cls().name() in domain["actions"]
