@@ -8,6 +8,7 @@ import functools
 from dataclasses import dataclass
 
 from bot.crm.store import CRMStore
+from bot.flows import Flows, build_flows
 from bot.knowledge.kb import KnowledgeBase
 from bot.knowledge.weather import get_weather_provider
 from bot.pretrip import PreTripService
@@ -20,6 +21,7 @@ class Services:
     store: CRMStore
     kb: KnowledgeBase
     pretrip: PreTripService
+    flows: Flows  # preferences, add-on orders, complaints, handoff, privacy, praise (+ spool)
 
 
 def build_services(settings: Settings) -> Services:
@@ -27,7 +29,8 @@ def build_services(settings: Settings) -> Services:
     kb = KnowledgeBase.load(settings.knowledge_dir)
     weather = get_weather_provider(settings, kb)
     return Services(settings=settings, store=store, kb=kb,
-                    pretrip=PreTripService(store=store, kb=kb, weather=weather))
+                    pretrip=PreTripService(store=store, kb=kb, weather=weather),
+                    flows=build_flows(store, kb=kb, redis_url=settings.redis_url))
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,1 @@
+"""Guest feedback: complaints (classified, ticketed, paged under the SLA) and praise."""
