@@ -16,6 +16,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 3
 
+# Rasa reads training data only from these folders (data/ also holds the knowledge base, demo
+# data and catalogues, which are not training data).
+RASA_DATA := data/nlu data/rules data/stories
+
 # What the model is trained from: any change here retrains, nothing else does.
 TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
                 bot/nlu/normalizer.py
@@ -49,7 +53,7 @@ demo: migrate
 
 $(MODEL_STAMP): $(STAMP) $(TRAIN_INPUTS)
 	@mkdir -p models
-	$(BIN)/rasa train --fixed-model-name concierge --out models
+	$(BIN)/rasa train --data $(RASA_DATA) --fixed-model-name concierge --out models
 	@touch $(MODEL_STAMP)
 
 train: $(MODEL_STAMP)
@@ -62,7 +66,7 @@ shell: train
 	$(BIN)/rasa shell -m models/concierge.tar.gz --endpoints endpoints.yml
 
 test: train
-	$(BIN)/rasa data validate --fail-on-warnings
+	$(BIN)/rasa data validate --data $(RASA_DATA) --fail-on-warnings
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 eval: train

@@ -1,0 +1,54 @@
+"""The done-when of the foundation: a demo guest asks in Chinese over the REST channel and gets
+an answer built from their own booking dates and the forecast."""
+from __future__ import annotations
+
+import pytest
+
+from bot.crm.store import CRMStore
+from bot.knowledge.answers import fmt_temp
+from bot.knowledge.kb import KnowledgeBase
+from bot.knowledge.weather import DemoWeatherProvider
+from bot.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.rasa_model
+
+
+def texts(replies):
+    return "\n".join(r.get("text", "") for r in replies)
+
+
+def test_weather_and_packing_from_the_booking(rasa_stack):
+    replies = rasa_stack.say("demo-lin", "我下周去三亚，天气怎么样？要带什么衣服？")
+    answer = texts(replies)
+
+    store = CRMStore(rasa_stack.database_url)
+    booking = store.upcoming_bookings("demo-lin")[0]
+    store.close()
+    kb = KnowledgeBase.load(PROJECT_ROOT / "data" / "knowledge")
+    forecast = DemoWeatherProvider(kb).daily("三亚", booking.check_in, booking.check_out)
+
+    assert f"{booking.check_in.month}月{booking.check_in.day}日" in answer
+    for day in forecast:
+        assert f"{fmt_temp(day.temp_min)}~{fmt_temp(day.temp_max)}°C" in answer
+    assert "建议您带上" in answer or "带上" in answer
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("几点可以办入住呀", "15:00"),
+    ("請問早餐幾點開始？", "早餐"),
+    ("从凤凰机场怎么过去酒店", "凤凰"),
+    ("万一孩子生病了附近有医院吗", "医院"),
+])
+def test_pretrip_questions_in_natural_chinese(rasa_stack, message, expected):
+    assert expected in texts(rasa_stack.say("demo-lin", message))
+
+
+def test_guest_with_two_stays_is_asked_which(rasa_stack):
+    replies = rasa_stack.say("demo-wang", "那边天气怎么样")
+    assert any(len(r.get("buttons") or []) == 2 for r in replies)
+    follow = texts(rasa_stack.say("demo-wang", "三亚那个"))
+    assert "三亚" in follow and "天气" in follow
+
+
+def test_guest_without_booking_is_offered_a_human(rasa_stack):
+    assert "转人工" in texts(rasa_stack.say("demo-zhao", "我的行程是怎么安排的"))
