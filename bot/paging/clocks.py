@@ -100,21 +100,26 @@ def plan_clock(policy: Policy, sla_class: str, created_at: dt.datetime,
     )
 
 
-def step_decision(until: str, state: str) -> str:
-    """FIRE or SKIP for a due step whose clock is in `state`.
+def step_decision(until: str, state: str, *, due_at: Optional[dt.datetime] = None,
+                  acknowledged_at: Optional[dt.datetime] = None) -> str:
+    """FIRE or SKIPPED for a due step whose clock is in `state`.
 
-    `until: ack` steps stop once someone acknowledged (or it was resolved/cancelled);
-    `until: resolve` steps stop once resolved or cancelled; `until: none` steps always fire
-    unless the clock was cancelled.
+    A step fires unless the clock got where its `until` says no later than the step fell due:
+    - `until: ack` steps stop once someone acknowledged at or before `due_at` (an acknowledgement
+      exactly at the deadline meets it); a step that fell due *before* a late acknowledgement
+      still fires (the breach happened; the worker was just slow or down);
+    - `until: resolve` steps stop once resolved;
+    - a resolved or cancelled clock fires nothing but `until: none` notices (cancelled: nothing).
     """
     if state not in CLOCK_STATES:
         raise ValueError(f"unknown clock state {state!r}")
     if state == CANCELLED:
         return SKIPPED
-    if until == "ack" and state in (ACKNOWLEDGED, RESOLVED):
-        return SKIPPED
-    if until == "resolve" and state == RESOLVED:
-        return SKIPPED
+    if state == RESOLVED:
+        return FIRE if until == "none" else SKIPPED
+    if until == "ack" and acknowledged_at is not None:
+        if due_at is None or _aware(acknowledged_at, "acknowledged_at") <= _aware(due_at, "due_at"):
+            return SKIPPED
     return FIRE
 
 

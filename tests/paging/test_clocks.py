@@ -89,19 +89,27 @@ def test_human_request_in_service_hours_starts_now():
     assert not plan.deferred and plan.ack_due_at == at + dt.timedelta(minutes=5)
 
 
-@pytest.mark.parametrize("until,state,expected", [
-    ("ack", "running", "fire"),
-    ("ack", "acknowledged", "skipped"),
-    ("ack", "resolved", "skipped"),
-    ("ack", "cancelled", "skipped"),
-    ("resolve", "running", "fire"),
-    ("resolve", "acknowledged", "fire"),
-    ("resolve", "resolved", "skipped"),
-    ("none", "resolved", "fire"),
-    ("none", "cancelled", "skipped"),
+ACK_DUE = T0 + dt.timedelta(minutes=10)
+
+
+@pytest.mark.parametrize("until,state,acked,expected", [
+    ("ack", "running", None, "fire"),
+    ("ack", "acknowledged", -1, "skipped"),      # acknowledged just before the step fell due
+    ("ack", "acknowledged", 0, "skipped"),       # exactly at it: met, no escalation
+    ("ack", "acknowledged", 0.001, "fire"),      # just after: the step was due first, it fires
+    ("ack", "resolved", -60, "skipped"),
+    ("ack", "resolved", 60, "skipped"),          # resolved: nothing left to escalate
+    ("ack", "cancelled", None, "skipped"),
+    ("resolve", "running", None, "fire"),
+    ("resolve", "acknowledged", -60, "fire"),
+    ("resolve", "resolved", -60, "skipped"),
+    ("none", "resolved", -60, "fire"),           # notices to the guest after resolving
+    ("none", "cancelled", None, "skipped"),
 ])
-def test_step_decision(until, state, expected):
-    assert clocks.step_decision(until, state) == expected
+def test_step_decision(until, state, acked, expected):
+    acknowledged_at = None if acked is None else ACK_DUE + dt.timedelta(seconds=acked)
+    assert clocks.step_decision(until, state, due_at=ACK_DUE,
+                                acknowledged_at=acknowledged_at) == expected
 
 
 def test_step_decision_rejects_unknown_state():

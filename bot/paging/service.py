@@ -1,0 +1,400 @@
+"""What advisors' commands do, and the guest-side hooks (rating, messages during a takeover).
+
+`PagingService.handle_command(userid, text)` parses a WeCom app message (bot.paging.commands),
+changes the case in the database (bot.paging.store: one transaction, row-locked), mirrors the
+change onto the ticket / order / handoff (CRMStore), audits who did what and when, moves the
+conversation (bot.paging.handoff), gets the guest's notice out at once (the notice is a step, so
+the worker would deliver it anyway if this process died now) and returns the confirmation.
+
+`on_app_message` is the handler the WeCom channel calls (`bot.wecom.app.register_app_handler`).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import re
+import unicodedata
+from typing import Callable, Optional
+
+from bot.paging import clocks as rules
+from bot.paging.clocks import local_time_text
+from bot.paging.commands import (
+    ACK,
+    HANDBACK,
+    HELP,
+    HELP_TEXT,
+    NOTE,
+    QUEUE,
+    REPLY,
+    RESOLVE,
+    TAKEOVER,
+    Command,
+    CommandError,
+    parse,
+)
+from bot.paging.context import GuestContext
+from bot.paging.handoff import HandoffController
+from bot.paging.pager import Messenger, guest_text
+from bot.paging.policy import Policy, format_duration
+from bot.paging.store import ClockDTO, ClockNotFound, PagingStore
+from bot.paging.worker import PagingWorker, utcnow
+
+log = logging.getLogger(__name__)
+
+STATE_WORDS = {rules.RESOLVED: "已结案", rules.CANCELLED: "已取消"}
+# What acknowledging / resolving means for the CRM record of each subject.
+ACK_STATUS = {"ticket": "acknowledged", "order": "confirmed", "handoff": "active"}
+RESOLVE_STATUS = {"ticket": "resolved", "order": "done", "handoff": "returned"}
+
+_RATING_RE = re.compile(r"^\s*([1-5一二三四五])\s*(?:分|星|颗星|顆星)?\s*[!！。.~～👍]*\s*$")
+_CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
+
+
+def parse_rating(text: str) -> Optional[int]:
+    """'5', '５', '5分', '五星', '⭐⭐⭐⭐' → 1..5; anything else → None."""
+    if not text:
+        return None
+    clean = unicodedata.normalize("NFKC", text).strip()
+    stars = clean.replace("\ufe0f", "")
+    if stars and set(stars) <= {"⭐", "★"} and 1 <= len(stars) <= 5:
+        return len(stars)
+    match = _RATING_RE.match(clean)
+    if not match:
+        return None
+    value = match.group(1)
+    return _CN_DIGITS.get(value) or int(value)
+
+
+class PagingService:
+    def __init__(self, store: PagingStore, policy: Policy, messenger: Messenger, *,
+                 crm=None, handoff: Optional[HandoffController] = None,
+                 context: Optional[GuestContext] = None,
+                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None):
+        self.store = store
+        self.policy = policy
+        self.messenger = messenger
+        self.crm = crm
+        self.handoff = handoff
+        self.clock = clock
+        self.notices = PagingWorker(store, policy, messenger, context=context, clock=clock,
+                                    worker_id=worker_id or f"app:{os.getpid()}")
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _name(self, userid: Optional[str]) -> str:
+        if not userid:
+            return "—"
+        person = self.policy.people().get(userid)
+        return person.name if person else userid
+
+    def _label(self, clock: ClockDTO) -> str:
+        try:
+            return self.policy.sla_class(clock.sla_class, clock.property_id).label
+        except KeyError:
+            return clock.sla_class
+
+    async def _guest_name(self, clock: ClockDTO) -> str:
+        if self.crm is None:
+            return clock.sender_id
+        try:
+            guest = await asyncio.to_thread(self.crm.find_guest, clock.sender_id)
+        except Exception:
+            return clock.sender_id
+        return (guest.display_name if guest and guest.display_name else None) or clock.sender_id
+
+    async def _audit(self, userid: str, action: str, clock: ClockDTO, **detail) -> None:
+        if self.crm is None:
+            return
+        try:
+            await asyncio.to_thread(self.crm.record_audit, f"advisor:{userid}", action,
+                                    clock.subject_type, clock.subject_id,
+                                    {"case": clock.id, **detail})
+        except Exception as exc:
+            log.error("audit %s on case #%s not recorded: %s", action, clock.id, exc)
+
+    async def _mirror(self, clock: ClockDTO, status: str, advisor: Optional[str] = None) -> None:
+        """Move the ticket / order / handoff on in the CRM (the clock is the SLA's truth)."""
+        if self.crm is None:
+            return
+        try:
+            if clock.subject_type == "ticket":
+                await asyncio.to_thread(self.crm.set_ticket_status, clock.subject_id, status)
+            elif clock.subject_type == "order":
+                await asyncio.to_thread(self.crm.set_order_status, clock.subject_id, status)
+            else:
+                await asyncio.to_thread(self.crm.set_handoff_status, clock.subject_id, status,
+                                        advisor_userid=advisor)
+        except Exception as exc:
+            log.error("case #%s: %s %s not set to %s: %s", clock.id, clock.subject_type,
+                      clock.subject_id, status, exc)
+
+    async def fire_notices(self, case_id: int) -> None:
+        """Deliver the case's due guest notices now (claimed like any step: exactly once)."""
+        now = self.clock()
+        for step in await asyncio.to_thread(self.store.steps, case_id, statuses=[rules.PENDING]):
+            if step.step.startswith("guest_") and step.due_at <= now:
+                claimed = await asyncio.to_thread(self.store.claim_step, step.id,
+                                                  self.notices.worker_id, now,
+                                                  lease=self.notices.lease)
+                if claimed:
+                    try:
+                        await self.notices.fire(step.id)
+                    except Exception:
+                        log.exception("notice %s of case #%s: left to the worker", step.step, case_id)
+
+    def _deadline_note(self, clock: ClockDTO, now: dt.datetime) -> str:
+        if clock.resolve_due_at is None:
+            return "请持续向客人更新进展"
+        when = local_time_text(self.policy, clock.resolve_due_at, now)
+        if now > clock.resolve_due_at:
+            return f"解决时限 {when} 已过"
+        return f"请在 {when} 前解决"
+
+    def _ack_late(self, clock: ClockDTO) -> str:
+        if clock.acknowledged_at and clock.acknowledged_at > clock.ack_due_at:
+            return f"（超时 {format_duration(clock.acknowledged_at - clock.ack_due_at)}）"
+        return ""
+
+    async def _pick_case(self, userid: str, command: Command) -> ClockDTO | str:
+        """The case a command is about: its number, else the advisor's only matching case."""
+        if command.case_id is not None:
+            try:
+                return await asyncio.to_thread(self.store.clock, command.case_id)
+            except ClockNotFound:
+                return f"没有编号为 {command.case_id} 的单，请核对卡片上的编号（发送“队列”查看）。"
+        mine = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES, holder=userid)
+        if command.verb == ACK:
+            mine = [c for c in mine if c.state == rules.RUNNING]
+        elif command.verb == HANDBACK:
+            mine = [c for c in mine if c.takeover_userid == userid and c.handed_back_at is None]
+        if len(mine) == 1:
+            return mine[0]
+        verb_word = {ACK: "接单", TAKEOVER: "接管", HANDBACK: "交还"}[command.verb]
+        if not mine:
+            return f"请写上编号，例如：{verb_word} 12（发送“队列”查看您的单）。"
+        numbers = "、".join(f"#{c.id}" for c in mine[:10])
+        return f"您有多个单（{numbers}），请写上编号，例如：{verb_word} {mine[0].id}"
+
+    async def _case_by_guest(self, userid: str, name: str) -> ClockDTO | str:
+        """接管 客人: the guest's open case (their newest), matched by name or sender id."""
+        candidates = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        matches = []
+        for clock in candidates:
+            if clock.sender_id == name or await self._guest_name(clock) == name:
+                matches.append(clock)
+        if not matches:
+            return f"没有找到“{name}”的待处理单。请用“接管 N”（N 为卡片上的编号），或发送“队列”查看。"
+        senders = {c.sender_id for c in matches}
+        if len(senders) > 1:
+            numbers = "、".join(f"#{c.id}" for c in matches[:10])
+            return f"有多位客人叫“{name}”（{numbers}），请用“接管 N”。"
+        return max(matches, key=lambda c: c.created_at)
+
+    # ---- the commands ---------------------------------------------------------------------
+    async def handle_command(self, userid: str, text: str) -> str:
+        """The confirmation (or the reason why not) for one advisor message."""
+        try:
+            command = parse(text)
+        except CommandError as exc:
+            return exc.reply
+        if command.verb == HELP:
+            return HELP_TEXT
+        if userid not in self.policy.people():
+            return (f"您（{userid}）不在值班名单中，不能处理单。请主管把您加入 SLA 策略文件"
+                    f"（{os.path.basename(self.policy.source)}）的 roster。")
+        if command.verb == QUEUE:
+            return await self.queue_text(userid)
+        if command.verb == TAKEOVER and command.case_id is None and command.guest:
+            clock = await self._case_by_guest(userid, command.guest)
+        else:
+            clock = await self._pick_case(userid, command)
+        if isinstance(clock, str):
+            return clock
+        handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
+                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply}[command.verb]
+        return await handler(userid, clock, command)
+
+    async def _ack(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        if clock.subject_type == "handoff":  # the guest asked for a person: joining is the ack
+            return await self._take_over(userid, clock, command)
+        now = self.clock()
+        clock, outcome = await asyncio.to_thread(self.store.acknowledge, clock.id, userid, now)
+        label, guest = self._label(clock), await self._guest_name(clock)
+        if outcome == "closed":
+            return f"#{clock.id} {STATE_WORDS.get(clock.state, clock.state)}，无需接单。"
+        if outcome == "taken":
+            return (f"#{clock.id} 已由 {self._name(clock.assignee_userid)} 于 "
+                    f"{local_time_text(self.policy, clock.acknowledged_at, now)} 接单。")
+        if outcome == "already_yours":
+            return f"您已接过 #{clock.id}（{label} · {guest}）。{self._deadline_note(clock, now)}。"
+        await self._mirror(clock, ACK_STATUS[clock.subject_type])
+        await self._audit(userid, "sla.acknowledge", clock, late=bool(self._ack_late(clock)))
+        await self.fire_notices(clock.id)
+        return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
+                f"客人已收到通知。{self._deadline_note(clock, now)}，完成后回复“解决 {clock.id} 说明”。")
+
+    async def _take_over(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        now = self.clock()
+        clock, outcome = await asyncio.to_thread(self.store.take_over, clock.id, userid, now)
+        guest = await self._guest_name(clock)
+        if outcome == "closed":
+            return f"#{clock.id} {STATE_WORDS.get(clock.state, clock.state)}，无法接管。"
+        if outcome == "taken":
+            return f"#{clock.id} 的客人 {guest} 正由 {self._name(clock.takeover_userid)} 接待。"
+        if outcome == "already_yours":
+            return f"您正在接待 #{clock.id} 的客人 {guest}。结束后回复“交还 {clock.id}”。"
+        await self._mirror(clock, ACK_STATUS[clock.subject_type], advisor=userid)
+        await self.fire_notices(clock.id)  # before the 微信客服 session moves to the advisor
+        problems = await self.handoff.take_over(clock.sender_id, userid) if self.handoff else []
+        await self._audit(userid, "sla.take_over", clock, problems=problems or None)
+        text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
+                f"结束后回复“交还 {clock.id}”。")
+        if problems:
+            text += "\n注意：" + "；".join(problems)
+        return text
+
+    async def _note(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        await asyncio.to_thread(self.store.add_note, clock.id, userid, "note", command.text)
+        await self._audit(userid, "sla.note", clock)
+        return f"已备注 #{clock.id}。"
+
+    async def _reply(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        if clock.sender_id.startswith("kf:") and clock.takeover_userid and clock.handed_back_at is None:
+            return "该客人正由您在微信客服中接待，请直接在微信客服里回复。"
+        try:
+            await self.messenger.guest_text(clock.sender_id, f"{self._name(userid)}：{command.text}",
+                                            dedupe_key=f"relay:{clock.id}:{int(self.clock().timestamp() * 1000)}")
+        except Exception as exc:
+            return f"#{clock.id} 回复未发出：{exc}"
+        await asyncio.to_thread(self.store.add_note, clock.id, userid, "relay", command.text)
+        await self._audit(userid, "sla.reply", clock)
+        return f"已发送给客人 {await self._guest_name(clock)}（#{clock.id}）。"
+
+    async def _resolve(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        now = self.clock()
+        problems = []
+        if clock.takeover_userid and clock.handed_back_at is None and self.handoff:
+            problems = await self.handoff.hand_back(clock.sender_id)
+        clock, outcome = await asyncio.to_thread(self.store.resolve, clock.id, userid,
+                                                 command.text, now)
+        if outcome == "closed":
+            return f"#{clock.id} {STATE_WORDS.get(clock.state, clock.state)}。"
+        await self._mirror(clock, RESOLVE_STATUS[clock.subject_type])
+        ack = rules.outcome(clock.ack_due_at, clock.acknowledged_at, now)
+        res = rules.outcome(clock.resolve_due_at, clock.resolved_at, now)
+        await self._audit(userid, "sla.resolve", clock, ack=ack, resolve=res, problems=problems or None)
+        await self.fire_notices(clock.id)
+        words = {"met": "按时", "missed": "超时", "none": "—", "pending": "—"}
+        cls = self.policy.sla_class(clock.sla_class, clock.property_id)
+        text = (f"已结案 #{clock.id}（接单{words[ack]}，解决{words[res]}）。客人已收到处理说明"
+                f"{'并被邀请评分' if cls.ask_rating else ''}。")
+        if problems:
+            text += "\n注意：" + "；".join(problems)
+        return text
+
+    async def _hand_back(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        now = self.clock()
+        if not clock.takeover_userid or clock.handed_back_at is not None:
+            return f"#{clock.id} 目前没有人工接管，机器人正常接待。"
+        problems = await self.handoff.hand_back(clock.sender_id) if self.handoff else []
+        clock, outcome = await asyncio.to_thread(self.store.hand_back, clock.id, userid, now)
+        if outcome != "handed_back":
+            return f"#{clock.id} 目前没有人工接管，机器人正常接待。"
+        if clock.subject_type == "handoff":  # the person the guest asked for has been and gone
+            clock, _ = await asyncio.to_thread(self.store.resolve, clock.id, userid,
+                                               "人工服务结束，交还机器人", now, notice=False)
+            await self._mirror(clock, RESOLVE_STATUS["handoff"])
+        await self._audit(userid, "sla.hand_back", clock, problems=problems or None)
+        await self.fire_notices(clock.id)
+        text = f"已交还 #{clock.id}：机器人恢复接待 {await self._guest_name(clock)}。"
+        if clock.is_open:
+            text += f"该单仍未结案，{self._deadline_note(clock, now)}。"
+        if problems:
+            text += "\n注意：" + "；".join(problems)
+        return text
+
+    async def queue_text(self, userid: str) -> str:
+        now = self.clock()
+        open_cases = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        mine = [c for c in open_cases if c.holder == userid]
+        waiting = [c for c in open_cases if c.state == rules.RUNNING and c.holder != userid]
+
+        async def line(c: ClockDTO) -> str:
+            if c.state == rules.RUNNING:
+                due, what = c.ack_due_at, "接单"
+            else:
+                due, what = c.resolve_due_at, "解决"
+            deadline = "" if due is None else f" · {what} {local_time_text(self.policy, due, now)} 前"
+            if due is not None and now > due:
+                deadline += f"（已超时 {format_duration(now - due)}）"
+            talking = " · 接管中" if c.takeover_userid and c.handed_back_at is None else ""
+            return f"#{c.id} {self._label(c)} · {await self._guest_name(c)}{deadline}{talking}"
+
+        parts = [f"您的待办（{len(mine)}）："]
+        parts += [await line(c) for c in mine[:15]] or ["无"]
+        parts.append(f"待接单（{len(waiting)}）：")
+        parts += [await line(c) for c in waiting[:15]] or ["无"]
+        return "\n".join(parts)
+
+    async def on_app_message(self, message) -> bool:
+        """The WeCom app handler: answer every text an advisor sends; ignore app events."""
+        if getattr(message, "msgtype", None) != "text":
+            return False
+        reply = await self.handle_command(message.userid, message.text or "")
+        dedupe = f"paging:reply:{message.msgid}" if getattr(message, "msgid", None) else None
+        await self.messenger.app_text(message.userid, reply, dedupe_key=dedupe)
+        return True
+
+    # ---- the guest side -------------------------------------------------------------------
+    async def maybe_record_rating(self, sender_id: str, text: str) -> Optional[str]:
+        """If the guest answers a rating request with 1-5, store it and return the thanks (the
+        caller sends it and does not pass the message to the bot); else None."""
+        score = parse_rating(text)
+        if score is None:
+            return None
+        now = self.clock()
+        clock = await asyncio.to_thread(self.store.awaiting_rating, sender_id, now)
+        if clock is None:
+            return None
+        clock, stored = await asyncio.to_thread(self.store.record_rating, clock.id, score, now)
+        if not stored:
+            return None
+        if self.crm is not None and clock.subject_type == "ticket":
+            try:
+                await asyncio.to_thread(self.crm.set_ticket_status, clock.subject_id, "resolved",
+                                        rating=score)
+            except Exception as exc:
+                log.error("rating of case #%s not copied to ticket %s: %s", clock.id, clock.subject_id, exc)
+        if self.crm is not None:
+            try:
+                await asyncio.to_thread(self.crm.record_audit, f"guest:{sender_id}", "sla.rating",
+                                        clock.subject_type, clock.subject_id,
+                                        {"case": clock.id, "rating": score})
+            except Exception as exc:
+                log.error("audit of the rating of case #%s failed: %s", clock.id, exc)
+        if score <= 2:  # a poor rating is worth a supervisor's look
+            prop = self.policy.property(clock.property_id)
+            for person in prop.supervisors:
+                try:
+                    await self.messenger.app_text(
+                        person.userid,
+                        f"客人 {await self._guest_name(clock)} 对 #{clock.id}（{self._label(clock)}，"
+                        f"处理人 {self._name(clock.resolved_by)}）评分 {score} 分，请关注。",
+                        dedupe_key=f"paging:lowrating:{clock.id}:{person.userid}")
+                except Exception as exc:
+                    log.warning("low rating alert to %s failed: %s", person.userid, exc)
+        return guest_text("guest_rating_thanks", self.policy, label=self._label(clock),
+                          case_id=clock.id, now=now)
+
+    async def forward_guest_message(self, sender_id: str, text: str) -> bool:
+        """While an advisor has taken over (bot paused), what the guest writes goes to them in the
+        app too (微信客服 guests excepted: the advisor sees those in 微信客服 itself)."""
+        clock = await asyncio.to_thread(self.store.active_takeover, sender_id)
+        if clock is None or sender_id.startswith("kf:"):
+            return False
+        await self.messenger.app_text(
+            clock.takeover_userid,
+            f"【#{clock.id} {await self._guest_name(clock)}】{text}\n（回复客人：回复 {clock.id} 内容）")
+        return True

@@ -1,0 +1,641 @@
+"""Database side of paging: clocks, steps, notes (bot/paging/models.py), synchronous and short.
+
+Every method is one transaction and returns frozen DTOs. Async callers (the worker, the app
+command handler) run them through `asyncio.to_thread`.
+
+Concurrency, the part that makes "exactly once" true:
+- A clock is created at most once per subject: `UNIQUE(subject_type, subject_id)`; a second
+  creator gets IntegrityError and reads the existing clock instead.
+- A step is claimed by moving it pending → firing with `UPDATE ... WHERE status = 'pending'`
+  (compare-and-set: exactly one claimer sees rowcount 1). On PostgreSQL the candidates are first
+  selected `FOR UPDATE SKIP LOCKED`, so several workers take disjoint batches without waiting on
+  each other. SQLite has no row locks: there the compare-and-set alone decides (and one worker
+  is the supported set-up, since SQLite serialises writers anyway).
+- A claim carries a lease. A worker that dies mid-step leaves it `firing`; once the lease has
+  run out any worker puts it back to pending and fires it (skipping recipients already recorded
+  as delivered).
+- `UNIQUE(subject_type, subject_id, step)`: a step exists once, so it cannot be sent twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from bot.crm import models as m
+from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
+from bot.paging import clocks as rules
+from bot.paging.clocks import ClockPlan
+from bot.paging.models import SlaClock, SlaNote, SlaStep
+
+log = logging.getLogger(__name__)
+
+OPEN_SUBJECT_STATUS = {"ticket": ("open",), "order": ("requested",), "handoff": ("requested",)}
+# Targets of the notices advisors' actions create (not usable in the policy file).
+GUEST_ACK, GUEST_RESOLVED, GUEST_TAKEOVER, GUEST_HANDBACK = (
+    "guest_ack", "guest_resolved", "guest_takeover", "guest_handback")
+
+
+def _utc(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    subject_type: str
+    subject_id: int
+    guest_id: int
+    sender_id: str
+    sla_class: str
+    property_id: Optional[str]
+    summary: str
+    created_at: dt.datetime
+    status: str
+
+
+@dataclass(frozen=True)
+class ClockDTO:
+    id: int
+    subject_type: str
+    subject_id: int
+    guest_id: int
+    sender_id: str
+    sla_class: str
+    property_id: str
+    summary: Optional[str]
+    created_at: dt.datetime
+    started_at: dt.datetime
+    ack_due_at: dt.datetime
+    resolve_due_at: Optional[dt.datetime]
+    state: str
+    paged_userid: Optional[str]
+    assignee_userid: Optional[str]
+    acknowledged_at: Optional[dt.datetime]
+    acknowledged_by: Optional[str]
+    takeover_userid: Optional[str]
+    takeover_at: Optional[dt.datetime]
+    handed_back_at: Optional[dt.datetime]
+    resolved_at: Optional[dt.datetime]
+    resolved_by: Optional[str]
+    resolution: Optional[str]
+    rating: Optional[int]
+    rated_at: Optional[dt.datetime]
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in rules.OPEN_STATES
+
+    @property
+    def holder(self) -> Optional[str]:
+        """Who has it now: the advisor talking to the guest, else the assignee, else the paged."""
+        return self.takeover_userid or self.assignee_userid or self.paged_userid
+
+
+@dataclass(frozen=True)
+class StepDTO:
+    id: int
+    clock_id: int
+    subject_type: str
+    subject_id: int
+    step: str
+    notify: tuple
+    until: str
+    due_at: dt.datetime
+    status: str
+    late: Optional[bool]
+    claimed_by: Optional[str]
+    lease_until: Optional[dt.datetime]
+    attempts: int
+    fired_at: Optional[dt.datetime]
+    recipients: tuple
+    delivered: tuple
+    error: Optional[str]
+
+
+@dataclass(frozen=True)
+class NoteDTO:
+    id: int
+    clock_id: int
+    author: str
+    kind: str
+    text: str
+    created_at: dt.datetime
+
+
+def _clock_dto(row: SlaClock) -> ClockDTO:
+    values = {}
+    for f in dataclasses.fields(ClockDTO):
+        value = getattr(row, f.name)
+        values[f.name] = _utc(value) if isinstance(value, dt.datetime) else value
+    return ClockDTO(**values)
+
+
+def _step_dto(row: SlaStep) -> StepDTO:
+    return StepDTO(
+        id=row.id, clock_id=row.clock_id, subject_type=row.subject_type,
+        subject_id=row.subject_id, step=row.step, notify=tuple(row.notify or ()),
+        until=row.until, due_at=_utc(row.due_at), status=row.status, late=row.late,
+        claimed_by=row.claimed_by, lease_until=_utc(row.lease_until), attempts=row.attempts,
+        fired_at=_utc(row.fired_at), recipients=tuple(row.recipients or ()),
+        delivered=tuple(row.delivered or ()), error=row.error)
+
+
+def _note_dto(row: SlaNote) -> NoteDTO:
+    return NoteDTO(row.id, row.clock_id, row.author, row.kind, row.text, _utc(row.created_at))
+
+
+class ClockNotFound(LookupError):
+    def __init__(self, case_id: Any):
+        super().__init__(f"no case #{case_id}")
+        self.case_id = case_id
+
+
+class PagingStore:
+    """Clocks, steps and notes. `PagingStore(url_or_engine)`; thread-safe."""
+
+    def __init__(self, engine_or_url: EngineOrUrl = None):
+        self._owns_engine = not isinstance(engine_or_url, Engine)
+        self.engine: Engine = as_engine(engine_or_url)
+        self._factory = make_session_factory(self.engine)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def _session(self):
+        return session_scope(self._factory)
+
+    # ---- subjects -------------------------------------------------------------------------
+    @staticmethod
+    def _subject_rows(s, subject_type: str, where: Sequence, limit: int | None = None):
+        model = {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type]
+        stmt = (select(model, m.Guest.sender_id).join(m.Guest, m.Guest.id == model.guest_id)
+                .where(*where).order_by(model.id))
+        if limit:
+            stmt = stmt.limit(limit)
+        return model, s.execute(stmt).all()
+
+    @staticmethod
+    def _property_of(s, subject_type: str, row, now: dt.datetime) -> Optional[str]:
+        if subject_type == "order" and row.property_id:
+            return row.property_id
+        booking_id = getattr(row, "booking_id", None)
+        if booking_id:
+            prop = s.execute(select(m.Booking.property_id).where(m.Booking.id == booking_id)).scalar()
+            if prop:
+                return prop
+        # The guest's current stay, else the next one, else the latest.
+        today = (now + dt.timedelta(hours=8)).date()  # China local date
+        bookings = s.execute(select(m.Booking.property_id, m.Booking.check_in, m.Booking.check_out)
+                             .where(m.Booking.guest_id == row.guest_id,
+                                    m.Booking.status != "cancelled")
+                             .order_by(m.Booking.check_in)).all()
+        current = [b for b in bookings if b.check_in <= today <= b.check_out]
+        upcoming = [b for b in bookings if b.check_in > today]
+        pick = (current or upcoming or bookings[-1:] or [None])[0]
+        return pick.property_id if pick else None
+
+    @staticmethod
+    def _summary(subject_type: str, row) -> str:
+        if subject_type == "ticket":
+            parts = [row.category, row.description, f"地点：{row.location}" if row.location else None,
+                     f"自{row.since_text}" if row.since_text else None]
+            return "；".join(p for p in parts if p) or row.kind
+        if subject_type == "order":
+            when = ""
+            if row.scheduled_at:
+                local = _utc(row.scheduled_at) + dt.timedelta(hours=8)
+                when = local.strftime("%m-%d %H:%M")
+            parts = [row.item, when, f"{row.party_size}人" if row.party_size else None,
+                     f"航班 {row.flight_no}" if row.flight_no else None, row.notes]
+            return "；".join(p for p in parts if p)
+        return f"客人要求人工服务（{row.reason}）"
+
+    def _info(self, s, subject_type: str, row, sender_id: str, now: dt.datetime) -> SubjectInfo:
+        return SubjectInfo(
+            subject_type=subject_type, subject_id=row.id, guest_id=row.guest_id,
+            sender_id=sender_id, sla_class=row.sla_class,
+            property_id=self._property_of(s, subject_type, row, now),
+            summary=self._summary(subject_type, row), created_at=_utc(row.created_at),
+            status=row.status)
+
+    def unclocked_subjects(self, since: dt.datetime, now: dt.datetime,
+                           limit: int = 500) -> list[SubjectInfo]:
+        """New tickets/orders/handoffs with an SLA class, created after `since`, still open, and
+        without a clock yet (oldest first)."""
+        found: list[SubjectInfo] = []
+        with self._session() as s:
+            for subject_type, statuses in OPEN_SUBJECT_STATUS.items():
+                model = {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type]
+                has_clock = (select(SlaClock.id)
+                             .where(SlaClock.subject_type == subject_type,
+                                    SlaClock.subject_id == model.id).exists())
+                _, rows = self._subject_rows(s, subject_type, [
+                    model.sla_class.isnot(None), model.status.in_(statuses),
+                    model.created_at >= since, ~has_clock], limit)
+                found.extend(self._info(s, subject_type, row, sender_id, now) for row, sender_id in rows)
+        return sorted(found, key=lambda i: i.created_at)[:limit]
+
+    def subject(self, subject_type: str, subject_id: int, now: dt.datetime) -> Optional[SubjectInfo]:
+        with self._session() as s:
+            model, rows = self._subject_rows(s, subject_type, [
+                {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type].id == subject_id])
+            if not rows:
+                return None
+            row, sender_id = rows[0]
+            if not row.sla_class:
+                return None
+            return self._info(s, subject_type, row, sender_id, now)
+
+    # ---- clocks ---------------------------------------------------------------------------
+    def create_clock(self, info: SubjectInfo, plan: ClockPlan) -> tuple[ClockDTO, bool]:
+        """The clock and its steps in one transaction; (clock, created). A subject that already
+        has a clock returns that one with created=False."""
+        try:
+            with self._session() as s:
+                clock = SlaClock(
+                    subject_type=info.subject_type, subject_id=info.subject_id,
+                    guest_id=info.guest_id, sender_id=info.sender_id, sla_class=plan.sla_class,
+                    property_id=plan.property_id, summary=info.summary[:2000],
+                    created_at=plan.created_at, started_at=plan.started_at,
+                    ack_due_at=plan.ack_due_at, resolve_due_at=plan.resolve_due_at,
+                    state=rules.RUNNING)
+                s.add(clock)
+                s.flush()
+                for step in plan.steps:
+                    s.add(SlaStep(clock_id=clock.id, subject_type=info.subject_type,
+                                  subject_id=info.subject_id, step=step.name,
+                                  notify=list(step.notify), until=step.until, due_at=step.due_at,
+                                  status=rules.PENDING, attempts=0))
+                s.flush()
+                return _clock_dto(clock), True
+        except IntegrityError:
+            existing = self.clock_for(info.subject_type, info.subject_id)
+            if existing is None:
+                raise
+            return existing, False
+
+    def clock(self, case_id: int) -> ClockDTO:
+        with self._session() as s:
+            row = s.get(SlaClock, case_id)
+            if row is None:
+                raise ClockNotFound(case_id)
+            return _clock_dto(row)
+
+    def clock_for(self, subject_type: str, subject_id: int) -> Optional[ClockDTO]:
+        with self._session() as s:
+            row = s.execute(select(SlaClock).where(SlaClock.subject_type == subject_type,
+                                                   SlaClock.subject_id == subject_id)).scalar()
+            return _clock_dto(row) if row else None
+
+    def clocks(self, *, states: Iterable[str] | None = None, sender_id: str | None = None,
+               holder: str | None = None, since: dt.datetime | None = None,
+               sla_class: str | None = None, limit: int | None = None) -> list[ClockDTO]:
+        stmt = select(SlaClock).order_by(SlaClock.id)
+        if states is not None:
+            stmt = stmt.where(SlaClock.state.in_(list(states)))
+        if sender_id is not None:
+            stmt = stmt.where(SlaClock.sender_id == sender_id)
+        if holder is not None:
+            stmt = stmt.where(or_(SlaClock.takeover_userid == holder,
+                                  SlaClock.assignee_userid == holder,
+                                  and_(SlaClock.assignee_userid.is_(None),
+                                       SlaClock.paged_userid == holder)))
+        if since is not None:
+            stmt = stmt.where(SlaClock.created_at >= since)
+        if sla_class is not None:
+            stmt = stmt.where(SlaClock.sla_class == sla_class)
+        if limit:
+            stmt = stmt.limit(limit)
+        with self._session() as s:
+            return [_clock_dto(r) for r in s.execute(stmt).scalars()]
+
+    def load(self) -> dict[str, int]:
+        """Open cases per advisor (held or paged), for least-loaded picking."""
+        holder = func.coalesce(SlaClock.takeover_userid, SlaClock.assignee_userid,
+                               SlaClock.paged_userid)
+        with self._session() as s:
+            rows = s.execute(select(holder, func.count()).where(
+                SlaClock.state.in_(rules.OPEN_STATES), holder.isnot(None)).group_by(holder)).all()
+        return {userid: count for userid, count in rows}
+
+    def set_paged(self, case_id: int, userid: str) -> None:
+        with self._session() as s:
+            s.execute(update(SlaClock).where(SlaClock.id == case_id)
+                      .values(paged_userid=userid, updated_at=m.utcnow()))
+
+    def _locked_clock(self, s, case_id: int) -> SlaClock:
+        stmt = select(SlaClock).where(SlaClock.id == case_id)
+        if self.is_postgres:
+            stmt = stmt.with_for_update()
+        row = s.execute(stmt).scalar()
+        if row is None:
+            raise ClockNotFound(case_id)
+        return row
+
+    def _cancel_future_steps(self, s, case_id: int, untils: Sequence[str], now: dt.datetime,
+                             why: str) -> int:
+        """Steps not yet due are settled now; steps already due stay for the worker, which fires
+        them unless the clock got where they wait for no later than their due time."""
+        result = s.execute(update(SlaStep).where(
+            SlaStep.clock_id == case_id, SlaStep.status == rules.PENDING,
+            SlaStep.until.in_(list(untils)), SlaStep.due_at > now,
+        ).values(status=rules.SKIPPED, error=why).execution_options(synchronize_session=False))
+        return result.rowcount or 0
+
+    def _add_notice(self, s, clock: SlaClock, name: str, target: str, now: dt.datetime) -> None:
+        """A one-off notice (to the guest) delivered by the step machinery, exactly once."""
+        exists = s.execute(select(SlaStep.id).where(
+            SlaStep.subject_type == clock.subject_type, SlaStep.subject_id == clock.subject_id,
+            SlaStep.step == name)).first()
+        if exists:
+            return
+        s.add(SlaStep(clock_id=clock.id, subject_type=clock.subject_type,
+                      subject_id=clock.subject_id, step=name, notify=[target], until="none",
+                      due_at=now, status=rules.PENDING, attempts=0))
+
+    def _touch_pages(self, s, clock: SlaClock, now: dt.datetime) -> None:
+        s.execute(update(m.Page).where(m.Page.subject_type == clock.subject_type,
+                                       m.Page.subject_id == clock.subject_id,
+                                       m.Page.acknowledged_at.is_(None))
+                  .values(acknowledged_at=now).execution_options(synchronize_session=False))
+
+    def acknowledge(self, case_id: int, userid: str, now: dt.datetime, *,
+                    notice: bool = True) -> tuple[ClockDTO, str]:
+        """接单. Returns (clock, outcome): 'acknowledged', 'already_yours', 'taken' (by someone
+        else: the clock shows who), or 'closed'."""
+        with self._session() as s:
+            clock = self._locked_clock(s, case_id)
+            if clock.state not in rules.OPEN_STATES:
+                return _clock_dto(clock), "closed"
+            if clock.state == rules.ACKNOWLEDGED:
+                mine = clock.assignee_userid == userid
+                return _clock_dto(clock), "already_yours" if mine else "taken"
+            clock.state = rules.ACKNOWLEDGED
+            clock.acknowledged_at = now
+            clock.acknowledged_by = userid
+            clock.assignee_userid = userid
+            self._cancel_future_steps(s, case_id, ("ack",), now, f"acknowledged by {userid}")
+            self._touch_pages(s, clock, now)
+            if notice:
+                self._add_notice(s, clock, GUEST_ACK, GUEST_ACK, now)
+            s.flush()
+            return _clock_dto(clock), "acknowledged"
+
+    def take_over(self, case_id: int, userid: str, now: dt.datetime) -> tuple[ClockDTO, str]:
+        """接管: acknowledges if nobody did, and records the advisor as talking to the guest.
+        Outcomes: 'taken_over', 'already_yours', 'taken' (someone else talks to the guest), 'closed'."""
+        with self._session() as s:
+            clock = self._locked_clock(s, case_id)
+            if clock.state not in rules.OPEN_STATES:
+                return _clock_dto(clock), "closed"
+            if clock.takeover_userid and clock.handed_back_at is None:
+                mine = clock.takeover_userid == userid
+                return _clock_dto(clock), "already_yours" if mine else "taken"
+            if clock.state == rules.RUNNING:
+                clock.state = rules.ACKNOWLEDGED
+                clock.acknowledged_at = now
+                clock.acknowledged_by = userid
+                self._cancel_future_steps(s, case_id, ("ack",), now, f"taken over by {userid}")
+                self._touch_pages(s, clock, now)
+            clock.assignee_userid = userid
+            clock.takeover_userid = userid
+            clock.takeover_at = now
+            clock.handed_back_at = None
+            # A takeover after a hand-back needs its own notice row (unique per subject+step).
+            self._add_notice(s, clock, f"{GUEST_TAKEOVER}_{int(now.timestamp())}"[:32],
+                             GUEST_TAKEOVER, now)
+            s.flush()
+            return _clock_dto(clock), "taken_over"
+
+    def hand_back(self, case_id: int, userid: str, now: dt.datetime, *,
+                  notice: bool = True) -> tuple[ClockDTO, str]:
+        """交还: the bot answers the guest again. Outcomes: 'handed_back', 'not_taken_over'."""
+        with self._session() as s:
+            clock = self._locked_clock(s, case_id)
+            if not clock.takeover_userid or clock.handed_back_at is not None:
+                return _clock_dto(clock), "not_taken_over"
+            clock.handed_back_at = now
+            if notice:
+                self._add_notice(s, clock, f"{GUEST_HANDBACK}_{int(now.timestamp())}"[:32],
+                                 GUEST_HANDBACK, now)
+            s.flush()
+            return _clock_dto(clock), "handed_back"
+
+    def resolve(self, case_id: int, userid: str, text: str, now: dt.datetime, *,
+                notice: bool = True) -> tuple[ClockDTO, str]:
+        """解决. Outcomes: 'resolved', 'closed' (already resolved or cancelled)."""
+        with self._session() as s:
+            clock = self._locked_clock(s, case_id)
+            if clock.state not in rules.OPEN_STATES:
+                return _clock_dto(clock), "closed"
+            if clock.acknowledged_at is None:  # resolving implies it was picked up
+                clock.acknowledged_at = now
+                clock.acknowledged_by = userid
+                self._touch_pages(s, clock, now)
+            clock.assignee_userid = clock.assignee_userid or userid
+            clock.state = rules.RESOLVED
+            clock.resolved_at = now
+            clock.resolved_by = userid
+            clock.resolution = text
+            if clock.takeover_userid and clock.handed_back_at is None:
+                clock.handed_back_at = now
+            self._cancel_future_steps(s, case_id, ("ack", "resolve", "none"), now,
+                                      f"resolved by {userid}")
+            s.add(SlaNote(clock_id=clock.id, author=userid, kind="resolution", text=text))
+            if notice:
+                self._add_notice(s, clock, GUEST_RESOLVED, GUEST_RESOLVED, now)
+            s.flush()
+            return _clock_dto(clock), "resolved"
+
+    def cancel(self, case_id: int, why: str, now: dt.datetime) -> ClockDTO:
+        """The subject went away (e.g. the guest cancelled the order): no more steps."""
+        with self._session() as s:
+            clock = self._locked_clock(s, case_id)
+            if clock.state in rules.OPEN_STATES:
+                clock.state = rules.CANCELLED
+                self._cancel_future_steps(s, case_id, ("ack", "resolve", "none"), now, why)
+            s.flush()
+            return _clock_dto(clock)
+
+    def add_note(self, case_id: int, author: str, kind: str, text: str) -> NoteDTO:
+        with self._session() as s:
+            if s.get(SlaClock, case_id) is None:
+                raise ClockNotFound(case_id)
+            row = SlaNote(clock_id=case_id, author=author, kind=kind, text=text)
+            s.add(row)
+            s.flush()
+            return _note_dto(row)
+
+    def notes(self, case_id: int) -> list[NoteDTO]:
+        with self._session() as s:
+            return [_note_dto(r) for r in s.execute(
+                select(SlaNote).where(SlaNote.clock_id == case_id).order_by(SlaNote.id)).scalars()]
+
+    def record_rating(self, case_id: int, rating: int, now: dt.datetime) -> tuple[ClockDTO, bool]:
+        """Store the guest's 1-5 rating once; (clock, stored)."""
+        if not 1 <= int(rating) <= 5:
+            raise ValueError(f"a rating is 1 to 5, got {rating}")
+        with self._session() as s:
+            clock = self._locked_clock(s, case_id)
+            if clock.rating is not None:
+                return _clock_dto(clock), False
+            clock.rating = int(rating)
+            clock.rated_at = now
+            s.flush()
+            return _clock_dto(clock), True
+
+    def awaiting_rating(self, sender_id: str, now: dt.datetime,
+                        within: dt.timedelta = dt.timedelta(days=3)) -> Optional[ClockDTO]:
+        """The guest's most recently resolved case whose rating request went out and is unanswered."""
+        asked = or_(SlaStep.step == GUEST_RESOLVED, SlaStep.step.like(f"{GUEST_HANDBACK}%"))
+        stmt = (select(SlaClock).join(SlaStep, and_(SlaStep.clock_id == SlaClock.id, asked,
+                                                    SlaStep.status == rules.SENT))
+                .where(SlaClock.sender_id == sender_id, SlaClock.state == rules.RESOLVED,
+                       SlaClock.rating.is_(None), SlaClock.resolved_at >= now - within)
+                .order_by(SlaClock.resolved_at.desc()).limit(1))
+        with self._session() as s:
+            row = s.execute(stmt).scalar()
+            return _clock_dto(row) if row else None
+
+    def active_takeover(self, sender_id: str) -> Optional[ClockDTO]:
+        """The case whose advisor is talking to this guest now (bot paused), if any."""
+        stmt = (select(SlaClock).where(SlaClock.sender_id == sender_id,
+                                       SlaClock.takeover_userid.isnot(None),
+                                       SlaClock.handed_back_at.is_(None))
+                .order_by(SlaClock.takeover_at.desc()).limit(1))
+        with self._session() as s:
+            row = s.execute(stmt).scalar()
+            return _clock_dto(row) if row else None
+
+    # ---- steps ----------------------------------------------------------------------------
+    def steps(self, case_id: int | None = None, *, statuses: Iterable[str] | None = None) -> list[StepDTO]:
+        stmt = select(SlaStep).order_by(SlaStep.due_at, SlaStep.id)
+        if case_id is not None:
+            stmt = stmt.where(SlaStep.clock_id == case_id)
+        if statuses is not None:
+            stmt = stmt.where(SlaStep.status.in_(list(statuses)))
+        with self._session() as s:
+            return [_step_dto(r) for r in s.execute(stmt).scalars()]
+
+    def next_due_at(self) -> Optional[dt.datetime]:
+        with self._session() as s:
+            value = s.execute(select(func.min(SlaStep.due_at))
+                              .where(SlaStep.status == rules.PENDING)).scalar()
+            return _utc(value)
+
+    def claim_due(self, now: dt.datetime, worker_id: str, *, lease: dt.timedelta,
+                  limit: int = 50) -> list[int]:
+        """Claim up to `limit` due steps for `worker_id`; returns their ids (oldest due first)."""
+        with self._session() as s:
+            stmt = (select(SlaStep.id)
+                    .where(SlaStep.status == rules.PENDING, SlaStep.due_at <= now,
+                           or_(SlaStep.lease_until.is_(None), SlaStep.lease_until <= now))
+                    .order_by(SlaStep.due_at, SlaStep.id).limit(limit))
+            if self.is_postgres:
+                stmt = stmt.with_for_update(skip_locked=True)
+            candidates = list(s.execute(stmt).scalars())
+            claimed = []
+            for step_id in candidates:
+                result = s.execute(
+                    update(SlaStep)
+                    .where(SlaStep.id == step_id, SlaStep.status == rules.PENDING)
+                    .values(status=rules.FIRING, claimed_by=worker_id, lease_until=now + lease,
+                            attempts=SlaStep.attempts + 1)
+                    .execution_options(synchronize_session=False))
+                if result.rowcount == 1:
+                    claimed.append(step_id)
+            return claimed
+
+    def claim_step(self, step_id: int, worker_id: str, now: dt.datetime, *,
+                   lease: dt.timedelta) -> bool:
+        """Claim one given step (e.g. a notice an advisor's action just created), if still pending."""
+        with self._session() as s:
+            result = s.execute(
+                update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.PENDING,
+                                      SlaStep.due_at <= now)
+                .values(status=rules.FIRING, claimed_by=worker_id, lease_until=now + lease,
+                        attempts=SlaStep.attempts + 1)
+                .execution_options(synchronize_session=False))
+            return result.rowcount == 1
+
+    def release_expired(self, now: dt.datetime) -> int:
+        """Steps left `firing` by a worker that died: back to pending, to be fired again."""
+        with self._session() as s:
+            result = s.execute(
+                update(SlaStep).where(SlaStep.status == rules.FIRING, SlaStep.lease_until < now)
+                .values(status=rules.PENDING, lease_until=None,
+                        error="lease expired: the worker firing it stopped; firing again")
+                .execution_options(synchronize_session=False))
+            return result.rowcount or 0
+
+    def step_with_clock(self, step_id: int) -> tuple[StepDTO, ClockDTO]:
+        with self._session() as s:
+            step = s.get(SlaStep, step_id)
+            clock = s.get(SlaClock, step.clock_id)
+            return _step_dto(step), _clock_dto(clock)
+
+    def mark_delivered(self, step_id: int, worker_id: str, key: str, recipient: str) -> bool:
+        """Record one delivered recipient of a step this worker holds; False if it lost the claim."""
+        with self._session() as s:
+            stmt = select(SlaStep).where(SlaStep.id == step_id)
+            if self.is_postgres:
+                stmt = stmt.with_for_update()
+            row = s.execute(stmt).scalar()
+            if row is None or row.status != rules.FIRING or row.claimed_by != worker_id:
+                return False
+            row.delivered = [*(row.delivered or []), key]
+            row.recipients = [*(row.recipients or []), recipient]
+            return True
+
+    def finish_step(self, step_id: int, worker_id: str, status: str, *, fired_at: dt.datetime,
+                    late: Optional[bool] = None, error: Optional[str] = None,
+                    page_recipient: Optional[str] = None) -> bool:
+        """firing → sent / skipped / failed, only by the worker holding it. A sent step is
+        mirrored into the CRM's `pages` table (what `concierge guest show` lists)."""
+        with self._session() as s:
+            result = s.execute(
+                update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.FIRING,
+                                      SlaStep.claimed_by == worker_id)
+                .values(status=status, fired_at=fired_at if status == rules.SENT else None,
+                        late=late, error=error, lease_until=None)
+                .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                return False
+            if status == rules.SENT and page_recipient is not None:
+                step = s.get(SlaStep, step_id)
+                clock = s.get(SlaClock, step.clock_id)
+                s.add(m.Page(subject_type=step.subject_type, subject_id=step.subject_id,
+                             step=step.step, recipient=page_recipient[:64], due_at=step.due_at,
+                             sent_at=fired_at, status="late" if late else "sent",
+                             attempt=step.attempts,
+                             acknowledged_at=clock.acknowledged_at))
+            return True
+
+    def retry_later(self, step_id: int, worker_id: str, at: dt.datetime, error: str, *,
+                    max_attempts: int) -> str:
+        """A send failed: pending again after `at`, or failed for good after max_attempts."""
+        with self._session() as s:
+            row = s.get(SlaStep, step_id)
+            if row is None or row.status != rules.FIRING or row.claimed_by != worker_id:
+                return "lost"
+            if row.attempts >= max_attempts:
+                row.status = rules.FAILED
+                row.error = error
+                row.lease_until = None
+                return rules.FAILED
+            row.status = rules.PENDING
+            row.lease_until = at
+            row.error = error
+            return rules.PENDING
