@@ -18,7 +18,7 @@ from bot.complaints.service import OP_OPEN, ComplaintService
 from bot.crm.store import CRMStore
 from bot.handoff import OP_REQUEST, HandoffService
 from bot.orders.catalogue import Catalogue
-from bot.orders.service import OP_CREATE, OrderService
+from bot.orders.service import OP_CANCEL, OP_CREATE, OrderService
 from bot.orders.when import china_now
 from bot.preferences.mirror import NoTagMirror, TagMirror
 from bot.preferences.service import OP_RECORD, PreferenceService
@@ -46,6 +46,7 @@ class Flows:
         return {
             OP_RECORD: self.preferences.apply_spooled,
             OP_CREATE: self.orders.apply_spooled,
+            OP_CANCEL: self.orders.apply_spooled,
             OP_OPEN: self.complaints.apply_spooled,
             OP_REQUEST: self.handoff.apply_spooled,
             OP_UNSUBSCRIBE: self.privacy.apply_spooled,

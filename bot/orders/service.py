@@ -35,6 +35,7 @@ from bot.sla_terms import ADDON_ORDER, SlaTerms, default_terms
 log = logging.getLogger(__name__)
 
 OP_CREATE = "orders.create"
+OP_CANCEL = "orders.cancel"
 TEMPLATE_DIR = PROJECT_ROOT / "bot" / "templates" / "orders"
 
 _FLIGHT_RE = re.compile(r"(?<![a-z0-9])([a-z]{2}|[a-z]\d|\d[a-z])\s?(\d{3,4})(?![0-9])", re.I)
@@ -367,7 +368,10 @@ class OrderService:
         return Reply.of(text, record_ids={"order": order.id})
 
     def apply_spooled(self, entry: dict) -> None:
-        self.create(entry["sender_id"], Draft.from_payload(entry["payload"]))
+        if entry["op"] == OP_CANCEL:
+            self.cancel(entry["sender_id"], entry["payload"].get("text", ""))
+        else:
+            self.create(entry["sender_id"], Draft.from_payload(entry["payload"]))
 
     # ---- status and cancel ----------------------------------------------------------------------
     def _open_orders(self, sender_id: str) -> list:
