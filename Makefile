@@ -77,3 +77,8 @@ bench: train
 
 clean:
 	rm -rf models .rasa results
+
+# SLA figures per class and advisor (bot/paging/report.py), e.g. SLA_REPORT_ARGS="--since 7d --json".
+.PHONY: sla-report
+sla-report: migrate
+	$(BIN)/concierge sla-report $(SLA_REPORT_ARGS)

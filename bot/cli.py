@@ -5,6 +5,7 @@
     concierge demo load                  load/refresh the demo guests (never in production)
     concierge guest show SENDER_ID [--json]
     concierge guest list [--demo] [--json]
+    concierge worker | sla-report | sla-policy check   (bot/paging/cli.py)
 
 `--database-url URL` (before the command) overrides DATABASE_URL.
 
@@ -27,7 +28,7 @@ from typing import Callable, Sequence
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
 # Modules with `register(subparsers)`, e.g. "bot.paging.cli". Imported lazily by build_parser().
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["bot.paging.cli"]
 
 
 def _default_actor() -> str:

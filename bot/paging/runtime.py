@@ -1,0 +1,169 @@
+"""Wiring for real processes: the worker (`concierge worker`) and the advisors' command handler in
+the Rasa process (`install_app_handler`). Everything is built on call, nothing at import time.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+from typing import Optional
+
+from bot.paging.policy import Policy, load_policy
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_policy(path: str) -> Policy:
+    return load_policy(path)
+
+
+def get_policy() -> Policy:
+    """The configured policy (SLA_POLICY_FILE), loaded and validated once per process."""
+    from bot.settings import get_settings
+
+    return _cached_policy(str(get_settings().sla_policy_file))
+
+
+def check_schema(database_url: Optional[str] = None) -> Optional[str]:
+    """None when the database has the paging tables, else what to do about it."""
+    from bot.crm.db import current_revision, head_revision
+
+    try:
+        current, head = current_revision(database_url), head_revision()
+    except Exception as exc:
+        return f"database unavailable: {exc}"
+    if current != head:
+        return f"database at revision {current or '(empty)'}, newest is {head}: run `concierge db upgrade`"
+    return None
+
+
+def build_service(*, database_url: Optional[str] = None, policy: Optional[Policy] = None,
+                  services=None):
+    """A PagingService on the real plumbing (WeCom client, Rasa API, CRM store)."""
+    from bot.crm.store import CRMStore
+    from bot.paging.channels import WeComMessenger
+    from bot.paging.context import GuestContext
+    from bot.paging.handoff import HandoffController, RasaAPI
+    from bot.paging.service import PagingService
+    from bot.paging.store import PagingStore
+    from bot.settings import get_settings
+
+    url = database_url or get_settings().database_url
+    store = PagingStore(url)
+    crm = CRMStore(store.engine)
+    rasa = RasaAPI()
+    messenger = WeComMessenger(rasa, services=services)
+    handoff = HandoffController(rasa, wecom=services if services is not None else _LazyWeCom(),
+                                crm=crm)
+    return PagingService(store, policy or get_policy(), messenger, crm=crm, handoff=handoff,
+                         context=GuestContext(crm, rasa.last_user_messages))
+
+
+class _LazyWeCom:
+    """bot.wecom's per-event-loop services, looked up when first used (inside the loop)."""
+
+    def __getattr__(self, name):
+        from bot.wecom.services import get_services
+
+        return getattr(get_services(), name)
+
+
+_installed = {"handler": None}
+
+
+def install_app_handler(services=None) -> bool:
+    """Register the advisors' command handler with the WeCom channel (in the Rasa process).
+    Returns False (and logs why) when the policy is invalid: the bot still runs, without paging
+    commands, and the log says what to fix."""
+    from bot.wecom.app import register_app_handler
+
+    if _installed["handler"] is not None:
+        return True
+    try:
+        service = build_service(services=services)
+    except Exception as exc:
+        log.error("advisors' paging commands are OFF: %s", exc)
+        return False
+    register_app_handler(service.on_app_message)
+    _installed["handler"] = service.on_app_message
+    log.info("advisors' paging commands on (policy %s)", service.policy.source)
+    return True
+
+
+def build_worker(*, database_url: Optional[str] = None, policy: Optional[Policy] = None,
+                 poll_s: float = 0.5, worker_id: Optional[str] = None):
+    from bot.crm.store import CRMStore
+    from bot.paging.channels import WeComMessenger
+    from bot.paging.context import GuestContext
+    from bot.paging.handoff import HandoffController, RasaAPI
+    from bot.paging.store import PagingStore
+    from bot.paging.worker import PagingWorker
+    from bot.settings import get_settings
+
+    url = database_url or get_settings().database_url
+    store = PagingStore(url)
+    crm = CRMStore(store.engine)
+    rasa = RasaAPI()
+    handoff = HandoffController(rasa, wecom=_LazyWeCom(), crm=crm)
+
+    async def queue_guest(clock) -> None:
+        await handoff.queue(clock.sender_id)
+
+    return PagingWorker(store, policy or get_policy(), WeComMessenger(rasa),
+                        context=GuestContext(crm, rasa.last_user_messages),
+                        on_nobody_free=queue_guest, poll_s=poll_s, worker_id=worker_id)
+
+
+OUTBOX_SWEEP_S = 30.0
+
+
+async def _close_wecom() -> None:
+    try:
+        from bot.wecom.services import get_services
+
+        await get_services().close()
+    except Exception:
+        pass
+
+
+async def tick_once(worker):
+    try:
+        return await worker.tick()
+    finally:
+        await _close_wecom()
+
+
+async def _sweep_outbox(stop: asyncio.Event) -> None:
+    """Sends the WeCom outbox holds for a retry (the Rasa process sweeps too; claims make it safe)."""
+    from bot.wecom.services import get_services
+
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), OUTBOX_SWEEP_S)
+        except asyncio.TimeoutError:
+            pass
+        if stop.is_set():
+            return
+        try:
+            await get_services().retry_due()
+        except Exception as exc:
+            log.warning("WeCom outbox sweep failed: %s", exc)
+
+
+async def run_worker(worker) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, worker.stop)
+        except (NotImplementedError, RuntimeError):  # not the main thread / platform
+            pass
+    stop = asyncio.Event()
+    sweeper = asyncio.ensure_future(_sweep_outbox(stop))
+    try:
+        await worker.run()
+    finally:
+        stop.set()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await _close_wecom()
