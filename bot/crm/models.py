@@ -59,6 +59,7 @@ TICKET_NATURES = ("service_failure", "force_majeure")
 TICKET_STATUSES = ("open", "acknowledged", "resolved", "closed")
 HANDOFF_STATUSES = ("requested", "active", "returned")
 PAGE_SUBJECTS = ("ticket", "order", "handoff")
+FEEDBACK_KINDS = ("praise", "nps")
 # Tag categories whose values are health data: stored encrypted (see PreferenceTag).
 SENSITIVE_TAG_CATEGORIES = frozenset({"allergy", "health"})
 
@@ -300,6 +301,27 @@ class Page(Base):
     @validates("subject_type")
     def _v_subject(self, _key, value):
         _check("page subject_type", value, PAGE_SUBJECTS)
+        return value
+
+
+class Feedback(Base):
+    """What a guest said about us that is not a complaint: praise in chat, later NPS answers.
+    The guest's words are encrypted like tag sources; rows go with the guest (PIPL erasure)."""
+
+    __tablename__ = "feedback"
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    booking_id = Column(Integer, ForeignKey("bookings.id", ondelete="SET NULL"))
+    kind = Column(String(16), nullable=False)
+    score = Column(Integer)
+    text = Column(EncryptedText)
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    @validates("kind")
+    def _v_kind(self, _key, value):
+        _check("feedback kind", value, FEEDBACK_KINDS)
         return value
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # Re-exported: callers import the errors from here (`from bot.crm.store import StoreUnavailable`).
 __all__ = ["CRMStore", "CRMError", "StoreUnavailable", "NotFound", "GuestNotFound", "GuestDTO",
            "BookingDTO", "OrderDTO", "TagDTO", "TicketDTO", "HandoffDTO", "PageDTO",
-           "ConsentDTO", "AuditDTO", "to_jsonable", "mask_phone", "mask_document", "china_today",
+           "ConsentDTO", "FeedbackDTO", "AuditDTO", "to_jsonable", "mask_phone", "mask_document", "china_today",
            "CHINA_TZ"]
 
 # China has one time zone and no DST: "today" for a guest's stay is today in UTC+8.
@@ -193,6 +193,17 @@ class PageDTO:
     status: str
     attempt: int
     created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class FeedbackDTO:
+    id: int
+    guest_id: int
+    booking_id: Optional[int]
+    kind: str
+    score: Optional[int]
+    created_at: dt.datetime
+    text: Optional[str] = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -713,6 +724,29 @@ class CRMStore:
                  for kind, ids in subjects.items() if ids]
         return or_(*parts) if parts else None
 
+    # ---- feedback (praise, NPS) -------------------------------------------------------------
+    @guarded
+    def record_feedback(self, sender_id: str, *, kind: str, text: str | None = None,
+                        score: int | None = None, booking_id: int | None = None) -> FeedbackDTO:
+        """Keep what a guest said about us that is not a complaint (the words are encrypted)."""
+        with self._session() as s:
+            guest = self._require_guest(s, sender_id)
+            if booking_id is not None:
+                self._own_booking(s, guest, booking_id)
+            row = m.Feedback(guest_id=guest.id, booking_id=booking_id, kind=kind, score=score,
+                             text=text)
+            s.add(row)
+            s.flush()
+            return _dto(FeedbackDTO, row)
+
+    @guarded
+    def feedback(self, sender_id: str) -> list[FeedbackDTO]:
+        stmt = (select(m.Feedback).join(m.Guest, m.Feedback.guest_id == m.Guest.id)
+                .where(m.Guest.sender_id == sender_id)
+                .order_by(m.Feedback.created_at, m.Feedback.id))
+        with self._session() as s:
+            return [_dto(FeedbackDTO, f) for f in s.execute(stmt).scalars()]
+
     # ---- consents -------------------------------------------------------------------------
     @guarded
     def set_consent(self, sender_id: str, purpose: str, granted: bool, *,
@@ -801,6 +835,8 @@ class CRMStore:
                         for h in rows(m.Handoff, m.Handoff.created_at, m.Handoff.id)]
             consents = [_dto(ConsentDTO, c)
                         for c in rows(m.Consent, m.Consent.created_at, m.Consent.id)]
+            feedback = [_dto(FeedbackDTO, f)
+                        for f in rows(m.Feedback, m.Feedback.created_at, m.Feedback.id)]
             condition = self._pages_condition(self._page_subjects(s, gid))
             pages = [] if condition is None else [
                 _dto(PageDTO, p) for p in s.execute(
@@ -838,6 +874,7 @@ class CRMStore:
             "handoffs": handoffs,
             "consents": consents,
             "consent_state": consent_state,
+            "feedback": [{**to_jsonable(f), "text": f.text} for f in feedback],
             "pages": pages,
         })
 
