@@ -53,7 +53,7 @@ from bot.wecom.messages import (
     utf8_len,
 )
 from bot.wecom.pipeline import Dispatcher
-from bot.wecom.services import WeComServices
+from bot.wecom.services import WeComServices, set_services
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +348,7 @@ class WeComInput(InputChannel):
         """Server start: resume unfinished inbox rows, catch up on 微信客服, start the sweep."""
         if on_new_message is not None:
             self.on_new_message = on_new_message
+        set_services(self.services)  # send_app_text() & co. in this process share our clients
         self._ensure_dispatcher()
         try:
             resumed = await self.dispatcher.drain()
@@ -541,17 +542,19 @@ class WeComInput(InputChannel):
         return response.text("")
 
     async def _sync_and_kick(self, open_kfid: str, token: Optional[str]) -> None:
+        dispatcher = self._ensure_dispatcher()
+
+        def kick(senders: List[str]) -> None:  # per stored page: work starts at once
+            for sender_id in senders:
+                dispatcher.kick(sender_id)
+
         try:
-            senders = await self.services.kf.sync(open_kfid, token)
+            await self.services.kf.sync(open_kfid, token, on_stored=kick)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.warning("kf sync_msg for %s failed (%s); retried by the sweep", open_kfid, exc)
             self._failed_syncs[open_kfid] = token
-            return
-        dispatcher = self._ensure_dispatcher()
-        for sender_id in senders:
-            dispatcher.kick(sender_id)
 
     # ---- processing --------------------------------------------------------------------------
     async def _handle(self, item: InboxItem) -> str:

@@ -7,7 +7,7 @@ import os
 
 from aiohttp import web
 
-from bot.sandbox.server import make_app
+from bot.sandbox.server import STATE, make_app
 from bot.wecom import dev_defaults
 
 
@@ -19,7 +19,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=os.environ.get("SANDBOX_LOG_LEVEL", "INFO"),
                         format="%(asctime)s sandbox %(levelname)s %(message)s")
     app = make_app()
-    state = app["state"]
+    state = app[STATE]
     print(f"WeCom sandbox on http://{args.host}:{args.port}/  (API base for WECOM_API_BASE; chat page at /)")
     print(f"  delivering callbacks to {state.connector_url}/webhooks/wecom/{{kf,aibot,app}}")
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)

@@ -42,7 +42,8 @@ APP_OF_PATH = {  # which app's token a path needs (48002 otherwise, as WeCom ans
 }
 KF_MSGTYPES = {"text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location", "ca_link"}
 
-Handler = Callable[[web.Request, Dict[str, Any]], Awaitable[Dict[str, Any]]]
+STATE = web.AppKey("state", SandboxState)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 
 class ApiError(Exception):
@@ -56,7 +57,7 @@ def _utf8_len(text: str) -> int:
 
 
 def _state(request: web.Request) -> SandboxState:
-    return request.app["state"]
+    return request.app[STATE]
 
 
 # ==== the WeCom API ==============================================================================
@@ -349,9 +350,9 @@ def _crypto(state: SandboxState, surface: str) -> CallbackCrypto:
 
 async def deliver(app: web.Application, surface: str, body: str, params: Dict[str, str]) -> Dict[str, Any]:
     """POST a callback the way WeCom does: retried on timeouts, refused connections and 5xx."""
-    state: SandboxState = app["state"]
+    state: SandboxState = app[STATE]
     url = f"{state.connector_url}/webhooks/wecom/{surface}"
-    http: aiohttp.ClientSession = app["http"]
+    http: aiohttp.ClientSession = app[HTTP]
     result: Dict[str, Any] = {"delivered": False, "status": None, "attempts": 0, "url": url}
     for attempt in range(1 + max(0, state.callback_retries)):
         result["attempts"] = attempt + 1
@@ -617,16 +618,16 @@ async def index(request: web.Request) -> web.Response:
 # ==== the application ===========================================================================
 
 async def _open_http(app: web.Application) -> None:
-    app["http"] = aiohttp.ClientSession()
+    app[HTTP] = aiohttp.ClientSession()
 
 
 async def _close_http(app: web.Application) -> None:
-    await app["http"].close()
+    await app[HTTP].close()
 
 
 def make_app(state: Optional[SandboxState] = None) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[cgi_middleware])
-    app["state"] = state or SandboxState()
+    app[STATE] = state or SandboxState()
     app.on_startup.append(_open_http)
     app.on_cleanup.append(_close_http)
     cgi = [

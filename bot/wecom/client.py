@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -74,20 +75,23 @@ class WeComClient:
         self._secret = secret
         self.tokens = (AccessTokenProvider(corp_id, secret, self._fetch_token, store=token_store)
                        if secret else None)
-        self._sessions: Dict[int, aiohttp.ClientSession] = {}
+        self._sessions: Dict[int, tuple] = {}  # id(loop) -> (weakref to the loop, session)
 
     # ---- HTTP ---------------------------------------------------------------------------
     def _session(self) -> aiohttp.ClientSession:
+        """One session per event loop (a session is bound to the loop that made it)."""
         loop = asyncio.get_running_loop()
-        session = self._sessions.get(id(loop))
-        if session is None or session.closed:
+        entry = self._sessions.get(id(loop))
+        if entry is None or entry[0]() is not loop or entry[1].closed:
             session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-            self._sessions[id(loop)] = session
-        return session
+            self._sessions[id(loop)] = (weakref.ref(loop), session)
+            return session
+        return entry[1]
 
     async def close(self) -> None:
-        for key, session in list(self._sessions.items()):
-            if not session.closed:
+        loop = asyncio.get_running_loop()
+        for key, (loop_ref, session) in list(self._sessions.items()):
+            if loop_ref() is loop and not session.closed:
                 await session.close()
             self._sessions.pop(key, None)
 

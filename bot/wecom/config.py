@@ -82,7 +82,7 @@ class WeComConfig:
             app_agent_id=pick("app_agent_id", "APP_AGENT_ID"),
             using_dev_defaults=use_dev,
             max_clock_skew_s=None if skew in ("none", "off", None) else float(skew),
-            welcome_intent=creds.get("welcome_intent", "greet") or None,
+            welcome_intent=(credentials or {}).get("welcome_intent", "greet") or None,
             aibot_name=str(creds.get("aibot_name") or dev_defaults.SANDBOX_AIBOT_NAME),
             extra=creds,
         )

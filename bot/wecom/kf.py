@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import logging
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from sqlalchemy import select
 
@@ -43,6 +43,7 @@ CALLBACK_TOKEN_TTL_S = 9 * 60  # WeCom: 10 minutes; keep a margin
 STATE_CACHE_TTL_S = 30
 SYNC_PAGE_LIMIT = 1000
 SYNC_MAX_PAGES = 100
+INVALID_MSG_TOKEN = 95007  # the callback Token is wrong or older than 10 minutes
 
 
 def sender_id_for(external_userid: str) -> str:
@@ -107,10 +108,13 @@ class KfService:
         return self.s.kf_client
 
     # ---- pulling ---------------------------------------------------------------------------
-    async def sync(self, open_kfid: str, token: Optional[str] = None) -> List[str]:
+    async def sync(self, open_kfid: str, token: Optional[str] = None,
+                   on_stored: Optional[Callable[[List[str]], None]] = None) -> List[str]:
         """Pull everything new for `open_kfid`; returns the senders that got new inbox rows.
 
-        Concurrent calls for the same account coalesce: the running one does one more round.
+        `on_stored(senders)` is called after each stored page, so work starts even if a later
+        page fails. Concurrent calls for the same account coalesce: the running one does one
+        more round.
         """
         lock = self._sync_locks.setdefault(open_kfid, asyncio.Lock())
         if lock.locked():
@@ -120,13 +124,14 @@ class KfService:
         async with lock:
             while True:
                 self._sync_again.pop(open_kfid, None)
-                senders.extend(await self._sync_once(open_kfid, token))
+                senders.extend(await self._sync_once(open_kfid, token, on_stored))
                 if open_kfid not in self._sync_again:
                     break
                 token = self._sync_again.get(open_kfid) or token
         return list(dict.fromkeys(senders))
 
-    async def _sync_once(self, open_kfid: str, token: Optional[str]) -> List[str]:
+    async def _sync_once(self, open_kfid: str, token: Optional[str],
+                         on_stored: Optional[Callable[[List[str]], None]] = None) -> List[str]:
         if self.client is None:
             logger.error("微信客服 callback for %s but WECOM_KF_SECRET is not set: cannot pull messages", open_kfid)
             return []
@@ -142,7 +147,15 @@ class KfService:
                 body["cursor"] = cursor
             if token:
                 body["token"] = token
-            data = await self.client.call("/cgi-bin/kf/sync_msg", body)
+            try:
+                data = await self.client.call("/cgi-bin/kf/sync_msg", body)
+            except WeComAPIError as exc:
+                if not token or exc.errcode != INVALID_MSG_TOKEN:
+                    raise
+                logger.info("kf callback token for %s refused (%s): pulling without it", open_kfid, exc.errcode)
+                token = None
+                body.pop("token", None)
+                data = await self.client.call("/cgi-bin/kf/sync_msg", body)
             items = [m for m in (data.get("msg_list") or []) if isinstance(m, dict)]
             inbound = [normalize(m) for m in items]
             guest_msgs = [(m.payload["external_userid"], _ts(m.payload.get("send_time")))
@@ -158,7 +171,10 @@ class KfService:
                             logger.info("kf message %s recalled before it was handled: skipped", recalled)
                     if m.kind == "event:session_status_change" and m.payload.get("external_userid"):
                         self.forget_state(open_kfid, m.payload["external_userid"])
-                senders.extend(m.sender_id for m in inbound)
+                page_senders = list(dict.fromkeys(stored[k].sender_id for k in stored))
+                senders.extend(page_senders)
+                if on_stored is not None:
+                    on_stored(page_senders)
             cursor = next_cursor or cursor
             if not data.get("has_more"):
                 break

@@ -6,11 +6,12 @@ each run their own loop, so the cache is keyed by loop as well.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Dict, Optional, Tuple
 
 from bot.settings import get_settings
 
-_clients: Dict[Tuple[str, int], "object"] = {}
+_clients: Dict[Tuple[str, int], tuple] = {}  # (url, id(loop)) -> (weakref to loop, client)
 
 
 def redis_url() -> Optional[str]:
@@ -25,19 +26,20 @@ def get_redis(url: Optional[str] = None):
     import redis.asyncio as aioredis
 
     try:
-        loop_id = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
     except RuntimeError:
-        loop_id = 0
-    key = (url, loop_id)
-    client = _clients.get(key)
-    if client is None:
+        loop = None
+    key = (url, id(loop))
+    entry = _clients.get(key)
+    if entry is None or entry[0]() is not loop:
         client = aioredis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
-        _clients[key] = client
-    return client
+        _clients[key] = (weakref.ref(loop) if loop is not None else (lambda: None), client)
+        return client
+    return entry[1]
 
 
 async def close_all() -> None:
-    for key, client in list(_clients.items()):
+    for key, (_, client) in list(_clients.items()):
         try:
             await client.close()
         except Exception:  # closing on a dead loop: nothing more to do

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Dict, Optional
+import weakref
+from typing import Optional
 
 from bot.wecom.aibot import AibotService
 from bot.wecom.app import AppService
@@ -29,14 +30,14 @@ logger = logging.getLogger(__name__)
 
 class WeComServices:
     def __init__(self, config: Optional[WeComConfig] = None, *, db: Optional[Database] = None,
-                 redis=..., timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 0.5,
-                 sleep=asyncio.sleep) -> None:
+                 redis=..., token_store=None, timeout_s: float = 10.0, retries: int = 3,
+                 backoff_s: float = 0.5, sleep=asyncio.sleep) -> None:
         self.config = config or WeComConfig.load()
         self.db = db or Database()
         self.redis = get_redis() if redis is ... else redis
         self.inbox = Inbox(self.db)
         self.outbox = Outbox(self.db)
-        store = default_store(self.redis)
+        store = token_store or default_store(self.redis)  # default: Redis, else shared in-process
         common = dict(token_store=store, outbox=self.outbox, timeout_s=timeout_s, retries=retries,
                       backoff_s=backoff_s, sleep=sleep)
         c = self.config
@@ -81,23 +82,23 @@ class WeComServices:
         return attempted
 
 
-_by_loop: Dict[int, WeComServices] = {}
+_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WeComServices]" = weakref.WeakKeyDictionary()
 
 
 def get_services() -> WeComServices:
     """The process' services for the running event loop, built from the environment."""
     loop = asyncio.get_running_loop()
-    services = _by_loop.get(id(loop))
+    services = _by_loop.get(loop)
     if services is None:
         services = WeComServices()
-        _by_loop[id(loop)] = services
+        _by_loop[loop] = services
     return services
 
 
 def set_services(services: Optional[WeComServices]) -> None:
     """Install (or with None, drop) the services of the running loop -- the connector and tests."""
-    loop_id = id(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
     if services is None:
-        _by_loop.pop(loop_id, None)
+        _by_loop.pop(loop, None)
     else:
-        _by_loop[loop_id] = services
+        _by_loop[loop] = services

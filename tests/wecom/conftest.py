@@ -48,6 +48,7 @@ class Env:
     http: aiohttp.ClientSession
     connector_port: int
     sleeps: SleepRecorder = field(default_factory=SleepRecorder)
+    made: list = field(default_factory=list)
 
     async def calls(self, path=None):
         return await sandbox_calls(self.http, self.sandbox, path)
@@ -55,9 +56,14 @@ class Env:
     def services(self, **kwargs):
         from bot.wecom.services import WeComServices
 
+        from bot.wecom.token import MemoryTokenStore
+
         kwargs.setdefault("sleep", self.sleeps)
         kwargs.setdefault("timeout_s", 2.0)
-        return WeComServices(**kwargs)
+        kwargs.setdefault("token_store", MemoryTokenStore())  # no token leaks between tests
+        services = WeComServices(**kwargs)
+        self.made.append(services)
+        return services
 
 
 @pytest.fixture
@@ -68,7 +74,10 @@ async def env(monkeypatch, db_url):
         monkeypatch.setenv("WECOM_API_BASE", base)
         get_settings.cache_clear()
         async with aiohttp.ClientSession() as http:
-            yield Env(base, state, http, connector_port)
+            env = Env(base, state, http, connector_port)
+            yield env
+            for services in env.made:
+                await services.close()
 
 
 @dataclass

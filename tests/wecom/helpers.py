@@ -42,6 +42,7 @@ async def run_sanic(channel, on_new_message, port: Optional[int] = None):
     """Mount the channel's blueprint like Rasa does (/webhooks/wecom) and serve it."""
     from sanic import Sanic
 
+    Sanic.test_mode = True  # lets several apps start in one process (Sanic's touch-up re-runs)
     port = port or free_port()
     app = Sanic(f"wecom_test_{uuid.uuid4().hex[:8]}")
     app.config.ACCESS_LOG = False

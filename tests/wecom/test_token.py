@@ -12,6 +12,10 @@ from tests.conftest import REDIS_TEST_URL, require_service
 
 
 class Fetcher:
+    """Stands in for gettoken; the tokens of every Fetcher are numbered in one sequence."""
+
+    issued = 0
+
     def __init__(self, expires_in=7200, delay=0.01):
         self.calls = 0
         self.expires_in = expires_in
@@ -21,6 +25,14 @@ class Fetcher:
         self.calls += 1
         await asyncio.sleep(self.delay)
         return f"token-{self.calls}", self.expires_in
+
+
+class SharedFetcher(Fetcher):
+    async def __call__(self):
+        self.calls += 1
+        SharedFetcher.issued += 1
+        await asyncio.sleep(self.delay)
+        return f"shared-{SharedFetcher.issued}", self.expires_in
 
 
 async def test_concurrent_callers_share_one_fetch():
@@ -82,7 +94,7 @@ async def test_redis_token_is_shared_by_every_process(redis_client):
     client, keys = redis_client
     corp = f"ww_test_{uuid.uuid4().hex[:8]}"
     keys.append(f"wechatpy:{corp}_*")
-    fetch_a, fetch_b = Fetcher(), Fetcher()
+    fetch_a, fetch_b = SharedFetcher(), SharedFetcher()
     # two "processes": two providers, two stores, one Redis
     a = AccessTokenProvider(corp, "secret-xyz-123", fetch_a, store=RedisTokenStore(client))
     b = AccessTokenProvider(corp, "secret-xyz-123", fetch_b, store=RedisTokenStore(client))
