@@ -197,7 +197,13 @@ class RoutingOutput(WeComOutput):
                 return
             await KfOutput(self.s, open_kfid, external_userid, self.next_key()).deliver(recipient_id, messages)
         elif recipient_id.startswith("wecom:"):
-            await AppOutput(self.s, recipient_id[6:], self.next_key()).deliver(recipient_id, messages)
+            userid = recipient_id[6:]
+            if userid.startswith(("wm", "wo")):  # an external contact: only reachable in a conversation
+                logger.warning("no push channel to external contact %s (智能机器人): message not sent", userid)
+                await self.s.outbox.begin("aibot", "(no push channel)", {"messages": messages}, recipient_id,
+                                          self.next_key(), status="dead")
+                return
+            await AppOutput(self.s, userid, self.next_key()).deliver(recipient_id, messages)
         else:
             logger.warning("cannot route a WeCom message to %s", recipient_id)
 

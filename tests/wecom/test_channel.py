@@ -499,3 +499,51 @@ async def test_public_send_functions(connector):
     assert paths == ["/cgi-bin/message/send", "/cgi-bin/message/send", "/cgi-bin/externalcontact/mark_tag",
                      "/cgi-bin/externalcontact/add_msg_template", "/cgi-bin/webhook/send",
                      "/cgi-bin/kf/service_state/trans"]
+
+
+# ---- with Redis: tokens, rate limits, dedupe marks and kf state shared through it -------------
+
+@pytest.mark.redis
+async def test_conversation_with_redis(env, monkeypatch):
+    from tests.conftest import REDIS_TEST_URL, require_service
+
+    require_service("Redis", "127.0.0.1", 6379)
+    import redis.asyncio as aioredis
+
+    from bot.wecom.redis_conn import get_redis
+
+    monkeypatch.setenv("REDIS_URL", REDIS_TEST_URL)
+    from bot.settings import get_settings
+
+    get_settings.cache_clear()
+    client = aioredis.from_url(REDIS_TEST_URL)
+    patterns = ["wechatpy:ww_sandbox_corp_*", "concierge:wecom:*"]
+
+    async def clean():
+        for pattern in patterns:
+            async for key in client.scan_iter(match=pattern):
+                await client.delete(key)
+
+    await clean()
+    try:
+        from bot.wecom.services import WeComServices
+
+        services = WeComServices(sleep=env.sleeps, timeout_s=2.0)  # Redis-backed everything
+        env.made.append(services)
+        assert services.redis is not None
+        rasa = FakeRasa()
+        channel = WeComInput({}, services=services, sweep_interval_s=0)
+        async with run_sanic(channel, rasa, env.connector_port):
+            for text in ("你好", "几点早餐"):
+                await post_json(env.http, f"{env.sandbox}/_sandbox/guest/kf", {"external_userid": GUEST, "text": text})
+            await post_json(env.http, f"{env.sandbox}/_sandbox/advisor/app", {"userid": "advisor_li", "text": "hi"})
+            await channel.wait_idle()
+        assert rasa.texts() == ["你好", "几点早餐"]
+        assert kf_texts(await env.calls()) == ["收到：你好", "收到：几点早餐"]
+        assert await client.exists("wechatpy:ww_sandbox_corp_sandbox-kf_access_token")
+        assert [k async for k in client.scan_iter(match="concierge:wecom:kfstate:*")]
+        assert [k async for k in client.scan_iter(match="concierge:wecom:rl:app:*")]
+        await get_redis().close()
+    finally:
+        await clean()
+        await client.close()
