@@ -35,9 +35,10 @@ ORDER_SLOTS = FIELDS + ("order_confirm", "order_day", "order_booking_id", "order
 # Messages meant for the form: their content fills slots whatever slot was asked.
 FORM_INTENTS = frozenset({"order_addon", "inform", "affirm", "deny", "nlu_fallback"})
 # Messages that are about something else even when short: the form lets the rules answer them.
-NOT_FOR_THE_FORM = frozenset({"cancel_order", "request_human", "complain", "ask_order_status",
-                              "unsubscribe", "request_data_deletion", "greet", "goodbye",
-                              "thank", "bot_challenge"})
+# (every ask_* intent too: the rules answer those questions and come back to the form)
+NOT_FOR_THE_FORM = frozenset({"cancel_order", "request_human", "complain", "inform_preference",
+                              "praise", "unsubscribe", "request_data_deletion", "greet",
+                              "goodbye", "thank", "bot_challenge"})
 _YES = re.compile(r"^(确认|确定|好的?|好滴|可以|没问题|对|是的?|嗯+|ok|okay|行|下单吧?|就这样)[!！。.~～]*$", re.I)
 _NO = re.compile(r"^(算了|不要了|不用了|取消|不订了|先不要?了?)[!！。.~～]*$")
 
@@ -47,7 +48,7 @@ def _meant_for(tracker: Tracker, slot: str) -> bool:
     intent = intent_of(tracker)
     if intent in FORM_INTENTS:
         return True
-    if intent in NOT_FOR_THE_FORM:
+    if intent in NOT_FOR_THE_FORM or (intent or "").startswith("ask_"):
         return False
     # A short answer right after we asked for exactly this slot, whatever NLU thought it was.
     return tracker.get_slot("requested_slot") == slot and len(text_of(tracker)) <= 15
