@@ -1,0 +1,144 @@
+"""Sampling profiles of the servers under load (py-spy, attached to the running processes) and a
+summary of where the busy time goes, by component.
+
+`py-spy record --format raw` writes collapsed stacks ("frame;frame;frame count", root first).
+Each sample is charged to the *deepest* frame that matches a category below (so SQLAlchemy under
+the tracker store counts as the tracker store, TensorFlow under DIET as DIET); samples matching
+nothing are "other". Idle threads are not sampled (py-spy's default), so the shares are shares of
+the time the process was running Python.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+# (category, regex on a frame "function (path:line)"), checked from the leaf up.
+RASA_CATEGORIES: List[Tuple[str, str]] = [
+    ("NLU ChineseNormalizer (OpenCC)", r"bot/nlu/normalizer|opencc"),
+    ("NLU JiebaTokenizer", r"jieba_tokenizer|/jieba/"),
+    ("NLU RegexFeaturizer", r"regex_featurizer"),
+    ("NLU LexicalSyntacticFeaturizer", r"lexical_syntactic"),
+    ("NLU CountVectorsFeaturizer", r"count_vectors_featurizer"),
+    ("NLU LogisticRegressionClassifier", r"logistic_regression_classifier"),
+    ("NLU DIETClassifier", r"diet_classifier"),
+    ("NLU ResponseSelector", r"response_selector"),
+    ("NLU CRFEntityExtractor", r"crf_entity_extractor"),
+    ("NLU RegexEntityExtractor", r"regex_entity_extractor"),
+    ("NLU FallbackClassifier", r"fallback_classifier"),
+    ("NLU other (synonyms, message)", r"rasa/nlu/|rasa/shared/nlu/"),
+    ("policy TEDPolicy", r"ted_policy"),
+    ("policy UnexpecTEDIntentPolicy", r"unexpected_intent_policy"),
+    ("policy RulePolicy", r"rule_policy"),
+    ("policy MemoizationPolicy", r"policies/memoization"),
+    ("policy featurization/ensemble", r"rasa/core/featurizers|rasa/core/policies|policy_ensemble"),
+    ("graph runner / model", r"rasa/engine/"),
+    ("tracker store (SQL)", r"tracker_store\.py"),
+    ("lock store", r"lock_store\.py"),
+    ("action server call (HTTP client)", r"rasa/utils/endpoints|rasa/core/actions/action\.py.*(run|_run)|aiohttp/client"),
+    ("tracker: events/slots/serialisation", r"rasa/shared/core/(trackers|events|domain|slots)|rasa/shared/core/conversation"),
+    ("responses / NLG", r"rasa/core/nlg|templated_natural_language"),
+    ("WeCom connector (crypto, inbox, API)", r"connectors/wecom|bot/wecom/|wechatpy|cryptography"),
+    ("message processor / agent", r"rasa/core/processor|rasa/core/agent|rasa/core/channels"),
+    ("HTTP server (sanic) / JSON", r"sanic/|ujson|json/"),
+    ("SQLAlchemy (other)", r"sqlalchemy"),
+    ("asyncio event loop", r"asyncio/"),
+]
+
+ACTIONS_CATEGORIES: List[Tuple[str, str]] = [
+    ("CRM store (SQLAlchemy)", r"bot/crm/|sqlalchemy"),
+    ("knowledge base / weather", r"bot/knowledge/"),
+    ("pre-trip answers", r"bot/pretrip"),
+    ("orders (JioNLP dates)", r"bot/orders/|jionlp|jiojio"),
+    ("complaints / preferences / handoff", r"bot/complaints|bot/preferences|bot/handoff|bot/paging|bot/privacy"),
+    ("templates (Jinja2)", r"jinja2|bot/templates|bot/replies"),
+    ("actions (thin layer)", r"/actions/"),
+    ("rasa_sdk (executor, tracker)", r"rasa_sdk/"),
+    ("HTTP server (sanic) / JSON", r"sanic/|ujson|json/"),
+    ("thread pool", r"concurrent/futures|threading"),
+    ("asyncio event loop", r"asyncio/"),
+]
+
+
+def available() -> bool:
+    return PY_SPY is not None
+
+
+def start_record(pid: int, out: Path, duration_s: float, rate: int = 67) -> Optional[subprocess.Popen]:
+    """py-spy record of `pid` for `duration_s`, collapsed stacks to `out` (.txt)."""
+    if PY_SPY is None:
+        return None
+    args = [PY_SPY, "record", "--pid", str(pid), "--duration", str(max(1, int(round(duration_s)))),
+            "--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(str(out) + ".log", "w"))
+
+
+def read_collapsed(path: Path) -> List[Tuple[List[str], int]]:
+    samples = []
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        samples.append((stack.split(";"), int(count)))
+    return samples
+
+
+def categorize(samples: Sequence[Tuple[List[str], int]], categories: Sequence[Tuple[str, str]]) -> Counter:
+    compiled = [(name, re.compile(pattern)) for name, pattern in categories]
+    out: Counter = Counter()
+    for frames, count in samples:
+        name = "other"
+        for frame in reversed(frames):
+            hit = next((n for n, rx in compiled if rx.search(frame)), None)
+            if hit:
+                name = hit
+                break
+        out[name] += count
+    return out
+
+
+def top_functions(samples: Sequence[Tuple[List[str], int]], n: int = 25,
+                  include: str = r"rasa/|rasa_sdk/|bot/|actions/|connectors/|sqlalchemy|jieba|sklearn|"
+                                 r"tensorflow|sanic|opencc|jionlp|jinja2") -> List[Tuple[str, int]]:
+    """Inclusive sample counts of the project's and the main libraries' functions."""
+    rx = re.compile(include)
+    inclusive: Counter = Counter()
+    for frames, count in samples:
+        for frame in set(frames):
+            if rx.search(frame):
+                inclusive[_short(frame)] += count
+    return inclusive.most_common(n)
+
+
+def _short(frame: str) -> str:
+    frame = re.sub(r"\(/[^)]*site-packages/", "(", frame)
+    return re.sub(r"\(/work/main/", "(", frame)
+
+
+def summarize(path: Path, categories: Sequence[Tuple[str, str]]) -> Dict:
+    samples = read_collapsed(path) if path.exists() else []
+    total = sum(c for _, c in samples)
+    cats = categorize(samples, categories)
+    return {
+        "file": str(path), "samples": total,
+        "by_category": [{"category": k, "samples": v, "share": round(v / total, 3) if total else 0}
+                        for k, v in cats.most_common()],
+        "top_functions": [{"function": f, "samples": c, "share": round(c / total, 3) if total else 0}
+                          for f, c in top_functions(samples)],
+    }
+
+
+def format_summary(title: str, summary: Dict, top: int = 12) -> str:
+    lines = [f"{title}: {summary['samples']} samples ({summary['file']})"]
+    for row in summary["by_category"]:
+        lines.append(f"  {row['share'] * 100:5.1f}%  {row['category']}")
+    lines.append("  top functions (inclusive):")
+    for row in summary["top_functions"][:top]:
+        lines.append(f"  {row['share'] * 100:5.1f}%  {row['function'][:110]}")
+    return "\n".join(lines)

@@ -1,0 +1,372 @@
+"""Start a whole stack for a benchmark, the way tests/e2e/conftest.py does: the action server and
+`rasa run` (REST + the WeCom channel) on free ports, with a generated endpoints/credentials file
+and a demo CRM of its own under a temp dir; optionally the WeCom sandbox, and PostgreSQL + Redis
+instead of the embedded SQLite defaults. Also: peak memory of each process (with children).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from bot.settings import PROJECT_ROOT
+
+log = logging.getLogger("bench")
+
+BIN = Path(sys.executable).parent
+RASA = str(BIN / "rasa")
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_BASE_URL = os.environ.get("BENCH_PG_BASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+AUTH_TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, logfile: Path, timeout: float = 300) -> float:
+    """Wait until `url` answers; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:3]} exited early (code {proc.returncode}):\n"
+                               f"{logfile.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return time.monotonic() - start
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} not up after {timeout} s:\n{logfile.read_text(errors='replace')[-3000:]}")
+
+
+# ---- memory ------------------------------------------------------------------------------------
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _children(pid: int) -> List[int]:
+    out: List[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                    out += [int(c) for c in fh.read().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process tree so far (from /proc/<pid>/stat)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def process_tree(pid: int) -> List[int]:
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += _children(p)
+    return tree
+
+
+class MemoryWatch:
+    """Samples the resident memory of each watched process tree (psutil is not installed with
+    rasa: /proc). Peak = the largest sampled sum of VmRSS over the tree; the kernel's own
+    high-water mark (VmHWM) of the main process is kept too, it cannot miss a short peak."""
+
+    def __init__(self, interval_s: float = 0.25) -> None:
+        self.interval_s = interval_s
+        self.pids: Dict[str, int] = {}
+        self.peak_kb: Dict[str, int] = {}
+        self.hwm_kb: Dict[str, int] = {}
+        self.children_seen: Dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-memwatch", daemon=True)
+
+    def watch(self, name: str, pid: int) -> None:
+        self.pids[name] = pid
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def sample(self) -> None:
+        for name, pid in list(self.pids.items()):
+            tree = process_tree(pid)
+            total = sum(_status_kb(p, "VmRSS") for p in tree)
+            if total:
+                self.peak_kb[name] = max(self.peak_kb.get(name, 0), total)
+            hwm = _status_kb(pid, "VmHWM")
+            if hwm:
+                self.hwm_kb[name] = max(self.hwm_kb.get(name, 0), hwm)
+            self.children_seen[name] = max(self.children_seen.get(name, 0), len(tree) - 1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def stop(self) -> None:
+        self.sample()
+        self._stop.set()
+
+    def report_mb(self) -> Dict[str, Dict[str, float]]:
+        return {name: {"peak_rss_mb": round(max(self.peak_kb.get(name, 0), self.hwm_kb.get(name, 0)) / 1024, 1),
+                       "vmhwm_main_mb": round(self.hwm_kb.get(name, 0) / 1024, 1),
+                       "children": self.children_seen.get(name, 0)}
+                for name in self.pids}
+
+
+# ---- bench guests in the CRM -------------------------------------------------------------------
+
+# Templates copied from data/demo/demo.yml: a 三亚 honeymoon in 6 days and a 上海 business trip
+# in 2 days (one upcoming stay each, so the answers do not stop to ask which stay).
+GUEST_TEMPLATES = [
+    {"name": "林晓", "tier": "金卡", "booking": {"property_id": "sanya-haitang-resort", "city": "三亚",
+                                              "check_in": 6, "check_out": 10, "room_type": "海景大床房",
+                                              "purpose": "蜜月", "party_size": 2}},
+    {"name": "陈志远", "tier": "铂金", "booking": {"property_id": "shanghai-bund-hotel", "city": "上海",
+                                                "check_in": 2, "check_out": 4, "room_type": "行政大床房",
+                                                "purpose": "商务", "party_size": 1}},
+]
+
+
+def bench_guests_yaml(sender_ids: List[str], path: Path) -> Path:
+    guests = []
+    for n, sender in enumerate(sender_ids):
+        t = GUEST_TEMPLATES[n % len(GUEST_TEMPLATES)]
+        booking = dict(t["booking"], confirmation_no=f"BENCH-{n:05d}")
+        guests.append({"sender_id": sender, "name": t["name"], "tier": t["tier"],
+                       "phone": f"1380{n:07d}", "bookings": [booking],
+                       "consents": [{"purpose": "marketing", "granted": True, "source": "demo"}]})
+    path.write_text(yaml.safe_dump({"guests": guests}, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+# ---- PostgreSQL / Redis --------------------------------------------------------------------------
+
+def create_pg_database() -> str:
+    import psycopg2
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    conn.close()
+
+
+def clear_redis_keys(patterns: List[str]) -> int:
+    """Delete the keys a run left in the bench Redis db (its own lock prefix, the cached sandbox
+    access token): never FLUSHDB, other people's keys stay."""
+    try:
+        import redis
+    except ImportError:
+        return 0
+    client = redis.Redis.from_url(REDIS_URL)
+    removed = 0
+    try:
+        for pattern in patterns:
+            keys = list(client.scan_iter(match=pattern, count=500))
+            if keys:
+                removed += client.delete(*keys)
+    finally:
+        client.close()
+    return removed
+
+
+# ---- the stack -----------------------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    name: str
+    model: Path
+    workdir: Path
+    wecom: bool = True
+    pg: bool = False
+    sanic_workers: int = 1
+    env_extra: Dict[str, str] = field(default_factory=dict)
+    procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
+    ports: Dict[str, int] = field(default_factory=dict)
+    startup_s: Dict[str, float] = field(default_factory=dict)
+    memory: MemoryWatch = field(default_factory=MemoryWatch)
+    pg_db: Optional[str] = None
+    lock_prefix: str = ""
+    env: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['rasa']}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['sandbox']}"
+
+    @property
+    def database_url(self) -> str:
+        return self.env["DATABASE_URL"]
+
+    def start(self, sender_ids: List[str]) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports = {"actions": free_port(), "rasa": free_port()}
+        if self.wecom:
+            self.ports["sandbox"] = free_port()
+        env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "WEATHER_PROVIDER": "demo",
+               "TF_CPP_MIN_LOG_LEVEL": "3", "SLA_POLICY_FILE": str(PROJECT_ROOT / "data" / "sla_policy.yml"),
+               "PYTHONUNBUFFERED": "1"}
+        env.pop("REDIS_URL", None)
+        tracker = (f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{self.workdir / "tracker.db"}"\n')
+        lock = "lock_store:\n  type: in_memory\n"
+        if self.pg:
+            self.pg_db = create_pg_database()
+            env["DATABASE_URL"] = f"{PG_BASE_URL}/{self.pg_db}"
+            env["REDIS_URL"] = REDIS_URL
+            tracker = ('tracker_store:\n  type: SQL\n  dialect: "postgresql"\n  url: "127.0.0.1"\n'
+                       f'  port: 5432\n  db: "{self.pg_db}"\n  username: "postgres"\n')
+            redis_db = REDIS_URL.rsplit("/", 1)[-1]
+            self.lock_prefix = f"bench{uuid.uuid4().hex[:8]}"
+            lock = (f'lock_store:\n  type: redis\n  url: "127.0.0.1"\n  port: 6379\n  db: {redis_db}\n'
+                    f'  key_prefix: "{self.lock_prefix}"\n')
+        else:
+            env["DATABASE_URL"] = f"sqlite:///{self.workdir / 'concierge.db'}"
+        if self.wecom:
+            env["WECOM_API_BASE"] = self.sandbox_url
+            env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['rasa']}"
+            env["SANDBOX_LOG_LEVEL"] = "WARNING"
+        if self.sanic_workers > 1:
+            env["SANIC_WORKERS"] = str(self.sanic_workers)
+        env.update(self.env_extra)
+        self.env = env
+        if self.pg:
+            self._clear_token_cache()
+
+        # The CRM: migrate, then the bench guests (demo-marked, like the e2e stack's demo load).
+        guests_file = bench_guests_yaml(sender_ids, self.workdir / "bench_guests.yml")
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "bot.cli", "demo", "load", "--file", str(guests_file)],
+                       env=env, check=True, cwd=PROJECT_ROOT, capture_output=True)
+        self.startup_s["crm_load"] = round(time.monotonic() - started, 2)
+
+        endpoints = self.workdir / "endpoints.yml"
+        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.ports["actions"]}/webhook"\n'
+                             + tracker + lock, encoding="utf-8")
+        credentials = self.workdir / "credentials.yml"
+        credentials.write_text("rest:\n" + ("connectors.wecom.WeComInput:\n" if self.wecom else ""),
+                               encoding="utf-8")
+        plan = []
+        if self.wecom:
+            plan.append(("sandbox", [sys.executable, "-m", "bot.sandbox", "--port", str(self.ports["sandbox"])],
+                         f"{self.sandbox_url}/_sandbox/info"))
+        plan.append(("actions", [RASA, "run", "actions", "--actions", "actions",
+                                 "--port", str(self.ports["actions"])],
+                     f"http://127.0.0.1:{self.ports['actions']}/health"))
+        plan.append(("rasa", [RASA, "run", "-m", str(self.model), "--enable-api", "--auth-token", AUTH_TOKEN,
+                              "--port", str(self.ports["rasa"]), "--endpoints", str(endpoints),
+                              "--credentials", str(credentials)],
+                     f"{self.rasa_url}/"))
+        for name, args, health in plan:
+            logfile = self.workdir / f"{name}.log"
+            proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=logfile.open("w"),
+                                    stderr=subprocess.STDOUT)
+            self.procs[name] = proc
+            self.memory.watch(name, proc.pid)
+            self.startup_s[name] = round(wait_http(health, proc, logfile), 2)
+            log.info("%s: %s up in %.1f s (pid %d)", self.name, name, self.startup_s[name], proc.pid)
+
+    def cpu(self) -> Dict[str, float]:
+        return {name: cpu_seconds(proc.pid) for name, proc in self.procs.items() if proc.poll() is None}
+
+    def log_tail(self, name: str, chars: int = 2000) -> str:
+        try:
+            return (self.workdir / f"{name}.log").read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def alive(self) -> Dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self.procs.items()}
+
+    def _clear_token_cache(self) -> None:
+        from bot.wecom.dev_defaults import CORP_ID
+
+        # The sandbox access tokens cached by a previous run (wechatpy's RedisStorage key scheme):
+        # a new sandbox would answer 40014 to them.
+        patterns = [f"wechatpy:{CORP_ID}_*"]
+        if self.lock_prefix:
+            patterns.append(f"{self.lock_prefix}*")
+        try:
+            clear_redis_keys(patterns)
+        except Exception as exc:  # Redis down: the run will say so itself
+            log.warning("could not clear bench keys in Redis: %s", exc)
+
+    def stop(self) -> None:
+        self.memory.stop()
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if self.pg:
+            self._clear_token_cache()
+            if self.pg_db:
+                try:
+                    drop_pg_database(self.pg_db)
+                except Exception as exc:
+                    log.warning("could not drop the bench database %s: %s", self.pg_db, exc)
+
+
+def temp_workdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def remove_workdir(path: Path, keep: bool) -> None:
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
