@@ -321,13 +321,17 @@ class PagingStore:
         with self._session() as s:
             return [_clock_dto(r) for r in s.execute(stmt).scalars()]
 
-    def load(self) -> dict[str, int]:
-        """Open cases per advisor (held or paged), for least-loaded picking."""
+    def load(self, exclude_case: int | None = None) -> dict[str, int]:
+        """Open cases per advisor (held or paged), for least-loaded picking; `exclude_case` leaves
+        out the case being routed (its own page does not count against its advisor)."""
         holder = func.coalesce(SlaClock.takeover_userid, SlaClock.assignee_userid,
                                SlaClock.paged_userid)
+        stmt = select(holder, func.count()).where(SlaClock.state.in_(rules.OPEN_STATES),
+                                                  holder.isnot(None))
+        if exclude_case is not None:
+            stmt = stmt.where(SlaClock.id != exclude_case)
         with self._session() as s:
-            rows = s.execute(select(holder, func.count()).where(
-                SlaClock.state.in_(rules.OPEN_STATES), holder.isnot(None)).group_by(holder)).all()
+            rows = s.execute(stmt.group_by(holder)).all()
         return {userid: count for userid, count in rows}
 
     def set_paged(self, case_id: int, userid: str) -> None:
@@ -536,18 +540,19 @@ class PagingStore:
             return _utc(value)
 
     def claim_due(self, now: dt.datetime, worker_id: str, *, lease: dt.timedelta,
-                  limit: int = 50) -> list[int]:
-        """Claim up to `limit` due steps for `worker_id`; returns their ids (oldest due first)."""
+                  limit: int = 50) -> list[tuple[int, int]]:
+        """Claim up to `limit` due steps for `worker_id`; returns (step id, case id) pairs,
+        oldest due first."""
         with self._session() as s:
-            stmt = (select(SlaStep.id)
+            stmt = (select(SlaStep.id, SlaStep.clock_id)
                     .where(SlaStep.status == rules.PENDING, SlaStep.due_at <= now,
                            or_(SlaStep.lease_until.is_(None), SlaStep.lease_until <= now))
                     .order_by(SlaStep.due_at, SlaStep.id).limit(limit))
             if self.is_postgres:
                 stmt = stmt.with_for_update(skip_locked=True)
-            candidates = list(s.execute(stmt).scalars())
+            candidates = s.execute(stmt).all()
             claimed = []
-            for step_id in candidates:
+            for step_id, clock_id in candidates:
                 result = s.execute(
                     update(SlaStep)
                     .where(SlaStep.id == step_id, SlaStep.status == rules.PENDING)
@@ -555,7 +560,7 @@ class PagingStore:
                             attempts=SlaStep.attempts + 1)
                     .execution_options(synchronize_session=False))
                 if result.rowcount == 1:
-                    claimed.append(step_id)
+                    claimed.append((step_id, clock_id))
             return claimed
 
     def claim_step(self, step_id: int, worker_id: str, now: dt.datetime, *,

@@ -124,13 +124,21 @@ class PagingWorker:
                                               lease=self.lease, limit=self.batch)
             if not claimed:
                 break
+            # Steps of one case fire one after the other, in due order (the page before the
+            # re-page); different cases in parallel.
+            by_case: dict[int, list[int]] = {}
+            for step_id, clock_id in claimed:
+                by_case.setdefault(clock_id, []).append(step_id)
             semaphore = asyncio.Semaphore(self.concurrency)
 
-            async def fire(step_id: int) -> TickReport:
+            async def fire_case(step_ids: list[int]) -> TickReport:
+                case_report = TickReport()
                 async with semaphore:
-                    return await self.fire(step_id)
+                    for step_id in step_ids:
+                        case_report += await self.fire(step_id)
+                return case_report
 
-            for result in await asyncio.gather(*(fire(i) for i in claimed)):
+            for result in await asyncio.gather(*(fire_case(ids) for ids in by_case.values())):
                 report += result
         return report
 
@@ -278,8 +286,11 @@ class PagingWorker:
             if any(k.startswith(f"{target}:") for k in delivered) and target in ADVISOR_TARGETS:
                 continue
             if target == "on_duty":
-                load = await asyncio.to_thread(self.store.load)
-                advisor = roster.pick_on_duty(policy, prop, now, load=load)
+                load = await asyncio.to_thread(self.store.load, clock.id)
+                # A page that could not reach the paged advisor tries someone else on duty.
+                failed_before = {clock.paged_userid} if step.attempts > 1 and clock.paged_userid else set()
+                advisor = (roster.pick_on_duty(policy, prop, now, load=load, exclude=failed_before)
+                           or roster.pick_on_duty(policy, prop, now, load=load))
                 if advisor is None:
                     await nobody_free(target)
                     continue
@@ -290,7 +301,7 @@ class PagingWorker:
                 userid = holder
                 if userid is None:
                     advisor = roster.pick_on_duty(policy, prop, now,
-                                                  load=await asyncio.to_thread(self.store.load))
+                                                  load=await asyncio.to_thread(self.store.load, clock.id))
                     if advisor is None:
                         await nobody_free(target)
                         continue
