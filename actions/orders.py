@@ -39,7 +39,9 @@ FORM_INTENTS = frozenset({"order_addon", "inform", "affirm", "deny", "nlu_fallba
 NOT_FOR_THE_FORM = frozenset({"cancel_order", "request_human", "complain", "inform_preference",
                               "praise", "unsubscribe", "request_data_deletion", "greet",
                               "goodbye", "thank", "bot_challenge"})
-_YES = re.compile(r"^(确认|确定|好的?|好滴|可以|没问题|对|是的?|嗯+|ok|okay|行|下单吧?|就这样)[!！。.~～]*$", re.I)
+_YES = re.compile(r"^(确认|确定|好的?|好滴|可以|没问题|对|是的?|嗯+|ok|okay|行|下单吧?|就这样"
+                  r"|没有了|没了|就这些|没有别的了?|没有其他(?:需求|要求)?了?|没有特别要求|暂时没有)"
+                  r"[!！。.~～]*$", re.I)
 _NO = re.compile(r"^(算了|不要了|不用了|取消|不订了|先不要?了?)[!！。.~～]*$")
 
 

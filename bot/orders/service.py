@@ -43,7 +43,13 @@ _TRAIN_RE = re.compile(r"(?<![a-z0-9])([gdckzt])(\d{1,4})(?![0-9])", re.I)
 _CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "仨": 3, "四": 4, "五": 5,
               "六": 6, "七": 7, "八": 8, "九": 9}
 _PARTY_RE = re.compile(
-    r"(\d{1,4}|[零一二两三四五六七八九十百]{1,4})\s*(?:个人|个大人|位大人|位客人|位|人|口人|大人)")
+    r"(\d{1,4}|[零一二两俩三仨四五六七八九十百]{1,4})\s*(?:个人|个大人|位大人|位客人|位|人|口人|大人)")
+_NUM = r"(\d{1,3}|[一二两俩三仨四五六七八九十]{1,3})"
+# "两大一小", "2大1小", "三个大人两个小孩": adults and children add up
+_MIXED_RE = re.compile(_NUM + r"\s*(?:个|位)?\s*(?:大人|成人|大)\s*[，, 和加带]?\s*" + _NUM
+                       + r"\s*(?:个|位)?\s*(?:小孩|孩子|儿童|小朋友|小)")
+# "我们四个", "一共五个", "总共3个"
+_GROUP_RE = re.compile(r"(?:我们|咱们|一共|总共|共)\s*" + _NUM + r"\s*个(?!小时|月|晚|房)")
 _PARTY_PHRASES = (
     (re.compile(r"一家三口"), 3), (re.compile(r"一家四口"), 4), (re.compile(r"一家五口"), 5),
     (re.compile(r"我们俩|我俩|咱俩|两口子|我和(?:老公|老婆|太太|先生|爱人|男朋友|女朋友|朋友)"), 2),
@@ -80,6 +86,14 @@ def parse_party(text: str, *, bare_number: bool = False) -> Optional[int]:
     for pattern, size in _PARTY_PHRASES:
         if pattern.search(text):
             return size
+    m = _MIXED_RE.search(text)
+    if m:
+        adults, kids = chinese_number(m.group(1)), chinese_number(m.group(2))
+        if adults is not None and kids is not None:
+            return adults + kids
+    m = _GROUP_RE.search(text)
+    if m:
+        return chinese_number(m.group(1))
     m = _PARTY_RE.search(text)
     if m:
         return chinese_number(m.group(1))
@@ -201,15 +215,13 @@ class OrderService:
                          stop=True)
         properties = self._properties(bookings, booking_id)
         first = properties[0] if properties else None
+        # (the form's next question lists what can be booked: not repeated here)
         if item is None:
-            menu = self.menu(first) if first else ""
-            return Check(message=f"抱歉，我没听出您想预订哪项服务。{self.property_name(first)}可以预订：{menu}。"
-                         if menu else "抱歉，我没听出您想预订哪项服务，可以再说一下吗？")
+            return Check(message="抱歉，我没听出您想预订哪项服务。")
         offering = [p for p in properties if self.catalogue.offer(p, item.id)]
         if not offering:
-            name = self.property_name(first)
-            return Check(message=f"{name}暂不提供{item.name}服务。可以预订的有：{self.menu(first)}。"
-                                 "如果一定需要，可以说“转人工”，顾问帮您问问其他办法。")
+            return Check(message=f"{self.property_name(first)}暂不提供{item.name}服务。如果一定需要，"
+                                 "可以说“转人工”，顾问帮您问问其他办法。")
         return Check(value=item.id)
 
     def check_when(self, sender_id: str, item_id: str, when: When, *,
