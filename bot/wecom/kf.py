@@ -284,6 +284,8 @@ class KfService:
             body["msgid"] = short_id(dedupe_key, 32)
         try:
             state, servicer = await self.service_state(open_kfid, external_userid)
+            if state not in SENDABLE_STATES:  # a cached "no" may be stale (the guest came back)
+                state, servicer = await self.service_state(open_kfid, external_userid, fresh=True)
         except (TransportError, WeComAPIError) as exc:
             logger.warning("kf service_state/get failed (%s): sending anyway, WeCom will refuse if not allowed", exc)
             state, servicer = STATE_BOT, None
