@@ -278,7 +278,7 @@ class ActionAskOrderConfirm(Action):
         return "action_ask_order_confirm"
 
     async def run(self, dispatcher, tracker, domain):
-        text = await call(flows().orders.confirmation_question, _draft(tracker))
+        text = await call(flows().orders.confirmation_question, _draft(tracker), tracker.sender_id)
         dispatcher.utter_message(text=text)
         return []
 

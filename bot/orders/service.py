@@ -161,7 +161,7 @@ def render(template: str, **context: Any) -> str:
     with _env_lock:
         if _env is None:
             _env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined,
-                               autoescape=False, lstrip_blocks=True, trim_blocks=True)
+                               autoescape=False, lstrip_blocks=True)
     text = _env.get_template(f"{template}.j2").render(**context)
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
@@ -232,12 +232,10 @@ class OrderService:
             when = when.combine(known_day)
         if not when.has_time:
             if when.at.date() < now.date():
-                return Check(message=f"{describe(when.at, with_time=False, now=now)}已经过去了，"
-                                     "请告诉我之后的日期和时间。")
+                return Check(message=f"{describe(when.at, with_time=False, now=now)}已经过去了。")
             return Check(message=None, slots={"order_day": when.at.date().isoformat()})
         if when.at <= now:
-            return Check(message=f"{describe(when.at, now=now)}已经过去了，请告诉我之后的时间，"
-                                 "比如“明天早上8点”。")
+            return Check(message=f"{describe(when.at, now=now)}已经过去了。")
         if item is None:
             return Check(value=when.at.isoformat(), slots={"order_day": when.at.date().isoformat()})
         bookings = self.bookings(sender_id)
@@ -245,8 +243,8 @@ class OrderService:
         if problem:
             return Check(message=problem, slots={"order_day": None})
         if offer is not None and not offer.open_at(when.at.timetz()):
-            return Check(message=f"{item.name}的服务时间是{offer.hours_text}，{when.at:%H:%M}不在服务时间内，"
-                                 "换个时间可以吗？", slots={"order_day": when.at.date().isoformat()})
+            return Check(message=f"{item.name}的服务时间是{offer.hours_text}，{when.at:%H:%M}不在服务时间内。",
+                         slots={"order_day": when.at.date().isoformat()})
         return Check(value=when.at.isoformat(),
                      slots={"order_day": when.at.date().isoformat(),
                             "order_booking_id": booking.id if booking is not None else None})
@@ -275,17 +273,17 @@ class OrderService:
             hint = f"{item.name}安排在退房当天（{_md(b.check_out)}）"
         else:
             hint = "请选入住期间的日期"
-        return None, None, (f"您在{self.property_name(b.property_id)}的行程是{stay}，{asked}不在行程内。"
-                            f"{hint}，可以告诉我具体时间吗？")
+        return None, None, (f"您在{self.property_name(b.property_id)}的行程是{stay}，{asked}不在行程内，"
+                            f"{hint}。")
 
     def check_party(self, item_id: Optional[str], size: Any, *, booking_id: int | None = None,
                     sender_id: str | None = None) -> Check:
         try:
             n = int(size)
         except (TypeError, ValueError):
-            return Check(message="请问一共几位？告诉我人数就好，比如“2位”。")
+            return Check(message="没听清人数，告诉我几位就好，比如“2位”。")
         if n < 1:
-            return Check(message="人数至少是1位哦，请问一共几位？")
+            return Check(message="人数至少是1位哦。")
         item = self.item(item_id)
         offer = self._offer_for(item, booking_id, sender_id)
         limit = offer.max_party if offer is not None else None
@@ -320,8 +318,8 @@ class OrderService:
     def check_flight(value: Any) -> Check:
         flight = parse_flight(str(value or ""))
         if flight is None:
-            return Check(message="航班号好像不太对，一般是两位字母或数字加3–4位数字，比如 CA1234、HU7081；"
-                                 "坐高铁的话发车次就行，比如 G1234。")
+            return Check(message="这个航班号好像不太对，航班号一般是两位字母或数字加3–4位数字（如 HU7081），"
+                                 "高铁车次如 G1234。")
         return Check(value=flight)
 
     # ---- confirm and create -------------------------------------------------------------------
@@ -358,16 +356,38 @@ class OrderService:
             "property_id": offer.property_id if offer else None,
         }
 
-    def confirmation_question(self, draft: Draft) -> str:
-        return render("confirm", **self._facts(draft))
+    def confirmation_question(self, draft: Draft, sender_id: str | None = None) -> str:
+        facts = self._facts(draft)
+        return render("confirm", same=self._same_day_orders(sender_id, draft), **facts)
+
+    def _same_day_orders(self, sender_id: Optional[str], draft: Draft) -> list[dict]:
+        """Open orders of the same item on the same day: the guest may not remember them."""
+        item, at = self.item(draft.item_id), draft.scheduled_at
+        if not sender_id or item is None or at is None:
+            return []
+        try:
+            orders = self._open_orders(sender_id)
+        except StoreUnavailable:
+            return []
+        day = at.astimezone(CHINA_TZ).date()
+        return [{"id": o.id, "when": describe(o.scheduled_at, now=self.now()),
+                 "status": state.LABELS.get(o.status, o.status)}
+                for o in orders if o.item == item.name and o.scheduled_at is not None
+                and o.scheduled_at.astimezone(CHINA_TZ).date() == day]
 
     def create(self, sender_id: str, draft: Draft) -> Reply:
         """Write the order (status requested, SLA class addon_order). Raises StoreUnavailable."""
         item = self.item(draft.item_id)
         if item is None:
             raise ValueError(f"unknown item {draft.item_id!r}")
-        facts = self._facts(draft)
         self.store.get_or_create_guest(sender_id)
+        if draft.booking_id is None and draft.scheduled_at is not None:
+            # taken while the CRM was down (replayed from the spool): place it on its stay now
+            booking, _, _ = self._place(item, draft.scheduled_at,
+                                        self.store.upcoming_bookings(sender_id, self.now().date()), None)
+            if booking is not None:
+                draft = dataclasses.replace(draft, booking_id=booking.id)
+        facts = self._facts(draft)
         order = self.store.create_order(
             sender_id, item=item.name, booking_id=draft.booking_id,
             property_id=facts["property_id"], scheduled_at=draft.scheduled_at,

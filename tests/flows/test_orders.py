@@ -53,6 +53,8 @@ async def test_everything_in_one_message_then_confirm(services, fresh_store):
     summary = said[-1]
     assert "接机" in summary and "08:00" in summary and "CA1234" in summary
     assert "¥300" in summary  # the catalogue's price, said as the catalogue says it
+    # demo-lin already has a confirmed pickup that day (demo data): the summary reminds her
+    assert "您已经有一单接机" in summary and "已确认" in summary
 
     await p.say("确认", "affirm")
     assert p.slots["order_confirm"] is True and p.slots["requested_slot"] is None

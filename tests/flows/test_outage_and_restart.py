@@ -53,6 +53,9 @@ async def test_an_order_during_an_outage_is_queued_and_lands_after_a_restart(
     assert fresh.flows.replay_pending() == 1
     [order] = new_orders(fresh_store, "demo-lin")
     assert (order.item, order.flight_no, order.sla_class) == ("接机", "CA1234", "addon_order")
+    # placed on the stay it belongs to once the CRM could be read again
+    assert order.booking_id == fresh_store.upcoming_bookings("demo-lin")[0].id
+    assert order.property_id == "sanya-haitang-resort"
     assert spool_file.read_text(encoding="utf-8") == ""
 
 
