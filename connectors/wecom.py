@@ -475,7 +475,9 @@ class WeComInput(InputChannel):
                 return await self._accept_aibot(message, crypto)
             xml = crypto.decrypt_xml(request.body, signature, timestamp, nonce)
             raw = parse_xml(xml)
-            if surface == "kf":
+            if surface == "kf" or _is_kf_notice(raw):
+                # WeCom sends kf_msg_or_event to the callback URL of the app that manages 微信客服,
+                # which may be the self-built app's URL: accept it on either route.
                 return await self._accept_kf(raw)
             return await self._accept(app_mod.normalize(xml, raw))
         except CallbackError as exc:
@@ -516,7 +518,7 @@ class WeComInput(InputChannel):
         return new_id
 
     async def _accept_kf(self, raw: Dict[str, Any]) -> HTTPResponse:
-        if str(raw.get("MsgType") or "").lower() == "event" and str(raw.get("Event") or "").lower() == "kf_msg_or_event":
+        if _is_kf_notice(raw):
             open_kfid = str(raw.get("OpenKfId") or "")
             token = raw.get("Token") or None
             try:
@@ -701,6 +703,10 @@ class WeComInput(InputChannel):
 
             self._crm = CRMStore(self.services.db.engine)
         return self._crm
+
+
+def _is_kf_notice(raw: Dict[str, Any]) -> bool:
+    return str(raw.get("MsgType") or "").lower() == "event" and str(raw.get("Event") or "").lower() == "kf_msg_or_event"
 
 
 class StoreUnavailableHTTP(Exception):

@@ -547,3 +547,18 @@ async def test_conversation_with_redis(env, monkeypatch):
     finally:
         await clean()
         await client.close()
+
+
+async def test_kf_notice_on_the_app_url_is_accepted_too(connector):
+    """WeCom posts kf_msg_or_event to the URL of the app that manages 微信客服 (maybe the app's)."""
+    await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第一条"})
+    await connector.idle()
+    connector.env.state.kf_messages[connector.env.state.open_kfid].append(
+        {"msgid": "via-app-url", "open_kfid": connector.env.state.open_kfid, "external_userid": GUEST,
+         "send_time": int(time.time()), "origin": 3, "msgtype": "text", "text": {"content": "第二条"}})
+    body, params = surface_crypto(connector.channel, "app").encrypt_xml(
+        "<xml><ToUserName>ww_sandbox_corp</ToUserName><CreateTime>1</CreateTime><MsgType>event</MsgType>"
+        f"<Event>kf_msg_or_event</Event><Token></Token><OpenKfId>{connector.env.state.open_kfid}</OpenKfId></xml>")
+    assert await raw_post(connector, "app", body, params) == (200, "")
+    await connector.idle()
+    assert connector.rasa.texts() == ["第一条", "第二条"]
