@@ -55,10 +55,21 @@ async def run_sanic(channel, on_new_message, port: Optional[int] = None):
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        await server.before_stop()
-        server.close()
-        await server.wait_closed()
-        await server.after_stop()
+        await stop_sanic(server)
+
+
+async def stop_sanic(server) -> None:
+    """Stop like Sanic's own runner: listeners, then close idle keep-alive connections."""
+    await server.before_stop()
+    server.close()
+    await server.wait_closed()
+    for conn in list(server.connections):
+        conn.close_if_idle()
+    for _ in range(50):
+        if not server.connections:
+            break
+        await asyncio.sleep(0.02)
+    await server.after_stop()
 
 
 @dataclass
