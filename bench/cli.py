@@ -39,9 +39,9 @@ log = logging.getLogger("bench")
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=15.0, help="seconds measured per run (default 15)")
-    p.add_argument("--guests", type=int, default=30,
-                   help="concurrent guests of the saturation runs (default 30)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per run (default 10)")
+    p.add_argument("--guests", type=int, default=50,
+                   help="concurrent guests of the saturation runs (default 50)")
     p.add_argument("--rate", type=float, default=None,
                    help="fixed offered rate, msg/s (default: half the baseline's saturation, per channel)")
     p.add_argument("--only", choices=("rest", "wecom"), help="one channel only")
@@ -57,6 +57,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--retrain", action="store_true", help="train the baseline and time both trainings again")
     p.add_argument("--no-train-timing", action="store_true", help="do not time a training of ours")
     p.add_argument("--model", type=Path, default=train.OURS_MODEL, help="our model")
+    p.add_argument("--baseline-model", type=Path,
+                   help="serve this baseline model instead of training models/baseline/ (its training "
+                        "time is then not reported; e.g. a few-epoch model to try the harness: serving "
+                        "cost does not depend on the epochs)")
     p.add_argument("--warmup", type=float, default=2.0, help="closed-loop warm-up seconds (not counted)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-message timeout, s")
     p.add_argument("--keep", action="store_true", help="keep the stacks' databases in the results folder")
@@ -208,13 +212,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     results: Dict[str, Any] = {
         "meta": {"started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:],
                  "duration_s": args.duration, "guests": args.guests, "rate": args.rate,
-                 "only": args.only, "pg": args.pg, "workers": args.workers, "cpus": os.cpu_count(),
+                 "only": args.only, "pg": args.pg,
+                 "baseline_model": str(args.baseline_model or train.BASELINE_MODEL),
+                 "workers": args.workers, "cpus": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2),
                  "note": "figures from whatever else the machine was running; see loadavg"},
         "training": {}, "stacks": {},
     }
     t0 = time.monotonic()
-    if not args.skip_baseline:
+    if not args.skip_baseline and not args.baseline_model:
         results["training"]["baseline"] = train.ensure_baseline(outdir, retrain=args.retrain)
         log.info("baseline training: %s s%s", results["training"]["baseline"]["seconds"],
                  " (measured earlier)" if results["training"]["baseline"].get("reused") else "")
@@ -224,7 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                  " (measured earlier)" if results["training"]["ours"].get("reused") else "")
     plan = []
     if not args.skip_baseline:
-        plan.append(("baseline", train.BASELINE_MODEL))
+        plan.append(("baseline", args.baseline_model or train.BASELINE_MODEL))
     if not args.skip_ours:
         plan.append(("ours", args.model))
     try:

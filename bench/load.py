@@ -5,7 +5,7 @@ each run closed loop (saturation) or open loop (a fixed offered rate).
   Throughput = replies completed inside the measurement window / window (a warm-up before the
   window is not counted). At the end every guest finishes its request in flight (no cancelled
   requests left behind for the next phase).
-- Open loop: arrivals at a fixed mean rate (Poisson, seeded), each the next line of an idle guest;
+- Open loop: arrivals at a fixed rate (evenly spaced, jittered, seeded), each the next line of an idle guest;
   latency counts from the scheduled arrival, so a slow server cannot slow the offered load down
   (no coordinated omission). An arrival that finds no idle guest is counted as `skipped`.
 - WeCom: a message is `POST /_sandbox/guest/kf`, which the sandbox turns into the encrypted
@@ -242,7 +242,7 @@ async def closed_loop(client, senders: Sequence[str], guests: int, duration_s: f
 
 async def open_loop(client, senders: Sequence[str], rate: float, duration_s: float,
                     max_guests: int, name: str = "fixed_rate", seed: int = 7) -> RunResult:
-    """Arrivals at `rate` msg/s for `duration_s`; each picks an idle guest (at most `max_guests`
+    """rate x duration arrivals spread over `duration_s`; each picks an idle guest (at most `max_guests`
     conversations at once); waits for the answers still in flight (up to the client timeout)."""
     rng = random.Random(seed)
     pool = SenderPool(senders)
@@ -258,11 +258,11 @@ async def open_loop(client, senders: Sequence[str], rate: float, duration_s: flo
         idle.append(guest)
 
     start = time.monotonic()
-    t_next = start
-    while True:
-        t_next += rng.expovariate(rate)
-        if t_next - start > duration_s:
-            break
+    n_arrivals = max(1, int(round(rate * duration_s)))
+    # Evenly spaced with +-50% jitter: exactly rate x duration arrivals (a Poisson process over a
+    # few seconds offers anything from half to twice the rate, which makes short runs useless).
+    schedule = [start + (i + 0.5 + rng.uniform(-0.5, 0.5)) / rate for i in range(n_arrivals)]
+    for t_next in schedule:
         delay = t_next - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)

@@ -2,10 +2,13 @@
 summary of where the busy time goes, by component.
 
 `py-spy record --format raw` writes collapsed stacks ("frame;frame;frame count", root first).
-Each sample is charged to the *deepest* frame that matches a category below (so SQLAlchemy under
-the tracker store counts as the tracker store, TensorFlow under DIET as DIET); samples matching
-nothing are "other". Idle threads are not sampled (py-spy's default), so the shares are shares of
-the time the process was running Python.
+Each sample is charged to the *outermost* frame that matches a specific category (a component, a
+policy, the tracker store, the call to the action server...: so SQLAlchemy under the tracker store
+counts as the tracker store, TensorFlow under DIET as DIET); a sample under none of them goes to
+the deepest generic category (SQLAlchemy, Sanic, the message processor, the event loop...), else
+"other". Samples whose innermost frame is a known wait (the event loop's select, an idle worker
+thread) are counted apart as idle: py-spy's own idle detection misses them in some containers.
+Shares are of the busy samples.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 PY_SPY = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
 
-# (category, regex on a frame "function (path:line)"), checked from the leaf up.
+# (category, regex on a frame "function (path:line)"). Specific ones are looked for from the root
+# down; GENERIC ones (below) only when no specific one matched, from the leaf up.
 RASA_CATEGORIES: List[Tuple[str, str]] = [
     ("NLU ChineseNormalizer (OpenCC)", r"bot/nlu/normalizer|opencc"),
     ("NLU JiebaTokenizer", r"jieba_tokenizer|/jieba/"),
@@ -41,7 +45,10 @@ RASA_CATEGORIES: List[Tuple[str, str]] = [
     ("graph runner / model", r"rasa/engine/"),
     ("tracker store (SQL)", r"tracker_store\.py"),
     ("lock store", r"lock_store\.py"),
-    ("action server call (HTTP client)", r"rasa/utils/endpoints|rasa/core/actions/action\.py.*(run|_run)|aiohttp/client"),
+    # RemoteAction.run: the tracker state as JSON, the HTTP call, jsonschema validation of the
+    # answer, the events applied; also the built-in utter_ actions (same module).
+    ("running actions (remote call to the action server, utterances)",
+     r"rasa/core/actions/|rasa/utils/endpoints|aiohttp/client"),
     ("tracker: events/slots/serialisation", r"rasa/shared/core/(trackers|events|domain|slots)|rasa/shared/core/conversation"),
     ("responses / NLG", r"rasa/core/nlg|templated_natural_language"),
     ("WeCom connector (crypto, inbox, API)", r"connectors/wecom|bot/wecom/|wechatpy|cryptography"),
@@ -64,6 +71,18 @@ ACTIONS_CATEGORIES: List[Tuple[str, str]] = [
     ("thread pool", r"concurrent/futures|threading"),
     ("asyncio event loop", r"asyncio/"),
 ]
+
+
+GENERIC = {
+    "graph runner / model", "policy featurization/ensemble", "message processor / agent",
+    "HTTP server (sanic) / JSON", "SQLAlchemy (other)", "asyncio event loop",
+    "rasa_sdk (executor, tracker)", "thread pool",
+}
+
+# Innermost frames of threads that are waiting, not working.
+IDLE_LEAVES = re.compile(
+    r"^(serve \(sanic/server/runners|run_forever|_run_once \(asyncio/base_events|select \(selectors|"
+    r"_worker \(concurrent/futures/thread|wait \(threading|_wait_for_tstate_lock|poll \(|epoll)")
 
 
 def available() -> bool:
@@ -89,30 +108,49 @@ def read_collapsed(path: Path) -> List[Tuple[List[str], int]]:
     return samples
 
 
+def is_idle(frames: Sequence[str]) -> bool:
+    return bool(frames) and bool(IDLE_LEAVES.search(_short(frames[-1])))
+
+
 def categorize(samples: Sequence[Tuple[List[str], int]], categories: Sequence[Tuple[str, str]]) -> Counter:
-    compiled = [(name, re.compile(pattern)) for name, pattern in categories]
+    """Busy samples per category (idle ones under the key "(idle)")."""
+    specific = [(n, re.compile(p)) for n, p in categories if n not in GENERIC]
+    generic = [(n, re.compile(p)) for n, p in categories if n in GENERIC]
     out: Counter = Counter()
     for frames, count in samples:
-        name = "other"
-        for frame in reversed(frames):
-            hit = next((n for n, rx in compiled if rx.search(frame)), None)
-            if hit:
-                name = hit
+        if is_idle(frames):
+            out["(idle)"] += count
+            continue
+        name = None
+        for frame in frames:  # root first: the outermost specific owner
+            name = next((n for n, rx in specific if rx.search(frame)), None)
+            if name:
                 break
-        out[name] += count
+        if name is None:
+            for frame in reversed(frames):
+                name = next((n for n, rx in generic if rx.search(frame)), None)
+                if name:
+                    break
+        out[name or "other"] += count
     return out
 
 
 def top_functions(samples: Sequence[Tuple[List[str], int]], n: int = 25,
                   include: str = r"rasa/|rasa_sdk/|bot/|actions/|connectors/|sqlalchemy|jieba|sklearn|"
-                                 r"tensorflow|sanic|opencc|jionlp|jinja2") -> List[Tuple[str, int]]:
-    """Inclusive sample counts of the project's and the main libraries' functions."""
-    rx = re.compile(include)
+                                 r"tensorflow|sanic|opencc|jionlp|jinja2",
+                  exclude: str = r"^(run|main|serve|serve_single|serve_application|main_from_args|run_actions|"
+                                 r"http1|handler|_run_once|run_forever) \(") -> List[Tuple[str, int]]:
+    """Inclusive sample counts of the project's and the main libraries' functions (without the
+    frames every request goes through: server loops, CLI entry points)."""
+    rx, skip = re.compile(include), re.compile(exclude)
     inclusive: Counter = Counter()
     for frames, count in samples:
+        if is_idle(frames):
+            continue
         for frame in set(frames):
-            if rx.search(frame):
-                inclusive[_short(frame)] += count
+            short = _short(frame)
+            if rx.search(frame) and not skip.search(short):
+                inclusive[short] += count
     return inclusive.most_common(n)
 
 
@@ -123,10 +161,11 @@ def _short(frame: str) -> str:
 
 def summarize(path: Path, categories: Sequence[Tuple[str, str]]) -> Dict:
     samples = read_collapsed(path) if path.exists() else []
-    total = sum(c for _, c in samples)
     cats = categorize(samples, categories)
+    idle = cats.pop("(idle)", 0)
+    total = sum(cats.values())
     return {
-        "file": str(path), "samples": total,
+        "file": str(path), "samples": total, "idle_samples": idle,
         "by_category": [{"category": k, "samples": v, "share": round(v / total, 3) if total else 0}
                         for k, v in cats.most_common()],
         "top_functions": [{"function": f, "samples": c, "share": round(c / total, 3) if total else 0}
@@ -135,7 +174,8 @@ def summarize(path: Path, categories: Sequence[Tuple[str, str]]) -> Dict:
 
 
 def format_summary(title: str, summary: Dict, top: int = 12) -> str:
-    lines = [f"{title}: {summary['samples']} samples ({summary['file']})"]
+    lines = [f"{title}: {summary['samples']} busy samples, {summary.get('idle_samples', 0)} idle "
+             f"({summary['file']})"]
     for row in summary["by_category"]:
         lines.append(f"  {row['share'] * 100:5.1f}%  {row['category']}")
     lines.append("  top functions (inclusive):")

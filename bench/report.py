@@ -102,7 +102,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
     width = 0.38
     for i, name in enumerate(names):
         vals = [_get(_run(stacks[name], c, "saturation"), "throughput") or 0 for c in channels]
-        ax.bar([x + (i - 0.5) * width for x in range(len(channels))], vals, width, label=name, color=colors[name])
+        ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(channels))], vals, width, label=name, color=colors[name])
     ax.set_xticks(range(len(channels)))
     ax.set_xticklabels([{"rest": "REST", "wecom": "WeCom kf"}[c] for c in channels])
     ax.set_ylabel("messages / s")
@@ -114,7 +114,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
     for i, name in enumerate(names):
         vals = [_get(_run(stacks[name], c, "fixed_rate"), "reply_ms", q) or 0
                 for c in channels for q in ("p50", "p95", "p99")]
-        ax.bar([x + (i - 0.5) * width for x in range(len(labels))], vals, width, label=name, color=colors[name])
+        ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(labels))], vals, width, label=name, color=colors[name])
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, fontsize=8)
     ax.set_ylabel("ms")
@@ -126,7 +126,7 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
              if any(_get(stacks[n], "memory", p, "peak_rss_mb") for n in names)]
     for i, name in enumerate(names):
         vals = [_get(stacks[name], "memory", p, "peak_rss_mb") or 0 for p in procs]
-        ax.bar([x + (i - 0.5) * width for x in range(len(procs))], vals, width, label=name, color=colors[name])
+        ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(procs))], vals, width, label=name, color=colors[name])
     ax.set_xticks(range(len(procs)))
     ax.set_xticklabels(procs)
     ax.set_ylabel("MB")
