@@ -139,10 +139,9 @@ class AppService:
             await self.s.outbox.begin("app", "/cgi-bin/message/send", message, sender_id_for(touser), dedupe_key,
                                       status="dead")
             return SendResult("dead")
+        # No enable_duplicate_check: WeCom would silently drop a legitimate repeat (an escalation
+        # with the same text); repeats of the *same* send are stopped by the outbox dedupe key.
         body: Dict[str, Any] = {"touser": touser, "agentid": int(self.s.config.app_agent_id), **message}
-        if dedupe_key:
-            body["enable_duplicate_check"] = 1
-            body["duplicate_check_interval"] = 1800
         return await self.s.app_client.send(
             "/cgi-bin/message/send", body, recipient=sender_id_for(touser), dedupe_key=dedupe_key,
             limiter=self.s.app_limiter, limiter_keys=self._limiter_keys(touser),

@@ -21,10 +21,14 @@ Handler = Callable[[InboxItem], Awaitable[str]]
 
 class Dispatcher:
     def __init__(self, inbox: Inbox, handle: Handler, *,
-                 on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None) -> None:
+                 on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None,
+                 timeout_s: Optional[float] = None) -> None:
         self.inbox = inbox
         self.handle = handle
         self.on_failed = on_failed
+        # A hung handler must not hold the guest's queue past its lease (then another worker
+        # would take the row over while this one may still answer).
+        self.timeout_s = timeout_s if timeout_s is not None else max(1.0, inbox.lease_s * 0.9)
         self._workers: Dict[str, asyncio.Task] = {}
         self._again: Set[str] = set()
         self._closing = False
@@ -56,7 +60,7 @@ class Dispatcher:
                     continue
                 return
             try:
-                status = await self.handle(item)
+                status = await asyncio.wait_for(self.handle(item), self.timeout_s)
             except asyncio.CancelledError:
                 await asyncio.shield(self.inbox.release(item.id, "cancelled (shutdown)"))
                 raise

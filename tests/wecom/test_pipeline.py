@@ -1,0 +1,78 @@
+"""The dispatcher: one worker per sender, a hung handler times out, failures reach on_failed."""
+from __future__ import annotations
+
+import asyncio
+
+from bot.wecom.inbox import Inbound, Inbox
+from bot.wecom.pipeline import Dispatcher
+
+
+def msg(key, sender, text):
+    return Inbound(key, "kf", sender, "text", {"text": text})
+
+
+async def test_hung_handler_times_out_and_the_row_is_retried_later(database):
+    inbox = Inbox(database)
+    await inbox.add(msg("k1", "kf:a", "slow"))
+    calls = []
+
+    async def handle(item):
+        calls.append(item.payload["text"])
+        if len(calls) == 1:
+            await asyncio.sleep(10)
+        return "done"
+
+    dispatcher = Dispatcher(inbox, handle, timeout_s=0.2)
+    dispatcher.kick("kf:a")
+    await dispatcher.wait_idle(5)
+    rows = inbox.all_sync()
+    assert rows[0].status == "pending"
+    with database.session() as s:
+        from bot.wecom.models import InboxMessage
+
+        assert "TimeoutError" in s.get(InboxMessage, rows[0].id).error
+    await dispatcher.drain()
+    await dispatcher.wait_idle(5)
+    assert calls == ["slow", "slow"] and inbox.all_sync()[0].status == "done"
+
+
+async def test_workers_run_senders_in_parallel_each_in_order(database):
+    inbox = Inbox(database)
+    for i in range(3):
+        for sender in ("kf:a", "kf:b", "kf:c"):
+            await inbox.add(msg(f"{sender}-{i}", sender, f"{sender}-{i}"))
+    seen, running, peak = [], set(), [0]
+
+    async def handle(item):
+        assert item.sender_id not in running
+        running.add(item.sender_id)
+        peak[0] = max(peak[0], len(running))
+        await asyncio.sleep(0.05)
+        running.discard(item.sender_id)
+        seen.append(item.payload["text"])
+        return "done"
+
+    dispatcher = Dispatcher(inbox, handle)
+    assert await dispatcher.drain() == 3
+    await dispatcher.wait_idle(10)
+    for sender in ("kf:a", "kf:b", "kf:c"):
+        assert [t for t in seen if t.startswith(sender)] == [f"{sender}-{i}" for i in range(3)]
+    assert peak[0] > 1
+
+
+async def test_stop_releases_what_is_in_flight(database):
+    inbox = Inbox(database)
+    await inbox.add(msg("k1", "kf:a", "x"))
+
+    async def handle(item):
+        await asyncio.sleep(10)
+        return "done"
+
+    dispatcher = Dispatcher(inbox, handle)
+    dispatcher.kick("kf:a")
+    await asyncio.sleep(0.2)
+    await dispatcher.stop(grace_s=0.1)
+    row = inbox.all_sync()[0]
+    assert row.status == "pending"  # the next process picks it up
+    dispatcher.kick("kf:a")  # stopped: no new work
+    assert not dispatcher._workers
