@@ -28,6 +28,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -77,16 +78,20 @@ def train(config: Path, nlu_data: str, work: Path) -> Dict[str, Any]:
     cmd = [sys.executable, "-m", "rasa", "train", "nlu", "-c", str(config), "--nlu", nlu_data,
            "--out", str(models), "--fixed-model-name", name]
     log = work / f"{name}.train.log"
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=TRAIN_TIMEOUT_S)
     seconds = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     shutil.rmtree(cache, ignore_errors=True)
     model = models / f"{name}.tar.gz"
     if proc.returncode != 0 or not model.exists():
         tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
         raise RuntimeError(f"training {name} failed (exit {proc.returncode}); see {log}\n{tail}")
-    return {"model": str(model), "train_seconds": seconds}
+    return {"model": str(model), "train_seconds": seconds, "train_cpu_seconds": cpu,
+            "load_average": os.getloadavg()[0]}
 
 
 def rethreshold(preds: Sequence[ev.Prediction], threshold: float, ambiguity: float) -> List[ev.Prediction]:
@@ -116,12 +121,13 @@ def evaluate_candidate(model: str, examples: List[ev.Example], synonyms: Dict[st
     return out
 
 
-def _row(name: str, train_s: Optional[float], s: Dict[str, Any], t: Dict[str, Any],
+def _row(name: str, training: Dict[str, Any], s: Dict[str, Any], t: Dict[str, Any],
          thresholds: Optional[tuple] = None) -> Dict[str, Any]:
     return {
         "pipeline": name,
         "thresholds": thresholds,
-        "train_s": train_s,
+        "train_s": training.get("train_seconds"),
+        "train_cpu_s": training.get("train_cpu_seconds"),
         "macro_f1": s["macro_f1"],
         "complain_recall": s["complain_recall"],
         "oos_recall": s["oos_recall"],
@@ -154,6 +160,8 @@ def _cell(row: Dict[str, Any], key: str, fmt: Optional[str]) -> str:
         return "n/a"
     if key == "thresholds":
         return f"{v[0]:.2f}/{v[1]:.2f}"
+    if key == "train_s" and row.get("train_cpu_s") is not None:
+        return f"{v:.0f} ({row['train_cpu_s']:.0f})"
     return fmt.format(v)
 
 
@@ -194,38 +202,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     synonyms = ev.load_synonyms(args.nlu_data)
     print(f"{len(configs)} candidates, holdout {args.holdout}: {len(examples)} messages", flush=True)
 
+    prev_path = work / "compare.json"
+    previous: Dict[str, Any] = {}
+    if prev_path.exists():
+        try:
+            previous = json.loads(prev_path.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = {}
+
     results: Dict[str, Any] = {}
     for cfg in configs:
         name = cfg.stem
         model = work / "models" / f"{name}.tar.gz"
-        train_s = None
+        training: Dict[str, Any] = {}
         try:
             if args.skip_train and model.exists():
                 print(f"[{name}] reusing {model}", flush=True)
-                prev = work / "compare.json"
-                if prev.exists():
-                    train_s = json.loads(prev.read_text()).get(name, {}).get("train_seconds")
+                training = previous.get(name, {}).get("training", {})
             else:
                 print(f"[{name}] training ...", flush=True)
-                tr = train(cfg, args.nlu_data, work)
-                train_s = tr["train_seconds"]
-                print(f"[{name}] trained in {train_s:.0f} s", flush=True)
+                training = train(cfg, args.nlu_data, work)
+                print(f"[{name}] trained in {training['train_seconds']:.0f} s wall, "
+                      f"{training['train_cpu_seconds']:.0f} s CPU (load average "
+                      f"{training['load_average']:.1f})", flush=True)
             print(f"[{name}] evaluating ...", flush=True)
             r = evaluate_candidate(str(model), examples, synonyms)
         except Exception as exc:  # one broken candidate must not hide the others
             print(f"[{name}] FAILED: {exc}", flush=True)
             results[name] = {"error": str(exc)}
             continue
-        r["train_seconds"] = train_s
+        r["training"] = training
         r["config_thresholds"] = config_thresholds(cfg)
+        r["row_configured"] = _row(name, training, r["configured"]["simplified"],
+                                   r["configured"]["traditional"], r["config_thresholds"])
+        if r.get("tuned"):
+            r["row_tuned"] = _row(name, training, r["tuned"]["simplified"], r["tuned"]["traditional"],
+                                  (r["tuned"]["threshold"], r["tuned"]["ambiguity_threshold"]))
         results[name] = r
 
     ok = {n: r for n, r in results.items() if "error" not in r}
-    rows_cfg = [_row(n, r["train_seconds"], r["configured"]["simplified"], r["configured"]["traditional"],
-                     r["config_thresholds"]) for n, r in ok.items()]
-    rows_tuned = [_row(n, r["train_seconds"], r["tuned"]["simplified"], r["tuned"]["traditional"],
-                       (r["tuned"]["threshold"], r["tuned"]["ambiguity_threshold"]))
-                  for n, r in ok.items() if r.get("tuned")]
+    rows_cfg = [r["row_configured"] for r in ok.values()]
+    rows_tuned = [r["row_tuned"] for r in ok.values() if r.get("row_tuned")]
     print()
     print("== At the fallback thresholds in each config ==")
     print(format_table(rows_cfg))
@@ -233,6 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("== At each pipeline's own best thresholds (max OOS recall, false-fallback <= 3%) ==")
     print(format_table(rows_tuned))
     print()
+    print("train s = wall time of `rasa train nlu` (CPU seconds in brackets; the machine is shared).")
     print("Targets: macro-F1 >= 0.95, complain recall >= 0.97, OOS recall >= 0.90 with false-fallback"
           " <= 3%, entity F1 >= 0.90, traditional within 0.02 of simplified.")
     chosen = ok.get(args.sweep_for)
@@ -241,22 +259,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"== {args.sweep_for}: confidence histogram and threshold sweep ==")
         print(ev.format_histogram(chosen["configured"]["simplified"]["confidence_histogram"]))
         print(ev.format_sweep(chosen["sweep"], chosen["config_thresholds"]))
-        print()
-        print(ev.format_report(chosen["tuned"]["simplified"], chosen["tuned"]["traditional"],
-                               title=f"{args.sweep_for} at its best thresholds")
-              if chosen.get("tuned") else "")
+        if chosen.get("tuned"):
+            print()
+            print(ev.format_report(chosen["tuned"]["simplified"], chosen["tuned"]["traditional"],
+                                   title=f"{args.sweep_for} at its best thresholds"))
 
-    dump = {}
+    # compare.json accumulates over runs (e.g. --only diet after a full run)
+    dump = dict(previous)
     for n, r in results.items():
         dump[n] = {k: v for k, v in r.items() if not k.startswith("_")}
         if "sweep" in dump[n]:
             dump[n]["sweep"] = {"best": r["sweep"]["best"], "max_false_fallback": r["sweep"]["max_false_fallback"]}
-    (work / "compare.json").write_text(json.dumps(dump, ensure_ascii=False, indent=2, default=str),
-                                       encoding="utf-8")
-    md = ["### At the fallback thresholds in each config", "", format_table(rows_cfg, markdown=True), "",
-          "### At each pipeline's own best thresholds", "", format_table(rows_tuned, markdown=True), ""]
+    prev_path.write_text(json.dumps(dump, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    all_cfg = [v["row_configured"] for v in dump.values() if v.get("row_configured")]
+    all_tuned = [v["row_tuned"] for v in dump.values() if v.get("row_tuned")]
+    md = ["### At the fallback thresholds in each config", "", format_table(all_cfg, markdown=True), "",
+          "### At each pipeline's own best thresholds", "", format_table(all_tuned, markdown=True), ""]
     (work / "compare.md").write_text("\n".join(md), encoding="utf-8")
-    print(f"\nWritten: {work / 'compare.json'}, {work / 'compare.md'}")
+    print(f"\nWritten: {prev_path}, {work / 'compare.md'} (all candidates evaluated so far)")
     return 0 if len(ok) == len(results) else 1
 
 

@@ -320,11 +320,13 @@ def entity_keys(
     text: str,
     normalize: Callable[[str], str],
     synonyms: Optional[Dict[str, str]] = None,
+    match_value: bool = True,
 ) -> Counter:
     """(type, span text, value) keys of one message's entities, as a multiset.
 
     Entities at the same place with the same type and value (two extractors agreeing) count once.
     With ``synonyms`` (the gold side) the value is mapped like the EntitySynonymMapper maps it.
+    ``match_value=False`` leaves the value out (a diagnostic: right span, value not canonical).
     """
     seen = set()
     keys: Counter = Counter()
@@ -335,7 +337,7 @@ def entity_keys(
         if synonyms is not None:
             nv = normalize(str(value)).strip()
             value = synonyms.get(nv.lower(), nv)
-        key = (e["entity"], _canon(span, normalize), _canon(value, normalize))
+        key = (e["entity"], _canon(span, normalize), _canon(value, normalize) if match_value else "")
         place = (key, start, end)
         if place in seen:
             continue
@@ -494,10 +496,16 @@ def summarize(
                                  normalize) for i in annotated]
         ent = entity_report(gold_keys, pred_keys)
         out["entities"] = ent
+        out["entities_span_only"] = entity_report(
+            [entity_keys(examples[i].entities, examples[i].text, normalize, None, match_value=False)
+             for i in annotated],
+            [entity_keys(predictions[i].entities, predictions[i].text or examples[i].text, normalize,
+                         match_value=False) for i in annotated])
         out["entity_f1"] = ent["f1"] if ent["support"] or ent["predicted"] else None
         out["entity_errors"] = entity_errors(ex_a, gold_keys, pred_keys, top=15)
     else:
         out["entities"] = None
+        out["entities_span_only"] = None
         out["entity_f1"] = None
     ms = [p.ms for p in predictions]
     out["ms_per_message"] = {
@@ -601,15 +609,19 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
         w(f"  {g:26} -> {p:26} {n:>3} / {tc.get((g, p), 0)}")
     w("")
     if simpl.get("entities"):
-        w("Entities (exact span + value after synonyms): P / R / F1 (support), traditional F1")
+        w("Entities (exact span + value after synonyms): P / R / F1 (support), traditional F1,")
+        w("  and F1 on the span alone (value ignored: shows spans found with a non-canonical value)")
+        w(f"  {'entity':26}{'P':>6}{'R':>6}{'F1':>6} {'(n)':>5}{'F1 trad':>9}{'span F1':>9}")
         et = (trad or {}).get("entities") or {"by_type": {}}
+        so = simpl.get("entities_span_only") or {"by_type": {}}
         for typ, m in simpl["entities"]["by_type"].items():
             tf = et["by_type"].get(typ, {}).get("f1")
+            sf = so["by_type"].get(typ, {}).get("f1")
             w(f"  {typ:26}{m['precision']:>6.2f}{m['recall']:>6.2f}{m['f1']:>6.2f} ({m['support']:>3})"
-              f"{_f(tf):>9}")
+              f"{_f(tf):>9}{_f(sf):>9}")
         e = simpl["entities"]
         w(f"  {'ALL':26}{e['precision']:>6.2f}{e['recall']:>6.2f}{e['f1']:>6.2f} ({e['support']:>3})"
-          f"{_f(et.get('f1')):>9}")
+          f"{_f(et.get('f1')):>9}{_f(so.get('f1')):>9}")
     else:
         w("Entities: no entity annotations in this input.")
     return "\n".join(lines)

@@ -258,3 +258,14 @@ def test_main_reports_malformed_input_with_exit_code_2(tmp_path, capsys):
     p = _write(tmp_path, ['{"text": "你好", "intent": "greet"}', "oops"])
     assert ev.main(["--input", str(p), "--model", str(tmp_path / "none.tar.gz")]) == 2
     assert f"{p}:2:" in capsys.readouterr().err
+
+
+def test_span_only_matching_ignores_the_value():
+    text = "早餐没有热菜"
+    gold = [{"entity": "complaint_category", "start": 0, "end": 6, "value": "breakfast"}]
+    pred = [{"entity": "complaint_category", "start": 0, "end": 6, "value": "早餐没有热菜"}]
+    exact = ev.entity_report([ev.entity_keys(gold, text, IDENT, {})], [ev.entity_keys(pred, text, IDENT)])
+    span = ev.entity_report([ev.entity_keys(gold, text, IDENT, None, match_value=False)],
+                            [ev.entity_keys(pred, text, IDENT, match_value=False)])
+    assert exact["f1"] == 0.0
+    assert span["f1"] == 1.0
