@@ -22,6 +22,22 @@ therefore tracks, for every output character, the input character it came from, 
 moves entity ``start``/``end`` (and the ``value`` when it was the annotated span itself) to the
 normalised text. Offsets in parse results refer to the normalised text, which is also what Rasa
 returns as ``text``.
+
+Use outside Rasa: ``from bot.nlu.normalizer import normalize`` (imports neither rasa nor
+TensorFlow; OpenCC is loaded on the first call, once per process).
+
+Use in Rasa (config.yml), first in the pipeline::
+
+    pipeline:
+      - name: bot.nlu.normalizer.ChineseNormalizer
+      - name: JiebaTokenizer
+        dictionary_path: data/jieba
+
+The class is registered with ``DefaultV1Recipe.register([ComponentType.MESSAGE_FEATURIZER],
+is_trainable=False)``; it implements ``process(messages)`` and
+``process_training_data(training_data)``; each instance builds its own OpenCC converter on first
+use. Lookup tables matched by RegexFeaturizer/RegexEntityExtractor need
+``use_word_boundaries: false`` in Chinese (``\\b`` never falls between two CJK characters).
 """
 from __future__ import annotations
 
