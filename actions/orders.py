@@ -56,6 +56,17 @@ def _meant_for(tracker: Tracker, slot: str) -> bool:
     return tracker.get_slot("requested_slot") == slot and len(text_of(tracker)) <= 15
 
 
+def _says_nothing_else(tracker: Tracker) -> bool:
+    """The message fills no other slot ("改成3个人" while we wait for the flight number is a
+    correction, not a malformed flight number)."""
+    text = text_of(tracker).strip()
+    if not text:
+        return False
+    orders = flows().orders
+    return (parse_party(text) is None and find_when(text, orders.now()) is None
+            and orders.catalogue.find_item(text) is None and parse_flight(text) is None)
+
+
 def _when_payload(when: When) -> dict:
     return {"at": when.at.isoformat(), "has_time": when.has_time, "has_day": when.has_day,
             "text": when.text}
@@ -118,7 +129,7 @@ class ValidateAddonOrderForm(FormValidationAction):
         item = orders.catalogue.find_item(text_of(tracker))
         if item is not None:
             return {"addon_item": item.id}
-        if tracker.get_slot("requested_slot") == "addon_item" and text_of(tracker).strip():
+        if tracker.get_slot("requested_slot") == "addon_item" and _says_nothing_else(tracker):
             return {"addon_item": text_of(tracker).strip()}  # validation says what we offer
         return {}
 
@@ -203,7 +214,7 @@ class ValidateAddonOrderForm(FormValidationAction):
             hinted = next(tracker.get_latest_entity_values("flight_no"), None)
             flight = parse_flight(str(hinted)) if hinted else None
         if flight is None and tracker.get_slot("requested_slot") == "flight_no" \
-                and text_of(tracker).strip():
+                and _says_nothing_else(tracker):
             return {"flight_no": text_of(tracker).strip()}  # validation explains the format
         return {"flight_no": flight} if flight else {}
 
@@ -302,13 +313,16 @@ class ActionSubmitOrder(Action):
 
 
 class ActionCancelOrderForm(Action):
-    """The guest gave up in the middle of the form: nothing was ordered."""
+    """The guest gave up in the middle of the form (or turned to a complaint or a person):
+    nothing was ordered, and the half-filled order is forgotten."""
 
     def name(self) -> Text:
         return "action_cancel_order_form"
 
     async def run(self, dispatcher, tracker, domain):
-        dispatcher.utter_message(text="好的，这单先不订了，没有为您下单。还有其他需要随时告诉我。")
+        # A complaint interrupting the form is answered with empathy first: nothing said here.
+        if intent_of(tracker) != "complain":
+            dispatcher.utter_message(text="好的，这单先不订了，没有为您下单。还有其他需要随时告诉我。")
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset(ORDER_SLOTS)]
 
 

@@ -258,7 +258,7 @@ class OrderService:
         candidates = [b for b in bookings if booking_id in (None, b.id)] or bookings
         offered = [b for b in candidates if self.catalogue.offer(b.property_id, item.id)]
         for booking in offered:
-            if _in_window(item.window, day, booking.check_in, booking.check_out):
+            if _in_window(item.window, at.astimezone(CHINA_TZ), booking.check_in, booking.check_out):
                 return booking, self.catalogue.offer(booking.property_id, item.id), None
         if not offered:
             first = candidates[0]
@@ -455,9 +455,15 @@ class OrderService:
         return Reply.of(text, record_ids={"order": order.id})
 
 
-def _in_window(window: str, day: dt.date, check_in: dt.date, check_out: dt.date) -> bool:
+# A pickup the evening before check-in is still an arrival (late flight, room from midnight).
+ARRIVAL_EVE_FROM = dt.time(18, 0)
+
+
+def _in_window(window: str, at: dt.datetime, check_in: dt.date, check_out: dt.date) -> bool:
+    day = at.date()
     if window == "arrival":
-        return check_in - dt.timedelta(days=1) <= day <= check_in
+        eve = day == check_in - dt.timedelta(days=1) and at.time() >= ARRIVAL_EVE_FROM
+        return day == check_in or eve
     if window == "departure":
         return day == check_out
     return check_in <= day <= check_out

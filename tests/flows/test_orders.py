@@ -256,3 +256,34 @@ def test_order_actions_are_in_the_domain():
     for action in [*ASK.values(), ValidateAddonOrderForm(), ActionSubmitOrder(),
                    ActionCancelOrderForm(), ActionOrderStatus(), ActionCancelOrder()]:
         assert action.name() in names
+
+
+async def test_a_correction_while_the_flight_is_asked_is_not_a_bad_flight(services):
+    p = player("demo-lin")
+    await p.say("明早八点接机，两个人", "order_addon")
+    assert p.slots["requested_slot"] == "flight_no"
+    said = await p.say("改成3个人", "inform")
+    assert p.slots["party_size"] == 3 and p.slots.get("flight_no") is None
+    assert not any("不太对" in m for m in said)
+
+
+async def test_a_pickup_the_evening_before_check_in_is_an_arrival(services):
+    store = services.store
+    store.get_or_create_guest("eve")
+    tomorrow = china_now().date() + dt.timedelta(days=1)
+    store.add_booking("eve", property_id="sanya-haitang-resort", city="三亚",
+                      check_in=tomorrow + dt.timedelta(days=1), check_out=tomorrow + dt.timedelta(days=3))
+    r = player("eve")
+    said = await r.say("明早八点接机，航班CA1234，两个人", "order_addon")
+    assert r.slots["order_when"] is None and any("到达当天" in m for m in said)
+    await r.say("明晚十一点", "inform")
+    assert dt.datetime.fromisoformat(r.slots["order_when"]) == tomorrow_at(23)
+
+
+async def test_a_complaint_interrupting_the_form_says_nothing_before_the_empathy(services):
+    p = player("demo-lin")
+    await p.say("帮我订个接机", "order_addon")
+    t = tracker("demo-lin", "房间好臭", "complain", slots=p.slots, active_loop="addon_order_form")
+    messages, events = await run(ActionCancelOrderForm(), t)
+    assert messages == []
+    assert all(e["value"] is None for e in events if e["event"] == "slot")
