@@ -99,8 +99,10 @@ def run_worker_process(url: str, worker_id: str) -> int:
     from bot.paging.store import PagingStore
     from bot.paging.worker import PagingWorker
 
+    from bot.paging.runtime import worker_engine
+
     logging.basicConfig(level=logging.ERROR)
-    store = PagingStore(url)
+    store = PagingStore(worker_engine(url))
     worker = PagingWorker(store, load_policy(POLICY), RecordingToDb(url, worker_id),
                           context=GuestContext(CRMStore(store.engine)), worker_id=worker_id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable, Optional
 
 from bot.paging.pager import SENSITIVE_CATEGORIES, GuestCard
@@ -18,11 +19,13 @@ class GuestContext:
     """Builds `GuestCard`s from the CRM store (sync, run in a thread) and a last-messages source."""
 
     def __init__(self, crm=None, last_messages: Optional[LastMessages] = None, *,
-                 messages: int = 3, timeout_s: float = 2.0):
+                 messages: int = 3, timeout_s: float = 2.0, cache_s: float = 10.0):
         self.crm = crm
         self.last_messages = last_messages
         self.messages = messages
         self.timeout_s = timeout_s
+        self.cache_s = cache_s  # a burst of pages about one guest reads the profile once
+        self._cache: dict = {}
 
     def _profile(self, sender_id: str) -> GuestCard:
         if self.crm is None:
@@ -45,11 +48,18 @@ class GuestContext:
                          channel=channel)
 
     async def card(self, sender_id: str) -> GuestCard:
-        try:
-            card = await asyncio.to_thread(self._profile, sender_id)
-        except Exception as exc:  # the CRM is down: page anyway, with what we know
-            log.warning("guest profile for %s unavailable for the page: %s", sender_id, exc)
-            card = GuestCard(sender_id=sender_id, name=sender_id)
+        hit = self._cache.get(sender_id)
+        if hit and hit[0] > time.monotonic():
+            card = hit[1]
+        else:
+            try:
+                card = await asyncio.to_thread(self._profile, sender_id)
+                if len(self._cache) > 1000:
+                    self._cache.clear()
+                self._cache[sender_id] = (time.monotonic() + self.cache_s, card)
+            except Exception as exc:  # the CRM is down: page anyway, with what we know
+                log.warning("guest profile for %s unavailable for the page: %s", sender_id, exc)
+                card = GuestCard(sender_id=sender_id, name=sender_id)
         if self.last_messages is None:
             return card
         try:

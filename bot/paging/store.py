@@ -187,20 +187,31 @@ class PagingStore:
         return model, s.execute(stmt).all()
 
     @staticmethod
-    def _property_of(s, subject_type: str, row, now: dt.datetime) -> Optional[str]:
+    def _bookings(s, guest_ids) -> dict[int, list]:
+        """Non-cancelled bookings of these guests (one query), by guest, by check-in."""
+        found: dict[int, list] = {}
+        if not guest_ids:
+            return found
+        rows = s.execute(select(m.Booking.id, m.Booking.guest_id, m.Booking.property_id,
+                                m.Booking.check_in, m.Booking.check_out)
+                         .where(m.Booking.guest_id.in_(list(set(guest_ids))),
+                                m.Booking.status != "cancelled")
+                         .order_by(m.Booking.check_in)).all()
+        for row in rows:
+            found.setdefault(row.guest_id, []).append(row)
+        return found
+
+    @staticmethod
+    def _property_of(subject_type: str, row, bookings: list, now: dt.datetime) -> Optional[str]:
+        """The property the SLA is measured at: the order's, the ticket's booking's, else the
+        guest's current stay, else the next one, else the latest (None: the default)."""
         if subject_type == "order" and row.property_id:
             return row.property_id
         booking_id = getattr(row, "booking_id", None)
-        if booking_id:
-            prop = s.execute(select(m.Booking.property_id).where(m.Booking.id == booking_id)).scalar()
-            if prop:
-                return prop
-        # The guest's current stay, else the next one, else the latest.
+        for booking in bookings:
+            if booking_id and booking.id == booking_id:
+                return booking.property_id
         today = (now + dt.timedelta(hours=8)).date()  # China local date
-        bookings = s.execute(select(m.Booking.property_id, m.Booking.check_in, m.Booking.check_out)
-                             .where(m.Booking.guest_id == row.guest_id,
-                                    m.Booking.status != "cancelled")
-                             .order_by(m.Booking.check_in)).all()
         current = [b for b in bookings if b.check_in <= today <= b.check_out]
         upcoming = [b for b in bookings if b.check_in > today]
         pick = (current or upcoming or bookings[-1:] or [None])[0]
@@ -222,11 +233,12 @@ class PagingStore:
             return "；".join(p for p in parts if p)
         return f"客人要求人工服务（{row.reason}）"
 
-    def _info(self, s, subject_type: str, row, sender_id: str, now: dt.datetime) -> SubjectInfo:
+    def _info(self, subject_type: str, row, sender_id: str, bookings: dict,
+              now: dt.datetime) -> SubjectInfo:
         return SubjectInfo(
             subject_type=subject_type, subject_id=row.id, guest_id=row.guest_id,
             sender_id=sender_id, sla_class=row.sla_class,
-            property_id=self._property_of(s, subject_type, row, now),
+            property_id=self._property_of(subject_type, row, bookings.get(row.guest_id, []), now),
             summary=self._summary(subject_type, row), created_at=_utc(row.created_at),
             status=row.status)
 
@@ -234,7 +246,7 @@ class PagingStore:
                            limit: int = 500) -> list[SubjectInfo]:
         """New tickets/orders/handoffs with an SLA class, created after `since`, still open, and
         without a clock yet (oldest first)."""
-        found: list[SubjectInfo] = []
+        found: list = []
         with self._session() as s:
             for subject_type, statuses in OPEN_SUBJECT_STATUS.items():
                 model = {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type]
@@ -244,8 +256,10 @@ class PagingStore:
                 _, rows = self._subject_rows(s, subject_type, [
                     model.sla_class.isnot(None), model.status.in_(statuses),
                     model.created_at >= since, ~has_clock], limit)
-                found.extend(self._info(s, subject_type, row, sender_id, now) for row, sender_id in rows)
-        return sorted(found, key=lambda i: i.created_at)[:limit]
+                found.extend((subject_type, row, sender_id) for row, sender_id in rows)
+            bookings = self._bookings(s, [row.guest_id for _, row, _ in found])
+            infos = [self._info(t, row, sender_id, bookings, now) for t, row, sender_id in found]
+        return sorted(infos, key=lambda i: i.created_at)[:limit]
 
     def subject(self, subject_type: str, subject_id: int, now: dt.datetime) -> Optional[SubjectInfo]:
         with self._session() as s:
@@ -256,7 +270,7 @@ class PagingStore:
             row, sender_id = rows[0]
             if not row.sla_class:
                 return None
-            return self._info(s, subject_type, row, sender_id, now)
+            return self._info(subject_type, row, sender_id, self._bookings(s, [row.guest_id]), now)
 
     # ---- clocks ---------------------------------------------------------------------------
     def create_clock(self, info: SubjectInfo, plan: ClockPlan) -> tuple[ClockDTO, bool]:
@@ -285,6 +299,50 @@ class PagingStore:
             if existing is None:
                 raise
             return existing, False
+
+    def create_clocks(self, items: Sequence[tuple[SubjectInfo, ClockPlan]]) -> list[ClockDTO]:
+        """Many clocks at once; returns the ones *this* call created (a subject someone else
+        already started is left alone). PostgreSQL: one transaction with
+        `INSERT ... ON CONFLICT DO NOTHING RETURNING`; SQLite: one `create_clock` each."""
+        if not items:
+            return []
+        if not self.is_postgres:
+            created = []
+            for info, plan in items:
+                clock, was_created = self.create_clock(info, plan)
+                if was_created:
+                    created.append(clock)
+            return created
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        now = m.utcnow()
+        rows = [dict(subject_type=info.subject_type, subject_id=info.subject_id,
+                     guest_id=info.guest_id, sender_id=info.sender_id, sla_class=plan.sla_class,
+                     property_id=plan.property_id, summary=info.summary[:2000],
+                     created_at=plan.created_at, started_at=plan.started_at,
+                     ack_due_at=plan.ack_due_at, resolve_due_at=plan.resolve_due_at,
+                     state=rules.RUNNING, updated_at=now) for info, plan in items]
+        plans = {(info.subject_type, info.subject_id): plan for info, plan in items}
+        with self._session() as s:
+            inserted = s.execute(
+                pg_insert(SlaClock).values(rows)
+                .on_conflict_do_nothing(index_elements=["subject_type", "subject_id"])
+                .returning(SlaClock.id, SlaClock.subject_type, SlaClock.subject_id)).all()
+            steps = []
+            for case_id, subject_type, subject_id in inserted:
+                for step in plans[(subject_type, subject_id)].steps:
+                    steps.append(dict(clock_id=case_id, subject_type=subject_type,
+                                      subject_id=subject_id, step=step.name,
+                                      notify=list(step.notify), until=step.until,
+                                      due_at=step.due_at, status=rules.PENDING, attempts=0,
+                                      created_at=now))
+            if steps:
+                s.execute(SlaStep.__table__.insert(), steps)
+            ids = [r[0] for r in inserted]
+            if not ids:
+                return []
+            return [_clock_dto(c) for c in s.execute(
+                select(SlaClock).where(SlaClock.id.in_(ids)).order_by(SlaClock.id)).scalars()]
 
     def clock(self, case_id: int) -> ClockDTO:
         with self._session() as s:
@@ -542,23 +600,32 @@ class PagingStore:
     def claim_due(self, now: dt.datetime, worker_id: str, *, lease: dt.timedelta,
                   limit: int = 50) -> list[tuple[int, int]]:
         """Claim up to `limit` due steps for `worker_id`; returns (step id, case id) pairs,
-        oldest due first."""
+        oldest due first.
+
+        PostgreSQL: one statement, `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)
+        RETURNING`, so concurrent workers take disjoint batches without waiting on each other.
+        SQLite: select, then a compare-and-set UPDATE per step (pending → firing)."""
+        due = (select(SlaStep.id)
+               .where(SlaStep.status == rules.PENDING, SlaStep.due_at <= now,
+                      or_(SlaStep.lease_until.is_(None), SlaStep.lease_until <= now))
+               .order_by(SlaStep.due_at, SlaStep.id).limit(limit))
+        claim = dict(status=rules.FIRING, claimed_by=worker_id, lease_until=now + lease,
+                     attempts=SlaStep.attempts + 1)
         with self._session() as s:
-            stmt = (select(SlaStep.id, SlaStep.clock_id)
-                    .where(SlaStep.status == rules.PENDING, SlaStep.due_at <= now,
-                           or_(SlaStep.lease_until.is_(None), SlaStep.lease_until <= now))
-                    .order_by(SlaStep.due_at, SlaStep.id).limit(limit))
             if self.is_postgres:
-                stmt = stmt.with_for_update(skip_locked=True)
-            candidates = s.execute(stmt).all()
+                locked = due.with_for_update(skip_locked=True).scalar_subquery()
+                rows = s.execute(update(SlaStep)
+                                 .where(SlaStep.id.in_(locked), SlaStep.status == rules.PENDING)
+                                 .values(**claim)
+                                 .returning(SlaStep.id, SlaStep.clock_id, SlaStep.due_at)
+                                 .execution_options(synchronize_session=False)).all()
+                return [(r.id, r.clock_id) for r in sorted(rows, key=lambda r: (r.due_at, r.id))]
+            candidates = s.execute(due.add_columns(SlaStep.clock_id)).all()
             claimed = []
             for step_id, clock_id in candidates:
                 result = s.execute(
-                    update(SlaStep)
-                    .where(SlaStep.id == step_id, SlaStep.status == rules.PENDING)
-                    .values(status=rules.FIRING, claimed_by=worker_id, lease_until=now + lease,
-                            attempts=SlaStep.attempts + 1)
-                    .execution_options(synchronize_session=False))
+                    update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.PENDING)
+                    .values(**claim).execution_options(synchronize_session=False))
                 if result.rowcount == 1:
                     claimed.append((step_id, clock_id))
             return claimed
@@ -586,46 +653,71 @@ class PagingStore:
             return result.rowcount or 0
 
     def step_with_clock(self, step_id: int) -> tuple[StepDTO, ClockDTO]:
-        with self._session() as s:
-            step = s.get(SlaStep, step_id)
-            clock = s.get(SlaClock, step.clock_id)
-            return _step_dto(step), _clock_dto(clock)
+        return self.steps_with_clocks([step_id])[0]
 
-    def mark_delivered(self, step_id: int, worker_id: str, key: str, recipient: str) -> bool:
-        """Record one delivered recipient of a step this worker holds; False if it lost the claim."""
+    def steps_with_clocks(self, step_ids: Sequence[int]) -> list[tuple[StepDTO, ClockDTO]]:
+        """Steps and their clocks in one query, in the order of `step_ids`."""
+        if not step_ids:
+            return []
         with self._session() as s:
-            stmt = select(SlaStep).where(SlaStep.id == step_id)
-            if self.is_postgres:
-                stmt = stmt.with_for_update()
-            row = s.execute(stmt).scalar()
-            if row is None or row.status != rules.FIRING or row.claimed_by != worker_id:
-                return False
-            row.delivered = [*(row.delivered or []), key]
-            row.recipients = [*(row.recipients or []), recipient]
-            return True
+            rows = s.execute(select(SlaStep, SlaClock).join(SlaClock, SlaClock.id == SlaStep.clock_id)
+                             .where(SlaStep.id.in_(list(step_ids)))).all()
+            found = {step.id: (_step_dto(step), _clock_dto(clock)) for step, clock in rows}
+        return [found[i] for i in step_ids if i in found]
 
-    def finish_step(self, step_id: int, worker_id: str, status: str, *, fired_at: dt.datetime,
-                    late: Optional[bool] = None, error: Optional[str] = None,
-                    page_recipient: Optional[str] = None) -> bool:
-        """firing → sent / skipped / failed, only by the worker holding it. A sent step is
-        mirrored into the CRM's `pages` table (what `concierge guest show` lists)."""
+    def mark_delivered(self, step_id: int, worker_id: str, delivered: Sequence[str],
+                       recipients: Sequence[str], *, paged: Optional[str] = None,
+                       case_id: Optional[int] = None) -> bool:
+        """Record what a step this worker holds has delivered so far (the whole lists: only the
+        claim holder writes them), and for a page to a newly picked advisor make them the
+        case's paged advisor. False if the claim was lost."""
         with self._session() as s:
             result = s.execute(
                 update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.FIRING,
                                       SlaStep.claimed_by == worker_id)
-                .values(status=status, fired_at=fired_at if status == rules.SENT else None,
-                        late=late, error=error, lease_until=None)
+                .values(delivered=list(delivered), recipients=list(recipients))
                 .execution_options(synchronize_session=False))
             if result.rowcount != 1:
                 return False
+            if paged and case_id is not None:
+                s.execute(update(SlaClock).where(SlaClock.id == case_id)
+                          .values(paged_userid=paged, updated_at=m.utcnow())
+                          .execution_options(synchronize_session=False))
+            return True
+
+    def finish_step(self, step_id: int, worker_id: str, status: str, *, fired_at: dt.datetime,
+                    late: Optional[bool] = None, error: Optional[str] = None,
+                    page_recipient: Optional[str] = None, step: Optional[StepDTO] = None,
+                    clock: Optional[ClockDTO] = None, delivered: Optional[Sequence[str]] = None,
+                    recipients: Optional[Sequence[str]] = None, paged: Optional[str] = None) -> bool:
+        """firing → sent / skipped / failed, only by the worker holding it, in one transaction
+        with the complete `delivered` / `recipients` lists and the paged advisor. A sent page is
+        mirrored into the CRM's `pages` table (what `concierge guest show` lists)."""
+        with self._session() as s:
+            values: dict = dict(status=status, fired_at=fired_at if status == rules.SENT else None,
+                                late=late, error=error, lease_until=None)
+            if delivered is not None:
+                values["delivered"] = list(delivered)
+                values["recipients"] = list(recipients or ())
+            result = s.execute(
+                update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.FIRING,
+                                      SlaStep.claimed_by == worker_id)
+                .values(**values).execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                return False
+            if paged:
+                case_id = step.clock_id if step is not None else s.get(SlaStep, step_id).clock_id
+                s.execute(update(SlaClock).where(SlaClock.id == case_id)
+                          .values(paged_userid=paged, updated_at=m.utcnow())
+                          .execution_options(synchronize_session=False))
             if status == rules.SENT and page_recipient is not None:
-                step = s.get(SlaStep, step_id)
-                clock = s.get(SlaClock, step.clock_id)
+                if step is None or clock is None:
+                    step = _step_dto(s.get(SlaStep, step_id))
+                    clock = _clock_dto(s.get(SlaClock, step.clock_id))
                 s.add(m.Page(subject_type=step.subject_type, subject_id=step.subject_id,
                              step=step.step, recipient=page_recipient[:64], due_at=step.due_at,
                              sent_at=fired_at, status="late" if late else "sent",
-                             attempt=step.attempts,
-                             acknowledged_at=clock.acknowledged_at))
+                             attempt=step.attempts, acknowledged_at=clock.acknowledged_at))
             return True
 
     def retry_later(self, step_id: int, worker_id: str, at: dt.datetime, error: str, *,

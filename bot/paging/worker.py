@@ -79,6 +79,7 @@ class _Delivery:
     recipient: str      # e.g. "app:supervisor_wang"
     send: Callable[[], Awaitable[None]]
     is_page: bool       # goes to staff (mirrored into the CRM's pages table)
+    paged: Optional[str] = None  # a newly picked advisor: becomes the case's paged advisor
 
 
 class PagingWorker:
@@ -109,6 +110,7 @@ class PagingWorker:
         self.retry_after = retry_after
         self.discovery_window = discovery_window
         self._ignored: set = set()
+        self._load: Optional[dict] = None  # open cases per advisor, kept during a batch
         self._wake: Optional[asyncio.Event] = None
         self._stop: Optional[asyncio.Event] = None
 
@@ -129,24 +131,30 @@ class PagingWorker:
             by_case: dict[int, list[int]] = {}
             for step_id, clock_id in claimed:
                 by_case.setdefault(clock_id, []).append(step_id)
+            loaded = {step.id: (step, clock) for step, clock in await asyncio.to_thread(
+                self.store.steps_with_clocks, [c[0] for c in claimed])}
+            self._load = await asyncio.to_thread(self.store.load)
             semaphore = asyncio.Semaphore(self.concurrency)
 
             async def fire_case(step_ids: list[int]) -> TickReport:
                 case_report = TickReport()
                 async with semaphore:
-                    for step_id in step_ids:
-                        case_report += await self.fire(step_id)
+                    for n, step_id in enumerate(step_ids):
+                        # later steps of the case see what the earlier ones changed
+                        pair = loaded.get(step_id) if n == 0 else None
+                        case_report += await self.fire(step_id, pair)
                 return case_report
 
             for result in await asyncio.gather(*(fire_case(ids) for ids in by_case.values())):
                 report += result
+            self._load = None
         return report
 
     async def discover(self, now: dt.datetime) -> int:
         """Clocks for new subjects; returns how many were created by this worker."""
         subjects = await asyncio.to_thread(self.store.unclocked_subjects,
                                            now - self.discovery_window, now)
-        created = 0
+        plans = []
         for info in subjects:
             key = (info.subject_type, info.subject_id)
             if key in self._ignored:
@@ -157,22 +165,22 @@ class PagingWorker:
                           info.subject_type, info.subject_id, info.sla_class, self.policy.source)
                 continue
             try:
-                plan = plan_clock(self.policy, info.sla_class, info.created_at, info.property_id)
+                plans.append((info, plan_clock(self.policy, info.sla_class, info.created_at,
+                                               info.property_id)))
             except (KeyError, ValueError) as exc:
                 self._ignored.add(key)
                 log.error("cannot start the clock of %s %s: %s", *key, exc)
-                continue
-            clock, was_created = await asyncio.to_thread(self.store.create_clock, info, plan)
-            if was_created:
-                created += 1
-                log.info("case #%s: %s %s (%s) ack by %s", clock.id, info.subject_type,
-                         info.subject_id, info.sla_class, plan.ack_due_at.isoformat())
-        return created
+        created = await asyncio.to_thread(self.store.create_clocks, plans)
+        for clock in created:
+            log.info("case #%s: %s %s (%s) ack by %s", clock.id, clock.subject_type,
+                     clock.subject_id, clock.sla_class, clock.ack_due_at.isoformat())
+        return len(created)
 
     # ---- one step -------------------------------------------------------------------------
-    async def fire(self, step_id: int) -> TickReport:
+    async def fire(self, step_id: int, pair: Optional[tuple] = None) -> TickReport:
+        """Fire one step this worker has claimed (`pair`: its step and clock, if loaded)."""
         report = TickReport()
-        step, clock = await asyncio.to_thread(self.store.step_with_clock, step_id)
+        step, clock = pair or await asyncio.to_thread(self.store.step_with_clock, step_id)
         if step.status != rules.FIRING or step.claimed_by != self.worker_id:
             return report
         now = self.clock()
@@ -190,28 +198,42 @@ class PagingWorker:
             return await self._failed(step, now, f"cannot prepare: {exc}", report)
 
         errors = []
-        for delivery in deliveries:
+        delivered, recipients = list(step.delivered), list(step.recipients)
+        last_paged = None
+        for i, delivery in enumerate(deliveries):
             try:
                 await delivery.send()
             except Exception as exc:
                 errors.append(f"{delivery.recipient}: {exc}")
                 log.warning("case #%s step %s to %s failed: %s", clock.id, step.step,
                             delivery.recipient, exc)
+                if delivery.paged:  # remember whom we tried: the retry picks someone else
+                    await asyncio.to_thread(self.store.set_paged, clock.id, delivery.paged)
+                continue
+            delivered.append(delivery.key)
+            recipients.append(delivery.recipient)
+            if i == len(deliveries) - 1 and not errors:
+                last_paged = delivery.paged  # recorded with the step's end, in one transaction
                 continue
             ok = await asyncio.to_thread(self.store.mark_delivered, step.id, self.worker_id,
-                                         delivery.key, delivery.recipient)
+                                         delivered, recipients, paged=delivery.paged,
+                                         case_id=clock.id)
             if not ok:  # our lease ran out and someone else took the step: stop here
                 log.warning("case #%s step %s: claim lost mid-send", clock.id, step.step)
                 return report
         if errors:
+            if delivered != list(step.delivered):
+                await asyncio.to_thread(self.store.mark_delivered, step.id, self.worker_id,
+                                        delivered, recipients)
             return await self._failed(step, now, "; ".join(errors), report)
 
         fired_at = self.clock()
         late = rules.is_late(step.due_at, fired_at, self.policy.grace)
-        pages = [d.recipient for d in deliveries if d.is_page]
+        pages = [r for r in dict.fromkeys(recipients) if not r.startswith("guest:")]
         done = await asyncio.to_thread(
             self.store.finish_step, step.id, self.worker_id, rules.SENT, fired_at=fired_at,
-            late=late, page_recipient=",".join(pages) if pages else None)
+            late=late, page_recipient=",".join(pages) if pages else None, step=step, clock=clock,
+            delivered=delivered, recipients=recipients, paged=last_paged)
         if done:
             report.fired += 1
             report.late += int(late)
@@ -258,7 +280,7 @@ class PagingWorker:
                              holder_name=holder_name, escalation=escalation, late_by=late_by,
                              nobody_on_duty=nobody)
 
-        def card_to(target: str, userid: str, card_facts: CardFacts) -> None:
+        def card_to(target: str, userid: str, card_facts: CardFacts, paged: Optional[str] = None) -> None:
             key = f"{target}:{userid}"
             if key in delivered:
                 return
@@ -268,7 +290,19 @@ class PagingWorker:
                 key, f"app:{userid}",
                 lambda: self.messenger.app_textcard(userid, card["title"], card["description"],
                                                     card["url"], card["btntxt"], dedupe_key=dedupe),
-                True))
+                True, paged))
+
+        async def current_load() -> dict:
+            if self._load is None:
+                return await asyncio.to_thread(self.store.load, clock.id)
+            load = dict(self._load)
+            if clock.paged_userid and not clock.assignee_userid and not clock.takeover_userid:
+                load[clock.paged_userid] = max(0, load.get(clock.paged_userid, 0) - 1)
+            return load
+
+        def count_page(userid: str) -> None:
+            if self._load is not None:
+                self._load[userid] = self._load.get(userid, 0) + 1
 
         async def nobody_free(target: str) -> None:
             """Nobody on duty: the supervisors get it (the duty manager if none); a 微信客服
@@ -286,7 +320,7 @@ class PagingWorker:
             if any(k.startswith(f"{target}:") for k in delivered) and target in ADVISOR_TARGETS:
                 continue
             if target == "on_duty":
-                load = await asyncio.to_thread(self.store.load, clock.id)
+                load = await current_load()
                 # A page that could not reach the paged advisor tries someone else on duty.
                 failed_before = {clock.paged_userid} if step.attempts > 1 and clock.paged_userid else set()
                 advisor = (roster.pick_on_duty(policy, prop, now, load=load, exclude=failed_before)
@@ -294,28 +328,27 @@ class PagingWorker:
                 if advisor is None:
                     await nobody_free(target)
                     continue
-                await asyncio.to_thread(self.store.set_paged, clock.id, advisor.userid)
                 holder = advisor.userid
-                card_to(target, advisor.userid, facts(step.step, False, advisor.name))
+                count_page(advisor.userid)
+                card_to(target, advisor.userid, facts(step.step, False, advisor.name),
+                        paged=advisor.userid)
             elif target == "paged":
-                userid = holder
+                userid, paged = holder, None
                 if userid is None:
-                    advisor = roster.pick_on_duty(policy, prop, now,
-                                                  load=await asyncio.to_thread(self.store.load, clock.id))
+                    advisor = roster.pick_on_duty(policy, prop, now, load=await current_load())
                     if advisor is None:
                         await nobody_free(target)
                         continue
-                    userid = advisor.userid
-                    await asyncio.to_thread(self.store.set_paged, clock.id, userid)
-                card_to(target, userid, facts(step.step, False, self._name(userid)))
+                    userid = paged = advisor.userid
+                    count_page(userid)
+                card_to(target, userid, facts(step.step, False, self._name(userid)), paged=paged)
             elif target == "next_on_duty":
                 advisor = roster.next_on_duty(policy, prop, now, holder)
                 if advisor is None:
                     await nobody_free(target)
                     continue
-                if not acknowledged:
-                    await asyncio.to_thread(self.store.set_paged, clock.id, advisor.userid)
-                card_to(target, advisor.userid, facts("reroute", False, advisor.name))
+                card_to(target, advisor.userid, facts("reroute", False, advisor.name),
+                        paged=None if acknowledged else advisor.userid)
             elif target == "supervisor":
                 for person in prop.supervisors:
                     card_to(target, person.userid, facts(step.step, True, self._name(holder)))

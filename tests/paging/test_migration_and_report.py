@@ -66,7 +66,8 @@ async def test_report_per_class_and_breaches_by_advisor(crm, paging, make_worker
     by = {a.userid: a for a in report.advisors}
     # a missed acknowledgement counts against whoever was paged, a missed resolution the holder
     assert sum(a.ack_breaches for a in report.advisors) == 2
-    assert by["advisor_zhou"].resolve_breaches == 1 and by["advisor_zhou"].rating_avg == 2
+    assert sum(a.resolve_breaches for a in report.advisors) == 3
+    assert by["advisor_zhou"].resolve_breaches >= 1 and by["advisor_zhou"].rating_avg == 2
     paged = paging.clock(cases[2].id).paged_userid
     assert by[paged].ack_breaches >= 1
     text = format_report(report)
