@@ -107,7 +107,10 @@ def run_worker_process(url: str, worker_id: str) -> int:
                           context=GuestContext(CRMStore(store.engine)), worker_id=worker_id)
 
     async def main() -> None:
+        from bot.paging.runtime import use_worker_threads
+
         loop = asyncio.get_running_loop()
+        use_worker_threads(worker)
         loop.add_signal_handler(signal.SIGTERM, worker.stop)
         await worker.run()
 
@@ -204,9 +207,18 @@ def simulate(workers: int, tickets: int, spread_s: float, seed: int, keep: bool)
         while pending_late and time.monotonic() < deadline:
             time.sleep(0.1)
             pending_late = [item for item in pending_late if not act(*item)]
-        # Let the last resolution escalations (60 s) and notices fall due and fire.
+        # Let the last resolution escalations (60 s) and notices fall due, then wait until
+        # nothing due is left unfired (at most 60 s more) before stopping the workers.
         last_created = start + spread_s
-        time.sleep(max(0.0, last_created + 60 + 5 - time.monotonic()))
+        time.sleep(max(0.0, last_created + 60 + 2 - time.monotonic()))
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up:
+            with engine.connect() as conn:
+                left = conn.execute(text("SELECT count(*) FROM sla_steps WHERE status IN "
+                                         "('pending', 'firing') AND due_at <= now()")).scalar()
+            if not left:
+                break
+            time.sleep(0.5)
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:

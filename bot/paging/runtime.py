@@ -165,8 +165,18 @@ async def _sweep_outbox(stop: asyncio.Event) -> None:
             log.warning("WeCom outbox sweep failed: %s", exc)
 
 
+def use_worker_threads(worker) -> None:
+    """Database calls run in threads: give the loop enough of them for the worker's parallelism
+    (asyncio's default is min(32, CPUs + 4), six on a two-CPU box)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=worker.concurrency + 4, thread_name_prefix="paging"))
+
+
 async def run_worker(worker) -> None:
     loop = asyncio.get_running_loop()
+    use_worker_threads(worker)
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, worker.stop)

@@ -119,8 +119,10 @@ class PagingWorker:
         report = TickReport()
         now = self.clock()
         report.released = await asyncio.to_thread(self.store.release_expired, now)
-        report.created = await self.discover(now)
-        for _ in range(100):  # bounded: discovery gets its turn again soon
+        for _ in range(100):  # bounded: the loop gets its turn again soon
+            # New cases are looked for before every batch, so a backlog of due steps does not
+            # hold back the first page of a complaint that just came in.
+            report.created += await self.discover(now)
             now = self.clock()
             claimed = await asyncio.to_thread(self.store.claim_due, now, self.worker_id,
                                               lease=self.lease, limit=self.batch)
