@@ -22,8 +22,9 @@ Handler = Callable[[InboxItem], Awaitable[str]]
 class Dispatcher:
     def __init__(self, inbox: Inbox, handle: Handler, *,
                  on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None,
-                 timeout_s: Optional[float] = None) -> None:
+                 timeout_s: Optional[float] = None, max_concurrency: int = 32) -> None:
         self.inbox = inbox
+        self._slots = asyncio.Semaphore(max_concurrency)  # a burst of senders must not swamp Rasa
         self.handle = handle
         self.on_failed = on_failed
         # A hung handler must not hold the guest's queue past its lease (then another worker
@@ -52,6 +53,10 @@ class Dispatcher:
             logger.error("inbox worker for %s crashed", sender_id, exc_info=task.exception())
 
     async def _work(self, sender_id: str) -> None:
+        async with self._slots:
+            await self._work_sender(sender_id)
+
+    async def _work_sender(self, sender_id: str) -> None:
         while not self._closing:
             item = await self.inbox.claim(sender_id)
             if item is None:
