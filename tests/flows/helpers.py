@@ -10,6 +10,14 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.settings import PROJECT_ROOT
+from bot.sla_terms import SlaTerms
+
+
+def promised(sla_class: str, property_id: str | None = "sanya-haitang-resort") -> list[str]:
+    """The durations the guest must be told for this class, as the SLA policy in force has them
+    (the policy is data other people tune: tests read it rather than hard-code 10分钟)."""
+    promise = SlaTerms().promise(sla_class, property_id)
+    return [t for t in (promise.ack_text, promise.resolve_text) if t]
 
 
 @functools.lru_cache(maxsize=1)

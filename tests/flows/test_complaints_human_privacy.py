@@ -11,7 +11,7 @@ from actions.human import ActionHandleFallback, ActionRequestHuman
 from actions.privacy import ActionRequestDataDeletion, ActionUnsubscribe
 from bot.complaints.classifier import ComplaintClassifier
 
-from .helpers import FormPlayer, domain, run, slot_events, tracker, user_event
+from .helpers import FormPlayer, domain, promised, run, slot_events, tracker, user_event
 
 # Words the bot must never say to a complaining guest: no promises of money, no arguing.
 FORBIDDEN = ("退款", "赔偿", "补偿您", "免单", "不可能", "您误会", "不是我们的问题")
@@ -69,7 +69,8 @@ async def test_routine_complaint_empathy_first_then_only_the_missing_question(se
     assert p.slots["complaint_since"]
     messages, _ = await p.run_action(ActionSubmitComplaint())
     text = " ".join(messages)
-    assert "投诉编号" in text and "10分钟" in text and "2小时" in text  # who acts, by when
+    assert "投诉编号" in text  # who acts, and by when:
+    assert promised("complaint_routine") and all(d in text for d in promised("complaint_routine"))
     assert not any(word in text for word in FORBIDDEN)
 
     [ticket] = fresh_store.tickets("demo-lin")
@@ -97,7 +98,7 @@ async def test_major_incident_goes_straight_to_a_person(services, fresh_store):
     messages, slots = await triage("demo-lin", "我老公在泳池摔倒受伤了，流了很多血")
     assert slots["complaint_route"] == "handed_off"
     text = " ".join(messages)
-    assert "120" in text and "30分钟" in text
+    assert "120" in text and all(d in text for d in promised("complaint_major"))
     assert not any(word in text for word in FORBIDDEN)
     [ticket] = fresh_store.tickets("demo-lin")
     assert (ticket.severity, ticket.sla_class) == ("major", "complaint_major")
@@ -128,7 +129,7 @@ async def test_a_person_asked_for_in_the_middle_of_the_complaint(services, fresh
 
 async def test_request_human_once_even_when_asked_twice(services, fresh_store):
     messages, _ = await run(ActionRequestHuman(), tracker("demo-lin", "转人工", "request_human"))
-    assert "5分钟" in messages[0]
+    assert all(d in messages[0] for d in promised("human_request"))
     messages, _ = await run(ActionRequestHuman(), tracker("demo-lin", "人呢？我要找真人", "request_human"))
     assert "已经在为您安排" in messages[0]
     [handoff] = fresh_store.handoffs("demo-lin")
@@ -169,7 +170,7 @@ async def test_unsubscribe_stops_marketing_at_once(services, fresh_store):
 async def test_deletion_request_opens_one_verified_ticket(services, fresh_store):
     messages, _ = await run(ActionRequestDataDeletion(),
                             tracker("demo-lin", "把我的个人信息都删掉", "request_data_deletion"))
-    assert "核实" in messages[0] and "15天" in messages[0]
+    assert "核实" in messages[0] and all(d in messages[0] for d in promised("data_deletion", None))
     [ticket] = fresh_store.tickets("demo-lin")
     assert (ticket.kind, ticket.sla_class, ticket.status) == ("data_deletion", "data_deletion", "open")
     assert not fresh_store.has_consent("demo-lin", "marketing")

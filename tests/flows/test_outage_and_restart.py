@@ -4,6 +4,7 @@ action-server restart. Records written normally survive a restart (they are in t
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -137,7 +138,7 @@ def test_a_poison_entry_is_parked_after_five_attempts(tmp_path):
 
 def test_redis_spool(monkeypatch):
     require_service("Redis", "127.0.0.1", 6379)
-    spool = RedisSpool(REDIS_TEST_URL, key="concierge:test:spool")
+    spool = RedisSpool(REDIS_TEST_URL, key=f"concierge:test:spool:{uuid.uuid4().hex}")
     spool.client.delete(spool.key)
     try:
         spool.append(new_entry("x", "g", {"n": 1}))
