@@ -54,6 +54,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1,
                    help="Sanic workers of OUR rasa server (>1 needs --pg: Redis lock store)")
     p.add_argument("--profile", action="store_true", help="py-spy profiles of our servers during saturation")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also the NLU held-out figures of both models (python -m bot.nlu.evaluate)")
     p.add_argument("--retrain", action="store_true", help="train the baseline and time both trainings again")
     p.add_argument("--no-train-timing", action="store_true", help="do not time a training of ours")
     p.add_argument("--model", type=Path, default=train.OURS_MODEL, help="our model")
@@ -63,6 +65,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "cost does not depend on the epochs)")
     p.add_argument("--warmup", type=float, default=2.0, help="closed-loop warm-up seconds (not counted)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-message timeout, s")
+    p.add_argument("--start-timeout", type=float, default=600.0,
+                   help="how long a server may take to start, s (the baseline loads three TF models)")
     p.add_argument("--keep", action="store_true", help="keep the stacks' databases in the results folder")
     p.add_argument("--report", type=Path, help="print the table of an earlier results.json and exit")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -110,6 +114,8 @@ async def run_channel(stack: Stack, stack_name: str, channel: str, args, senders
             log.warning("%s/%s: %d warm-up messages failed", stack_name, channel, bad)
 
         async def measured(name: str, coro) -> Dict[str, Any]:
+            if channel == "wecom":
+                await client.clear_calls()
             cpu0, t0 = stack.cpu(), time.monotonic()
             result = await coro
             cpu1, wall = stack.cpu(), time.monotonic() - t0
@@ -158,6 +164,26 @@ async def run_channel(stack: Stack, stack_name: str, channel: str, args, senders
     return runs
 
 
+def holdout_figures(model: Path, out: Path) -> Dict[str, Any]:
+    """The NLU figures on tests/nlu_holdout (bot.nlu.evaluate) that the speed must not cost."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "bot.nlu.evaluate", "--model", str(model), "--out", str(out),
+                           "--no-rasa-report"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"})
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"error": f"evaluate exited {proc.returncode}: {(proc.stderr or proc.stdout)[-500:]}"}
+    figures: Dict[str, Any] = {}
+    for variant in ("simplified", "traditional"):
+        rep = summary.get(variant) or {}
+        figures[variant] = {k: rep.get(k) for k in ("accuracy", "macro_f1", "complain_recall", "oos_recall",
+                                                    "false_fallback_rate")}
+        figures[variant]["entity_f1"] = (rep.get("entities") or {}).get("f1")
+    return figures
+
+
 def _one_line(d: Dict[str, Any]) -> str:
     r = d.get("reply_ms", {})
     text = (f"{d['throughput']:.1f} msg/s ok={d['ok']} err={d['errors']} timeouts={d['timeouts']} "
@@ -175,7 +201,7 @@ def run_stack(name: str, model: Path, args, outdir: Path, base: Optional[Dict]) 
     n = max(4 * args.guests, 40) + len(SCRIPTS)
     senders = {c: senders_for(name, c, n) for c in channels}
     stack = Stack(name, model, workdir, wecom="wecom" in channels, pg=args.pg,
-                  sanic_workers=args.workers if name == "ours" else 1)
+                  sanic_workers=args.workers if name == "ours" else 1, start_timeout_s=args.start_timeout)
     data: Dict[str, Any] = {"model": str(model), "runs": {}}
     try:
         stack.start([s for c in channels for s in senders[c]])
@@ -228,6 +254,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["training"]["ours"] = train.time_ours(outdir, retrain=args.retrain)
         log.info("our training: %s s%s", results["training"]["ours"]["seconds"],
                  " (measured earlier)" if results["training"]["ours"].get("reused") else "")
+    if args.accuracy:
+        for name, model in (("baseline", args.baseline_model or train.BASELINE_MODEL), ("ours", args.model)):
+            if (name == "baseline" and args.skip_baseline) or (name == "ours" and args.skip_ours):
+                continue
+            results.setdefault("accuracy", {})[name] = holdout_figures(model, outdir / f"nlu-{name}")
+            log.info("holdout %s: %s", name, results["accuracy"][name])
     plan = []
     if not args.skip_baseline:
         plan.append(("baseline", args.baseline_model or train.BASELINE_MODEL))

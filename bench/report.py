@@ -62,6 +62,13 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
                                     _get(b_run, "ack_ms", q), "ms"))
         rows.append(Row(f"{title}: errors+timeouts+skipped (sat)", _failures(o_sat), _failures(b_sat)))
         rows.append(Row(f"{title}: errors+timeouts+skipped (fixed)", _failures(o_fix), _failures(b_fix)))
+    acc = results.get("accuracy") or {}
+    for variant in ("simplified", "traditional"):
+        for key, label in (("macro_f1", "intent macro-F1"), ("complain_recall", "complain recall"),
+                           ("entity_f1", "entity F1")):
+            o, b = _get(acc, "ours", variant, key), _get(acc, "baseline", variant, key)
+            if o is not None or b is not None:
+                rows.append(Row(f"holdout {label} ({variant})", o, b, better="higher"))
     for proc in ("rasa", "actions", "sandbox"):
         o, b = _get(ours, "memory", proc, "peak_rss_mb"), _get(base, "memory", proc, "peak_rss_mb")
         if o is not None or b is not None:

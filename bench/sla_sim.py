@@ -66,7 +66,7 @@ class RecordingToDb:
     """A Messenger that records each send as a row (what WeCom would have received)."""
 
     def __init__(self, url: str, worker: str):
-        self.engine = create_engine(url, future=True, pool_size=20, max_overflow=20)
+        self.engine = create_engine(url, future=True, pool_size=5, max_overflow=10)
         self.worker = worker
 
     def _insert(self, dedupe_key: str) -> None:
@@ -275,6 +275,8 @@ def judge(engine, paging, workers: int, tickets: int, kept_url) -> dict:
         result["due"] += 1
         if sent is None:
             result["never"] += 1
+            result.setdefault("never_detail", []).append(
+                f"{step.step} {step.status} attempts={step.attempts} error={(step.error or '')[:160]}")
             continue
         delay = (sent - step.due_at).total_seconds()
         result["delays"].append(delay)
@@ -332,6 +334,9 @@ def main(argv=None) -> int:
         results.append(simulate(n, args.tickets, args.spread, args.seed, args.keep))
     print()
     print_table(results)
+    for r in results:
+        for line in sorted(set(r.get("never_detail", [])))[:10]:
+            print(f"  never ({r['workers']} worker(s)): {line}")
     bad = sum(r["twice"] + r["never"] for r in results)
     return 1 if bad else 0
 

@@ -230,6 +230,7 @@ class Stack:
     wecom: bool = True
     pg: bool = False
     sanic_workers: int = 1
+    start_timeout_s: float = 600.0
     env_extra: Dict[str, str] = field(default_factory=dict)
     procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
     ports: Dict[str, int] = field(default_factory=dict)
@@ -315,7 +316,7 @@ class Stack:
                                     stderr=subprocess.STDOUT)
             self.procs[name] = proc
             self.memory.watch(name, proc.pid)
-            self.startup_s[name] = round(wait_http(health, proc, logfile), 2)
+            self.startup_s[name] = round(wait_http(health, proc, logfile, timeout=self.start_timeout_s), 2)
             log.info("%s: %s up in %.1f s (pid %d)", self.name, name, self.startup_s[name], proc.pid)
 
     def cpu(self) -> Dict[str, float]:

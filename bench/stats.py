@@ -120,6 +120,8 @@ def _fmt(value: Optional[float], unit: str = "") -> str:
         text = f"{value:,.0f}"
     elif abs(value) >= 10:
         text = f"{value:.1f}"
+    elif abs(value) < 1:
+        text = f"{value:.3f}"
     else:
         text = f"{value:.2f}"
     return f"{text} {unit}".rstrip()
