@@ -11,6 +11,9 @@ MODEL_STAMP := models/.trained
 # Embedded defaults for local runs (override in the environment or .env; see .env.example).
 export RASA_AUTH_TOKEN ?= dev-only-token
 export SLA_POLICY_FILE ?= data/sla_policy.yml
+# Every WeCom call goes to the local sandbox (bot/sandbox), which `make run` starts; its dev
+# secrets (bot/wecom/dev_defaults.py) are used only while this points at this machine.
+export WECOM_API_BASE ?= http://127.0.0.1:8800
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Rasa's telemetry would try the network; this machine has none.
 export RASA_TELEMETRY_ENABLED := false

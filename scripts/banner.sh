@@ -5,6 +5,8 @@ cat <<MSG
   Concierge starting (Ctrl-C stops everything):
     Rasa server     http://localhost:5005   (API token: \$RASA_AUTH_TOKEN = ${RASA_AUTH_TOKEN})
     Action server   http://localhost:5055
+    WeCom sandbox   http://localhost:8800   (chat as a guest in 微信客服 or a group, or as an advisor)
+    SLA worker      pages advisors through the sandbox (policy: ${SLA_POLICY_FILE})
     CRM database    ${DATABASE_URL:-sqlite:///var/concierge.db}
 
   Talk to it as the demo guest 林晓 (booked in 三亚 next week), once Rasa says "Rasa server is up":
