@@ -9,11 +9,19 @@
   (微信客服 guests excepted: the advisor already sees them in 微信客服). Rasa still records every
   message (a paused conversation records, it does not answer).
 
+It also serves the page the textcards link to, `GET /webhooks/paging/cases/<N>?sig=…` (signed
+with PAGING_LINK_SECRET or RASA_AUTH_TOKEN: a case number alone opens nothing): the case, its
+deadlines, every step and note, and the commands to answer it. Phone numbers and health notes are
+not on it; each view is audited.
+
 The policy is validated here too; if it is invalid the bot runs without paging commands and the
 log says exactly what to fix (the worker refuses to start with the same message).
 """
 from __future__ import annotations
 
+import asyncio
+import hmac
+import html
 import logging
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
@@ -74,6 +82,50 @@ def attach(app, service=None) -> Optional[object]:
     return service
 
 
+def render_case(policy, clock, steps, notes, guest_name: str, tier: str, now) -> str:
+    """The case page (plain HTML, readable in WeCom's in-app browser)."""
+    from bot.paging.clocks import local_time_text, outcome
+
+    esc = html.escape
+    try:
+        label = policy.sla_class(clock.sla_class, clock.property_id).label
+    except KeyError:
+        label = clock.sla_class
+
+    def when(moment):
+        return local_time_text(policy, moment, now) if moment else "—"
+
+    people = policy.people()
+
+    def name(userid):
+        return people[userid].name if userid in people else (userid or "—")
+
+    words = {"met": "按时", "missed": "超时", "pending": "进行中", "none": "—"}
+    state = {"running": "待接单", "acknowledged": "处理中", "resolved": "已结案",
+             "cancelled": "已取消"}.get(clock.state, clock.state)
+    rows = "".join(
+        f"<tr><td>{esc(st.step)}</td><td>{esc(when(st.due_at))}</td><td>{esc(st.status)}"
+        f"{' (延迟)' if st.late else ''}</td><td>{esc(', '.join(st.recipients))}</td></tr>"
+        for st in steps)
+    note_rows = "".join(f"<li>{esc(when(n.created_at))} {esc(name(n.author))}（{esc(n.kind)}）："
+                        f"{esc(n.text)}</li>" for n in notes) or "<li>无</li>"
+    return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>#{clock.id} {esc(label)}</title>
+<style>body{{font-family:sans-serif;margin:1em;line-height:1.5}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}.k{{color:#666}}</style></head><body>
+<h2>#{clock.id} {esc(label)} · {esc(state)}</h2>
+<p><span class="k">客人</span> {esc(guest_name)}（{esc(tier)}）<br>
+<span class="k">诉求</span> {esc(clock.summary or '—')}<br>
+<span class="k">接单时限</span> {esc(when(clock.ack_due_at))}（{words[outcome(clock.ack_due_at, clock.acknowledged_at, now)]}）
+<span class="k">解决时限</span> {esc(when(clock.resolve_due_at))}（{words[outcome(clock.resolve_due_at, clock.resolved_at, now)]}）<br>
+<span class="k">值班</span> {esc(name(clock.paged_userid))} <span class="k">处理人</span> {esc(name(clock.assignee_userid))}
+<span class="k">接管</span> {esc(name(clock.takeover_userid)) if clock.takeover_userid and not clock.handed_back_at else '—'}<br>
+<span class="k">处理说明</span> {esc(clock.resolution or '—')} <span class="k">评分</span> {clock.rating or '—'}</p>
+<p>在企业微信应用中回复：接单 {clock.id} ｜ 接管 {clock.id} ｜ 备注 {clock.id} 内容 ｜ 解决 {clock.id} 说明 ｜ 交还 {clock.id}</p>
+<h3>步骤</h3><table><tr><th>步骤</th><th>时间</th><th>状态</th><th>发给</th></tr>{rows}</table>
+<h3>备注</h3><ul>{note_rows}</ul></body></html>"""
+
+
 class PagingChannel(InputChannel):
     @classmethod
     def name(cls) -> Text:
@@ -83,15 +135,55 @@ class PagingChannel(InputChannel):
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
         return cls()
 
+    def __init__(self) -> None:
+        self.service = None
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("paging_hooks", __name__)
 
         @bp.listener("after_server_start")
         async def _attach(app, loop) -> None:
-            attach(app)
+            self.service = attach(app)
+
+        @bp.route("/cases/<case_id:int>", methods=["GET"])
+        async def case_page(request, case_id: int):
+            return await self.case_page(case_id, request.args.get("sig") or "")
 
         @bp.route("/", methods=["GET"])
         async def health(_request):
             return response.json({"status": "ok"})
 
         return bp
+
+    async def case_page(self, case_id: int, sig: str):
+        from bot.paging.policy import case_signature
+        from bot.paging.store import ClockNotFound
+
+        if not hmac.compare_digest(sig, case_signature(case_id)):
+            return response.text("链接无效或已过期", status=403)
+        service = self.service
+        if service is None:
+            from bot.paging.runtime import build_service
+            try:
+                service = self.service = build_service()
+            except Exception as exc:
+                log.error("case page unavailable: %s", exc)
+                return response.text("暂时无法打开", status=503)
+        try:
+            clock = await asyncio.to_thread(service.store.clock, case_id)
+        except ClockNotFound:
+            return response.text("没有这个单", status=404)
+        steps = await asyncio.to_thread(service.store.steps, case_id)
+        notes = await asyncio.to_thread(service.store.notes, case_id)
+        guest_name, tier = clock.sender_id, "—"
+        if service.crm is not None:
+            try:
+                guest = await asyncio.to_thread(service.crm.find_guest, clock.sender_id)
+                if guest is not None:
+                    guest_name, tier = guest.display_name or clock.sender_id, guest.tier
+                await asyncio.to_thread(service.crm.record_audit, "link:case_page", "case.view",
+                                        clock.subject_type, clock.subject_id, {"case": case_id})
+            except Exception as exc:
+                log.warning("case page %s: CRM unavailable: %s", case_id, exc)
+        page = render_case(service.policy, clock, steps, notes, guest_name, tier, service.clock())
+        return response.html(page)

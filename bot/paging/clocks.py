@@ -101,24 +101,29 @@ def plan_clock(policy: Policy, sla_class: str, created_at: dt.datetime,
 
 
 def step_decision(until: str, state: str, *, due_at: Optional[dt.datetime] = None,
-                  acknowledged_at: Optional[dt.datetime] = None) -> str:
+                  acknowledged_at: Optional[dt.datetime] = None,
+                  resolved_at: Optional[dt.datetime] = None) -> str:
     """FIRE or SKIPPED for a due step whose clock is in `state`.
 
-    A step fires unless the clock got where its `until` says no later than the step fell due:
-    - `until: ack` steps stop once someone acknowledged at or before `due_at` (an acknowledgement
-      exactly at the deadline meets it); a step that fell due *before* a late acknowledgement
-      still fires (the breach happened; the worker was just slow or down);
-    - `until: resolve` steps stop once resolved;
-    - a resolved or cancelled clock fires nothing but `until: none` notices (cancelled: nothing).
+    A step fires unless the clock got where its `until` says *no later than the step fell due*:
+    - `until: ack` steps are settled by an acknowledgement (or resolution) at or before `due_at`
+      (acknowledging exactly at the deadline meets it);
+    - `until: resolve` steps by a resolution at or before `due_at`;
+    - `until: none` (notices to the guest) always fire; a cancelled clock fires nothing.
+    A step that fell due *before* a late acknowledgement or resolution still fires, once and
+    late: the breach happened, the worker was only slow or down.
     """
     if state not in CLOCK_STATES:
         raise ValueError(f"unknown clock state {state!r}")
     if state == CANCELLED:
         return SKIPPED
-    if state == RESOLVED:
-        return FIRE if until == "none" else SKIPPED
-    if until == "ack" and acknowledged_at is not None:
-        if due_at is None or _aware(acknowledged_at, "acknowledged_at") <= _aware(due_at, "due_at"):
+    if until == "none":
+        return FIRE
+    reached = resolved_at if until == "resolve" else (acknowledged_at or resolved_at)
+    if reached is None and (state == RESOLVED or (until == "ack" and state == ACKNOWLEDGED)):
+        return SKIPPED  # no time recorded: be quiet rather than page about a settled case
+    if reached is not None:
+        if due_at is None or _aware(reached, "reached") <= _aware(due_at, "due_at"):
             return SKIPPED
     return FIRE
 

@@ -5,7 +5,7 @@ What it holds (see `data/sla_policy.yml` for a commented example):
     version: 1
     timezone: Asia/Shanghai           # service hours, rosters and holidays are local times
     grace: 1s                         # a step fired more than this after it fell due is "late"
-    link: "http://.../cases/{case_id}"  # the textcard's link (format fields: case_id)
+    link: "http://.../cases/{case_id}?sig={sig}"  # the textcard's link (fields: case_id, sig)
     properties:
       default:                        # required: used for any property without its own section
         service_hours: [{days: all, from: "09:00", to: "22:00"}]   # over midnight: from 22:00 to 06:00
@@ -63,6 +63,20 @@ TARGETS = ("on_duty", "paged", "next_on_duty", "supervisor", "duty_manager", "em
 UNTIL = ("ack", "resolve", "none")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_PROPERTY = "default"
+# The case page the Rasa process serves (bot.paging.channel), signed so a case number alone
+# does not open it.
+DEFAULT_LINK = "http://localhost:5005/webhooks/paging/cases/{case_id}?sig={sig}"
+
+
+def case_signature(case_id: int) -> str:
+    """HMAC of the case number with PAGING_LINK_SECRET (else RASA_AUTH_TOKEN): the `sig` of
+    case links, checked by the case page."""
+    import hashlib
+    import hmac
+    import os
+
+    secret = os.environ.get("PAGING_LINK_SECRET") or os.environ.get("RASA_AUTH_TOKEN") or "dev-only"
+    return hmac.new(secret.encode(), f"case:{int(case_id)}".encode(), hashlib.sha256).hexdigest()[:24]
 
 Duration = dt.timedelta
 
@@ -190,7 +204,7 @@ class Policy:
         return bool(name) and name in self.classes
 
     def link_for(self, case_id: int) -> str:
-        return self.link.format(case_id=case_id)
+        return self.link.format(case_id=case_id, sig=case_signature(case_id))
 
     def people(self) -> dict[str, Person]:
         """Every staff member the policy names, by WeCom userid (roster, supervisors, managers)."""
@@ -611,11 +625,11 @@ def parse_policy(data: Any, source: str = "<policy>", *,
         check.error("timezone", f"unknown time zone {timezone!r} (e.g. Asia/Shanghai)")
         timezone = "UTC"
     grace = check.convert(parse_duration, top.get("grace", "1s"), "grace", dt.timedelta(seconds=1))
-    link = str(top.get("link", "http://localhost:8800/cases/{case_id}"))
+    link = str(top.get("link", DEFAULT_LINK))
     try:
-        link.format(case_id=1)
+        link.format(case_id=1, sig="x")
     except (KeyError, IndexError, ValueError) as exc:
-        check.error("link", f"bad format string ({exc}); the only field is {{case_id}}")
+        check.error("link", f"bad format string ({exc}); the fields are {{case_id}} and {{sig}}")
 
     classes: dict[str, SlaClass] = {}
     raw_classes = check.mapping(top.get("classes", {}), "classes") or {}

@@ -187,7 +187,8 @@ class PagingWorker:
             return report
         now = self.clock()
         decision = rules.step_decision(step.until, clock.state, due_at=step.due_at,
-                                       acknowledged_at=clock.acknowledged_at)
+                                       acknowledged_at=clock.acknowledged_at,
+                                       resolved_at=clock.resolved_at)
         if decision == rules.SKIPPED:
             await asyncio.to_thread(self.store.finish_step, step.id, self.worker_id, rules.SKIPPED,
                                     fired_at=now, error=f"clock {clock.state} before it fell due")
@@ -368,6 +369,8 @@ class PagingWorker:
                         key, f"group:{group.name}",
                         lambda g=group, t=text, d=dedupe: self.messenger.group_post(
                             g.webhook, t, g.mention, dedupe_key=d), True))
+            elif target == "guest" and clock.state == rules.RESOLVED:
+                continue  # a late escalation of a case since resolved: the guest has been told
             elif target == "guest" or target in NOTICE_TARGETS:
                 key = f"{target}:{clock.sender_id}"
                 if key in delivered:

@@ -50,3 +50,25 @@ def test_attach_without_a_wecom_channel_does_nothing(caplog):
     assert attach(app, service=_Service()) is None
     assert "no WeCom channel" in caplog.text
     assert PagingChannel.name() == "paging"
+
+
+async def test_case_page_needs_the_signature_and_shows_the_case(crm, paging, policy, messenger, clock, make_worker):
+    from bot.paging.policy import case_signature
+    from bot.paging.service import PagingService
+    from tests.paging.conftest import complaint, new_guest
+
+    sender = new_guest(crm)
+    ticket = complaint(crm, sender)
+    clock.set(ticket.created_at)
+    await make_worker().tick()
+    case = paging.clock_for("ticket", ticket.id)
+    channel = PagingChannel()
+    channel.service = PagingService(paging, policy, messenger, crm=crm, clock=clock)
+    assert (await channel.case_page(case.id, "forged")).status == 403
+    assert (await channel.case_page(999, case_signature(999))).status == 404
+    page = await channel.case_page(case.id, case_signature(case.id))
+    body = page.body.decode()
+    assert page.status == 200 and f"#{case.id} 普通投诉" in body and "林晓" in body
+    assert "房间有很重的烟味" in body and f"接单 {case.id}" in body and "page" in body
+    assert "海鲜过敏" not in body
+    assert crm.audit_entries(action="case.view")

@@ -92,24 +92,27 @@ def test_human_request_in_service_hours_starts_now():
 ACK_DUE = T0 + dt.timedelta(minutes=10)
 
 
-@pytest.mark.parametrize("until,state,acked,expected", [
-    ("ack", "running", None, "fire"),
-    ("ack", "acknowledged", -1, "skipped"),      # acknowledged just before the step fell due
-    ("ack", "acknowledged", 0, "skipped"),       # exactly at it: met, no escalation
-    ("ack", "acknowledged", 0.001, "fire"),      # just after: the step was due first, it fires
-    ("ack", "resolved", -60, "skipped"),
-    ("ack", "resolved", 60, "skipped"),          # resolved: nothing left to escalate
-    ("ack", "cancelled", None, "skipped"),
-    ("resolve", "running", None, "fire"),
-    ("resolve", "acknowledged", -60, "fire"),
-    ("resolve", "resolved", -60, "skipped"),
-    ("none", "resolved", -60, "fire"),           # notices to the guest after resolving
-    ("none", "cancelled", None, "skipped"),
+@pytest.mark.parametrize("until,state,acked,resolved,expected", [
+    ("ack", "running", None, None, "fire"),
+    ("ack", "acknowledged", -1, None, "skipped"),     # acknowledged just before it fell due
+    ("ack", "acknowledged", 0, None, "skipped"),      # exactly at it: met, no escalation
+    ("ack", "acknowledged", 0.001, None, "fire"),     # just after: it was due first, it fires
+    ("ack", "resolved", -60, -30, "skipped"),
+    ("ack", "resolved", 30, 60, "fire"),              # fell due before the late ack: fires late
+    ("ack", "cancelled", None, None, "skipped"),
+    ("resolve", "running", None, None, "fire"),
+    ("resolve", "acknowledged", -60, None, "fire"),
+    ("resolve", "resolved", -60, -1, "skipped"),
+    ("resolve", "resolved", -60, 0, "skipped"),       # resolved exactly at the deadline
+    ("resolve", "resolved", -60, 5, "fire"),          # resolved after it fell due
+    ("none", "resolved", -60, -1, "fire"),            # notices to the guest after resolving
+    ("none", "cancelled", None, None, "skipped"),
 ])
-def test_step_decision(until, state, acked, expected):
-    acknowledged_at = None if acked is None else ACK_DUE + dt.timedelta(seconds=acked)
-    assert clocks.step_decision(until, state, due_at=ACK_DUE,
-                                acknowledged_at=acknowledged_at) == expected
+def test_step_decision(until, state, acked, resolved, expected):
+    def at(offset):
+        return None if offset is None else ACK_DUE + dt.timedelta(seconds=offset)
+    assert clocks.step_decision(until, state, due_at=ACK_DUE, acknowledged_at=at(acked),
+                                resolved_at=at(resolved)) == expected
 
 
 def test_step_decision_rejects_unknown_state():

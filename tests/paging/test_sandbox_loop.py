@@ -151,7 +151,7 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
                 card = cards[0]["textcard"]
                 assert f"#{case.id}" in card["title"] and "林晓" in card["title"]
                 assert "房间里有很重的烟味" in card["description"]  # what is asked / last message
-                assert card["url"].endswith(f"/cases/{case.id}")
+                assert f"/cases/{case.id}?sig=" in card["url"]
 
                 # 3. The advisor answers 接单 in the app; confirmed, and the guest is told.
                 clock.advance(2)

@@ -38,7 +38,7 @@ async def test_complaint_pages_at_once_then_repages_escalates_once(crm, paging, 
     assert "蜜月" in card["description"] and "房间有很重的烟味" in card["description"]
     assert "海鲜过敏" not in card["description"]  # health data stays out of WeCom messages
     assert "接单时限" in card["description"] and f"接单 {case.id}" in card["description"]
-    assert card["url"].endswith(f"/cases/{case.id}")
+    assert f"/cases/{case.id}?sig=" in card["url"]
     assert len(card["description"].encode()) <= 512 and len(card["title"].encode()) <= 128
 
     # Many ticks between steps change nothing.
