@@ -28,6 +28,7 @@ from bot.crm.store import CHINA_TZ, china_today
 from bot.settings import PROJECT_ROOT
 
 DEMO_FILE = PROJECT_ROOT / "data" / "demo" / "demo.yml"
+IDENTITY_KEYS = ("kf_open_kfid", "kf_external_userid", "wecom_external_userid", "unionid")
 
 
 class DemoRefused(RuntimeError):
@@ -104,6 +105,8 @@ class _Loader:
             "tier": spec.get("tier", "普通"),
             "phone": spec.get("phone"),
             "birthday": spec.get("birthday"),
+            # WeCom identities, for the guests the sandbox page chats as.
+            **{key: spec[key] for key in IDENTITY_KEYS if spec.get(key)},
             "is_demo": True,
         })
         self.guests += 1

@@ -25,8 +25,13 @@ def test_db_upgrade_and_current(capsys):
 
 
 def test_demo_load_twice(capsys):
+    import yaml
+
+    from bot.crm.demo import DEMO_FILE
+
+    expected = len(yaml.safe_load(DEMO_FILE.read_text(encoding="utf-8"))["guests"])
     assert main(["demo", "load"]) == 0
-    assert "4 guests" in capsys.readouterr().out
+    assert f"{expected} guests" in capsys.readouterr().out
     assert main(["demo", "load"]) == 0
     assert "(0 new rows)" in capsys.readouterr().out
 
@@ -61,7 +66,8 @@ def test_guest_show_unknown_sender(demo_db, capsys):
 def test_guest_list(demo_db, capsys):
     assert main(["guest", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["sender_id"] for r in rows] == ["demo-lin", "demo-chen", "demo-wang", "demo-zhao"]
+    assert [r["sender_id"] for r in rows][:4] == ["demo-lin", "demo-chen", "demo-wang", "demo-zhao"]
+    assert len(rows) == 6
     assert "phone" not in rows[0]
 
 
