@@ -14,6 +14,8 @@ export SLA_POLICY_FILE ?= data/sla_policy.yml
 # Every WeCom call goes to the local sandbox (bot/sandbox), which `make run` starts; its dev
 # secrets (bot/wecom/dev_defaults.py) are used only while this points at this machine.
 export WECOM_API_BASE ?= http://127.0.0.1:8800
+# Preference tags mirrored to the sandbox's demo corp tag library.
+export WECOM_CORP_TAGS_FILE ?= data/wecom_corp_tags.yml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Rasa's telemetry would try the network; this machine has none.
 export RASA_TELEMETRY_ENABLED := false

@@ -13,6 +13,7 @@ from bot.knowledge.kb import KnowledgeBase
 from bot.knowledge.weather import get_weather_provider
 from bot.pretrip import PreTripService
 from bot.settings import Settings, get_settings
+from bot.wecom.tag_mirror import mirror_from_env
 
 
 @dataclass
@@ -30,7 +31,8 @@ def build_services(settings: Settings) -> Services:
     weather = get_weather_provider(settings, kb)
     return Services(settings=settings, store=store, kb=kb,
                     pretrip=PreTripService(store=store, kb=kb, weather=weather),
-                    flows=build_flows(store, kb=kb, redis_url=settings.redis_url))
+                    flows=build_flows(store, kb=kb, redis_url=settings.redis_url,
+                                      mirror=mirror_from_env(settings.wecom_corp_tags_file)))
 
 
 @functools.lru_cache(maxsize=1)

@@ -33,6 +33,8 @@ class Settings:
     wecom_api_base: str
     wecom_corp_id: str
     wecom: dict = field(default_factory=dict)
+    # Corp tag ids for mirroring preference tags to WeCom (bot.wecom.tag_mirror); unset = off.
+    wecom_corp_tags_file: str | None = None
     # Weather extras (bot.knowledge.weather): GeoAPI base (empty: derived from the API host),
     # forecast length ("3d", "7d", "10d", "15d", "30d", as the QWeather plan allows), cache TTL.
     qweather_geo_base: str | None = None
@@ -63,6 +65,7 @@ def load_settings() -> Settings:
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),
         wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),
         wecom_corp_id=_env("WECOM_CORP_ID", "ww_sandbox_corp"),
+        wecom_corp_tags_file=_env("WECOM_CORP_TAGS_FILE"),
         wecom={
             name: _env(f"WECOM_{name}")
             for name in (
