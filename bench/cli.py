@@ -54,6 +54,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1,
                    help="Sanic workers of OUR rasa server (>1 needs --pg: Redis lock store)")
     p.add_argument("--profile", action="store_true", help="py-spy profiles of our servers during saturation")
+    p.add_argument("--try", dest="tries", action="append", default=[], metavar="PATCH",
+                   choices=["jsonschema", "sqlite"],
+                   help="run OUR rasa server with an experimental speed-up (bench/rasa_patched.py); repeatable")
     p.add_argument("--accuracy", action="store_true",
                    help="also the NLU held-out figures of both models (python -m bot.nlu.evaluate)")
     p.add_argument("--retrain", action="store_true", help="train the baseline and time both trainings again")
@@ -201,7 +204,8 @@ def run_stack(name: str, model: Path, args, outdir: Path, base: Optional[Dict]) 
     n = max(4 * args.guests, 40) + len(SCRIPTS)
     senders = {c: senders_for(name, c, n) for c in channels}
     stack = Stack(name, model, workdir, wecom="wecom" in channels, pg=args.pg,
-                  sanic_workers=args.workers if name == "ours" else 1, start_timeout_s=args.start_timeout)
+                  sanic_workers=args.workers if name == "ours" else 1, start_timeout_s=args.start_timeout,
+                  rasa_patches=list(args.tries) if name == "ours" else [])
     data: Dict[str, Any] = {"model": str(model), "runs": {}}
     try:
         stack.start([s for c in channels for s in senders[c]])
@@ -240,7 +244,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                  "duration_s": args.duration, "guests": args.guests, "rate": args.rate,
                  "only": args.only, "pg": args.pg,
                  "baseline_model": str(args.baseline_model or train.BASELINE_MODEL),
-                 "workers": args.workers, "cpus": os.cpu_count(),
+                 "workers": args.workers, "tries": args.tries, "cpus": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2),
                  "note": "figures from whatever else the machine was running; see loadavg"},
         "training": {}, "stacks": {},

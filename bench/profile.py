@@ -4,7 +4,8 @@ summary of where the busy time goes, by component.
 `py-spy record --format raw` writes collapsed stacks ("frame;frame;frame count", root first).
 Each sample is charged to the *outermost* frame that matches a specific category (a component, a
 policy, the tracker store, the call to the action server...: so SQLAlchemy under the tracker store
-counts as the tracker store, TensorFlow under DIET as DIET); a sample under none of them goes to
+counts as the tracker store, TensorFlow under DIET as DIET); then the connector's own work (its
+frames wrap all of Rasa's for a WeCom message); a sample under none of them goes to
 the deepest generic category (SQLAlchemy, Sanic, the message processor, the event loop...), else
 "other". Samples whose innermost frame is a known wait (the event loop's select, an idle worker
 thread) are counted apart as idle: py-spy's own idle detection misses them in some containers.
@@ -79,6 +80,9 @@ GENERIC = {
     "rasa_sdk (executor, tracker)", "thread pool",
 }
 
+# Specific, but wrapping other specific ones: only when none of those is in the stack.
+WRAPPERS = {"WeCom connector (crypto, inbox, API)", "pre-trip answers"}
+
 # Innermost frames of threads that are waiting, not working.
 IDLE_LEAVES = re.compile(
     r"^(serve \(sanic/server/runners|run_forever|_run_once \(asyncio/base_events|select \(selectors|"
@@ -114,7 +118,8 @@ def is_idle(frames: Sequence[str]) -> bool:
 
 def categorize(samples: Sequence[Tuple[List[str], int]], categories: Sequence[Tuple[str, str]]) -> Counter:
     """Busy samples per category (idle ones under the key "(idle)")."""
-    specific = [(n, re.compile(p)) for n, p in categories if n not in GENERIC]
+    specific = [(n, re.compile(p)) for n, p in categories if n not in GENERIC and n not in WRAPPERS]
+    wrappers = [(n, re.compile(p)) for n, p in categories if n in WRAPPERS]
     generic = [(n, re.compile(p)) for n, p in categories if n in GENERIC]
     out: Counter = Counter()
     for frames, count in samples:
@@ -126,6 +131,11 @@ def categorize(samples: Sequence[Tuple[List[str], int]], categories: Sequence[Tu
             name = next((n for n, rx in specific if rx.search(frame)), None)
             if name:
                 break
+        if name is None:  # the connector's own work (its frames wrap Rasa's for a WeCom message)
+            for frame in reversed(frames):
+                name = next((n for n, rx in wrappers if rx.search(frame)), None)
+                if name:
+                    break
         if name is None:
             for frame in reversed(frames):
                 name = next((n for n, rx in generic if rx.search(frame)), None)
@@ -159,25 +169,51 @@ def _short(frame: str) -> str:
     return re.sub(r"\(/work/main/", "(", frame)
 
 
+def is_main_thread(frames: Sequence[str]) -> bool:
+    """The event loop's thread (the process's main thread): everything Rasa does per message runs
+    there one at a time; the other threads are executor workers (database calls of the connector
+    and the CRM store), TensorFlow's, py-spy cannot tell idle waits of those from work."""
+    return bool(frames) and ("_run_module_as_main" in frames[0] or frames[0].startswith("<module>"))
+
+
+def _shares(cats: Counter) -> List[Dict]:
+    total = sum(cats.values())
+    return [{"category": k, "samples": v, "share": round(v / total, 3) if total else 0}
+            for k, v in cats.most_common()]
+
+
 def summarize(path: Path, categories: Sequence[Tuple[str, str]]) -> Dict:
     samples = read_collapsed(path) if path.exists() else []
     cats = categorize(samples, categories)
     idle = cats.pop("(idle)", 0)
     total = sum(cats.values())
+    main = categorize([s for s in samples if is_main_thread(s[0])], categories)
+    main_idle = main.pop("(idle)", 0)
+    workers = categorize([s for s in samples if not is_main_thread(s[0])], categories)
+    workers.pop("(idle)", None)
     return {
         "file": str(path), "samples": total, "idle_samples": idle,
-        "by_category": [{"category": k, "samples": v, "share": round(v / total, 3) if total else 0}
-                        for k, v in cats.most_common()],
+        "main_thread": {"busy": sum(main.values()), "idle": main_idle, "by_category": _shares(main)},
+        "other_threads": {"busy": sum(workers.values()), "by_category": _shares(workers)},
+        "by_category": _shares(cats),
         "top_functions": [{"function": f, "samples": c, "share": round(c / total, 3) if total else 0}
                           for f, c in top_functions(samples)],
     }
 
 
 def format_summary(title: str, summary: Dict, top: int = 12) -> str:
-    lines = [f"{title}: {summary['samples']} busy samples, {summary.get('idle_samples', 0)} idle "
-             f"({summary['file']})"]
-    for row in summary["by_category"]:
-        lines.append(f"  {row['share'] * 100:5.1f}%  {row['category']}")
+    main, other = summary.get("main_thread") or {}, summary.get("other_threads") or {}
+    lines = [f"{title} ({summary['file']})",
+             f"  event-loop thread: {main.get('busy', 0)} busy samples, {main.get('idle', 0)} idle; "
+             f"other threads: {other.get('busy', 0)} samples (executor/DB waits count as busy)",
+             "  event-loop thread, busy time by owner:"]
+    for row in main.get("by_category", []):
+        if row["share"] >= 0.003:
+            lines.append(f"  {row['share'] * 100:5.1f}%  {row['category']}")
+    if other.get("busy"):
+        lines.append("  other threads:")
+        for row in other.get("by_category", [])[:6]:
+            lines.append(f"  {row['share'] * 100:5.1f}%  {row['category']}")
     lines.append("  top functions (inclusive):")
     for row in summary["top_functions"][:top]:
         lines.append(f"  {row['share'] * 100:5.1f}%  {row['function'][:110]}")

@@ -231,6 +231,7 @@ class Stack:
     pg: bool = False
     sanic_workers: int = 1
     start_timeout_s: float = 600.0
+    rasa_patches: List[str] = field(default_factory=list)  # bench.rasa_patched experiments
     env_extra: Dict[str, str] = field(default_factory=dict)
     procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
     ports: Dict[str, int] = field(default_factory=dict)
@@ -303,10 +304,14 @@ class Stack:
         if self.wecom:
             plan.append(("sandbox", [sys.executable, "-m", "bot.sandbox", "--port", str(self.ports["sandbox"])],
                          f"{self.sandbox_url}/_sandbox/info"))
-        plan.append(("actions", [RASA, "run", "actions", "--actions", "actions",
+        actions_cmd = ([sys.executable, "-m", "bench.rasa_patched", "--patch=sqlite", "--", "run"]
+                       if "sqlite" in self.rasa_patches else [RASA, "run"])
+        plan.append(("actions", [*actions_cmd, "actions", "--actions", "actions",
                                  "--port", str(self.ports["actions"])],
                      f"http://127.0.0.1:{self.ports['actions']}/health"))
-        plan.append(("rasa", [RASA, "run", "-m", str(self.model), "--enable-api", "--auth-token", AUTH_TOKEN,
+        rasa_cmd = ([sys.executable, "-m", "bench.rasa_patched", *[f"--patch={p}" for p in self.rasa_patches],
+                     "--", "run"] if self.rasa_patches else [RASA, "run"])
+        plan.append(("rasa", [*rasa_cmd, "-m", str(self.model), "--enable-api", "--auth-token", AUTH_TOKEN,
                               "--port", str(self.ports["rasa"]), "--endpoints", str(endpoints),
                               "--credentials", str(credentials)],
                      f"{self.rasa_url}/"))
