@@ -200,7 +200,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configs = candidate_configs(args.configs, args.only.split(",") if args.only else None)
     examples = ev.load_examples(args.holdout)
     synonyms = ev.load_synonyms(args.nlu_data)
-    print(f"{len(configs)} candidates, holdout {args.holdout}: {len(examples)} messages", flush=True)
+    fingerprint = ev.data_fingerprint(args.nlu_data, "data/jieba", args.holdout, "bot/nlu/normalizer.py")
+    head = ev.git_head()
+    print(f"{len(configs)} candidates, holdout {args.holdout}: {len(examples)} messages; "
+          f"data {fingerprint} at commit {head}", flush=True)
 
     prev_path = work / "compare.json"
     previous: Dict[str, Any] = {}
@@ -232,6 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results[name] = {"error": str(exc)}
             continue
         r["training"] = training
+        r["data_fingerprint"] = fingerprint
+        r["git_head"] = head
         r["config_thresholds"] = config_thresholds(cfg)
         r["row_configured"] = _row(name, training, r["configured"]["simplified"],
                                    r["configured"]["traditional"], r["config_thresholds"])
@@ -271,10 +276,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if "sweep" in dump[n]:
             dump[n]["sweep"] = {"best": r["sweep"]["best"], "max_false_fallback": r["sweep"]["max_false_fallback"]}
     prev_path.write_text(json.dumps(dump, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    all_cfg = [v["row_configured"] for v in dump.values() if v.get("row_configured")]
-    all_tuned = [v["row_tuned"] for v in dump.values() if v.get("row_tuned")]
-    md = ["### At the fallback thresholds in each config", "", format_table(all_cfg, markdown=True), "",
+    # only rows measured on the same data as this run go into the Markdown tables
+    same = {n: v for n, v in dump.items() if v.get("data_fingerprint") == fingerprint}
+    stale = sorted(set(dump) - set(same))
+    all_cfg = [v["row_configured"] for v in same.values() if v.get("row_configured")]
+    all_tuned = [v["row_tuned"] for v in same.values() if v.get("row_tuned")]
+    md = [f"Data {fingerprint} (training data, jieba dictionary, holdout, normaliser) at commit {head}.", "",
+          "### At the fallback thresholds in each config", "", format_table(all_cfg, markdown=True), "",
           "### At each pipeline's own best thresholds", "", format_table(all_tuned, markdown=True), ""]
+    if stale:
+        md.append(f"Not shown (measured on other data, re-run them): {', '.join(stale)}")
     (work / "compare.md").write_text("\n".join(md), encoding="utf-8")
     print(f"\nWritten: {prev_path}, {work / 'compare.md'} (all candidates evaluated so far)")
     return 0 if len(ok) == len(results) else 1

@@ -192,6 +192,30 @@ def load_synonyms(nlu_data: Optional[str]) -> Dict[str, str]:
     return {str(k).lower(): str(v) for k, v in load_data(str(nlu_data)).entity_synonyms.items()}
 
 
+def data_fingerprint(*paths: str) -> str:
+    """Short hash of the files under ``paths`` (training data, holdout): which data a figure is for."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for root in paths:
+        p = Path(root)
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
+        for f in files:
+            h.update(str(f).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def git_head() -> Optional[str]:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except Exception:  # pragma: no cover - not a git checkout
+        return None
+
+
 # ============================================================================================
 # text helpers (normaliser and OpenCC)
 # ============================================================================================
@@ -892,6 +916,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     summary = {
         "model": args.model, "input": source, "model_load_seconds": round(load_s, 2),
+        "git_head": git_head(), "data_fingerprint": data_fingerprint(args.nlu_data, source),
         "fallback_thresholds": current, "targets": {k: list(v) for k, v in TARGETS.items()},
         "targets_met": check_targets(simpl, trad),
         "simplified": simpl, "traditional": trad,
