@@ -426,6 +426,11 @@ DEFAULT_THRESHOLDS = _frange(0.0, 0.9, 0.05)
 DEFAULT_AMBIGUITIES = _frange(0.0, 0.3, 0.01)
 
 
+def _sweep_key(r: Dict[str, Any]) -> Tuple[float, float, float, float, float]:
+    return ((r["oos_recall"] or 0.0), round(r["macro_f1"], 9), -(r["false_fallback_rate"] or 0.0),
+            r["threshold"], r["ambiguity_threshold"])
+
+
 def sweep_thresholds(
     golds: Sequence[str],
     rankings: Sequence[Sequence[Tuple[str, float]]],
@@ -436,7 +441,8 @@ def sweep_thresholds(
     """Evaluate every (threshold, ambiguity_threshold) pair on the classifier's rankings.
 
     Picks the pair with the highest OOS recall among those with false-fallback <= the limit;
-    ties go to the higher macro-F1, then to the smaller thresholds (fewer questions asked).
+    ties go to the higher macro-F1, then the lower false-fallback, then the higher thresholds (on
+    equal evidence, asking beats guessing: the holdout is small and real traffic is noisier).
     """
     rows = []
     for t in thresholds:
@@ -454,8 +460,7 @@ def sweep_thresholds(
     feasible = [r for r in rows if (r["false_fallback_rate"] or 0.0) <= max_false_fallback + 1e-12]
     best = None
     if feasible:
-        best = max(feasible, key=lambda r: ((r["oos_recall"] or 0.0), r["macro_f1"],
-                                            -r["threshold"], -r["ambiguity_threshold"]))
+        best = max(feasible, key=_sweep_key)
     return {"rows": rows, "best": best, "max_false_fallback": max_false_fallback}
 
 
@@ -678,7 +683,7 @@ def format_sweep(sweep: Dict[str, Any], current: Optional[Tuple[float, float]] =
     for t in sorted(by_t):
         rows = by_t[t]
         feas = [r for r in rows if (r["false_fallback_rate"] or 0) <= sweep["max_false_fallback"] + 1e-12]
-        r = max(feas, key=lambda r: ((r["oos_recall"] or 0), r["macro_f1"], -r["ambiguity_threshold"])) if feas \
+        r = max(feas, key=_sweep_key) if feas \
             else min(rows, key=lambda r: r["false_fallback_rate"] or 0)
         mark = " <= best" if sweep["best"] is r else ("" if feas else "  (over the limit)")
         lines.append(f"  {t:>9.2f} {r['ambiguity_threshold']:>9.2f} {_f(r['oos_recall'], True):>8} "

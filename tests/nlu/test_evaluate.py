@@ -269,3 +269,11 @@ def test_span_only_matching_ignores_the_value():
                             [ev.entity_keys(pred, text, IDENT, match_value=False)])
     assert exact["f1"] == 0.0
     assert span["f1"] == 1.0
+
+
+def test_sweep_ties_go_to_the_more_cautious_thresholds():
+    golds = ["a", "out_of_scope"]
+    rankings = [[("a", 0.9), ("b", 0.05)], [("b", 0.2), ("a", 0.1)]]
+    best = ev.sweep_thresholds(golds, rankings, thresholds=[0.3, 0.5, 0.7], ambiguities=[0.0],
+                               max_false_fallback=0.0)["best"]
+    assert best["threshold"] == 0.7  # all three catch the OOS message and keep "a": ask, don't guess
