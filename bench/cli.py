@@ -6,6 +6,7 @@ conversations. See docs/PERFORMANCE.md for what it measures and the findings.
     python -m bench --pg                  # CRM, inbox and tracker store on PostgreSQL, Redis locks
     python -m bench --profile             # + py-spy profiles of our servers under load
     python -m bench --report results/bench/<ts>/results.json   # print an earlier run's table again
+    python -m bench --skip-baseline --rate 4 --try jsonschema --try sqlite   # measure a lever
 
 Steps: train the baseline if missing (timed), time a full training of ours (once per change of
 the inputs), then for each stack (baseline first, then ours): start it on free ports with a demo
@@ -57,6 +58,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--try", dest="tries", action="append", default=[], metavar="PATCH",
                    choices=["jsonschema", "sqlite"],
                    help="run OUR rasa server with an experimental speed-up (bench/rasa_patched.py); repeatable")
+    p.add_argument("--tracker-store", choices=("sql", "memory"), default="sql",
+                   help="OUR tracker store: sql (SQLite, or PostgreSQL with --pg; the product's) or memory "
+                        "(an experiment: what the SQL tracker store costs)")
     p.add_argument("--accuracy", action="store_true",
                    help="also the NLU held-out figures of both models (python -m bot.nlu.evaluate)")
     p.add_argument("--retrain", action="store_true", help="train the baseline and time both trainings again")
@@ -205,7 +209,8 @@ def run_stack(name: str, model: Path, args, outdir: Path, base: Optional[Dict]) 
     senders = {c: senders_for(name, c, n) for c in channels}
     stack = Stack(name, model, workdir, wecom="wecom" in channels, pg=args.pg,
                   sanic_workers=args.workers if name == "ours" else 1, start_timeout_s=args.start_timeout,
-                  rasa_patches=list(args.tries) if name == "ours" else [])
+                  rasa_patches=list(args.tries) if name == "ours" else [],
+                  tracker_store=args.tracker_store if name == "ours" else "sql")
     data: Dict[str, Any] = {"model": str(model), "runs": {}}
     try:
         stack.start([s for c in channels for s in senders[c]])
@@ -244,7 +249,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                  "duration_s": args.duration, "guests": args.guests, "rate": args.rate,
                  "only": args.only, "pg": args.pg,
                  "baseline_model": str(args.baseline_model or train.BASELINE_MODEL),
-                 "workers": args.workers, "tries": args.tries, "cpus": os.cpu_count(),
+                 "workers": args.workers, "tries": args.tries,
+                 "tracker_store": args.tracker_store, "cpus": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2),
                  "note": "figures from whatever else the machine was running; see loadavg"},
         "training": {}, "stacks": {},

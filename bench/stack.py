@@ -232,6 +232,7 @@ class Stack:
     sanic_workers: int = 1
     start_timeout_s: float = 600.0
     rasa_patches: List[str] = field(default_factory=list)  # bench.rasa_patched experiments
+    tracker_store: str = "sql"  # "memory": Rasa's InMemoryTrackerStore (an experiment: not durable)
     env_extra: Dict[str, str] = field(default_factory=dict)
     procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
     ports: Dict[str, int] = field(default_factory=dict)
@@ -276,6 +277,8 @@ class Stack:
                     f'  key_prefix: "{self.lock_prefix}"\n')
         else:
             env["DATABASE_URL"] = f"sqlite:///{self.workdir / 'concierge.db'}"
+        if self.tracker_store == "memory":
+            tracker = ""  # no tracker_store section: Rasa keeps conversations in the process
         if self.wecom:
             env["WECOM_API_BASE"] = self.sandbox_url
             env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['rasa']}"
@@ -341,7 +344,7 @@ class Stack:
 
         # The sandbox access tokens cached by a previous run (wechatpy's RedisStorage key scheme):
         # a new sandbox would answer 40014 to them.
-        patterns = [f"wechatpy:{CORP_ID}_*"]
+        patterns = [f"wechatpy:{CORP_ID}_*", "concierge:wecom:kfstate:*:bench-*"]
         if self.lock_prefix:
             patterns.append(f"{self.lock_prefix}*")
         try:
