@@ -107,3 +107,21 @@ def test_story_lines_parse_entity_markup():
     lines = story_lines()
     assert any("早餐几点开始" in line for story in lines for line in story)
     assert not any("[" in line or "](" in line for story in lines for line in story)
+
+
+def test_profile_charges_the_outermost_owner_and_sets_idle_apart():
+    from bench.profile import RASA_CATEGORIES, categorize
+
+    root = "_run_module_as_main (runpy.py:196)"
+    store = "save (/x/site-packages/rasa/core/tracker_store.py:1456)"
+    sqla = "do_commit (/x/site-packages/sqlalchemy/engine/default.py:686)"
+    connector = "_handle_kf (/work/main/connectors/wecom.py:599)"
+    logreg = "process (/x/site-packages/rasa/nlu/classifiers/logistic_regression_classifier.py:150)"
+    idle = "serve (/x/site-packages/sanic/server/runners.py:155)"
+    cats = categorize([([root, connector, store, sqla], 3), ([root, connector, logreg], 2),
+                       ([root, connector], 1), ([root, sqla], 4), ([root, idle], 7)], RASA_CATEGORIES)
+    assert cats["tracker store (SQL)"] == 3          # not SQLAlchemy, not the connector
+    assert cats["NLU LogisticRegressionClassifier"] == 2
+    assert cats["WeCom connector (crypto, inbox, API)"] == 1
+    assert cats["SQLAlchemy (other)"] == 4
+    assert cats["(idle)"] == 7
