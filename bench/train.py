@@ -118,6 +118,8 @@ def ensure_baseline(logdir: Path, retrain: bool = False) -> Dict:
     if (BASELINE_MODEL.exists() and record and record.get("hash") == digest and not retrain
             and not measured_busy(record)):
         return {**record, "reused": True}
+    log.warning("training the baseline (stock config: DIET, TED and UnexpecTED at 100 epochs each): on 2 cores "
+                "this takes well over 10 minutes; it is done once and kept in %s", BASELINE_DIR)
     load_before = _loadavg()
     seconds = timed_train(BASELINE_CONFIG, BASELINE_DIR, "baseline", logdir / "train-baseline.log")
     record = {"seconds": round(seconds, 1), "hash": digest, "config": "configs/baseline/config.yml",
