@@ -230,6 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f"{training['load_average']:.1f})", flush=True)
             print(f"[{name}] evaluating ...", flush=True)
             r = evaluate_candidate(str(model), examples, synonyms)
+            ev.write_predictions(work / f"{name}.predictions.jsonl", examples, r["_preds"], "simplified")
         except Exception as exc:  # one broken candidate must not hide the others
             print(f"[{name}] FAILED: {exc}", flush=True)
             results[name] = {"error": str(exc)}
