@@ -83,8 +83,8 @@ def rasa_stack(tmp_path_factory):
         for name, args, health in (
             ("actions", [RASA, "run", "actions", "--actions", "actions", "--port", str(actions_port)],
              f"http://127.0.0.1:{actions_port}/health"),
-            ("rasa", [RASA, "run", "-m", str(MODEL), "--enable-api", "--auth-token", "e2e-token",
-                      "--port", str(rasa_port), "--endpoints", str(endpoints),
+            ("rasa", [sys.executable, "-m", "bot.rasa_main", "run", "-m", str(MODEL),
+                      "--enable-api", "--auth-token", "e2e-token", "--port", str(rasa_port), "--endpoints", str(endpoints),
                       "--credentials", str(PROJECT_ROOT / "credentials.yml")],
              f"http://127.0.0.1:{rasa_port}/"),
         ):
