@@ -210,6 +210,7 @@ def run_stack(name: str, model: Path, args, outdir: Path, base: Optional[Dict]) 
     stack = Stack(name, model, workdir, wecom="wecom" in channels, pg=args.pg,
                   sanic_workers=args.workers if name == "ours" else 1, start_timeout_s=args.start_timeout,
                   rasa_patches=list(args.tries) if name == "ours" else [],
+                  product_entry=name == "ours",
                   tracker_store=args.tracker_store if name == "ours" else "sql")
     data: Dict[str, Any] = {"model": str(model), "runs": {}}
     try:

@@ -232,6 +232,7 @@ class Stack:
     sanic_workers: int = 1
     start_timeout_s: float = 600.0
     rasa_patches: List[str] = field(default_factory=list)  # bench.rasa_patched experiments
+    product_entry: bool = False  # ours: started like the Procfile does (python -m bot.rasa_main)
     tracker_store: str = "sql"  # "memory": Rasa's InMemoryTrackerStore (an experiment: not durable)
     env_extra: Dict[str, str] = field(default_factory=dict)
     procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -313,7 +314,9 @@ class Stack:
                                  "--port", str(self.ports["actions"])],
                      f"http://127.0.0.1:{self.ports['actions']}/health"))
         rasa_cmd = ([sys.executable, "-m", "bench.rasa_patched", *[f"--patch={p}" for p in self.rasa_patches],
-                     "--", "run"] if self.rasa_patches else [RASA, "run"])
+                     "--", "run"] if self.rasa_patches
+                    else [sys.executable, "-m", "bot.rasa_main", "run"] if self.product_entry
+                    else [RASA, "run"])
         plan.append(("rasa", [*rasa_cmd, "-m", str(self.model), "--enable-api", "--auth-token", AUTH_TOKEN,
                               "--port", str(self.ports["rasa"]), "--endpoints", str(endpoints),
                               "--credentials", str(credentials)],
