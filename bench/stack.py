@@ -242,6 +242,7 @@ class Stack:
     pg_db: Optional[str] = None
     lock_prefix: str = ""
     env: Dict[str, str] = field(default_factory=dict)
+    _plan: Dict[str, tuple] = field(default_factory=dict)
 
     @property
     def rasa_url(self) -> str:
@@ -321,14 +322,31 @@ class Stack:
                               "--port", str(self.ports["rasa"]), "--endpoints", str(endpoints),
                               "--credentials", str(credentials)],
                      f"{self.rasa_url}/"))
-        for name, args, health in plan:
-            logfile = self.workdir / f"{name}.log"
-            proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=logfile.open("w"),
-                                    stderr=subprocess.STDOUT)
-            self.procs[name] = proc
-            self.memory.watch(name, proc.pid)
-            self.startup_s[name] = round(wait_http(health, proc, logfile, timeout=self.start_timeout_s), 2)
-            log.info("%s: %s up in %.1f s (pid %d)", self.name, name, self.startup_s[name], proc.pid)
+        self._plan = {name: (args, health) for name, args, health in plan}
+        for name, _, _ in plan:
+            self._launch(name)
+
+    def _launch(self, name: str, mode: str = "w") -> None:
+        args, health = self._plan[name]
+        logfile = self.workdir / f"{name}.log"
+        proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=self.env, stdout=logfile.open(mode),
+                                stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        self.memory.watch(name, proc.pid)
+        self.startup_s[name] = round(wait_http(health, proc, logfile, timeout=self.start_timeout_s), 2)
+        log.info("%s: %s up in %.1f s (pid %d)", self.name, name, self.startup_s[name], proc.pid)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as when the machine or the OOM killer takes the process: no shutdown hooks."""
+        proc = self.procs[name]
+        proc.kill()
+        proc.wait(timeout=10)
+        log.info("%s: %s killed (pid %d)", self.name, name, proc.pid)
+
+    def restart(self, name: str) -> float:
+        """Start a killed process again with the same command; returns the seconds until it answered."""
+        self._launch(name, mode="a")
+        return self.startup_s[name]
 
     def cpu(self) -> Dict[str, float]:
         return {name: cpu_seconds(proc.pid) for name, proc in self.procs.items() if proc.poll() is None}

@@ -331,6 +331,9 @@ class WeComInput(InputChannel):
         self._background: Set[asyncio.Task] = set()
         self._sweeper: Optional[asyncio.Task] = None
         self._failed_syncs: Dict[str, Optional[str]] = {}
+        # Rasa's tracker store (taken from the agent at server start): lets a message whose
+        # earlier attempt reached Rasa be answered from the tracker instead of run twice.
+        self.tracker_store: Optional[Any] = None
         self._crypto: Dict[str, Optional[CallbackCrypto]] = {}
         for surface in ("kf", "aibot", "app"):
             sc = self.config.surface(surface)
@@ -431,6 +434,9 @@ class WeComInput(InputChannel):
 
         @bp.listener("after_server_start")
         async def _start(app, loop) -> None:
+            agent = getattr(app.ctx, "agent", None)
+            if self.tracker_store is None and agent is not None:
+                self.tracker_store = getattr(agent, "tracker_store", None)
             await self.start()
 
         @bp.listener("before_server_stop")
@@ -656,12 +662,34 @@ class WeComInput(InputChannel):
             return "done"
         if self.on_new_message is None:
             raise RuntimeError("the WeCom channel has no Rasa handler yet")
+        message_id = item.payload.get("msgid") or item.dedupe_key
+        if item.attempts > 1:
+            # An earlier attempt may have got through Rasa (tracker saved) and died before the
+            # reply went out: send what Rasa answered then rather than run the turn twice.
+            answered = await self._answered_before(item.sender_id, message_id)
+            if answered is not None:
+                logger.info("WeCom message %s of %s was handled before a restart: its reply is resent",
+                            message_id, item.sender_id)
+                for message in answered:
+                    await out._emit(item.sender_id, message)
+                await out.flush(item.sender_id)
+                return "done"
         metadata = {"wecom": {**_public(item.payload), "truncated": truncated, "inbox_id": item.id}}
         await self.on_new_message(UserMessage(text, out, item.sender_id, input_channel=CHANNEL_NAME,
-                                              message_id=item.payload.get("msgid") or item.dedupe_key,
-                                              metadata=metadata))
+                                              message_id=message_id, metadata=metadata))
         await out.flush(item.sender_id)
         return "done"
+
+    async def _answered_before(self, sender_id: str, message_id: str) -> Optional[List[Dict[str, Any]]]:
+        """The bot messages Rasa sent after the user message `message_id`, if the tracker has it."""
+        if self.tracker_store is None:
+            return None
+        try:
+            tracker = await self.tracker_store.retrieve(sender_id)
+        except Exception as exc:  # no tracker store: run the turn (a duplicate beats a silence)
+            logger.warning("tracker of %s unavailable (%s): the message is processed again", sender_id, exc)
+            return None
+        return bot_messages_after(tracker.events if tracker else [], message_id)
 
     async def _on_failed(self, item: InboxItem, error: str) -> None:
         """A message that could not be handled after every attempt: tell the guest."""
@@ -703,6 +731,32 @@ class WeComInput(InputChannel):
 
             self._crm = CRMStore(self.services.db.engine)
         return self._crm
+
+
+def bot_messages_after(events, message_id: str) -> Optional[List[Dict[str, Any]]]:
+    """Output-channel messages of the turn that answered user message `message_id` (the
+    BotUttered events up to the next user message), or None when the message is not there."""
+    from rasa.shared.core.events import BotUttered, UserUttered
+
+    messages: Optional[List[Dict[str, Any]]] = None
+    for event in events:
+        if isinstance(event, UserUttered):
+            if messages is not None:
+                break
+            if event.message_id == message_id:
+                messages = []
+        elif messages is not None and isinstance(event, BotUttered):
+            data = event.data or {}
+            message: Dict[str, Any] = {"text": event.text or ""}
+            if data.get("buttons"):
+                message["buttons"] = data["buttons"]
+            if data.get("image"):
+                message["image"] = data["image"]
+            if data.get("custom"):
+                message["custom"] = data["custom"]
+            if message.get("text") or len(message) > 1:
+                messages.append(message)
+    return messages
 
 
 def _is_kf_notice(raw: Dict[str, Any]) -> bool:

@@ -356,13 +356,17 @@ async def deliver(app: web.Application, surface: str, body: str, params: Dict[st
     result: Dict[str, Any] = {"delivered": False, "status": None, "attempts": 0, "url": url}
     for attempt in range(1 + max(0, state.callback_retries)):
         result["attempts"] = attempt + 1
+        started = time.monotonic()
         try:
             async with http.post(url, params=params, data=body.encode("utf-8"),
                                  timeout=aiohttp.ClientTimeout(total=state.callback_timeout_s)) as resp:
                 result["status"], result["body"] = resp.status, await resp.text()
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             result["status"], result["body"] = None, f"{type(exc).__name__}: {exc}"
-        state.deliveries.append({"time": time.time(), "surface": surface, "status": result["status"]})
+        # The connector's answer time as WeCom sees it (what the 5-second limit applies to).
+        result["elapsed_ms"] = round((time.monotonic() - started) * 1000, 2)
+        state.deliveries.append({"time": time.time(), "surface": surface, "status": result["status"],
+                                 "elapsed_ms": result["elapsed_ms"]})
         if result["status"] == 200:
             result["delivered"] = True
             return result
@@ -370,6 +374,24 @@ async def deliver(app: web.Application, surface: str, body: str, params: Dict[st
             return result  # refused (403/400...): a retry would be refused too
         await asyncio.sleep(min(2.0, 0.2 * (attempt + 1)))
     return result
+
+
+async def deliver_with_replays(app: web.Application, surface: str, body: str, params: Dict[str, str],
+                               replays: int) -> Dict[str, Any]:
+    """Deliver a callback, then the very same callback `replays` more times at once (a replay
+    attack, or WeCom retrying a callback whose 200 it missed): the connector must act once."""
+    result = await deliver(app, surface, body, params)
+    if replays > 0:
+        again = await asyncio.gather(*(deliver(app, surface, body, params) for _ in range(replays)))
+        result["replays"] = [{"status": r["status"], "elapsed_ms": r.get("elapsed_ms")} for r in again]
+    return result
+
+
+def _replays(data: Dict[str, Any]) -> int:
+    try:
+        return max(0, min(10, int(data.get("replays") or 0)))
+    except (TypeError, ValueError):
+        raise web.HTTPBadRequest(text="replays must be an integer 0-10")
 
 
 def _kf_callback(state: SandboxState, open_kfid: str):
@@ -419,6 +441,7 @@ async def guest_kf(request: web.Request) -> web.Response:
     ext = str(data.get("external_userid") or "").strip()
     if not ext:
         raise web.HTTPBadRequest(text="external_userid required")
+    replays = _replays(data)
     open_kfid = data.get("open_kfid") or state.open_kfid
     msgtype = data.get("msgtype") or "text"
     item = _kf_item(state, open_kfid, ext, msgtype, data)
@@ -430,7 +453,7 @@ async def guest_kf(request: web.Request) -> web.Response:
     label = item.get("text", {}).get("content") if msgtype == "text" else f"[{msgtype}]"
     state.add_feed("kf", ext, "guest", label, msgid=item["msgid"])
     body, params = _kf_callback(state, open_kfid)
-    delivery = await deliver(request.app, "kf", body, params)
+    delivery = await deliver_with_replays(request.app, "kf", body, params, replays)
     return web.json_response({"msgid": item["msgid"], "delivery": delivery})
 
 
@@ -477,6 +500,7 @@ async def guest_group(request: web.Request) -> web.Response:
     userid, text = str(data.get("userid") or "").strip(), str(data.get("text") or "")
     if not userid:
         raise web.HTTPBadRequest(text="userid required")
+    replays = _replays(data)
     chatid = str(data.get("chatid") or "").strip()
     chattype = data.get("chattype") or ("group" if chatid else "single")
     channel, key = ("group", chatid) if chattype == "group" else ("single", userid)
@@ -494,7 +518,8 @@ async def guest_group(request: web.Request) -> web.Response:
     if chattype == "group":
         msg["chatid"] = chatid
     body, params = _crypto(state, "aibot").encrypt_json(msg)
-    return web.json_response({"msgid": msg["msgid"], "delivery": await deliver(request.app, "aibot", body, params)})
+    delivery = await deliver_with_replays(request.app, "aibot", body, params, replays)
+    return web.json_response({"msgid": msg["msgid"], "delivery": delivery})
 
 
 async def guest_aibot_enter(request: web.Request) -> web.Response:

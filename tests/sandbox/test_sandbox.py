@@ -203,6 +203,28 @@ async def test_callbacks_are_retried_like_wecom_on_5xx(sandbox):
     assert len(receiver.requests) == 3 and len(bodies) == 1  # the same callback, retried
 
 
+async def test_replays_deliver_the_identical_callback_again(sandbox):
+    receiver = Receiver()
+    await receiver.start(sandbox.receiver_port)
+    try:
+        kf = await sandbox.post("/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好", "replays": 3})
+        group = await sandbox.post("/_sandbox/guest/group",
+                                   {"chatid": "g", "userid": "u", "text": f"@{sandbox.state.aibot_name} 在吗",
+                                    "replays": 2})
+    finally:
+        await receiver.stop()
+    assert [r["status"] for r in kf["delivery"]["replays"]] == [200, 200, 200]
+    assert len(group["delivery"]["replays"]) == 2
+    kf_requests = [r for r in receiver.requests if r[0].endswith("/kf")]
+    aibot_requests = [r for r in receiver.requests if r[0].endswith("/aibot")]
+    assert len(kf_requests) == 4 and len({(str(q), b) for _, q, b in kf_requests}) == 1
+    assert len(aibot_requests) == 3 and len({(str(q), b) for _, q, b in aibot_requests}) == 1
+    assert kf["delivery"]["elapsed_ms"] >= 0  # the connector's answer time, as WeCom sees it
+    async with sandbox.http.post(sandbox.base + "/_sandbox/guest/kf",
+                                 json={"external_userid": "wm1", "text": "x", "replays": "many"}) as resp:
+        assert resp.status == 400
+
+
 async def test_unreachable_connector_is_reported(sandbox):
     result = await sandbox.post("/_sandbox/advisor/app", {"userid": "lisi", "text": "hi"})
     assert result["delivery"]["delivered"] is False and result["delivery"]["status"] is None

@@ -202,6 +202,61 @@ async def test_accepted_messages_survive_a_crash_before_processing(connector, en
     await restarted.stop()
 
 
+async def test_a_turn_rasa_finished_before_a_crash_is_answered_from_the_tracker_not_run_again(connector, env):
+    from rasa.core.tracker_store import InMemoryTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    channel = connector.channel
+    channel._ensure_dispatcher().kick = lambda sender_id: None
+    first = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "早餐几点"})
+    second = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "谢谢"})
+    await connector.idle()
+    inbox = channel.services.inbox
+    # The dead process had claimed the first message and Rasa had saved the turn; the reply never went out.
+    claimed = inbox.claim_sync(f"kf:{GUEST}")
+    inbox.release_sync(claimed.id, "process killed")
+    store = InMemoryTrackerStore(Domain.empty())
+    tracker = DialogueStateTracker(f"kf:{GUEST}", [])
+    tracker.update(UserUttered("早餐几点", message_id=first["msgid"]))
+    tracker.update(BotUttered("早餐 6:30-10:30，在一楼。", data={"buttons": [{"title": "预订早餐", "payload": "/order_addon"}]}))
+    await store.save(tracker)
+
+    rasa2 = FakeRasa()
+    restarted = WeComInput({}, services=env.services(), sweep_interval_s=0)
+    restarted.tracker_store = store
+    await restarted.start(rasa2)
+    await restarted.wait_idle()
+    assert rasa2.texts() == ["谢谢"]  # the first turn was not run again
+    calls = [c for c in await env.calls() if c["path"] == "/cgi-bin/kf/send_msg"]
+    assert calls[0]["body"]["msgtype"] == "msgmenu"
+    assert calls[0]["body"]["msgmenu"]["head_content"] == "早餐 6:30-10:30，在一楼。"
+    assert kf_texts(calls[1:]) == ["收到：谢谢"]
+    assert second["msgid"] != first["msgid"]
+    await restarted.stop()
+
+
+async def test_a_retried_message_unknown_to_the_tracker_is_processed(connector, env):
+    from rasa.core.tracker_store import InMemoryTrackerStore
+    from rasa.shared.core.domain import Domain
+
+    channel = connector.channel
+    channel._ensure_dispatcher().kick = lambda sender_id: None
+    await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "几点退房"})
+    await connector.idle()
+    claimed = channel.services.inbox.claim_sync(f"kf:{GUEST}")
+    channel.services.inbox.release_sync(claimed.id, "killed before Rasa saved the turn")
+    rasa2 = FakeRasa()
+    restarted = WeComInput({}, services=env.services(), sweep_interval_s=0)
+    restarted.tracker_store = InMemoryTrackerStore(Domain.empty())
+    await restarted.start(rasa2)
+    await restarted.wait_idle()
+    assert rasa2.texts() == ["几点退房"]
+    assert kf_texts(await env.calls()) == ["收到：几点退房"]
+    await restarted.stop()
+
+
 async def test_a_failing_message_is_retried_then_the_guest_gets_an_apology(connector):
     attempts = []
 
