@@ -14,6 +14,9 @@ export SLA_POLICY_FILE ?= data/sla_policy.yml
 # Every WeCom call goes to the local sandbox (bot/sandbox), which `make run` starts; its dev
 # secrets (bot/wecom/dev_defaults.py) are used only while this points at this machine.
 export WECOM_API_BASE ?= http://127.0.0.1:8800
+# The sandbox delivers WeCom's callbacks to the intake server (bot/wecom/intake_server.py), which
+# answers them from its own process and tells Rasa; Rasa's own /webhooks/wecom routes work too.
+export SANDBOX_CONNECTOR_URL ?= http://127.0.0.1:5006
 # Preference tags mirrored to the sandbox's demo corp tag library.
 export WECOM_CORP_TAGS_FILE ?= data/wecom_corp_tags.yml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -29,7 +32,7 @@ RASA_DATA := data/nlu data/rules data/stories
 TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
                 bot/nlu/normalizer.py
 
-.PHONY: help install run train test shell eval bench migrate demo clean
+.PHONY: help install run train test shell eval bench bench-wecom migrate demo clean
 
 help:
 	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
@@ -38,6 +41,7 @@ help:
 	@echo "make shell  - chat with the bot in the terminal (Rasa shell; needs the action server: make run)"
 	@echo "make eval   - NLU figures on the held-out set"
 	@echo "make bench  - benchmarks (not tests)"
+	@echo "make bench-wecom - WeCom connector: callback times, replays, Rasa killed mid-load"
 
 $(STAMP): requirements.txt pyproject.toml
 	@PYTHON=$$(scripts/find-python310.sh) || exit 1; \
@@ -79,6 +83,9 @@ eval: train
 
 bench: train
 	$(PY) -m bench $(BENCH_ARGS)
+
+bench-wecom: train
+	$(PY) -m bench.wecom_reliability $(BENCH_ARGS)
 
 clean:
 	rm -rf models .rasa results

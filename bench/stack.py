@@ -228,6 +228,7 @@ class Stack:
     model: Path
     workdir: Path
     wecom: bool = True
+    intake: bool = False  # WeCom callbacks to the stand-alone intake server instead of Rasa's routes
     pg: bool = False
     sanic_workers: int = 1
     start_timeout_s: float = 600.0
@@ -261,6 +262,8 @@ class Stack:
         self.ports = {"actions": free_port(), "rasa": free_port()}
         if self.wecom:
             self.ports["sandbox"] = free_port()
+        if self.wecom and self.intake:
+            self.ports["intake"] = free_port()
         env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "WEATHER_PROVIDER": "demo",
                "TF_CPP_MIN_LOG_LEVEL": "3", "SLA_POLICY_FILE": str(PROJECT_ROOT / "data" / "sla_policy.yml"),
                "PYTHONUNBUFFERED": "1"}
@@ -284,6 +287,9 @@ class Stack:
         if self.wecom:
             env["WECOM_API_BASE"] = self.sandbox_url
             env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['rasa']}"
+            if self.intake:
+                env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['intake']}"
+                env["WECOM_INTAKE_NOTIFY_URL"] = f"http://127.0.0.1:{self.ports['rasa']}/webhooks/wecom/inbox"
             env["SANDBOX_LOG_LEVEL"] = "WARNING"
         if self.sanic_workers > 1:
             env["SANIC_WORKERS"] = str(self.sanic_workers)
@@ -309,6 +315,9 @@ class Stack:
         if self.wecom:
             plan.append(("sandbox", [sys.executable, "-m", "bot.sandbox", "--port", str(self.ports["sandbox"])],
                          f"{self.sandbox_url}/_sandbox/info"))
+        if self.wecom and self.intake:
+            plan.append(("intake", [sys.executable, "-m", "bot.wecom.intake_server", "--port", str(self.ports["intake"])],
+                         f"http://127.0.0.1:{self.ports['intake']}/webhooks/wecom/"))
         actions_cmd = ([sys.executable, "-m", "bench.rasa_patched", "--patch=sqlite", "--", "run"]
                        if "sqlite" in self.rasa_patches else [RASA, "run"])
         plan.append(("actions", [*actions_cmd, "actions", "--actions", "actions",

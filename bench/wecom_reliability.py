@@ -97,7 +97,7 @@ class FeedWatcher:
                 continue
             for entry in feed:
                 self.since = max(self.since, entry["seq"])
-                if entry.get("role") != "bot":
+                if entry.get("from") != "bot":
                     continue
                 pending = [f for f in self.waiters.get(str(entry.get("key")), []) if not f.done()]
                 if pending:
@@ -321,8 +321,8 @@ def ms(value: Optional[float]) -> str:
     return f"{value:.1f}" if value is not None else "-"
 
 
-def print_summary(results: List[Dict[str, Any]]) -> None:
-    print("\nWeCom connector under load (bench.wecom_reliability)")
+def print_summary(results: List[Dict[str, Any]], callbacks_to: str, stores: str) -> None:
+    print(f"\nWeCom connector under load (bench.wecom_reliability): callbacks to {callbacks_to}; {stores}")
     head = f"{'phase':<8}{'guests':>7}{'msgs':>7}{'cb p50 ms':>11}{'cb p99 ms':>11}{'not acked':>10}" \
            f"{'reply p50 s':>12}{'lost':>6}{'twice':>7}{'ans.twice':>10}"
     print(head)
@@ -349,6 +349,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--duration", type=float, default=40.0, help="seconds of load per phase")
     p.add_argument("--phases", default="load,replay,kill")
     p.add_argument("--pg", action="store_true", help="PostgreSQL + Redis instead of the embedded SQLite defaults")
+    p.add_argument("--no-intake", action="store_true",
+                   help="callbacks to Rasa's own /webhooks/wecom routes instead of the intake server")
     p.add_argument("--down-s", type=float, default=3.0, help="kill phase: seconds Rasa stays down")
     p.add_argument("--reply-timeout", type=float, default=15.0, help="a guest writes again after this long unanswered")
     p.add_argument("--model", default=str(PROJECT_ROOT / "models" / "concierge.tar.gz"))
@@ -361,7 +363,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error(f"{model} not found: run `make train` first")
     phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     workdir = temp_workdir("bench-wecom-")
-    stack = Stack("ours", model, workdir, wecom=True, pg=args.pg, product_entry=True,
+    stack = Stack("ours", model, workdir, wecom=True, pg=args.pg, product_entry=True, intake=not args.no_intake,
                   env_extra={"SANDBOX_CALLBACK_TIMEOUT_S": "5"})
     senders = [f"kf:rel-{ph}-{i:03d}" for ph in phases for i in range(args.guests)] + \
               [f"wecom:rel-replay-{i:03d}" for i in range(args.guests // 4)]
@@ -378,9 +380,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = out / f"wecom-reliability-{stamp}.json"
-    path.write_text(json.dumps({"stack": "pg" if args.pg else "embedded", "results": results}, ensure_ascii=False,
+    path.write_text(json.dumps({"stack": "pg" if args.pg else "embedded",
+                                "callbacks_to": "rasa" if args.no_intake else "intake", "results": results}, ensure_ascii=False,
                                indent=2), encoding="utf-8")
-    print_summary(results)
+    print_summary(results, "Rasa's own routes" if args.no_intake else "the intake server",
+                  "PostgreSQL + Redis" if args.pg else "SQLite, in-process stores")
     print(f"\nwritten: {path}")
     bad = sum(r["lost"] + r["processed_twice"] + r["answered_twice"] for r in results)
     return 1 if bad else 0

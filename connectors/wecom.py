@@ -34,10 +34,9 @@ from bot.wecom import aibot as aibot_mod
 from bot.wecom import app as app_mod
 from bot.wecom import kf as kf_mod
 from bot.wecom.config import WeComConfig
-from bot.wecom.crypto import CallbackCrypto, parse_xml
 from bot.wecom.dedupe import short_id
-from bot.wecom.errors import CallbackError, MalformedCallback
-from bot.wecom.inbox import Inbound, InboxItem
+from bot.wecom.inbox import InboxItem
+from bot.wecom.intake import CallbackIntake
 from bot.wecom.messages import (
     KF_TEXT_MAX_BYTES,
     MENU_HEAD_MAX_BYTES,
@@ -57,7 +56,6 @@ from bot.wecom.services import WeComServices, set_services
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 256 * 1024
 CHANNEL_NAME = "wecom"
 
 
@@ -319,7 +317,7 @@ class WeComInput(InputChannel):
 
     def __init__(self, credentials: Optional[Dict[str, Any]] = None, *, config: Optional[WeComConfig] = None,
                  services: Optional[WeComServices] = None, guest_resolver: Optional[GuestResolver] = None,
-                 sweep_interval_s: float = 30.0) -> None:
+                 sweep_interval_s: float = 10.0) -> None:
         self.credentials = dict(credentials or {})
         self.config = config or (services.config if services else WeComConfig.load(self.credentials))
         self._services = services
@@ -334,12 +332,8 @@ class WeComInput(InputChannel):
         # Rasa's tracker store (taken from the agent at server start): lets a message whose
         # earlier attempt reached Rasa be answered from the tracker instead of run twice.
         self.tracker_store: Optional[Any] = None
-        self._crypto: Dict[str, Optional[CallbackCrypto]] = {}
-        for surface in ("kf", "aibot", "app"):
-            sc = self.config.surface(surface)
-            self._crypto[surface] = (CallbackCrypto(sc.token, sc.aes_key, sc.receive_id,
-                                                    max_skew_s=self.config.max_clock_skew_s)
-                                     if sc.enabled else None)
+        self.intake = CallbackIntake(self.config, _LazyServices(self), on_stored=self._on_stored,
+                                     on_kf_notice=self._on_kf_notice)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     @property
@@ -403,6 +397,12 @@ class WeComInput(InputChannel):
             except Exception:
                 logger.exception("WeCom sweep failed")
 
+    def _on_stored(self, sender_id: str) -> None:
+        self._ensure_dispatcher().kick(sender_id)
+
+    def _on_kf_notice(self, open_kfid: str, token: Optional[str]) -> None:
+        self._spawn(self._sync_and_kick(open_kfid, token))
+
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
@@ -445,8 +445,7 @@ class WeComInput(InputChannel):
 
         @bp.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:
-            surfaces = {s: self._crypto[s] is not None for s in self._crypto}
-            return response.json({"status": "ok", "surfaces": surfaces})
+            return response.json({"status": "ok", "surfaces": self.intake.surfaces()})
 
         @bp.route("/kf", methods=["GET", "POST"])
         async def kf_webhook(request: Request) -> HTTPResponse:
@@ -460,100 +459,32 @@ class WeComInput(InputChannel):
         async def app_webhook(request: Request) -> HTTPResponse:
             return await self._webhook(request, "app")
 
+        @bp.route("/inbox", methods=["POST"])
+        async def inbox_kick(request: Request) -> HTTPResponse:
+            return await self._kick_from_intake(request)
+
         return bp
 
     # ---- HTTP ------------------------------------------------------------------------------------
     async def _webhook(self, request: Request, surface: str) -> HTTPResponse:
-        crypto = self._crypto.get(surface)
-        if crypto is None:
-            logger.error("WeCom %s callback refused: no token/AES key configured", surface)
-            return response.text("surface not configured", status=503)
-        args = request.args
-        signature, timestamp, nonce = args.get("msg_signature"), args.get("timestamp"), args.get("nonce")
+        args = {key: request.args.get(key) for key in request.args}
+        answer = await self.intake.handle(surface, request.method, args, request.body or b"", request.ip)
+        return response.text(answer.text, status=answer.status, content_type=answer.content_type)
+
+    async def _kick_from_intake(self, request: Request) -> HTTPResponse:
+        """The stand-alone intake server stored messages for these senders: work them off. The
+        body names senders only (nothing is taken from it but whom to look at in the inbox)."""
         try:
-            if request.method == "GET":
-                echostr = (args.get("echostr") or "").replace(" ", "+")  # a raw '+' decoded as space
-                return response.text(crypto.verify_url(signature, timestamp, nonce, echostr))
-            if len(request.body or b"") > MAX_BODY_BYTES:
-                return response.text("payload too large", status=413)
-            if surface == "aibot":
-                message = crypto.decrypt_json(request.body, signature, timestamp, nonce)
-                return await self._accept_aibot(message, crypto)
-            xml = crypto.decrypt_xml(request.body, signature, timestamp, nonce)
-            raw = parse_xml(xml)
-            if surface == "kf" or _is_kf_notice(raw):
-                # WeCom sends kf_msg_or_event to the callback URL of the app that manages 微信客服,
-                # which may be the self-built app's URL: accept it on either route.
-                return await self._accept_kf(raw)
-            return await self._accept(app_mod.normalize(xml, raw))
-        except CallbackError as exc:
-            level = logging.WARNING if exc.status == 403 else logging.INFO
-            logger.log(level, "WeCom %s callback refused (%s): %s from %s", surface, exc.status, exc, request.ip)
-            return response.text(type(exc).__name__, status=exc.status)
-        except StoreUnavailableHTTP:
-            return response.text("temporarily unavailable", status=503)
+            senders = (request.json or {}).get("senders") or []
         except Exception:
-            logger.exception("WeCom %s callback failed", surface)
-            return response.text("temporarily unavailable", status=503)
-
-    async def _accept(self, inbound: Inbound) -> HTTPResponse:
-        await self._store(inbound)
-        return response.text("")
-
-    async def _store(self, inbound: Inbound) -> Optional[int]:
-        """Persist before acknowledging; a storage failure answers 503 so WeCom retries."""
-        deduper = self.services.deduper
-        try:
-            if await deduper.seen(inbound.dedupe_key):
-                return None
-        except Exception as exc:  # the fast path is optional
-            logger.warning("dedupe cache unavailable: %s", exc)
-        try:
-            new_id = await self.services.inbox.add(inbound)
-        except Exception as exc:
-            logger.exception("could not store WeCom message %s", inbound.dedupe_key)
-            raise StoreUnavailableHTTP() from exc
-        try:
-            await deduper.mark(inbound.dedupe_key)
-        except Exception:
-            pass
-        if new_id is None:
-            logger.info("WeCom retry/replay of %s ignored", inbound.dedupe_key)
-        else:
-            self._ensure_dispatcher().kick(inbound.sender_id)
-        return new_id
-
-    async def _accept_kf(self, raw: Dict[str, Any]) -> HTTPResponse:
-        if _is_kf_notice(raw):
-            open_kfid = str(raw.get("OpenKfId") or "")
-            token = raw.get("Token") or None
-            try:
-                await self.services.inbox.save_kf_token(open_kfid, token)
-            except Exception as exc:
-                logger.exception("could not record the kf callback for %s", open_kfid)
-                raise StoreUnavailableHTTP() from exc
-            self._spawn(self._sync_and_kick(open_kfid, token))
-            return response.text("")
-        # Anything else on this URL (account auth changes, ...) is recorded, not acted upon.
-        from bot.wecom.dedupe import xml_callback_key
-
-        event = str(raw.get("Event") or raw.get("MsgType") or "unknown").lower()
-        await self._store(Inbound(xml_callback_key("kf", raw), "kf", "kf:_system", f"system:{event}"[:32],
-                                  {"surface": "kf", "raw": raw}))
-        return response.text("")
-
-    async def _accept_aibot(self, message: Dict[str, Any], crypto: CallbackCrypto) -> HTTPResponse:
-        try:
-            inbound = aibot_mod.normalize(message, self.config.aibot_name)
-        except ValueError as exc:
-            raise MalformedCallback(str(exc)) from None
-        if inbound is None:
-            return response.text("")
-        await self._store(inbound)
-        if inbound.kind == "event:enter_chat":
-            return response.text(crypto.passive_json_reply(aibot_mod.welcome_reply(REPLIES["welcome"])),
-                                 content_type="application/json")
-        return response.text("")
+            return response.text("JSON body expected", status=400)
+        if not isinstance(senders, list) or len(senders) > 1000 or not all(
+                isinstance(x, str) and 0 < len(x) <= 128 for x in senders):
+            return response.text("senders: a list of sender ids expected", status=400)
+        dispatcher = self._ensure_dispatcher()
+        for sender_id in dict.fromkeys(senders):
+            dispatcher.kick(sender_id)
+        return response.json({"kicked": len(set(senders))})
 
     async def _sync_and_kick(self, open_kfid: str, token: Optional[str]) -> None:
         dispatcher = self._ensure_dispatcher()
@@ -759,12 +690,14 @@ def bot_messages_after(events, message_id: str) -> Optional[List[Dict[str, Any]]
     return messages
 
 
-def _is_kf_notice(raw: Dict[str, Any]) -> bool:
-    return str(raw.get("MsgType") or "").lower() == "event" and str(raw.get("Event") or "").lower() == "kf_msg_or_event"
+class _LazyServices:
+    """The channel's services, built on first use (not in __init__: no I/O before the server runs)."""
 
+    def __init__(self, channel: "WeComInput") -> None:
+        self._channel = channel
 
-class StoreUnavailableHTTP(Exception):
-    """The inbox could not store an accepted callback: answer 503 so WeCom retries."""
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel.services, name)
 
 
 def _public(payload: Dict[str, Any]) -> Dict[str, Any]:

@@ -6,6 +6,7 @@ cat <<MSG
     Rasa server     http://localhost:5005   (API token: \$RASA_AUTH_TOKEN = ${RASA_AUTH_TOKEN})
     Action server   http://localhost:5055
     WeCom sandbox   http://localhost:8800   (chat as a guest in 微信客服 or a group, or as an advisor)
+    WeCom intake    http://localhost:5006/webhooks/wecom/{kf,aibot,app}   (callbacks, answered at once)
     SLA worker      pages advisors through the sandbox (policy: ${SLA_POLICY_FILE})
     CRM database    ${DATABASE_URL:-sqlite:///var/concierge.db}
 

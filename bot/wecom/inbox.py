@@ -22,7 +22,10 @@ from bot.wecom.models import InboxMessage, KfCursor, KfQuota
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LEASE_S = 300
+# A claimed row is leased, and the lease renewed while the turn runs (bot.wecom.pipeline): if the
+# process dies, another (or the restarted one) can take the row over once the lease ran out.
+# Short, so a restart resumes within seconds rather than minutes.
+DEFAULT_LEASE_S = 30
 DEFAULT_MAX_ATTEMPTS = 3
 
 
@@ -179,6 +182,15 @@ class Inbox:
                       .values(status=status, processed_at=utcnow(), lease_until=None, error=error)
                       .execution_options(synchronize_session=False))
 
+    def renew_sync(self, item_id: int) -> bool:
+        """Extend the lease of a row still being processed (heartbeat); False if it was lost."""
+        with self.db.session() as s:
+            result = s.execute(update(InboxMessage)
+                               .where(InboxMessage.id == item_id, InboxMessage.status == "processing")
+                               .values(lease_until=utcnow() + dt.timedelta(seconds=self.lease_s))
+                               .execution_options(synchronize_session=False))
+            return result.rowcount == 1
+
     def release_sync(self, item_id: int, error: str) -> str:
         """Processing failed: back to pending, or `failed` once attempts are used up."""
         with self.db.session() as s:
@@ -249,6 +261,9 @@ class Inbox:
 
     async def finish(self, item_id: int, status: str = "done", error: Optional[str] = None) -> None:
         await self.db.run(self.finish_sync, item_id, status, error)
+
+    async def renew(self, item_id: int) -> bool:
+        return await self.db.run(self.renew_sync, item_id)
 
     async def release(self, item_id: int, error: str) -> str:
         return await self.db.run(self.release_sync, item_id, error)

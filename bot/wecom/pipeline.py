@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[InboxItem], Awaitable[str]]
 
+# A turn that takes longer than this is abandoned (released for a retry): Rasa and the action
+# server answer in seconds, and the guest has long given up.
+DEFAULT_HANDLE_TIMEOUT_S = 120.0
+
 
 class Dispatcher:
     def __init__(self, inbox: Inbox, handle: Handler, *,
@@ -27,9 +31,9 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(max_concurrency)  # a burst of senders must not swamp Rasa
         self.handle = handle
         self.on_failed = on_failed
-        # A hung handler must not hold the guest's queue past its lease (then another worker
-        # would take the row over while this one may still answer).
-        self.timeout_s = timeout_s if timeout_s is not None else max(1.0, inbox.lease_s * 0.9)
+        # The lease is renewed while a turn runs (a heartbeat), so the turn may outlive it; a hung
+        # handler is stopped by this timeout instead.
+        self.timeout_s = timeout_s if timeout_s is not None else DEFAULT_HANDLE_TIMEOUT_S
         self._workers: Dict[str, asyncio.Task] = {}
         self._again: Set[str] = set()
         self._closing = False
@@ -64,6 +68,7 @@ class Dispatcher:
                     self._again.discard(sender_id)
                     continue
                 return
+            heartbeat = asyncio.ensure_future(self._renew_lease(item.id))
             try:
                 status = await asyncio.wait_for(self.handle(item), self.timeout_s)
             except asyncio.CancelledError:
@@ -79,7 +84,20 @@ class Dispatcher:
                         logger.exception("on_failed for inbox row %s failed", item.id)
                     continue  # the failed row no longer blocks this sender
                 return  # leave it for the sweep: no hot retry loop
+            finally:
+                heartbeat.cancel()
             await self.inbox.finish(item.id, status or "done")
+
+    async def _renew_lease(self, item_id: int) -> None:
+        every = max(0.05, self.inbox.lease_s / 3)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self.inbox.renew(item_id):
+                    logger.warning("inbox row %s: lease lost while it was being handled", item_id)
+                    return
+            except Exception as exc:  # the database is down: the turn goes on, the lease may lapse
+                logger.warning("inbox row %s: lease not renewed (%s)", item_id, exc)
 
     async def drain(self) -> int:
         """Start workers for every sender with unfinished rows (startup and periodic sweep)."""

@@ -76,3 +76,28 @@ async def test_stop_releases_what_is_in_flight(database):
     assert row.status == "pending"  # the next process picks it up
     dispatcher.kick("kf:a")  # stopped: no new work
     assert not dispatcher._workers
+
+
+async def test_a_long_turn_keeps_its_lease_and_a_dead_workers_row_is_taken_over_after_it(database):
+    inbox = Inbox(database, lease_s=0.3)
+    await inbox.add(msg("k1", "kf:a", "long turn"))
+    taken_over = []
+
+    async def handle(item):
+        await asyncio.sleep(1.0)  # three leases long: the heartbeat renews it
+        taken_over.append(await inbox.claim("kf:a"))
+        return "done"
+
+    dispatcher = Dispatcher(inbox, handle)
+    dispatcher.kick("kf:a")
+    await dispatcher.wait_idle(5)
+    assert taken_over == [None] and inbox.all_sync()[0].status == "done"
+
+    # A process that claimed a row and died renews nothing: the row is free once the lease ran out.
+    await inbox.add(msg("k2", "kf:a", "claimed by a dead process"))
+    dead = await inbox.claim("kf:a")
+    assert await inbox.claim("kf:a") is None
+    await asyncio.sleep(0.4)
+    assert await inbox.pending_senders() == ["kf:a"]
+    again = await inbox.claim("kf:a")
+    assert again.id == dead.id and again.attempts == 2

@@ -1,0 +1,196 @@
+"""`python -m bot.wecom.intake_server [--port 5006]`: WeCom's callback URLs, answered by a process
+of their own.
+
+Rasa serves the same routes (connectors/wecom.py), but there the 200 shares an event loop with the
+NLU and the tracker store: under load a callback waits behind other guests' turns. This server
+does only what must happen before the 200 (verify, decrypt, dedupe, store in the inbox: the same
+`CallbackIntake` code), pulls 微信客服 messages with sync_msg, and then tells Rasa which senders have
+new rows (`POST <rasa>/webhooks/wecom/inbox`). Rasa works them off in order, as if its own route
+had stored them. If Rasa is down or busy, nothing is lost: the rows wait in the inbox, and Rasa
+drains them at start and on its sweep.
+
+Point WeCom's callback URLs (or the sandbox's SANDBOX_CONNECTOR_URL) at this port, with the
+same paths: /webhooks/wecom/kf, /webhooks/wecom/aibot, /webhooks/wecom/app.
+
+Environment: WECOM_INTAKE_PORT (5006), WECOM_INTAKE_NOTIFY_URL (where to tell Rasa; default
+http://127.0.0.1:5005/webhooks/wecom/inbox), plus the WECOM_* secrets and DATABASE_URL/REDIS_URL.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Dict, Optional, Set
+
+import aiohttp
+from aiohttp import web
+
+from bot.wecom.config import WeComConfig
+from bot.wecom.intake import SURFACES, CallbackIntake
+from bot.wecom.services import WeComServices
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5006
+DEFAULT_NOTIFY_URL = "http://127.0.0.1:5005/webhooks/wecom/inbox"
+
+
+class RasaNotifier:
+    """Batches the senders with new inbox rows and tells Rasa; keeps them until Rasa took them."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, *, retry_s: float = 1.0) -> None:
+        self.url = url
+        self.session = session
+        self.retry_s = retry_s
+        self.pending: Set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: Optional[asyncio.Task] = None
+        self.failures = 0
+
+    def add(self, sender_id: str) -> None:
+        self.pending.add(sender_id)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def flush(self) -> bool:
+        if not self.pending:
+            return True
+        senders, self.pending = sorted(self.pending), set()
+        try:
+            async with self.session.post(self.url, json={"senders": senders},
+                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                if resp.status == 200:
+                    return True
+                problem = f"HTTP {resp.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        self.pending.update(senders)  # Rasa also drains the inbox at start: this only saves time
+        self.failures += 1
+        logger.warning("could not tell Rasa about %d sender(s) (%s); retrying", len(senders), problem)
+        return False
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not await self.flush():
+                await asyncio.sleep(self.retry_s)
+                self._wake.set()
+
+
+class IntakeServer:
+    def __init__(self, config: WeComConfig, notify_url: str, *, sweep_interval_s: float = 30.0,
+                 services: Optional[WeComServices] = None) -> None:
+        self.config = config
+        self.notify_url = notify_url
+        self.sweep_interval_s = sweep_interval_s
+        self.services = services
+        self.intake: Optional[CallbackIntake] = None
+        self.notifier: Optional[RasaNotifier] = None
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._background: Set[asyncio.Task] = set()
+        self._failed_syncs: Dict[str, Optional[str]] = {}
+        self._sweeper: Optional[asyncio.Task] = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        app.router.add_get("/webhooks/wecom/", self._health)
+        app.router.add_get("/webhooks/wecom", self._health)
+        for surface in SURFACES:
+            app.router.add_route("GET", f"/webhooks/wecom/{surface}", self._route(surface))
+            app.router.add_route("POST", f"/webhooks/wecom/{surface}", self._route(surface))
+        return app
+
+    async def _startup(self, app: web.Application) -> None:
+        if self.services is None:
+            self.services = WeComServices(self.config)
+        self._session = aiohttp.ClientSession()
+        self.notifier = RasaNotifier(self.notify_url, self._session)
+        self.notifier.start()
+        self.intake = CallbackIntake(self.config, self.services, on_stored=self.notifier.add,
+                                     on_kf_notice=self._on_kf_notice)
+        if self.sweep_interval_s:
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
+
+    async def _cleanup(self, app: web.Application) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, *([self._sweeper] if self._sweeper else []), return_exceptions=True)
+        if self.notifier is not None:
+            await self.notifier.flush()
+            await self.notifier.stop()
+        if self._session is not None:
+            await self._session.close()
+        if self.services is not None:
+            await self.services.close()
+
+    async def _health(self, request: web.Request) -> web.Response:
+        assert self.intake is not None
+        return web.json_response({"status": "ok", "surfaces": self.intake.surfaces(),
+                                  "notify_pending": len(self.notifier.pending) if self.notifier else 0})
+
+    def _route(self, surface: str):
+        async def handler(request: web.Request) -> web.Response:
+            assert self.intake is not None
+            body = await request.read() if request.method == "POST" else b""
+            args = {key: request.query.get(key) for key in request.query}
+            answer = await self.intake.handle(surface, request.method, args, body, request.remote or "")
+            content_type, _, charset = answer.content_type.partition("; charset=")
+            return web.Response(status=answer.status, text=answer.text, content_type=content_type,
+                                charset=charset or "utf-8")
+        return handler
+
+    def _on_kf_notice(self, open_kfid: str, token: Optional[str]) -> None:
+        task = asyncio.ensure_future(self._sync(open_kfid, token))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _sync(self, open_kfid: str, token: Optional[str]) -> None:
+        assert self.services is not None and self.notifier is not None
+        notifier = self.notifier
+
+        def stored(senders) -> None:
+            for sender_id in senders:
+                notifier.add(sender_id)
+
+        try:
+            await self.services.kf.sync(open_kfid, token, on_stored=stored)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("kf sync_msg for %s failed (%s); retried by the sweep", open_kfid, exc)
+            self._failed_syncs[open_kfid] = token
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval_s)
+            for open_kfid, token in list(self._failed_syncs.items()):
+                self._failed_syncs.pop(open_kfid, None)
+                await self._sync(open_kfid, token)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bot.wecom.intake_server", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=os.environ.get("WECOM_INTAKE_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WECOM_INTAKE_PORT", DEFAULT_PORT)))
+    parser.add_argument("--notify-url", default=os.environ.get("WECOM_INTAKE_NOTIFY_URL", DEFAULT_NOTIFY_URL))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = IntakeServer(WeComConfig.load(), args.notify_url)
+    web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
