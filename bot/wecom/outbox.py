@@ -20,7 +20,10 @@ from bot.wecom.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
 
-STALE_SENDING_S = 600  # a 'sending' row this old belongs to a process that died mid-send
+# A 'sending' row this old belongs to a process that died mid-send: retry it. A live send gives up
+# well before (3 tries of 10 s at most); kf sends carry a msgid WeCom refuses twice, so a send
+# that did reach WeCom before the crash is not delivered again.
+STALE_SENDING_S = 120
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,11 @@ def _item(row: OutboxMessage) -> OutboxItem:
 
 
 class Outbox:
-    def __init__(self, db: Optional[Database] = None, *, max_attempts: int = 5) -> None:
+    def __init__(self, db: Optional[Database] = None, *, max_attempts: int = 5,
+                 stale_sending_s: float = STALE_SENDING_S) -> None:
         self.db = db or Database()
         self.max_attempts = max_attempts
+        self.stale_sending_s = stale_sending_s
 
     def begin_sync(self, app: str, path: str, body: Dict[str, Any], recipient: Optional[str],
                    dedupe_key: Optional[str], status: str = "sending") -> Optional[int]:
@@ -84,7 +89,7 @@ class Outbox:
 
     def due_sync(self, limit: int = 50) -> List[OutboxItem]:
         now = utcnow()
-        stale = now - dt.timedelta(seconds=STALE_SENDING_S)
+        stale = now - dt.timedelta(seconds=self.stale_sending_s)
         with self.db.session() as s:
             rows = s.execute(
                 select(OutboxMessage)
