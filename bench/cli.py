@@ -70,6 +70,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="serve this baseline model instead of training models/baseline/ (its training "
                         "time is then not reported; e.g. a few-epoch model to try the harness: serving "
                         "cost does not depend on the epochs)")
+    p.add_argument("--baseline-epochs", type=int, default=None, metavar="N",
+                   help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs instead of 100 "
+                        "(same components and sizes, so the same serving cost; its training time and accuracy "
+                        "are then those of N epochs). make bench uses 5 so a fresh clone fits in 10 minutes")
+    p.add_argument("--no-intake", action="store_true",
+                   help="OUR WeCom callbacks to Rasa's own routes instead of the intake server (as the baseline)")
     p.add_argument("--warmup", type=float, default=2.0, help="closed-loop warm-up seconds (not counted)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-message timeout, s")
     p.add_argument("--start-timeout", type=float, default=600.0,
@@ -210,7 +216,7 @@ def run_stack(name: str, model: Path, args, outdir: Path, base: Optional[Dict]) 
     stack = Stack(name, model, workdir, wecom="wecom" in channels, pg=args.pg,
                   sanic_workers=args.workers if name == "ours" else 1, start_timeout_s=args.start_timeout,
                   rasa_patches=list(args.tries) if name == "ours" else [],
-                  product_entry=name == "ours",
+                  product_entry=name == "ours", intake=name == "ours" and not args.no_intake,
                   tracker_store=args.tracker_store if name == "ours" else "sql")
     data: Dict[str, Any] = {"model": str(model), "runs": {}}
     try:
@@ -249,7 +255,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "meta": {"started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:],
                  "duration_s": args.duration, "guests": args.guests, "rate": args.rate,
                  "only": args.only, "pg": args.pg,
-                 "baseline_model": str(args.baseline_model or train.BASELINE_MODEL),
+                 "baseline_model": str(args.baseline_model or train.baseline_model(args.baseline_epochs)),
+                 "baseline_epochs": None if args.baseline_model else (args.baseline_epochs or 100),
+                 "intake": not args.no_intake,
                  "workers": args.workers, "tries": args.tries,
                  "tracker_store": args.tracker_store, "cpus": os.cpu_count(),
                  "loadavg_start": round(os.getloadavg()[0], 2),
@@ -258,7 +266,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     t0 = time.monotonic()
     if not args.skip_baseline and not args.baseline_model:
-        results["training"]["baseline"] = train.ensure_baseline(outdir, retrain=args.retrain)
+        results["training"]["baseline"] = train.ensure_baseline(outdir, retrain=args.retrain,
+                                                                epochs=args.baseline_epochs)
         log.info("baseline training: %s s%s", results["training"]["baseline"]["seconds"],
                  " (measured earlier)" if results["training"]["baseline"].get("reused") else "")
     if not args.no_train_timing and not args.skip_ours:
@@ -266,14 +275,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.info("our training: %s s%s", results["training"]["ours"]["seconds"],
                  " (measured earlier)" if results["training"]["ours"].get("reused") else "")
     if args.accuracy:
-        for name, model in (("baseline", args.baseline_model or train.BASELINE_MODEL), ("ours", args.model)):
+        for name, model in (("baseline", args.baseline_model or train.baseline_model(args.baseline_epochs)), ("ours", args.model)):
             if (name == "baseline" and args.skip_baseline) or (name == "ours" and args.skip_ours):
                 continue
             results.setdefault("accuracy", {})[name] = holdout_figures(model, outdir / f"nlu-{name}")
             log.info("holdout %s: %s", name, results["accuracy"][name])
     plan = []
     if not args.skip_baseline:
-        plan.append(("baseline", args.baseline_model or train.BASELINE_MODEL))
+        plan.append(("baseline", args.baseline_model or train.baseline_model(args.baseline_epochs)))
     if not args.skip_ours:
         plan.append(("ours", args.model))
     try:

@@ -9,8 +9,8 @@ each run closed loop (saturation) or open loop (a fixed offered rate).
   latency counts from the scheduled arrival, so a slow server cannot slow the offered load down
   (no coordinated omission). An arrival that finds no idle guest is counted as `skipped`.
 - WeCom: a message is `POST /_sandbox/guest/kf`, which the sandbox turns into the encrypted
-  kf_msg_or_event callback to the connector; the answer of that POST (the connector's HTTP 200)
-  is the callback answer time. The reply is the connector's kf/send_msg call to the sandbox,
+  kf_msg_or_event callback to the connector; the sandbox times the connector's HTTP 200 (the
+  callback answer time, as WeCom would see it) and returns it with the delivery. The reply is the connector's kf/send_msg call to the sandbox,
   seen by polling `GET /_sandbox/calls` (timestamped by the sandbox at arrival).
 """
 from __future__ import annotations
@@ -173,6 +173,8 @@ class WeComClient:
                 body = await resp.json(content_type=None)
                 ack = time.monotonic() - mono0
             delivery = (body or {}).get("delivery") or {}
+            if delivery.get("elapsed_ms") is not None:  # the connector's own answer, timed by the sandbox
+                ack = delivery["elapsed_ms"] / 1000.0
             if resp.status != 200 or not delivery.get("delivered"):
                 self._drop(user, fut)
                 return Outcome(False, ack=ack, error=f"callback not delivered: HTTP {resp.status} {str(delivery)[:160]}")

@@ -33,8 +33,9 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
     ours, base = results.get("stacks", {}).get("ours"), results.get("stacks", {}).get("baseline")
     rows: List[Row] = []
     training = results.get("training", {})
-    rows.append(Row("training time (full, no cache)", _get(training, "ours", "seconds"),
-                    _get(training, "baseline", "seconds"), "s"))
+    epochs = _get(training, "baseline", "epochs")
+    label = "training time (full, no cache)" + (f"; baseline at {epochs:g} epochs" if epochs and epochs != 100 else "")
+    rows.append(Row(label, _get(training, "ours", "seconds"), _get(training, "baseline", "seconds"), "s"))
     for channel, title in (("rest", "REST"), ("wecom", "WeCom kf")):
         if not any(_run(s, channel, "saturation") for s in (ours, base)):
             continue
@@ -69,7 +70,7 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
             o, b = _get(acc, "ours", variant, key), _get(acc, "baseline", variant, key)
             if o is not None or b is not None:
                 rows.append(Row(f"holdout {label} ({variant})", o, b, better="higher"))
-    for proc in ("rasa", "actions", "sandbox"):
+    for proc in ("rasa", "actions", "intake", "sandbox"):
         o, b = _get(ours, "memory", proc, "peak_rss_mb"), _get(base, "memory", proc, "peak_rss_mb")
         if o is not None or b is not None:
             rows.append(Row(f"peak RSS {proc} (with children)", o, b, "MB"))
@@ -83,7 +84,10 @@ def render(results: Dict[str, Any]) -> str:
     title = (f"make bench: ours (config.yml) vs baseline (configs/baseline/config.yml), "
              f"{meta.get('guests')} guests, {meta.get('duration_s')} s per run, "
              f"{meta.get('cpus')} CPUs, load avg at start {meta.get('loadavg_start')}"
-             + (", PostgreSQL + Redis" if meta.get("pg") else ", SQLite + in-process"))
+             + (", PostgreSQL + Redis" if meta.get("pg") else ", SQLite + in-process")
+             + (f", baseline trained {meta['baseline_epochs']} epochs (stock: 100)"
+                if meta.get("baseline_epochs") not in (None, 100) else "")
+             + ("; our WeCom callbacks via the intake server" if meta.get("intake") else ""))
     return format_table(comparison_rows(results), title=title)
 
 

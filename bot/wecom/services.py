@@ -17,6 +17,7 @@ from bot.wecom.app import AppService
 from bot.wecom.client import WeComClient
 from bot.wecom.config import WeComConfig
 from bot.wecom.db import Database
+from bot.wecom.errors import INVALID_PARAMETER
 from bot.wecom.dedupe import make_deduper
 from bot.wecom.inbox import Inbox
 from bot.wecom.kf import KfService
@@ -76,9 +77,15 @@ class WeComServices:
             if client is None:
                 await self.outbox.mark(item.id, "dead", errmsg=f"no client for {item.app}")
                 continue
+            errcode_status = None
+            if item.status == "sending" and item.app == "kf" and item.body.get("msgid"):
+                # Left in flight by a process that died: WeCom may have it already. WeCom accepted
+                # this very body as valid before, so "invalid parameter" now means the msgid is
+                # taken, i.e. the message was delivered before the crash.
+                errcode_status = {INVALID_PARAMETER: "sent"}
             attempted += 1
             await client.attempt(item.id, item.path, item.body, auth=auth, limiter=limiter, limiter_keys=keys,
-                                 retries=1)
+                                 retries=1, errcode_status=errcode_status)
         return attempted
 
 

@@ -125,3 +125,36 @@ async def test_wrong_apps_token_is_refused_by_the_sandbox_as_by_wecom(env):
     with pytest.raises(WeComAPIError) as info:
         await s.app_client.call("/cgi-bin/kf/sync_msg", {"open_kfid": env.state.open_kfid})
     assert info.value.errcode == 48002
+
+
+async def test_a_kf_send_delivered_just_before_a_crash_is_not_sent_twice(env):
+    s = env.services()
+    async with env.http.post(f"{env.sandbox}/_sandbox/guest/kf", json={"external_userid": "wm_crash", "text": "在吗"}):
+        pass
+    await s.kf.sync(env.state.open_kfid)  # the guest wrote: the 48-hour window is open
+    result = await s.kf.send(env.state.open_kfid, "wm_crash", {"msgtype": "text", "text": {"content": "您好，在的"}},
+                             dedupe_key="reply:77:0")
+    assert result.status == "sent"
+    # The process died after WeCom took the message but before it recorded that: still 'sending'.
+    s.outbox.stale_sending_s = 0
+    s.outbox.mark_sync(result.outbox_id, "sending", attempted=False)
+    assert await s.retry_due() == 1
+    [row] = s.outbox.list_sync(recipient=None)
+    assert row.status == "sent" and row.errcode == 40058
+    delivered = [c for c in await env.calls() if c["path"] == "/cgi-bin/kf/send_msg" and c.get("errcode") in (None, 0)]
+    assert len(delivered) == 1
+
+
+async def test_a_kf_send_that_never_reached_wecom_before_a_crash_is_sent_by_the_retry(env):
+    s = env.services()
+    async with env.http.post(f"{env.sandbox}/_sandbox/guest/kf", json={"external_userid": "wm_crash2", "text": "在吗"}):
+        pass
+    from bot.wecom.dedupe import short_id
+
+    body = {"touser": "wm_crash2", "open_kfid": env.state.open_kfid, "msgtype": "text",
+            "text": {"content": "您好"}, "msgid": short_id("reply:78:0", 32)}
+    s.outbox.stale_sending_s = 0
+    s.outbox.begin_sync("kf", "/cgi-bin/kf/send_msg", body, "kf:wm_crash2", "reply:78:0")  # then the crash
+    assert await s.retry_due() == 1
+    assert [r.status for r in s.outbox.list_sync()] == ["sent"]
+    assert [c["body"]["msgid"] for c in await env.calls() if c["path"] == "/cgi-bin/kf/send_msg"] == [body["msgid"]]
