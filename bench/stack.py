@@ -229,6 +229,7 @@ class Stack:
     workdir: Path
     wecom: bool = True
     intake: bool = False  # WeCom callbacks to the stand-alone intake server instead of Rasa's routes
+    nice: Dict[str, int] = field(default_factory=dict)  # process name -> niceness, as the Procfile sets
     pg: bool = False
     sanic_workers: int = 1
     start_timeout_s: float = 600.0
@@ -338,8 +339,10 @@ class Stack:
     def _launch(self, name: str, mode: str = "w") -> None:
         args, health = self._plan[name]
         logfile = self.workdir / f"{name}.log"
+        niceness = self.nice.get(name, 0)
         proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=self.env, stdout=logfile.open(mode),
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT,
+                                preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
         self.procs[name] = proc
         self.memory.watch(name, proc.pid)
         self.startup_s[name] = round(wait_http(health, proc, logfile, timeout=self.start_timeout_s), 2)

@@ -56,7 +56,8 @@ class Sent:
     msgid: Optional[str]
     text: str
     delivered: bool
-    answer_ms: Optional[float]          # the first delivery's HTTP answer time
+    answer_ms: Optional[float]          # the first delivery's HTTP answer time (sandbox's clock)
+    connector_ms: Optional[float]       # ... of which inside the connector's handler (its header)
     replay_ms: List[float] = field(default_factory=list)
     replay_status: List[Optional[int]] = field(default_factory=list)
     reply_s: Optional[float] = None
@@ -135,6 +136,7 @@ class Driver:
         delivery = (data or {}).get("delivery") or {}
         sent = Sent(sender, surface, (data or {}).get("msgid"), text, bool(delivery.get("delivered")),
                     delivery.get("elapsed_ms") if delivery.get("delivered") else None,
+                    delivery.get("connector_ms") if delivery.get("delivered") else None,
                     [r["elapsed_ms"] for r in delivery.get("replays", []) if r.get("status") == 200],
                     [r.get("status") for r in delivery.get("replays", [])])
         self.sent.append(sent)
@@ -268,6 +270,7 @@ def callback_figures(sent: Sequence[Sent]) -> Dict[str, Any]:
     return {
         "callbacks": len(sent), "callbacks_not_acknowledged": sum(1 for s in sent if not s.delivered),
         "callback_answer_ms": latency_summary(first),
+        "callback_handler_ms": latency_summary([s.connector_ms / 1000 for s in sent if s.connector_ms is not None]),
         "replayed_callbacks": sum(len(s.replay_status) for s in sent),
         "replayed_not_200": sum(1 for s in sent for st in s.replay_status if st != 200),
         "replay_answer_ms": latency_summary(replays) if replays else None,
@@ -323,13 +326,14 @@ def ms(value: Optional[float]) -> str:
 
 def print_summary(results: List[Dict[str, Any]], callbacks_to: str, stores: str) -> None:
     print(f"\nWeCom connector under load (bench.wecom_reliability): callbacks to {callbacks_to}; {stores}")
-    head = f"{'phase':<8}{'guests':>7}{'msgs':>7}{'cb p50 ms':>11}{'cb p99 ms':>11}{'not acked':>10}" \
+    head = f"{'phase':<8}{'guests':>7}{'msgs':>7}{'cb p50 ms':>11}{'cb p99 ms':>11}{'in handler p99':>15}{'not acked':>10}" \
            f"{'reply p50 s':>12}{'lost':>6}{'twice':>7}{'ans.twice':>10}"
     print(head)
     print("-" * len(head))
     for r in results:
         cb = r["callback_answer_ms"]
         print(f"{r['phase']:<8}{r['guests']:>7}{r['messages_sent']:>7}{ms(cb.get('p50')):>11}{ms(cb.get('p99')):>11}"
+              f"{ms(r['callback_handler_ms'].get('p99')):>15}"
               f"{r['callbacks_not_acknowledged']:>10}{str(r['reply_s'].get('p50')):>12}{r['lost']:>6}"
               f"{r['processed_twice']:>7}{r['answered_twice']:>10}")
     for r in results:
@@ -351,6 +355,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--pg", action="store_true", help="PostgreSQL + Redis instead of the embedded SQLite defaults")
     p.add_argument("--no-intake", action="store_true",
                    help="callbacks to Rasa's own /webhooks/wecom routes instead of the intake server")
+    p.add_argument("--nice", type=int, default=0,
+                   help="run Rasa and the action server at this niceness (the intake keeps 0)")
     p.add_argument("--down-s", type=float, default=3.0, help="kill phase: seconds Rasa stays down")
     p.add_argument("--reply-timeout", type=float, default=15.0, help="a guest writes again after this long unanswered")
     p.add_argument("--model", default=str(PROJECT_ROOT / "models" / "concierge.tar.gz"))
@@ -364,7 +370,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     workdir = temp_workdir("bench-wecom-")
     stack = Stack("ours", model, workdir, wecom=True, pg=args.pg, product_entry=True, intake=not args.no_intake,
-                  env_extra={"SANDBOX_CALLBACK_TIMEOUT_S": "5"})
+                  env_extra={"SANDBOX_CALLBACK_TIMEOUT_S": "5"},
+                  nice={"rasa": args.nice, "actions": args.nice} if args.nice else {})
     senders = [f"kf:rel-{ph}-{i:03d}" for ph in phases for i in range(args.guests)] + \
               [f"wecom:rel-replay-{i:03d}" for i in range(args.guests // 4)]
     results: List[Dict[str, Any]] = []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text
 
@@ -36,7 +37,7 @@ from bot.wecom import kf as kf_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.dedupe import short_id
 from bot.wecom.inbox import InboxItem
-from bot.wecom.intake import CallbackIntake
+from bot.wecom.intake import HANDLE_MS_HEADER, CallbackIntake
 from bot.wecom.messages import (
     KF_TEXT_MAX_BYTES,
     MENU_HEAD_MAX_BYTES,
@@ -467,9 +468,11 @@ class WeComInput(InputChannel):
 
     # ---- HTTP ------------------------------------------------------------------------------------
     async def _webhook(self, request: Request, surface: str) -> HTTPResponse:
+        started = time.perf_counter()
         args = {key: request.args.get(key) for key in request.args}
         answer = await self.intake.handle(surface, request.method, args, request.body or b"", request.ip)
-        return response.text(answer.text, status=answer.status, content_type=answer.content_type)
+        return response.text(answer.text, status=answer.status, content_type=answer.content_type,
+                             headers={HANDLE_MS_HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"})
 
     async def _kick_from_intake(self, request: Request) -> HTTPResponse:
         """The stand-alone intake server stored messages for these senders: work them off. The
@@ -494,6 +497,8 @@ class WeComInput(InputChannel):
                 dispatcher.kick(sender_id)
 
         try:
+            if token:
+                await self.services.inbox.save_kf_token(open_kfid, token)
             await self.services.kf.sync(open_kfid, token, on_stored=kick)
         except asyncio.CancelledError:
             raise

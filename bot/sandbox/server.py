@@ -11,11 +11,12 @@ be made to fail (`POST /_sandbox/faults`). `/` is a chat page for people.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +31,7 @@ from bot.sandbox.state import (
     SandboxState,
 )
 from bot.wecom.crypto import CallbackCrypto
+from bot.wecom.intake import HANDLE_MS_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -356,15 +358,21 @@ async def deliver(app: web.Application, surface: str, body: str, params: Dict[st
     result: Dict[str, Any] = {"delivered": False, "status": None, "attempts": 0, "url": url}
     for attempt in range(1 + max(0, state.callback_retries)):
         result["attempts"] = attempt + 1
-        started = time.monotonic()
+        started, handle_ms = time.monotonic(), None
         try:
             async with http.post(url, params=params, data=body.encode("utf-8"),
                                  timeout=aiohttp.ClientTimeout(total=state.callback_timeout_s)) as resp:
                 result["status"], result["body"] = resp.status, await resp.text()
+                handle_ms = resp.headers.get(HANDLE_MS_HEADER)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
             result["status"], result["body"] = None, f"{type(exc).__name__}: {exc}"
         # The connector's answer time as WeCom sees it (what the 5-second limit applies to).
         result["elapsed_ms"] = round((time.monotonic() - started) * 1000, 2)
+        if result["status"] is not None and handle_ms:  # the connector's own view, if it tells
+            try:
+                result["connector_ms"] = float(handle_ms)
+            except ValueError:
+                pass
         state.deliveries.append({"time": time.time(), "surface": surface, "status": result["status"],
                                  "elapsed_ms": result["elapsed_ms"]})
         if result["status"] == 200:
@@ -570,8 +578,14 @@ async def get_calls(request: web.Request) -> web.Response:
     state = _state(request)
     since = int(request.query.get("since", "0") or 0)
     path = request.query.get("path")
-    calls = [c for c in state.calls if c["seq"] > since and (not path or c["path"] == path)]
+    calls = [c for c in _after(state.calls, since) if not path or c["path"] == path]
     return web.json_response({"calls": calls})
+
+
+def _after(entries: List[Dict[str, Any]], since: int) -> List[Dict[str, Any]]:
+    """Entries with seq > since. The logs are in seq order: a bisection, not a scan, because
+    pollers ask every few milliseconds and the logs grow through a long session."""
+    return entries[bisect.bisect_right(entries, since, key=lambda e: e["seq"]):]
 
 
 async def clear_calls(request: web.Request) -> web.Response:
@@ -601,7 +615,7 @@ async def clear_faults(request: web.Request) -> web.Response:
 async def get_feed(request: web.Request) -> web.Response:
     state = _state(request)
     since = int(request.query.get("since", "0") or 0)
-    return web.json_response({"feed": [f for f in state.feed if f["seq"] > since]})
+    return web.json_response({"feed": _after(state.feed, since)})
 
 
 async def kf_state(request: web.Request) -> web.Response:

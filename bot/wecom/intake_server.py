@@ -21,13 +21,14 @@ import argparse
 import asyncio
 import logging
 import os
+import time
 from typing import Dict, Optional, Set
 
 import aiohttp
 from aiohttp import web
 
 from bot.wecom.config import WeComConfig
-from bot.wecom.intake import SURFACES, CallbackIntake
+from bot.wecom.intake import HANDLE_MS_HEADER, SURFACES, CallbackIntake
 from bot.wecom.services import WeComServices
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,14 @@ class IntakeServer:
                                      on_kf_notice=self._on_kf_notice)
         if self.sweep_interval_s:
             self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        # Catch up on 微信客服 messages that arrived while no intake ran (their notices went unanswered).
+        try:
+            kfids = await self.services.inbox.known_kfids()
+        except Exception:
+            logger.exception("WeCom inbox unavailable -- are the migrations applied (concierge db upgrade)?")
+            kfids = []
+        for open_kfid in kfids:
+            self._on_kf_notice(open_kfid, None)
 
     async def _cleanup(self, app: web.Application) -> None:
         if self._sweeper is not None:
@@ -144,12 +153,14 @@ class IntakeServer:
     def _route(self, surface: str):
         async def handler(request: web.Request) -> web.Response:
             assert self.intake is not None
+            started = time.perf_counter()
             body = await request.read() if request.method == "POST" else b""
             args = {key: request.query.get(key) for key in request.query}
             answer = await self.intake.handle(surface, request.method, args, body, request.remote or "")
             content_type, _, charset = answer.content_type.partition("; charset=")
             return web.Response(status=answer.status, text=answer.text, content_type=content_type,
-                                charset=charset or "utf-8")
+                                charset=charset or "utf-8",
+                                headers={HANDLE_MS_HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"})
         return handler
 
     def _on_kf_notice(self, open_kfid: str, token: Optional[str]) -> None:
@@ -166,6 +177,8 @@ class IntakeServer:
                 notifier.add(sender_id)
 
         try:
+            if token:  # for the sweep and the other processes (a token allows more frequent pulls)
+                await self.services.inbox.save_kf_token(open_kfid, token)
             await self.services.kf.sync(open_kfid, token, on_stored=stored)
         except asyncio.CancelledError:
             raise

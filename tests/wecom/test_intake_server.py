@@ -132,3 +132,34 @@ async def wait_until(predicate, env, timeout=10.0):
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
+
+
+async def test_kf_messages_sent_while_the_intake_was_down_are_pulled_when_it_starts(env):
+    rasa_port = free_port()
+    rasa = FakeRasa()
+    channel = WeComInput({}, services=env.services(), sweep_interval_s=0)
+    notify = f"http://127.0.0.1:{rasa_port}/webhooks/wecom/inbox"
+    async with run_sanic(channel, rasa, rasa_port):
+        async with run_intake(env, notify):
+            await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第一条"})
+            await wait_until(lambda: rasa.texts() == ["第一条"], env)
+        # no intake: WeCom's notices go unanswered (the sandbox gives up after its retries)
+        missed = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第二条"})
+        assert missed["delivery"]["delivered"] is False
+        async with run_intake(env, notify):
+            await wait_until(lambda: rasa.texts() == ["第一条", "第二条"], env)
+            await channel.wait_idle()
+    assert kf_texts(await env.calls()) == ["收到：第一条", "收到：第二条"]
+
+
+async def test_a_kf_notice_is_acknowledged_even_when_the_database_is_down(env, monkeypatch):
+    async with run_intake(env, "http://127.0.0.1:9/unused") as intake:
+        async def down(*args, **kwargs):
+            raise ConnectionError("database unreachable")
+
+        monkeypatch.setattr(intake.services.inbox, "save_kf_token", down)
+        monkeypatch.setattr(intake.services.inbox, "kf_cursor", down)
+        result = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "在吗"})
+        assert result["delivery"]["status"] == 200  # the message itself waits at WeCom
+        await wait_until(lambda: intake._failed_syncs, env)  # and the sweep pulls it later
+        assert list(intake._failed_syncs) == [env.state.open_kfid]
