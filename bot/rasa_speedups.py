@@ -1,9 +1,13 @@
 """Speed-ups applied to the Rasa server process by `bot.rasa_main` (never at import time).
 
-Rasa 3.6 checks every action-server answer with `jsonschema.validate(result, schema)`, which first
+1. Rasa 3.6 checks every action-server answer with `jsonschema.validate(result, schema)`, which first
 validates the constant schema against the JSON-Schema metaschema: ~30 ms of CPU on the event loop
 per custom action, half of our per-message cost under load (docs/PERFORMANCE.md). We build the
 validator once; the answer is still validated, with the same error type and message.
+
+2. Rasa's SQL tracker store on a SQLite file (the embedded default) opens a new connection for
+every tracker read and write (SQLAlchemy 1.4's default for file SQLite): we give it a small pool
+and the WAL pragmas of bot.crm.db. PostgreSQL is left as Rasa configures it (already pooled).
 """
 from __future__ import annotations
 
@@ -40,5 +44,49 @@ def cache_action_response_validator() -> None:
     RemoteAction._validate_action_result = _validate_action_result
 
 
+def pool_sqlite_tracker_store() -> None:
+    """Pooled connections (WAL, synchronous=NORMAL) for Rasa's SQLTrackerStore on a SQLite file."""
+    import rasa.core.tracker_store as tracker_store
+    from sqlalchemy import event
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import QueuePool
+
+    stock = tracker_store.create_engine_kwargs
+    if getattr(stock, "_concierge_pooled", False):
+        return
+
+    def create_engine_kwargs(url):
+        parsed = make_url(str(url))
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return stock(url)
+        # Rasa's event loop uses it from one thread, but sessions may close on another.
+        return {"poolclass": QueuePool, "pool_size": 2, "max_overflow": 4,
+                "connect_args": {"check_same_thread": False}}
+
+    create_engine_kwargs._concierge_pooled = True
+    tracker_store.create_engine_kwargs = create_engine_kwargs
+
+    stock_init = tracker_store.SQLTrackerStore.__init__
+
+    def __init__(self, *args, **kwargs):
+        stock_init(self, *args, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine.dispose()  # connections made before the listener get the pragmas too
+
+    tracker_store.SQLTrackerStore.__init__ = __init__
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 def apply_all() -> None:
     cache_action_response_validator()
+    pool_sqlite_tracker_store()

@@ -18,6 +18,7 @@ from typing import Iterator, Union
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from bot.crm.errors import guarded
 from bot.settings import get_settings
@@ -36,8 +37,11 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     """A 2.0-style engine for `url` (default: settings' DATABASE_URL).
 
     SQLite gets foreign keys on (off by default there, and our cascades rely on them), WAL (readers
-    don't block the writer: Rasa, the action server and the worker share the file) and a busy
-    timeout. PostgreSQL gets pool_pre_ping so a restarted server costs one retry, not an error,
+    don't block the writer: Rasa, the action server and the worker share the file) with
+    synchronous=NORMAL (safe with WAL against a process crash; only a power cut may lose the last
+    commits), a busy timeout, and a connection pool: SQLAlchemy 1.4 opens a new SQLite connection
+    (and re-runs the pragmas) on every checkout otherwise, a third of a write's cost
+    (docs/PERFORMANCE.md). PostgreSQL gets pool_pre_ping so a restarted server costs one retry, not an error,
     and a connect timeout so an unreachable server fails fast.
     """
     url = url or get_settings().database_url
@@ -47,6 +51,7 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            options.update(poolclass=QueuePool, pool_size=5, max_overflow=10)
     elif parsed.get_backend_name() == "postgresql":
         options["pool_pre_ping"] = True
         if parsed.get_driver_name() in ("psycopg2", "") and "connect_timeout" not in parsed.query:
@@ -64,6 +69,7 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA journal_mode=WAL")  # a no-op answer for :memory: databases
+        cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
 
