@@ -70,8 +70,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="serve this baseline model instead of training models/baseline/ (its training "
                         "time is then not reported; e.g. a few-epoch model to try the harness: serving "
                         "cost does not depend on the epochs)")
-    p.add_argument("--baseline-epochs", type=int, default=5, metavar="N",
-                   help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 5, so a "
+    p.add_argument("--baseline-epochs", type=int, default=2, metavar="N",
+                   help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 2, so a "
                         "fresh clone fits in 10 minutes; 100 = Rasa's stock config, well over 10 minutes on 2 "
                         "cores). Same components and sizes, so the same serving cost; training time and "
                         "accuracy are those of N epochs")
