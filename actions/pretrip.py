@@ -41,6 +41,7 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
                 amenity=next(tracker.get_latest_entity_values("amenity"), None),
                 destination=next(tracker.get_latest_entity_values("destination"), None),
                 booking_id=next(tracker.get_latest_entity_values("booking_id"), None),
+                text=(tracker.latest_message or {}).get("text"),
             )
         except StoreUnavailable as exc:
             return store_down(dispatcher, exc)

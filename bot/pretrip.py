@@ -39,6 +39,16 @@ class Reply:
     offered_human: bool = False
 
 
+# Words that show a packing question also asks about the weather ("天气怎么样？要带什么衣服？"):
+# the weather answer already ends with the packing list, so that one message gets both.
+WEATHER_CUES = ("天气", "天氣", "气温", "氣溫", "温度", "溫度", "预报", "預報", "下雨", "几度", "幾度",
+                "冷不冷", "热不热", "熱不熱")
+
+
+def asks_weather_too(text: str | None) -> bool:
+    return bool(text) and any(cue in text for cue in WEATHER_CUES)
+
+
 @dataclass
 class PreTripService:
     store: CRMStore
@@ -55,9 +65,13 @@ class PreTripService:
         amenity: str | None = None,
         destination: str | None = None,
         booking_id: str | None = None,
+        text: str | None = None,
     ) -> Reply:
+        """`text`: the guest's message, for two questions in one (weather + packing)."""
         if topic not in TOPICS:
             raise ValueError(f"unknown pre-trip topic {topic!r}")
+        if topic == "packing" and asks_weather_too(text):
+            topic = "weather"
         bookings = self.store.upcoming_bookings(sender_id, self.today())
         if not bookings:
             return Reply((answers.no_booking_answer(),), offered_human=True)

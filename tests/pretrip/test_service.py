@@ -28,6 +28,14 @@ def test_weather_uses_the_guests_stay_and_the_forecast(service, store, kb):
     assert reply.pending_topic is None
 
 
+def test_a_packing_question_that_also_asks_the_weather_gets_both(service):
+    both = service.answer("packing", "demo-lin", text="我下周去三亚，天气怎么样？要带什么衣服？")
+    weather = service.answer("weather", "demo-lin")
+    assert both.texts == weather.texts and len(both.texts) == 2  # forecast, then the packing list
+    packing_only = service.answer("packing", "demo-lin", text="要帶什麼衣服")
+    assert len(packing_only.texts) == 1 and packing_only.texts[0] != weather.texts[0]
+
+
 def test_packing_for_a_business_trip_to_a_city_differs_from_the_beach(service):
     beach = service.answer("packing", "demo-lin").texts[0]
     city = service.answer("packing", "demo-chen").texts[0]
