@@ -40,7 +40,7 @@ log = logging.getLogger("bench")
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per run (default 10)")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds measured per run (default 8)")
     p.add_argument("--guests", type=int, default=50,
                    help="concurrent guests of the saturation runs (default 50)")
     p.add_argument("--rate", type=float, default=None,
@@ -70,8 +70,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="serve this baseline model instead of training models/baseline/ (its training "
                         "time is then not reported; e.g. a few-epoch model to try the harness: serving "
                         "cost does not depend on the epochs)")
-    p.add_argument("--baseline-epochs", type=int, default=2, metavar="N",
-                   help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 2, so a "
+    p.add_argument("--baseline-epochs", type=int, default=1, metavar="N",
+                   help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 1, so a "
                         "fresh clone fits in 10 minutes; 100 = Rasa's stock config, well over 10 minutes on 2 "
                         "cores). Same components and sizes, so the same serving cost; training time and "
                         "accuracy are those of N epochs")
