@@ -73,8 +73,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--baseline-epochs", type=int, default=1, metavar="N",
                    help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 1, so a "
                         "fresh clone fits in 10 minutes; 100 = Rasa's stock config, well over 10 minutes on 2 "
-                        "cores). Same components and sizes, so the same serving cost; training time and "
-                        "accuracy are those of N epochs")
+                        "cores). Same components and sizes, but an under-trained policy takes other dialogue "
+                        "paths: the fewer epochs, the slower the baseline served (docs/PERFORMANCE.md); "
+                        "use 5 or more for the figure to quote")
     p.add_argument("--no-intake", action="store_true",
                    help="OUR WeCom callbacks to Rasa's own routes instead of the intake server (as the baseline)")
     p.add_argument("--warmup", type=float, default=2.0, help="closed-loop warm-up seconds (not counted)")

@@ -113,7 +113,7 @@ def timed_train(config: Path, out_dir: Path, name: str, logfile: Path) -> float:
 
 def baseline_config(epochs: Optional[int]) -> Path:
     """The stock config, or a copy with every `epochs: 100` set to `epochs` (same components and
-    model sizes, so the same serving cost; only training time and accuracy differ)."""
+    model sizes; training time, accuracy and, through the dialogue paths taken, serving differ)."""
     if not epochs:
         return BASELINE_CONFIG
     text = BASELINE_CONFIG.read_text(encoding="utf-8").replace("epochs: 100", f"epochs: {int(epochs)}")
