@@ -68,8 +68,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=train.OURS_MODEL, help="our model")
     p.add_argument("--baseline-model", type=Path,
                    help="serve this baseline model instead of training models/baseline/ (its training "
-                        "time is then not reported; e.g. a few-epoch model to try the harness: serving "
-                        "cost does not depend on the epochs)")
+                        "time is then not reported), e.g. one trained earlier with --baseline-epochs 100")
     p.add_argument("--baseline-epochs", type=int, default=1, metavar="N",
                    help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 1, so a "
                         "fresh clone fits in 10 minutes; 100 = Rasa's stock config, well over 10 minutes on 2 "
