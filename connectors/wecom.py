@@ -13,7 +13,9 @@ background task. What WeCom adds:
   the database, advanced only after the page is stored).
 - Forged or stale signatures get 403; malformed bodies 400; nothing raises a 500.
 
-Routes (Rasa mounts the blueprint under /webhooks/wecom): GET+POST /kf, /aibot, /app; GET / health.
+Routes (Rasa mounts the blueprint under /webhooks/wecom): GET+POST /kf, /aibot, /app (the same
+receiving code as the stand-alone intake server, bot.wecom.intake); POST /inbox (the intake server
+says which senders have new inbox rows); GET / health.
 Rasa sender ids: `kf:<external_userid>` (微信客服 guests), `wecom:<userid>` (智能机器人 users,
 advisors). Every guest sender id gets a CRM guest on first contact.
 """
