@@ -498,14 +498,7 @@ class WeComInput(InputChannel):
             for sender_id in senders:
                 dispatcher.kick(sender_id)
 
-        try:
-            if token:
-                await self.services.inbox.save_kf_token(open_kfid, token)
-            await self.services.kf.sync(open_kfid, token, on_stored=kick)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("kf sync_msg for %s failed (%s); retried by the sweep", open_kfid, exc)
+        if not await self.services.kf.pull(open_kfid, token, on_stored=kick):
             self._failed_syncs[open_kfid] = token
 
     # ---- processing --------------------------------------------------------------------------

@@ -176,14 +176,7 @@ class IntakeServer:
             for sender_id in senders:
                 notifier.add(sender_id)
 
-        try:
-            if token:  # for the sweep and the other processes (a token allows more frequent pulls)
-                await self.services.inbox.save_kf_token(open_kfid, token)
-            await self.services.kf.sync(open_kfid, token, on_stored=stored)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("kf sync_msg for %s failed (%s); retried by the sweep", open_kfid, exc)
+        if not await self.services.kf.pull(open_kfid, token, on_stored=stored):
             self._failed_syncs[open_kfid] = token
 
     async def _sweep_forever(self) -> None:

@@ -130,6 +130,22 @@ class KfService:
                 token = self._sync_again.get(open_kfid) or token
         return list(dict.fromkeys(senders))
 
+    async def pull(self, open_kfid: str, token: Optional[str],
+                   on_stored: Optional[Callable[[List[str]], None]] = None) -> bool:
+        """What a kf_msg_or_event notice leads to, in either host (Rasa's channel, the intake
+        server): keep the callback token (the sweep and other processes pull with it, and a token
+        allows more frequent pulls), then sync. False when it failed: the caller's sweep retries."""
+        try:
+            if token:
+                await self.s.inbox.save_kf_token(open_kfid, token)
+            await self.sync(open_kfid, token, on_stored=on_stored)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("kf sync_msg for %s failed (%s); retried by the sweep", open_kfid, exc)
+            return False
+
     async def _sync_once(self, open_kfid: str, token: Optional[str],
                          on_stored: Optional[Callable[[List[str]], None]] = None) -> List[str]:
         if self.client is None:
