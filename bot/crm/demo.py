@@ -105,6 +105,8 @@ class _Loader:
             "tier": spec.get("tier", "普通"),
             "phone": spec.get("phone"),
             "birthday": spec.get("birthday"),
+            "owner_userid": spec.get("owner_userid"),
+            "points": int(spec.get("points", 0)),
             # WeCom identities, for the guests the sandbox page chats as.
             **{key: spec[key] for key in IDENTITY_KEYS if spec.get(key)},
             "is_demo": True,

@@ -130,6 +130,10 @@ class Guest(TimestampMixin, Base):
     kf_open_kfid = Column(String(64))
     kf_external_userid = Column(String(64), index=True)
     unionid = Column(String(64), index=True)
+    # The advisor whose WeCom contact this guest is (externalcontact follow_user): mass sends
+    # to the guest are tasks pushed to this advisor. Loyalty points as the PMS reports them.
+    owner_userid = Column(String(64))
+    points = Column(Integer, nullable=False, default=0)
     is_demo = Column(Boolean, nullable=False, default=False)
 
     bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",

@@ -110,6 +110,7 @@ class SandboxState:
         self.tags: List[Dict[str, Any]] = []
         self.msg_templates: List[Dict[str, Any]] = []
         self.deliveries: List[Dict[str, Any]] = []
+        self.extensions: Dict[str, Any] = {}  # state of API modules of their own (groupmsg, ...)
 
     # ---- helpers ---------------------------------------------------------------------------
     def next_seq(self) -> int:
