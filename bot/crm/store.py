@@ -376,6 +376,12 @@ class CRMStore:
             return _dto(GuestDTO, guest) if guest else None
 
     @guarded
+    def sender_id_of(self, guest_id: int) -> str | None:
+        """The sender id of a guest row (orders and tickets carry the row id)."""
+        with self._session() as s:
+            return s.execute(select(m.Guest.sender_id).where(m.Guest.id == guest_id)).scalar()
+
+    @guarded
     def find_guest_by_identity(self, field_name: str, value: str) -> GuestDTO | None:
         """Look a guest up by a WeCom identity (e.g. `kf_external_userid`)."""
         if field_name not in IDENTITY_FIELDS:
