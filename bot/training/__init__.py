@@ -4,5 +4,5 @@ Service API for the CLI (bot/training/cli.py) and the staff console: bot/trainin
 (`build_training_loop(settings)`). Modules: collector (tracker store → inbox), inbox (list,
 label, discard, guest erasure), registry + trainer (versions, background training, held-out
 figures), gate (regression policy), deploy (PUT /model on every Rasa replica, rollback),
-text (normalising, masking and grouping texts), models (tables; migration 0005_training).
+text (normalising, masking and grouping texts), models (tables; migration 0006_training).
 """

@@ -135,7 +135,8 @@ def _inbox(args) -> int:
             try:
                 loop.collect()
             except Exception as exc:  # the tracker store may be away: show what we have
-                print(f"concierge: could not collect new messages ({exc})", file=sys.stderr)
+                print(f"concierge: could not collect new messages: {str(exc).splitlines()[0]}",
+                      file=sys.stderr)
         items = loop.inbox.items(None if args.status == "all" else args.status, args.limit)
     finally:
         loop.close()

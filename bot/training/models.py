@@ -1,5 +1,5 @@
 """Tables of the admins' training loop, on the CRM's declarative Base (one schema, one migration
-history: bot/crm/migrations/versions/0005_training.py creates them).
+history: bot/crm/migrations/versions/0006_training.py creates them).
 
 - `nlu_inbox_items`: one row per group of near-identical misunderstood texts (what an admin
   labels or discards). `status` open → labelled | discarded.

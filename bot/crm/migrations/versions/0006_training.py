@@ -1,15 +1,15 @@
 """The admins' training loop: NLU inbox, model registry, deployments.
 Models: bot.training.models.
 
-Revision ID: 0005_training
-Revises: 0004_feedback
+Revision ID: 0006_training
+Revises: 0005_bookings_identities
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0005_training"
-down_revision = "0004_feedback"
+revision = "0006_training"
+down_revision = "0005_bookings_identities"
 branch_labels = None
 depends_on = None
 
