@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The CONCIERGE_ENV values in which missing or default secrets are tolerated (with warnings).
+RELAXED_ENVS = ("development", "dev", "test")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -40,6 +42,21 @@ class Settings:
     qweather_geo_base: str | None = None
     qweather_forecast_days: str = "7d"
     weather_cache_ttl_s: int = 3600
+    # Security (bot.preflight, docs/SECURITY.md). CONCIERGE_ENV as set (None: not set; preflight
+    # then treats the process as production: only an explicit development/test relaxes it).
+    concierge_env_raw: str | None = None
+    # The dedicated secret that signs case links (bot.paging.links), and how long a link works.
+    paging_link_secret: str | None = None
+    case_link_ttl_s: int = 7 * 24 * 3600
+    # Shared secret the intake server sends Rasa's /webhooks/wecom/inbox (unset: loopback only).
+    wecom_inbox_token: str | None = None
+    # Rasa's tracker store as a SQLAlchemy URL, for export / erasure / retention (unset: the
+    # SQLite file of endpoints.yml).
+    tracker_database_url: str | None = None
+    # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
+    spool_file: str | None = None
+    # The admins' training loop (bot/training): see TrainingSettings.
+    training: "TrainingSettings" = None  # type: ignore[assignment]
     # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
     marketing_policy_file: Path = PROJECT_ROOT / "data" / "marketing" / "policy.yml"
     touchpoints_file: Path = PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"
@@ -47,6 +64,16 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def concierge_env(self) -> str:
+        """`development` unless CONCIERGE_ENV says otherwise (lower-cased)."""
+        return (self.concierge_env_raw or "development").strip().lower()
+
+    @property
+    def relaxed(self) -> bool:
+        """An explicit CONCIERGE_ENV=development or test: preflight problems are warnings."""
+        return (self.concierge_env_raw or "").strip().lower() in RELAXED_ENVS
 
 
 def load_settings() -> Settings:
@@ -73,6 +100,13 @@ def load_settings() -> Settings:
         wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),
         wecom_corp_id=_env("WECOM_CORP_ID", "ww_sandbox_corp"),
         wecom_corp_tags_file=_env("WECOM_CORP_TAGS_FILE"),
+        concierge_env_raw=_env("CONCIERGE_ENV"),
+        paging_link_secret=_env("PAGING_LINK_SECRET"),
+        case_link_ttl_s=int(_env("CASE_LINK_TTL_S", str(7 * 24 * 3600))),
+        wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
+        tracker_database_url=_env("TRACKER_DATABASE_URL"),
+        spool_file=_env("CONCIERGE_SPOOL_FILE"),
+        training=load_training_settings(),
         wecom={
             name: _env(f"WECOM_{name}")
             for name in (
@@ -81,6 +115,41 @@ def load_settings() -> Settings:
                 "APP_TOKEN", "APP_AES_KEY", "APP_SECRET", "APP_AGENT_ID",
             )
         },
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The NLU inbox, the model registry, the regression gate and deployment (bot/training)."""
+
+    tracker_db_url: str  # Rasa's SQL tracker store, read by the inbox collector
+    rasa_urls: tuple  # every Rasa replica a deploy must switch
+    low_confidence: float  # a top intent below this goes to the inbox
+    rephrase_window_s: float  # a similar message within this many seconds is a rephrase
+    collect_interval_s: float
+    registry_dir: Path  # model archives of every version
+    deployed_model_path: Path  # the file replicas start with (Procfile -m): kept = deployed
+    gate_margin: float  # macro-F1 / OOS recall / false-fallback may worsen by at most this
+    gate_intent_margin: float  # any one intent's recall may drop by at most this
+    hash_key: str  # keys the sender hash of inbox messages (erasure finds them by it)
+
+
+def load_training_settings() -> TrainingSettings:
+    var_dir = PROJECT_ROOT / "var"
+    urls = _env("RASA_URLS") or _env("RASA_URL", "http://localhost:5005")
+    return TrainingSettings(
+        # the same TRACKER_DATABASE_URL that guest export/erasure read (unset: endpoints.yml's file)
+        tracker_db_url=_env("TRACKER_DATABASE_URL", f"sqlite:///{var_dir / 'rasa_tracker.db'}"),
+        rasa_urls=tuple(u.strip().rstrip("/") for u in urls.split(",") if u.strip()),
+        low_confidence=float(_env("NLU_INBOX_LOW_CONFIDENCE", "0.5")),
+        rephrase_window_s=float(_env("NLU_INBOX_REPHRASE_WINDOW_S", "180")),
+        collect_interval_s=float(_env("NLU_INBOX_INTERVAL_S", "10")),
+        registry_dir=Path(_env("MODEL_REGISTRY_DIR", str(PROJECT_ROOT / "models" / "registry"))),
+        deployed_model_path=Path(_env("MODEL_DEPLOYED_PATH",
+                                      str(PROJECT_ROOT / "models" / "concierge.tar.gz"))),
+        gate_margin=float(_env("MODEL_GATE_MARGIN", "0.02")),
+        gate_intent_margin=float(_env("MODEL_GATE_INTENT_MARGIN", "0.10")),
+        hash_key=_env("NLU_INBOX_HASH_KEY") or _env("CRM_ENCRYPTION_KEY") or "dev-inbox-hash-key",
     )
 
 

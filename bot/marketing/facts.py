@@ -2,9 +2,10 @@
 (guests, bookings, active tags, latest marketing consent, open complaints, recent interactions),
 never one query per guest, so a count over 100,000 guests stays a matter of seconds.
 
-Stays are derived from the bookings the CRM holds: a stay counts once it is `completed`, or its
-check-out date has passed and it was not cancelled. Spend is used when bookings carry an amount
-(`amount` column, added by the bookings import); without it value bands use stays alone.
+The booking figures (stays, nights, spend, first/last/next stay, channel, properties) are the
+bookings import's own definitions: `bot.bookings.facts.compute_facts`, run on the bookings read
+here (the stored `guest_facts` rows are as of their last refresh; a segment is evaluated at the
+caller's `today`). A stay is a booking `checked_in` or `completed`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Iterable, Optional
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from bot.bookings.facts import Facts, compute_facts
 from bot.crm import models as m
 
 MARKETING = "marketing"
@@ -30,6 +32,7 @@ class Stay:
     status: str
     purpose: Optional[str]
     amount: Optional[float] = None
+    channel: Optional[str] = None
 
 
 @dataclass
@@ -53,6 +56,7 @@ class GuestFacts:
     marketing_consent: Optional[bool] = None               # None: never asked
     open_complaints: int = 0
     last_interaction: Optional[dt.datetime] = None
+    booking_facts: Optional[Facts] = None  # bot.bookings.facts, as of the evaluation day
 
     # ---- derived ---------------------------------------------------------------------------
     @property
@@ -83,15 +87,10 @@ class GuestFacts:
         return {s.purpose for s in self.stays + self.upcoming if s.purpose}
 
 
-def _is_stay(status: str, check_out: dt.date, today: dt.date) -> bool:
-    return status == "completed" or (status != "cancelled" and check_out < today)
-
-
 def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[int]] = None,
                demo: Optional[bool] = None) -> list[GuestFacts]:
     """Facts of every guest (or of `guest_ids`), as of the China date `today`."""
     ids = None if guest_ids is None else list(guest_ids)
-    has_amount = "amount" in m.Booking.__table__.c
 
     def limit(stmt, column):
         return stmt if ids is None else stmt.where(column.in_(ids))
@@ -104,9 +103,8 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
         guest_stmt = guest_stmt.where(g.is_demo.is_(demo))
     b = m.Booking
     booking_cols = [b.id, b.guest_id, b.property_id, b.city, b.check_in, b.check_out, b.status,
-                    b.purpose, b.created_at]
-    if has_amount:
-        booking_cols.append(b.__table__.c.amount)
+                    b.purpose, b.created_at, b.amount, b.channel]
+    every: dict[int, list] = {}
     since = dt.datetime.combine(today - dt.timedelta(days=90), dt.time(0), tzinfo=dt.timezone.utc)
     with engine.connect() as conn:
         facts: dict[int, GuestFacts] = {}
@@ -133,8 +131,10 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
             if f is None:
                 continue
             stay = Stay(row.id, row.property_id, row.city, row.check_in, row.check_out, row.status,
-                        row.purpose, float(row.amount) if has_amount and row.amount else None)
-            if _is_stay(row.status, row.check_out, today):
+                        row.purpose, float(row.amount) if row.amount is not None else None,
+                        row.channel)
+            every.setdefault(row.guest_id, []).append(stay)
+            if row.status in m.STAY_BOOKING_STATUSES and row.check_out <= today:
                 f.stays.append(stay)
             elif row.status in m.ACTIVE_BOOKING_STATUSES and row.check_out >= today:
                 f.upcoming.append(stay)
@@ -170,4 +170,7 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
     for gid, when in last_touch.items():
         if gid in facts:
             facts[gid].last_interaction = when
+    for gid, f in facts.items():
+        f.booking_facts = compute_facts(every.get(gid, ()), tier=f.tier, birthday=f.birthday,
+                                        as_of=today)
     return list(facts.values())

@@ -108,9 +108,10 @@ def lifecycle(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> str:
 
 
 def _year(f: GuestFacts, today: dt.date):
-    stays = f.stays_since(today - dt.timedelta(days=365))
-    spend = sum(s.amount or 0 for s in stays)
-    return len(stays), spend
+    """Stays and spend (CNY) in the 12 months up to today (spend: the bookings facts' own)."""
+    stays = len(f.stays_since(today - dt.timedelta(days=365)))
+    spend = float(f.booking_facts.spend_12m) if f.booking_facts is not None else 0.0
+    return stays, spend
 
 
 def value_band(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> str:
@@ -300,6 +301,8 @@ def describe(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> dict:
         "frequency": frequency_band(f, today, policy),
         "health": health_score(f, today, policy),
         "stays": len(f.stays), "last_stay": last.check_out.isoformat() if last else None,
+        "spend_12m": float(f.booking_facts.spend_12m) if f.booking_facts else 0.0,
+        "channel": f.booking_facts.channel if f.booking_facts else None,
         "next_stay": nxt.check_in.isoformat() if nxt else None,
         "marketing_consent": f.marketing_consent,
     }

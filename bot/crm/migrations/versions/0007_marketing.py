@@ -2,15 +2,15 @@
 touchpoint runs and per-property touchpoint switches; guests get their owning advisor and points.
 Models: bot.marketing.models, bot.crm.models.Guest.
 
-Revision ID: 0005_marketing
-Revises: 0004_feedback
+Revision ID: 0007_marketing
+Revises: 0006_training
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0005_marketing"
-down_revision = "0004_feedback"
+revision = "0007_marketing"
+down_revision = "0006_training"
 branch_labels = None
 depends_on = None
 
