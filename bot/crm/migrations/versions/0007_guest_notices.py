@@ -1,15 +1,15 @@
 """Guest notices: what a guest must be told once, unasked (a cancelled booking). Model:
 bot.crm.models.GuestNotice; delivered by the worker (bot.bookings.notices).
 
-Revision ID: 0006_guest_notices
-Revises: 0005_bookings_identities
+Revision ID: 0007_guest_notices
+Revises: 0006_training
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0006_guest_notices"
-down_revision = "0005_bookings_identities"
+revision = "0007_guest_notices"
+down_revision = "0006_training"
 branch_labels = None
 depends_on = None
 
