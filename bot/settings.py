@@ -57,6 +57,9 @@ class Settings:
     spool_file: str | None = None
     # The admins' training loop (bot/training): see TrainingSettings.
     training: "TrainingSettings" = None  # type: ignore[assignment]
+    # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
+    marketing_policy_file: Path = PROJECT_ROOT / "data" / "marketing" / "policy.yml"
+    touchpoints_file: Path = PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"
 
     @property
     def is_sqlite(self) -> bool:
@@ -87,6 +90,10 @@ def load_settings() -> Settings:
         qweather_geo_base=_env("QWEATHER_GEO_BASE"),
         qweather_forecast_days=_env("QWEATHER_FORECAST_DAYS", "7d"),
         weather_cache_ttl_s=int(_env("WEATHER_CACHE_TTL_S", "3600")),
+        marketing_policy_file=Path(_env("MARKETING_POLICY_FILE",
+                                        str(PROJECT_ROOT / "data" / "marketing" / "policy.yml"))),
+        touchpoints_file=Path(_env("TOUCHPOINTS_FILE",
+                                   str(PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"))),
         crm_encryption_key=_env("CRM_ENCRYPTION_KEY"),
         sla_policy_file=Path(_env("SLA_POLICY_FILE", str(PROJECT_ROOT / "data" / "sla_policy.yml"))),
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),

@@ -1,15 +1,15 @@
 """Guest notices: what a guest must be told once, unasked (a cancelled booking). Model:
 bot.crm.models.GuestNotice; delivered by the worker (bot.bookings.notices).
 
-Revision ID: 0007_guest_notices
-Revises: 0006_training
+Revision ID: 0008_guest_notices
+Revises: 0007_marketing
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0007_guest_notices"
-down_revision = "0006_training"
+revision = "0008_guest_notices"
+down_revision = "0007_marketing"
 branch_labels = None
 depends_on = None
 
