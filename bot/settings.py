@@ -66,6 +66,12 @@ class Settings:
         return (self.concierge_env_raw or "development").strip().lower()
 
     @property
+    def strict(self) -> bool:
+        """CONCIERGE_ENV explicitly names a production-like environment (code paths refuse
+        development fallbacks; the start-up preflight is stricter still, see `relaxed`)."""
+        return self.concierge_env in ("production", "prod", "staging")
+
+    @property
     def relaxed(self) -> bool:
         """An explicit CONCIERGE_ENV=development or test: preflight problems are warnings."""
         return (self.concierge_env_raw or "").strip().lower() in RELAXED_ENVS
