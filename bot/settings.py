@@ -55,6 +55,11 @@ class Settings:
     tracker_database_url: str | None = None
     # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
     spool_file: str | None = None
+    # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
+    # the intake server); larger ones get 413.
+    max_request_bytes: int = 1024 * 1024
+    # Interface the action server listens on (only Rasa calls it).
+    actions_host: str = "127.0.0.1"
 
     @property
     def is_sqlite(self) -> bool:
@@ -103,6 +108,8 @@ def load_settings() -> Settings:
         wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
         tracker_database_url=_env("TRACKER_DATABASE_URL"),
         spool_file=_env("CONCIERGE_SPOOL_FILE"),
+        max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
+        actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
         wecom={
             name: _env(f"WECOM_{name}")
             for name in (
