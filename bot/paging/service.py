@@ -19,10 +19,13 @@ import unicodedata
 from typing import Callable, Optional
 
 from bot.access import StaffAccess
+from bot.orders.supplier import SupplierDesk
 from bot.paging import clocks as rules
 from bot.paging.clocks import local_time_text
 from bot.paging.commands import (
     ACK,
+    CONFIRM,
+    DECLINE,
     HANDBACK,
     HELP,
     HELP_TEXT,
@@ -45,8 +48,9 @@ from bot.paging.worker import PagingWorker, utcnow
 log = logging.getLogger(__name__)
 
 STATE_WORDS = {rules.RESOLVED: "已结案", rules.CANCELLED: "已取消"}
-# What acknowledging / resolving means for the CRM record of each subject.
-ACK_STATUS = {"ticket": "acknowledged", "order": "confirmed", "handoff": "active"}
+# What acknowledging / resolving means for the CRM record of each subject. Acknowledging an
+# order says nothing about the supplier: it stays "requested" until 确认 / 婉拒 (SupplierDesk).
+ACK_STATUS = {"ticket": "acknowledged", "handoff": "active"}
 RESOLVE_STATUS = {"ticket": "resolved", "order": "done", "handoff": "returned"}
 
 _RATING_RE = re.compile(r"^\s*([1-5一二三四五])\s*(?:分|星|颗星|顆星)?\s*[!！。.~～👍]*\s*$")
@@ -82,6 +86,8 @@ class PagingService:
         self.clock = clock
         self.notices = PagingWorker(store, policy, messenger, context=context, clock=clock,
                                     worker_id=worker_id or f"app:{os.getpid()}")
+        self.supplier = (SupplierDesk(crm, store, messenger, names=self._name, clock=clock)
+                         if crm is not None else None)
 
     # ---- helpers --------------------------------------------------------------------------
     def _name(self, userid: Optional[str]) -> str:
@@ -117,7 +123,7 @@ class PagingService:
 
     async def _mirror(self, clock: ClockDTO, status: str, advisor: Optional[str] = None) -> None:
         """Move the ticket / order / handoff on in the CRM (the clock is the SLA's truth)."""
-        if self.crm is None:
+        if self.crm is None or status is None:
             return
         try:
             if clock.subject_type == "ticket":
@@ -221,7 +227,8 @@ class PagingService:
             return (f"#{clock.id} 不属于您值班的酒店，不能处理。"
                     "如需协助，请联系该酒店的值班主管。")
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
-                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply}[command.verb]
+                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
+                   CONFIRM: self._supplier, DECLINE: self._supplier}[command.verb]
         return await handler(userid, clock, command)
 
     async def _ack(self, userid: str, clock: ClockDTO, command: Command) -> str:
@@ -237,9 +244,13 @@ class PagingService:
                     f"{local_time_text(self.policy, clock.acknowledged_at, now)} 接单。")
         if outcome == "already_yours":
             return f"您已接过 #{clock.id}（{label} · {guest}）。{self._deadline_note(clock, now)}。"
-        await self._mirror(clock, ACK_STATUS[clock.subject_type])
+        await self._mirror(clock, ACK_STATUS.get(clock.subject_type))
         await self._audit(userid, "sla.acknowledge", clock, late=bool(self._ack_late(clock)))
         await self.fire_notices(clock.id)
+        if clock.subject_type == "order":
+            return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
+                    f"客人已收到通知。请联系供应商：能安排回复“确认 {clock.id}”，"
+                    f"安排不了回复“婉拒 {clock.id} 原因”。{self._deadline_note(clock, now)}。")
         return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
                 f"客人已收到通知。{self._deadline_note(clock, now)}，完成后回复“解决 {clock.id} 说明”。")
 
@@ -253,7 +264,7 @@ class PagingService:
             return f"#{clock.id} 的客人 {guest} 正由 {self._name(clock.takeover_userid)} 接待。"
         if outcome == "already_yours":
             return f"您正在接待 #{clock.id} 的客人 {guest}。结束后回复“交还 {clock.id}”。"
-        await self._mirror(clock, ACK_STATUS[clock.subject_type], advisor=userid)
+        await self._mirror(clock, ACK_STATUS.get(clock.subject_type), advisor=userid)
         await self.fire_notices(clock.id)  # before the 微信客服 session moves to the advisor
         problems = await self.handoff.take_over(clock.sender_id, userid) if self.handoff else []
         await self._audit(userid, "sla.take_over", clock, problems=problems or None)
@@ -263,6 +274,18 @@ class PagingService:
         if problems:
             text += "\n注意：" + "；".join(problems)
         return text
+
+    async def _supplier(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        """确认 / 婉拒: the supplier's answer to an order (bot.orders.supplier)."""
+        if clock.subject_type != "order":
+            return f"#{clock.id} 不是订单，“确认/婉拒”只用于附加服务订单。"
+        if self.supplier is None:
+            return "未连接客户资料库，无法记录供应商结果。"
+        if command.verb == CONFIRM:
+            outcome = await self.supplier.confirm(clock.subject_id, userid, command.text)
+        else:
+            outcome = await self.supplier.decline(clock.subject_id, userid, command.text or "")
+        return outcome.message
 
     async def _note(self, userid: str, clock: ClockDTO, command: Command) -> str:
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "note", command.text)
