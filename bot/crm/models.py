@@ -165,6 +165,10 @@ class Guest(TimestampMixin, Base):
     # Keyed digest of the normalised phone (bot.crm.crypto.blind_index): the phone itself is
     # encrypted, so matching an imported booking to a guest by phone goes through this.
     phone_index = Column(String(48), index=True)
+    # The advisor whose WeCom contact this guest is (externalcontact follow_user): mass sends
+    # to the guest are tasks pushed to this advisor. Loyalty points as the PMS reports them.
+    owner_userid = Column(String(64))
+    points = Column(Integer, nullable=False, default=0)
     is_demo = Column(Boolean, nullable=False, default=False)
 
     bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",
