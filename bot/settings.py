@@ -55,6 +55,11 @@ class Settings:
     tracker_database_url: str | None = None
     # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
     spool_file: str | None = None
+    # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
+    # the intake server); larger ones get 413.
+    max_request_bytes: int = 1024 * 1024
+    # Interface the action server listens on (only Rasa calls it).
+    actions_host: str = "127.0.0.1"
     # The admins' training loop (bot/training): see TrainingSettings.
     training: "TrainingSettings" = None  # type: ignore[assignment]
     # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
@@ -69,6 +74,12 @@ class Settings:
     def concierge_env(self) -> str:
         """`development` unless CONCIERGE_ENV says otherwise (lower-cased)."""
         return (self.concierge_env_raw or "development").strip().lower()
+
+    @property
+    def strict(self) -> bool:
+        """CONCIERGE_ENV explicitly names a production-like environment (code paths refuse
+        development fallbacks; the start-up preflight is stricter still, see `relaxed`)."""
+        return self.concierge_env in ("production", "prod", "staging")
 
     @property
     def relaxed(self) -> bool:
@@ -106,6 +117,8 @@ def load_settings() -> Settings:
         wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
         tracker_database_url=_env("TRACKER_DATABASE_URL"),
         spool_file=_env("CONCIERGE_SPOOL_FILE"),
+        max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
+        actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
         training=load_training_settings(),
         wecom={
             name: _env(f"WECOM_{name}")
