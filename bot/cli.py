@@ -39,6 +39,13 @@ def _default_actor() -> str:
         return "cli:unknown"
 
 
+def subcommands_of(subparsers, name: str):
+    """The sub-command group of an existing command (e.g. "guest"), so a module can add
+    `concierge guest <its command>` from its own `register(subparsers)`."""
+    parser = subparsers.choices[name]
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
 def _store(args):
     from bot.crm.store import CRMStore
 
