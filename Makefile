@@ -35,7 +35,7 @@ RASA_DATA := data/nlu data/rules data/stories
 TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
                 bot/nlu/normalizer.py
 
-.PHONY: help install run train test shell eval bench bench-wecom migrate demo clean
+.PHONY: help install run train test shell eval bench bench-wecom bench-bookings migrate demo clean
 
 help:
 	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
@@ -45,6 +45,7 @@ help:
 	@echo "make eval   - NLU figures on the held-out set"
 	@echo "make bench  - benchmarks (not tests)"
 	@echo "make bench-wecom - WeCom connector: callback times, replays, Rasa killed mid-load"
+	@echo "make bench-bookings - booking import of 100,000 rows on SQLite and PostgreSQL"
 
 $(STAMP): requirements.txt pyproject.toml
 	@PYTHON=$$(scripts/find-python310.sh) || exit 1; \
@@ -93,6 +94,9 @@ bench: train
 
 bench-wecom: train
 	$(PY) -m bench.wecom_reliability $(BENCH_ARGS)
+
+bench-bookings: install
+	$(PY) -m bench.bookings_import $(BENCH_ARGS)
 
 clean:
 	rm -rf models .rasa results
