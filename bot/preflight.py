@@ -165,6 +165,8 @@ def core_secrets() -> list[Secret]:
         Secret("CRM_ENCRYPTION_KEY", "the Fernet key encrypting guests' data at rest",
                lambda s: s.crm_encryption_key, min_length=44, validate=_fernet_keys,
                hint=FERNET_HINT),
+        Secret("CRM_INDEX_KEY", "the key of the CRM's lookup digests (kept across rotations)",
+               lambda s: s.crm_index_key),
         Secret("RASA_AUTH_TOKEN", "the token of Rasa's HTTP API", lambda s: s.rasa_auth_token),
         Secret("PAGING_LINK_SECRET", "the dedicated secret signing advisors' case links",
                lambda s: s.paging_link_secret),

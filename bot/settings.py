@@ -58,8 +58,15 @@ class Settings:
     # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
     # the intake server); larger ones get 413.
     max_request_bytes: int = 1024 * 1024
+    # HMAC key of the CRM's lookup digests (bot.crm.crypto.blind_index); never rotated with the
+    # encryption key, so lookups survive `concierge keys rotate`.
+    crm_index_key: str | None = None
     # Interface the action server listens on (only Rasa calls it).
     actions_host: str = "127.0.0.1"
+    # Retention (bot.retention, run by the worker): handled raw WeCom messages (inbox payloads,
+    # outbox bodies) and Rasa's tracker events older than these many days are dropped.
+    retention_messages_days: int = 30
+    retention_tracker_days: int = 180
     # The admins' training loop (bot/training): see TrainingSettings.
     training: "TrainingSettings" = None  # type: ignore[assignment]
     # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
@@ -119,6 +126,9 @@ def load_settings() -> Settings:
         spool_file=_env("CONCIERGE_SPOOL_FILE"),
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
         actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
+        crm_index_key=_env("CRM_INDEX_KEY"),
+        retention_messages_days=int(_env("RETENTION_MESSAGES_DAYS", "30")),
+        retention_tracker_days=int(_env("RETENTION_TRACKER_DAYS", "180")),
         training=load_training_settings(),
         wecom={
             name: _env(f"WECOM_{name}")

@@ -169,6 +169,8 @@ class Guest(TimestampMixin, Base):
     # to the guest are tasks pushed to this advisor. Loyalty points as the PMS reports them.
     owner_userid = Column(String(64))
     points = Column(Integer, nullable=False, default=0)
+    # Why this guest's data must be kept despite an erasure request (None: no hold).
+    legal_hold = Column(Text)
     is_demo = Column(Boolean, nullable=False, default=False)
 
     bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",

@@ -91,6 +91,7 @@ class GuestDTO:
     id_number: Optional[str] = field(default=None, repr=False)
     passport_number: Optional[str] = field(default=None, repr=False)
     health_notes: Optional[str] = field(default=None, repr=False)
+    legal_hold: Optional[str] = None  # why the data must be kept despite an erasure request
 
     @property
     def masked_phone(self) -> str | None:
@@ -459,6 +460,18 @@ class CRMStore:
             s.add(m.AuditLog(actor=actor, action="guest.delete", subject_type="guest",
                              subject_id=sender_id, detail={"reason": reason, "deleted": counts}))
             return True
+
+    @guarded
+    def set_legal_hold(self, sender_id: str, reason: str | None, *, actor: str) -> GuestDTO:
+        """Put a legal hold on the guest (`reason`), or lift it (None); audited either way."""
+        _require(actor, "actor")
+        with self._session() as s:
+            guest = self._require_guest(s, sender_id)
+            guest.legal_hold = reason or None
+            s.add(self._audit_row(actor, "guest.legal_hold" if reason else "guest.legal_hold_lift",
+                                  "guest", sender_id, {"reason": reason} if reason else None))
+            s.flush()
+            return _dto(GuestDTO, guest)
 
     # ---- bookings -------------------------------------------------------------------------
     @guarded

@@ -11,7 +11,7 @@ from bot.preflight import PreflightFailed, enforce, run_checks
 from bot.settings import get_settings
 from bot.wecom import dev_defaults
 
-SECRETS = ("CRM_ENCRYPTION_KEY", "RASA_AUTH_TOKEN", "PAGING_LINK_SECRET", "WECOM_INBOX_TOKEN",
+SECRETS = ("CRM_ENCRYPTION_KEY", "CRM_INDEX_KEY", "RASA_AUTH_TOKEN", "PAGING_LINK_SECRET", "WECOM_INBOX_TOKEN",
            "WECOM_KF_TOKEN", "WECOM_KF_AES_KEY", "WECOM_KF_SECRET", "WECOM_AIBOT_TOKEN",
            "WECOM_AIBOT_AES_KEY", "WECOM_APP_TOKEN", "WECOM_APP_AES_KEY", "WECOM_APP_SECRET",
            "WECOM_APP_AGENT_ID")
