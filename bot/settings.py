@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The CONCIERGE_ENV values in which missing or default secrets are tolerated (with warnings).
+RELAXED_ENVS = ("development", "dev", "test")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -40,6 +42,19 @@ class Settings:
     qweather_geo_base: str | None = None
     qweather_forecast_days: str = "7d"
     weather_cache_ttl_s: int = 3600
+    # Security (bot.preflight, docs/SECURITY.md). CONCIERGE_ENV as set (None: not set; preflight
+    # then treats the process as production: only an explicit development/test relaxes it).
+    concierge_env_raw: str | None = None
+    # The dedicated secret that signs case links (bot.paging.links), and how long a link works.
+    paging_link_secret: str | None = None
+    case_link_ttl_s: int = 7 * 24 * 3600
+    # Shared secret the intake server sends Rasa's /webhooks/wecom/inbox (unset: loopback only).
+    wecom_inbox_token: str | None = None
+    # Rasa's tracker store as a SQLAlchemy URL, for export / erasure / retention (unset: the
+    # SQLite file of endpoints.yml).
+    tracker_database_url: str | None = None
+    # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
+    spool_file: str | None = None
     # The staff console (bot/console): port, the secret signing its sessions and login links
     # (unset: a development-only default, refused in production), how long a session and a
     # `concierge staff login-link` work, its public URL (for the links), who besides the SLA
@@ -57,6 +72,16 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def concierge_env(self) -> str:
+        """`development` unless CONCIERGE_ENV says otherwise (lower-cased)."""
+        return (self.concierge_env_raw or "development").strip().lower()
+
+    @property
+    def relaxed(self) -> bool:
+        """An explicit CONCIERGE_ENV=development or test: preflight problems are warnings."""
+        return (self.concierge_env_raw or "").strip().lower() in RELAXED_ENVS
 
 
 def load_settings() -> Settings:
@@ -79,6 +104,12 @@ def load_settings() -> Settings:
         wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),
         wecom_corp_id=_env("WECOM_CORP_ID", "ww_sandbox_corp"),
         wecom_corp_tags_file=_env("WECOM_CORP_TAGS_FILE"),
+        concierge_env_raw=_env("CONCIERGE_ENV"),
+        paging_link_secret=_env("PAGING_LINK_SECRET"),
+        case_link_ttl_s=int(_env("CASE_LINK_TTL_S", str(7 * 24 * 3600))),
+        wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
+        tracker_database_url=_env("TRACKER_DATABASE_URL"),
+        spool_file=_env("CONCIERGE_SPOOL_FILE"),
         console_port=int(_env("CONSOLE_PORT", "8000")),
         console_secret=_env("CONSOLE_SECRET"),
         console_session_ttl_s=int(_env("CONSOLE_SESSION_TTL_S", str(8 * 3600))),

@@ -20,11 +20,13 @@ from typing import Any
 import yaml
 from sqlalchemy import select
 
+from bot.bookings.phone import phone_index
 from bot.crm import models as m
 from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
 from bot.crm.runtime import is_production
 from bot.crm.errors import guarded
 from bot.crm.store import CHINA_TZ, china_today
+from bot.bookings.facts import refresh_facts
 from bot.settings import PROJECT_ROOT
 
 DEMO_FILE = PROJECT_ROOT / "data" / "demo" / "demo.yml"
@@ -67,6 +69,7 @@ def load_demo(engine_or_url: EngineOrUrl = None, *, path: Path | str = DEMO_FILE
         with session_scope(make_session_factory(engine)) as session:
             for spec in guests:
                 loader.guest(session, spec)
+            refresh_facts(session, loader.guest_ids, as_of=today)
     finally:
         if engine is not engine_or_url:  # we built it from a URL: release its connections
             engine.dispose()
@@ -80,6 +83,7 @@ class _Loader:
     def __init__(self, today: dt.date):
         self.today = today
         self.guests = self.bookings = self.orders = self.created = 0
+        self.guest_ids: list[int] = []
 
     def _day(self, offset: Any) -> dt.date:
         return self.today + dt.timedelta(days=int(offset))
@@ -104,12 +108,14 @@ class _Loader:
             "display_name": spec.get("name"),
             "tier": spec.get("tier", "普通"),
             "phone": spec.get("phone"),
+            "phone_index": phone_index(spec.get("phone")),
             "birthday": spec.get("birthday"),
             # WeCom identities, for the guests the sandbox page chats as.
             **{key: spec[key] for key in IDENTITY_KEYS if spec.get(key)},
             "is_demo": True,
         })
         self.guests += 1
+        self.guest_ids.append(guest.id)
         for booking_spec in spec.get("bookings", []):
             self.booking(session, guest, booking_spec)
         for consent in spec.get("consents", []):

@@ -17,6 +17,7 @@ The schema itself is created by the Alembic migrations in `bot/crm/migrations`, 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -52,6 +54,10 @@ TIERS = ("普通", "银卡", "金卡", "铂金", "钻石")
 TRIP_PURPOSES = ("商务", "度假", "会议", "亲子", "蜜月", "纪念日")
 BOOKING_STATUSES = ("booked", "checked_in", "completed", "cancelled")
 ACTIVE_BOOKING_STATUSES = ("booked", "checked_in")
+# Bookings that count as a stay for the profile facts (bot.bookings.facts).
+STAY_BOOKING_STATUSES = ("checked_in", "completed")
+# Kinds of identity a guest profile can have besides its own sender id (bot.bookings.identity).
+IDENTITY_KINDS = ("sender", "kf_external_userid", "wecom_external_userid", "unionid")
 ORDER_STATUSES = ("requested", "confirmed", "done", "cancelled")
 TICKET_KINDS = ("complaint", "data_deletion", "service_recovery")
 TICKET_SEVERITIES = ("routine", "major")
@@ -61,6 +67,7 @@ HANDOFF_STATUSES = ("requested", "active", "returned")
 PAGE_SUBJECTS = ("ticket", "order", "handoff")
 FEEDBACK_KINDS = ("praise", "nps")
 # Tag categories whose values are health data: stored encrypted (see PreferenceTag).
+CENTS = Decimal("0.01")
 SENSITIVE_TAG_CATEGORIES = frozenset({"allergy", "health"})
 
 
@@ -102,6 +109,31 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(dt.timezone.utc)
 
 
+class Money(TypeDecorator):
+    """CNY with cents, as `Decimal` in Python on every backend. NUMERIC on PostgreSQL; SQLite has
+    no decimal type, so there it travels as a float rounded back to cents (amounts stay far
+    below where a double loses a cent)."""
+
+    impl = Numeric(14, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Numeric(14, 2, asdecimal=False))
+        return dialect.type_descriptor(Numeric(14, 2))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        value = Decimal(str(value)).quantize(CENTS)
+        return float(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return Decimal(str(value)).quantize(CENTS)
+
+
 def _check(field: str, value, allowed) -> None:
     if value is not None and value not in allowed:
         raise ValueError(f"{field} must be one of {', '.join(allowed)}; got {value!r}")
@@ -130,6 +162,9 @@ class Guest(TimestampMixin, Base):
     kf_open_kfid = Column(String(64))
     kf_external_userid = Column(String(64), index=True)
     unionid = Column(String(64), index=True)
+    # Keyed digest of the normalised phone (bot.crm.crypto.blind_index): the phone itself is
+    # encrypted, so matching an imported booking to a guest by phone goes through this.
+    phone_index = Column(String(48), index=True)
     is_demo = Column(Boolean, nullable=False, default=False)
 
     bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",
@@ -144,10 +179,16 @@ class Guest(TimestampMixin, Base):
 
 
 class Booking(TimestampMixin, Base):
-    """A stay. `property_id` is a key into the knowledge base (e.g. `sanya-haitang-resort`)."""
+    """A stay. `property_id` is a key into the knowledge base (e.g. `sanya-haitang-resort`).
+
+    A booking from a PMS/OTA is keyed by (property_id, confirmation_no); `source_version` is the
+    PMS's version or updated-at (a sync older than it is ignored) and `content_hash` a digest of
+    the imported fields, so an unchanged row is recognised without comparing every column.
+    """
 
     __tablename__ = "bookings"
-    __table_args__ = (Index("ix_bookings_guest_id_check_in", "guest_id", "check_in"),)
+    __table_args__ = (Index("ix_bookings_guest_id_check_in", "guest_id", "check_in"),
+                      UniqueConstraint("property_id", "confirmation_no"))
 
     id = Column(Integer, primary_key=True)
     guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False)
@@ -159,7 +200,13 @@ class Booking(TimestampMixin, Base):
     purpose = Column(String(8))
     party_size = Column(Integer, nullable=False, default=1)
     status = Column(String(16), nullable=False, default="booked")
-    confirmation_no = Column(String(32), unique=True)
+    confirmation_no = Column(String(32))
+    channel = Column(String(32))  # 渠道: direct, ctrip, meituan, fliggy, ... as the source says
+    amount = Column(Money)  # what the stay costs, in CNY
+    notes = Column(EncryptedText)  # 备注 from the PMS: may hold personal details
+    source = Column(String(32))  # "import", "sync:<source>", "demo"
+    source_version = Column(String(64))
+    content_hash = Column(String(64))
 
     guest = relationship("Guest", back_populates="bookings")
 
@@ -352,3 +399,61 @@ class AuditLog(Base):
     subject_id = Column(String(128))
     detail = Column(JSON)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class GuestIdentity(Base):
+    """One more way to recognise a guest profile: another Rasa sender id (the same person on
+    微信客服 and in a group), a WeCom external userid or a unionid. Unique per (kind, value):
+    an identity belongs to one profile."""
+
+    __tablename__ = "guest_identities"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    kind = Column(String(32), nullable=False)
+    value = Column(String(128), nullable=False)
+    source = Column(String(64))  # "conversation", "advisor:<userid>", "externalcontact", "merge"
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    @validates("kind")
+    def _v_kind(self, _key, value):
+        _check("identity kind", value, IDENTITY_KINDS)
+        return value
+
+
+class IdentityLinkAttempt(Base):
+    """Wrong answers while a WeCom sender tries to prove which profile is theirs; at the limit
+    linking is locked until `locked_until`. Keyed by sender id: the guest has no profile yet."""
+
+    __tablename__ = "identity_link_attempts"
+
+    sender_id = Column(String(128), primary_key=True)
+    failures = Column(Integer, nullable=False, default=0)
+    locked_until = Column(UTCDateTime)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class GuestFacts(Base):
+    """Facts derived from a guest's bookings for segments and touchpoints (bot.bookings.facts
+    computes them; refreshed on every import/sync that touches the guest). One row per guest."""
+
+    __tablename__ = "guest_facts"
+
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), primary_key=True)
+    stays = Column(Integer, nullable=False, default=0)
+    nights = Column(Integer, nullable=False, default=0)
+    total_spend = Column(Money, nullable=False, default=0)
+    spend_12m = Column(Money, nullable=False, default=0)
+    first_stay = Column(Date)
+    last_stay = Column(Date)
+    next_stay = Column(Date)
+    cancelled = Column(Integer, nullable=False, default=0)
+    birthday = Column(Date)
+    tier = Column(String(8))
+    channel = Column(String(32))
+    channels = Column(JSON)
+    properties = Column(JSON)
+    as_of = Column(Date, nullable=False)
+    computed_at = Column(UTCDateTime, nullable=False, default=utcnow)

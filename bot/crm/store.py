@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Optional, TypeVar
 
 from sqlalchemy import and_, delete, or_, select
@@ -111,6 +112,11 @@ class BookingDTO:
     confirmation_no: Optional[str]
     created_at: dt.datetime
     updated_at: dt.datetime
+    channel: Optional[str] = None
+    amount: Optional[Decimal] = None
+    source: Optional[str] = None
+    source_version: Optional[str] = None
+    notes: Optional[str] = field(default=None, repr=False)
 
     @property
     def nights(self) -> int:
@@ -256,6 +262,8 @@ def to_jsonable(value: Any) -> Any:
                 for f in dataclasses.fields(value) if f.repr}
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
+    if isinstance(value, Decimal):  # money: yuan with cents, as a JSON number
+        return float(value)
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -271,6 +279,14 @@ GUEST_FIELDS = frozenset({
     "phone", "id_number", "passport_number", "health_notes", "birthday", "tier", "is_demo",
 })
 IDENTITY_FIELDS = ("wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid")
+
+
+def guest_is(sender_id: str):
+    """SQL condition on `guests`: the profile this sender id belongs to, either as its own
+    sender id or as a linked one (the same person on 微信客服 and in a group: GuestIdentity)."""
+    linked = select(m.GuestIdentity.guest_id).where(m.GuestIdentity.kind == "sender",
+                                                    m.GuestIdentity.value == sender_id)
+    return or_(m.Guest.sender_id == sender_id, m.Guest.id.in_(linked))
 
 
 def _require_aware(value: dt.datetime | None, name: str) -> None:
@@ -313,7 +329,8 @@ class CRMStore:
     # ---- guests ---------------------------------------------------------------------------
     @staticmethod
     def _guest_row(s: Session, sender_id: str) -> m.Guest | None:
-        return s.execute(select(m.Guest).where(m.Guest.sender_id == sender_id)).scalar_one_or_none()
+        return s.execute(select(m.Guest).where(guest_is(sender_id))
+                         .order_by(m.Guest.id).limit(1)).scalar_one_or_none()
 
     def _require_guest(self, s: Session, sender_id: str) -> m.Guest:
         guest = self._guest_row(s, sender_id)
@@ -327,6 +344,10 @@ class CRMStore:
         if unknown:
             raise TypeError(f"unknown guest field(s): {', '.join(sorted(unknown))}")
         values = {k: v for k, v in fields.items() if v is not None}
+        if "phone" in values:  # the phone is encrypted: keep its blind index for matching
+            from bot.bookings.phone import phone_index
+
+            values["phone_index"] = phone_index(values["phone"])
         if name is not None:
             values["display_name"] = name
         return values
@@ -367,6 +388,10 @@ class CRMStore:
             for key, value in values.items():
                 setattr(guest, key, value)
             s.flush()
+            if {"birthday", "tier"} & set(values):  # the profile facts copy these: keep current
+                from bot.bookings.facts import refresh_facts
+
+                refresh_facts(s, [guest.id])
             return _dto(GuestDTO, guest)
 
     @guarded
@@ -459,7 +484,7 @@ class CRMStore:
     @guarded
     def bookings(self, sender_id: str) -> list[BookingDTO]:
         """Every booking of the guest, any status, by check-in date (empty for unknown guests)."""
-        stmt = (select(m.Booking).join(m.Guest).where(m.Guest.sender_id == sender_id)
+        stmt = (select(m.Booking).join(m.Guest).where(guest_is(sender_id))
                 .order_by(m.Booking.check_in, m.Booking.id))
         with self._session() as s:
             return [_dto(BookingDTO, b) for b in s.execute(stmt).scalars()]
@@ -470,7 +495,7 @@ class CRMStore:
         `today` defaults to today in China."""
         today = today or china_today()
         stmt = (select(m.Booking).join(m.Guest)
-                .where(m.Guest.sender_id == sender_id,
+                .where(guest_is(sender_id),
                        m.Booking.status.in_(m.ACTIVE_BOOKING_STATUSES),
                        m.Booking.check_out >= today)
                 .order_by(m.Booking.check_in, m.Booking.id))
@@ -529,7 +554,7 @@ class CRMStore:
         key = blind_index(value.strip()) if category in m.SENSITIVE_TAG_CATEGORIES else value.strip()
         with self._session() as s:
             tag = s.execute(select(m.PreferenceTag).join(m.Guest).where(
-                m.Guest.sender_id == sender_id, m.PreferenceTag.category == category,
+                guest_is(sender_id), m.PreferenceTag.category == category,
                 m.PreferenceTag.value == key)).scalar_one_or_none()
             if tag is None:
                 return False
@@ -538,7 +563,7 @@ class CRMStore:
 
     @guarded
     def tags(self, sender_id: str, *, active_only: bool = True) -> list[TagDTO]:
-        stmt = (select(m.PreferenceTag).join(m.Guest).where(m.Guest.sender_id == sender_id)
+        stmt = (select(m.PreferenceTag).join(m.Guest).where(guest_is(sender_id))
                 .order_by(m.PreferenceTag.category, m.PreferenceTag.id))
         if active_only:
             stmt = stmt.where(m.PreferenceTag.active.is_(True))
@@ -581,7 +606,7 @@ class CRMStore:
     @guarded
     def orders(self, sender_id: str) -> list[OrderDTO]:
         stmt = (select(m.Order).join(m.Guest, m.Order.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id).order_by(m.Order.created_at, m.Order.id))
+                .where(guest_is(sender_id)).order_by(m.Order.created_at, m.Order.id))
         with self._session() as s:
             return [_dto(OrderDTO, o) for o in s.execute(stmt).scalars()]
 
@@ -628,7 +653,7 @@ class CRMStore:
     @guarded
     def tickets(self, sender_id: str) -> list[TicketDTO]:
         stmt = (select(m.Ticket).join(m.Guest, m.Ticket.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id).order_by(m.Ticket.created_at, m.Ticket.id))
+                .where(guest_is(sender_id)).order_by(m.Ticket.created_at, m.Ticket.id))
         with self._session() as s:
             return [_dto(TicketDTO, t) for t in s.execute(stmt).scalars()]
 
@@ -662,7 +687,7 @@ class CRMStore:
     @guarded
     def handoffs(self, sender_id: str) -> list[HandoffDTO]:
         stmt = (select(m.Handoff).join(m.Guest, m.Handoff.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id)
+                .where(guest_is(sender_id))
                 .order_by(m.Handoff.created_at, m.Handoff.id))
         with self._session() as s:
             return [_dto(HandoffDTO, h) for h in s.execute(stmt).scalars()]
@@ -671,7 +696,7 @@ class CRMStore:
     def open_handoff(self, sender_id: str) -> HandoffDTO | None:
         """The newest handoff still requested or active (the bot stays quiet while active)."""
         stmt = (select(m.Handoff).join(m.Guest, m.Handoff.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id,
+                .where(guest_is(sender_id),
                        m.Handoff.status.in_(("requested", "active")))
                 .order_by(m.Handoff.created_at.desc(), m.Handoff.id.desc()).limit(1))
         with self._session() as s:
@@ -742,7 +767,7 @@ class CRMStore:
     @guarded
     def feedback(self, sender_id: str) -> list[FeedbackDTO]:
         stmt = (select(m.Feedback).join(m.Guest, m.Feedback.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id)
+                .where(guest_is(sender_id))
                 .order_by(m.Feedback.created_at, m.Feedback.id))
         with self._session() as s:
             return [_dto(FeedbackDTO, f) for f in s.execute(stmt).scalars()]
@@ -765,7 +790,7 @@ class CRMStore:
     def has_consent(self, sender_id: str, purpose: str) -> bool:
         """The newest decision for `purpose`; no decision means no consent."""
         stmt = (select(m.Consent.granted).join(m.Guest, m.Consent.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id, m.Consent.purpose == purpose)
+                .where(guest_is(sender_id), m.Consent.purpose == purpose)
                 .order_by(m.Consent.created_at.desc(), m.Consent.id.desc()).limit(1))
         with self._session() as s:
             return bool(s.execute(stmt).scalar_one_or_none())
@@ -774,7 +799,7 @@ class CRMStore:
     def consents(self, sender_id: str) -> list[ConsentDTO]:
         """The whole history, oldest first."""
         stmt = (select(m.Consent).join(m.Guest, m.Consent.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id)
+                .where(guest_is(sender_id))
                 .order_by(m.Consent.created_at, m.Consent.id))
         with self._session() as s:
             return [_dto(ConsentDTO, c) for c in s.execute(stmt).scalars()]

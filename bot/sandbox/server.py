@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 import aiohttp
 from aiohttp import web
 
+from bot.sandbox import contacts
 from bot.sandbox.state import (
     CALLBACK_TOKEN_TTL_S,
     KF_QUOTA,
@@ -290,6 +291,7 @@ async def mark_tag(request: web.Request) -> Dict[str, Any]:
         raise ApiError(40003, "userid and external_userid required")
     if not body.get("add_tag") and not body.get("remove_tag"):
         raise ApiError(40058, "add_tag or remove_tag required")
+    contacts.check_mark_tag(state, body)
     state.tags.append(dict(body))
     return {}
 
@@ -701,4 +703,5 @@ def make_app(state: Optional[SandboxState] = None) -> web.Application:
     app.router.add_post("/_sandbox/reset", reset)
     app.router.add_get("/_sandbox/info", info)
     app.router.add_get("/", index)
+    contacts.add_routes(app)
     return app

@@ -108,6 +108,7 @@ class SandboxState:
         self.response_codes: Dict[str, Dict[str, Any]] = {}
         self.send_times: Dict[str, Deque[float]] = defaultdict(deque)  # rate windows
         self.tags: List[Dict[str, Any]] = []
+        self.contacts: Dict[str, Dict[str, Any]] = {}  # external_userid -> name, follow_user
         self.msg_templates: List[Dict[str, Any]] = []
         self.deliveries: List[Dict[str, Any]] = []
 

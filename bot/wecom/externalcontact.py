@@ -5,10 +5,12 @@ admin console), are logged in the outbox like every send, and retried there when
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
 from bot.wecom.client import SendResult
+from bot.wecom.errors import WeComAPIError
 from bot.wecom.messages import ROBOT_TEXT_MAX_BYTES, truncate_utf8
 
 
@@ -16,6 +18,77 @@ def _services(services):
     from bot.wecom.services import get_services
 
     return services or get_services()
+
+
+# externalcontact/get answers these when the id is nobody's contact (e.g. a 微信客服 guest who
+# never added an advisor) or is not an external userid at all.
+NOT_A_CONTACT_ERRCODES = frozenset({84061, 40096})
+MAX_FOLLOW_PAGES = 20  # 500 follow_user a page: far more advisors than any guest has
+
+
+@dataclass(frozen=True)
+class FollowUser:
+    """A member (advisor) who holds the contact, as `follow_user` lists them."""
+
+    userid: str
+    createtime: int = 0
+    remark: str = ""
+    tag_ids: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExternalContact:
+    external_userid: str
+    name: str = ""
+    follow_user: Tuple[FollowUser, ...] = field(default_factory=tuple)
+
+    @property
+    def follow_userids(self) -> List[str]:
+        return [f.userid for f in self.follow_user]
+
+
+def _follow_user(item: Any) -> Optional[FollowUser]:
+    if not isinstance(item, dict):
+        return None
+    userid = str(item.get("userid") or "").strip()
+    if not userid:
+        return None
+    try:
+        createtime = int(item.get("createtime") or 0)
+    except (TypeError, ValueError):
+        createtime = 0
+    tags = tuple(str(t.get("tag_id")) for t in item.get("tags") or []
+                 if isinstance(t, dict) and t.get("tag_id"))
+    return FollowUser(userid, createtime, str(item.get("remark") or ""), tags)
+
+
+async def get_contact(external_userid: str, *, services=None) -> Optional[ExternalContact]:
+    """externalcontact/get: the contact and every advisor who holds it (all `follow_user` pages).
+
+    None when WeCom says the id is nobody's contact; WeComAPIError / TransportError for the rest
+    (no app secret, WeCom down), so a caller can tell "no owner" from "could not ask"."""
+    s = _services(services)
+    if s.app_client is None:
+        raise WeComAPIError(-3, "no app secret configured", "/cgi-bin/externalcontact/get")
+    follow: List[FollowUser] = []
+    name, cursor = "", ""
+    for _ in range(MAX_FOLLOW_PAGES):
+        params = {"external_userid": external_userid}
+        if cursor:
+            params["cursor"] = cursor
+        try:
+            data = await s.app_client.call("/cgi-bin/externalcontact/get", None, method="GET",
+                                           params=params)
+        except WeComAPIError as exc:
+            if exc.errcode in NOT_A_CONTACT_ERRCODES:
+                return None
+            raise
+        name = name or str((data.get("external_contact") or {}).get("name") or "")
+        follow.extend(f for f in map(_follow_user, data.get("follow_user") or []) if f)
+        cursor = str(data.get("next_cursor") or "")
+        if not cursor:
+            break
+    return ExternalContact(external_userid, name, tuple(follow))
 
 
 async def mark_tag(userid: str, external_userid: str, add_tag: Iterable[str] = (), remove_tag: Iterable[str] = (),

@@ -9,7 +9,8 @@ from bot.crm import models
 from bot.crm.db import current_revision, downgrade, head_revision, make_engine, upgrade
 
 CRM_TABLES = {"guests", "bookings", "preference_tags", "orders", "tickets", "handoffs", "pages",
-              "consents", "audit_log"}
+              "consents", "audit_log", "guest_identities", "identity_link_attempts",
+              "guest_facts"}
 
 
 def _crm_only(obj, name, type_, reflected, compare_to):

@@ -1,0 +1,87 @@
+"""客户联系 in the sandbox: which advisors hold which external contacts (`externalcontact/get`).
+
+WeCom answers `GET /cgi-bin/externalcontact/get?external_userid=ID[&cursor=C]` with the contact
+and `follow_user`, every member who added the guest (userid, remark, createtime, tags), 500 per
+page with `next_cursor`. An id that is nobody's contact (a 微信客服 guest who never added an
+advisor) is 84061; a missing one 40096. `mark_tag` by a member who does not hold the contact is
+84061 too, so a mirror that picks the wrong advisor fails here as it would in WeCom.
+
+People seed contacts with `POST /_sandbox/contacts {external_userid, name, follow_user: [userid |
+{userid, remark, createtime}]}` and list them with `GET /_sandbox/contacts`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List
+
+from aiohttp import web
+
+FOLLOW_USER_PAGE = 500
+NOT_A_CONTACT = 84061
+INVALID_EXTERNAL_USERID = 40096
+
+
+def _server():
+    from bot.sandbox import server  # the server registers these routes: import it lazily
+
+    return server
+
+
+async def externalcontact_get(request: web.Request) -> Dict[str, Any]:
+    server = _server()
+    state = request.app[server.STATE]
+    ext = (request.query.get("external_userid") or "").strip()
+    if not ext:
+        raise server.ApiError(INVALID_EXTERNAL_USERID, "invalid external userid")
+    contact = state.contacts.get(ext)
+    if contact is None:
+        raise server.ApiError(NOT_A_CONTACT, "not external contact")
+    cursor = request.query.get("cursor") or ""
+    start = int(cursor) if cursor.isdigit() else 0
+    follow: List[Dict[str, Any]] = contact["follow_user"]
+    page = follow[start:start + FOLLOW_USER_PAGE]
+    end = start + len(page)
+    return {"external_contact": {"external_userid": ext, "name": contact["name"], "type": 1,
+                                 "gender": 0, "avatar": ""},
+            "follow_user": page, "next_cursor": str(end) if end < len(follow) else ""}
+
+
+def check_mark_tag(state, body: Dict[str, Any]) -> None:
+    """WeCom refuses mark_tag by a member who does not hold the contact (a seeded one)."""
+    contact = state.contacts.get(body.get("external_userid"))
+    if contact is None:
+        return  # contacts nobody seeded: the sandbox stays permissive for older tests
+    if body.get("userid") not in {f["userid"] for f in contact["follow_user"]}:
+        raise _server().ApiError(NOT_A_CONTACT, "not external contact of this userid")
+
+
+def _follow(item: Any, index: int) -> Dict[str, Any]:
+    if isinstance(item, str):
+        item = {"userid": item}
+    if not isinstance(item, dict) or not str(item.get("userid") or "").strip():
+        raise web.HTTPBadRequest(text="each follow_user needs a userid")
+    return {"userid": str(item["userid"]).strip(), "remark": str(item.get("remark") or ""),
+            "description": "", "createtime": int(item.get("createtime") or time.time() + index),
+            "tags": list(item.get("tags") or []), "add_way": 1, "oper_userid": str(item["userid"])}
+
+
+async def seed_contact(request: web.Request) -> web.Response:
+    server = _server()
+    state, data = request.app[server.STATE], await server._json(request)
+    ext = str(data.get("external_userid") or "").strip()
+    follow = data.get("follow_user")
+    if not ext or not isinstance(follow, list) or not follow:
+        raise web.HTTPBadRequest(text="external_userid and a non-empty follow_user list required")
+    state.contacts[ext] = {"name": str(data.get("name") or ext),
+                           "follow_user": [_follow(f, i) for i, f in enumerate(follow)]}
+    return web.json_response({"ok": True, "contact": state.contacts[ext]})
+
+
+async def list_contacts(request: web.Request) -> web.Response:
+    return web.json_response({"contacts": request.app[_server().STATE].contacts})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/cgi-bin/externalcontact/get", externalcontact_get)
+    app.router.add_post("/_sandbox/contacts", seed_contact)
+    app.router.add_get("/_sandbox/contacts", list_contacts)
