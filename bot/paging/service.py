@@ -283,8 +283,10 @@ class PagingService:
         await self._mirror(clock, ACK_STATUS[clock.subject_type])
         await self._audit(userid, "sla.acknowledge", clock, late=bool(self._ack_late(clock)))
         await self.fire_notices(clock.id)
+        then = ("完成后填写结案说明" if _surface.get() == "console"
+                else f"完成后回复“解决 {clock.id} 说明”")
         return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
-                f"客人已收到通知。{self._deadline_note(clock, now)}，完成后回复“解决 {clock.id} 说明”。")
+                f"客人已收到通知。{self._deadline_note(clock, now)}，{then}。")
 
     async def _take_over(self, userid: str, clock: ClockDTO, command: Command) -> str:
         now = self.clock()
@@ -302,9 +304,13 @@ class PagingService:
                                                  move_kf=_surface.get() != "console")
                     if self.handoff else [])
         await self._audit(userid, "sla.take_over", clock, problems=problems or None)
-        text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
-                f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
-                f"结束后回复“交还 {clock.id}”。")
+        if _surface.get() == "console":
+            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                    f"请在本页直接回复客人；结束后点“交还机器人”。")
+        else:
+            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                    f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
+                    f"结束后回复“交还 {clock.id}”。")
         if problems:
             text += "\n注意：" + "；".join(problems)
         return text
