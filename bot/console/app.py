@@ -78,8 +78,13 @@ def _is_htmx(request: web.Request) -> bool:
 def _to_login(request: web.Request, reason: Optional[str]) -> web.StreamResponse:
     target = "/login"
     query = []
-    if request.method == "GET" and request.path not in ("/", "/logout"):
-        query.append("next=" + quote(request.path_qs, safe=""))
+    # Back to the page the person was on (for an htmx poll: the page, not the fragment).
+    here = request.path_qs if request.method == "GET" and not _is_htmx(request) else None
+    if _is_htmx(request) and request.headers.get("HX-Current-URL"):
+        current = urlparse(request.headers["HX-Current-URL"])
+        here = current.path + (f"?{current.query}" if current.query else "")
+    if _safe_next(here) and here not in ("/", "/logout"):
+        query.append("next=" + quote(here, safe=""))
     if reason == "expired":
         query.append("expired=1")
     if query:
@@ -88,7 +93,8 @@ def _to_login(request: web.Request, reason: Optional[str]) -> web.StreamResponse
         response = web.Response(status=401, text=EXPIRED_TEXT, headers={"HX-Redirect": target})
     else:
         response = web.HTTPFound(target)
-    response.del_cookie(SESSION_COOKIE, path="/")
+    # The stale cookie stays: every request made with it is refused the same way, so a second
+    # poll in flight still says "expired" rather than "not signed in".
     return response
 
 

@@ -145,11 +145,10 @@ class Auth:
         if not self.signer.check("login", f"{userid}|{expires}|{nonce}", sig):
             raise BadToken("forged")
         now = self.clock()
-        try:
-            if now >= int(expires):
-                raise BadToken("expired")
-        except ValueError:
-            raise BadToken("malformed") from None
+        if not expires.isdigit():
+            raise BadToken("malformed")
+        if now >= int(expires):
+            raise BadToken("expired")
         self._used_links = {n: e for n, e in self._used_links.items() if e > now}
         if nonce in self._used_links or used_before(nonce):
             raise BadToken("used")
@@ -171,7 +170,7 @@ class Auth:
         if not self.signer.check("oauth", f"{value}|{expires}", sig) or \
                 not hmac.compare_digest(value, state):
             raise BadToken("forged")
-        if self.clock() >= int(expires):
+        if not expires.isdigit() or self.clock() >= int(expires):
             raise BadToken("expired")
 
 

@@ -65,7 +65,7 @@ class ConsoleDeps:
         return self.staff.policy
 
     def canned_for(self, property_id: Optional[str]) -> list[dict]:
-        own = self.canned.get(property_id or "", []) if property_id else []
+        own = self.canned.get(property_id, []) if property_id and property_id != "default" else []
         return own + self.canned.get("default", [])
 
     @property
