@@ -300,9 +300,11 @@ class PagingService:
             return f"您正在接待 #{clock.id} 的客人 {guest}。结束后回复“交还 {clock.id}”。"
         await self._mirror(clock, ACK_STATUS[clock.subject_type], advisor=userid)
         await self.fire_notices(clock.id)  # before the 微信客服 session moves to the advisor
-        problems = (await self.handoff.take_over(clock.sender_id, userid,
-                                                 move_kf=_surface.get() != "console")
-                    if self.handoff else [])
+        problems = []
+        if self.handoff and _surface.get() == "console":
+            problems = await self.handoff.take_over(clock.sender_id, userid, move_kf=False)
+        elif self.handoff:
+            problems = await self.handoff.take_over(clock.sender_id, userid)
         await self._audit(userid, "sla.take_over", clock, problems=problems or None)
         if _surface.get() == "console":
             text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"

@@ -117,6 +117,9 @@ async def test_advisor_signs_in_with_wecom_takes_over_replies_and_resolves(tmp_p
         await page.get_by_role("button", name="接管对话").click()
         await expect(page.locator(".flash")).to_contain_text("已接管")
         assert SENDER in stack.rasa.paused                      # the bot is silent for the guest
+        # The 微信客服 session stays with the API (state 1), so the console's replies can be sent.
+        trans = [c["body"] for c in await stack.calls("/cgi-bin/kf/service_state/trans")]
+        assert not [t for t in trans if t.get("service_state") == 3]
         assert any("我是李顾问" in t for t in await stack.kf_texts())
 
         # The guest writes; the bot stays quiet and the message shows up in the console.

@@ -391,3 +391,20 @@ async def test_reports_csv_and_svg(client, console):
         "/reports/nps.csv")).text()).lstrip("\ufeff"))))
     assert [(r["count"], r["nps"]) for r in nps] == [("1", "100")]
     assert (await client.get("/reports/secrets.csv")).status == 404
+
+
+# ---- production -------------------------------------------------------------------------------
+
+def test_preflight_refuses_the_console_on_development_values(monkeypatch):
+    from bot.console.auth import DEV_SECRET
+    from bot.preflight import run_checks
+    from bot.settings import get_settings
+
+    monkeypatch.setenv("CONSOLE_SECRET", DEV_SECRET)
+    monkeypatch.setenv("CONSOLE_BASE_URL", "http://localhost:8000")
+    monkeypatch.setenv("WECOM_OAUTH_BASE", "http://127.0.0.1:8800")
+    get_settings.cache_clear()
+    problems = [str(p) for p in run_checks()]
+    assert any(p.startswith("CONSOLE_SECRET") for p in problems)
+    assert any("CONSOLE_BASE_URL" in p for p in problems)
+    assert any("WECOM_OAUTH_BASE" in p for p in problems)
