@@ -1,11 +1,13 @@
 """Complaints and praise. Thin: `bot.complaints.service.ComplaintService` classifies, writes the
 ticket and words the replies.
 
-    complain -> action_complaint_triage: empathy first; major incident or strong anger: ticket +
-                handoff at once (complaint_route=handed_off); otherwise complaint_route=ask_details
-                and the complaint_form asks where / since when -- only what is still unknown
-    complaint_form done -> action_submit_complaint: routine ticket, who acts and by when
-    request_human inside the form -> action_complaint_escalate: ticket with what we know + handoff
+    complain -> action_complaint_triage: empathy first and the ticket at once (its SLA clock
+                starts with the first message); major incident or strong anger: + handoff
+                (complaint_route=handed_off); otherwise who acts and by when, then
+                complaint_route=ask_details and the complaint_form asks where / since when --
+                only what is still unknown
+    complaint_form done -> action_submit_complaint: the answers are added to that ticket
+    request_human inside the form -> action_complaint_escalate: same ticket + handoff
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from actions._common import call
 from actions._flows import flows, intent_of, replay_pending, text_of, write_or_queue
 from bot.complaints.classifier import MAJOR
 from bot.complaints.praise import OP_PRAISE
-from bot.complaints.service import OP_OPEN, ROUTE_DONE, Details
+from bot.complaints.service import OP_ENRICH, OP_OPEN, ROUTE_DONE, Details
 from bot.crm.store import StoreUnavailable
 from bot.handoff import OP_REQUEST
 from bot.replies import QUEUED_TEXT
@@ -55,14 +57,16 @@ class ActionComplaintTriage(Action):
         try:
             reply = await call(f.complaints.triage, tracker.sender_id, text)
         except StoreUnavailable:
-            # only major / angry complaints write at once: queue the ticket and the handoff
+            # queue the ticket (and the person, for a major incident or anger): the replay
+            # opens them and the worker pages then
             c = f.complaints.classify(text)
             details = Details(text, c.category, c.nature, c.location, c.since)
             severity = MAJOR if c.severity == MAJOR else "routine"
-            reason = "major_incident" if severity == MAJOR else "anger"
             await call(f.queue, OP_OPEN, tracker.sender_id, **details.as_payload(),
                        severity=severity)
-            await call(f.queue, OP_REQUEST, tracker.sender_id, reason=reason)
+            if severity == MAJOR or c.angry:
+                reason = "major_incident" if severity == MAJOR else "anger"
+                await call(f.queue, OP_REQUEST, tracker.sender_id, reason=reason)
             dispatcher.utter_message(text=c.empathy)
             if severity == MAJOR:
                 dispatcher.utter_message(text="如果有人受伤或有危险，请先拨打 120（急救）或 110（报警）。")
@@ -122,8 +126,7 @@ class ActionSubmitComplaint(Action):
         f = flows()
         details = _details(tracker)
         await write_or_queue(dispatcher, f, f.complaints.submit, tracker.sender_id, details,
-                             queue=[(OP_OPEN, tracker.sender_id,
-                                     {**details.as_payload(), "severity": "routine"})])
+                             queue=[(OP_ENRICH, tracker.sender_id, details.as_payload())])
         return [SlotSet(name, None) for name in DETAIL_SLOTS]
 
 
@@ -137,8 +140,7 @@ class ActionComplaintEscalate(Action):
         f = flows()
         details = _details(tracker)
         await write_or_queue(dispatcher, f, f.complaints.escalate, tracker.sender_id, details,
-                             queue=[(OP_OPEN, tracker.sender_id,
-                                     {**details.as_payload(), "severity": "routine"}),
+                             queue=[(OP_ENRICH, tracker.sender_id, details.as_payload()),
                                     (OP_REQUEST, tracker.sender_id, {"reason": "complaint"})])
         return [ActiveLoop(None), SlotSet("requested_slot", None),
                 *[SlotSet(name, None) for name in DETAIL_SLOTS]]

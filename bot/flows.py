@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from bot.complaints.praise import OP_PRAISE, PraiseService
-from bot.complaints.service import OP_OPEN, ComplaintService
+from bot.complaints.service import OP_ENRICH, OP_OPEN, ComplaintService
 from bot.crm.store import CRMStore
 from bot.handoff import OP_REQUEST, HandoffService
 from bot.orders.catalogue import Catalogue
@@ -48,6 +48,7 @@ class Flows:
             OP_CREATE: self.orders.apply_spooled,
             OP_CANCEL: self.orders.apply_spooled,
             OP_OPEN: self.complaints.apply_spooled,
+            OP_ENRICH: self.complaints.apply_spooled,
             OP_REQUEST: self.handoff.apply_spooled,
             OP_UNSUBSCRIBE: self.privacy.apply_spooled,
             OP_DELETION: self.privacy.apply_spooled,

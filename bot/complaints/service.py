@@ -1,14 +1,15 @@
-"""Complaints: empathy first, classify, ask only what is missing, open a ticket, say who acts and
-by when.
+"""Complaints: empathy first, classify, open the ticket with the first message (its SLA clock
+starts then), say who acts and by when, and add what the guest tells afterwards.
 
-    triage(text)  -> empathy + one of:
-        major incident      ticket (major, complaint_major) + handoff at once, no questions
-        strong anger        ticket (routine, complaint_routine) + handoff at once, no questions
-        routine             route "ask": the complaint form asks where / since when, but only
-                            what the first message did not already say
-    submit(details) -> ticket (routine, complaint_routine) + who will act and by when
-    escalate(details) -> the guest asked for a person mid-complaint: ticket + handoff
+    triage(text)  -> empathy + a ticket at once (the worker starts its clock and pages) + one of:
+        major incident      (major, complaint_major) + handoff, no questions
+        strong anger        (routine, complaint_routine) + handoff, no questions
+        routine             who acts and by when; route "ask": the complaint form asks where /
+                            since when, but only what the first message did not already say
+    submit(details) -> the answers are added to that ticket (found again by its first message)
+    escalate(details) -> the guest asked for a person mid-complaint: same ticket + handoff
 
+A guest who complains and then goes quiet is still heard: the ticket exists from the first line.
 Never argues, never promises compensation: what the hotel offers is the advisor's decision (SPEC:
 over-compensation for service failures, an alternative plan for force majeure) and the bot says
 only that the advisor will propose it.
@@ -31,6 +32,7 @@ from bot.sla_terms import COMPLAINT_MAJOR, COMPLAINT_ROUTINE, SlaTerms, default_
 log = logging.getLogger(__name__)
 
 OP_OPEN = "complaints.open"
+OP_ENRICH = "complaints.enrich"
 ROUTE_ASK = "ask_details"
 ROUTE_DONE = "handed_off"
 
@@ -79,7 +81,11 @@ class ComplaintService:
                                 f"（投诉编号 {ticket.id}）。", *handoff.texts),
                          slots={**slots, "complaint_route": ROUTE_DONE},
                          record_ids={"ticket": ticket.id, **handoff.record_ids})
-        return Reply(texts=(c.empathy,), slots={**slots, "complaint_route": ROUTE_ASK})
+        details = Details(text, c.category, c.nature, c.location, c.since)
+        ticket = self._open_ticket(sender_id, details, severity="routine")
+        return Reply(texts=(c.empathy, self._who_and_when(sender_id, details, ticket.id)),
+                     slots={**slots, "complaint_route": ROUTE_ASK},
+                     record_ids={"ticket": ticket.id})
 
     def _major(self, sender_id: str, text: str, c: Classification, slots: dict) -> Reply:
         details = Details(text, c.category, c.nature, c.location, c.since)
@@ -99,14 +105,16 @@ class ComplaintService:
 
     # ---- after the questions ------------------------------------------------------------------
     def submit(self, sender_id: str, details: Details) -> Reply:
-        """Open the routine ticket and say who acts and by when. Raises StoreUnavailable."""
-        ticket = self._open_ticket(sender_id, details, severity="routine")
-        return Reply.of(self._who_and_when(sender_id, details, ticket.id),
-                        record_ids={"ticket": ticket.id})
+        """Add the answers to the ticket the first message opened. Raises StoreUnavailable."""
+        ticket = self._ticket_for(sender_id, details)
+        added = [x for x in (details.location, details.since) if x and x != "不清楚"]
+        text = (f"谢谢，这些情况我已经补充到投诉 {ticket.id} 里，顾问处理时会看到。" if added
+                else f"没关系，顾问会按投诉 {ticket.id} 先处理，有需要会再和您确认。")
+        return Reply.of(text, record_ids={"ticket": ticket.id})
 
     def escalate(self, sender_id: str, details: Details) -> Reply:
         """The guest wants a person before the questions are done: keep what they said."""
-        ticket = self._open_ticket(sender_id, details, severity="routine")
+        ticket = self._ticket_for(sender_id, details)
         handoff = self.handoff.request(sender_id, "complaint")
         return Reply(texts=(f"好的，您反映的情况已经登记（投诉编号 {ticket.id}），顾问会接着处理，"
                             "您不用再从头说一遍。", *handoff.texts),
@@ -115,7 +123,11 @@ class ComplaintService:
     def apply_spooled(self, entry: dict) -> None:
         payload = dict(entry["payload"])
         severity = payload.pop("severity", "routine")
-        self._open_ticket(entry["sender_id"], Details(**payload), severity=severity)
+        details = Details(**payload)
+        if entry.get("op") == OP_ENRICH:
+            self._ticket_for(entry["sender_id"], details)
+        else:
+            self._open_ticket(entry["sender_id"], details, severity=severity)
 
     # ---- helpers -------------------------------------------------------------------------------
     def classify(self, text: str) -> Classification:
@@ -135,6 +147,17 @@ class ComplaintService:
             since_text=(details.since or None) and details.since[:64],
             sla_class=COMPLAINT_MAJOR if severity == MAJOR else COMPLAINT_ROUTINE,
             booking_id=booking.id if booking is not None else None)
+
+    def _ticket_for(self, sender_id: str, details: Details):
+        """The ticket the first message opened, with the answers added; opened now if it is
+        missing (it was queued while the CRM was down and never replayed, or was closed)."""
+        ticket = self.store.open_complaint(sender_id, details.text)
+        if ticket is None:
+            return self._open_ticket(sender_id, details, severity="routine")
+        location = details.location if details.location != "不清楚" else None
+        since = details.since if details.since != "不清楚" else None
+        return self.store.enrich_ticket(ticket.id, location=location, since_text=since,
+                                        category=details.category, nature=details.nature)
 
     def _booking(self, sender_id: str):
         bookings = self.store.upcoming_bookings(sender_id, self.now().date())

@@ -300,7 +300,8 @@ async def act(request: web.Request) -> web.StreamResponse:
     try:
         message = await deps.paging.act(member_of(request).userid, clock.id, verb, text)
     except ValueError as exc:
-        message = str(exc) if verb in ("note", "resolve", "reply") else "不支持的操作。"
+        message = (str(exc) if verb in ("note", "resolve", "reply", "decline")
+                   else "不支持的操作。")
     except StoreUnavailable as exc:
         message = f"数据库暂时不可用，操作未完成：{exc}"
     return _flash(_back(clock.id), message)

@@ -277,6 +277,7 @@ def to_jsonable(value: Any) -> Any:
 GUEST_FIELDS = frozenset({
     "wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid",
     "phone", "id_number", "passport_number", "health_notes", "birthday", "tier", "is_demo",
+    "owner_userid", "points",
 })
 IDENTITY_FIELDS = ("wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid")
 
@@ -399,6 +400,12 @@ class CRMStore:
         with self._session() as s:
             guest = self._guest_row(s, sender_id)
             return _dto(GuestDTO, guest) if guest else None
+
+    @guarded
+    def sender_id_of(self, guest_id: int) -> str | None:
+        """The sender id of a guest row (orders and tickets carry the row id)."""
+        with self._session() as s:
+            return s.execute(select(m.Guest.sender_id).where(m.Guest.id == guest_id)).scalar()
 
     @guarded
     def find_guest_by_identity(self, field_name: str, value: str) -> GuestDTO | None:
@@ -670,6 +677,33 @@ class CRMStore:
                 row.resolved_at = m.utcnow()
             s.flush()
             return _dto(TicketDTO, row)
+
+    @guarded
+    def enrich_ticket(self, ticket_id: int, *, location: str | None = None,
+                      since_text: str | None = None, category: str | None = None,
+                      nature: str | None = None) -> TicketDTO:
+        """Fill what the guest told after the ticket was opened; what is known stays."""
+        with self._session() as s:
+            row = self._require_row(s, m.Ticket, ticket_id)
+            for key, value in (("location", location and location[:128]),
+                               ("since_text", since_text and since_text[:64]),
+                               ("category", category), ("nature", nature)):
+                if value and not getattr(row, key):
+                    setattr(row, key, value)
+            s.flush()
+            return _dto(TicketDTO, row)
+
+    @guarded
+    def open_complaint(self, sender_id: str, description: str) -> TicketDTO | None:
+        """The guest's newest complaint ticket, still open, opened from this very message."""
+        stmt = (select(m.Ticket).join(m.Guest, m.Ticket.guest_id == m.Guest.id)
+                .where(m.Guest.sender_id == sender_id, m.Ticket.kind == "complaint",
+                       m.Ticket.status.in_(("open", "acknowledged")),
+                       m.Ticket.description == description)
+                .order_by(m.Ticket.id.desc()).limit(1))
+        with self._session() as s:
+            row = s.execute(stmt).scalar_one_or_none()
+            return _dto(TicketDTO, row) if row else None
 
     # ---- handoffs -------------------------------------------------------------------------
     @guarded

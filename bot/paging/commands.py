@@ -5,6 +5,8 @@
     回复 N 内容        send the guest a message through the bot's channel
     备注 N 内容        add a note to the case
     解决 N 说明        resolve it; the guest is told the 说明 and asked for a rating
+    确认 N [说明]      an order: the supplier confirmed it (the guest is told)
+    婉拒 N 原因        an order: the supplier cannot do it (order cancelled, the guest is told why)
     交还 N            hand the conversation back to the bot
     队列              your open cases and unassigned ones, with deadlines
     帮助              this help
@@ -23,6 +25,7 @@ from typing import Optional
 
 ACK, TAKEOVER, REPLY, NOTE, RESOLVE, HANDBACK, QUEUE, HELP = (
     "ack", "takeover", "reply", "note", "resolve", "handback", "queue", "help")
+CONFIRM, DECLINE = "confirm", "decline"
 
 # Longest aliases first (the matcher tries them in this order).
 ALIASES = {
@@ -34,9 +37,11 @@ ALIASES = {
     HANDBACK: ("交还", "交還", "归还", "歸還", "handback"),
     QUEUE: ("我的队列", "队列", "隊列", "列表", "queue"),
     HELP: ("帮助", "幫助", "help", "菜单", "菜單", "?", "？"),
+    CONFIRM: ("确认", "確認", "供应商确认", "供應商確認", "confirm"),
+    DECLINE: ("婉拒", "供应商拒绝", "供應商拒絕", "无法安排", "無法安排", "拒单", "拒單", "decline"),
 }
-NEEDS_TEXT = {NOTE: "备注内容", RESOLVE: "处理说明", REPLY: "回复内容"}
-NEEDS_CASE = (NOTE, RESOLVE, REPLY)
+NEEDS_TEXT = {NOTE: "备注内容", RESOLVE: "处理说明", REPLY: "回复内容", DECLINE: "原因（客人会看到）"}
+NEEDS_CASE = (NOTE, RESOLVE, REPLY, CONFIRM, DECLINE)
 MAX_CASE_ID = 2_000_000_000
 
 HELP_TEXT = (
@@ -47,6 +52,8 @@ HELP_TEXT = (
     "备注 N 内容 —— 给该单添加备注\n"
     "解决 N 说明 —— 结案，客人会收到说明并被邀请评分\n"
     "交还 N —— 把对话交还机器人\n"
+    "确认 N [说明] —— 订单：供应商已确认，客人会收到确认\n"
+    "婉拒 N 原因 —— 订单：供应商无法安排，订单取消，客人会收到原因\n"
     "队列 —— 查看我的待办和未接的单\n"
     "帮助 —— 查看本说明"
 )
@@ -154,8 +161,15 @@ def parse(text: str) -> Command:
         return Command(verb, case_id=case_id)
     if verb == TAKEOVER:
         return Command(verb, case_id=case_id)
+    if verb == CONFIRM:
+        if case_id is None:
+            raise CommandError("请写上编号，例如：确认 12（可加说明：确认 12 司机王师傅 139xxxx）")
+        if len(remainder) > 500:
+            raise CommandError("说明太长了（最多 500 字）。")
+        return Command(verb, case_id=case_id, text=remainder or None)
     # note / resolve / reply: a case number and some text
-    example = f"{ALIASES[verb][0]} 12 {'已更换房间并致歉' if verb == RESOLVE else '已联系客人'}"
+    example = f"{ALIASES[verb][0]} 12 " + {RESOLVE: "已更换房间并致歉",
+                                           DECLINE: "当天船已订满"}.get(verb, "已联系客人")
     if case_id is None:
         raise CommandError(f"请写上编号和{NEEDS_TEXT[verb]}，例如：{example}")
     if not remainder:

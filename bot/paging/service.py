@@ -19,10 +19,14 @@ import re
 import unicodedata
 from typing import Callable, Optional
 
+from bot.access import StaffAccess
+from bot.orders.supplier import SupplierDesk
 from bot.paging import clocks as rules
 from bot.paging.clocks import local_time_text
 from bot.paging.commands import (
     ACK,
+    CONFIRM,
+    DECLINE,
     HANDBACK,
     HELP,
     HELP_TEXT,
@@ -45,15 +49,16 @@ from bot.paging.worker import PagingWorker, utcnow
 log = logging.getLogger(__name__)
 
 STATE_WORDS = {rules.RESOLVED: "已结案", rules.CANCELLED: "已取消"}
-# What acknowledging / resolving means for the CRM record of each subject.
-ACK_STATUS = {"ticket": "acknowledged", "order": "confirmed", "handoff": "active"}
+# What acknowledging / resolving means for the CRM record of each subject. Acknowledging an
+# order says nothing about the supplier: it stays "requested" until 确认 / 婉拒 (SupplierDesk).
+ACK_STATUS = {"ticket": "acknowledged", "handoff": "active"}
 RESOLVE_STATUS = {"ticket": "resolved", "order": "done", "handoff": "returned"}
 
 # Which staff surface the current action came through ("advisor": the WeCom app, "console": the
 # staff console): it names the actor in the audit log, and a console takeover leaves the 微信客服
 # session with the API (state 1) so the advisor's replies from the console can still be sent.
 _surface: contextvars.ContextVar[str] = contextvars.ContextVar("paging_surface", default="advisor")
-VERBS = (ACK, TAKEOVER, NOTE, RESOLVE, HANDBACK, REPLY)
+VERBS = (ACK, TAKEOVER, NOTE, RESOLVE, HANDBACK, REPLY, CONFIRM, DECLINE)
 
 _RATING_RE = re.compile(r"^\s*([1-5一二三四五])\s*(?:分|星|颗星|顆星)?\s*[!！。.~～👍]*\s*$")
 _CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
@@ -81,12 +86,15 @@ class PagingService:
                  clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None):
         self.store = store
         self.policy = policy
+        self.access = StaffAccess(policy)  # advisors act only on their properties' cases
         self.messenger = messenger
         self.crm = crm
         self.handoff = handoff
         self.clock = clock
         self.notices = PagingWorker(store, policy, messenger, context=context, clock=clock,
                                     worker_id=worker_id or f"app:{os.getpid()}")
+        self.supplier = (SupplierDesk(crm, store, messenger, names=self._name, clock=clock)
+                         if crm is not None else None)
 
     # ---- helpers --------------------------------------------------------------------------
     def _name(self, userid: Optional[str]) -> str:
@@ -122,7 +130,7 @@ class PagingService:
 
     async def _mirror(self, clock: ClockDTO, status: str, advisor: Optional[str] = None) -> None:
         """Move the ticket / order / handoff on in the CRM (the clock is the SLA's truth)."""
-        if self.crm is None:
+        if self.crm is None or status is None:
             return
         try:
             if clock.subject_type == "ticket":
@@ -185,7 +193,9 @@ class PagingService:
 
     async def _case_by_guest(self, userid: str, name: str) -> ClockDTO | str:
         """接管 客人: the guest's open case (their newest), matched by name or sender id."""
-        candidates = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        candidates = [c for c in await asyncio.to_thread(self.store.clocks,
+                                                         states=rules.OPEN_STATES)
+                      if self.access.allows(userid, c.property_id)]
         matches = []
         for clock in candidates:
             if clock.sender_id == name or await self._guest_name(clock) == name:
@@ -218,26 +228,34 @@ class PagingService:
             clock = await self._pick_case(userid, command)
         if isinstance(clock, str):
             return clock
+        if not self.access.allows(userid, clock.property_id):
+            log.info("advisor %s refused case #%s (property %s)", userid, clock.id,
+                     clock.property_id)
+            return (f"#{clock.id} 不属于您值班的酒店，不能处理。"
+                    "如需协助，请联系该酒店的值班主管。")
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
-                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply}[command.verb]
+                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
+                   CONFIRM: self._supplier, DECLINE: self._supplier}[command.verb]
         return await handler(userid, clock, command)
 
     async def act(self, userid: str, case_id: int, verb: str, text: Optional[str] = None, *,
                   surface: str = "console") -> str:
         """One action on one case from another staff surface (the console): the same rules,
-        notices, audit and confirmations as the WeCom command. The caller checks the userid may
-        act on the case's property."""
+        notices, audit and confirmations as the WeCom command, and the same property rule."""
         if verb not in VERBS:
             raise ValueError(f"unknown action {verb!r}")
         text = (text or "").strip() or None
-        if verb in (NOTE, RESOLVE, REPLY) and not text:
+        if verb in (NOTE, RESOLVE, REPLY, DECLINE) and not text:
             raise ValueError("这个操作需要填写内容")
         try:
             clock = await asyncio.to_thread(self.store.clock, case_id)
         except ClockNotFound:
             return f"没有编号为 {case_id} 的单。"
+        if not self.access.allows(userid, clock.property_id):  # the caller checked too
+            return f"#{clock.id} 不属于您值班的酒店，不能处理。"
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
-                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply}[verb]
+                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
+                   CONFIRM: self._supplier, DECLINE: self._supplier}[verb]
         token = _surface.set(surface)
         try:
             return await handler(userid, clock, Command(verb, case_id, text=text))
@@ -280,9 +298,13 @@ class PagingService:
                     f"{local_time_text(self.policy, clock.acknowledged_at, now)} 接单。")
         if outcome == "already_yours":
             return f"您已接过 #{clock.id}（{label} · {guest}）。{self._deadline_note(clock, now)}。"
-        await self._mirror(clock, ACK_STATUS[clock.subject_type])
+        await self._mirror(clock, ACK_STATUS.get(clock.subject_type))
         await self._audit(userid, "sla.acknowledge", clock, late=bool(self._ack_late(clock)))
         await self.fire_notices(clock.id)
+        if clock.subject_type == "order":
+            return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
+                    f"客人已收到通知。请联系供应商：能安排回复“确认 {clock.id}”，"
+                    f"安排不了回复“婉拒 {clock.id} 原因”。{self._deadline_note(clock, now)}。")
         then = ("完成后填写结案说明" if _surface.get() == "console"
                 else f"完成后回复“解决 {clock.id} 说明”")
         return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
@@ -298,7 +320,7 @@ class PagingService:
             return f"#{clock.id} 的客人 {guest} 正由 {self._name(clock.takeover_userid)} 接待。"
         if outcome == "already_yours":
             return f"您正在接待 #{clock.id} 的客人 {guest}。结束后回复“交还 {clock.id}”。"
-        await self._mirror(clock, ACK_STATUS[clock.subject_type], advisor=userid)
+        await self._mirror(clock, ACK_STATUS.get(clock.subject_type), advisor=userid)
         await self.fire_notices(clock.id)  # before the 微信客服 session moves to the advisor
         problems = []
         if self.handoff and _surface.get() == "console":
@@ -316,6 +338,18 @@ class PagingService:
         if problems:
             text += "\n注意：" + "；".join(problems)
         return text
+
+    async def _supplier(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        """确认 / 婉拒: the supplier's answer to an order (bot.orders.supplier)."""
+        if clock.subject_type != "order":
+            return f"#{clock.id} 不是订单，“确认/婉拒”只用于附加服务订单。"
+        if self.supplier is None:
+            return "未连接客户资料库，无法记录供应商结果。"
+        if command.verb == CONFIRM:
+            outcome = await self.supplier.confirm(clock.subject_id, userid, command.text)
+        else:
+            outcome = await self.supplier.decline(clock.subject_id, userid, command.text or "")
+        return outcome.message
 
     async def _note(self, userid: str, clock: ClockDTO, command: Command) -> str:
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "note", command.text)
@@ -380,7 +414,9 @@ class PagingService:
 
     async def queue_text(self, userid: str) -> str:
         now = self.clock()
-        open_cases = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        open_cases = [c for c in await asyncio.to_thread(self.store.clocks,
+                                                         states=rules.OPEN_STATES)
+                      if self.access.allows(userid, c.property_id)]
         mine = [c for c in open_cases if c.holder == userid]
         waiting = [c for c in open_cases if c.state == rules.RUNNING and c.holder != userid]
 
@@ -399,6 +435,16 @@ class PagingService:
         parts += [await line(c) for c in mine[:15]] or ["无"]
         parts.append(f"待接单（{len(waiting)}）：")
         parts += [await line(c) for c in waiting[:15]] or ["无"]
+        if self.crm is not None:  # guests' names went to this advisor: a staff read
+            from bot.audit import Staff
+
+            try:
+                await asyncio.to_thread(self.crm.record_audit, Staff("advisor", userid).actor,
+                                        "case.queue", None, None,
+                                        {"cases": [c.id for c in (mine[:15] + waiting[:15])]})
+            except Exception as exc:
+                log.error("queue of %s not audited: %s", userid, exc)
+                return "暂时无法查看队列，请稍后再试。"
         return "\n".join(parts)
 
     async def on_app_message(self, message) -> bool:

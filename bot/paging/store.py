@@ -40,6 +40,11 @@ OPEN_SUBJECT_STATUS = {"ticket": ("open",), "order": ("requested",), "handoff": 
 # Targets of the notices advisors' actions create (not usable in the policy file).
 GUEST_ACK, GUEST_RESOLVED, GUEST_TAKEOVER, GUEST_HANDBACK = (
     "guest_ack", "guest_resolved", "guest_takeover", "guest_handback")
+# The one message to the advisor who had a case when its subject went away (the guest
+# cancelled the order); it fires although the clock is cancelled.
+ADVISOR_CANCELLED = "advisor_cancelled"
+# Subject statuses that mean "gone": the clock is cancelled (not resolved) when one is seen.
+GONE_SUBJECT_STATUS = {"order": ("cancelled",)}
 
 
 def _utc(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
@@ -541,14 +546,47 @@ class PagingStore:
             return _clock_dto(clock), "resolved"
 
     def cancel(self, case_id: int, why: str, now: dt.datetime) -> ClockDTO:
-        """The subject went away (e.g. the guest cancelled the order): no more steps."""
+        """The subject went away (e.g. the guest cancelled the order): no more steps, and the
+        advisor who had it (if anyone was paged) is told once."""
         with self._session() as s:
             clock = self._locked_clock(s, case_id)
-            if clock.state in rules.OPEN_STATES:
-                clock.state = rules.CANCELLED
-                self._cancel_future_steps(s, case_id, ("ack", "resolve", "none"), now, why)
+            self._cancel(s, clock, why, now)
             s.flush()
             return _clock_dto(clock)
+
+    def _cancel(self, s, clock: SlaClock, why: str, now: dt.datetime) -> bool:
+        if clock.state not in rules.OPEN_STATES:
+            return False
+        clock.state = rules.CANCELLED
+        # every step not yet fired is settled now (due or not: nothing more about this case)
+        s.execute(update(SlaStep).where(
+            SlaStep.clock_id == clock.id, SlaStep.status == rules.PENDING,
+        ).values(status=rules.SKIPPED, error=why).execution_options(synchronize_session=False))
+        s.add(SlaNote(clock_id=clock.id, author="system", kind="cancelled", text=why[:2000]))
+        if clock.takeover_userid or clock.assignee_userid or clock.paged_userid:
+            self._add_notice(s, clock, ADVISOR_CANCELLED, ADVISOR_CANCELLED, now)
+        return True
+
+    def cancel_gone_subjects(self, now: dt.datetime, limit: int = 200) -> list[ClockDTO]:
+        """Cancel the open clocks whose subject went away in the CRM (an order the guest
+        cancelled, by whatever path: the bot, a console, an import). Returns those cancelled."""
+        cancelled = []
+        with self._session() as s:
+            for subject_type, statuses in GONE_SUBJECT_STATUS.items():
+                model = {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type]
+                gone = (select(model.id).where(model.id == SlaClock.subject_id,
+                                                model.status.in_(statuses)).exists())
+                stmt = (select(SlaClock).where(SlaClock.subject_type == subject_type,
+                                               SlaClock.state.in_(list(rules.OPEN_STATES)), gone)
+                        .order_by(SlaClock.id).limit(limit))
+                if self.is_postgres:
+                    stmt = stmt.with_for_update(skip_locked=True)
+                for clock in s.execute(stmt).scalars():
+                    why = {"order": "客人已取消订单"}.get(subject_type, "已取消")
+                    if self._cancel(s, clock, why, now):
+                        cancelled.append(clock)
+            s.flush()
+            return [_clock_dto(c) for c in cancelled]
 
     def add_note(self, case_id: int, author: str, kind: str, text: str) -> NoteDTO:
         with self._session() as s:

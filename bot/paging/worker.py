@@ -35,6 +35,7 @@ from bot.paging.context import GuestContext
 from bot.paging.pager import CardFacts, Messenger, group_text, guest_text, page_card
 from bot.paging.policy import Policy
 from bot.paging.store import (
+    ADVISOR_CANCELLED,
     GUEST_ACK,
     GUEST_HANDBACK,
     GUEST_RESOLVED,
@@ -94,8 +95,10 @@ class PagingWorker:
                  concurrency: int = 16,
                  max_attempts: int = 5,
                  retry_after: dt.timedelta = dt.timedelta(seconds=15),
-                 discovery_window: dt.timedelta = dt.timedelta(days=1)):
+                 discovery_window: dt.timedelta = dt.timedelta(days=1),
+                 links=None):
         self.store = store
+        self.links = links  # bot.paging.links.CaseLinks (None: built from the settings per link)
         self.policy = policy
         self.messenger = messenger
         self.context = context or GuestContext()
@@ -119,6 +122,10 @@ class PagingWorker:
         report = TickReport()
         now = self.clock()
         report.released = await asyncio.to_thread(self.store.release_expired, now)
+        # Before anything fires: a case whose order the guest cancelled pages nobody again.
+        for clock in await asyncio.to_thread(self.store.cancel_gone_subjects, now):
+            log.info("case #%s: %s %s went away, clock cancelled", clock.id, clock.subject_type,
+                     clock.subject_id)
         for _ in range(100):  # bounded: the loop gets its turn again soon
             # New cases are looked for before every batch, so a backlog of due steps does not
             # hold back the first page of a complaint that just came in.
@@ -189,6 +196,8 @@ class PagingWorker:
         decision = rules.step_decision(step.until, clock.state, due_at=step.due_at,
                                        acknowledged_at=clock.acknowledged_at,
                                        resolved_at=clock.resolved_at)
+        if step.step == ADVISOR_CANCELLED:  # the one step that exists because it was cancelled
+            decision = rules.FIRE
         if decision == rules.SKIPPED:
             await asyncio.to_thread(self.store.finish_step, step.id, self.worker_id, rules.SKIPPED,
                                     fired_at=now, error=f"clock {clock.state} before it fell due")
@@ -271,7 +280,8 @@ class PagingWorker:
         late_by = now - step.due_at if rules.is_late(step.due_at, now, policy.grace) else None
         acknowledged = clock.acknowledged_at is not None
         deliveries: list[_Delivery] = []
-        needs_card = any(t not in NOTICE_TARGETS and t != "guest" for t in step.notify)
+        needs_card = any(t not in NOTICE_TARGETS and t not in ("guest", ADVISOR_CANCELLED)
+                         for t in step.notify)
         guest = await self.context.card(clock.sender_id) if needs_card else None
         holder = clock.holder
 
@@ -287,13 +297,15 @@ class PagingWorker:
             key = f"{target}:{userid}"
             if key in delivered:
                 return
-            card = page_card(policy, card_facts, guest, now)
+            card = page_card(policy, card_facts, guest, now, viewer=userid, links=self.links)
             dedupe = f"sla:{step.id}:{key}"
-            deliveries.append(_Delivery(
-                key, f"app:{userid}",
-                lambda: self.messenger.app_textcard(userid, card["title"], card["description"],
-                                                    card["url"], card["btntxt"], dedupe_key=dedupe),
-                True, paged))
+
+            async def send() -> None:
+                # What the card shows the advisor is a staff read of the guest: audited.
+                await self.context.audit_sent(userid, clock, card_facts.step)
+                await self.messenger.app_textcard(userid, card["title"], card["description"],
+                                                  card["url"], card["btntxt"], dedupe_key=dedupe)
+            deliveries.append(_Delivery(key, f"app:{userid}", send, True, paged))
 
         async def current_load() -> dict:
             if self._load is None:
@@ -363,12 +375,25 @@ class PagingWorker:
                 group = prop.emergency_group
                 key = f"emergency_group:{group.name}" if group else ""
                 if group and key not in delivered:
-                    text = group_text(policy, facts(step.step, True, self._name(holder)), guest, now)
+                    text = group_text(policy, facts(step.step, True, self._name(holder)), guest,
+                                      now, group=group.name, links=self.links)
                     dedupe = f"sla:{step.id}:{key}"
                     deliveries.append(_Delivery(
                         key, f"group:{group.name}",
                         lambda g=group, t=text, d=dedupe: self.messenger.group_post(
                             g.webhook, t, g.mention, dedupe_key=d), True))
+            elif target == ADVISOR_CANCELLED:
+                userid = clock.holder
+                key = f"{target}:{userid}"
+                if userid is None or key in delivered:
+                    continue
+                text = (f"#{clock.id} {cls.label}已取消：{clock.summary or ''}。"
+                        "客人已自行取消，无需再处理；如已联系供应商，请告知对方取消。")
+                dedupe = f"sla:{step.id}:{key}"
+                deliveries.append(_Delivery(
+                    key, f"app:{userid}",
+                    lambda u=userid, t=text, d=dedupe: self.messenger.app_text(u, t, dedupe_key=d),
+                    False))
             elif target == "guest" and clock.state == rules.RESOLVED:
                 continue  # a late escalation of a case since resolved: the guest has been told
             elif target == "guest" or target in NOTICE_TARGETS:

@@ -56,42 +56,57 @@ async def triage(sender, text):
     return messages, slot_events(events)
 
 
-async def test_routine_complaint_empathy_first_then_only_the_missing_question(services, fresh_store):
+async def test_routine_complaint_opens_its_ticket_with_the_first_message(services, fresh_store):
     messages, slots = await triage("demo-lin", "房间里一股很重的烟味")
     assert messages[0].startswith("非常抱歉")  # empathy first
-    assert slots["complaint_route"] == "ask_details"
-    assert slots["complaint_location"] == "房间"  # said already: not asked again
-    assert fresh_store.tickets("demo-lin") == []  # nothing written before the details
-
-    p = player("demo-lin")
-    p.slots.update(slots)
-    said = await p.say("从昨天晚上入住就有", "inform")
-    assert p.slots["complaint_since"]
-    messages, _ = await p.run_action(ActionSubmitComplaint())
     text = " ".join(messages)
-    assert "投诉编号" in text  # who acts, and by when:
+    assert "投诉编号" in text  # who acts, and by when, at once:
     assert promised("complaint_routine") and all(d in text for d in promised("complaint_routine"))
     assert not any(word in text for word in FORBIDDEN)
-
+    # the ticket (and so the SLA clock, which the worker starts from it) exists before any answer
     [ticket] = fresh_store.tickets("demo-lin")
     assert (ticket.kind, ticket.category, ticket.severity, ticket.nature, ticket.sla_class) == \
         ("complaint", "hygiene", "routine", "service_failure", "complaint_routine")
     assert ticket.description == "房间里一股很重的烟味" and ticket.location == "房间"
+    assert ticket.since_text is None and f"投诉编号 {ticket.id}" in text
     assert ticket.booking_id == fresh_store.upcoming_bookings("demo-lin")[0].id
+    assert slots["complaint_route"] == "ask_details"
+    assert slots["complaint_location"] == "房间"  # said already: not asked again
+
+    p = player("demo-lin")
+    p.slots.update(slots)
+    await p.say("从昨天晚上入住就有", "inform")
+    assert p.slots["complaint_since"]
+    messages, _ = await p.run_action(ActionSubmitComplaint())
+    assert f"投诉 {ticket.id}" in " ".join(messages)
+    [enriched] = fresh_store.tickets("demo-lin")  # the same ticket, with the answer added
+    assert enriched.id == ticket.id and "昨天" in enriched.since_text
+    assert enriched.location == "房间"
+
+
+async def test_a_guest_who_goes_quiet_after_complaining_still_has_a_ticket(services, fresh_store):
+    """The review's case: one message through 微信客服, then nothing."""
+    _, slots = await triage("kf:wm_quiet", "你们的房间太脏了，床单上有头发，卫生间也有异味，我很生气")
+    [ticket] = fresh_store.tickets("kf:wm_quiet")
+    assert ticket.status == "open" and ticket.sla_class == "complaint_routine"
 
 
 async def test_the_form_asks_where_when_it_was_not_said(services, fresh_store):
     _, slots = await triage("demo-lin", "隔壁太吵了")
     assert slots["complaint_location"] is None
+    [opened] = fresh_store.tickets("demo-lin")
+    assert opened.location is None
     p = player("demo-lin")
     p.slots.update(slots)
     await p.say("1206房", "inform")
     assert p.slots["complaint_location"] == "1206房间"
-    said = await p.say("不记得了", "inform")
+    await p.say("不记得了", "inform")
     assert p.slots["complaint_since"] == "不清楚"
-    await p.run_action(ActionSubmitComplaint())
+    messages, _ = await p.run_action(ActionSubmitComplaint())
     [ticket] = fresh_store.tickets("demo-lin")
-    assert ticket.category == "noise" and ticket.since_text == "不清楚"
+    assert ticket.id == opened.id and ticket.category == "noise"
+    assert ticket.location == "1206房间" and ticket.since_text is None  # "don't know" is not a fact
+    assert f"投诉 {ticket.id}" in " ".join(messages)
 
 
 async def test_major_incident_goes_straight_to_a_person(services, fresh_store):
@@ -122,8 +137,9 @@ async def test_a_person_asked_for_in_the_middle_of_the_complaint(services, fresh
     messages, events = await run(ActionComplaintEscalate(), t)
     assert "不用再从头说" in messages[0]
     assert any(e["event"] == "active_loop" and e["name"] is None for e in events)
-    [ticket] = fresh_store.tickets("demo-lin")
+    [ticket] = fresh_store.tickets("demo-lin")  # one ticket: the one the first message opened
     assert ticket.description == "早餐太差了" and ticket.category == "breakfast"
+    assert f"投诉编号 {ticket.id}" in messages[0]
     assert [h.reason for h in fresh_store.handoffs("demo-lin")] == ["complaint"]
 
 

@@ -5,6 +5,8 @@ import pytest
 
 from bot.paging.commands import (
     ACK,
+    CONFIRM,
+    DECLINE,
     HANDBACK,
     HELP,
     HELP_TEXT,
@@ -102,3 +104,25 @@ def test_none_and_control_characters_do_not_crash():
         parse(None)  # type: ignore[arg-type]
     with pytest.raises(CommandError):
         parse("\x00\x01\x02")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("确认 12", Command(CONFIRM, 12)),
+    ("確認１２ 司機王師傅", Command(CONFIRM, 12, text="司機王師傅")),
+    ("供应商确认 #12，明早7:40在大堂等", Command(CONFIRM, 12, text="明早7:40在大堂等")),
+    ("婉拒 12 当天船已订满", Command(DECLINE, 12, text="当天船已订满")),
+    ("无法安排12：台风停航", Command(DECLINE, 12, text="台风停航")),
+])
+def test_supplier_answers(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text,hint", [
+    ("确认", "请写上编号"),
+    ("婉拒 12", "原因"),
+    ("婉拒", "编号"),
+])
+def test_supplier_answers_need_a_case_and_a_reason(text, hint):
+    with pytest.raises(CommandError) as err:
+        parse(text)
+    assert hint in err.value.reply

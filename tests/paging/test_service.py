@@ -243,3 +243,74 @@ async def test_app_handler_answers_text_and_ignores_events(crm, paging, make_wor
 ])
 def test_parse_rating(text, score):
     assert parse_rating(text) == score
+
+
+# ---- the supplier's answer to an order (bot/orders/supplier.py) ---------------------------------
+
+async def test_ack_of_an_order_does_not_claim_the_supplier_confirmed(crm, paging, make_worker, clock,
+                                                                     service, messenger):
+    sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
+    reply = await service.handle_command("advisor_li", f"接单 {case.id}")
+    assert f"确认 {case.id}" in reply and f"婉拒 {case.id}" in reply
+    assert crm.order(order.id).status == "requested"  # an advisor is on it; no supplier yet
+    [ack] = messenger.to("guest", sender)
+    assert "确认" not in ack["text"]  # the guest is told who took it, not that it is confirmed
+
+
+async def test_supplier_confirmation_confirms_closes_and_tells_the_guest(crm, paging, make_worker,
+                                                                         clock, service, messenger):
+    sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
+    await service.handle_command("advisor_li", f"接单 {case.id}")
+    reply = await service.handle_command("advisor_li", f"确认 {case.id} 司机王师傅，车牌琼B12345")
+    assert reply.startswith(f"已记录 #{case.id} 订单 {order.id}（接机）供应商确认") and "客人已收到" in reply
+    assert crm.order(order.id).status == "confirmed"
+    assert paging.clock(case.id).state == "resolved"
+    told = messenger.to("guest", sender)[-1]["text"]
+    assert f"订单号 {order.id}" in told and "已经确认可以安排" in told and "琼B12345" in told
+    assert "1-5" not in told  # no rating request for a confirmation
+    assert "order.supplier_confirmed" in {
+        a.action for a in crm.audit_entries(subject_type="order", subject_id=order.id)}
+    again = await service.handle_command("advisor_li", f"确认 {case.id}")
+    assert "已经是供应商确认状态" in again and len(messenger.to("guest", sender)) == 2
+    # nothing more pages about it: the loop is closed
+    sent = len(messenger.sent)
+    for seconds in (10, 60, 300):
+        clock.set(order.created_at + dt.timedelta(seconds=seconds))
+        await worker.tick()
+    assert len(messenger.sent) == sent
+
+
+async def test_supplier_decline_cancels_with_the_reason_and_no_cancel_note(crm, paging, make_worker,
+                                                                          clock, service, messenger):
+    sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
+    hint = await service.handle_command("advisor_li", f"婉拒 {case.id}")
+    assert "原因" in hint and crm.order(order.id).status == "requested"
+    reply = await service.handle_command("advisor_li", f"婉拒 {case.id} 当天的车都已约满")
+    assert "供应商无法安排，订单已取消" in reply
+    assert crm.order(order.id).status == "cancelled"
+    told = messenger.to("guest", sender)[-1]["text"]
+    assert told.startswith("很抱歉") and "当天的车都已约满" in told and f"订单号 {order.id}" in told
+    # the worker must not take this for the guest's own cancellation
+    sent = len(messenger.sent)
+    clock.advance(2)
+    await worker.tick()
+    assert len(messenger.sent) == sent and paging.clock(case.id).state == "resolved"
+    late = await service.handle_command("advisor_li", f"确认 {case.id}")
+    assert "已取消" in late and crm.order(order.id).status == "cancelled"
+
+
+async def test_confirm_or_decline_only_apply_to_orders(crm, paging, make_worker, clock, service):
+    sender, ticket, case, worker = await paged_case(crm, paging, make_worker, clock)
+    assert "不是订单" in await service.handle_command("advisor_li", f"确认 {case.id}")
+    assert "请写上编号" in await service.handle_command("advisor_li", "确认")
+
+
+async def test_the_console_calls_the_same_service(crm, paging, make_worker, clock, service,
+                                                  messenger):
+    """SupplierDesk is a plain service: the staff console uses it without any WeCom command."""
+    sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
+    outcome = await service.supplier.decline(order.id, "advisor_zhou", "潜水船检修")
+    assert outcome.ok and outcome.status == "declined" and outcome.case_id == case.id
+    assert outcome.guest_told and crm.order(order.id).status == "cancelled"
+    missing = await service.supplier.confirm(999999, "advisor_zhou")
+    assert missing.status == "not_found" and not missing.ok

@@ -304,16 +304,46 @@ async def test_unknown_class_closed_subjects_and_old_ones_get_no_clock(crm, pagi
     assert closed and unclassed
 
 
-async def test_cancelled_clock_fires_nothing_more(crm, paging, make_worker, clock, messenger):
+async def test_an_order_the_guest_cancels_pages_nobody_again(crm, paging, make_worker, clock,
+                                                              messenger):
+    """Through the guest's own path (OrderService.cancel, what action_cancel_order calls): the
+    worker sees the cancelled order, cancels every step of its clock, tells the paged advisor
+    once, and neither re-pages, escalates nor says sorry to the guest."""
+    from bot.orders.service import OrderService
+
     sender = new_guest(crm)
     order = crm.create_order(sender, item="接机", sla_class="addon_order")
     worker = make_worker()
     await run_at(worker, clock, order.created_at)
     case = paging.clock_for("order", order.id)
-    paging.cancel(case.id, "guest cancelled", order.created_at + dt.timedelta(seconds=1))
-    await run_at(worker, clock, order.created_at + dt.timedelta(seconds=100))
-    assert len(messenger.sent) == 1
-    assert {s.status for s in paging.steps(case.id)} == {"sent", "skipped"}
+    [page] = messenger.to("app", "advisor_li")
+    assert page["msgtype"] == "textcard" and f"#{case.id}" in page["title"]
+
+    reply = OrderService(crm).cancel(sender, f"取消订单{order.id}")
+    assert "已为您取消" in reply.texts[0]
+    for seconds in (1, 2, 6, 11, 30, 61, 300):  # past re-page, escalation and resolve deadlines
+        await run_at(worker, clock, order.created_at + dt.timedelta(seconds=seconds))
+    assert paging.clock(case.id).state == rules.CANCELLED
+    [told] = messenger.to("app", "advisor_li")[1:]
+    assert told["msgtype"] == "text" and f"#{case.id}" in told["text"] and "取消" in told["text"]
+    assert len(messenger.sent) == 2  # the page, the one cancellation note: nothing to anyone else
+    assert messenger.to("guest") == [] and messenger.to("app", "supervisor_wang") == []
+    statuses = {s.step: s.status for s in paging.steps(case.id)}
+    assert statuses.pop("page") == "sent" and statuses.pop("advisor_cancelled") == "sent"
+    assert set(statuses.values()) == {"skipped"}
+
+
+async def test_an_order_cancelled_before_anyone_was_paged_tells_nobody(crm, paging, make_worker,
+                                                                       clock, messenger):
+    from bot.orders.service import OrderService
+
+    sender = new_guest(crm)
+    order = crm.create_order(sender, item="接机", sla_class="addon_order")
+    OrderService(crm).cancel(sender, "")
+    worker = make_worker()
+    for seconds in (0, 6, 61):
+        await run_at(worker, clock, order.created_at + dt.timedelta(seconds=seconds))
+    assert paging.clock_for("order", order.id) is None and messenger.sent == []
 
 
 async def test_run_loop_pages_a_new_complaint_and_stops(crm, paging, policy, messenger):
