@@ -226,6 +226,20 @@ def service_problems(settings: Settings) -> list[Problem]:
     return found
 
 
+def http_parser_problems(settings: Settings) -> list[Problem]:
+    """aiohttp (the intake server, the console) must use its C HTTP parser: the pure-Python one
+    in the version Rasa allows has request-smuggling advisories (docs/SECURITY.md)."""
+    import aiohttp.helpers
+    import aiohttp.http_parser
+
+    if aiohttp.helpers.NO_EXTENSIONS or \
+            aiohttp.http_parser.HttpRequestParser is aiohttp.http_parser.HttpRequestParserPy:
+        return [Problem("AIOHTTP_NO_EXTENSIONS", "aiohttp runs its pure-Python HTTP parser "
+                        "(request smuggling advisories): unset AIOHTTP_NO_EXTENSIONS and install "
+                        "the binary wheel")]
+    return []
+
+
 def policy_problems(settings: Settings) -> list[Problem]:
     from bot.paging.policy import PolicyError, load_policy
 
@@ -247,7 +261,7 @@ def policy_problems(settings: Settings) -> list[Problem]:
 
 
 BUILTIN_CHECKS: tuple = (store_problems, wecom_problems,
-                         service_problems, policy_problems)
+                         service_problems, policy_problems, http_parser_problems)
 
 
 # ---- running them ---------------------------------------------------------------------------
