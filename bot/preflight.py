@@ -304,7 +304,11 @@ def run_checks(settings: Optional[Settings] = None, *,
 def enforce(process: str, settings: Optional[Settings] = None, *,
             extra: Iterable[Callable[[Settings], Iterable]] = ()) -> list[Problem]:
     """Run at a process's start. Strict (anything but an explicit development/test): raise
-    PreflightFailed naming every problem. Relaxed: log them as warnings and return them."""
+    PreflightFailed naming every problem. Relaxed: log them as warnings and return them.
+    Also installs the log redaction (bot.log_redaction) for the whole process."""
+    from bot import log_redaction
+
+    log_redaction.install()  # every process: WeCom ids hashed in every log line
     settings = settings or get_settings()
     problems = run_checks(settings, extra=extra)
     if not settings.relaxed:

@@ -135,6 +135,28 @@ class EncryptedText(TypeDecorator):
         return decrypt(value)
 
 
+class EncryptedJSON(TypeDecorator):
+    """A JSON document stored as one Fernet token (TEXT): raw WeCom payloads and message bodies
+    carry guests' words, so they are encrypted like the other copies of them."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        import json
+
+        return encrypt(json.dumps(value, ensure_ascii=False))
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        import json
+
+        return json.loads(decrypt(value))
+
+
 def reset_for_tests() -> None:
     """Forget cached ciphers and the 'already warned' flag (tests change the environment)."""
     global _warned_dev_key

@@ -268,7 +268,7 @@ class Order(TimestampMixin, Base):
     scheduled_at = Column(UTCDateTime)
     party_size = Column(Integer)
     flight_no = Column(String(16))
-    notes = Column(Text)
+    notes = Column(EncryptedText)  # free text from the guest or staff
     status = Column(String(16), nullable=False, default="requested")
     sla_class = Column(String(32))
 
@@ -291,7 +291,7 @@ class Ticket(Base):
     category = Column(String(32))
     severity = Column(String(16), nullable=False, default="routine")
     nature = Column(String(24))
-    description = Column(Text)
+    description = Column(EncryptedText)  # the guest's own words
     location = Column(String(128))
     since_text = Column(String(64))
     sla_class = Column(String(32))

@@ -709,13 +709,14 @@ class CRMStore:
     @guarded
     def open_complaint(self, sender_id: str, description: str) -> TicketDTO | None:
         """The guest's newest complaint ticket, still open, opened from this very message."""
+        # The description is encrypted (a new token each write): compared once decrypted.
         stmt = (select(m.Ticket).join(m.Guest, m.Ticket.guest_id == m.Guest.id)
                 .where(m.Guest.sender_id == sender_id, m.Ticket.kind == "complaint",
-                       m.Ticket.status.in_(("open", "acknowledged")),
-                       m.Ticket.description == description)
-                .order_by(m.Ticket.id.desc()).limit(1))
+                       m.Ticket.status.in_(("open", "acknowledged")))
+                .order_by(m.Ticket.id.desc()).limit(20))
         with self._session() as s:
-            row = s.execute(stmt).scalar_one_or_none()
+            row = next((t for t in s.execute(stmt).scalars() if t.description == description),
+                       None)
             return _dto(TicketDTO, row) if row else None
 
     # ---- handoffs -------------------------------------------------------------------------

@@ -5,14 +5,14 @@
 - On PostgreSQL the audit log refuses UPDATE, DELETE and TRUNCATE (a trigger, so it binds the
   table's owner too, which REVOKE would not): an application role cannot rewrite history.
 
-Revision ID: 0006_legal_hold_audit
+Revision ID: 0009_legal_hold_audit
 Revises: 0008_guest_notices
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0006_legal_hold_audit"
+revision = "0009_legal_hold_audit"
 down_revision = "0008_guest_notices"
 branch_labels = None
 depends_on = None
