@@ -111,3 +111,16 @@ def test_registered_module_secrets_and_checks(prod_env):
         "python -c \"import secrets; print(secrets.token_urlsafe(32))\"",
         "tests.security.preflight_plugin: the plugin's own check failed",
     ]
+
+
+def test_wecom_config_never_uses_dev_secrets_in_production(bare_env):
+    from bot.wecom.config import WeComConfig
+
+    bare_env.setenv("WECOM_API_BASE", dev_defaults.SANDBOX_API_BASE)
+    bare_env.setenv("CONCIERGE_ENV", "development")
+    get_settings.cache_clear()
+    assert WeComConfig.load().kf.token == dev_defaults.KF_TOKEN
+    bare_env.setenv("CONCIERGE_ENV", "production")
+    get_settings.cache_clear()
+    config = WeComConfig.load()
+    assert config.kf.token is None and not config.kf.enabled and config.app_secret is None
