@@ -305,10 +305,7 @@ def enforce(process: str, settings: Optional[Settings] = None, *,
             extra: Iterable[Callable[[Settings], Iterable]] = ()) -> list[Problem]:
     """Run at a process's start. Strict (anything but an explicit development/test): raise
     PreflightFailed naming every problem. Relaxed: log them as warnings and return them.
-    Also installs the log redaction (bot.log_redaction) for the whole process."""
-    from bot import log_redaction
-
-    log_redaction.install()  # every process: WeCom ids hashed in every log line
+    Entry points call `start_process`, which also installs the log redaction."""
     settings = settings or get_settings()
     problems = run_checks(settings, extra=extra)
     if not settings.relaxed:
@@ -321,6 +318,16 @@ def enforce(process: str, settings: Optional[Settings] = None, *,
                     "would refuse to start (run `concierge preflight` for the list)",
                     process, settings.concierge_env, len(problems))
     return problems
+
+
+def start_process(process: str, settings: Optional[Settings] = None, *,
+                  extra: Iterable[Callable[[Settings], Iterable]] = ()) -> list[Problem]:
+    """What every long-running process does first: hash WeCom ids in every log line from now on
+    (bot.log_redaction), then `enforce` the preflight."""
+    from bot import log_redaction
+
+    log_redaction.install()
+    return enforce(process, settings, extra=extra)
 
 
 # ---- per-process checks (the entry points pass them as `extra`) -----------------------------
