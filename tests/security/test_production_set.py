@@ -398,7 +398,7 @@ def test_foreign_response_url_gets_no_reply(prod):
 def test_each_process_refuses_weak_configuration(prod, change, words):
     env = {**prod["env"], **change}
     commands = procfile_commands({5005: free_port(), 5055: free_port(), 5006: free_port()})
-    for name in ("rasa", "actions", "intake", "worker"):
+    for name in ("rasa", "actions", "intake", "worker", "marketing", "console"):
         done = subprocess.run(["bash", "-c", "exec " + commands[name]], env=env,
                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode != 0 and words in done.stderr, (name, done.stderr[-2000:])
