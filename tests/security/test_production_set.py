@@ -61,6 +61,30 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return None, str(getattr(exc, "reason", exc))
 
 
+def post_oversized(url: str, size: int) -> int | None:
+    """POST `size` bytes the way an attacker would (keep sending even once refused); the status
+    the server answered, or None if it answered nothing."""
+    parts = urllib.parse.urlsplit(url)
+    head = (f"POST {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: text/xml\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n")
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        chunk = b"A" * 65536
+        sent = 0
+        try:
+            while sent < size:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server stopped reading: what did it say?
+            pass
+        try:
+            answer = sock.recv(4096).decode("latin-1")
+        except OSError:
+            return None
+    status = answer.split(" ", 2)
+    return int(status[1]) if len(status) > 1 and status[1].isdigit() else None
+
+
 def record(attack: str, outcome: str) -> None:
     RESULTS.append((attack, outcome))
 
@@ -219,10 +243,9 @@ def test_no_sandbox_in_production(prod):
 
 
 def test_oversized_and_non_ascii_callbacks(prod):
-    big = b"<xml>" + b"A" * (10 * 1024 * 1024) + b"</xml>"
     for base in (prod["intake"], prod["rasa"]):
-        status, _ = http("POST", f"{base}/webhooks/wecom/kf?msg_signature=x&timestamp=1&nonce=1",
-                         big, {"Content-Type": "text/xml"})
+        status = post_oversized(f"{base}/webhooks/wecom/kf?msg_signature=x&timestamp=1&nonce=1",
+                                10 * 1024 * 1024)
         assert status == 413
         record(f"10 MB callback to {base.rsplit(':', 1)[1]}/webhooks/wecom/kf", f"HTTP {status}")
     sig = urllib.parse.quote("签名不是十六进制")
