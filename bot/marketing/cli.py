@@ -122,7 +122,12 @@ def _audited(args, m, action: str, subject_type: str, subject_id, read):
 
 
 def _guarded(fn):
-    """Turn the marketer's mistakes into a clear message and exit code 1."""
+    """Turn the marketer's mistakes into a clear message and exit code 1; a database that is
+    not there (or not migrated) into StoreUnavailable, which `concierge` reports with exit 2."""
+    from bot.crm.errors import guarded
+
+    fn_db = guarded(fn)
+
     def wrapper(args) -> int:
         from bot.marketing.campaigns import CampaignError, CampaignNotFound
         from bot.marketing.policy import PolicyError
@@ -131,7 +136,7 @@ def _guarded(fn):
         from bot.wecom.errors import WeComError
 
         try:
-            return fn(args)
+            return fn_db(args)
         except (CampaignError, CampaignNotFound, SegmentError) as exc:
             return _fail(str(exc), EXIT_NOT_FOUND)
         except (PolicyError, TouchpointConfigError) as exc:

@@ -133,3 +133,11 @@ def test_listings_that_name_guests_are_audited(demo_env, capsys):
     store = CRMStore()
     actions = {(a.actor, a.action) for a in store.audit_entries()}
     assert {("cli:marketer_a", "segment.list"), ("cli:marketer_a", "campaign.preview")} <= actions
+
+
+def test_a_database_that_is_not_there_exits_2(tmp_path, capsys):
+    assert main(["--database-url", "postgresql+psycopg2://postgres@127.0.0.1:1/x",
+                 "segment", "count", "gold_and_above"]) == 2
+    assert "CRM database unavailable" in capsys.readouterr().err
+    assert main(["--database-url", f"sqlite:///{tmp_path / 'empty.db'}", "campaign", "list"]) == 2
+    assert "run `concierge db upgrade`" in capsys.readouterr().err
