@@ -62,6 +62,15 @@ class Live(Generic[T]):
                 self._reload_if_changed()
             return st["value"]
 
+    def refresh(self) -> Optional[str]:
+        """Check the files now (e.g. right after an admin saved one); returns why the newest
+        files were refused, or None when the running version is the newest."""
+        st = self._state
+        with st["lock"]:
+            st["checked"] = st["clock"]()
+            self._reload_if_changed()
+        return st["error"]
+
     @property
     def last_error(self) -> Optional[str]:
         """Why the newest files were refused (None: the running version is the newest)."""
