@@ -220,11 +220,20 @@ class CampaignService:
                 "cancelled_at": iso(row.cancelled_at), "error": row.error}
 
     # ---- audience ----------------------------------------------------------------------------
-    def _members(self, campaign: dict, now: dt.datetime) -> tuple[list[GuestFacts], int]:
+    def _members(self, campaign: dict, now: dt.datetime,
+                 outside: Optional[list] = None) -> tuple[list[GuestFacts], int]:
+        """Segment members at `now`; non-members with the rules they fail go to `outside`."""
         today = self._today(now)
         facts = load_facts(self.engine, today)
         segment = parse_segment(campaign["segment"])
-        members = segment.members(facts, today, self.policy)
+        members = []
+        for f in facts:
+            failed = segment.evaluate(f, today, self.policy)
+            if not failed:
+                members.append(f)
+            elif outside is not None:
+                outside.append({"sender_id": f.sender_id, "name": f.name,
+                                "reason": "outside_segment", "rules": failed})
         return members, len(facts)
 
     def _audience(self, campaign: dict, members: list[GuestFacts], now: dt.datetime,
@@ -247,16 +256,9 @@ class CampaignService:
         if campaign["surface"] == "group":
             return {**self._preview_groups(campaign, template, at, today),
                     "held_by_quiet_hours": at != wanted}
-        members, total = self._members(campaign, at)
+        outside: list[dict] = []
+        members, total = self._members(campaign, at, outside)
         result = self._audience(campaign, members, at)
-        member_ids = {f.id for f in members}
-        segment = parse_segment(campaign["segment"])
-        outside = []
-        for f in load_facts(self.engine, today):
-            if f.id not in member_ids:
-                outside.append({"sender_id": f.sender_id, "name": f.name,
-                                "reason": "outside_segment",
-                                "rules": segment.evaluate(f, today, self.policy)})
         return {
             "campaign": campaign_id, "name": campaign["name"], "status": campaign["status"],
             "evaluated_at": at.isoformat(), "guests": total, "segment_members": len(members),
