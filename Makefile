@@ -9,6 +9,9 @@ STAMP     := $(VENV)/.installed
 MODEL_STAMP := models/.trained
 
 # Embedded defaults for local runs (override in the environment or .env; see .env.example).
+# Development unless told otherwise: `make run` tolerates the embedded defaults (bot/preflight.py
+# refuses them when CONCIERGE_ENV is production or unset).
+export CONCIERGE_ENV ?= development
 export RASA_AUTH_TOKEN ?= dev-only-token
 export SLA_POLICY_FILE ?= data/sla_policy.yml
 # Every WeCom call goes to the local sandbox (bot/sandbox), which `make run` starts; its dev
@@ -17,6 +20,8 @@ export WECOM_API_BASE ?= http://127.0.0.1:8800
 # The sandbox delivers WeCom's callbacks to the intake server (bot/wecom/intake_server.py), which
 # answers them from its own process and tells Rasa; Rasa's own /webhooks/wecom routes work too.
 export SANDBOX_CONNECTOR_URL ?= http://127.0.0.1:5006
+# The staff console (bot/console) signs in through the sandbox's WeCom login page.
+export WECOM_OAUTH_BASE ?= http://127.0.0.1:8800
 # Preference tags mirrored to the sandbox's demo corp tag library.
 export WECOM_CORP_TAGS_FILE ?= data/wecom_corp_tags.yml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -90,6 +95,11 @@ bench: train
 
 bench-wecom: train
 	$(PY) -m bench.wecom_reliability $(BENCH_ARGS)
+
+# Segment count and campaign render for 100,000 guests (bench/marketing.py), e.g.
+# BENCH_ARGS="--guests 10000" or --database-url an empty PostgreSQL database.
+bench-marketing: $(STAMP)
+	$(PY) -m bench.marketing $(BENCH_ARGS)
 
 clean:
 	rm -rf models .rasa results

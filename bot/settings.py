@@ -55,8 +55,29 @@ class Settings:
     tracker_database_url: str | None = None
     # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
     spool_file: str | None = None
+    # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
+    # the intake server); larger ones get 413.
+    max_request_bytes: int = 1024 * 1024
+    # Interface the action server listens on (only Rasa calls it).
+    actions_host: str = "127.0.0.1"
     # The admins' training loop (bot/training): see TrainingSettings.
     training: "TrainingSettings" = None  # type: ignore[assignment]
+    # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
+    marketing_policy_file: Path = PROJECT_ROOT / "data" / "marketing" / "policy.yml"
+    touchpoints_file: Path = PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"
+    # The staff console (bot/console): port, the secret signing its sessions and login links
+    # (unset: a development-only default, refused in production), how long a session and a
+    # `concierge staff login-link` work, its public URL (for the links), who besides the SLA
+    # roster may sign in (marketers, admins), canned replies per property, and where WeCom's
+    # OAuth authorize page is (the sandbox under `make run`).
+    console_port: int = 8000
+    console_secret: str | None = None
+    console_session_ttl_s: int = 8 * 3600
+    console_login_link_ttl_s: int = 600
+    console_base_url: str | None = None
+    console_staff_file: Path = PROJECT_ROOT / "data" / "console_staff.yml"
+    console_canned_replies_file: Path = PROJECT_ROOT / "data" / "canned_replies.yml"
+    wecom_oauth_base: str = "https://open.weixin.qq.com"
 
     @property
     def is_sqlite(self) -> bool:
@@ -66,6 +87,12 @@ class Settings:
     def concierge_env(self) -> str:
         """`development` unless CONCIERGE_ENV says otherwise (lower-cased)."""
         return (self.concierge_env_raw or "development").strip().lower()
+
+    @property
+    def strict(self) -> bool:
+        """CONCIERGE_ENV explicitly names a production-like environment (code paths refuse
+        development fallbacks; the start-up preflight is stricter still, see `relaxed`)."""
+        return self.concierge_env in ("production", "prod", "staging")
 
     @property
     def relaxed(self) -> bool:
@@ -87,6 +114,10 @@ def load_settings() -> Settings:
         qweather_geo_base=_env("QWEATHER_GEO_BASE"),
         qweather_forecast_days=_env("QWEATHER_FORECAST_DAYS", "7d"),
         weather_cache_ttl_s=int(_env("WEATHER_CACHE_TTL_S", "3600")),
+        marketing_policy_file=Path(_env("MARKETING_POLICY_FILE",
+                                        str(PROJECT_ROOT / "data" / "marketing" / "policy.yml"))),
+        touchpoints_file=Path(_env("TOUCHPOINTS_FILE",
+                                   str(PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"))),
         crm_encryption_key=_env("CRM_ENCRYPTION_KEY"),
         sla_policy_file=Path(_env("SLA_POLICY_FILE", str(PROJECT_ROOT / "data" / "sla_policy.yml"))),
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),
@@ -99,7 +130,19 @@ def load_settings() -> Settings:
         wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
         tracker_database_url=_env("TRACKER_DATABASE_URL"),
         spool_file=_env("CONCIERGE_SPOOL_FILE"),
+        max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
+        actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
         training=load_training_settings(),
+        console_port=int(_env("CONSOLE_PORT", "8000")),
+        console_secret=_env("CONSOLE_SECRET"),
+        console_session_ttl_s=int(_env("CONSOLE_SESSION_TTL_S", str(8 * 3600))),
+        console_login_link_ttl_s=int(_env("CONSOLE_LOGIN_LINK_TTL_S", "600")),
+        console_base_url=_env("CONSOLE_BASE_URL"),
+        console_staff_file=Path(_env("CONSOLE_STAFF_FILE",
+                                     str(PROJECT_ROOT / "data" / "console_staff.yml"))),
+        console_canned_replies_file=Path(_env("CONSOLE_CANNED_REPLIES_FILE",
+                                              str(PROJECT_ROOT / "data" / "canned_replies.yml"))),
+        wecom_oauth_base=_env("WECOM_OAUTH_BASE", "https://open.weixin.qq.com").rstrip("/"),
         wecom={
             name: _env(f"WECOM_{name}")
             for name in (

@@ -277,6 +277,7 @@ def to_jsonable(value: Any) -> Any:
 GUEST_FIELDS = frozenset({
     "wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid",
     "phone", "id_number", "passport_number", "health_notes", "birthday", "tier", "is_demo",
+    "owner_userid", "points",
 })
 IDENTITY_FIELDS = ("wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid")
 
@@ -804,6 +805,20 @@ class CRMStore:
                 .order_by(m.Feedback.created_at, m.Feedback.id))
         with self._session() as s:
             return [_dto(FeedbackDTO, f) for f in s.execute(stmt).scalars()]
+
+    @guarded
+    def feedback_scores(self, kind: str, since: dt.datetime | None = None
+                        ) -> list[tuple[dt.datetime, int]]:
+        """(time, score) of every scored feedback of `kind` (e.g. "nps"), oldest first: the
+        figures for reports, without who gave them."""
+        stmt = (select(m.Feedback.created_at, m.Feedback.score)
+                .where(m.Feedback.kind == kind, m.Feedback.score.isnot(None))
+                .order_by(m.Feedback.created_at))
+        if since is not None:
+            _require_aware(since, "since")
+            stmt = stmt.where(m.Feedback.created_at >= since)
+        with self._session() as s:
+            return [(_utc(at), int(score)) for at, score in s.execute(stmt).all()]
 
     # ---- consents -------------------------------------------------------------------------
     @guarded

@@ -11,6 +11,7 @@ the worker would deliver it anyway if this process died now) and returns the con
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import os
@@ -18,6 +19,7 @@ import re
 import unicodedata
 from typing import Callable, Optional
 
+from bot.access import StaffAccess
 from bot.orders.supplier import SupplierDesk
 from bot.paging import clocks as rules
 from bot.paging.clocks import local_time_text
@@ -52,6 +54,12 @@ STATE_WORDS = {rules.RESOLVED: "已结案", rules.CANCELLED: "已取消"}
 ACK_STATUS = {"ticket": "acknowledged", "handoff": "active"}
 RESOLVE_STATUS = {"ticket": "resolved", "order": "done", "handoff": "returned"}
 
+# Which staff surface the current action came through ("advisor": the WeCom app, "console": the
+# staff console): it names the actor in the audit log, and a console takeover leaves the 微信客服
+# session with the API (state 1) so the advisor's replies from the console can still be sent.
+_surface: contextvars.ContextVar[str] = contextvars.ContextVar("paging_surface", default="advisor")
+VERBS = (ACK, TAKEOVER, NOTE, RESOLVE, HANDBACK, REPLY, CONFIRM, DECLINE)
+
 _RATING_RE = re.compile(r"^\s*([1-5一二三四五])\s*(?:分|星|颗星|顆星)?\s*[!！。.~～👍]*\s*$")
 _CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
@@ -78,6 +86,7 @@ class PagingService:
                  clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None):
         self.store = store
         self.policy = policy
+        self.access = StaffAccess(policy)  # advisors act only on their properties' cases
         self.messenger = messenger
         self.crm = crm
         self.handoff = handoff
@@ -113,7 +122,7 @@ class PagingService:
         if self.crm is None:
             return
         try:
-            await asyncio.to_thread(self.crm.record_audit, f"advisor:{userid}", action,
+            await asyncio.to_thread(self.crm.record_audit, f"{_surface.get()}:{userid}", action,
                                     clock.subject_type, clock.subject_id,
                                     {"case": clock.id, **detail})
         except Exception as exc:
@@ -184,7 +193,9 @@ class PagingService:
 
     async def _case_by_guest(self, userid: str, name: str) -> ClockDTO | str:
         """接管 客人: the guest's open case (their newest), matched by name or sender id."""
-        candidates = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        candidates = [c for c in await asyncio.to_thread(self.store.clocks,
+                                                         states=rules.OPEN_STATES)
+                      if self.access.allows(userid, c.property_id)]
         matches = []
         for clock in candidates:
             if clock.sender_id == name or await self._guest_name(clock) == name:
@@ -217,10 +228,62 @@ class PagingService:
             clock = await self._pick_case(userid, command)
         if isinstance(clock, str):
             return clock
+        if not self.access.allows(userid, clock.property_id):
+            log.info("advisor %s refused case #%s (property %s)", userid, clock.id,
+                     clock.property_id)
+            return (f"#{clock.id} 不属于您值班的酒店，不能处理。"
+                    "如需协助，请联系该酒店的值班主管。")
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
                    RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
                    CONFIRM: self._supplier, DECLINE: self._supplier}[command.verb]
         return await handler(userid, clock, command)
+
+    async def act(self, userid: str, case_id: int, verb: str, text: Optional[str] = None, *,
+                  surface: str = "console") -> str:
+        """One action on one case from another staff surface (the console): the same rules,
+        notices, audit and confirmations as the WeCom command, and the same property rule."""
+        if verb not in VERBS:
+            raise ValueError(f"unknown action {verb!r}")
+        text = (text or "").strip() or None
+        if verb in (NOTE, RESOLVE, REPLY, DECLINE) and not text:
+            raise ValueError("这个操作需要填写内容")
+        try:
+            clock = await asyncio.to_thread(self.store.clock, case_id)
+        except ClockNotFound:
+            return f"没有编号为 {case_id} 的单。"
+        if not self.access.allows(userid, clock.property_id):  # the caller checked too
+            return f"#{clock.id} 不属于您值班的酒店，不能处理。"
+        handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
+                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
+                   CONFIRM: self._supplier, DECLINE: self._supplier}[verb]
+        token = _surface.set(surface)
+        try:
+            return await handler(userid, clock, Command(verb, case_id, text=text))
+        finally:
+            _surface.reset(token)
+
+    async def reassign(self, userid: str, case_id: int, to_userid: str) -> str:
+        """Give an open case to another advisor of its property, who is told in the WeCom app."""
+        now = self.clock()
+        clock, outcome = await asyncio.to_thread(self.store.reassign, case_id, to_userid, now)
+        if outcome == "closed":
+            return f"#{clock.id} {STATE_WORDS.get(clock.state, clock.state)}，无法转派。"
+        if outcome == "same":
+            return f"#{clock.id} 已由 {self._name(to_userid)} 负责。"
+        token = _surface.set("console")
+        try:
+            await self._audit(userid, "sla.reassign", clock, to=to_userid)
+        finally:
+            _surface.reset(token)
+        try:
+            await self.messenger.app_text(
+                to_userid, f"{self._name(userid)} 把 #{clock.id}（{self._label(clock)} · "
+                f"{await self._guest_name(clock)}）转给了您。{self._deadline_note(clock, now)}。",
+                dedupe_key=f"paging:reassign:{clock.id}:{to_userid}:{int(now.timestamp())}")
+        except Exception as exc:
+            log.warning("reassign notice of #%s to %s failed: %s", clock.id, to_userid, exc)
+            return f"已把 #{clock.id} 转给 {self._name(to_userid)}，但企业微信通知未发出：{exc}"
+        return f"已把 #{clock.id} 转给 {self._name(to_userid)}，对方已收到企业微信通知。"
 
     async def _ack(self, userid: str, clock: ClockDTO, command: Command) -> str:
         if clock.subject_type == "handoff":  # the guest asked for a person: joining is the ack
@@ -242,8 +305,10 @@ class PagingService:
             return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
                     f"客人已收到通知。请联系供应商：能安排回复“确认 {clock.id}”，"
                     f"安排不了回复“婉拒 {clock.id} 原因”。{self._deadline_note(clock, now)}。")
+        then = ("完成后填写结案说明" if _surface.get() == "console"
+                else f"完成后回复“解决 {clock.id} 说明”")
         return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
-                f"客人已收到通知。{self._deadline_note(clock, now)}，完成后回复“解决 {clock.id} 说明”。")
+                f"客人已收到通知。{self._deadline_note(clock, now)}，{then}。")
 
     async def _take_over(self, userid: str, clock: ClockDTO, command: Command) -> str:
         now = self.clock()
@@ -257,11 +322,19 @@ class PagingService:
             return f"您正在接待 #{clock.id} 的客人 {guest}。结束后回复“交还 {clock.id}”。"
         await self._mirror(clock, ACK_STATUS.get(clock.subject_type), advisor=userid)
         await self.fire_notices(clock.id)  # before the 微信客服 session moves to the advisor
-        problems = await self.handoff.take_over(clock.sender_id, userid) if self.handoff else []
+        problems = []
+        if self.handoff and _surface.get() == "console":
+            problems = await self.handoff.take_over(clock.sender_id, userid, move_kf=False)
+        elif self.handoff:
+            problems = await self.handoff.take_over(clock.sender_id, userid)
         await self._audit(userid, "sla.take_over", clock, problems=problems or None)
-        text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
-                f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
-                f"结束后回复“交还 {clock.id}”。")
+        if _surface.get() == "console":
+            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                    f"请在本页直接回复客人；结束后点“交还机器人”。")
+        else:
+            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                    f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
+                    f"结束后回复“交还 {clock.id}”。")
         if problems:
             text += "\n注意：" + "；".join(problems)
         return text
@@ -284,7 +357,8 @@ class PagingService:
         return f"已备注 #{clock.id}。"
 
     async def _reply(self, userid: str, clock: ClockDTO, command: Command) -> str:
-        if clock.sender_id.startswith("kf:") and clock.takeover_userid and clock.handed_back_at is None:
+        if (_surface.get() != "console" and clock.sender_id.startswith("kf:")
+                and clock.takeover_userid and clock.handed_back_at is None):
             return "该客人正由您在微信客服中接待，请直接在微信客服里回复。"
         try:
             await self.messenger.guest_text(clock.sender_id, f"{self._name(userid)}：{command.text}",
@@ -340,7 +414,9 @@ class PagingService:
 
     async def queue_text(self, userid: str) -> str:
         now = self.clock()
-        open_cases = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        open_cases = [c for c in await asyncio.to_thread(self.store.clocks,
+                                                         states=rules.OPEN_STATES)
+                      if self.access.allows(userid, c.property_id)]
         mine = [c for c in open_cases if c.holder == userid]
         waiting = [c for c in open_cases if c.state == rules.RUNNING and c.holder != userid]
 
@@ -359,6 +435,16 @@ class PagingService:
         parts += [await line(c) for c in mine[:15]] or ["无"]
         parts.append(f"待接单（{len(waiting)}）：")
         parts += [await line(c) for c in waiting[:15]] or ["无"]
+        if self.crm is not None:  # guests' names went to this advisor: a staff read
+            from bot.audit import Staff
+
+            try:
+                await asyncio.to_thread(self.crm.record_audit, Staff("advisor", userid).actor,
+                                        "case.queue", None, None,
+                                        {"cases": [c.id for c in (mine[:15] + waiting[:15])]})
+            except Exception as exc:
+                log.error("queue of %s not audited: %s", userid, exc)
+                return "暂时无法查看队列，请稍后再试。"
         return "\n".join(parts)
 
     async def on_app_message(self, message) -> bool:
