@@ -143,12 +143,18 @@ class CardFacts:
     escalation: bool                # this card goes to someone above the advisor
     late_by: Optional[dt.timedelta] = None
     nobody_on_duty: bool = False
+    nature: Optional[str] = None      # a complaint's nature as advisors read it (服务失误 …)
+    remedy: Optional[str] = None      # what the policy offers for that nature
+    offered: Optional[str] = None     # what the advisor recorded as offered on this case
+    past: tuple = ()                  # earlier complaints of the guest, as short texts
+    dedicated: Optional[str] = None   # the advisor who handled the last one
 
 
 def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime) -> dict:
     """The textcard: {title, description, url, btntxt}, within WeCom's byte limits."""
+    flag = "·曾投诉" if facts.past else ""
     title = clip(f"【{step_title(facts.step, facts.label, escalation=facts.escalation)}】"
-                 f"#{facts.case_id} {guest.name}·{guest.tier}", TITLE_MAX_BYTES)
+                 f"#{facts.case_id} {guest.name}·{guest.tier}{flag}", TITLE_MAX_BYTES)
     esc = html.escape
     ack_by = local_time_text(policy, facts.ack_due_at, now)
     if facts.step in ("escalate_resolve", "update_reminder") and facts.resolve_due_at:
@@ -178,8 +184,20 @@ def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.dateti
     body = [
         f'<div class="normal">客人：{esc(guest.name)}（{esc(guest.tier)}）</div>',
         f'<div class="normal">诉求：{esc(facts.summary)}</div>',
-        f'<div class="normal">标签：{esc(tags)}</div>',
     ]
+    if facts.past:
+        who = f"，专属顾问 {facts.dedicated}" if facts.dedicated else ""
+        body.append(f'<div class="highlight">曾投诉：{esc("；".join(facts.past))}{esc(who)}，'
+                    f'请优先跟进</div>')
+    if facts.nature:
+        policy_line = f"性质：{facts.nature}"
+        if facts.remedy:
+            policy_line += f"。政策：{facts.remedy}"
+        body.append(f'<div class="normal">{esc(policy_line)}</div>')
+        offered = (f"已记录补偿：{facts.offered}" if facts.offered
+                   else f"记录所给补偿：回复“补偿 {facts.case_id} 内容”")
+        body.append(f'<div class="normal">{esc(offered)}</div>')
+    body.append(f'<div class="normal">标签：{esc(tags)}</div>')
     tail = [f'<div class="highlight">{esc(deadline)}</div>',
             f'<div class="normal">{esc(action)}</div>']
     fixed = "".join(head + tail)
