@@ -9,6 +9,9 @@ STAMP     := $(VENV)/.installed
 MODEL_STAMP := models/.trained
 
 # Embedded defaults for local runs (override in the environment or .env; see .env.example).
+# Development unless told otherwise: `make run` tolerates the embedded defaults (bot/preflight.py
+# refuses them when CONCIERGE_ENV is production or unset).
+export CONCIERGE_ENV ?= development
 export RASA_AUTH_TOKEN ?= dev-only-token
 export SLA_POLICY_FILE ?= data/sla_policy.yml
 # Every WeCom call goes to the local sandbox (bot/sandbox), which `make run` starts; its dev

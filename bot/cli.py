@@ -28,7 +28,8 @@ from typing import Callable, Sequence
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
 # Modules with `register(subparsers)`, e.g. "bot.paging.cli". Imported lazily by build_parser().
-COMMAND_MODULES: list[str] = ["bot.paging.cli", "bot.preflight_cli"]
+COMMAND_MODULES: list[str] = ["bot.paging.cli", "bot.preflight_cli", "bot.training.cli",
+                              "bot.marketing.cli", "bot.bookings.cli"]
 
 
 def _default_actor() -> str:

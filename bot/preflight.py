@@ -301,3 +301,52 @@ def enforce(process: str, settings: Optional[Settings] = None, *,
                     "would refuse to start (run `concierge preflight` for the list)",
                     process, settings.concierge_env, len(problems))
     return problems
+
+
+# ---- per-process checks (the entry points pass them as `extra`) -----------------------------
+
+def _arg(argv: Sequence[str], *names: str) -> Optional[str]:
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def rasa_server_checks(argv: Sequence[str]) -> Callable[[Settings], list[Problem]]:
+    """`rasa run` in production: loopback only, no `rest` channel, the production endpoints."""
+    def check(settings: Settings) -> list[Problem]:
+        import yaml
+
+        found = []
+        interface = _arg(argv, "-i", "--interface") or "0.0.0.0"
+        if interface not in ("127.0.0.1", "::1", "localhost"):
+            found.append(Problem("rasa --interface", f"{interface}: Rasa's API and channels must "
+                                 "listen on loopback only (-i 127.0.0.1; the proxy and the "
+                                 "intake server reach it there)"))
+        credentials = _arg(argv, "--credentials") or "credentials.yml"
+        try:
+            with open(credentials, encoding="utf-8") as handle:
+                channels = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            return found + [Problem("rasa --credentials", f"{credentials}: {exc}")]
+        for name in ("rest", "socketio", "callback", "rasa.core.channels.rest.RestInput"):
+            if name in channels:
+                found.append(Problem("rasa --credentials", f"{credentials} enables the `{name}` "
+                                     "channel: anyone reaching it can speak as any guest (use "
+                                     "credentials.production.yml)"))
+        endpoints = _arg(argv, "--endpoints") or "endpoints.yml"
+        if "production" not in endpoints:
+            found.append(Problem("rasa --endpoints", f"{endpoints}: use endpoints.production.yml "
+                                 "(PostgreSQL tracker store, Redis lock store)"))
+        return found
+    return check
+
+
+def apply_http_limits(settings: Settings) -> None:
+    """Sanic (Rasa, the action server) reads SANIC_* at app creation: cap request bodies."""
+    import os
+
+    os.environ["SANIC_REQUEST_MAX_SIZE"] = str(settings.max_request_bytes)

@@ -83,6 +83,12 @@ class PreTripService:
             return self._ask_which_stay(topic, bookings)
         return self._answer_for(topic, sender_id, chosen, amenity=amenity)
 
+    def reminder(self, booking, today: dt.date) -> str:
+        """The T-3 touchpoint's practical part for `booking` (a BookingDTO): weather for the
+        stay, what to pack, emergency contacts, a dining tip (bot.marketing.touchpoints)."""
+        trip = self._trip(booking)
+        return answers.pretrip_reminder(trip, self._forecasts(trip), today, kb=self.kb)
+
     def choose_stay(
         self,
         sender_id: str,

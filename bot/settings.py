@@ -55,6 +55,16 @@ class Settings:
     tracker_database_url: str | None = None
     # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
     spool_file: str | None = None
+    # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
+    # the intake server); larger ones get 413.
+    max_request_bytes: int = 1024 * 1024
+    # Interface the action server listens on (only Rasa calls it).
+    actions_host: str = "127.0.0.1"
+    # The admins' training loop (bot/training): see TrainingSettings.
+    training: "TrainingSettings" = None  # type: ignore[assignment]
+    # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
+    marketing_policy_file: Path = PROJECT_ROOT / "data" / "marketing" / "policy.yml"
+    touchpoints_file: Path = PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"
 
     @property
     def is_sqlite(self) -> bool:
@@ -64,6 +74,12 @@ class Settings:
     def concierge_env(self) -> str:
         """`development` unless CONCIERGE_ENV says otherwise (lower-cased)."""
         return (self.concierge_env_raw or "development").strip().lower()
+
+    @property
+    def strict(self) -> bool:
+        """CONCIERGE_ENV explicitly names a production-like environment (code paths refuse
+        development fallbacks; the start-up preflight is stricter still, see `relaxed`)."""
+        return self.concierge_env in ("production", "prod", "staging")
 
     @property
     def relaxed(self) -> bool:
@@ -85,6 +101,10 @@ def load_settings() -> Settings:
         qweather_geo_base=_env("QWEATHER_GEO_BASE"),
         qweather_forecast_days=_env("QWEATHER_FORECAST_DAYS", "7d"),
         weather_cache_ttl_s=int(_env("WEATHER_CACHE_TTL_S", "3600")),
+        marketing_policy_file=Path(_env("MARKETING_POLICY_FILE",
+                                        str(PROJECT_ROOT / "data" / "marketing" / "policy.yml"))),
+        touchpoints_file=Path(_env("TOUCHPOINTS_FILE",
+                                   str(PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"))),
         crm_encryption_key=_env("CRM_ENCRYPTION_KEY"),
         sla_policy_file=Path(_env("SLA_POLICY_FILE", str(PROJECT_ROOT / "data" / "sla_policy.yml"))),
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),
@@ -97,6 +117,9 @@ def load_settings() -> Settings:
         wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
         tracker_database_url=_env("TRACKER_DATABASE_URL"),
         spool_file=_env("CONCIERGE_SPOOL_FILE"),
+        max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
+        actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
+        training=load_training_settings(),
         wecom={
             name: _env(f"WECOM_{name}")
             for name in (
@@ -105,6 +128,41 @@ def load_settings() -> Settings:
                 "APP_TOKEN", "APP_AES_KEY", "APP_SECRET", "APP_AGENT_ID",
             )
         },
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The NLU inbox, the model registry, the regression gate and deployment (bot/training)."""
+
+    tracker_db_url: str  # Rasa's SQL tracker store, read by the inbox collector
+    rasa_urls: tuple  # every Rasa replica a deploy must switch
+    low_confidence: float  # a top intent below this goes to the inbox
+    rephrase_window_s: float  # a similar message within this many seconds is a rephrase
+    collect_interval_s: float
+    registry_dir: Path  # model archives of every version
+    deployed_model_path: Path  # the file replicas start with (Procfile -m): kept = deployed
+    gate_margin: float  # macro-F1 / OOS recall / false-fallback may worsen by at most this
+    gate_intent_margin: float  # any one intent's recall may drop by at most this
+    hash_key: str  # keys the sender hash of inbox messages (erasure finds them by it)
+
+
+def load_training_settings() -> TrainingSettings:
+    var_dir = PROJECT_ROOT / "var"
+    urls = _env("RASA_URLS") or _env("RASA_URL", "http://localhost:5005")
+    return TrainingSettings(
+        # the same TRACKER_DATABASE_URL that guest export/erasure read (unset: endpoints.yml's file)
+        tracker_db_url=_env("TRACKER_DATABASE_URL", f"sqlite:///{var_dir / 'rasa_tracker.db'}"),
+        rasa_urls=tuple(u.strip().rstrip("/") for u in urls.split(",") if u.strip()),
+        low_confidence=float(_env("NLU_INBOX_LOW_CONFIDENCE", "0.5")),
+        rephrase_window_s=float(_env("NLU_INBOX_REPHRASE_WINDOW_S", "180")),
+        collect_interval_s=float(_env("NLU_INBOX_INTERVAL_S", "10")),
+        registry_dir=Path(_env("MODEL_REGISTRY_DIR", str(PROJECT_ROOT / "models" / "registry"))),
+        deployed_model_path=Path(_env("MODEL_DEPLOYED_PATH",
+                                      str(PROJECT_ROOT / "models" / "concierge.tar.gz"))),
+        gate_margin=float(_env("MODEL_GATE_MARGIN", "0.02")),
+        gate_intent_margin=float(_env("MODEL_GATE_INTENT_MARGIN", "0.10")),
+        hash_key=_env("NLU_INBOX_HASH_KEY") or _env("CRM_ENCRYPTION_KEY") or "dev-inbox-hash-key",
     )
 
 

@@ -39,7 +39,13 @@ from bot.wecom import kf as kf_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.dedupe import short_id
 from bot.wecom.inbox import InboxItem
-from bot.wecom.intake import HANDLE_MS_HEADER, CallbackIntake
+from bot.settings import get_settings
+from bot.wecom.intake import (
+    HANDLE_MS_HEADER,
+    INBOX_TOKEN_HEADER,
+    CallbackIntake,
+    inbox_caller_allowed,
+)
 from bot.wecom.messages import (
     KF_TEXT_MAX_BYTES,
     MENU_HEAD_MAX_BYTES,
@@ -478,7 +484,12 @@ class WeComInput(InputChannel):
 
     async def _kick_from_intake(self, request: Request) -> HTTPResponse:
         """The stand-alone intake server stored messages for these senders: work them off. The
-        body names senders only (nothing is taken from it but whom to look at in the inbox)."""
+        body names senders only (nothing is taken from it but whom to look at in the inbox).
+        Only the intake may call it: with WECOM_INBOX_TOKEN set, the request must carry it;
+        without, only loopback callers are served."""
+        if not inbox_caller_allowed(request.headers.get(INBOX_TOKEN_HEADER), request.ip,
+                                    get_settings().wecom_inbox_token):
+            return response.text("forbidden", status=403)
         try:
             senders = (request.json or {}).get("senders") or []
         except Exception:

@@ -11,6 +11,9 @@ import pytest
 from bot.settings import get_settings
 
 IN_CI = bool(os.environ.get("CI"))
+# The processes the tests start (Rasa, the action server, the sandbox) run their preflight: under
+# `test` the embedded defaults are tolerated (unset would count as production and refuse them).
+os.environ.setdefault("CONCIERGE_ENV", "test")
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

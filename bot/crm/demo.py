@@ -110,6 +110,8 @@ class _Loader:
             "phone": spec.get("phone"),
             "phone_index": phone_index(spec.get("phone")),
             "birthday": spec.get("birthday"),
+            "owner_userid": spec.get("owner_userid"),
+            "points": int(spec.get("points", 0)),
             # WeCom identities, for the guests the sandbox page chats as.
             **{key: spec[key] for key in IDENTITY_KEYS if spec.get(key)},
             "is_demo": True,

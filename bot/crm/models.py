@@ -59,7 +59,7 @@ STAY_BOOKING_STATUSES = ("checked_in", "completed")
 # Kinds of identity a guest profile can have besides its own sender id (bot.bookings.identity).
 IDENTITY_KINDS = ("sender", "kf_external_userid", "wecom_external_userid", "unionid")
 ORDER_STATUSES = ("requested", "confirmed", "done", "cancelled")
-TICKET_KINDS = ("complaint", "data_deletion", "service_recovery")
+TICKET_KINDS = ("complaint", "data_deletion", "service_recovery", "booking_change")
 TICKET_SEVERITIES = ("routine", "major")
 TICKET_NATURES = ("service_failure", "force_majeure")
 TICKET_STATUSES = ("open", "acknowledged", "resolved", "closed")
@@ -165,6 +165,10 @@ class Guest(TimestampMixin, Base):
     # Keyed digest of the normalised phone (bot.crm.crypto.blind_index): the phone itself is
     # encrypted, so matching an imported booking to a guest by phone goes through this.
     phone_index = Column(String(48), index=True)
+    # The advisor whose WeCom contact this guest is (externalcontact follow_user): mass sends
+    # to the guest are tasks pushed to this advisor. Loyalty points as the PMS reports them.
+    owner_userid = Column(String(64))
+    points = Column(Integer, nullable=False, default=0)
     is_demo = Column(Boolean, nullable=False, default=False)
 
     bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",
@@ -457,3 +461,30 @@ class GuestFacts(Base):
     properties = Column(JSON)
     as_of = Column(Date, nullable=False)
     computed_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+NOTICE_STATUSES = ("pending", "sent", "failed", "no_channel")
+
+
+class GuestNotice(Base):
+    """Something the guest must be told once, unasked (their booking was cancelled). `key` makes
+    "once" hold across re-imports and replays; the worker delivers pending rows
+    (bot.bookings.notices)."""
+
+    __tablename__ = "guest_notices"
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    key = Column(String(128), nullable=False, unique=True)
+    text = Column(EncryptedText, nullable=False)
+    status = Column(String(16), nullable=False, default="pending")
+    attempts = Column(Integer, nullable=False, default=0)
+    error = Column(String(255))
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+    sent_at = Column(UTCDateTime)
+
+    @validates("status")
+    def _v_status(self, _key, value):
+        _check("notice status", value, NOTICE_STATUSES)
+        return value

@@ -277,6 +277,7 @@ def to_jsonable(value: Any) -> Any:
 GUEST_FIELDS = frozenset({
     "wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid",
     "phone", "id_number", "passport_number", "health_notes", "birthday", "tier", "is_demo",
+    "owner_userid", "points",
 })
 IDENTITY_FIELDS = ("wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid")
 

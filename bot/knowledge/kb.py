@@ -143,6 +143,8 @@ class Property:
     dining_tips: tuple[DiningTip, ...]
     climate: Climate
     source: Path = field(compare=False)
+    # The hotel's codes in PMS/OTA exports (酒店代码), besides its id: bookings import by them.
+    codes: tuple[str, ...] = ()
 
     def amenity(self, key: str) -> Amenity | None:
         return self.amenities.get(key)
@@ -218,6 +220,17 @@ class KnowledgeBase:
     def property(self, property_id: str) -> Property | None:
         """The property, or None when the knowledge base has no file for it."""
         return self._properties.get(property_id)
+
+    def property_by_code(self, code: str) -> Property | None:
+        """The property an export's hotel code means: its id or one of its `codes`
+        (case and surrounding spaces ignored); None when no property has it."""
+        needle = (code or "").strip().lower()
+        if not needle:
+            return None
+        for prop in self._properties.values():
+            if needle == prop.id.lower() or needle in (c.lower() for c in prop.codes):
+                return prop
+        return None
 
     def require(self, property_id: str) -> Property:
         """Like `property`, but an unknown id is an error (for callers that cannot go on)."""
@@ -395,6 +408,7 @@ def _parse_property(file: Path, data: Any, vocabulary: Mapping[str, AmenityTerm]
                           for t in top.items("dining_tips", required=False)),
         climate=_parse_climate(top.sub("climate")),
         source=file,
+        codes=top.texts("codes"),
     )
 
 

@@ -10,9 +10,10 @@
   message (a paused conversation records, it does not answer).
 
 It also serves the page the textcards link to, `GET /webhooks/paging/cases/<N>?sig=…` (signed
-with PAGING_LINK_SECRET or RASA_AUTH_TOKEN: a case number alone opens nothing): the case, its
-deadlines, every step and note, and the commands to answer it. Phone numbers and health notes are
-not on it; each view is audited.
+over case, viewer and expiry with PAGING_LINK_SECRET, see bot.paging.links: a case number alone
+opens nothing, and a link works only for the advisor it was sent to while they are rostered for
+the case's property): the case, its deadlines, every step and note, and the commands to answer it.
+Phone numbers and health notes are not on it; each view is audited under the viewer's userid.
 
 The policy is validated here too; if it is invalid the bot runs without paging commands and the
 log says exactly what to fix (the worker refuses to start with the same message).
@@ -20,7 +21,6 @@ log says exactly what to fix (the worker refuses to start with the same message)
 from __future__ import annotations
 
 import asyncio
-import hmac
 import html
 import logging
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
@@ -137,6 +137,7 @@ class PagingChannel(InputChannel):
 
     def __init__(self) -> None:
         self.service = None
+        self.links = None  # bot.paging.links.CaseLinks, built on first use
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("paging_hooks", __name__)
@@ -156,10 +157,16 @@ class PagingChannel(InputChannel):
         return bp
 
     async def case_page(self, case_id: int, sig: str):
-        from bot.paging.policy import case_signature
+        from bot.access import StaffAccess
+        from bot.audit import Staff, staff_read_async
+        from bot.paging.links import CaseLinks, LinkInvalid
         from bot.paging.store import ClockNotFound
 
-        if not hmac.compare_digest(sig, case_signature(case_id)):
+        try:
+            self.links = self.links or CaseLinks.from_settings()
+            access = self.links.verify(case_id, sig)
+        except LinkInvalid as exc:
+            log.info("case page %s refused: %s", case_id, exc.reason)
             return response.text("链接无效或已过期", status=403)
         service = self.service
         if service is None:
@@ -173,17 +180,32 @@ class PagingChannel(InputChannel):
             clock = await asyncio.to_thread(service.store.clock, case_id)
         except ClockNotFound:
             return response.text("没有这个单", status=404)
-        steps = await asyncio.to_thread(service.store.steps, case_id)
-        notes = await asyncio.to_thread(service.store.notes, case_id)
-        guest_name, tier = clock.sender_id, "—"
-        if service.crm is not None:
-            try:
-                guest = await asyncio.to_thread(service.crm.find_guest, clock.sender_id)
-                if guest is not None:
-                    guest_name, tier = guest.display_name or clock.sender_id, guest.tier
-                await asyncio.to_thread(service.crm.record_audit, "link:case_page", "case.view",
-                                        clock.subject_type, clock.subject_id, {"case": case_id})
-            except Exception as exc:
-                log.warning("case page %s: CRM unavailable: %s", case_id, exc)
+        viewer = access.viewer
+        if viewer.startswith("group:"):
+            group = service.policy.property(clock.property_id).emergency_group
+            allowed = group is not None and viewer == f"group:{group.name}"
+        else:
+            allowed = StaffAccess(service.policy).allows(viewer, clock.property_id)
+        if not allowed:  # rostered elsewhere since the link was sent, or another property
+            log.info("case page %s refused: %s not rostered for %s", case_id, viewer,
+                     clock.property_id)
+            return response.text("您无权查看这个单", status=403)
+        if service.crm is None:
+            return response.text("暂时无法打开", status=503)
+        staff = Staff("advisor", viewer)
+
+        def read():
+            guest = service.crm.find_guest(clock.sender_id)
+            return (service.store.steps(case_id), service.store.notes(case_id),
+                    (guest.display_name or clock.sender_id) if guest else clock.sender_id,
+                    guest.tier if guest else "—")
+
+        try:  # no audit record, no page
+            steps, notes, guest_name, tier = await staff_read_async(
+                service.crm, staff, "case.view", clock.subject_type, clock.subject_id, read,
+                detail={"case": case_id, "via": "case_link"})
+        except Exception as exc:
+            log.error("case page %s unavailable: %s", case_id, exc)
+            return response.text("暂时无法打开", status=503)
         page = render_case(service.policy, clock, steps, notes, guest_name, tier, service.clock())
         return response.html(page)

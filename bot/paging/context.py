@@ -47,6 +47,22 @@ class GuestContext:
                          has_sensitive_notes=sensitive or bool(getattr(guest, "health_notes", None)),
                          channel=channel)
 
+    async def audit_sent(self, userid: str, clock, step: str) -> None:
+        """Record that a page showed `userid` this case's guest card (name, tier, tags, last
+        messages). Best effort on purpose: an audit outage must not stop an SLA page."""
+        if self.crm is None:
+            return
+        from bot.audit import Staff, staff_read_async
+
+        try:
+            await staff_read_async(self.crm, Staff("advisor", userid), "case.page",
+                                   clock.subject_type, clock.subject_id, lambda: None,
+                                   detail={"case": clock.id, "step": step,
+                                           "fields": ["name", "tier", "tags", "summary",
+                                                      "last_messages"]})
+        except Exception as exc:
+            log.error("case #%s: the page to %s was not audited: %s", clock.id, userid, exc)
+
     async def card(self, sender_id: str) -> GuestCard:
         hit = self._cache.get(sender_id)
         if hit and hit[0] > time.monotonic():

@@ -150,7 +150,8 @@ class CardFacts:
     dedicated: Optional[str] = None   # the advisor who handled the last one
 
 
-def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime) -> dict:
+def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *,
+              viewer: str, links=None) -> dict:
     """The textcard: {title, description, url, btntxt}, within WeCom's byte limits."""
     flag = "·曾投诉" if facts.past else ""
     title = clip(f"【{step_title(facts.step, facts.label, escalation=facts.escalation)}】"
@@ -219,11 +220,13 @@ def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.dateti
     description = "".join(head + middle + tail)
     if _utf8_len(description) > DESCRIPTION_MAX_BYTES:  # cannot happen with sane inputs; be safe
         description = clip(description, DESCRIPTION_MAX_BYTES)
-    return {"title": title, "description": description, "url": policy.link_for(facts.case_id),
+    return {"title": title, "description": description,
+            "url": policy.link_for(facts.case_id, viewer, links),
             "btntxt": "详情"}
 
 
-def group_text(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime) -> str:
+def group_text(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *,
+               group: str, links=None) -> str:
     ack_by = local_time_text(policy, facts.ack_due_at, now)
     if facts.step == "page":
         lead = f"【{facts.label} #{facts.case_id}】请应急小组立即响应，{ack_by} 前启动处理。"
@@ -235,7 +238,7 @@ def group_text(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datet
              f"情况：{facts.summary}",
              f"值班：{facts.holder_name or '无人值班'}",
              f"接单：在企业微信应用中回复“接单 {facts.case_id}”",
-             policy.link_for(facts.case_id)]
+             policy.link_for(facts.case_id, f"group:{group}", links)]
     if facts.late_by is not None:
         lines.insert(1, f"（延迟发送，晚了{format_duration(facts.late_by)}）")
     return clip("\n".join(lines), GROUP_TEXT_MAX_BYTES)

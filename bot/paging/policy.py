@@ -63,20 +63,10 @@ TARGETS = ("on_duty", "paged", "next_on_duty", "supervisor", "duty_manager", "em
 UNTIL = ("ack", "resolve", "none")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_PROPERTY = "default"
-# The case page the Rasa process serves (bot.paging.channel), signed so a case number alone
-# does not open it.
+# The case page the Rasa process serves (bot.paging.channel), signed (bot.paging.links) so a
+# case number alone does not open it.
 DEFAULT_LINK = "http://localhost:5005/webhooks/paging/cases/{case_id}?sig={sig}"
 
-
-def case_signature(case_id: int) -> str:
-    """HMAC of the case number with PAGING_LINK_SECRET (else RASA_AUTH_TOKEN): the `sig` of
-    case links, checked by the case page."""
-    import hashlib
-    import hmac
-    import os
-
-    secret = os.environ.get("PAGING_LINK_SECRET") or os.environ.get("RASA_AUTH_TOKEN") or "dev-only"
-    return hmac.new(secret.encode(), f"case:{int(case_id)}".encode(), hashlib.sha256).hexdigest()[:24]
 
 Duration = dt.timedelta
 
@@ -203,8 +193,13 @@ class Policy:
     def has_class(self, name: Optional[str]) -> bool:
         return bool(name) and name in self.classes
 
-    def link_for(self, case_id: int) -> str:
-        return self.link.format(case_id=case_id, sig=case_signature(case_id))
+    def link_for(self, case_id: int, viewer: str, links=None) -> str:
+        """The case page URL for `viewer` (an advisor's userid, or `group:<name>`), signed by
+        `links` (a bot.paging.links.CaseLinks; default: from the settings)."""
+        if links is None:
+            from bot.paging.links import CaseLinks
+            links = CaseLinks.from_settings()
+        return self.link.format(case_id=case_id, sig=links.sign(case_id, viewer))
 
     def people(self) -> dict[str, Person]:
         """Every staff member the policy names, by WeCom userid (roster, supervisors, managers)."""

@@ -165,6 +165,24 @@ async def _sweep_outbox(stop: asyncio.Event) -> None:
             log.warning("WeCom outbox sweep failed: %s", exc)
 
 
+NOTICE_SWEEP_S = 15.0
+
+
+async def _deliver_notices(stop: asyncio.Event, worker) -> None:
+    """Guest notices (a cancelled booking: bot.bookings.notices), sent through the messenger."""
+    from bot.bookings.notices import deliver_pending
+
+    while not stop.is_set():
+        try:
+            await deliver_pending(worker.store.engine, worker.messenger.guest_text)
+        except Exception as exc:
+            log.warning("guest notices not delivered: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), NOTICE_SWEEP_S)
+        except asyncio.TimeoutError:
+            pass
+
+
 def use_worker_threads(worker) -> None:
     """Database calls run in threads: give the loop enough of them for the worker's parallelism
     (asyncio's default is min(32, CPUs + 4), six on a two-CPU box)."""
@@ -184,9 +202,10 @@ async def run_worker(worker) -> None:
             pass
     stop = asyncio.Event()
     sweeper = asyncio.ensure_future(_sweep_outbox(stop))
+    notices = asyncio.ensure_future(_deliver_notices(stop, worker))
     try:
         await worker.run()
     finally:
         stop.set()
-        await asyncio.gather(sweeper, return_exceptions=True)
+        await asyncio.gather(sweeper, notices, return_exceptions=True)
         await _close_wecom()

@@ -18,6 +18,7 @@ import re
 import unicodedata
 from typing import Callable, Optional
 
+from bot.access import StaffAccess
 from bot.orders.supplier import SupplierDesk
 from bot.paging import clocks as rules
 from bot.paging.clocks import local_time_text
@@ -79,6 +80,7 @@ class PagingService:
                  clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None):
         self.store = store
         self.policy = policy
+        self.access = StaffAccess(policy)  # advisors act only on their properties' cases
         self.messenger = messenger
         self.crm = crm
         self.handoff = handoff
@@ -185,7 +187,9 @@ class PagingService:
 
     async def _case_by_guest(self, userid: str, name: str) -> ClockDTO | str:
         """接管 客人: the guest's open case (their newest), matched by name or sender id."""
-        candidates = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        candidates = [c for c in await asyncio.to_thread(self.store.clocks,
+                                                         states=rules.OPEN_STATES)
+                      if self.access.allows(userid, c.property_id)]
         matches = []
         for clock in candidates:
             if clock.sender_id == name or await self._guest_name(clock) == name:
@@ -218,6 +222,11 @@ class PagingService:
             clock = await self._pick_case(userid, command)
         if isinstance(clock, str):
             return clock
+        if not self.access.allows(userid, clock.property_id):
+            log.info("advisor %s refused case #%s (property %s)", userid, clock.id,
+                     clock.property_id)
+            return (f"#{clock.id} 不属于您值班的酒店，不能处理。"
+                    "如需协助，请联系该酒店的值班主管。")
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
                    RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
                    CONFIRM: self._supplier, DECLINE: self._supplier,
@@ -352,7 +361,9 @@ class PagingService:
 
     async def queue_text(self, userid: str) -> str:
         now = self.clock()
-        open_cases = await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+        open_cases = [c for c in await asyncio.to_thread(self.store.clocks,
+                                                         states=rules.OPEN_STATES)
+                      if self.access.allows(userid, c.property_id)]
         mine = [c for c in open_cases if c.holder == userid]
         waiting = [c for c in open_cases if c.state == rules.RUNNING and c.holder != userid]
 
@@ -371,6 +382,16 @@ class PagingService:
         parts += [await line(c) for c in mine[:15]] or ["无"]
         parts.append(f"待接单（{len(waiting)}）：")
         parts += [await line(c) for c in waiting[:15]] or ["无"]
+        if self.crm is not None:  # guests' names went to this advisor: a staff read
+            from bot.audit import Staff
+
+            try:
+                await asyncio.to_thread(self.crm.record_audit, Staff("advisor", userid).actor,
+                                        "case.queue", None, None,
+                                        {"cases": [c.id for c in (mine[:15] + waiting[:15])]})
+            except Exception as exc:
+                log.error("queue of %s not audited: %s", userid, exc)
+                return "暂时无法查看队列，请稍后再试。"
         return "\n".join(parts)
 
     async def on_app_message(self, message) -> bool:

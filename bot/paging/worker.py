@@ -96,8 +96,10 @@ class PagingWorker:
                  concurrency: int = 16,
                  max_attempts: int = 5,
                  retry_after: dt.timedelta = dt.timedelta(seconds=15),
-                 discovery_window: dt.timedelta = dt.timedelta(days=1)):
+                 discovery_window: dt.timedelta = dt.timedelta(days=1),
+                 links=None):
         self.store = store
+        self.links = links  # bot.paging.links.CaseLinks (None: built from the settings per link)
         self.policy = policy
         self.messenger = messenger
         self.context = context or GuestContext()
@@ -301,13 +303,15 @@ class PagingWorker:
             key = f"{target}:{userid}"
             if key in delivered:
                 return
-            card = page_card(policy, card_facts, guest, now)
+            card = page_card(policy, card_facts, guest, now, viewer=userid, links=self.links)
             dedupe = f"sla:{step.id}:{key}"
-            deliveries.append(_Delivery(
-                key, f"app:{userid}",
-                lambda: self.messenger.app_textcard(userid, card["title"], card["description"],
-                                                    card["url"], card["btntxt"], dedupe_key=dedupe),
-                True, paged))
+
+            async def send() -> None:
+                # What the card shows the advisor is a staff read of the guest: audited.
+                await self.context.audit_sent(userid, clock, card_facts.step)
+                await self.messenger.app_textcard(userid, card["title"], card["description"],
+                                                  card["url"], card["btntxt"], dedupe_key=dedupe)
+            deliveries.append(_Delivery(key, f"app:{userid}", send, True, paged))
 
         async def current_load() -> dict:
             if self._load is None:
@@ -378,7 +382,8 @@ class PagingWorker:
                 group = prop.emergency_group
                 key = f"emergency_group:{group.name}" if group else ""
                 if group and key not in delivered:
-                    text = group_text(policy, facts(step.step, True, self._name(holder)), guest, now)
+                    text = group_text(policy, facts(step.step, True, self._name(holder)), guest,
+                                      now, group=group.name, links=self.links)
                     dedupe = f"sla:{step.id}:{key}"
                     deliveries.append(_Delivery(
                         key, f"group:{group.name}",

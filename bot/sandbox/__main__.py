@@ -11,11 +11,25 @@ from bot.sandbox.server import STATE, make_app
 from bot.wecom import dev_defaults
 
 
+def refuse_outside_development() -> None:
+    """The sandbox signs callbacks with public secrets for any userid it is asked to: it must
+    never run beside a real deployment."""
+    from bot.settings import get_settings
+
+    settings = get_settings()
+    if not settings.relaxed:
+        raise SystemExit(f"the WeCom sandbox stands in for WeCom and runs only under "
+                         f"CONCIERGE_ENV=development or test (now: "
+                         f"{settings.concierge_env_raw or 'unset, i.e. production'}); "
+                         "refusing to start")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bot.sandbox", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("SANDBOX_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("SANDBOX_PORT", dev_defaults.SANDBOX_PORT)))
     args = parser.parse_args(argv)
+    refuse_outside_development()
     logging.basicConfig(level=os.environ.get("SANDBOX_LOG_LEVEL", "INFO"),
                         format="%(asctime)s sandbox %(levelname)s %(message)s")
     app = make_app()

@@ -296,18 +296,6 @@ async def mark_tag(request: web.Request) -> Dict[str, Any]:
     return {}
 
 
-async def add_msg_template(request: web.Request) -> Dict[str, Any]:
-    state, body = _state(request), request["body"]
-    if body.get("chat_type", "single") not in ("single", "group"):
-        raise ApiError(40058, "chat_type must be single or group")
-    if not body.get("text") and not body.get("attachments"):
-        raise ApiError(41048, "text or attachments required")
-    if body.get("chat_type", "single") == "single" and not body.get("external_userid") and not body.get("sender"):
-        raise ApiError(40058, "external_userid or sender required")
-    state.msg_templates.append(dict(body))
-    return {"fail_list": [], "msgid": state.new_id("msgtpl")}
-
-
 async def webhook_send(request: web.Request) -> Dict[str, Any]:
     state, body = _state(request), request["body"]
     key = request.query.get("key")
@@ -680,12 +668,14 @@ def make_app(state: Optional[SandboxState] = None) -> web.Application:
         ("POST", "/cgi-bin/kf/service_state/get", kf_state_get),
         ("POST", "/cgi-bin/kf/service_state/trans", kf_state_trans),
         ("POST", "/cgi-bin/externalcontact/mark_tag", mark_tag),
-        ("POST", "/cgi-bin/externalcontact/add_msg_template", add_msg_template),
         ("POST", "/cgi-bin/webhook/send", webhook_send),
         ("POST", "/cgi-bin/aibot/response", aibot_response),
     ]
     for method, path, handler in cgi:
         app.router.add_route(method, path, handler)
+    from bot.sandbox import groupmsg  # 客户群发: tasks, results, caps (its own module)
+
+    groupmsg.register(app)
     app.router.add_post("/_sandbox/guest/kf", guest_kf)
     app.router.add_post("/_sandbox/guest/kf/enter", guest_kf_enter)
     app.router.add_post("/_sandbox/guest/kf/recall", guest_kf_recall)

@@ -111,6 +111,7 @@ class SandboxState:
         self.contacts: Dict[str, Dict[str, Any]] = {}  # external_userid -> name, follow_user
         self.msg_templates: List[Dict[str, Any]] = []
         self.deliveries: List[Dict[str, Any]] = []
+        self.extensions: Dict[str, Any] = {}  # state of API modules of their own (groupmsg, ...)
 
     # ---- helpers ---------------------------------------------------------------------------
     def next_seq(self) -> int:

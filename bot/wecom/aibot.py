@@ -74,6 +74,26 @@ def welcome_reply(text: str) -> Dict[str, Any]:
     return {"msgtype": "text", "text": {"content": text}}
 
 
+def response_url_allowed(response_url: str, api_base: str) -> bool:
+    """Only WeCom's own host may receive a reply: the host of WECOM_API_BASE (qyapi.weixin.qq.com;
+    the sandbox on a developer machine), over https unless that base is the local sandbox, on the
+    aibot response path. A callback naming any other URL would otherwise make us POST the guest's
+    answer wherever the sender of the callback wants."""
+    from urllib.parse import urlparse
+
+    from bot.wecom.config import is_local_api
+
+    try:
+        url, base = urlparse(response_url), urlparse(api_base)
+        same_host = (url.hostname or "").lower() == (base.hostname or "").lower() and \
+            (url.port or None) == (base.port or None)
+    except ValueError:  # e.g. an invalid port
+        return False
+    scheme_ok = url.scheme == "https" or (is_local_api(api_base) and url.scheme == base.scheme)
+    return bool(same_host and scheme_ok and not url.username and
+                url.path.startswith("/cgi-bin/aibot/response"))
+
+
 def markdown_message(content: str) -> Dict[str, Any]:
     return {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content, AIBOT_MARKDOWN_MAX_BYTES)}}
 
@@ -89,6 +109,12 @@ class AibotService:
             logger.warning("aibot reply to %s dropped: the callback had no response_url", recipient)
             await self.s.outbox.begin("aibot", "(no response_url)", markdown_message(content), recipient,
                                       dedupe_key, status="dead")
+            return SendResult("dead")
+        if not response_url_allowed(response_url, self.s.config.api_base):
+            logger.warning("aibot reply to %s dropped: response_url is not on WeCom's host",
+                           recipient)
+            await self.s.outbox.begin("aibot", "(foreign response_url)", markdown_message(content),
+                                      recipient, dedupe_key, status="dead")
             return SendResult("dead")
         return await self.s.robot_client.send(response_url, markdown_message(content), recipient=recipient,
                                               dedupe_key=dedupe_key, auth=False)

@@ -37,6 +37,24 @@ MAX_BODY_BYTES = 256 * 1024
 # Response header with the time the connector spent on a callback (ms), for benchmarks: WeCom
 # ignores it; the sandbox reports it beside the answer time it measured itself.
 HANDLE_MS_HEADER = "X-Concierge-Handle-Ms"
+# The intake server's proof to Rasa's /webhooks/wecom/inbox (WECOM_INBOX_TOKEN).
+INBOX_TOKEN_HEADER = "X-Concierge-Inbox-Token"
+
+
+def inbox_caller_allowed(presented: Optional[str], remote_ip: Optional[str],
+                         token: Optional[str]) -> bool:
+    """May this caller wake Rasa's inbox route? With a token configured, only with that token
+    (compared in constant time); without one, only from loopback (a developer machine)."""
+    import hmac
+    import ipaddress
+
+    if token:
+        return bool(presented) and hmac.compare_digest(presented.encode("utf-8", "replace"),
+                                                       token.encode("utf-8"))
+    try:
+        return ipaddress.ip_address((remote_ip or "").strip("[]")).is_loopback
+    except ValueError:
+        return False
 SURFACES = ("kf", "aibot", "app")
 
 

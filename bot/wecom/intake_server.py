@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.wecom.config import WeComConfig
-from bot.wecom.intake import HANDLE_MS_HEADER, SURFACES, CallbackIntake
+from bot.wecom.intake import HANDLE_MS_HEADER, INBOX_TOKEN_HEADER, SURFACES, CallbackIntake
 from bot.wecom.services import WeComServices
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,12 @@ DEFAULT_NOTIFY_URL = "http://127.0.0.1:5005/webhooks/wecom/inbox"
 class RasaNotifier:
     """Batches the senders with new inbox rows and tells Rasa; keeps them until Rasa took them."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, *, retry_s: float = 1.0) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession, *, retry_s: float = 1.0,
+                 token: Optional[str] = None) -> None:
         self.url = url
         self.session = session
+        # Rasa's inbox route wants it (connectors/wecom.py): only the intake may wake Rasa.
+        self.headers = {INBOX_TOKEN_HEADER: token} if token else {}
         self.retry_s = retry_s
         self.pending: Set[str] = set()
         self._wake = asyncio.Event()
@@ -67,6 +70,7 @@ class RasaNotifier:
         senders, self.pending = sorted(self.pending), set()
         try:
             async with self.session.post(self.url, json={"senders": senders},
+                                         headers=self.headers,
                                          timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 if resp.status == 200:
                     return True
@@ -89,9 +93,12 @@ class RasaNotifier:
 
 class IntakeServer:
     def __init__(self, config: WeComConfig, notify_url: str, *, sweep_interval_s: float = 30.0,
-                 services: Optional[WeComServices] = None) -> None:
+                 services: Optional[WeComServices] = None, notify_token: Optional[str] = None,
+                 max_request_bytes: int = 1024 * 1024) -> None:
         self.config = config
         self.notify_url = notify_url
+        self.notify_token = notify_token
+        self.max_request_bytes = max_request_bytes
         self.sweep_interval_s = sweep_interval_s
         self.services = services
         self.intake: Optional[CallbackIntake] = None
@@ -102,7 +109,7 @@ class IntakeServer:
         self._sweeper: Optional[asyncio.Task] = None
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=1024 * 1024)
+        app = web.Application(client_max_size=self.max_request_bytes)  # larger: 413
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         app.router.add_get("/webhooks/wecom/", self._health)
@@ -116,7 +123,7 @@ class IntakeServer:
         if self.services is None:
             self.services = WeComServices(self.config)
         self._session = aiohttp.ClientSession()
-        self.notifier = RasaNotifier(self.notify_url, self._session)
+        self.notifier = RasaNotifier(self.notify_url, self._session, token=self.notify_token)
         self.notifier.start()
         self.intake = CallbackIntake(self.config, self.services, on_stored=self.notifier.add,
                                      on_kf_notice=self._on_kf_notice)
@@ -194,7 +201,14 @@ def main(argv=None) -> None:
     parser.add_argument("--notify-url", default=os.environ.get("WECOM_INTAKE_NOTIFY_URL", DEFAULT_NOTIFY_URL))
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = IntakeServer(WeComConfig.load(), args.notify_url)
+    from bot.preflight import enforce
+    from bot.settings import get_settings
+
+    settings = get_settings()
+    enforce("intake", settings)
+    server = IntakeServer(WeComConfig.load(), args.notify_url,
+                          notify_token=settings.wecom_inbox_token,
+                          max_request_bytes=settings.max_request_bytes)
     web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 

@@ -67,7 +67,7 @@ def test_guest_list(demo_db, capsys):
     assert main(["guest", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["sender_id"] for r in rows][:4] == ["demo-lin", "demo-chen", "demo-wang", "demo-zhao"]
-    assert len(rows) == 6
+    assert len(rows) == 7
     assert "phone" not in rows[0]
 
 

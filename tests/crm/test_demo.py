@@ -25,7 +25,8 @@ def _count(store: CRMStore, table: str) -> int:
 def test_demo_guests_and_bookings(store):
     load_demo(store.engine, today=TODAY)
     assert [g.sender_id for g in store.list_guests(demo=True)] == [
-        "demo-lin", "demo-chen", "demo-wang", "demo-zhao", "kf:wm_guest_001", "wecom:wm_guest_002"]
+        "demo-lin", "demo-chen", "demo-wang", "demo-zhao", "demo-sun", "kf:wm_guest_001",
+        "wecom:wm_guest_002"]
     zhou = store.find_guest("kf:wm_guest_001")
     assert (zhou.kf_external_userid, zhou.kf_open_kfid) == ("wm_guest_001", "wk_sandbox_concierge")
     lin = store.find_guest("demo-lin")
@@ -86,4 +87,4 @@ def test_demo_load_never_touches_a_real_guest(store):
 def test_demo_load_from_url_on_a_migrated_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     upgrade(url)
-    assert load_demo(url, today=TODAY).guests == 6
+    assert load_demo(url, today=TODAY).guests == 7

@@ -53,7 +53,7 @@ def test_attach_without_a_wecom_channel_does_nothing(caplog):
 
 
 async def test_case_page_needs_the_signature_and_shows_the_case(crm, paging, policy, messenger, clock, make_worker):
-    from bot.paging.policy import case_signature
+    from bot.paging.links import CaseLinks
     from bot.paging.service import PagingService
     from tests.paging.conftest import complaint, new_guest
 
@@ -64,11 +64,13 @@ async def test_case_page_needs_the_signature_and_shows_the_case(crm, paging, pol
     case = paging.clock_for("ticket", ticket.id)
     channel = PagingChannel()
     channel.service = PagingService(paging, policy, messenger, crm=crm, clock=clock)
+    links = CaseLinks.from_settings()
     assert (await channel.case_page(case.id, "forged")).status == 403
-    assert (await channel.case_page(999, case_signature(999))).status == 404
-    page = await channel.case_page(case.id, case_signature(case.id))
+    assert (await channel.case_page(999, links.sign(999, "advisor_li"))).status == 404
+    page = await channel.case_page(case.id, links.sign(case.id, "advisor_li"))
     body = page.body.decode()
     assert page.status == 200 and f"#{case.id} 普通投诉" in body and "林晓" in body
     assert "房间有很重的烟味" in body and f"接单 {case.id}" in body and "page" in body
     assert "海鲜过敏" not in body
-    assert crm.audit_entries(action="case.view")
+    [view] = crm.audit_entries(action="case.view")
+    assert view.actor == "advisor:advisor_li" and view.detail["case"] == case.id

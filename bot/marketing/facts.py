@@ -1,0 +1,176 @@
+"""What segments are evaluated on: one `GuestFacts` per guest, read in a handful of bulk queries
+(guests, bookings, active tags, latest marketing consent, open complaints, recent interactions),
+never one query per guest, so a count over 100,000 guests stays a matter of seconds.
+
+The booking figures (stays, nights, spend, first/last/next stay, channel, properties) are the
+bookings import's own definitions: `bot.bookings.facts.compute_facts`, run on the bookings read
+here (the stored `guest_facts` rows are as of their last refresh; a segment is evaluated at the
+caller's `today`). A stay is a booking `checked_in` or `completed`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from bot.bookings.facts import Facts, compute_facts
+from bot.crm import models as m
+
+MARKETING = "marketing"
+
+
+@dataclass
+class Stay:
+    booking_id: int
+    property_id: str
+    city: Optional[str]
+    check_in: dt.date
+    check_out: dt.date
+    status: str
+    purpose: Optional[str]
+    amount: Optional[float] = None
+    channel: Optional[str] = None
+
+
+@dataclass
+class GuestFacts:
+    id: int
+    sender_id: str
+    name: Optional[str]
+    tier: str
+    points: int
+    birthday: Optional[dt.date]
+    owner_userid: Optional[str]
+    external_userid: Optional[str]
+    kf_external_userid: Optional[str]
+    kf_open_kfid: Optional[str]
+    is_demo: bool
+    created_at: Optional[dt.datetime] = None
+    stays: list[Stay] = field(default_factory=list)        # completed, oldest first
+    upcoming: list[Stay] = field(default_factory=list)     # booked / checked in, soonest first
+    tags: set[str] = field(default_factory=set)            # "category:value" and bare values
+    tag_pairs: list[tuple[str, str]] = field(default_factory=list)
+    marketing_consent: Optional[bool] = None               # None: never asked
+    open_complaints: int = 0
+    last_interaction: Optional[dt.datetime] = None
+    booking_facts: Optional[Facts] = None  # bot.bookings.facts, as of the evaluation day
+
+    # ---- derived ---------------------------------------------------------------------------
+    @property
+    def first_stay(self) -> Optional[dt.date]:
+        return self.stays[0].check_in if self.stays else None
+
+    @property
+    def last_stay(self) -> Optional[Stay]:
+        return self.stays[-1] if self.stays else None
+
+    @property
+    def next_stay(self) -> Optional[Stay]:
+        return self.upcoming[0] if self.upcoming else None
+
+    def stays_since(self, day: dt.date) -> list[Stay]:
+        return [s for s in self.stays if s.check_out >= day]
+
+    @property
+    def properties(self) -> set[str]:
+        return {s.property_id for s in self.stays + self.upcoming}
+
+    @property
+    def cities(self) -> set[str]:
+        return {s.city for s in self.stays + self.upcoming if s.city}
+
+    @property
+    def purposes(self) -> set[str]:
+        return {s.purpose for s in self.stays + self.upcoming if s.purpose}
+
+
+def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[int]] = None,
+               demo: Optional[bool] = None) -> list[GuestFacts]:
+    """Facts of every guest (or of `guest_ids`), as of the China date `today`."""
+    ids = None if guest_ids is None else list(guest_ids)
+
+    def limit(stmt, column):
+        return stmt if ids is None else stmt.where(column.in_(ids))
+
+    g = m.Guest
+    guest_stmt = limit(select(g.id, g.sender_id, g.display_name, g.tier, g.points, g.birthday,
+                              g.owner_userid, g.wecom_external_userid, g.kf_external_userid,
+                              g.kf_open_kfid, g.is_demo, g.created_at), g.id)
+    if demo is not None:
+        guest_stmt = guest_stmt.where(g.is_demo.is_(demo))
+    b = m.Booking
+    booking_cols = [b.id, b.guest_id, b.property_id, b.city, b.check_in, b.check_out, b.status,
+                    b.purpose, b.created_at, b.amount, b.channel]
+    every: dict[int, list] = {}
+    since = dt.datetime.combine(today - dt.timedelta(days=90), dt.time(0), tzinfo=dt.timezone.utc)
+    with engine.connect() as conn:
+        facts: dict[int, GuestFacts] = {}
+        for row in conn.execute(guest_stmt.order_by(g.id)):
+            facts[row.id] = GuestFacts(
+                id=row.id, sender_id=row.sender_id, name=row.display_name, tier=row.tier,
+                points=row.points or 0, birthday=row.birthday, owner_userid=row.owner_userid,
+                external_userid=row.wecom_external_userid,
+                kf_external_userid=row.kf_external_userid, kf_open_kfid=row.kf_open_kfid,
+                is_demo=bool(row.is_demo), created_at=row.created_at)
+        last_touch: dict[int, dt.datetime] = {}
+
+        def touch(gid: int, when) -> None:
+            if when is None:
+                return
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.timezone.utc)
+            if gid not in last_touch or when > last_touch[gid]:
+                last_touch[gid] = when
+
+        for row in conn.execute(limit(select(*booking_cols), b.guest_id)
+                                .order_by(b.guest_id, b.check_in)):
+            f = facts.get(row.guest_id)
+            if f is None:
+                continue
+            stay = Stay(row.id, row.property_id, row.city, row.check_in, row.check_out, row.status,
+                        row.purpose, float(row.amount) if row.amount is not None else None,
+                        row.channel)
+            every.setdefault(row.guest_id, []).append(stay)
+            if row.status in m.STAY_BOOKING_STATUSES and row.check_out <= today:
+                f.stays.append(stay)
+            elif row.status in m.ACTIVE_BOOKING_STATUSES and row.check_out >= today:
+                f.upcoming.append(stay)
+            touch(row.guest_id, row.created_at)
+        t = m.PreferenceTag
+        for row in conn.execute(limit(select(t.guest_id, t.category, t.value)
+                                      .where(t.active.is_(True)), t.guest_id)):
+            f = facts.get(row.guest_id)
+            if f is not None and row.category not in m.SENSITIVE_TAG_CATEGORIES:
+                f.tags.update((row.value, f"{row.category}:{row.value}"))
+                f.tag_pairs.append((row.category, row.value))
+        c = m.Consent
+        latest = (select(c.guest_id, func.max(c.id).label("id"))
+                  .where(c.purpose == MARKETING).group_by(c.guest_id).subquery())
+        stmt = select(c.guest_id, c.granted).join(latest, c.id == latest.c.id)
+        if ids is not None:
+            stmt = stmt.where(c.guest_id.in_(ids))
+        for row in conn.execute(stmt):
+            if row.guest_id in facts:
+                facts[row.guest_id].marketing_consent = bool(row.granted)
+        k = m.Ticket
+        for row in conn.execute(limit(
+                select(k.guest_id, func.count()).where(k.kind.in_(("complaint", "service_recovery")),
+                                                       k.status.in_(("open", "acknowledged")))
+                .group_by(k.guest_id), k.guest_id)):
+            if row[0] in facts:
+                facts[row[0]].open_complaints = row[1]
+        for model in (m.Order, m.Ticket, m.Feedback):
+            for row in conn.execute(limit(
+                    select(model.guest_id, func.max(model.created_at))
+                    .where(model.created_at >= since).group_by(model.guest_id), model.guest_id)):
+                touch(row[0], row[1])
+    for gid, when in last_touch.items():
+        if gid in facts:
+            facts[gid].last_interaction = when
+    for gid, f in facts.items():
+        f.booking_facts = compute_facts(every.get(gid, ()), tier=f.tier, birthday=f.birthday,
+                                        as_of=today)
+    return list(facts.values())
