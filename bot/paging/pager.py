@@ -276,6 +276,12 @@ def guest_text(kind: str, policy: Policy, *, label: str, case_id: int, now: dt.d
     if kind == "guest_slip_resolve":
         return (f"抱歉，您的{label}（编号 {case_id}）处理超出了承诺的时间，"
                 f"我们已升级给{escalated_to}跟进，会尽快给您答复。")
+    if kind == "guest_update":
+        if acknowledged:
+            return (f"关于您的{label}（编号 {case_id}），{who}仍在持续跟进处理，"
+                    "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。")
+        return (f"关于您的{label}（编号 {case_id}），我们仍在全力协调处理，"
+                "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。")
     if kind == "guest_rating_thanks":
         return "感谢您的评分！您的反馈我们会认真对待。"
     raise ValueError(f"unknown guest notice {kind!r}")

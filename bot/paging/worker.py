@@ -49,7 +49,8 @@ from bot.paging.store import (
 log = logging.getLogger(__name__)
 
 ADVISOR_TARGETS = ("on_duty", "paged", "next_on_duty")
-NOTICE_TARGETS = (GUEST_ACK, GUEST_TAKEOVER, GUEST_HANDBACK, GUEST_RESOLVED)
+GUEST_UPDATE = "guest_update"  # a policy target: "still on it" to the guest, e.g. every hour
+NOTICE_TARGETS = (GUEST_ACK, GUEST_TAKEOVER, GUEST_HANDBACK, GUEST_RESOLVED, GUEST_UPDATE)
 ROLE_WORDS = {"supervisor": "主管", "duty_manager": "值班经理", "next_on_duty": "其他值班顾问",
               "emergency_group": "应急小组", "on_duty": "值班顾问", "paged": "值班顾问"}
 NOTIFY_CHANNEL = "concierge_paging"
@@ -468,6 +469,9 @@ class PagingWorker:
             return guest_text(kind, self.policy, escalated_to=escalated,
                               acknowledged=clock.acknowledged_at is not None,
                               advisor_name=self._name(clock.holder), **common)
+        if target == GUEST_UPDATE:
+            return guest_text(GUEST_UPDATE, self.policy, advisor_name=self._name(clock.holder),
+                              acknowledged=clock.acknowledged_at is not None, **common)
         if target == GUEST_ACK:
             return guest_text(target, self.policy, advisor_name=self._name(clock.assignee_userid),
                               resolve_by=clock.resolve_due_at, **common)
