@@ -29,7 +29,8 @@ EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
 # Modules with `register(subparsers)`, e.g. "bot.paging.cli". Imported lazily by build_parser().
 COMMAND_MODULES: list[str] = ["bot.paging.cli", "bot.preflight_cli", "bot.training.cli",
-                              "bot.marketing.cli", "bot.bookings.cli"]
+                              "bot.marketing.cli", "bot.bookings.cli",
+                              "bot.console.cli"]
 
 
 def _default_actor() -> str:
@@ -37,6 +38,13 @@ def _default_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:  # no login name (containers): still audit, as an unknown CLI user
         return "cli:unknown"
+
+
+def subcommands_of(subparsers, name: str):
+    """The sub-command group of an existing command (e.g. "guest"), so a module can add
+    `concierge guest <its command>` from its own `register(subparsers)`."""
+    parser = subparsers.choices[name]
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _store(args):

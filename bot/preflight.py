@@ -37,7 +37,7 @@ from bot.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 # Modules with PREFLIGHT_SECRETS and/or preflight_checks(settings); see the docstring.
-PREFLIGHT_MODULES: list[str] = []
+PREFLIGHT_MODULES: list[str] = ["bot.console.auth"]
 
 # Values that anyone can read in this repository, its docs or its tests.
 PUBLIC_VALUES = frozenset({

@@ -65,6 +65,19 @@ class Settings:
     # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
     marketing_policy_file: Path = PROJECT_ROOT / "data" / "marketing" / "policy.yml"
     touchpoints_file: Path = PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"
+    # The staff console (bot/console): port, the secret signing its sessions and login links
+    # (unset: a development-only default, refused in production), how long a session and a
+    # `concierge staff login-link` work, its public URL (for the links), who besides the SLA
+    # roster may sign in (marketers, admins), canned replies per property, and where WeCom's
+    # OAuth authorize page is (the sandbox under `make run`).
+    console_port: int = 8000
+    console_secret: str | None = None
+    console_session_ttl_s: int = 8 * 3600
+    console_login_link_ttl_s: int = 600
+    console_base_url: str | None = None
+    console_staff_file: Path = PROJECT_ROOT / "data" / "console_staff.yml"
+    console_canned_replies_file: Path = PROJECT_ROOT / "data" / "canned_replies.yml"
+    wecom_oauth_base: str = "https://open.weixin.qq.com"
 
     @property
     def is_sqlite(self) -> bool:
@@ -120,6 +133,16 @@ def load_settings() -> Settings:
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
         actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
         training=load_training_settings(),
+        console_port=int(_env("CONSOLE_PORT", "8000")),
+        console_secret=_env("CONSOLE_SECRET"),
+        console_session_ttl_s=int(_env("CONSOLE_SESSION_TTL_S", str(8 * 3600))),
+        console_login_link_ttl_s=int(_env("CONSOLE_LOGIN_LINK_TTL_S", "600")),
+        console_base_url=_env("CONSOLE_BASE_URL"),
+        console_staff_file=Path(_env("CONSOLE_STAFF_FILE",
+                                     str(PROJECT_ROOT / "data" / "console_staff.yml"))),
+        console_canned_replies_file=Path(_env("CONSOLE_CANNED_REPLIES_FILE",
+                                              str(PROJECT_ROOT / "data" / "canned_replies.yml"))),
+        wecom_oauth_base=_env("WECOM_OAUTH_BASE", "https://open.weixin.qq.com").rstrip("/"),
         wecom={
             name: _env(f"WECOM_{name}")
             for name in (

@@ -5,13 +5,18 @@ identities.
         exit 0: every row used; 1: some rows rejected (listed); 2: the file cannot be read
         (or the database is unreachable): nothing was written
     concierge bookings facts [SENDER_ID] [--refresh] [--json]
+    concierge guest link SENDER_ID (--to SENDER_ID | --phone PHONE | --booking CONF_NO)
+        an advisor verified the guest: the WeCom sender now answers for that profile
+    concierge guest merge KEEP_SENDER_ID OTHER_SENDER_ID [--reason TEXT]
+        two profiles of one person: every record of the other moves to KEEP
 """
 from __future__ import annotations
 
 import json
 import sys
 
-from bot.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, _default_actor, _fail
+from bot.cli import (EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, _default_actor, _fail,
+                     subcommands_of)
 
 
 def register(subparsers) -> None:
@@ -28,6 +33,67 @@ def register(subparsers) -> None:
     facts.add_argument("--refresh", action="store_true", help="recompute before printing")
     facts.add_argument("--json", action="store_true")
     facts.set_defaults(func=_facts)
+
+    guest = subcommands_of(subparsers, "guest")
+    link = guest.add_parser("link", help="tie a WeCom sender to the profile an advisor verified")
+    link.add_argument("sender_id", help="the WeCom sender id (kf:..., wecom:...)")
+    target = link.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", dest="to_sender", help="the profile's sender id")
+    target.add_argument("--phone", help="the phone on the guest's bookings")
+    target.add_argument("--booking", help="a confirmation number of the guest's bookings")
+    link.add_argument("--actor", default=_default_actor(), help="who verified (audit log)")
+    link.set_defaults(func=_link)
+    merge = guest.add_parser("merge", help="join two profiles of the same person")
+    merge.add_argument("keep", help="sender id of the profile that stays")
+    merge.add_argument("other", help="sender id of the profile merged into it")
+    merge.add_argument("--reason", help="why (audit log)")
+    merge.add_argument("--actor", default=_default_actor(), help="who merges (audit log)")
+    merge.add_argument("--json", action="store_true")
+    merge.set_defaults(func=_merge)
+
+
+def _linker(args):
+    from bot.bookings.identity import IdentityLinker
+
+    return IdentityLinker(args.database_url)
+
+
+def _link(args) -> int:
+    from bot.crm.errors import GuestNotFound
+
+    linker = _linker(args)
+    try:
+        profile = linker.link(args.sender_id, to_sender=args.to_sender, phone=args.phone,
+                              confirmation_no=args.booking, actor=args.actor)
+    except GuestNotFound as exc:
+        return _fail(f"no profile for {exc}", EXIT_NOT_FOUND)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_NOT_FOUND)
+    finally:
+        linker.engine.dispose()
+    print(f"{args.sender_id} is now linked to profile {profile}")
+    return EXIT_OK
+
+
+def _merge(args) -> int:
+    from bot.crm.errors import GuestNotFound
+
+    linker = _linker(args)
+    try:
+        moved = linker.merge(args.keep, args.other, actor=args.actor, reason=args.reason)
+    except GuestNotFound as exc:
+        return _fail(f"no guest with sender id {exc}", EXIT_NOT_FOUND)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_NOT_FOUND)
+    finally:
+        linker.engine.dispose()
+    if args.json:
+        print(json.dumps({"kept": args.keep, "merged": args.other, "moved": moved},
+                         ensure_ascii=False))
+    else:
+        rows = ", ".join(f"{n} {t}" for t, n in sorted(moved.items())) or "no other records"
+        print(f"merged {args.other} into {args.keep}: {rows}")
+    return EXIT_OK
 
 
 def _import(args) -> int:

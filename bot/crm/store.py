@@ -806,6 +806,20 @@ class CRMStore:
         with self._session() as s:
             return [_dto(FeedbackDTO, f) for f in s.execute(stmt).scalars()]
 
+    @guarded
+    def feedback_scores(self, kind: str, since: dt.datetime | None = None
+                        ) -> list[tuple[dt.datetime, int]]:
+        """(time, score) of every scored feedback of `kind` (e.g. "nps"), oldest first: the
+        figures for reports, without who gave them."""
+        stmt = (select(m.Feedback.created_at, m.Feedback.score)
+                .where(m.Feedback.kind == kind, m.Feedback.score.isnot(None))
+                .order_by(m.Feedback.created_at))
+        if since is not None:
+            _require_aware(since, "since")
+            stmt = stmt.where(m.Feedback.created_at >= since)
+        with self._session() as s:
+            return [(_utc(at), int(score)) for at, score in s.execute(stmt).all()]
+
     # ---- consents -------------------------------------------------------------------------
     @guarded
     def set_consent(self, sender_id: str, purpose: str, granted: bool, *,

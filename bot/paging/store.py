@@ -523,6 +523,25 @@ class PagingStore:
             s.flush()
             return _clock_dto(clock), "taken_over"
 
+    def reassign(self, case_id: int, userid: str, now: dt.datetime) -> tuple[ClockDTO, str]:
+        """Give an open case to `userid`: the paged advisor of a case nobody acknowledged, else
+        its assignee. Outcomes: 'reassigned', 'same' (already theirs), 'closed'."""
+        with self._session() as s:
+            clock = self._locked_clock(s, case_id)
+            if clock.state not in rules.OPEN_STATES:
+                return _clock_dto(clock), "closed"
+            if clock.state == rules.RUNNING:
+                if clock.paged_userid == userid:
+                    return _clock_dto(clock), "same"
+                clock.paged_userid = userid
+            else:
+                if clock.assignee_userid == userid:
+                    return _clock_dto(clock), "same"
+                clock.assignee_userid = userid
+            clock.updated_at = now
+            s.flush()
+            return _clock_dto(clock), "reassigned"
+
     def hand_back(self, case_id: int, userid: str, now: dt.datetime, *,
                   notice: bool = True) -> tuple[ClockDTO, str]:
         """交还: the bot answers the guest again. Outcomes: 'handed_back', 'not_taken_over'."""

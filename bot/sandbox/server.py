@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox import contacts
+from bot.sandbox import contacts, oauth
 from bot.sandbox.state import (
     CALLBACK_TOKEN_TTL_S,
     KF_QUOTA,
@@ -41,6 +41,7 @@ NO_TOKEN_PATHS = {"/cgi-bin/gettoken", "/cgi-bin/webhook/send", "/cgi-bin/aibot/
 APP_OF_PATH = {  # which app's token a path needs (48002 otherwise, as WeCom answers)
     "/cgi-bin/kf/": "kf",
     "/cgi-bin/message/send": "app",
+    "/cgi-bin/auth/": "app",
     "/cgi-bin/externalcontact/": "app",
 }
 KF_MSGTYPES = {"text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location", "ca_link"}
@@ -694,4 +695,5 @@ def make_app(state: Optional[SandboxState] = None) -> web.Application:
     app.router.add_get("/_sandbox/info", info)
     app.router.add_get("/", index)
     contacts.add_routes(app)
+    oauth.register(app)  # WeCom web login for the staff console
     return app

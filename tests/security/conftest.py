@@ -48,6 +48,10 @@ def production_env(tmp_path: Path) -> dict:
         "WECOM_APP_SECRET": token(), "WECOM_APP_AGENT_ID": "1000002",
         "WEATHER_PROVIDER": "qweather", "QWEATHER_KEY": token(),
         "SLA_POLICY_FILE": str(production_policy(tmp_path / "sla_policy.yml")),
+        # The staff console (bot/console/auth.py registers these checks).
+        "CONSOLE_SECRET": token(),
+        "CONSOLE_BASE_URL": "https://console.example-hotel.cn",
+        "WECOM_OAUTH_BASE": "https://open.weixin.qq.com",
     }
 
 
@@ -58,7 +62,7 @@ PREFLIGHT_VARS = (
     "WECOM_CORP_ID", "WECOM_KF_TOKEN", "WECOM_KF_AES_KEY", "WECOM_KF_SECRET",
     "WECOM_AIBOT_TOKEN", "WECOM_AIBOT_AES_KEY", "WECOM_APP_TOKEN", "WECOM_APP_AES_KEY",
     "WECOM_APP_SECRET", "WECOM_APP_AGENT_ID", "WEATHER_PROVIDER", "QWEATHER_KEY",
-    "SLA_POLICY_FILE")
+    "SLA_POLICY_FILE", "CONSOLE_SECRET", "CONSOLE_BASE_URL", "WECOM_OAUTH_BASE")
 
 
 @pytest.fixture
