@@ -55,6 +55,9 @@ class Settings:
     tracker_database_url: str | None = None
     # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
     spool_file: str | None = None
+    # Photos and voice messages guests send (bot.guest_media), and the largest one kept.
+    media_dir: Path = PROJECT_ROOT / "var" / "media"
+    media_max_bytes: int = 10 * 1024 * 1024
     # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
     # the intake server); larger ones get 413.
     max_request_bytes: int = 1024 * 1024
@@ -130,6 +133,8 @@ def load_settings() -> Settings:
         wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
         tracker_database_url=_env("TRACKER_DATABASE_URL"),
         spool_file=_env("CONCIERGE_SPOOL_FILE"),
+        media_dir=Path(_env("MEDIA_DIR", str(var_dir / "media"))),
+        media_max_bytes=int(_env("MEDIA_MAX_BYTES", str(10 * 1024 * 1024))),
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
         actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
         training=load_training_settings(),

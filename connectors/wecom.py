@@ -332,6 +332,7 @@ class WeComInput(InputChannel):
         self._services = services
         self._guest_resolver = guest_resolver
         self._crm = None
+        self._media_handler = None  # bot.guest_media.GuestMediaHandler, built on first use
         self.sweep_interval_s = sweep_interval_s
         self.on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]] = None
         self.dispatcher: Optional[Dispatcher] = None
@@ -545,9 +546,25 @@ class WeComInput(InputChannel):
             if p.get("menu_id"):
                 text = await payload_for_menu_id(self.services, str(p["menu_id"]))
             return await self._to_rasa(item, text, out)
-        await out.send_text_message(item.sender_id, reply_for_kind(kind, p))
+        handled = await self._guest_media(item) if kind in ("image", "voice") else None
+        reply = handled.reply if handled is not None and handled.reply else reply_for_kind(kind, p)
+        await out.send_text_message(item.sender_id, reply)
         await out.flush(item.sender_id)
         return "done"
+
+    async def _guest_media(self, item: InboxItem):
+        """A photo / voice message: kept, linked to the open complaint, voice passed to an
+        advisor (bot.guest_media). None when that could not be done."""
+        try:
+            if self._media_handler is None:
+                from bot.guest_media import GuestMediaHandler
+
+                self._media_handler = GuestMediaHandler.from_settings(self.services,
+                                                                      self._crm_store())
+            return await self._media_handler.handle(item.sender_id, item.kind, item.payload)
+        except Exception:  # never let a media problem cost the guest their answer
+            logger.exception("guest media from %s not handled", item.sender_id)
+            return None
 
     async def _welcome_kf(self, item: InboxItem) -> str:
         p = item.payload

@@ -148,6 +148,7 @@ class CardFacts:
     offered: Optional[str] = None     # what the advisor recorded as offered on this case
     past: tuple = ()                  # earlier complaints of the guest, as short texts
     dedicated: Optional[str] = None   # the advisor who handled the last one
+    media: str = ""                   # what the guest sent with it, e.g. "照片 2 张"
 
 
 def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *,
@@ -186,6 +187,8 @@ def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.dateti
         f'<div class="normal">客人：{esc(guest.name)}（{esc(guest.tier)}）</div>',
         f'<div class="normal">诉求：{esc(facts.summary)}</div>',
     ]
+    if facts.media:  # short and easily missed: right under what the guest asks
+        body.append(f'<div class="highlight">客人附件：{esc(facts.media)}（点“详情”查看）</div>')
     if facts.past:
         who = f"，专属顾问 {facts.dedicated}" if facts.dedicated else ""
         body.append(f'<div class="highlight">曾投诉：{esc("；".join(facts.past))}{esc(who)}，'

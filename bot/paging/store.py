@@ -314,6 +314,13 @@ class PagingStore:
                                   offered.get(clock_id) if clock_id else None)
                     for ticket_id, created, clock_id, resolved, takeover, assignee in rows]
 
+    def ticket_media(self, ticket_id: int) -> list[tuple[int, str]]:
+        """(media id, kind) of what the guest sent with this ticket (bot.guest_media)."""
+        with self._session() as s:
+            return [(r.id, r.kind) for r in s.execute(
+                select(m.GuestMedia.id, m.GuestMedia.kind)
+                .where(m.GuestMedia.ticket_id == ticket_id).order_by(m.GuestMedia.id)).all()]
+
     # ---- clocks ---------------------------------------------------------------------------
     def create_clock(self, info: SubjectInfo, plan: ClockPlan) -> tuple[ClockDTO, bool]:
         """The clock and its steps in one transaction; (clock, created). A subject that already

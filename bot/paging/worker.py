@@ -298,7 +298,8 @@ class PagingWorker:
                              nobody_on_duty=nobody, nature=case.get("nature"),
                              remedy=case.get("remedy"), offered=case.get("offered"),
                              past=case.get("past", ()),
-                             dedicated=self._name(case.get("dedicated")))
+                             dedicated=self._name(case.get("dedicated")),
+                             media=case.get("media", ""))
 
         def card_to(target: str, userid: str, card_facts: CardFacts, paged: Optional[str] = None) -> None:
             key = f"{target}:{userid}"
@@ -440,6 +441,11 @@ class PagingWorker:
                 facts["remedy"] = remedy.remedy if remedy else None
                 offered = [n.text for n in self.store.notes(clock.id) if n.kind == "compensation"]
                 facts["offered"] = offered[-1] if offered else None
+        if clock.subject_type == "ticket":
+            kinds = [kind for _, kind in self.store.ticket_media(clock.subject_id)]
+            words = [f"{word} {kinds.count(kind)} {unit}" for kind, word, unit in
+                     (("image", "照片", "张"), ("voice", "语音", "条")) if kind in kinds]
+            facts["media"] = "、".join(words)
         past = self.store.past_complaints(
             clock.guest_id, clock.created_at,
             exclude_ticket=clock.subject_id if clock.subject_type == "ticket" else None)

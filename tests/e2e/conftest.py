@@ -52,7 +52,12 @@ class Stack:
     endpoints: Path
     env: dict
     sandbox_url: str = ""
+    work: Path | None = None  # where each process writes its log (<name>.log)
     token: str = "e2e-token"
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        path = self.work / f"{name}.log" if self.work else None
+        return path.read_text(errors="replace")[-chars:] if path and path.exists() else ""
 
     def sandbox(self, path: str, body: dict | None = None) -> dict:
         """GET (body None) or POST JSON to the sandbox; the decoded answer."""
@@ -123,7 +128,7 @@ def rasa_stack(tmp_path_factory):
                 wait_http(health, proc, log)
         yield Stack(rasa_url=f"http://127.0.0.1:{rasa_port}",
                     actions_url=f"http://127.0.0.1:{actions_port}", database_url=db_url,
-                    endpoints=endpoints, env=env, sandbox_url=sandbox_url)
+                    endpoints=endpoints, env=env, sandbox_url=sandbox_url, work=work)
     finally:
         for proc in procs:
             proc.terminate()

@@ -33,7 +33,12 @@ def wait_for(what, probe, timeout=90.0, every=0.3):
 
 
 def guest_says(stack, external_userid, text):
-    answer = stack.sandbox("/_sandbox/guest/kf", {"external_userid": external_userid, "text": text})
+    try:
+        answer = stack.sandbox("/_sandbox/guest/kf", {"external_userid": external_userid,
+                                                      "text": text})
+    except OSError as exc:  # say why, from the processes' own logs
+        raise AssertionError(f"{exc}\n--- sandbox ---\n{stack.log_tail('sandbox')}"
+                             f"\n--- intake ---\n{stack.log_tail('intake')}") from None
     assert answer["delivery"]["delivered"], answer  # the intake server took the callback
 
 

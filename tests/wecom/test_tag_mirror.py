@@ -94,7 +94,7 @@ async def test_preference_flow_mirrors_through_the_sandbox_via_the_contacts_owne
     store = CRMStore(crm_url)
     store.get_or_create_guest("kf:wm_x", kf_external_userid="wm_x", wecom_external_userid="wm_x")
     store.get_or_create_guest("kf:wm_kf_only", kf_external_userid="wm_kf_only")
-    await post_json(env.http, f"{env.sandbox}/_sandbox/contacts",
+    await post_json(env.http, f"{env.sandbox}/_sandbox/externalcontact",
                     {"external_userid": "wm_x", "follow_user": ["advisor_li"]})
     flows = build_flows(store, mirror=WeComTagMirror.from_file(LIBRARY),
                         spool_file=tmp_path / "spool.jsonl")
