@@ -37,6 +37,8 @@ class Settings:
     wecom: dict = field(default_factory=dict)
     # Corp tag ids for mirroring preference tags to WeCom (bot.wecom.tag_mirror); unset = off.
     wecom_corp_tags_file: str | None = None
+    # The 微信客服 link guests open to chat privately (shown in groups: bot.wecom.group_privacy).
+    wecom_kf_url: str | None = None
     # Weather extras (bot.knowledge.weather): GeoAPI base (empty: derived from the API host),
     # forecast length ("3d", "7d", "10d", "15d", "30d", as the QWeather plan allows), cache TTL.
     qweather_geo_base: str | None = None
@@ -127,6 +129,7 @@ def load_settings() -> Settings:
         wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),
         wecom_corp_id=_env("WECOM_CORP_ID", "ww_sandbox_corp"),
         wecom_corp_tags_file=_env("WECOM_CORP_TAGS_FILE"),
+        wecom_kf_url=_env("WECOM_KF_URL"),
         concierge_env_raw=_env("CONCIERGE_ENV"),
         paging_link_secret=_env("PAGING_LINK_SECRET"),
         case_link_ttl_s=int(_env("CASE_LINK_TTL_S", str(7 * 24 * 3600))),

@@ -112,15 +112,16 @@ async def test_nothing_recognised_says_so_and_writes_nothing(services, fresh_sto
 
 def test_mirroring_skips_health_data_and_non_wecom_guests(services):
     store = services.store
+    store.get_or_create_guest("rest-only")  # not a WeCom contact (demo-lin is one now)
     mirror = RecordingTagMirror()
     service = PreferenceService(store, mirror=mirror)
-    service.record("demo-lin", "我们是来度蜜月的，老公对海鲜过敏")
-    assert mirror.calls == []  # demo-lin is not a WeCom external contact
+    service.record("rest-only", "我们是来度蜜月的，老公对海鲜过敏")
+    assert mirror.calls == []  # not a WeCom external contact
 
-    store.update_guest("demo-lin", wecom_external_userid="wmEXT123")
-    service.record("demo-lin", "我们是来度蜜月的，老公对海鲜过敏")
+    store.update_guest("rest-only", wecom_external_userid="wmEXT123")
+    service.record("rest-only", "我们是来度蜜月的，老公对海鲜过敏")
     assert mirror.calls == [("wmEXT123", (CorpTag("出行目的", "蜜月"),), ())]
-    service.record("demo-lin", "不是蜜月，是结婚纪念日")
+    service.record("rest-only", "不是蜜月，是结婚纪念日")
     assert mirror.calls[-1] == ("wmEXT123", (CorpTag("出行目的", "纪念日"),),
                                 (CorpTag("出行目的", "蜜月"),))
 
