@@ -98,6 +98,11 @@ bench: train
 bench-wecom: train
 	$(PY) -m bench.wecom_reliability $(BENCH_ARGS)
 
+# Segment count and campaign render for 100,000 guests (bench/marketing.py), e.g.
+# BENCH_ARGS="--guests 10000" or --database-url an empty PostgreSQL database.
+bench-marketing: $(STAMP)
+	$(PY) -m bench.marketing $(BENCH_ARGS)
+
 clean:
 	rm -rf models .rasa results
 

@@ -82,6 +82,7 @@ def build_deps(settings: Settings) -> ConsoleDeps:
     policy = get_policy()
     paging = build_service(policy=policy)
     return ConsoleDeps(
+        extras=_area_services(settings),
         settings=settings,
         auth=Auth.from_settings(settings),
         staff=StaffDirectory.load(policy, settings.console_staff_file),
@@ -89,3 +90,25 @@ def build_deps(settings: Settings) -> ConsoleDeps:
         wecom_app_client=lambda: get_services().app_client,
         canned=load_canned_replies(settings.console_canned_replies_file),
     )
+
+
+def _area_services(settings: Settings) -> dict:
+    """The marketing and training services the /marketing and /admin pages call; a service that
+    cannot be built leaves its page saying so (the advisors' console still runs)."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    extras: dict = {}
+    try:
+        from bot.marketing.runtime import build_marketing
+
+        extras["marketing"] = build_marketing(settings.database_url)
+    except Exception as exc:
+        log.error("console: marketing pages off: %s", exc)
+    try:
+        from bot.training.service import build_training_loop
+
+        extras["training"] = build_training_loop(settings)
+    except Exception as exc:
+        log.error("console: admin pages off: %s", exc)
+    return extras

@@ -56,7 +56,18 @@ class GuestFacts:
     marketing_consent: Optional[bool] = None               # None: never asked
     open_complaints: int = 0
     last_interaction: Optional[dt.datetime] = None
-    booking_facts: Optional[Facts] = None  # bot.bookings.facts, as of the evaluation day
+    bookings: list[Stay] = field(default_factory=list, repr=False)  # every booking
+    as_of: Optional[dt.date] = None
+    _booking_facts: Optional[Facts] = field(default=None, repr=False)
+
+    @property
+    def booking_facts(self) -> Facts:
+        """bot.bookings.facts as of the evaluation day, computed on first use (most segments
+        never need spend, and computing it for 100,000 guests is a third of a count)."""
+        if self._booking_facts is None:
+            self._booking_facts = compute_facts(self.bookings, tier=self.tier,
+                                                birthday=self.birthday, as_of=self.as_of)
+        return self._booking_facts
 
     # ---- derived ---------------------------------------------------------------------------
     @property
@@ -104,7 +115,6 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
     b = m.Booking
     booking_cols = [b.id, b.guest_id, b.property_id, b.city, b.check_in, b.check_out, b.status,
                     b.purpose, b.created_at, b.amount, b.channel]
-    every: dict[int, list] = {}
     since = dt.datetime.combine(today - dt.timedelta(days=90), dt.time(0), tzinfo=dt.timezone.utc)
     with engine.connect() as conn:
         facts: dict[int, GuestFacts] = {}
@@ -133,7 +143,7 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
             stay = Stay(row.id, row.property_id, row.city, row.check_in, row.check_out, row.status,
                         row.purpose, float(row.amount) if row.amount is not None else None,
                         row.channel)
-            every.setdefault(row.guest_id, []).append(stay)
+            f.bookings.append(stay)
             if row.status in m.STAY_BOOKING_STATUSES and row.check_out <= today:
                 f.stays.append(stay)
             elif row.status in m.ACTIVE_BOOKING_STATUSES and row.check_out >= today:
@@ -170,7 +180,6 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
     for gid, when in last_touch.items():
         if gid in facts:
             facts[gid].last_interaction = when
-    for gid, f in facts.items():
-        f.booking_facts = compute_facts(every.get(gid, ()), tier=f.tier, birthday=f.birthday,
-                                        as_of=today)
+    for f in facts.values():
+        f.as_of = today
     return list(facts.values())

@@ -13,6 +13,7 @@
       upcoming_within_days: 30
       property: [sanya-haitang-resort]
       city: [三亚]
+      channel: [direct, ctrip]        # the newest booking's channel (bookings facts)
       birthday_month: [this, next, 12]
       health: [watch, at_risk]        # good watch at_risk
       consent: granted                # granted | not_granted | any (the default)
@@ -110,7 +111,7 @@ def lifecycle(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> str:
 def _year(f: GuestFacts, today: dt.date):
     """Stays and spend (CNY) in the 12 months up to today (spend: the bookings facts' own)."""
     stays = len(f.stays_since(today - dt.timedelta(days=365)))
-    spend = float(f.booking_facts.spend_12m) if f.booking_facts is not None else 0.0
+    spend = float(f.booking_facts.spend_12m) if f.as_of is not None else 0.0
     return stays, spend
 
 
@@ -245,6 +246,13 @@ def _in_set(key, attr):
     return build
 
 
+def _channel(spec):
+    wanted = {str(v) for v in _list(spec, "channel")}
+    if not wanted:
+        raise SegmentError("segment.channel: give at least one value")
+    return lambda f, today, p: f.as_of is not None and f.booking_facts.channel in wanted
+
+
 def _birthday(spec):
     words = _list(spec, "birthday_month")
     for w in words:
@@ -286,6 +294,7 @@ FIELDS: dict[str, Callable[[dict], Callable]] = {
     "upcoming_within_days": _upcoming,
     "property": _in_set("property", "properties"),
     "city": _in_set("city", "cities"),
+    "channel": _channel,
     "birthday_month": _birthday,
     "consent": _consent,
     "demo": _demo,
@@ -301,8 +310,8 @@ def describe(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> dict:
         "frequency": frequency_band(f, today, policy),
         "health": health_score(f, today, policy),
         "stays": len(f.stays), "last_stay": last.check_out.isoformat() if last else None,
-        "spend_12m": float(f.booking_facts.spend_12m) if f.booking_facts else 0.0,
-        "channel": f.booking_facts.channel if f.booking_facts else None,
+        "spend_12m": float(f.booking_facts.spend_12m) if f.as_of else 0.0,
+        "channel": f.booking_facts.channel if f.as_of else None,
         "next_stay": nxt.check_in.isoformat() if nxt else None,
         "marketing_consent": f.marketing_consent,
     }

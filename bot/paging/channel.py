@@ -78,6 +78,9 @@ def attach(app, service=None) -> Optional[object]:
     current = getattr(wecom, "on_new_message", None)
     if current is not None and not getattr(current, "paging_hook", False):
         wecom.on_new_message = guest_hook(service, current)
+    from bot.marketing.channel import attach_nps  # the T+7 survey's answers (bot.marketing)
+
+    attach_nps(wecom)
     log.info("paging attached to the WeCom channel (policy %s)", service.policy.source)
     return service
 

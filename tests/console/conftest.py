@@ -171,3 +171,95 @@ def csrf_of(html: str) -> str:
 
 
 FIXTURES = Path(__file__).parent
+
+
+# ---- the marketing and training services (/marketing, /admin) -----------------------------------
+
+class FakeReplica:
+    """A Rasa replica's /status and PUT /model, as the deployer drives them (runs in a thread)."""
+
+    def __init__(self):
+        self.fingerprints: dict = {}  # archive path -> fingerprint
+        self.loaded = None
+
+    def app(self):
+        from aiohttp import web
+
+        async def status(request):
+            return web.json_response({"model_id": self.fingerprints.get(self.loaded)})
+
+        async def model(request):
+            self.loaded = str(Path((await request.json())["model_file"]).resolve())
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_get("/status", status)
+        app.router.add_put("/model", model)
+        return app
+
+
+def add_inbox_item(engine, text: str, predicted: str = "nlu_fallback") -> int:
+    from sqlalchemy.orm import Session
+
+    from bot.training import models as tm
+    from bot.training.text import group_key
+
+    now = dt.datetime.now(dt.timezone.utc)
+    with Session(engine, future=True) as s, s.begin():
+        item = tm.InboxItem(group_key=group_key(text), text=text, status="open", first_seen=now,
+                            last_seen=now)
+        s.add(item)
+        s.flush()
+        s.add(tm.InboxMessage(item_id=item.id, source="rasa", event_id=item.id, sender_hash="h",
+                              text=text, reasons=["fallback"], intent=predicted, confidence=0.2,
+                              ranking=[], context="[]", said_at=now))
+        return item.id
+
+
+def attach_areas(console: Console, tmp_path: Path, replica_url: str, replica: FakeReplica):
+    """Marketing (no WeCom: previews and counts) and the training loop on a copy of the NLU data,
+    a registry in tmp_path and one fake Rasa replica; two ready versions, v1 deployed."""
+    import shutil
+
+    from bot.crm.demo import load_demo
+    from bot.marketing.runtime import build_marketing
+    from bot.training.deploy import Deployer, RasaReplicas
+    from bot.training.gate import GatePolicy
+    from bot.training.inbox import DataPaths, InboxService
+    from bot.training.registry import ModelRegistry
+    from bot.training.service import TrainingLoop
+
+    engine = console.crm.engine
+    load_demo(engine, today=console.clock().date())
+    shutil.copytree(PROJECT_ROOT / "data" / "nlu", tmp_path / "data" / "nlu")
+    shutil.copytree(PROJECT_ROOT / "tests" / "nlu_holdout", tmp_path / "tests" / "nlu_holdout")
+    shutil.copyfile(PROJECT_ROOT / "domain.yml", tmp_path / "domain.yml")
+    paths = DataPaths(nlu_dir=tmp_path / "data" / "nlu",
+                      holdout_dir=tmp_path / "tests" / "nlu_holdout", domain=tmp_path / "domain.yml")
+    registry = ModelRegistry(engine, console.crm, tmp_path / "registry", tmp_path)
+    deployer = Deployer(registry=registry, replicas=RasaReplicas((replica_url,), None),
+                        store=console.crm, deployed_path=tmp_path / "deployed.tar.gz",
+                        policy=GatePolicy(0.0, 0.0))
+    figures = {"simplified": {"n": 100, "accuracy": 0.9, "macro_f1": 0.88, "complain_recall": 0.9,
+                              "oos_recall": 0.8, "false_fallback_rate": 0.02, "entity_f1": 0.8,
+                              "per_intent_recall": {}}}
+    versions = []
+    for n, f1 in ((1, 0.88), (2, 0.90)):
+        version = registry.new_version("cli:setup", note=f"v{n}")
+        archive = tmp_path / "registry" / f"{version}.tar.gz"
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        archive.write_bytes(f"model {n}".encode())
+        fig = {"simplified": {**figures["simplified"], "macro_f1": f1}}
+        registry.update(version, status="ready", path=str(archive), fingerprint=f"fp{n}",
+                        figures=fig)
+        replica.fingerprints[str(archive.resolve())] = f"fp{n}"
+        versions.append(version)
+    registry.record_deployment(versions[0], None, "baseline", "cli:setup", {replica_url: "ok"})
+    replica.loaded = str((tmp_path / "registry" / f"{versions[0]}.tar.gz").resolve())
+    training = TrainingLoop(settings=console.deps.settings, store=console.crm,
+                            inbox=InboxService(engine, console.crm, paths), registry=registry,
+                            deployer=deployer, collector=None)
+    console.deps.extras = {"marketing": build_marketing(str(engine.url), wecom=False,
+                                                        clock=console.clock),
+                           "training": training}
+    return versions, paths

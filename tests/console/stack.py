@@ -27,6 +27,8 @@ from tests.console.conftest import Console, build_console
 from tests.wecom.helpers import free_port, kf_texts, post_json, run_sandbox, run_sanic, sandbox_calls
 
 TOKEN = "console-browser-token"
+# Who the complaining guests are (the flow would know them from the CRM).
+GUESTS = {"kf:wm_second_guest": ("陈先生", "铂金")}
 
 
 class FakeRasaServer:
@@ -47,10 +49,12 @@ class FakeRasaServer:
         if sender in self.paused:
             return  # a paused conversation records the message and answers nothing
         if "烟味" in text or "太吵" in text:
+            name, tier = GUESTS.get(sender, ("林晓", "金卡"))
             self.crm.get_or_create_guest(sender)
-            self.crm.update_guest(sender, name="林晓", tier="金卡")
-            self.crm.create_ticket(sender, kind="complaint", category="卫生", description=text,
-                                   sla_class="complaint_routine")
+            self.crm.update_guest(sender, name=name, tier=tier)
+            self.crm.create_ticket(sender, kind="complaint",
+                                   category="噪音" if "太吵" in text else "卫生",
+                                   description=text, sla_class="complaint_routine")
             reply = "非常抱歉给您带来不好的体验，已通知值班顾问，10分钟内会联系您。"
         else:
             reply = f"收到：{text}"

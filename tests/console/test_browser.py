@@ -205,3 +205,94 @@ async def test_supervisor_reports_page(tmp_path, monkeypatch):
         download = await info.value
         assert download.suggested_filename == "classes-30d.csv"
         await _shot(page, "reports")
+
+
+@contextlib.asynccontextmanager
+async def _replica():
+    from aiohttp import web
+
+    from tests.console.conftest import FakeReplica
+    from tests.wecom.helpers import free_port
+
+    replica = FakeReplica()
+    runner = web.AppRunner(replica.app(), access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield replica, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_marketer_creates_and_previews_a_campaign(tmp_path, monkeypatch):
+    from playwright.async_api import expect
+
+    from tests.console.conftest import attach_areas
+
+    async with browser_on_stack(tmp_path, monkeypatch) as (browser, stack), \
+            _replica() as (replica, replica_url):
+        attach_areas(stack.console, tmp_path, replica_url, replica)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await _link_sign_in(page, stack, "marketer_sun")
+        assert page.url.endswith("/marketing")
+        count = page.locator("tr", has_text="gold_and_above").locator("td.count")
+        await expect(count).to_have_text(re.compile(r"^\d+$"))
+        await _shot(page, "marketing")
+        await page.get_by_label("活动名称").fill("12月会员日")
+        await page.get_by_label("发给分群").select_option("gold_and_above")
+        await page.get_by_label("内容模板").fill("{{ name }}您好！今天是{{ tier }}会员日，会员价再9折。")
+        await page.get_by_role("button", name="保存并预览").click()
+        await expect(page.locator(".flash")).to_contain_text("已保存活动")
+        await expect(page.locator("h1")).to_contain_text("12月会员日")
+        # The rendered text for a real guest, and why the others are left out.
+        samples = page.locator("blockquote.sample")
+        if await samples.count():
+            await expect(samples.first).to_contain_text("会员日，会员价再9折")
+            assert "{{" not in await samples.first.inner_text()
+        await expect(page.locator("ul.left-out")).to_contain_text("不在分群内")
+        await _shot(page, "campaign-preview")
+        # A template that would not render is refused with the reason, nothing saved.
+        await page.goto(f"{stack.url}/marketing")
+        await page.get_by_label("活动名称").fill("坏模板")
+        await page.get_by_label("内容模板").fill("{{ name ")
+        await page.get_by_role("button", name="保存并预览").click()
+        await expect(page.locator(".flash")).to_contain_text("未保存")
+        names = [c["name"] for c in stack.console.deps.extras["marketing"].campaigns.list()]
+        assert names == ["12月会员日"]
+
+
+async def test_admin_labels_an_inbox_message_and_deploys_a_model(tmp_path, monkeypatch):
+    from playwright.async_api import expect
+
+    from tests.console.conftest import add_inbox_item, attach_areas
+
+    async with browser_on_stack(tmp_path, monkeypatch) as (browser, stack), \
+            _replica() as (replica, replica_url):
+        versions, paths = attach_areas(stack.console, tmp_path, replica_url, replica)
+        add_inbox_item(stack.console.crm.engine, "泳池边能点外卖进来吃吗")
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await _link_sign_in(page, stack, "admin_qian")
+        await page.goto(f"{stack.url}/admin")
+        item = page.locator(".inbox-item", has_text="泳池边能点外卖进来吃吗")
+        await expect(item).to_be_visible()
+        await _shot(page, "admin")
+        await item.locator("select").select_option("ask_amenity")
+        await item.get_by_role("button", name="标注").click()
+        # (The first label loads Rasa's YAML reader to check the file: give it time.)
+        await expect(page.locator(".flash")).to_contain_text("已标注为 ask_amenity", timeout=60000)
+        written = (paths.nlu_dir / "amenities.yml").read_text(encoding="utf-8")
+        assert "泳池边能点外卖进来吃吗" in written
+        await expect(page.locator(".inbox-item")).to_have_count(0)
+
+        await page.get_by_role("button", name=f"发布 {versions[1]}").click()
+        await expect(page.locator(".flash")).to_contain_text(f"已发布 {versions[1]}")
+        loop = stack.console.deps.extras["training"]
+        assert loop.registry.deployed_version() == versions[1]
+        assert replica.fingerprints[replica.loaded] == "fp2"
+        await page.get_by_role("button", name="回滚到上一个版本").click()
+        await expect(page.locator(".flash")).to_contain_text(f"已回滚到 {versions[0]}")
+        assert loop.registry.deployed_version() == versions[0]
+        actions = [e.action for e in stack.console.crm.audit_entries(limit=30)
+                   if e.actor == "console:admin_qian"]
+        assert {"nlu.label", "model.deploy", "model.rollback"} <= set(actions)

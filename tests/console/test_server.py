@@ -408,3 +408,69 @@ def test_preflight_refuses_the_console_on_development_values(monkeypatch):
     assert any(p.startswith("CONSOLE_SECRET") for p in problems)
     assert any("CONSOLE_BASE_URL" in p for p in problems)
     assert any("WECOM_OAUTH_BASE" in p for p in problems)
+
+
+# ---- marketing and admin forms ----------------------------------------------------------------
+
+AREA_FORMS = [
+    ("/marketing/campaigns", {"name": "x", "segment": "gold_and_above", "template": "hi"},
+     "marketer_sun"),
+    ("/marketing/touchpoints", {"property": "default", "kind": "birthday", "enabled": "0"},
+     "marketer_sun"),
+    ("/admin/inbox/label", {"item": "1", "intent": "greet"}, "admin_qian"),
+    ("/admin/models/train", {"note": "x"}, "admin_qian"),
+    ("/admin/models/deploy", {"version": "v"}, "admin_qian"),
+    ("/admin/models/rollback", {}, "admin_qian"),
+]
+
+
+@pytest.mark.parametrize("path,form,owner", AREA_FORMS)
+async def test_area_forms_check_csrf_and_role(client, console, path, form, owner):
+    outsider = "advisor_li"
+    csrf = await sign_in(client, console, outsider)
+    resp = await client.post(path, data={**form, "csrf": csrf}, allow_redirects=False)
+    assert resp.status == 403 and "角色" in await resp.text()
+    csrf = await sign_in(client, console, owner)
+    resp = await client.post(path, data=form, allow_redirects=False)
+    assert resp.status == 403 and "安全校验" in await resp.text()
+    resp = await client.post(path, data={**form, "csrf": csrf}, allow_redirects=False)
+    assert resp.status == 303  # (no service configured here: the page says so)
+
+
+async def test_marketing_campaign_is_created_through_the_service_and_audited(
+        client, console, tmp_path):
+    from tests.console.conftest import FakeReplica, attach_areas
+
+    attach_areas(console, tmp_path, "http://127.0.0.1:9", FakeReplica())
+    csrf = await sign_in(client, console, "marketer_sun")
+    resp = await client.post("/marketing/campaigns", data={
+        "csrf": csrf, "name": "会员日", "segment": "gold_and_above",
+        "template": "{{ name }}您好，会员日快乐", "schedule": ""})
+    page = await resp.text()
+    assert resp.status == 200 and "已保存活动" in page and "会员日快乐" in page
+    campaign = console.deps.extras["marketing"].campaigns.list()[0]
+    assert campaign["created_by"] == "console:marketer_sun"
+    bad = await client.post("/marketing/campaigns", data={
+        "csrf": csrf, "name": "x", "segment": "../../etc/passwd", "template": "hi"})
+    assert "请选择一个分群" in await bad.text()
+    resp = await client.post("/marketing/touchpoints", data={
+        "csrf": csrf, "property": "default", "kind": "birthday", "enabled": "0"})
+    assert "已关闭" in await resp.text()
+    steps = console.deps.extras["marketing"].touchpoints.sequence("default")
+    assert next(s for s in steps if s["kind"] == "birthday")["enabled"] is False
+
+
+async def test_admin_deploy_refused_by_the_gate_says_why(client, console, tmp_path):
+    from tests.console.conftest import FakeReplica, attach_areas
+
+    versions, _ = attach_areas(console, tmp_path, "http://127.0.0.1:9", FakeReplica())
+    loop = console.deps.extras["training"]
+    worse = {"simplified": {"n": 100, "accuracy": 0.5, "macro_f1": 0.5, "complain_recall": 0.5,
+                            "oos_recall": 0.5, "false_fallback_rate": 0.3, "entity_f1": 0.5,
+                            "per_intent_recall": {}}}
+    loop.registry.update(versions[1], figures=worse)
+    csrf = await sign_in(client, console, "admin_qian")
+    resp = await client.post("/admin/models/deploy", data={"csrf": csrf, "version": versions[1]})
+    page = await resp.text()
+    assert "未完成" in page and "worse than the deployed model" in page
+    assert loop.registry.deployed_version() == versions[0]
