@@ -20,10 +20,8 @@ export WECOM_API_BASE ?= http://127.0.0.1:8800
 # The sandbox delivers WeCom's callbacks to the intake server (bot/wecom/intake_server.py), which
 # answers them from its own process and tells Rasa; Rasa's own /webhooks/wecom routes work too.
 export SANDBOX_CONNECTOR_URL ?= http://127.0.0.1:5006
-# The staff console (bot/console) signs in through the sandbox's WeCom login page; `make run` is
-# a development run (production refuses the sandbox and the development secrets: bot/preflight).
+# The staff console (bot/console) signs in through the sandbox's WeCom login page.
 export WECOM_OAUTH_BASE ?= http://127.0.0.1:8800
-export CONCIERGE_ENV ?= development
 # Preference tags mirrored to the sandbox's demo corp tag library.
 export WECOM_CORP_TAGS_FILE ?= data/wecom_corp_tags.yml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -23,7 +23,9 @@ from bot.paging.report import build_report
 from bot.paging.store import ClockDTO
 
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
-TABLES = ("classes", "advisors", "csat", "nps")
+TABLES = ("classes", "advisors", "csat", "nps", "fallbacks")
+# How many of the messages the bot did not understand the report lists.
+TOP_FALLBACKS = 15
 
 
 def _dur(seconds: Optional[float]) -> str:
@@ -132,8 +134,20 @@ async def _figures(request: web.Request) -> dict:
                  "rating_avg": a.rating_avg} for a in report.advisors]
     csat = csat_by_week(clocks, policy.tz)
     nps = nps_by_week(scores, policy.tz)  # survey answers carry no property: group-wide
+    fallbacks = await asyncio.to_thread(_fallbacks, deps.extras.get("training"))
     return {"period": period, "since": since, "classes": classes, "advisors": advisors,
-            "csat": csat, "nps": nps, "report": report, "all_properties": ADMIN in member.roles}
+            "csat": csat, "nps": nps, "fallbacks": fallbacks, "report": report, "all_properties": ADMIN in member.roles}
+
+
+def _fallbacks(training) -> list[dict]:
+    """The messages the bot understood least, most frequent first (the training loop's NLU
+    inbox: fallbacks, low confidence, rephrasings, handoffs; texts already masked there)."""
+    if training is None:
+        return []
+    items = training.inbox.items(status=None, limit=200)
+    return [{"text": i["text"], "count": i["count"], "predicted": i["predicted"] or "",
+             "reasons": "、".join(sorted(i["reasons"])), "status": i["status"]}
+            for i in items][:TOP_FALLBACKS]
 
 
 def _charts(f: dict) -> dict:

@@ -474,3 +474,16 @@ async def test_admin_deploy_refused_by_the_gate_says_why(client, console, tmp_pa
     page = await resp.text()
     assert "未完成" in page and "worse than the deployed model" in page
     assert loop.registry.deployed_version() == versions[0]
+
+
+async def test_reports_list_the_messages_the_bot_did_not_understand(client, console, tmp_path):
+    from tests.console.conftest import FakeReplica, add_inbox_item, attach_areas
+
+    attach_areas(console, tmp_path, "http://127.0.0.1:9", FakeReplica())
+    add_inbox_item(console.crm.engine, "泳池边能点外卖进来吃吗")
+    await sign_in(client, console, "supervisor_wang")
+    assert "泳池边能点外卖进来吃吗" in await (await client.get("/reports")).text()
+    rows = list(csv.DictReader(io.StringIO((await (await client.get(
+        "/reports/fallbacks.csv")).text()).lstrip("\ufeff"))))
+    assert [(r["text"], r["count"], r["reasons"]) for r in rows] == [
+        ("泳池边能点外卖进来吃吗", "1", "fallback")]
