@@ -490,3 +490,30 @@ class GuestNotice(Base):
     def _v_status(self, _key, value):
         _check("notice status", value, NOTICE_STATUSES)
         return value
+
+
+MEDIA_KINDS = ("image", "voice")
+
+
+class GuestMedia(Base):
+    """A photo or a voice message the guest sent, kept as a file (MEDIA_DIR, by sha256) and
+    linked to the complaint it belongs to (bot.guest_media). Rows go with the guest (CASCADE)."""
+
+    __tablename__ = "guest_media"
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    kind = Column(String(16), nullable=False)
+    content_type = Column(String(64), nullable=False)
+    path = Column(String(255), nullable=False)  # relative to MEDIA_DIR
+    size = Column(Integer, nullable=False)
+    sha256 = Column(String(64), nullable=False)
+    wecom_media_id = Column(String(255))
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    @validates("kind")
+    def _v_kind(self, _key, value):
+        _check("media kind", value, MEDIA_KINDS)
+        return value

@@ -175,6 +175,20 @@ class TicketDTO:
 
 
 @dataclass(frozen=True)
+class GuestMediaDTO:
+    id: int
+    guest_id: int
+    ticket_id: Optional[int]
+    kind: str
+    content_type: str
+    path: str
+    size: int
+    sha256: str
+    wecom_media_id: Optional[str]
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class HandoffDTO:
     id: int
     guest_id: int
@@ -718,6 +732,42 @@ class CRMStore:
             row = next((t for t in s.execute(stmt).scalars() if t.description == description),
                        None)
             return _dto(TicketDTO, row) if row else None
+
+    # ---- media the guest sent (bot.guest_media) ---------------------------------------------
+    @guarded
+    def add_guest_media(self, sender_id: str, *, kind: str, content_type: str, path: str,
+                        size: int, sha256: str, wecom_media_id: str | None = None,
+                        link_within: dt.timedelta = dt.timedelta(hours=24)) -> GuestMediaDTO:
+        """Record a photo / voice message; linked to the guest's newest complaint ticket still
+        open and opened within `link_within` (the one it most likely shows), else to none."""
+        since = m.utcnow() - link_within
+        with self._session() as s:
+            guest = self._require_guest(s, sender_id)
+            ticket_id = s.execute(
+                select(m.Ticket.id).where(m.Ticket.guest_id == guest.id,
+                                          m.Ticket.kind == "complaint",
+                                          m.Ticket.status.in_(("open", "acknowledged")),
+                                          m.Ticket.created_at >= since)
+                .order_by(m.Ticket.created_at.desc(), m.Ticket.id.desc()).limit(1)).scalar()
+            row = m.GuestMedia(guest_id=guest.id, ticket_id=ticket_id, kind=kind,
+                               content_type=content_type[:64], path=path, size=size,
+                               sha256=sha256, wecom_media_id=wecom_media_id)
+            s.add(row)
+            s.flush()
+            return _dto(GuestMediaDTO, row)
+
+    @guarded
+    def ticket_media(self, ticket_id: int) -> list[GuestMediaDTO]:
+        stmt = (select(m.GuestMedia).where(m.GuestMedia.ticket_id == ticket_id)
+                .order_by(m.GuestMedia.id))
+        with self._session() as s:
+            return [_dto(GuestMediaDTO, r) for r in s.execute(stmt).scalars()]
+
+    @guarded
+    def guest_media(self, media_id: int) -> GuestMediaDTO | None:
+        with self._session() as s:
+            row = s.get(m.GuestMedia, media_id)
+            return _dto(GuestMediaDTO, row) if row else None
 
     # ---- handoffs -------------------------------------------------------------------------
     @guarded

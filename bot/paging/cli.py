@@ -73,7 +73,10 @@ def _worker(args) -> int:
     problem = check_schema(args.database_url)
     if problem:
         return _fail(problem, EXIT_UNAVAILABLE)
-    worker = build_worker(database_url=args.database_url, policy=policy, poll_s=args.poll,
+    from bot.paging.runtime import get_policy
+
+    # validated above; the worker gets the live policy so SLA edits need no restart
+    worker = build_worker(database_url=args.database_url, policy=get_policy(), poll_s=args.poll,
                           worker_id=args.worker_id)
     if args.once:
         report = asyncio.run(tick_once(worker))

@@ -4,26 +4,22 @@ the Rasa process (`install_app_handler`). Everything is built on call, nothing a
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 from typing import Optional
 
-from bot.paging.policy import Policy, load_policy
+from bot.paging.policy import Policy
 
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_policy(path: str) -> Policy:
-    return load_policy(path)
-
-
 def get_policy() -> Policy:
-    """The configured policy (SLA_POLICY_FILE), loaded and validated once per process."""
+    """The configured policy (SLA_POLICY_FILE), validated; an edit of the file takes effect
+    without a restart and an edit that fails validation leaves the running policy (bot.live)."""
+    from bot.datafiles import live_policy
     from bot.settings import get_settings
 
-    return _cached_policy(str(get_settings().sla_policy_file))
+    return live_policy(str(get_settings().sla_policy_file))  # type: ignore[return-value]
 
 
 def check_schema(database_url: Optional[str] = None) -> Optional[str]:

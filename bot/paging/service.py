@@ -25,6 +25,7 @@ from bot.paging import clocks as rules
 from bot.paging.clocks import local_time_text
 from bot.paging.commands import (
     ACK,
+    COMPENSATE,
     CONFIRM,
     DECLINE,
     HANDBACK,
@@ -237,7 +238,8 @@ class PagingService:
                     "如需协助，请联系该酒店的值班主管。")
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
                    RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
-                   CONFIRM: self._supplier, DECLINE: self._supplier}[command.verb]
+                   CONFIRM: self._supplier, DECLINE: self._supplier,
+                   COMPENSATE: self._compensate}[command.verb]
         return await handler(userid, clock, command)
 
     async def act(self, userid: str, case_id: int, verb: str, text: Optional[str] = None, *,
@@ -352,6 +354,16 @@ class PagingService:
         else:
             outcome = await self.supplier.decline(clock.subject_id, userid, command.text or "")
         return outcome.message
+
+    async def _compensate(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        """补偿: what the advisor offered for a complaint (SPEC: over-compensation for a service
+        failure). Recorded on the case, audited, shown on later cards and pages about the guest."""
+        if clock.subject_type != "ticket" or not clock.sla_class.startswith("complaint"):
+            return f"#{clock.id} 不是投诉，“补偿”只用于投诉。"
+        await asyncio.to_thread(self.store.add_note, clock.id, userid, "compensation", command.text)
+        await self._audit(userid, "ticket.compensation", clock, offered=command.text)
+        return (f"已记录 #{clock.id} 的补偿：{command.text}。客人之后的来单会标注“曾投诉”并显示此记录；"
+                f"如需告诉客人，请用“回复 {clock.id} 内容”。")
 
     async def _note(self, userid: str, clock: ClockDTO, command: Command) -> str:
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "note", command.text)
