@@ -11,7 +11,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions._common import call, say, store_down
+from actions._common import call, say, say_private, store_down
 from bot.crm.store import StoreUnavailable
 from bot.services import get_services
 
@@ -29,6 +29,10 @@ async def may_ask_link(tracker: Tracker) -> bool:
     if tracker.get_slot("link_asked"):
         return False
     return await call(get_services().identity.locked_until, tracker.sender_id) is None
+
+
+# Answers about the guest's own bookings: never posted in a customer group (group_privacy).
+PRIVATE_TOPICS = frozenset({"itinerary"})
 
 
 class PreTripAnswer(Action, metaclass=abc.ABCMeta):
@@ -57,7 +61,10 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
             )
         except StoreUnavailable as exc:
             return store_down(dispatcher, exc)
-        say(dispatcher, reply)
+        if self.topic in PRIVATE_TOPICS:
+            say_private(dispatcher, tracker, reply)
+        else:
+            say(dispatcher, reply)
         return _events(reply)
 
 
@@ -112,5 +119,8 @@ class ActionChooseStay(Action):
             )
         except StoreUnavailable as exc:
             return store_down(dispatcher, exc)
-        say(dispatcher, reply)
+        if tracker.get_slot("pending_topic") in PRIVATE_TOPICS:
+            say_private(dispatcher, tracker, reply)
+        else:
+            say(dispatcher, reply)
         return _events(reply)

@@ -7,6 +7,7 @@ cat <<MSG
     Action server   http://localhost:5055
     WeCom sandbox   http://localhost:8800   (chat as a guest in 微信客服 or a group, or as an advisor)
     WeCom intake    http://localhost:5006/webhooks/wecom/{kf,aibot,app}   (callbacks, answered at once)
+    Staff console   http://localhost:${CONSOLE_PORT:-8000}   (sign in: .venv/bin/concierge staff login-link advisor_li)
     SLA worker      pages advisors through the sandbox (policy: ${SLA_POLICY_FILE})
     CRM database    ${DATABASE_URL:-sqlite:///var/concierge.db}
 

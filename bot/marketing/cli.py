@@ -51,6 +51,7 @@ def register(subparsers) -> None:
     count.add_argument("--list", type=int, default=0, metavar="N", help="also list N members")
     count.add_argument("--outside", action="store_true",
                        help="with --list: also guests outside it and the rules they fail")
+    count.add_argument("--actor", default=_actor(), help="who is looking (audit log, with --list)")
     count.set_defaults(func=_segment_count)
 
     camp = subparsers.add_parser("campaign", help="member-day and one-off broadcasts")
@@ -72,6 +73,7 @@ def register(subparsers) -> None:
         p.add_argument("--json", action="store_true")
         if name == "preview":
             p.add_argument("--samples", type=int, default=3)
+            p.add_argument("--actor", default=_actor(), help="who is looking (audit log)")
         if name == "report":
             p.add_argument("--no-refresh", action="store_true", help="do not ask WeCom")
         if name == "cancel":
@@ -110,8 +112,22 @@ def _build(args, *, wecom: bool = True, clock=None):
     return build_marketing(args.database_url, wecom=wecom, clock=clock)
 
 
+def _audited(args, m, action: str, subject_type: str, subject_id, read):
+    """Listings that name guests are staff reads: the audit row first, then the read."""
+    from bot.audit import Staff, staff_read
+    from bot.crm.store import CRMStore
+
+    return staff_read(CRMStore(m.engine), Staff.from_actor(args.actor), action, subject_type,
+                      subject_id, read)
+
+
 def _guarded(fn):
-    """Turn the marketer's mistakes into a clear message and exit code 1."""
+    """Turn the marketer's mistakes into a clear message and exit code 1; a database that is
+    not there (or not migrated) into StoreUnavailable, which `concierge` reports with exit 2."""
+    from bot.crm.errors import guarded
+
+    fn_db = guarded(fn)
+
     def wrapper(args) -> int:
         from bot.marketing.campaigns import CampaignError, CampaignNotFound
         from bot.marketing.policy import PolicyError
@@ -120,7 +136,7 @@ def _guarded(fn):
         from bot.wecom.errors import WeComError
 
         try:
-            return fn(args)
+            return fn_db(args)
         except (CampaignError, CampaignNotFound, SegmentError) as exc:
             return _fail(str(exc), EXIT_NOT_FOUND)
         except (PolicyError, TouchpointConfigError) as exc:
@@ -133,8 +149,10 @@ def _guarded(fn):
 @_guarded
 def _segment_count(args) -> int:
     m = _build(args, wecom=False)
-    if args.list:
-        data = m.segments.list(args.segment, limit=args.list, include_outside=args.outside)
+    if args.list:  # names guests: a staff read, audited first
+        data = _audited(args, m, "segment.list", "segment", str(args.segment),
+                        lambda: m.segments.list(args.segment, limit=args.list,
+                                                include_outside=args.outside))
         data["count"] = m.segments.count(args.segment)["count"]
     else:
         data = m.segments.count(args.segment)
@@ -185,7 +203,9 @@ def _campaign_list(args) -> int:
 def _campaign_action(args) -> int:
     action = args.action
     if action == "preview":
-        data = _build(args, wecom=False).campaigns.preview(args.id, samples=args.samples)
+        m = _build(args, wecom=False)
+        data = _audited(args, m, "campaign.preview", "campaign", args.id,
+                        lambda: m.campaigns.preview(args.id, samples=args.samples))
     else:
         async def go():
             m = _build(args)
@@ -263,6 +283,9 @@ def _worker(args) -> int:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.preflight import start_process
+
+    start_process("marketing")  # production: refuses default secrets and embedded stores
 
     async def go():
         m = _build(args)

@@ -13,6 +13,7 @@
       upcoming_within_days: 30
       property: [sanya-haitang-resort]
       city: [三亚]
+      channel: [direct, ctrip]        # the newest booking's channel (bookings facts)
       birthday_month: [this, next, 12]
       health: [watch, at_risk]        # good watch at_risk
       consent: granted                # granted | not_granted | any (the default)
@@ -87,6 +88,24 @@ class Segment:
     def name(self) -> str:
         return str(self.spec.get("name") or "segment")
 
+    @property
+    def needs(self) -> frozenset:
+        """Which facts beyond the guest row the rules read (see facts.load_facts)."""
+        return frozenset().union(*(NEEDS.get(key, ()) for key in self.spec))
+
+    @property
+    def tiers(self) -> Optional[frozenset]:
+        """The tiers a member can have (None: any): lets the facts load skip the others."""
+        allowed = set(TIERS)
+        if "tier" in self.spec:
+            allowed &= set(_list(self.spec, "tier"))
+        if "tier_at_least" in self.spec:
+            allowed &= set(TIERS[TIERS.index(self.spec["tier_at_least"]):])
+        return None if allowed == set(TIERS) else frozenset(allowed)
+
+    def tier_rule(self) -> Optional[str]:
+        return next((k for k in ("tier", "tier_at_least") if k in self.spec), None)
+
     def evaluate(self, facts: GuestFacts, today: dt.date, policy: MarketingPolicy) -> list[str]:
         """The rules `facts` fails (empty list: the guest is in the segment)."""
         return [name for name, test in self.rules if not test(facts, today, policy)]
@@ -110,7 +129,7 @@ def lifecycle(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> str:
 def _year(f: GuestFacts, today: dt.date):
     """Stays and spend (CNY) in the 12 months up to today (spend: the bookings facts' own)."""
     stays = len(f.stays_since(today - dt.timedelta(days=365)))
-    spend = float(f.booking_facts.spend_12m) if f.booking_facts is not None else 0.0
+    spend = float(f.booking_facts.spend_12m) if f.as_of is not None else 0.0
     return stays, spend
 
 
@@ -245,6 +264,13 @@ def _in_set(key, attr):
     return build
 
 
+def _channel(spec):
+    wanted = {str(v) for v in _list(spec, "channel")}
+    if not wanted:
+        raise SegmentError("segment.channel: give at least one value")
+    return lambda f, today, p: f.as_of is not None and f.booking_facts.channel in wanted
+
+
 def _birthday(spec):
     words = _list(spec, "birthday_month")
     for w in words:
@@ -270,6 +296,16 @@ def _demo(spec):
     return lambda f, today, p: f.is_demo is value
 
 
+# What each rule reads besides the guest row (bot.marketing.facts.load_facts `needs`).
+NEEDS = {
+    "tags_any": {"tags"}, "tags_all": {"tags"}, "scenario": {"bookings", "tags"},
+    "lifecycle": {"bookings"}, "value": {"bookings"}, "frequency": {"bookings"},
+    "health": {"bookings", "complaints", "interactions"}, "last_stay_before": {"bookings"},
+    "last_stay_after": {"bookings"}, "upcoming_within_days": {"bookings"},
+    "property": {"bookings"}, "city": {"bookings"}, "channel": {"bookings"},
+    "consent": {"consent"},
+}
+
 FIELDS: dict[str, Callable[[dict], Callable]] = {
     "name": lambda spec: (lambda f, today, p: True),
     "tier": _tier,
@@ -286,6 +322,7 @@ FIELDS: dict[str, Callable[[dict], Callable]] = {
     "upcoming_within_days": _upcoming,
     "property": _in_set("property", "properties"),
     "city": _in_set("city", "cities"),
+    "channel": _channel,
     "birthday_month": _birthday,
     "consent": _consent,
     "demo": _demo,
@@ -301,8 +338,8 @@ def describe(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> dict:
         "frequency": frequency_band(f, today, policy),
         "health": health_score(f, today, policy),
         "stays": len(f.stays), "last_stay": last.check_out.isoformat() if last else None,
-        "spend_12m": float(f.booking_facts.spend_12m) if f.booking_facts else 0.0,
-        "channel": f.booking_facts.channel if f.booking_facts else None,
+        "spend_12m": float(f.booking_facts.spend_12m) if f.as_of else 0.0,
+        "channel": f.booking_facts.channel if f.as_of else None,
         "next_stay": nxt.check_in.isoformat() if nxt else None,
         "marketing_consent": f.marketing_consent,
     }

@@ -100,6 +100,22 @@ class RasaAPI:
                                    params={"include_events": "NONE"})
         return bool((data or {}).get("paused"))
 
+    async def conversation(self, sender_id: str, limit: int = 80) -> list[dict]:
+        """The guest's and the bot's turns from the tracker, oldest first: {who, text, time}
+        (who: guest | bot | staff, staff being paging's notices and advisors' replies)."""
+        data = await self._request("GET", self._url(sender_id, "tracker"),
+                                   params={"include_events": "ALL"})
+        turns = []
+        for event in (data or {}).get("events") or []:
+            kind, text = event.get("event"), event.get("text")
+            if kind not in ("user", "bot") or not text or str(text).startswith("/"):
+                continue
+            meta = event.get("metadata") or {}
+            who = "guest" if kind == "user" else ("staff" if meta.get("source") == "paging"
+                                                  else "bot")
+            turns.append({"who": who, "text": str(text), "time": event.get("timestamp")})
+        return turns[-limit:]
+
     async def last_user_messages(self, sender_id: str, count: int = 3) -> list[str]:
         data = await self._request("GET", self._url(sender_id, "tracker"),
                                    params={"include_events": "AFTER_RESTART"})
@@ -141,17 +157,23 @@ class HandoffController:
         await self.wecom.kf.transfer(identity[0], identity[1], state, servicer)
         return f"微信客服会话状态 → {state}"
 
-    async def take_over(self, sender_id: str, advisor_userid: str) -> list[str]:
-        """Bot silent for the guest; 微信客服 session to the advisor. Returns problems (empty: ok)."""
+    async def take_over(self, sender_id: str, advisor_userid: str, *,
+                        move_kf: bool = True) -> list[str]:
+        """Bot silent for the guest; 微信客服 session to the advisor. Returns problems (empty: ok).
+
+        `move_kf=False` (a takeover from the staff console) leaves the 微信客服 session with the
+        API: the advisor answers from the console through kf/send_msg, which WeCom refuses once
+        the session is in state 3."""
         problems = []
         try:
             await self.rasa.pause(sender_id)
         except RasaUnavailable as exc:
             problems.append(f"机器人暂停失败（{exc}）")
-        try:
-            await self._kf_transfer(sender_id, KF_STATE_HUMAN, advisor_userid)
-        except Exception as exc:
-            problems.append(f"微信客服转人工失败（{exc}）")
+        if move_kf:
+            try:
+                await self._kf_transfer(sender_id, KF_STATE_HUMAN, advisor_userid)
+            except Exception as exc:
+                problems.append(f"微信客服转人工失败（{exc}）")
         return problems
 
     async def hand_back(self, sender_id: str) -> list[str]:

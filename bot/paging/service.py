@@ -11,6 +11,7 @@ the worker would deliver it anyway if this process died now) and returns the con
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import os
@@ -24,6 +25,7 @@ from bot.paging import clocks as rules
 from bot.paging.clocks import local_time_text
 from bot.paging.commands import (
     ACK,
+    COMPENSATE,
     CONFIRM,
     DECLINE,
     HANDBACK,
@@ -53,6 +55,12 @@ STATE_WORDS = {rules.RESOLVED: "已结案", rules.CANCELLED: "已取消"}
 ACK_STATUS = {"ticket": "acknowledged", "handoff": "active"}
 RESOLVE_STATUS = {"ticket": "resolved", "order": "done", "handoff": "returned"}
 
+# Which staff surface the current action came through ("advisor": the WeCom app, "console": the
+# staff console): it names the actor in the audit log, and a console takeover leaves the 微信客服
+# session with the API (state 1) so the advisor's replies from the console can still be sent.
+_surface: contextvars.ContextVar[str] = contextvars.ContextVar("paging_surface", default="advisor")
+VERBS = (ACK, TAKEOVER, NOTE, RESOLVE, HANDBACK, REPLY, CONFIRM, DECLINE)
+
 _RATING_RE = re.compile(r"^\s*([1-5一二三四五])\s*(?:分|星|颗星|顆星)?\s*[!！。.~～👍]*\s*$")
 _CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5}
 
@@ -76,10 +84,12 @@ class PagingService:
     def __init__(self, store: PagingStore, policy: Policy, messenger: Messenger, *,
                  crm=None, handoff: Optional[HandoffController] = None,
                  context: Optional[GuestContext] = None,
-                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None):
+                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None,
+                 eraser=None):
         self.store = store
         self.policy = policy
         self.access = StaffAccess(policy)  # advisors act only on their properties' cases
+        self.eraser = eraser  # bot.erasure.GuestEraser: resolving a deletion request erases
         self.messenger = messenger
         self.crm = crm
         self.handoff = handoff
@@ -115,7 +125,7 @@ class PagingService:
         if self.crm is None:
             return
         try:
-            await asyncio.to_thread(self.crm.record_audit, f"advisor:{userid}", action,
+            await asyncio.to_thread(self.crm.record_audit, f"{_surface.get()}:{userid}", action,
                                     clock.subject_type, clock.subject_id,
                                     {"case": clock.id, **detail})
         except Exception as exc:
@@ -228,8 +238,56 @@ class PagingService:
                     "如需协助，请联系该酒店的值班主管。")
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
                    RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
-                   CONFIRM: self._supplier, DECLINE: self._supplier}[command.verb]
+                   CONFIRM: self._supplier, DECLINE: self._supplier,
+                   COMPENSATE: self._compensate}[command.verb]
         return await handler(userid, clock, command)
+
+    async def act(self, userid: str, case_id: int, verb: str, text: Optional[str] = None, *,
+                  surface: str = "console") -> str:
+        """One action on one case from another staff surface (the console): the same rules,
+        notices, audit and confirmations as the WeCom command, and the same property rule."""
+        if verb not in VERBS:
+            raise ValueError(f"unknown action {verb!r}")
+        text = (text or "").strip() or None
+        if verb in (NOTE, RESOLVE, REPLY, DECLINE) and not text:
+            raise ValueError("这个操作需要填写内容")
+        try:
+            clock = await asyncio.to_thread(self.store.clock, case_id)
+        except ClockNotFound:
+            return f"没有编号为 {case_id} 的单。"
+        if not self.access.allows(userid, clock.property_id):  # the caller checked too
+            return f"#{clock.id} 不属于您值班的酒店，不能处理。"
+        handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
+                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
+                   CONFIRM: self._supplier, DECLINE: self._supplier}[verb]
+        token = _surface.set(surface)
+        try:
+            return await handler(userid, clock, Command(verb, case_id, text=text))
+        finally:
+            _surface.reset(token)
+
+    async def reassign(self, userid: str, case_id: int, to_userid: str) -> str:
+        """Give an open case to another advisor of its property, who is told in the WeCom app."""
+        now = self.clock()
+        clock, outcome = await asyncio.to_thread(self.store.reassign, case_id, to_userid, now)
+        if outcome == "closed":
+            return f"#{clock.id} {STATE_WORDS.get(clock.state, clock.state)}，无法转派。"
+        if outcome == "same":
+            return f"#{clock.id} 已由 {self._name(to_userid)} 负责。"
+        token = _surface.set("console")
+        try:
+            await self._audit(userid, "sla.reassign", clock, to=to_userid)
+        finally:
+            _surface.reset(token)
+        try:
+            await self.messenger.app_text(
+                to_userid, f"{self._name(userid)} 把 #{clock.id}（{self._label(clock)} · "
+                f"{await self._guest_name(clock)}）转给了您。{self._deadline_note(clock, now)}。",
+                dedupe_key=f"paging:reassign:{clock.id}:{to_userid}:{int(now.timestamp())}")
+        except Exception as exc:
+            log.warning("reassign notice of #%s to %s failed: %s", clock.id, to_userid, exc)
+            return f"已把 #{clock.id} 转给 {self._name(to_userid)}，但企业微信通知未发出：{exc}"
+        return f"已把 #{clock.id} 转给 {self._name(to_userid)}，对方已收到企业微信通知。"
 
     async def _ack(self, userid: str, clock: ClockDTO, command: Command) -> str:
         if clock.subject_type == "handoff":  # the guest asked for a person: joining is the ack
@@ -251,8 +309,10 @@ class PagingService:
             return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
                     f"客人已收到通知。请联系供应商：能安排回复“确认 {clock.id}”，"
                     f"安排不了回复“婉拒 {clock.id} 原因”。{self._deadline_note(clock, now)}。")
+        then = ("完成后填写结案说明" if _surface.get() == "console"
+                else f"完成后回复“解决 {clock.id} 说明”")
         return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
-                f"客人已收到通知。{self._deadline_note(clock, now)}，完成后回复“解决 {clock.id} 说明”。")
+                f"客人已收到通知。{self._deadline_note(clock, now)}，{then}。")
 
     async def _take_over(self, userid: str, clock: ClockDTO, command: Command) -> str:
         now = self.clock()
@@ -266,11 +326,19 @@ class PagingService:
             return f"您正在接待 #{clock.id} 的客人 {guest}。结束后回复“交还 {clock.id}”。"
         await self._mirror(clock, ACK_STATUS.get(clock.subject_type), advisor=userid)
         await self.fire_notices(clock.id)  # before the 微信客服 session moves to the advisor
-        problems = await self.handoff.take_over(clock.sender_id, userid) if self.handoff else []
+        problems = []
+        if self.handoff and _surface.get() == "console":
+            problems = await self.handoff.take_over(clock.sender_id, userid, move_kf=False)
+        elif self.handoff:
+            problems = await self.handoff.take_over(clock.sender_id, userid)
         await self._audit(userid, "sla.take_over", clock, problems=problems or None)
-        text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
-                f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
-                f"结束后回复“交还 {clock.id}”。")
+        if _surface.get() == "console":
+            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                    f"请在本页直接回复客人；结束后点“交还机器人”。")
+        else:
+            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                    f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
+                    f"结束后回复“交还 {clock.id}”。")
         if problems:
             text += "\n注意：" + "；".join(problems)
         return text
@@ -287,13 +355,24 @@ class PagingService:
             outcome = await self.supplier.decline(clock.subject_id, userid, command.text or "")
         return outcome.message
 
+    async def _compensate(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        """补偿: what the advisor offered for a complaint (SPEC: over-compensation for a service
+        failure). Recorded on the case, audited, shown on later cards and pages about the guest."""
+        if clock.subject_type != "ticket" or not clock.sla_class.startswith("complaint"):
+            return f"#{clock.id} 不是投诉，“补偿”只用于投诉。"
+        await asyncio.to_thread(self.store.add_note, clock.id, userid, "compensation", command.text)
+        await self._audit(userid, "ticket.compensation", clock, offered=command.text)
+        return (f"已记录 #{clock.id} 的补偿：{command.text}。客人之后的来单会标注“曾投诉”并显示此记录；"
+                f"如需告诉客人，请用“回复 {clock.id} 内容”。")
+
     async def _note(self, userid: str, clock: ClockDTO, command: Command) -> str:
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "note", command.text)
         await self._audit(userid, "sla.note", clock)
         return f"已备注 #{clock.id}。"
 
     async def _reply(self, userid: str, clock: ClockDTO, command: Command) -> str:
-        if clock.sender_id.startswith("kf:") and clock.takeover_userid and clock.handed_back_at is None:
+        if (_surface.get() != "console" and clock.sender_id.startswith("kf:")
+                and clock.takeover_userid and clock.handed_back_at is None):
             return "该客人正由您在微信客服中接待，请直接在微信客服里回复。"
         try:
             await self.messenger.guest_text(clock.sender_id, f"{self._name(userid)}：{command.text}",
@@ -324,7 +403,29 @@ class PagingService:
                 f"{'并被邀请评分' if cls.ask_rating else ''}。")
         if problems:
             text += "\n注意：" + "；".join(problems)
-        return text
+        erased = await self._erase_if_deletion(userid, clock, command.text or "")
+        return text + erased if erased else text
+
+    async def _erase_if_deletion(self, userid: str, clock: ClockDTO, note: str) -> str:
+        """Resolving a deletion request carries it out (bot.erasure): the advisor verified the
+        guest's identity before resolving, as the request's reply promised."""
+        if self.eraser is None or clock.subject_type != "ticket" or self.crm is None:
+            return ""
+        ticket = await asyncio.to_thread(self.crm.ticket, clock.subject_id)
+        if ticket is None or ticket.kind != "data_deletion":
+            return ""
+        from bot.erasure import ErasureIncomplete, LegalHold
+
+        try:
+            await asyncio.to_thread(self.eraser.erase, clock.sender_id,
+                                    actor=f"advisor:{userid}",
+                                    reason=f"deletion request #{ticket.id} resolved: {note}"[:500])
+        except LegalHold:
+            return "\n该客人处于法律保全（legal hold）状态，资料未删除，请联系主管。"
+        except ErasureIncomplete as exc:
+            log.warning("erasure for case #%s postponed: %s", clock.id, exc)
+            return "\n暂时无法完成删除（企业微信未响应），系统会在 24 小时期限内自动重试。"
+        return "\n已删除该客人的全部个人资料（仅保留删除记录）。"
 
     async def _hand_back(self, userid: str, clock: ClockDTO, command: Command) -> str:
         now = self.clock()

@@ -254,3 +254,108 @@ async def test_cancel_a_scheduled_campaign_sends_nothing(demo, clock):
     assert (await s.send_due()) == [] and api.calls == []
     with demo.connect() as conn:
         assert conn.execute(select(func.count()).select_from(CampaignRecipient)).scalar() == 0
+
+
+class KfAPI(RecordingAPI):
+    def __init__(self):
+        super().__init__()
+        self.kf = []
+
+    async def kf_text(self, open_kfid, external_userid, text, dedupe_key):
+        from bot.wecom.client import SendResult
+
+        self.kf.append((open_kfid, external_userid, text, dedupe_key))
+        return SendResult("sent")
+
+
+async def test_group_surface_sends_per_owner_and_caps_each_group(demo, clock):
+    api = RecordingAPI()
+    s = service(demo, clock, api, cap=1)
+    spec = {**MEMBER_DAY, "surface": "group", "template": "{{ name }}好，今晚会员日抽奖！",
+            "groups": {"advisor_li": ["wrA", "wrB"], "advisor_zhou": ["wrC"]}}
+    first = await s.send(s.create(spec, actor="t"))
+    assert first["tasks"] == 2 and first["queued"] == 3
+    assert sorted((c["sender"], tuple(c["chat_id_list"])) for c in api.calls) == [
+        ("advisor_li", ("wrA", "wrB")), ("advisor_zhou", ("wrC",))]
+    assert api.calls[0]["text"] == "各位好，今晚会员日抽奖！" and api.calls[0]["chat_type"] == "group"
+    preview = s.preview(s.create(spec, actor="t"))
+    assert preview["recipients"] == 0 and preview["left_out"] == {"over_cap": 3}
+    with pytest.raises(CampaignError, match="groups"):
+        s.create({**MEMBER_DAY, "surface": "group"}, actor="t")
+
+
+async def test_kf_surface_only_inside_the_48_hour_window(demo, clock):
+    from bot.wecom.models import KfQuota
+
+    with demo.begin() as conn:  # 周敏 wrote to 微信客服 an hour ago
+        conn.execute(KfQuota.__table__.insert(), [{
+            "open_kfid": "wk_sandbox_concierge", "external_userid": "wm_guest_001",
+            "last_guest_msg_at": clock.now - dt.timedelta(hours=1), "sent_count": 0}])
+    api = KfAPI()
+    s = service(demo, clock, api)
+    campaign = s.create({**MEMBER_DAY, "surface": "kf"}, actor="t")
+    preview = s.preview(campaign)
+    assert [r["sender_id"] for r in preview["recipient_list"]] == ["kf:wm_guest_001"]
+    assert preview["left_out"] == {"no_consent": 1, "no_wecom_identity": 2}
+    result = await s.send(campaign)
+    assert [k[1] for k in api.kf] == ["wm_guest_001"] and api.calls == []
+    assert result["queued"] == 1
+    clock.now += dt.timedelta(hours=48)  # the window has closed
+    later = s.preview(s.create({**MEMBER_DAY, "surface": "kf"}, actor="t"))
+    assert later["recipients"] == 0 and later["left_out"]["outside_48h_window"] == 1
+
+
+async def test_orders_and_replies_after_the_send_are_attributed(demo, clock):
+    from bot.wecom.models import InboxMessage
+
+    api = RecordingAPI()
+    clock.now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)  # orders use real time
+    s = service(demo, clock, api, quiet_from=None, quiet_to=None)
+    campaign = s.create(MEMBER_DAY, actor="t")
+    await s.send(campaign)
+    before = (await s.report(campaign, refresh=False))["attribution"]
+    store = CRMStore(demo)
+    store.create_order("demo-lin", item="spa")  # an hour after the send
+    store.create_order("demo-sun", item="spa")  # left out: not attributed
+    with demo.begin() as conn:
+        conn.execute(InboxMessage.__table__.insert(), [{
+            "dedupe_key": "k1", "surface": "kf", "sender_id": "kf:wm_guest_001", "kind": "text",
+            "payload": {}, "status": "done", "attempts": 1,
+            "received_at": clock.now + dt.timedelta(hours=2)}])
+    report = await s.report(campaign, refresh=False)
+    assert report["attribution"] == {"days": 7, "replies": 1, "orders": before["orders"] + 1}
+    assert before["replies"] == 0
+
+
+async def test_the_worker_sends_due_campaigns_and_survives_an_outage(demo, clock, caplog):
+    from bot.marketing.runtime import run_worker
+
+    class Broken:
+        async def send_due(self, worker_id=None):
+            raise RuntimeError("database went away")
+
+    class Marketing:
+        campaigns = Broken()
+        touchpoints = None
+
+    await run_worker(Marketing(), once=True)  # logged, not raised
+    assert "marketing worker round failed" in caplog.text
+
+    api = RecordingAPI()
+    s = service(demo, clock, api)
+    s.create({**MEMBER_DAY, "schedule": (clock.now + dt.timedelta(minutes=5)).isoformat()},
+             actor="t")
+
+    class Quiet:
+        async def run(self):
+            return {"sent": [], "skipped": [], "deferred": []}
+
+    class Real:
+        campaigns = s
+        touchpoints = Quiet()
+
+    await run_worker(Real(), once=True)
+    assert api.calls == []  # not due yet
+    clock.now += dt.timedelta(minutes=6)
+    await run_worker(Real(), once=True)
+    assert len(api.calls) == 3

@@ -119,3 +119,25 @@ def test_bad_input_gives_a_clear_error(demo_env, tmp_path, capsys):
     assert main(["touchpoints", "run", "--now", "tomorrow", "--dry-run"]) == 1
     counted = run_json(capsys, "segment", "count", "gold_and_above", "--json")
     assert counted["count"] == 3
+
+
+def test_listings_that_name_guests_are_audited(demo_env, capsys):
+    from bot.crm.store import CRMStore
+
+    listed = run_json(capsys, "segment", "count", "gold_and_above", "--json", "--list", "5",
+                      "--actor", "cli:marketer_a")
+    assert len(listed["members"]) == 3
+    created = run_json(capsys, "campaign", "create",
+                       str(PROJECT_ROOT / "data/marketing/campaigns/member_day.yml"), "--json")
+    run_json(capsys, "campaign", "preview", str(created["id"]), "--json", "--actor", "cli:marketer_a")
+    store = CRMStore()
+    actions = {(a.actor, a.action) for a in store.audit_entries()}
+    assert {("cli:marketer_a", "segment.list"), ("cli:marketer_a", "campaign.preview")} <= actions
+
+
+def test_a_database_that_is_not_there_exits_2(tmp_path, capsys):
+    assert main(["--database-url", "postgresql+psycopg2://postgres@127.0.0.1:1/x",
+                 "segment", "count", "gold_and_above"]) == 2
+    assert "CRM database unavailable" in capsys.readouterr().err
+    assert main(["--database-url", f"sqlite:///{tmp_path / 'empty.db'}", "campaign", "list"]) == 2
+    assert "run `concierge db upgrade`" in capsys.readouterr().err

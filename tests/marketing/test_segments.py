@@ -130,3 +130,13 @@ def test_facts_use_the_bookings_definitions(demo):
     assert chen.next_stay.check_in == TODAY + dt.timedelta(days=2)
     assert facts["demo-sun"].marketing_consent is False
     assert facts["demo-zhao"].stays == [] and facts["demo-zhao"].upcoming == []
+
+
+def test_spend_and_channel_come_from_the_bookings_facts():
+    big = guest(as_of=TODAY)
+    big.bookings = [Stay(1, "p", "上海", TODAY - dt.timedelta(days=40), TODAY - dt.timedelta(days=38),
+                         "completed", None, amount=25000, channel="ctrip")]
+    big.stays = list(big.bookings)
+    assert value_band(big, TODAY, P) == "high"  # one stay, but 25,000 CNY in 12 months
+    assert parse_segment({"channel": "ctrip"}).evaluate(big, TODAY, P) == []
+    assert parse_segment({"channel": ["direct"]}).evaluate(big, TODAY, P) == ["channel"]

@@ -196,3 +196,28 @@ def _booking(engine, confirmation):
     with engine.connect() as conn:
         return conn.execute(select(cm.Booking.id).where(
             cm.Booking.confirmation_no == confirmation)).scalar_one()
+
+
+async def test_the_answer_in_conversation_is_taken_before_rasa(demo):
+    from types import SimpleNamespace
+
+    from bot.marketing.channel import attach_nps
+
+    await _t_plus_7(demo, Messenger())
+    said, forwarded = [], []
+
+    class Out:
+        async def send_text_message(self, sender, text):
+            said.append((sender, text))
+
+    async def to_rasa(message):
+        forwarded.append(message.text)
+
+    channel = SimpleNamespace(on_new_message=to_rasa)
+    assert attach_nps(channel, NpsService(demo)) and not attach_nps(channel, NpsService(demo))
+    for text in ("请问早餐几点", "还行吧 7", "8"):
+        await channel.on_new_message(SimpleNamespace(text=text, sender_id="demo-chen",
+                                                     output_channel=Out()))
+    assert forwarded == ["请问早餐几点", "8"]  # the second score goes to the bot: answered once
+    assert len(said) == 1 and "7分" in said[0][1]
+    assert [f.score for f in CRMStore(demo).feedback("demo-chen")] == [7]

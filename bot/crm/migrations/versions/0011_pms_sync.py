@@ -1,15 +1,15 @@
 """PMS sync requests already taken (replay protection for the authenticated PMS push,
 bot.bookings.sync). Model: bot.crm.models.PmsSyncRequest.
 
-Revision ID: 0009_pms_sync
-Revises: 0008_guest_notices
+Revision ID: 0011_pms_sync
+Revises: 0010_encrypt_copies
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0009_pms_sync"
-down_revision = "0008_guest_notices"
+revision = "0011_pms_sync"
+down_revision = "0010_encrypt_copies"
 branch_labels = None
 depends_on = None
 
