@@ -37,7 +37,7 @@ RASA_DATA := data/nlu data/rules data/stories
 TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
                 bot/nlu/normalizer.py
 
-.PHONY: help install run train test shell eval bench bench-wecom migrate demo clean
+.PHONY: help install run run-prod train test shell eval bench bench-wecom migrate demo clean
 
 help:
 	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
@@ -48,11 +48,11 @@ help:
 	@echo "make bench  - benchmarks (not tests)"
 	@echo "make bench-wecom - WeCom connector: callback times, replays, Rasa killed mid-load"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@PYTHON=$$(scripts/find-python310.sh) || exit 1; \
 	  if [ ! -x $(PY) ]; then echo "Creating $(VENV) with $$PYTHON"; "$$PYTHON" -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade "pip<24.1"
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -79,6 +79,13 @@ train: $(MODEL_STAMP)
 run: demo train
 	@scripts/banner.sh
 	$(BIN)/honcho start -f Procfile
+
+# The production process set (docs/DEPLOY.md): .env must hold a complete production configuration
+# (it overrides this Makefile's development defaults); preflight names every problem otherwise.
+run-prod: install
+	@set -a; if [ -f .env ]; then . ./.env; fi; set +a; export CONCIERGE_ENV=production; \
+	  $(BIN)/concierge preflight && $(BIN)/concierge db upgrade && \
+	  exec $(BIN)/honcho start -f Procfile.production
 
 shell: train
 	$(BIN)/rasa shell -m models/concierge.tar.gz --endpoints endpoints.yml

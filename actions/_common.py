@@ -31,6 +31,22 @@ def say(dispatcher: CollectingDispatcher, reply) -> None:
         dispatcher.utter_message(text=texts[-1], buttons=list(reply.buttons) or None)
 
 
+def in_group(tracker) -> bool:
+    """The guest wrote in a customer group (智能机器人 group chat)."""
+    metadata = (getattr(tracker, "latest_message", None) or {}).get("metadata") or {}
+    return (metadata.get("wecom") or {}).get("chattype") == "group"
+
+
+def say_private(dispatcher: CollectingDispatcher, tracker, reply) -> None:
+    """Say a reply about the guest's own bookings / orders; in a group it is marked private,
+    and the WeCom channel delivers it to the guest alone (bot/wecom/group_privacy.py)."""
+    if not in_group(tracker):
+        say(dispatcher, reply)
+        return
+    for text in reply.texts:
+        dispatcher.utter_message(json_message={"private": True, "text": text})
+
+
 def store_down(dispatcher: CollectingDispatcher, exc: StoreUnavailable) -> list:
     log.error("CRM store unavailable: %s", exc)
     dispatcher.utter_message(text=STORE_DOWN_TEXT)

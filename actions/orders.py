@@ -22,7 +22,7 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions._common import STORE_DOWN_TEXT, call, say
+from actions._common import STORE_DOWN_TEXT, call, say, say_private
 from actions._flows import flows, intent_of, reset, text_of, write_or_queue
 from bot.crm.store import StoreUnavailable
 from bot.orders.service import OP_CANCEL, OP_CREATE, Draft, parse_flight, parse_party
@@ -336,7 +336,7 @@ class ActionOrderStatus(Action):
         except StoreUnavailable:
             dispatcher.utter_message(text=STORE_DOWN_TEXT)
             return []
-        say(dispatcher, reply)
+        say_private(dispatcher, tracker, reply)  # a guest's orders are not for the whole group
         return []
 
 

@@ -11,13 +11,17 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions._common import call, say, store_down
+from actions._common import call, say, say_private, store_down
 from bot.crm.store import StoreUnavailable
 from bot.services import get_services
 
 
 def _events(reply) -> List[Dict[Text, Any]]:
     return [SlotSet("pending_topic", reply.pending_topic)]
+
+
+# Answers about the guest's own bookings: never posted in a customer group (group_privacy).
+PRIVATE_TOPICS = frozenset({"itinerary"})
 
 
 class PreTripAnswer(Action, metaclass=abc.ABCMeta):
@@ -45,7 +49,10 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
             )
         except StoreUnavailable as exc:
             return store_down(dispatcher, exc)
-        say(dispatcher, reply)
+        if self.topic in PRIVATE_TOPICS:
+            say_private(dispatcher, tracker, reply)
+        else:
+            say(dispatcher, reply)
         return _events(reply)
 
 
@@ -100,5 +107,8 @@ class ActionChooseStay(Action):
             )
         except StoreUnavailable as exc:
             return store_down(dispatcher, exc)
-        say(dispatcher, reply)
+        if tracker.get_slot("pending_topic") in PRIVATE_TOPICS:
+            say_private(dispatcher, tracker, reply)
+        else:
+            say(dispatcher, reply)
         return _events(reply)

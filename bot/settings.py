@@ -37,6 +37,8 @@ class Settings:
     wecom: dict = field(default_factory=dict)
     # Corp tag ids for mirroring preference tags to WeCom (bot.wecom.tag_mirror); unset = off.
     wecom_corp_tags_file: str | None = None
+    # The 微信客服 link guests open to chat privately (shown in groups: bot.wecom.group_privacy).
+    wecom_kf_url: str | None = None
     # Weather extras (bot.knowledge.weather): GeoAPI base (empty: derived from the API host),
     # forecast length ("3d", "7d", "10d", "15d", "30d", as the QWeather plan allows), cache TTL.
     qweather_geo_base: str | None = None
@@ -55,11 +57,21 @@ class Settings:
     tracker_database_url: str | None = None
     # Where guest writes wait while the CRM is down (bot.spool); None: var/spool/crm-writes.jsonl.
     spool_file: str | None = None
+    # Photos and voice messages guests send (bot.guest_media), and the largest one kept.
+    media_dir: Path = PROJECT_ROOT / "var" / "media"
+    media_max_bytes: int = 10 * 1024 * 1024
     # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
     # the intake server); larger ones get 413.
     max_request_bytes: int = 1024 * 1024
+    # HMAC key of the CRM's lookup digests (bot.crm.crypto.blind_index); never rotated with the
+    # encryption key, so lookups survive `concierge keys rotate`.
+    crm_index_key: str | None = None
     # Interface the action server listens on (only Rasa calls it).
     actions_host: str = "127.0.0.1"
+    # Retention (bot.retention, run by the worker): handled raw WeCom messages (inbox payloads,
+    # outbox bodies) and Rasa's tracker events older than these many days are dropped.
+    retention_messages_days: int = 30
+    retention_tracker_days: int = 180
     # The admins' training loop (bot/training): see TrainingSettings.
     training: "TrainingSettings" = None  # type: ignore[assignment]
     # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
@@ -124,14 +136,20 @@ def load_settings() -> Settings:
         wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),
         wecom_corp_id=_env("WECOM_CORP_ID", "ww_sandbox_corp"),
         wecom_corp_tags_file=_env("WECOM_CORP_TAGS_FILE"),
+        wecom_kf_url=_env("WECOM_KF_URL"),
         concierge_env_raw=_env("CONCIERGE_ENV"),
         paging_link_secret=_env("PAGING_LINK_SECRET"),
         case_link_ttl_s=int(_env("CASE_LINK_TTL_S", str(7 * 24 * 3600))),
         wecom_inbox_token=_env("WECOM_INBOX_TOKEN"),
         tracker_database_url=_env("TRACKER_DATABASE_URL"),
         spool_file=_env("CONCIERGE_SPOOL_FILE"),
+        media_dir=Path(_env("MEDIA_DIR", str(var_dir / "media"))),
+        media_max_bytes=int(_env("MEDIA_MAX_BYTES", str(10 * 1024 * 1024))),
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
         actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
+        crm_index_key=_env("CRM_INDEX_KEY"),
+        retention_messages_days=int(_env("RETENTION_MESSAGES_DAYS", "30")),
+        retention_tracker_days=int(_env("RETENTION_TRACKER_DAYS", "180")),
         training=load_training_settings(),
         console_port=int(_env("CONSOLE_PORT", "8000")),
         console_secret=_env("CONSOLE_SECRET"),

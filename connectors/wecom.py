@@ -35,6 +35,7 @@ from sanic.response import HTTPResponse
 
 from bot.wecom import aibot as aibot_mod
 from bot.wecom import app as app_mod
+from bot.wecom import group_privacy
 from bot.wecom import kf as kf_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.dedupe import short_id
@@ -160,6 +161,13 @@ class AibotOutput(WeComOutput):
         self.addressee = addressee
 
     async def deliver(self, recipient_id: Text, messages: List[Dict[str, Any]]) -> None:
+        messages, private = group_privacy.split_private(messages)
+        if private:  # the guest's own bookings / orders: to them alone, a note in the group
+            sent = await deliver_privately(self.s, recipient_id, private, self.next_key())
+            if self.addressee or not sent:  # in a group (or nowhere private to put it)
+                messages = messages + [{"text": group_privacy.note(sent, _kf_url())}]
+            else:  # a single chat is private already
+                messages = messages + private
         content = aibot_mod.render_turn(messages, self.addressee)
         if not content:
             return
@@ -205,14 +213,41 @@ class RoutingOutput(WeComOutput):
             await KfOutput(self.s, open_kfid, external_userid, self.next_key()).deliver(recipient_id, messages)
         elif recipient_id.startswith("wecom:"):
             userid = recipient_id[6:]
-            if userid.startswith(("wm", "wo")):  # an external contact: only reachable in a conversation
-                logger.warning("no push channel to external contact %s (智能机器人): message not sent", userid)
+            if userid.startswith(("wm", "wo")):  # an external contact: privately, via 微信客服
+                _, plain = group_privacy.split_private(messages)
+                rest = [m for m in messages if not group_privacy.is_private(m)] + plain
+                if await deliver_privately(self.s, recipient_id, rest, self.next_key()):
+                    return
+                logger.warning("no push channel to external contact %s (no 微信客服 chat): "
+                               "message not sent", userid)
                 await self.s.outbox.begin("aibot", "(no push channel)", {"messages": messages}, recipient_id,
                                           self.next_key(), status="dead")
                 return
             await AppOutput(self.s, userid, self.next_key()).deliver(recipient_id, messages)
         else:
             logger.warning("cannot route a WeCom message to %s", recipient_id)
+
+
+async def deliver_privately(services, recipient_id: Text, messages: List[Dict[str, Any]],
+                            reply_key: str) -> bool:
+    """To a group guest (an external contact), through their 微信客服 chat: the same person has
+    the same external_userid there. False when they have none with us (or WeCom refuses)."""
+    external_userid = group_privacy.external_userid_of(recipient_id)
+    if not external_userid or not messages:
+        return False
+    open_kfid = await services.kf.last_open_kfid(external_userid)
+    if not open_kfid:
+        return False
+    out = KfOutput(services, open_kfid, external_userid, f"{reply_key}:private")
+    await out.deliver(f"kf:{external_userid}", messages)
+    return bool(out.delivered) and all(d.get("status") in ("sent", "duplicate", "deferred", "retry")
+                                       for d in out.delivered)
+
+
+def _kf_url() -> Optional[str]:
+    from bot.settings import get_settings
+
+    return get_settings().wecom_kf_url
 
 
 def _plain_text(message: Dict[str, Any]) -> str:
@@ -332,6 +367,7 @@ class WeComInput(InputChannel):
         self._services = services
         self._guest_resolver = guest_resolver
         self._crm = None
+        self._media_handler = None  # bot.guest_media.GuestMediaHandler, built on first use
         self.sweep_interval_s = sweep_interval_s
         self.on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]] = None
         self.dispatcher: Optional[Dispatcher] = None
@@ -545,9 +581,25 @@ class WeComInput(InputChannel):
             if p.get("menu_id"):
                 text = await payload_for_menu_id(self.services, str(p["menu_id"]))
             return await self._to_rasa(item, text, out)
-        await out.send_text_message(item.sender_id, reply_for_kind(kind, p))
+        handled = await self._guest_media(item) if kind in ("image", "voice") else None
+        reply = handled.reply if handled is not None and handled.reply else reply_for_kind(kind, p)
+        await out.send_text_message(item.sender_id, reply)
         await out.flush(item.sender_id)
         return "done"
+
+    async def _guest_media(self, item: InboxItem):
+        """A photo / voice message: kept, linked to the open complaint, voice passed to an
+        advisor (bot.guest_media). None when that could not be done."""
+        try:
+            if self._media_handler is None:
+                from bot.guest_media import GuestMediaHandler
+
+                self._media_handler = GuestMediaHandler.from_settings(self.services,
+                                                                      self._crm_store())
+            return await self._media_handler.handle(item.sender_id, item.kind, item.payload)
+        except Exception:  # never let a media problem cost the guest their answer
+            logger.exception("guest media from %s not handled", item.sender_id)
+            return None
 
     async def _welcome_kf(self, item: InboxItem) -> str:
         p = item.payload

@@ -55,6 +55,15 @@ class Major:
 
 
 @dataclass(frozen=True)
+class Remedy:
+    """What the policy offers for a complaint of one nature (shown to the advisor)."""
+
+    nature: str
+    label: str
+    remedy: str
+
+
+@dataclass(frozen=True)
 class Rules:
     categories: tuple[Category, ...]
     major: tuple["Major", ...]
@@ -63,6 +72,7 @@ class Rules:
     room_patterns: tuple[re.Pattern, ...]
     places: tuple[str, ...]
     since: tuple[str, ...]
+    remedies: tuple["Remedy", ...] = ()
 
     def category(self, key: str) -> Category:
         for cat in self.categories:
@@ -100,7 +110,15 @@ def parse_rules(data: dict, source: str = "<rules>") -> Rules:
         rooms = tuple(re.compile(p) for p in locations.get("room_number") or ())
     except re.error as exc:
         raise RulesError(f"{source}: locations.room_number: {exc}") from exc
+    remedies = []
+    for nature, raw in (data.get("remedies") or {}).items():
+        if nature not in (SERVICE_FAILURE, FORCE_MAJEURE):
+            raise RulesError(f"{source}: remedies.{nature}: not service_failure or force_majeure")
+        if not isinstance(raw, dict) or not raw.get("label") or not raw.get("remedy"):
+            raise RulesError(f"{source}: remedies.{nature} needs label and remedy")
+        remedies.append(Remedy(nature, str(raw["label"]), str(raw["remedy"])))
     return Rules(
+        remedies=tuple(remedies),
         categories=tuple(categories), major=major,
         force_majeure=tuple(str(k).lower() for k in data.get("force_majeure") or ()),
         anger=tuple(str(k).lower() for k in data.get("anger") or ()),
@@ -108,6 +126,14 @@ def parse_rules(data: dict, source: str = "<rules>") -> Rules:
         places=tuple(sorted((str(p).lower() for p in locations.get("places") or ()), key=len, reverse=True)),
         since=tuple(sorted((str(s) for s in data.get("since") or ()), key=len, reverse=True)),
     )
+
+
+def remedy_for(nature: Optional[str], rules: Optional[Rules] = None) -> Optional[Remedy]:
+    """The policy's remedy for a complaint nature (None for an unknown nature)."""
+    for remedy in (rules or load_rules()).remedies:
+        if remedy.nature == nature:
+            return remedy
+    return None
 
 
 @functools.lru_cache(maxsize=4)

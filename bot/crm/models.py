@@ -169,6 +169,8 @@ class Guest(TimestampMixin, Base):
     # to the guest are tasks pushed to this advisor. Loyalty points as the PMS reports them.
     owner_userid = Column(String(64))
     points = Column(Integer, nullable=False, default=0)
+    # Why this guest's data must be kept despite an erasure request (None: no hold).
+    legal_hold = Column(Text)
     is_demo = Column(Boolean, nullable=False, default=False)
 
     bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",
@@ -266,7 +268,7 @@ class Order(TimestampMixin, Base):
     scheduled_at = Column(UTCDateTime)
     party_size = Column(Integer)
     flight_no = Column(String(16))
-    notes = Column(Text)
+    notes = Column(EncryptedText)  # free text from the guest or staff
     status = Column(String(16), nullable=False, default="requested")
     sla_class = Column(String(32))
 
@@ -289,7 +291,7 @@ class Ticket(Base):
     category = Column(String(32))
     severity = Column(String(16), nullable=False, default="routine")
     nature = Column(String(24))
-    description = Column(Text)
+    description = Column(EncryptedText)  # the guest's own words
     location = Column(String(128))
     since_text = Column(String(64))
     sla_class = Column(String(32))
@@ -487,4 +489,31 @@ class GuestNotice(Base):
     @validates("status")
     def _v_status(self, _key, value):
         _check("notice status", value, NOTICE_STATUSES)
+        return value
+
+
+MEDIA_KINDS = ("image", "voice")
+
+
+class GuestMedia(Base):
+    """A photo or a voice message the guest sent, kept as a file (MEDIA_DIR, by sha256) and
+    linked to the complaint it belongs to (bot.guest_media). Rows go with the guest (CASCADE)."""
+
+    __tablename__ = "guest_media"
+
+    id = Column(Integer, primary_key=True)
+    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
+                      index=True)
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
+    kind = Column(String(16), nullable=False)
+    content_type = Column(String(64), nullable=False)
+    path = Column(String(255), nullable=False)  # relative to MEDIA_DIR
+    size = Column(Integer, nullable=False)
+    sha256 = Column(String(64), nullable=False)
+    wecom_media_id = Column(String(255))
+    created_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+    @validates("kind")
+    def _v_kind(self, _key, value):
+        _check("media kind", value, MEDIA_KINDS)
         return value

@@ -91,6 +91,7 @@ class GuestDTO:
     id_number: Optional[str] = field(default=None, repr=False)
     passport_number: Optional[str] = field(default=None, repr=False)
     health_notes: Optional[str] = field(default=None, repr=False)
+    legal_hold: Optional[str] = None  # why the data must be kept despite an erasure request
 
     @property
     def masked_phone(self) -> str | None:
@@ -171,6 +172,20 @@ class TicketDTO:
     created_at: dt.datetime
     updated_at: dt.datetime
     resolved_at: Optional[dt.datetime]
+
+
+@dataclass(frozen=True)
+class GuestMediaDTO:
+    id: int
+    guest_id: int
+    ticket_id: Optional[int]
+    kind: str
+    content_type: str
+    path: str
+    size: int
+    sha256: str
+    wecom_media_id: Optional[str]
+    created_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -460,6 +475,18 @@ class CRMStore:
                              subject_id=sender_id, detail={"reason": reason, "deleted": counts}))
             return True
 
+    @guarded
+    def set_legal_hold(self, sender_id: str, reason: str | None, *, actor: str) -> GuestDTO:
+        """Put a legal hold on the guest (`reason`), or lift it (None); audited either way."""
+        _require(actor, "actor")
+        with self._session() as s:
+            guest = self._require_guest(s, sender_id)
+            guest.legal_hold = reason or None
+            s.add(self._audit_row(actor, "guest.legal_hold" if reason else "guest.legal_hold_lift",
+                                  "guest", sender_id, {"reason": reason} if reason else None))
+            s.flush()
+            return _dto(GuestDTO, guest)
+
     # ---- bookings -------------------------------------------------------------------------
     @guarded
     def add_booking(self, sender_id: str, *, property_id: str, check_in: dt.date,
@@ -696,14 +723,51 @@ class CRMStore:
     @guarded
     def open_complaint(self, sender_id: str, description: str) -> TicketDTO | None:
         """The guest's newest complaint ticket, still open, opened from this very message."""
+        # The description is encrypted (a new token each write): compared once decrypted.
         stmt = (select(m.Ticket).join(m.Guest, m.Ticket.guest_id == m.Guest.id)
                 .where(m.Guest.sender_id == sender_id, m.Ticket.kind == "complaint",
-                       m.Ticket.status.in_(("open", "acknowledged")),
-                       m.Ticket.description == description)
-                .order_by(m.Ticket.id.desc()).limit(1))
+                       m.Ticket.status.in_(("open", "acknowledged")))
+                .order_by(m.Ticket.id.desc()).limit(20))
         with self._session() as s:
-            row = s.execute(stmt).scalar_one_or_none()
+            row = next((t for t in s.execute(stmt).scalars() if t.description == description),
+                       None)
             return _dto(TicketDTO, row) if row else None
+
+    # ---- media the guest sent (bot.guest_media) ---------------------------------------------
+    @guarded
+    def add_guest_media(self, sender_id: str, *, kind: str, content_type: str, path: str,
+                        size: int, sha256: str, wecom_media_id: str | None = None,
+                        link_within: dt.timedelta = dt.timedelta(hours=24)) -> GuestMediaDTO:
+        """Record a photo / voice message; linked to the guest's newest complaint ticket still
+        open and opened within `link_within` (the one it most likely shows), else to none."""
+        since = m.utcnow() - link_within
+        with self._session() as s:
+            guest = self._require_guest(s, sender_id)
+            ticket_id = s.execute(
+                select(m.Ticket.id).where(m.Ticket.guest_id == guest.id,
+                                          m.Ticket.kind == "complaint",
+                                          m.Ticket.status.in_(("open", "acknowledged")),
+                                          m.Ticket.created_at >= since)
+                .order_by(m.Ticket.created_at.desc(), m.Ticket.id.desc()).limit(1)).scalar()
+            row = m.GuestMedia(guest_id=guest.id, ticket_id=ticket_id, kind=kind,
+                               content_type=content_type[:64], path=path, size=size,
+                               sha256=sha256, wecom_media_id=wecom_media_id)
+            s.add(row)
+            s.flush()
+            return _dto(GuestMediaDTO, row)
+
+    @guarded
+    def ticket_media(self, ticket_id: int) -> list[GuestMediaDTO]:
+        stmt = (select(m.GuestMedia).where(m.GuestMedia.ticket_id == ticket_id)
+                .order_by(m.GuestMedia.id))
+        with self._session() as s:
+            return [_dto(GuestMediaDTO, r) for r in s.execute(stmt).scalars()]
+
+    @guarded
+    def guest_media(self, media_id: int) -> GuestMediaDTO | None:
+        with self._session() as s:
+            row = s.get(m.GuestMedia, media_id)
+            return _dto(GuestMediaDTO, row) if row else None
 
     # ---- handoffs -------------------------------------------------------------------------
     @guarded

@@ -39,7 +39,7 @@ from bot.crm import models as cm
 from bot.crm.db import make_session_factory, session_scope
 from bot.crm.store import CHINA_TZ
 from bot.marketing import audience as aud
-from bot.marketing.facts import GuestFacts, load_facts
+from bot.marketing.facts import GuestFacts, count_guests, guests_outside_tiers, load_facts
 from bot.marketing.models import Campaign, CampaignRecipient, CampaignTask, MassSend
 from bot.marketing.policy import MarketingPolicy
 from bot.marketing.segments import SegmentError, parse_segment
@@ -220,12 +220,32 @@ class CampaignService:
                 "cancelled_at": iso(row.cancelled_at), "error": row.error}
 
     # ---- audience ----------------------------------------------------------------------------
-    def _members(self, campaign: dict, now: dt.datetime) -> tuple[list[GuestFacts], int]:
+    def _members(self, campaign: dict, now: dt.datetime,
+                 outside: Optional[list] = None) -> tuple[list[GuestFacts], int]:
+        """Segment members at `now`; non-members with the rules they fail go to `outside`."""
         today = self._today(now)
-        facts = load_facts(self.engine, today)
         segment = parse_segment(campaign["segment"])
-        members = segment.members(facts, today, self.policy)
-        return members, len(facts)
+        # Templates and the audience checks read bookings, tags and consent; the tiers a
+        # member cannot have are skipped in SQL (and listed cheaply for the preview).
+        facts = load_facts(self.engine, today, tiers=segment.tiers,
+                           needs=segment.needs | {"bookings", "tags", "consent"})
+        total = len(facts)
+        if segment.tiers is not None:
+            total = count_guests(self.engine)
+            if outside is not None:
+                outside.extend({"sender_id": sid, "name": name, "reason": "outside_segment",
+                                "rules": [segment.tier_rule()]}
+                               for sid, name in guests_outside_tiers(self.engine, segment.tiers,
+                                                                     200))
+        members = []
+        for f in facts:
+            failed = segment.evaluate(f, today, self.policy)
+            if not failed:
+                members.append(f)
+            elif outside is not None:
+                outside.append({"sender_id": f.sender_id, "name": f.name,
+                                "reason": "outside_segment", "rules": failed})
+        return members, total
 
     def _audience(self, campaign: dict, members: list[GuestFacts], now: dt.datetime,
                   caps=None) -> aud.Audience:
@@ -247,16 +267,9 @@ class CampaignService:
         if campaign["surface"] == "group":
             return {**self._preview_groups(campaign, template, at, today),
                     "held_by_quiet_hours": at != wanted}
-        members, total = self._members(campaign, at)
+        outside: list[dict] = []
+        members, total = self._members(campaign, at, outside)
         result = self._audience(campaign, members, at)
-        member_ids = {f.id for f in members}
-        segment = parse_segment(campaign["segment"])
-        outside = []
-        for f in load_facts(self.engine, today):
-            if f.id not in member_ids:
-                outside.append({"sender_id": f.sender_id, "name": f.name,
-                                "reason": "outside_segment",
-                                "rules": segment.evaluate(f, today, self.policy)})
         return {
             "campaign": campaign_id, "name": campaign["name"], "status": campaign["status"],
             "evaluated_at": at.isoformat(), "guests": total, "segment_members": len(members),
@@ -267,7 +280,7 @@ class CampaignService:
             "left_out": result.counts(),
             "left_out_list": [{"sender_id": f.sender_id, "name": f.name, "reason": r}
                               for f, r in result.left_out] + outside[:200],
-            "outside_segment": len(outside),
+            "outside_segment": total - len(members),
             "held_by_quiet_hours": at != wanted,
             "samples": [{"sender_id": f.sender_id, "text": render(template, f, today)}
                         for f in result.eligible[:samples]],

@@ -283,6 +283,9 @@ def _worker(args) -> int:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.preflight import start_process
+
+    start_process("marketing")  # production: refuses default secrets and embedded stores
 
     async def go():
         m = _build(args)

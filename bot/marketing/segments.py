@@ -88,6 +88,24 @@ class Segment:
     def name(self) -> str:
         return str(self.spec.get("name") or "segment")
 
+    @property
+    def needs(self) -> frozenset:
+        """Which facts beyond the guest row the rules read (see facts.load_facts)."""
+        return frozenset().union(*(NEEDS.get(key, ()) for key in self.spec))
+
+    @property
+    def tiers(self) -> Optional[frozenset]:
+        """The tiers a member can have (None: any): lets the facts load skip the others."""
+        allowed = set(TIERS)
+        if "tier" in self.spec:
+            allowed &= set(_list(self.spec, "tier"))
+        if "tier_at_least" in self.spec:
+            allowed &= set(TIERS[TIERS.index(self.spec["tier_at_least"]):])
+        return None if allowed == set(TIERS) else frozenset(allowed)
+
+    def tier_rule(self) -> Optional[str]:
+        return next((k for k in ("tier", "tier_at_least") if k in self.spec), None)
+
     def evaluate(self, facts: GuestFacts, today: dt.date, policy: MarketingPolicy) -> list[str]:
         """The rules `facts` fails (empty list: the guest is in the segment)."""
         return [name for name, test in self.rules if not test(facts, today, policy)]
@@ -277,6 +295,16 @@ def _demo(spec):
         raise SegmentError(f"segment.demo: true or false, got {value!r}")
     return lambda f, today, p: f.is_demo is value
 
+
+# What each rule reads besides the guest row (bot.marketing.facts.load_facts `needs`).
+NEEDS = {
+    "tags_any": {"tags"}, "tags_all": {"tags"}, "scenario": {"bookings", "tags"},
+    "lifecycle": {"bookings"}, "value": {"bookings"}, "frequency": {"bookings"},
+    "health": {"bookings", "complaints", "interactions"}, "last_stay_before": {"bookings"},
+    "last_stay_after": {"bookings"}, "upcoming_within_days": {"bookings"},
+    "property": {"bookings"}, "city": {"bookings"}, "channel": {"bookings"},
+    "consent": {"consent"},
+}
 
 FIELDS: dict[str, Callable[[dict], Callable]] = {
     "name": lambda spec: (lambda f, today, p: True),

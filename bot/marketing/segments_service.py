@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 from sqlalchemy.engine import Engine
 
 from bot.crm.store import CHINA_TZ
-from bot.marketing.facts import load_facts
+from bot.marketing.facts import count_guests, load_facts
 from bot.marketing.policy import MarketingPolicy
 from bot.marketing.segments import Segment, SegmentError, describe, load_segment_file, \
     parse_segment
@@ -51,8 +51,13 @@ class SegmentService:
         """Members, total guests, and how many each rule excluded."""
         segment = resolve_segment(ref)
         day = self._today(today)
-        facts = load_facts(self.engine, day)
+        # Only what the rules read, and only the tiers a member can have: a count on tier and
+        # consent reads no bookings and skips the other tiers' guests in SQL.
+        facts = load_facts(self.engine, day, needs=segment.needs, tiers=segment.tiers)
+        total = count_guests(self.engine) if segment.tiers is not None else len(facts)
         excluded: Counter = Counter()
+        if total > len(facts):
+            excluded[segment.tier_rule()] = total - len(facts)
         members = 0
         for f in facts:
             failed = segment.evaluate(f, day, self.policy)
@@ -61,7 +66,7 @@ class SegmentService:
             else:
                 members += 1
         return {"segment": segment.spec, "today": day.isoformat(), "count": members,
-                "guests": len(facts), "excluded_by_rule": dict(excluded)}
+                "guests": total, "excluded_by_rule": dict(excluded)}
 
     def list(self, ref: Any, *, limit: int = 100, include_outside: bool = False,
              today: Optional[dt.date] = None) -> dict:

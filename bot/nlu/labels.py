@@ -68,6 +68,11 @@ def _examples(path: Path) -> Iterator[tuple[str, str]]:
         yield msg.get("intent"), msg.get("text")
 
 
+def count_examples(nlu_dir: Path) -> int:
+    """How many intent examples Rasa reads from the folder (raises on a file it cannot read)."""
+    return sum(1 for path in sorted(Path(nlu_dir).glob("*.yml")) for _ in _examples(path))
+
+
 def held_out_intent(text: str, holdout_dir: Path) -> Optional[tuple[str, Path]]:
     k = key(text)
     for path in sorted(holdout_dir.glob("*.yml")):

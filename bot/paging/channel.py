@@ -85,7 +85,8 @@ def attach(app, service=None) -> Optional[object]:
     return service
 
 
-def render_case(policy, clock, steps, notes, guest_name: str, tier: str, now) -> str:
+def render_case(policy, clock, steps, notes, guest_name: str, tier: str, now,
+                media: tuple = (), sig: str = "") -> str:
     """The case page (plain HTML, readable in WeCom's in-app browser)."""
     from bot.paging.clocks import local_time_text, outcome
 
@@ -112,6 +113,11 @@ def render_case(policy, clock, steps, notes, guest_name: str, tier: str, now) ->
         for st in steps)
     note_rows = "".join(f"<li>{esc(when(n.created_at))} {esc(name(n.author))}（{esc(n.kind)}）："
                         f"{esc(n.text)}</li>" for n in notes) or "<li>无</li>"
+    words_of = {"image": "照片", "voice": "语音"}
+    media_rows = "".join(
+        f'<li><a href="{esc(f"/webhooks/paging/cases/{clock.id}/media/{media_id}?sig={sig}")}">'
+        f'{esc(words_of.get(kind, kind))} {n}</a></li>'
+        for n, (media_id, kind) in enumerate(media, 1)) or "<li>无</li>"
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>#{clock.id} {esc(label)}</title>
 <style>body{{font-family:sans-serif;margin:1em;line-height:1.5}}table{{border-collapse:collapse}}
@@ -125,6 +131,7 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}.k{{color:#666}}</st
 <span class="k">接管</span> {esc(name(clock.takeover_userid)) if clock.takeover_userid and not clock.handed_back_at else '—'}<br>
 <span class="k">处理说明</span> {esc(clock.resolution or '—')} <span class="k">评分</span> {clock.rating or '—'}</p>
 <p>在企业微信应用中回复：接单 {clock.id} ｜ 接管 {clock.id} ｜ 备注 {clock.id} 内容 ｜ 解决 {clock.id} 说明 ｜ 交还 {clock.id}</p>
+<h3>客人附件</h3><ul>{media_rows}</ul>
 <h3>步骤</h3><table><tr><th>步骤</th><th>时间</th><th>状态</th><th>发给</th></tr>{rows}</table>
 <h3>备注</h3><ul>{note_rows}</ul></body></html>"""
 
@@ -153,6 +160,10 @@ class PagingChannel(InputChannel):
         async def case_page(request, case_id: int):
             return await self.case_page(case_id, request.args.get("sig") or "")
 
+        @bp.route("/cases/<case_id:int>/media/<media_id:int>", methods=["GET"])
+        async def case_media(request, case_id: int, media_id: int):
+            return await self.case_media(case_id, media_id, request.args.get("sig") or "")
+
         @bp.route("/", methods=["GET"])
         async def health(_request):
             return response.json({"status": "ok"})
@@ -160,8 +171,70 @@ class PagingChannel(InputChannel):
         return bp
 
     async def case_page(self, case_id: int, sig: str):
+        from bot.audit import staff_read_async
+
+        opened = await self._open_case(case_id, sig)
+        if not isinstance(opened, tuple):
+            return opened
+        service, clock, staff = opened
+
+        def read():
+            guest = service.crm.find_guest(clock.sender_id)
+            media = (tuple(service.store.ticket_media(clock.subject_id))
+                     if clock.subject_type == "ticket" else ())
+            return (service.store.steps(case_id), service.store.notes(case_id),
+                    (guest.display_name or clock.sender_id) if guest else clock.sender_id,
+                    guest.tier if guest else "—", media)
+
+        try:  # no audit record, no page
+            steps, notes, guest_name, tier, media = await staff_read_async(
+                service.crm, staff, "case.view", clock.subject_type, clock.subject_id, read,
+                detail={"case": case_id, "via": "case_link"})
+        except Exception as exc:
+            log.error("case page %s unavailable: %s", case_id, exc)
+            return response.text("暂时无法打开", status=503)
+        page = render_case(service.policy, clock, steps, notes, guest_name, tier, service.clock(),
+                           media=media, sig=sig)
+        return response.html(page)
+
+    async def case_media(self, case_id: int, media_id: int, sig: str):
+        """A photo / voice message the guest sent with this case, for whoever the case link
+        was signed for (same checks as the page), audited."""
+        opened = await self._open_case(case_id, sig)
+        if not isinstance(opened, tuple):
+            return opened
+        service, clock, staff = opened
+        from bot.audit import staff_read_async
+        from bot.guest_media import MediaFiles
+        from bot.settings import get_settings
+
+        def read():
+            row = service.crm.guest_media(media_id)
+            if row is None or clock.subject_type != "ticket" or row.ticket_id != clock.subject_id:
+                return None
+            return row, MediaFiles(get_settings().media_dir).path(row.path).read_bytes()
+
+        try:
+            found = await staff_read_async(service.crm, staff, "media.view", "ticket",
+                                           clock.subject_id, read,
+                                           detail={"case": case_id, "media": media_id})
+        except (OSError, ValueError) as exc:
+            log.error("media %s of case %s unreadable: %s", media_id, case_id, exc)
+            return response.text("文件暂时无法打开", status=404)
+        except Exception as exc:
+            log.error("media %s of case %s unavailable: %s", media_id, case_id, exc)
+            return response.text("暂时无法打开", status=503)
+        if found is None:
+            return response.text("没有这个附件", status=404)
+        row, data = found
+        return response.raw(data, content_type=row.content_type,
+                            headers={"Cache-Control": "private, no-store"})
+
+    async def _open_case(self, case_id: int, sig: str):
+        """(service, clock, staff) when the signed link lets its viewer see the case, else the
+        refusal response (forged/expired link, unknown case, viewer no longer rostered)."""
         from bot.access import StaffAccess
-        from bot.audit import Staff, staff_read_async
+        from bot.audit import Staff
         from bot.paging.links import CaseLinks, LinkInvalid
         from bot.paging.store import ClockNotFound
 
@@ -195,20 +268,4 @@ class PagingChannel(InputChannel):
             return response.text("您无权查看这个单", status=403)
         if service.crm is None:
             return response.text("暂时无法打开", status=503)
-        staff = Staff("advisor", viewer)
-
-        def read():
-            guest = service.crm.find_guest(clock.sender_id)
-            return (service.store.steps(case_id), service.store.notes(case_id),
-                    (guest.display_name or clock.sender_id) if guest else clock.sender_id,
-                    guest.tier if guest else "—")
-
-        try:  # no audit record, no page
-            steps, notes, guest_name, tier = await staff_read_async(
-                service.crm, staff, "case.view", clock.subject_type, clock.subject_id, read,
-                detail={"case": case_id, "via": "case_link"})
-        except Exception as exc:
-            log.error("case page %s unavailable: %s", case_id, exc)
-            return response.text("暂时无法打开", status=503)
-        page = render_case(service.policy, clock, steps, notes, guest_name, tier, service.clock())
-        return response.html(page)
+        return service, clock, Staff("advisor", viewer)

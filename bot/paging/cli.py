@@ -64,16 +64,19 @@ def _worker(args) -> int:
     from bot.paging.runtime import build_worker, check_schema, run_worker, tick_once
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from bot.preflight import enforce
+    from bot.preflight import start_process
 
-    enforce("worker")  # production: refuses to start on default secrets or embedded stores
+    start_process("worker")  # production: refuses to start on default secrets or embedded stores
     policy, error = _load_policy()
     if error:
         return _fail(error, EXIT_UNAVAILABLE)
     problem = check_schema(args.database_url)
     if problem:
         return _fail(problem, EXIT_UNAVAILABLE)
-    worker = build_worker(database_url=args.database_url, policy=policy, poll_s=args.poll,
+    from bot.paging.runtime import get_policy
+
+    # validated above; the worker gets the live policy so SLA edits need no restart
+    worker = build_worker(database_url=args.database_url, policy=get_policy(), poll_s=args.poll,
                           worker_id=args.worker_id)
     if args.once:
         report = asyncio.run(tick_once(worker))

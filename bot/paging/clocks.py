@@ -86,8 +86,11 @@ def plan_clock(policy: Policy, sla_class: str, created_at: dt.datetime,
             raise ValueError(f"property {prop.id!r} has no service hours ahead of {created}")
         deferred = opening > created
         started = opening.astimezone(dt.timezone.utc)
-    steps = tuple(PlannedStep(name=s.name, due_at=started + s.offset(cls), notify=s.notify,
-                              until=s.until) for s in cls.steps)
+    steps = tuple(
+        PlannedStep(name=s.name if k == 0 else f"{s.name}_{k + 1}",
+                    due_at=started + s.offset(cls) + k * (s.every or dt.timedelta(0)),
+                    notify=s.notify, until=s.until)
+        for s in cls.steps for k in range(s.times if s.every else 1))
     return ClockPlan(
         sla_class=cls.name,
         property_id=prop.id,

@@ -7,6 +7,7 @@
     解决 N 说明        resolve it; the guest is told the 说明 and asked for a rating
     确认 N [说明]      an order: the supplier confirmed it (the guest is told)
     婉拒 N 原因        an order: the supplier cannot do it (order cancelled, the guest is told why)
+    补偿 N 内容        a complaint: record what was offered (points, voucher, refund...)
     交还 N            hand the conversation back to the bot
     队列              your open cases and unassigned ones, with deadlines
     帮助              this help
@@ -25,7 +26,7 @@ from typing import Optional
 
 ACK, TAKEOVER, REPLY, NOTE, RESOLVE, HANDBACK, QUEUE, HELP = (
     "ack", "takeover", "reply", "note", "resolve", "handback", "queue", "help")
-CONFIRM, DECLINE = "confirm", "decline"
+CONFIRM, DECLINE, COMPENSATE = "confirm", "decline", "compensate"
 
 # Longest aliases first (the matcher tries them in this order).
 ALIASES = {
@@ -39,9 +40,11 @@ ALIASES = {
     HELP: ("帮助", "幫助", "help", "菜单", "菜單", "?", "？"),
     CONFIRM: ("确认", "確認", "供应商确认", "供應商確認", "confirm"),
     DECLINE: ("婉拒", "供应商拒绝", "供應商拒絕", "无法安排", "無法安排", "拒单", "拒單", "decline"),
+    COMPENSATE: ("补偿", "補償", "compensate"),
 }
-NEEDS_TEXT = {NOTE: "备注内容", RESOLVE: "处理说明", REPLY: "回复内容", DECLINE: "原因（客人会看到）"}
-NEEDS_CASE = (NOTE, RESOLVE, REPLY, CONFIRM, DECLINE)
+NEEDS_TEXT = {NOTE: "备注内容", RESOLVE: "处理说明", REPLY: "回复内容", DECLINE: "原因（客人会看到）",
+              COMPENSATE: "补偿内容"}
+NEEDS_CASE = (NOTE, RESOLVE, REPLY, CONFIRM, DECLINE, COMPENSATE)
 MAX_CASE_ID = 2_000_000_000
 
 HELP_TEXT = (
@@ -54,6 +57,7 @@ HELP_TEXT = (
     "交还 N —— 把对话交还机器人\n"
     "确认 N [说明] —— 订单：供应商已确认，客人会收到确认\n"
     "婉拒 N 原因 —— 订单：供应商无法安排，订单取消，客人会收到原因\n"
+    "补偿 N 内容 —— 投诉：记录给客人的补偿（如 500积分+下次8折）\n"
     "队列 —— 查看我的待办和未接的单\n"
     "帮助 —— 查看本说明"
 )
@@ -168,8 +172,8 @@ def parse(text: str) -> Command:
             raise CommandError("说明太长了（最多 500 字）。")
         return Command(verb, case_id=case_id, text=remainder or None)
     # note / resolve / reply: a case number and some text
-    example = f"{ALIASES[verb][0]} 12 " + {RESOLVE: "已更换房间并致歉",
-                                           DECLINE: "当天船已订满"}.get(verb, "已联系客人")
+    example = f"{ALIASES[verb][0]} 12 " + {RESOLVE: "已更换房间并致歉", DECLINE: "当天船已订满",
+                                           COMPENSATE: "500积分+下次8折"}.get(verb, "已联系客人")
     if case_id is None:
         raise CommandError(f"请写上编号和{NEEDS_TEXT[verb]}，例如：{example}")
     if not remainder:

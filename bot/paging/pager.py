@@ -143,13 +143,20 @@ class CardFacts:
     escalation: bool                # this card goes to someone above the advisor
     late_by: Optional[dt.timedelta] = None
     nobody_on_duty: bool = False
+    nature: Optional[str] = None      # a complaint's nature as advisors read it (服务失误 …)
+    remedy: Optional[str] = None      # what the policy offers for that nature
+    offered: Optional[str] = None     # what the advisor recorded as offered on this case
+    past: tuple = ()                  # earlier complaints of the guest, as short texts
+    dedicated: Optional[str] = None   # the advisor who handled the last one
+    media: str = ""                   # what the guest sent with it, e.g. "照片 2 张"
 
 
 def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *,
               viewer: str, links=None) -> dict:
     """The textcard: {title, description, url, btntxt}, within WeCom's byte limits."""
+    flag = "·曾投诉" if facts.past else ""
     title = clip(f"【{step_title(facts.step, facts.label, escalation=facts.escalation)}】"
-                 f"#{facts.case_id} {guest.name}·{guest.tier}", TITLE_MAX_BYTES)
+                 f"#{facts.case_id} {guest.name}·{guest.tier}{flag}", TITLE_MAX_BYTES)
     esc = html.escape
     ack_by = local_time_text(policy, facts.ack_due_at, now)
     if facts.step in ("escalate_resolve", "update_reminder") and facts.resolve_due_at:
@@ -179,8 +186,22 @@ def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.dateti
     body = [
         f'<div class="normal">客人：{esc(guest.name)}（{esc(guest.tier)}）</div>',
         f'<div class="normal">诉求：{esc(facts.summary)}</div>',
-        f'<div class="normal">标签：{esc(tags)}</div>',
     ]
+    if facts.media:  # short and easily missed: right under what the guest asks
+        body.append(f'<div class="highlight">客人附件：{esc(facts.media)}（点“详情”查看）</div>')
+    if facts.past:
+        who = f"，专属顾问 {facts.dedicated}" if facts.dedicated else ""
+        body.append(f'<div class="highlight">曾投诉：{esc("；".join(facts.past))}{esc(who)}，'
+                    f'请优先跟进</div>')
+    if facts.nature:
+        policy_line = f"性质：{facts.nature}"
+        if facts.remedy:
+            policy_line += f"。政策：{facts.remedy}"
+        body.append(f'<div class="normal">{esc(policy_line)}</div>')
+        offered = (f"已记录补偿：{facts.offered}" if facts.offered
+                   else f"记录所给补偿：回复“补偿 {facts.case_id} 内容”")
+        body.append(f'<div class="normal">{esc(offered)}</div>')
+    body.append(f'<div class="normal">标签：{esc(tags)}</div>')
     tail = [f'<div class="highlight">{esc(deadline)}</div>',
             f'<div class="normal">{esc(action)}</div>']
     fixed = "".join(head + tail)
@@ -258,6 +279,12 @@ def guest_text(kind: str, policy: Policy, *, label: str, case_id: int, now: dt.d
     if kind == "guest_slip_resolve":
         return (f"抱歉，您的{label}（编号 {case_id}）处理超出了承诺的时间，"
                 f"我们已升级给{escalated_to}跟进，会尽快给您答复。")
+    if kind == "guest_update":
+        if acknowledged:
+            return (f"关于您的{label}（编号 {case_id}），{who}仍在持续跟进处理，"
+                    "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。")
+        return (f"关于您的{label}（编号 {case_id}），我们仍在全力协调处理，"
+                "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。")
     if kind == "guest_rating_thanks":
         return "感谢您的评分！您的反馈我们会认真对待。"
     raise ValueError(f"unknown guest notice {kind!r}")

@@ -58,8 +58,13 @@ KNOWN_CLASSES = ("complaint_routine", "complaint_major", "addon_order", "human_r
 #   duty_manager  the property's duty manager
 #   emergency_group  a post to the property's emergency group robot
 #   guest         tells the guest the deadline slipped and what happens now
+#   guest_update  tells the guest the case is still being worked on and by whom (with `every`:
+#                 the major-incident updates "until closed")
 TARGETS = ("on_duty", "paged", "next_on_duty", "supervisor", "duty_manager", "emergency_group",
-           "guest")
+           "guest", "guest_update")
+# A step with `every` repeats that often, `times` times in all (default 12), named name, name_2 …
+DEFAULT_REPEAT_TIMES = 12
+MAX_REPEAT_TIMES = 99
 UNTIL = ("ack", "resolve", "none")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_PROPERTY = "default"
@@ -131,6 +136,8 @@ class Step:
     after: Union[Duration, str]  # a duration after the start, or "ack" / "resolve"
     notify: Tuple[str, ...]
     until: str = "ack"
+    every: Optional[Duration] = None  # repeat this often (e.g. guest updates until closed)
+    times: int = 1
 
     def offset(self, cls: "SlaClass") -> Duration:
         if self.after == "ack":
@@ -409,7 +416,7 @@ def _holidays(check: _Checker, value: Any, path: str) -> dict:
 
 def _step(check: _Checker, raw: Any, path: str, cls_has_resolve: bool) -> Step | None:
     item = check.mapping(raw, path, required=("name", "after", "notify"),
-                         allowed=("name", "after", "notify", "until"))
+                         allowed=("name", "after", "notify", "until", "every", "times"))
     if item is None or not all(k in item for k in ("name", "after", "notify")):
         return None
     name = check.text(item["name"], f"{path}.name")
@@ -436,9 +443,25 @@ def _step(check: _Checker, raw: Any, path: str, cls_has_resolve: bool) -> Step |
     until = item.get("until", "ack")
     if until not in UNTIL:
         check.error(f"{path}.until", f"expected one of {', '.join(UNTIL)}, got {until!r}")
+    every, times = None, 1
+    if "every" in item:
+        every = check.convert(parse_duration, item["every"], f"{path}.every")
+        if every is not None and every <= dt.timedelta(0):
+            check.error(f"{path}.every", "must be longer than 0s")
+        times = item.get("times", DEFAULT_REPEAT_TIMES)
+        if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT_TIMES:
+            check.error(f"{path}.times", f"expected a whole number 1-{MAX_REPEAT_TIMES}")
+            times = 1
+        if name and len(f"{name}_{times}") > 32:
+            check.error(f"{path}.name", "too long for a repeated step (name_N must fit 32)")
+        if until == "none":
+            check.error(f"{path}.until", "a repeated step needs until: ack or resolve (it stops then)")
+    elif "times" in item:
+        check.error(f"{path}.times", "'times' needs 'every'")
     if name is None or after is None:
         return None
-    return Step(name=name, after=after, notify=tuple(targets), until=until)
+    return Step(name=name, after=after, notify=tuple(targets), until=until, every=every,
+                times=times)
 
 
 _CLASS_KEYS = ("label", "ack_within", "resolve_within", "steps", "service_hours_only", "ask_rating")

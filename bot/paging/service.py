@@ -25,6 +25,7 @@ from bot.paging import clocks as rules
 from bot.paging.clocks import local_time_text
 from bot.paging.commands import (
     ACK,
+    COMPENSATE,
     CONFIRM,
     DECLINE,
     HANDBACK,
@@ -83,10 +84,12 @@ class PagingService:
     def __init__(self, store: PagingStore, policy: Policy, messenger: Messenger, *,
                  crm=None, handoff: Optional[HandoffController] = None,
                  context: Optional[GuestContext] = None,
-                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None):
+                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None,
+                 eraser=None):
         self.store = store
         self.policy = policy
         self.access = StaffAccess(policy)  # advisors act only on their properties' cases
+        self.eraser = eraser  # bot.erasure.GuestEraser: resolving a deletion request erases
         self.messenger = messenger
         self.crm = crm
         self.handoff = handoff
@@ -235,7 +238,8 @@ class PagingService:
                     "如需协助，请联系该酒店的值班主管。")
         handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
                    RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
-                   CONFIRM: self._supplier, DECLINE: self._supplier}[command.verb]
+                   CONFIRM: self._supplier, DECLINE: self._supplier,
+                   COMPENSATE: self._compensate}[command.verb]
         return await handler(userid, clock, command)
 
     async def act(self, userid: str, case_id: int, verb: str, text: Optional[str] = None, *,
@@ -351,6 +355,16 @@ class PagingService:
             outcome = await self.supplier.decline(clock.subject_id, userid, command.text or "")
         return outcome.message
 
+    async def _compensate(self, userid: str, clock: ClockDTO, command: Command) -> str:
+        """补偿: what the advisor offered for a complaint (SPEC: over-compensation for a service
+        failure). Recorded on the case, audited, shown on later cards and pages about the guest."""
+        if clock.subject_type != "ticket" or not clock.sla_class.startswith("complaint"):
+            return f"#{clock.id} 不是投诉，“补偿”只用于投诉。"
+        await asyncio.to_thread(self.store.add_note, clock.id, userid, "compensation", command.text)
+        await self._audit(userid, "ticket.compensation", clock, offered=command.text)
+        return (f"已记录 #{clock.id} 的补偿：{command.text}。客人之后的来单会标注“曾投诉”并显示此记录；"
+                f"如需告诉客人，请用“回复 {clock.id} 内容”。")
+
     async def _note(self, userid: str, clock: ClockDTO, command: Command) -> str:
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "note", command.text)
         await self._audit(userid, "sla.note", clock)
@@ -389,7 +403,29 @@ class PagingService:
                 f"{'并被邀请评分' if cls.ask_rating else ''}。")
         if problems:
             text += "\n注意：" + "；".join(problems)
-        return text
+        erased = await self._erase_if_deletion(userid, clock, command.text or "")
+        return text + erased if erased else text
+
+    async def _erase_if_deletion(self, userid: str, clock: ClockDTO, note: str) -> str:
+        """Resolving a deletion request carries it out (bot.erasure): the advisor verified the
+        guest's identity before resolving, as the request's reply promised."""
+        if self.eraser is None or clock.subject_type != "ticket" or self.crm is None:
+            return ""
+        ticket = await asyncio.to_thread(self.crm.ticket, clock.subject_id)
+        if ticket is None or ticket.kind != "data_deletion":
+            return ""
+        from bot.erasure import ErasureIncomplete, LegalHold
+
+        try:
+            await asyncio.to_thread(self.eraser.erase, clock.sender_id,
+                                    actor=f"advisor:{userid}",
+                                    reason=f"deletion request #{ticket.id} resolved: {note}"[:500])
+        except LegalHold:
+            return "\n该客人处于法律保全（legal hold）状态，资料未删除，请联系主管。"
+        except ErasureIncomplete as exc:
+            log.warning("erasure for case #%s postponed: %s", clock.id, exc)
+            return "\n暂时无法完成删除（企业微信未响应），系统会在 24 小时期限内自动重试。"
+        return "\n已删除该客人的全部个人资料（仅保留删除记录）。"
 
     async def _hand_back(self, userid: str, clock: ClockDTO, command: Command) -> str:
         now = self.clock()

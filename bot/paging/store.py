@@ -66,6 +66,17 @@ class SubjectInfo:
     summary: str
     created_at: dt.datetime
     status: str
+    nature: Optional[str] = None  # a complaint's: service_failure | force_majeure
+
+
+@dataclass(frozen=True)
+class PastComplaint:
+    """An earlier complaint of the same guest, for the flag on later pages and the routing."""
+
+    ticket_id: int
+    created_at: dt.datetime
+    advisor: Optional[str]       # who handled it (resolved, else took it)
+    compensation: Optional[str]  # what the advisor recorded as offered (补偿), the latest
 
 
 @dataclass(frozen=True)
@@ -245,7 +256,7 @@ class PagingStore:
             sender_id=sender_id, sla_class=row.sla_class,
             property_id=self._property_of(subject_type, row, bookings.get(row.guest_id, []), now),
             summary=self._summary(subject_type, row), created_at=_utc(row.created_at),
-            status=row.status)
+            status=row.status, nature=getattr(row, "nature", None))
 
     def unclocked_subjects(self, since: dt.datetime, now: dt.datetime,
                            limit: int = 500) -> list[SubjectInfo]:
@@ -276,6 +287,39 @@ class PagingStore:
             if not row.sla_class:
                 return None
             return self._info(subject_type, row, sender_id, self._bookings(s, [row.guest_id]), now)
+
+    def past_complaints(self, guest_id: int, before: dt.datetime,
+                        exclude_ticket: Optional[int] = None) -> list[PastComplaint]:
+        """The guest's complaints opened before `before` (newest first), with who handled each
+        and what was offered: SPEC's "after a complaint, a dedicated advisor and priority"."""
+        with self._session() as s:
+            rows = s.execute(
+                select(m.Ticket.id, m.Ticket.created_at, SlaClock.id, SlaClock.resolved_by,
+                       SlaClock.takeover_userid, SlaClock.assignee_userid)
+                .outerjoin(SlaClock, and_(SlaClock.subject_type == "ticket",
+                                          SlaClock.subject_id == m.Ticket.id))
+                .where(m.Ticket.guest_id == guest_id, m.Ticket.kind == "complaint",
+                       m.Ticket.created_at <= before,
+                       m.Ticket.id != (exclude_ticket if exclude_ticket is not None else -1))
+                .order_by(m.Ticket.created_at.desc(), m.Ticket.id.desc()).limit(20)).all()
+            clock_ids = [r[2] for r in rows if r[2] is not None]
+            offered: dict[int, str] = {}
+            if clock_ids:
+                for clock_id, text in s.execute(
+                        select(SlaNote.clock_id, SlaNote.text)
+                        .where(SlaNote.clock_id.in_(clock_ids), SlaNote.kind == "compensation")
+                        .order_by(SlaNote.id)).all():
+                    offered[clock_id] = text
+            return [PastComplaint(ticket_id, _utc(created), resolved or takeover or assignee,
+                                  offered.get(clock_id) if clock_id else None)
+                    for ticket_id, created, clock_id, resolved, takeover, assignee in rows]
+
+    def ticket_media(self, ticket_id: int) -> list[tuple[int, str]]:
+        """(media id, kind) of what the guest sent with this ticket (bot.guest_media)."""
+        with self._session() as s:
+            return [(r.id, r.kind) for r in s.execute(
+                select(m.GuestMedia.id, m.GuestMedia.kind)
+                .where(m.GuestMedia.ticket_id == ticket_id).order_by(m.GuestMedia.id)).all()]
 
     # ---- clocks ---------------------------------------------------------------------------
     def create_clock(self, info: SubjectInfo, plan: ClockPlan) -> tuple[ClockDTO, bool]:

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
+from bot.complaints.classifier import remedy_for
 from bot.paging import clocks as rules
 from bot.paging import roster
 from bot.paging.clocks import plan_clock
@@ -48,7 +49,8 @@ from bot.paging.store import (
 log = logging.getLogger(__name__)
 
 ADVISOR_TARGETS = ("on_duty", "paged", "next_on_duty")
-NOTICE_TARGETS = (GUEST_ACK, GUEST_TAKEOVER, GUEST_HANDBACK, GUEST_RESOLVED)
+GUEST_UPDATE = "guest_update"  # a policy target: "still on it" to the guest, e.g. every hour
+NOTICE_TARGETS = (GUEST_ACK, GUEST_TAKEOVER, GUEST_HANDBACK, GUEST_RESOLVED, GUEST_UPDATE)
 ROLE_WORDS = {"supervisor": "主管", "duty_manager": "值班经理", "next_on_duty": "其他值班顾问",
               "emergency_group": "应急小组", "on_duty": "值班顾问", "paged": "值班顾问"}
 NOTIFY_CHANNEL = "concierge_paging"
@@ -284,14 +286,20 @@ class PagingWorker:
                          for t in step.notify)
         guest = await self.context.card(clock.sender_id) if needs_card else None
         holder = clock.holder
+        case = await self._case_facts(clock) if needs_card else {}
 
         def facts(card_step: str, escalation: bool, holder_name: Optional[str],
                   nobody: bool = False) -> CardFacts:
             return CardFacts(case_id=clock.id, label=cls.label, step=card_step,
-                             summary=clock.summary or "", ack_due_at=clock.ack_due_at,
+                             summary=case.get("summary") or clock.summary or "",
+                             ack_due_at=clock.ack_due_at,
                              resolve_due_at=clock.resolve_due_at, acknowledged=acknowledged,
                              holder_name=holder_name, escalation=escalation, late_by=late_by,
-                             nobody_on_duty=nobody)
+                             nobody_on_duty=nobody, nature=case.get("nature"),
+                             remedy=case.get("remedy"), offered=case.get("offered"),
+                             past=case.get("past", ()),
+                             dedicated=self._name(case.get("dedicated")),
+                             media=case.get("media", ""))
 
         def card_to(target: str, userid: str, card_facts: CardFacts, paged: Optional[str] = None) -> None:
             key = f"{target}:{userid}"
@@ -338,7 +346,8 @@ class PagingWorker:
                 load = await current_load()
                 # A page that could not reach the paged advisor tries someone else on duty.
                 failed_before = {clock.paged_userid} if step.attempts > 1 and clock.paged_userid else set()
-                advisor = (roster.pick_on_duty(policy, prop, now, load=load, exclude=failed_before)
+                advisor = (self._dedicated_on_duty(prop, case.get("dedicated"), now, failed_before)
+                           or roster.pick_on_duty(policy, prop, now, load=load, exclude=failed_before)
                            or roster.pick_on_duty(policy, prop, now, load=load))
                 if advisor is None:
                     await nobody_free(target)
@@ -410,6 +419,53 @@ class PagingWorker:
                 raise ValueError(f"unknown target {target!r}")
         return deliveries
 
+    async def _case_facts(self, clock: ClockDTO) -> dict:
+        """What a card says beyond the clock: the subject's current summary (details the guest
+        added after the first page), a complaint's nature and the policy's remedy, what was
+        offered, and the guest's earlier complaints with the advisor who handled the last one.
+        Best effort: a page never fails for want of these."""
+        try:
+            return await asyncio.to_thread(self._read_case_facts, clock)
+        except Exception as exc:
+            log.warning("case #%s: card details unavailable: %s", clock.id, exc)
+            return {}
+
+    def _read_case_facts(self, clock: ClockDTO) -> dict:
+        facts: dict = {}
+        info = self.store.subject(clock.subject_type, clock.subject_id, clock.created_at)
+        if info is not None:
+            facts["summary"] = info.summary
+            if info.nature:
+                remedy = remedy_for(info.nature)
+                facts["nature"] = remedy.label if remedy else info.nature
+                facts["remedy"] = remedy.remedy if remedy else None
+                offered = [n.text for n in self.store.notes(clock.id) if n.kind == "compensation"]
+                facts["offered"] = offered[-1] if offered else None
+        if clock.subject_type == "ticket":
+            kinds = [kind for _, kind in self.store.ticket_media(clock.subject_id)]
+            words = [f"{word} {kinds.count(kind)} {unit}" for kind, word, unit in
+                     (("image", "照片", "张"), ("voice", "语音", "条")) if kind in kinds]
+            facts["media"] = "、".join(words)
+        past = self.store.past_complaints(
+            clock.guest_id, clock.created_at,
+            exclude_ticket=clock.subject_id if clock.subject_type == "ticket" else None)
+        if past:
+            tz = self.policy.tz
+            facts["past"] = tuple(
+                f"#{p.ticket_id}（{p.created_at.astimezone(tz):%Y-%m-%d}"
+                f"{'，已补偿：' + p.compensation if p.compensation else ''}）" for p in past[:3])
+            facts["dedicated"] = next((p.advisor for p in past if p.advisor), None)
+        return facts
+
+    def _dedicated_on_duty(self, prop, userid: Optional[str], now: dt.datetime, exclude: set):
+        """The guest's dedicated advisor (who handled their last complaint), if on duty here."""
+        if not userid or userid in exclude:
+            return None
+        advisor = next((a for a in prop.roster if a.userid == userid), None)
+        if advisor is not None and roster.is_on_duty(self.policy, advisor, now):
+            return advisor
+        return None
+
     def _guest_notice(self, target: str, step: StepDTO, clock: ClockDTO, cls, now: dt.datetime) -> str:
         common = dict(label=cls.label, case_id=clock.id, now=now)
         if target == "guest":
@@ -419,6 +475,9 @@ class PagingWorker:
             return guest_text(kind, self.policy, escalated_to=escalated,
                               acknowledged=clock.acknowledged_at is not None,
                               advisor_name=self._name(clock.holder), **common)
+        if target == GUEST_UPDATE:
+            return guest_text(GUEST_UPDATE, self.policy, advisor_name=self._name(clock.holder),
+                              acknowledged=clock.acknowledged_at is not None, **common)
         if target == GUEST_ACK:
             return guest_text(target, self.policy, advisor_name=self._name(clock.assignee_userid),
                               resolve_by=clock.resolve_due_at, **common)

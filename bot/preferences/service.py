@@ -5,6 +5,10 @@
 - A take-back ("不是蜜月") deactivates the tag; in a single-valued category (purpose, floor,
   bed...) a new value replaces the old one.
 - Tags in mirrored categories go to WeCom corp tags through a `TagMirror` (no-op by default).
+- The guest's own birthday ("我生日是5月20号") also fills `guests.birthday`, which touchpoints
+  read; someone else's ("老公的生日…") stays a tag only. A year the guest did not say is not
+  invented: it is stored as BIRTHDAY_YEAR_UNKNOWN (a leap year, so 2月29日 fits), or the year
+  already on file is kept.
 - The confirmation is one natural sentence built from the vocabulary's phrasing; it promises
   nothing the hotel has not agreed to ("会参考", not "一定安排").
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,6 +29,11 @@ from bot.replies import Reply
 log = logging.getLogger(__name__)
 
 OP_RECORD = "preferences.record"
+
+# guests.birthday when only month and day were said (leap, so 02-29 is a valid date).
+BIRTHDAY_YEAR_UNKNOWN = 1904
+_SOMEONE_ELSE = re.compile(r"老公|老婆|太太|先生|丈夫|妻子|爱人|孩子|儿子|女儿|宝宝|妈|爸|父亲|母亲|朋友|同事")
+_YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
 
 NOTHING_FOUND_TEXT = ("抱歉，我没能从这句话里听出具体的偏好。可以直接告诉我，比如“想要高楼层”"
                       "“对海鲜过敏”“这次是蜜月旅行”，我会记到您的档案里。")
@@ -90,6 +100,7 @@ class PreferenceService:
                 removed.remove((cat, old))
                 replaced.append((cat, old, new))
         self._mirror(guest, added, removed + [(c, old) for c, old, _ in replaced])
+        self._birthday(sender_id, guest, [m for m in added if m.category == "birthday"], text)
         amenities = tuple(dict.fromkeys(
             self.vocab.categories[m.category].amenity for m in added
             if self.vocab.categories[m.category].amenity))
@@ -121,6 +132,27 @@ class PreferenceService:
         if any(m.confidence < 0.8 for m in outcome.added):
             tail += "如果我理解得不对，直接告诉我就好。"
         return (sentence + tail,)
+
+    def _birthday(self, sender_id: str, guest, matches: list[TagMatch], text: str) -> None:
+        """The guest's own stated birthday into the profile (touchpoints use guests.birthday)."""
+        own = [m for m in matches if not _SOMEONE_ELSE.search(m.phrase)]
+        if not own:
+            return
+        month, day = (int(x) for x in own[-1].value.split("-"))
+        year_said = _YEAR.search(own[-1].phrase) or _YEAR.search(text)
+        current = getattr(guest, "birthday", None)
+        if year_said:
+            year = int(year_said.group(1))
+        elif current is not None:
+            year = current.year
+        else:
+            year = BIRTHDAY_YEAR_UNKNOWN
+        try:
+            birthday = dt.date(year, month, day)
+        except ValueError:  # 2月29日 with a year on file that is not a leap year
+            birthday = dt.date(BIRTHDAY_YEAR_UNKNOWN, month, day)
+        if birthday != current:
+            self.store.update_guest(sender_id, birthday=birthday)
 
     # ---- WeCom corp tags ------------------------------------------------------------------
     def _mirror(self, guest, added, removed) -> None:

@@ -6,8 +6,10 @@ page with `next_cursor`. An id that is nobody's contact (a 微信客服 guest wh
 advisor) is 84061; a missing one 40096. `mark_tag` by a member who does not hold the contact is
 84061 too, so a mirror that picks the wrong advisor fails here as it would in WeCom.
 
-People seed contacts with `POST /_sandbox/contacts {external_userid, name, follow_user: [userid |
-{userid, remark, createtime}]}` and list them with `GET /_sandbox/contacts`.
+People seed contacts with `POST /_sandbox/externalcontact {external_userid, name, follow_user:
+[userid | {userid, remark, createtime}]}` and list them with `GET /_sandbox/externalcontact`.
+Advisors' contact lists set for mass sending (`POST /_sandbox/contacts {userid, external_userid}`,
+bot/sandbox/groupmsg.py) count too: those advisors are in the guest's `follow_user`.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ async def externalcontact_get(request: web.Request) -> Dict[str, Any]:
     ext = (request.query.get("external_userid") or "").strip()
     if not ext:
         raise server.ApiError(INVALID_EXTERNAL_USERID, "invalid external userid")
-    contact = state.contacts.get(ext)
+    contact = _contact(state, ext)
     if contact is None:
         raise server.ApiError(NOT_A_CONTACT, "not external contact")
     cursor = request.query.get("cursor") or ""
@@ -46,9 +48,23 @@ async def externalcontact_get(request: web.Request) -> Dict[str, Any]:
             "follow_user": page, "next_cursor": str(end) if end < len(follow) else ""}
 
 
+def _contact(state, ext: str):
+    """The seeded contact, with the advisors whose mass-sending lists hold it added."""
+    contact = state.contacts.get(ext)
+    gm = getattr(state, "extensions", {}).get("groupmsg")
+    holders = sorted(u for u, book in (getattr(gm, "contacts", None) or {}).items() if ext in book)
+    if not holders:
+        return contact
+    contact = dict(contact or {"name": ext, "follow_user": []})
+    known = {f["userid"] for f in contact["follow_user"]}
+    contact["follow_user"] = list(contact["follow_user"]) + [
+        _follow(u, i) for i, u in enumerate(holders) if u not in known]
+    return contact
+
+
 def check_mark_tag(state, body: Dict[str, Any]) -> None:
     """WeCom refuses mark_tag by a member who does not hold the contact (a seeded one)."""
-    contact = state.contacts.get(body.get("external_userid"))
+    contact = _contact(state, body.get("external_userid"))
     if contact is None:
         return  # contacts nobody seeded: the sandbox stays permissive for older tests
     if body.get("userid") not in {f["userid"] for f in contact["follow_user"]}:
@@ -83,5 +99,5 @@ async def list_contacts(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/cgi-bin/externalcontact/get", externalcontact_get)
-    app.router.add_post("/_sandbox/contacts", seed_contact)
-    app.router.add_get("/_sandbox/contacts", list_contacts)
+    app.router.add_post("/_sandbox/externalcontact", seed_contact)
+    app.router.add_get("/_sandbox/externalcontact", list_contacts)

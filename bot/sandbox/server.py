@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox import contacts, oauth
+from bot.sandbox import contacts, media, oauth
 from bot.sandbox.state import (
     CALLBACK_TOKEN_TTL_S,
     KF_QUOTA,
@@ -72,7 +72,9 @@ async def cgi_middleware(request: web.Request, handler):
         return await handler(request)
     state = _state(request)
     body: Any = None
-    if request.method == "POST":
+    if request.method == "POST" and request.content_type.startswith("multipart/"):
+        body = {"_multipart": True}  # media/upload: the handler reads the form itself
+    elif request.method == "POST":
         raw = await request.read()
         try:
             body = json.loads(raw.decode("utf-8")) if raw else {}
@@ -138,8 +140,11 @@ async def message_send(request: web.Request) -> Dict[str, Any]:
     if not touser:
         raise ApiError(40031, "invalid userid list")
     msgtype = body.get("msgtype")
-    if msgtype not in ("text", "textcard", "markdown", "news", "template_card", "image", "file"):
+    if msgtype not in ("text", "textcard", "markdown", "news", "template_card", "image", "file",
+                       "voice"):
         raise ApiError(40008, "invalid message type")
+    if msgtype in ("image", "file", "voice"):
+        media.check_app_media(state, body)
     for user in touser:
         if not (state.rate_hit(f"app-min:{user}", 30, 60) and state.rate_hit(f"app-hour:{user}", 1000, 3600)):
             raise ApiError(45009, "api freq out of limit (30/min, 1000/h per member)")
@@ -444,6 +449,7 @@ async def guest_kf(request: web.Request) -> web.Response:
     open_kfid = data.get("open_kfid") or state.open_kfid
     msgtype = data.get("msgtype") or "text"
     item = _kf_item(state, open_kfid, ext, msgtype, data)
+    media.register_guest_media(state, item, data)
     state.kf_messages[open_kfid].append(item)
     session = state.session(open_kfid, ext)
     session.last_guest_msg_at, session.sent_since_guest_msg = time.time(), 0
@@ -695,5 +701,6 @@ def make_app(state: Optional[SandboxState] = None) -> web.Application:
     app.router.add_get("/_sandbox/info", info)
     app.router.add_get("/", index)
     contacts.add_routes(app)
+    media.add_routes(app)
     oauth.register(app)  # WeCom web login for the staff console
     return app

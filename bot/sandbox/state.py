@@ -109,6 +109,7 @@ class SandboxState:
         self.send_times: Dict[str, Deque[float]] = defaultdict(deque)  # rate windows
         self.tags: List[Dict[str, Any]] = []
         self.contacts: Dict[str, Dict[str, Any]] = {}  # external_userid -> name, follow_user
+        self.media: Dict[str, Dict[str, Any]] = {}  # media_id -> data, content_type, app
         self.msg_templates: List[Dict[str, Any]] = []
         self.deliveries: List[Dict[str, Any]] = []
         self.extensions: Dict[str, Any] = {}  # state of API modules of their own (groupmsg, ...)

@@ -157,6 +157,12 @@ class AppService:
                 result = outcome  # report the first failure, else the last success
         return result
 
+    async def send_voice(self, userid: str, media_id: str, *,
+                         dedupe_key: Optional[str] = None) -> SendResult:
+        """A voice message (an app media_id from media/upload, AMR) to an advisor."""
+        return await self._send(userid, {"msgtype": "voice", "voice": {"media_id": media_id}},
+                                dedupe_key)
+
     async def send_textcard(self, userid: str, title: str, description: str, url: str, btntxt: str = "详情",
                             *, dedupe_key: Optional[str] = None) -> SendResult:
         card = {"title": truncate_utf8(title, TEXTCARD_TITLE_MAX_BYTES),

@@ -2,6 +2,8 @@
 (read back from a fresh store), corrections, the pet-policy follow-up, WeCom mirroring."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from actions.preferences import ActionRecordPreferences
@@ -110,15 +112,16 @@ async def test_nothing_recognised_says_so_and_writes_nothing(services, fresh_sto
 
 def test_mirroring_skips_health_data_and_non_wecom_guests(services):
     store = services.store
+    store.get_or_create_guest("rest-only")  # not a WeCom contact (demo-lin is one now)
     mirror = RecordingTagMirror()
     service = PreferenceService(store, mirror=mirror)
-    service.record("demo-lin", "我们是来度蜜月的，老公对海鲜过敏")
-    assert mirror.calls == []  # demo-lin is not a WeCom external contact
+    service.record("rest-only", "我们是来度蜜月的，老公对海鲜过敏")
+    assert mirror.calls == []  # not a WeCom external contact
 
-    store.update_guest("demo-lin", wecom_external_userid="wmEXT123")
-    service.record("demo-lin", "我们是来度蜜月的，老公对海鲜过敏")
+    store.update_guest("rest-only", wecom_external_userid="wmEXT123")
+    service.record("rest-only", "我们是来度蜜月的，老公对海鲜过敏")
     assert mirror.calls == [("wmEXT123", (CorpTag("出行目的", "蜜月"),), ())]
-    service.record("demo-lin", "不是蜜月，是结婚纪念日")
+    service.record("rest-only", "不是蜜月，是结婚纪念日")
     assert mirror.calls[-1] == ("wmEXT123", (CorpTag("出行目的", "纪念日"),),
                                 (CorpTag("出行目的", "蜜月"),))
 
@@ -131,3 +134,25 @@ def test_a_failing_mirror_does_not_lose_the_tags(services):
     services.store.update_guest("demo-lin", wecom_external_userid="wmEXT123")
     PreferenceService(services.store, mirror=Broken()).record("demo-lin", "要无烟房")
     assert [t.value for t in services.store.tags("demo-lin")] == ["无烟房"]
+
+
+async def test_a_stated_birthday_feeds_the_profile(services, fresh_store):
+    """Touchpoints read guests.birthday: the guest's own birthday lands there, a year only if
+    said (else the marker year), and someone else's birthday stays a tag."""
+    from bot.preferences.service import BIRTHDAY_YEAR_UNKNOWN
+
+    fresh_store.get_or_create_guest("bd-guest")
+    messages, _ = await run(ActionRecordPreferences(),
+                            tracker("bd-guest", "对了，我生日是5月20号", "inform_preference"))
+    assert "生日" in messages[0]
+    assert fresh_store.find_guest("bd-guest").birthday == dt.date(BIRTHDAY_YEAR_UNKNOWN, 5, 20)
+    await run(ActionRecordPreferences(),
+              tracker("bd-guest", "我的生日是1988年11月3日", "inform_preference"))
+    assert fresh_store.find_guest("bd-guest").birthday == dt.date(1988, 11, 3)
+    await run(ActionRecordPreferences(),
+              tracker("bd-guest", "老公的生日是7月7号，想给他个惊喜", "inform_preference"))
+    assert fresh_store.find_guest("bd-guest").birthday == dt.date(1988, 11, 3)
+    assert "07-07" in {t.value for t in fresh_store.tags("bd-guest")}
+    # saying only month and day again keeps the year on file
+    await run(ActionRecordPreferences(), tracker("bd-guest", "我生日在12月1日", "inform_preference"))
+    assert fresh_store.find_guest("bd-guest").birthday == dt.date(1988, 12, 1)

@@ -314,3 +314,70 @@ async def test_the_console_calls_the_same_service(crm, paging, make_worker, cloc
     assert outcome.guest_told and crm.order(order.id).status == "cancelled"
     missing = await service.supplier.confirm(999999, "advisor_zhou")
     assert missing.status == "not_found" and not missing.ok
+
+
+# ---- complaint follow-through: nature, remedy, what was offered, the dedicated advisor ----------
+
+async def test_card_shows_nature_and_remedy_and_later_pages_flag_the_guest(
+        crm, paging, make_worker, clock, service, messenger):
+    """A complaint opened by the guest's flow (ComplaintService.triage) pages with its nature and
+    the policy's remedy; the advisor records what was offered; the guest's next request is
+    flagged on its page and goes to the advisor who handled the complaint."""
+    from bot.complaints.service import ComplaintService
+    from bot.handoff import HandoffService
+
+    sender = new_guest(crm)
+    complaints = ComplaintService(crm, HandoffService(crm))
+    complaints.triage(sender, "导游迟到了一个多小时，行程也被砍掉了一半")
+    [ticket] = crm.tickets(sender)
+    assert ticket.nature == "service_failure"
+    clock.set(ticket.created_at)
+    worker = make_worker()
+    await worker.tick()
+    case = paging.clock_for("ticket", ticket.id)
+    [page] = [m for m in messenger.sent if m.get("msgtype") == "textcard"]
+    assert "性质：服务失误" in page["description"] and "超额补偿" in page["description"]
+    assert "曾投诉" not in page["title"]  # this is the first one
+
+    # advisor_zhou takes it and records what was offered
+    await service.handle_command("advisor_zhou", f"接单 {case.id}")
+    reply = await service.handle_command("advisor_zhou", f"补偿 {case.id} 赠送2000积分+下次行程8折")
+    assert reply.startswith(f"已记录 #{case.id} 的补偿")
+    assert [n.text for n in paging.notes(case.id) if n.kind == "compensation"] == \
+        ["赠送2000积分+下次行程8折"]
+    assert "ticket.compensation" in {a.action for a in crm.audit_entries()}
+    await service.handle_command("advisor_zhou", f"解决 {case.id} 已向客人致歉并补偿")
+
+    # weeks later the same guest orders something: flagged, and routed to advisor_zhou
+    clock.advance(3 * 7 * 86400)
+    order = crm.create_order(sender, item="接机", sla_class="addon_order")
+    clock.set(order.created_at)
+    await worker.tick()
+    order_case = paging.clock_for("order", order.id)
+    [later] = [m for m in messenger.sent if m.get("msgtype") == "textcard"
+               and f"#{order_case.id}" in m["title"]]
+    assert later["to"] == "advisor_zhou"  # advisor_li is first on the roster and less loaded
+    assert later["title"].endswith("·曾投诉")
+    assert f"#{ticket.id}" in later["description"] and "已补偿：赠送2000积分" in later["description"]
+    assert "专属顾问 周顾问" in later["description"]
+    assert "性质" not in later["description"]  # an order has no complaint nature
+
+
+async def test_force_majeure_card_names_the_alternative_plan(crm, paging, make_worker, clock,
+                                                             messenger):
+    from bot.complaints.service import ComplaintService
+    from bot.handoff import HandoffService
+
+    sender = new_guest(crm)
+    ComplaintService(crm, HandoffService(crm)).triage(sender, "台风来了航班取消，我们的行程怎么办")
+    ticket = crm.tickets(sender)[0]
+    clock.set(ticket.created_at)
+    await make_worker().tick()
+    page = next(m for m in messenger.sent if m.get("msgtype") == "textcard")
+    assert "性质：不可抗力" in page["description"] and "替代方案" in page["description"]
+
+
+async def test_compensation_only_for_complaints(crm, paging, make_worker, clock, service):
+    sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
+    assert "不是投诉" in await service.handle_command("advisor_li", f"补偿 {case.id} 500积分")
+    assert "补偿内容" in await service.handle_command("advisor_li", f"补偿 {case.id}")

@@ -362,3 +362,58 @@ async def test_run_loop_pages_a_new_complaint_and_stops(crm, paging, policy, mes
     worker.stop()
     await asyncio.wait_for(task, 5)
     assert len(messenger.to("app", "advisor_li")) == 1
+
+
+async def test_a_major_incident_updates_the_guest_on_the_policy_interval_until_closed(
+        crm, paging, make_worker, clock, messenger, policy):
+    """SPEC: a major incident gets updates to the guest until it is closed. The fast policy
+    says every 15 s from 15 s on (4 at most); resolving stops them."""
+    from bot.complaints.service import ComplaintService
+    from bot.handoff import HandoffService
+    from bot.paging.service import PagingService
+
+    sender = new_guest(crm)
+    ComplaintService(crm, HandoffService(crm)).triage(sender, "我老公在泳池摔倒受伤了，流了很多血")
+    ticket = next(t for t in crm.tickets(sender) if t.severity == "major")
+    worker = make_worker()
+    t0 = ticket.created_at
+    await run_at(worker, clock, t0)
+    case = paging.clock_for("ticket", ticket.id)
+    service = PagingService(paging, policy, messenger, crm=crm, clock=clock, worker_id="app")
+    clock.set(t0 + dt.timedelta(seconds=5))
+    await service.handle_command("advisor_li", f"接单 {case.id}")
+
+    def updates():
+        return [m["text"] for m in messenger.to("guest", sender) if "仍在持续跟进" in m["text"]]
+
+    for seconds in (15, 16, 30, 31):
+        await run_at(worker, clock, t0 + dt.timedelta(seconds=seconds))
+    assert len(updates()) == 2 and all(f"编号 {case.id}" in u and "李顾问" in u for u in updates())
+    clock.set(t0 + dt.timedelta(seconds=35))
+    await service.handle_command("advisor_li", f"解决 {case.id} 已送医，伤口已处理")
+    for seconds in (45, 60, 120):
+        await run_at(worker, clock, t0 + dt.timedelta(seconds=seconds))
+    assert len(updates()) == 2  # closed: no more updates
+    names = {s.step: s.status for s in paging.steps(case.id)}
+    assert names["guest_update"] == names["guest_update_2"] == "sent"
+    assert names["guest_update_3"] == names["guest_update_4"] == "skipped"
+
+
+@pytest.mark.parametrize("step,problem", [
+    ("{name: u, after: 1m, every: 1h, until: none, notify: [guest_update]}", "until"),
+    ("{name: u, after: 1m, times: 3, notify: [guest_update]}", "'times' needs 'every'"),
+    ("{name: u, after: 1m, every: 1h, times: 0, until: resolve, notify: [guest_update]}", "1-99"),
+])
+def test_repeated_steps_are_validated(step, problem, tmp_path):
+    from bot.paging.policy import PolicyError, load_policy
+    from tests.paging.conftest import FAST_POLICY
+
+    text = FAST_POLICY.read_text(encoding="utf-8").replace(
+        "      - {name: guest_update, after: 15s, every: 15s, times: 4, until: resolve, "
+        "notify: [guest_update]}", f"      - {step}")
+    assert step in text
+    path = tmp_path / "policy.yml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert problem in str(err.value)

@@ -11,7 +11,7 @@ from tests.wecom.helpers import post_json
 
 
 async def seed(env, ext, follow, name="王女士"):
-    return await post_json(env.http, f"{env.sandbox}/_sandbox/contacts",
+    return await post_json(env.http, f"{env.sandbox}/_sandbox/externalcontact",
                            {"external_userid": ext, "name": name, "follow_user": follow})
 
 
@@ -55,10 +55,10 @@ async def test_no_app_secret_is_an_error(env):
 
 
 async def test_seeding_refuses_bad_input(env):
-    async with env.http.post(f"{env.sandbox}/_sandbox/contacts",
+    async with env.http.post(f"{env.sandbox}/_sandbox/externalcontact",
                              json={"external_userid": "wm_x", "follow_user": []}) as resp:
         assert resp.status == 400
-    async with env.http.post(f"{env.sandbox}/_sandbox/contacts",
+    async with env.http.post(f"{env.sandbox}/_sandbox/externalcontact",
                              json={"external_userid": "wm_x", "follow_user": [{"remark": "x"}]}) as resp:
         assert resp.status == 400
 
@@ -70,3 +70,11 @@ async def test_mark_tag_by_a_member_who_does_not_hold_the_contact_is_refused(env
     refused = await mark_tag("advisor_fixed_owner", "wm_wang", add_tag=["et1"], services=services)
     assert not refused.ok and refused.errcode == 84061
     assert [t["userid"] for t in env.state.tags] == ["advisor_zhou"]
+
+
+async def test_mass_sending_contact_lists_count_as_holders(env):
+    """The sandbox has one truth about who holds whom: the lists set for 客户群发 too."""
+    await post_json(env.http, f"{env.sandbox}/_sandbox/contacts",
+                    {"userid": "advisor_li", "external_userid": ["wm_mass"]})
+    contact = await get_contact("wm_mass", services=env.services())
+    assert contact.follow_userids == ["advisor_li"]
