@@ -6,15 +6,15 @@ The words encrypted in `preference_tags.source_message` also sat in clear in the
 (`wecom_outbox.body`). Those columns become Fernet tokens (EncryptedText / EncryptedJSON, TEXT in
 the database); existing values are encrypted here with the current CRM_ENCRYPTION_KEY.
 
-Revision ID: 0010_encrypt_copies
-Revises: 0009_legal_hold_audit
+Revision ID: 0011_encrypt_copies
+Revises: 0010_legal_hold_audit
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0010_encrypt_copies"
-down_revision = "0009_legal_hold_audit"
+revision = "0011_encrypt_copies"
+down_revision = "0010_legal_hold_audit"
 branch_labels = None
 depends_on = None
 

@@ -5,15 +5,15 @@
 - On PostgreSQL the audit log refuses UPDATE, DELETE and TRUNCATE (a trigger, so it binds the
   table's owner too, which REVOKE would not): an application role cannot rewrite history.
 
-Revision ID: 0009_legal_hold_audit
-Revises: 0008_guest_notices
+Revision ID: 0010_legal_hold_audit
+Revises: 0009_guest_media
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0009_legal_hold_audit"
-down_revision = "0008_guest_notices"
+revision = "0010_legal_hold_audit"
+down_revision = "0009_guest_media"
 branch_labels = None
 depends_on = None
 
