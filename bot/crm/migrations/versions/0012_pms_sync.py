@@ -1,15 +1,15 @@
 """PMS sync requests already taken (replay protection for the authenticated PMS push,
 bot.bookings.sync). Model: bot.crm.models.PmsSyncRequest.
 
-Revision ID: 0011_pms_sync
-Revises: 0010_encrypt_copies
+Revision ID: 0012_pms_sync
+Revises: 0011_encrypt_copies
 Create Date: 2026-11-30
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0011_pms_sync"
-down_revision = "0010_encrypt_copies"
+revision = "0012_pms_sync"
+down_revision = "0011_encrypt_copies"
 branch_labels = None
 depends_on = None
 
