@@ -487,3 +487,77 @@ async def test_reports_list_the_messages_the_bot_did_not_understand(client, cons
         "/reports/fallbacks.csv")).text()).lstrip("\ufeff"))))
     assert [(r["text"], r["count"], r["reasons"]) for r in rows] == [
         ("泳池边能点外卖进来吃吗", "1", "fallback")]
+
+
+# ---- data files (/admin/files) ----------------------------------------------------------------
+
+@pytest.fixture
+def data_copies(console, tmp_path, monkeypatch):
+    """The knowledge base, catalogue and SLA policy as copies the test may overwrite."""
+    import dataclasses
+    import shutil
+
+    from bot.settings import PROJECT_ROOT
+
+    shutil.copytree(PROJECT_ROOT / "data" / "knowledge", tmp_path / "knowledge")
+    shutil.copytree(PROJECT_ROOT / "data" / "catalogue", tmp_path / "catalogue")
+    shutil.copyfile(PROJECT_ROOT / "tests" / "fixtures" / "console_policy.yml",
+                    tmp_path / "policy.yml")
+    monkeypatch.setattr("bot.orders.catalogue.CATALOGUE_DIR", tmp_path / "catalogue")
+    console.deps.settings = dataclasses.replace(
+        console.deps.settings, knowledge_dir=tmp_path / "knowledge",
+        sla_policy_file=tmp_path / "policy.yml")
+    return tmp_path
+
+
+async def test_data_files_are_validated_before_saving(client, console, data_copies):
+    policy = data_copies / "policy.yml"
+    original = policy.read_text(encoding="utf-8")
+    assert (await client.get("/admin/files", allow_redirects=False)).status == 302
+    await sign_in(client, console, "advisor_li")
+    assert (await client.get("/admin/files")).status == 403
+    csrf = await sign_in(client, console, "admin_qian")
+    listing = await (await client.get("/admin/files")).text()
+    assert "policy.yml" in listing and "items.yml" in listing and "amenities.yml" in listing
+
+    broken = original.replace("notify: [supervisor, guest]", "notify: [supervsor, guest]", 1)
+    resp = await client.post("/admin/files/sla/policy.yml",
+                             data={"csrf": csrf, "text": broken, "action": "save"})
+    page = await resp.text()
+    assert "校验未通过" in page and "supervsor" in page
+    assert policy.read_text(encoding="utf-8") == original
+
+    renamed = original.replace("label: 普通投诉", "label: 普通投诉（已修改）", 1)
+    resp = await client.post("/admin/files/sla/policy.yml",
+                             data={"csrf": csrf, "text": renamed, "action": "check"})
+    assert "校验通过" in await resp.text()
+    assert policy.read_text(encoding="utf-8") == original  # checked, not saved
+    resp = await client.post("/admin/files/sla/policy.yml",
+                             data={"csrf": csrf, "text": renamed, "action": "save"})
+    assert "已校验并保存" in await resp.text()
+    assert policy.read_text(encoding="utf-8") == renamed
+    entry = console.crm.audit_entries(action="datafile.save")[0]
+    assert entry.actor == "console:admin_qian" and entry.subject_id == "policy.yml"
+
+    kb = data_copies / "knowledge" / "sanya-haitang-resort.yml"
+    before = kb.read_text(encoding="utf-8")
+    resp = await client.post("/admin/files/knowledge/sanya-haitang-resort.yml",
+                             data={"csrf": csrf, "text": "id: [unclosed", "action": "save"})
+    assert "校验未通过" in await resp.text()
+    assert kb.read_text(encoding="utf-8") == before
+    items = data_copies / "catalogue" / "items.yml"
+    before = items.read_text(encoding="utf-8")
+    resp = await client.post("/admin/files/catalogue/items.yml",
+                             data={"csrf": csrf, "text": "items:\n  spa: {}\n", "action": "save"})
+    assert "校验未通过" in await resp.text() and "needs a name" in await resp.text()
+    assert items.read_text(encoding="utf-8") == before
+
+
+async def test_data_files_refuse_other_paths_and_missing_csrf(client, console, data_copies):
+    csrf = await sign_in(client, console, "admin_qian")
+    for path in ("/admin/files/sla/..%2F..%2Fetc%2Fpasswd", "/admin/files/sla/other.yml",
+                 "/admin/files/secrets/policy.yml"):
+        assert (await client.get(path)).status == 404
+        assert (await client.post(path, data={"csrf": csrf, "text": "x"})).status == 404
+    resp = await client.post("/admin/files/sla/policy.yml", data={"text": "x", "action": "save"})
+    assert resp.status == 403
