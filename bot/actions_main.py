@@ -8,7 +8,7 @@ import sys
 
 
 def main() -> None:
-    from bot.preflight import Problem, apply_http_limits, enforce
+    from bot.preflight import Problem, apply_http_limits, start_process
     from bot.settings import get_settings
 
     settings = get_settings()
@@ -19,7 +19,7 @@ def main() -> None:
                             "server could post a made-up tracker and act as any guest")]
         return []
 
-    enforce("actions", settings, extra=[bound_to_loopback])
+    start_process("actions", settings, extra=[bound_to_loopback])
     apply_http_limits(settings)
     os.environ["SANIC_HOST"] = settings.actions_host  # rasa_sdk's endpoint reads it
     from rasa_sdk.__main__ import main as sdk_main

@@ -8,13 +8,13 @@ import sys
 
 
 def main() -> None:
-    from bot.preflight import apply_http_limits, enforce, rasa_server_checks
+    from bot.preflight import apply_http_limits, rasa_server_checks, start_process
     from bot.settings import get_settings
 
     args = sys.argv[1:]
     if args[:1] == ["run"] and "actions" not in args[1:2]:
         settings = get_settings()
-        enforce("rasa", settings, extra=[rasa_server_checks(args[1:])])
+        start_process("rasa", settings, extra=[rasa_server_checks(args[1:])])
         apply_http_limits(settings)
     from bot.rasa_speedups import apply_all
 

@@ -11,7 +11,7 @@ from aiohttp import web
 def main(argv=None) -> int:
     from bot.console.app import make_app
     from bot.console.deps import build_deps
-    from bot.preflight import PreflightFailed, enforce
+    from bot.preflight import PreflightFailed, start_process
     from bot.settings import get_settings
 
     settings = get_settings()
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        enforce("console", settings)
+        start_process("console", settings)
         deps = build_deps(settings)
     except PreflightFailed as exc:
         print(f"console: {exc}", file=sys.stderr)

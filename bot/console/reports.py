@@ -65,7 +65,8 @@ def nps_by_week(scores: Iterable[tuple[dt.datetime, int]], tz) -> list[dict]:
         promoters = sum(1 for s in v if s >= 9)
         detractors = sum(1 for s in v if s <= 6)
         rows.append({"week": w.isoformat(), "count": len(v), "promoters": promoters,
-                     "detractors": detractors, "nps": round(100 * (promoters - detractors) / len(v))})
+                     "detractors": detractors,
+                     "nps": round(100 * (promoters - detractors) / len(v))})
     return rows
 
 
@@ -136,7 +137,8 @@ async def _figures(request: web.Request) -> dict:
     nps = nps_by_week(scores, policy.tz)  # survey answers carry no property: group-wide
     fallbacks = await asyncio.to_thread(_fallbacks, deps.extras.get("training"))
     return {"period": period, "since": since, "classes": classes, "advisors": advisors,
-            "csat": csat, "nps": nps, "fallbacks": fallbacks, "report": report, "all_properties": ADMIN in member.roles}
+            "csat": csat, "nps": nps, "fallbacks": fallbacks, "report": report,
+            "all_properties": ADMIN in member.roles}
 
 
 def _fallbacks(training) -> list[dict]:

@@ -64,9 +64,9 @@ def _worker(args) -> int:
     from bot.paging.runtime import build_worker, check_schema, run_worker, tick_once
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from bot.preflight import enforce
+    from bot.preflight import start_process
 
-    enforce("worker")  # production: refuses to start on default secrets or embedded stores
+    start_process("worker")  # production: refuses to start on default secrets or embedded stores
     policy, error = _load_policy()
     if error:
         return _fail(error, EXIT_UNAVAILABLE)

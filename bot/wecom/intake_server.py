@@ -201,11 +201,11 @@ def main(argv=None) -> None:
     parser.add_argument("--notify-url", default=os.environ.get("WECOM_INTAKE_NOTIFY_URL", DEFAULT_NOTIFY_URL))
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from bot.preflight import enforce
+    from bot.preflight import start_process
     from bot.settings import get_settings
 
     settings = get_settings()
-    enforce("intake", settings)
+    start_process("intake", settings)
     server = IntakeServer(WeComConfig.load(), args.notify_url,
                           notify_token=settings.wecom_inbox_token,
                           max_request_bytes=settings.max_request_bytes)
