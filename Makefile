@@ -37,7 +37,7 @@ RASA_DATA := data/nlu data/rules data/stories
 TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
                 bot/nlu/normalizer.py
 
-.PHONY: help install run run-prod train test shell eval bench bench-wecom migrate demo clean
+.PHONY: help install run run-prod train test shell eval bench bench-wecom bench-bookings migrate demo clean
 
 help:
 	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
@@ -47,6 +47,7 @@ help:
 	@echo "make eval   - NLU figures on the held-out set"
 	@echo "make bench  - benchmarks (not tests)"
 	@echo "make bench-wecom - WeCom connector: callback times, replays, Rasa killed mid-load"
+	@echo "make bench-bookings - booking import of 100,000 rows on SQLite and PostgreSQL"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@PYTHON=$$(scripts/find-python310.sh) || exit 1; \
@@ -103,6 +104,8 @@ bench: train
 bench-wecom: train
 	$(PY) -m bench.wecom_reliability $(BENCH_ARGS)
 
+bench-bookings: $(STAMP)
+	$(PY) -m bench.bookings_import $(BENCH_ARGS)
 # Segment count and campaign render for 100,000 guests (bench/marketing.py), e.g.
 # BENCH_ARGS="--guests 10000" or --database-url an empty PostgreSQL database.
 bench-marketing: $(STAMP)

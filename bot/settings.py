@@ -91,6 +91,14 @@ class Settings:
     console_canned_replies_file: Path = PROJECT_ROOT / "data" / "canned_replies.yml"
     wecom_oauth_base: str = "https://open.weixin.qq.com"
 
+    # Identity linking in conversation (bot.bookings.identity): wrong answers before the lock,
+    # and how long linking stays locked for that WeCom identity.
+    link_max_failures: int = 3
+    link_lock_minutes: int = 30
+    # The PMS push (bot.bookings.sync_server): "source:secret,..." and its port.
+    pms_sync_secrets: str | None = None
+    pms_sync_port: int = 5007
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -131,6 +139,10 @@ def load_settings() -> Settings:
         touchpoints_file=Path(_env("TOUCHPOINTS_FILE",
                                    str(PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"))),
         crm_encryption_key=_env("CRM_ENCRYPTION_KEY"),
+        link_max_failures=int(_env("LINK_MAX_FAILURES", "3")),
+        link_lock_minutes=int(_env("LINK_LOCK_MINUTES", "30")),
+        pms_sync_secrets=_env("PMS_SYNC_SECRETS"),
+        pms_sync_port=int(_env("PMS_SYNC_PORT", "5007")),
         sla_policy_file=Path(_env("SLA_POLICY_FILE", str(PROJECT_ROOT / "data" / "sla_policy.yml"))),
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),
         wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),

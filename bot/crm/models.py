@@ -492,6 +492,15 @@ class GuestNotice(Base):
         return value
 
 
+class PmsSyncRequest(Base):
+    """A PMS push already taken (bot.bookings.sync): its signature, so a replay within the
+    timestamp window is refused instead of being processed twice."""
+
+    __tablename__ = "pms_sync_requests"
+
+    signature = Column(String(64), primary_key=True)
+    source = Column(String(64), nullable=False)
+    received_at = Column(UTCDateTime, nullable=False, default=utcnow, index=True)
 MEDIA_KINDS = ("image", "voice")
 
 
