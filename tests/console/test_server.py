@@ -3,6 +3,7 @@ every form, sessions and login links, the advisors' actions and what they are au
 from __future__ import annotations
 
 import csv
+import re
 import io
 
 import pytest
@@ -599,3 +600,11 @@ async def test_reports_automation_rate_and_top_intents_from_the_tracker_store(
     console.deps.extras["tracker"] = TrackerEvents(f"sqlite:///{tmp_path / 'missing.db'}")
     resp = await client.get("/reports")
     assert resp.status == 200 and "暂无对话数据" in await resp.text()
+
+
+async def test_page_titles_are_plain_text(client, console):
+    await sign_in(client, console, "admin_qian")
+    for path in ("/reports", "/marketing", "/admin"):
+        html = await (await client.get(path)).text()
+        title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+        assert "<" not in title and len(title) < 40, (path, title)
