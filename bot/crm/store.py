@@ -974,6 +974,13 @@ class CRMStore:
                         for c in rows(m.Consent, m.Consent.created_at, m.Consent.id)]
             feedback = [_dto(FeedbackDTO, f)
                         for f in rows(m.Feedback, m.Feedback.created_at, m.Feedback.id)]
+            linked = [{"kind": i.kind, "value": i.value, "source": i.source,
+                       "created_at": i.created_at}
+                      for i in rows(m.GuestIdentity, m.GuestIdentity.id)]
+            facts_row = s.get(m.GuestFacts, gid)
+            facts = None if facts_row is None else {
+                c.name: getattr(facts_row, c.name) for c in m.GuestFacts.__table__.columns
+                if c.name != "guest_id"}
             condition = self._pages_condition(self._page_subjects(s, gid))
             pages = [] if condition is None else [
                 _dto(PageDTO, p) for p in s.execute(
@@ -1004,6 +1011,8 @@ class CRMStore:
             },
             "tier": dto.tier,
             "identities": {name: getattr(dto, name) for name in IDENTITY_FIELDS},
+            "linked_identities": linked,  # other senders/WeCom ids of this person
+            "facts": facts,  # derived from the bookings (bot.bookings.facts)
             "tags": [{**to_jsonable(t), "source_message": t.source_message} for t in tags],
             "bookings": [{**to_jsonable(b), "nights": b.nights} for b in bookings],
             "orders": orders,
