@@ -11,7 +11,8 @@
 3. copies of the guest's words in rows that are not theirs: WeCom inbox/outbox rows (a page card
    to an advisor quotes the guest, an advisor's 接管 names them) whose payload contains the
    guest's name, phone, ids or one of their messages;
-4. Rasa's tracker events of the guest's sender ids (bot.tracker_events);
+4. the guest's NLU inbox messages (kept under a keyed hash: bot.training.inbox.erase_sender),
+   and Rasa's tracker events of the guest's sender ids (bot.tracker_events);
 5. queued spool entries (bot.spool) and Redis keys naming the guest's ids.
 The audit log keeps `guest.erase` with the counts and the reason: never the data.
 
@@ -98,13 +99,15 @@ class GuestEraser:
     """Collaborators are passed in (the CLI and the worker build them from the settings)."""
 
     def __init__(self, crm, *, tracker=None, spools: Sequence = (), redis=None,
-                 tags: Optional[CorpTagRemover] = None,
+                 tags: Optional[CorpTagRemover] = None, inbox_hash_key: Optional[str] = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
         self.crm = crm
         self.tracker = tracker
         self.spools = list(spools)
         self.redis = redis
         self.tags = tags
+        # the NLU inbox keeps senders only as a keyed hash (bot.training.inbox.erase_sender)
+        self.inbox_hash_key = inbox_hash_key
         self.clock = clock
 
     # ---- what we know of the guest --------------------------------------------------------
@@ -173,6 +176,11 @@ class GuestEraser:
             self.crm.delete_guest(sender_id, actor=actor, reason=reason)
             report.counts["guest"] = 1
         report.counts.update(self._sweep_tables(ids, strings))
+        if self.inbox_hash_key:
+            from bot.training.inbox import erase_sender
+
+            report.counts["nlu_inbox_messages"] = sum(
+                erase_sender(self.crm.engine, i, self.inbox_hash_key) for i in ids)
         if self.tracker is not None:
             report.counts["tracker_events"] = self.tracker.delete(ids)
         if self.spools:
@@ -293,4 +301,5 @@ def build_eraser(crm, settings=None, *, run: Optional[Callable[[Any], Any]] = No
     if tags is not None and run is not None:
         tags.run = run
     return GuestEraser(crm, tracker=TrackerEvents(settings.tracker_database_url or None),
-                       spools=spools, redis=redis, tags=tags)
+                       spools=spools, redis=redis, tags=tags,
+                       inbox_hash_key=settings.training.hash_key)
