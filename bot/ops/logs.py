@@ -78,6 +78,7 @@ def configure_logging(service: str, fmt: str = "text", level: str = "INFO") -> l
     import sys
 
     handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level.upper())  # also for loggers that set a lower level of their own
     handler.addFilter(CorrelationFilter())
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

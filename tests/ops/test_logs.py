@@ -82,3 +82,27 @@ def test_json_lines_carry_extra_fields_and_exceptions():
 def test_correlation_prefers_the_wecom_msgid():
     assert correlation_of("kf:abc", {"msgid": "MSG1"}) == "MSG1"
     assert correlation_of("app:u1:123:enter_agent", {}) == "app:u1:123:enter_agent"
+
+
+def test_configure_logging_replaces_handlers_and_honours_the_level(capsys):
+    from bot.ops.logs import configure_logging
+
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    try:
+        configure_logging("intake", "json", "WARNING")
+        assert len(root.handlers) == 1
+        noisy = logging.getLogger("tests.ops.noisy")
+        noisy.setLevel(logging.DEBUG)  # like jieba: its own lower level
+        noisy.debug("not shown")
+        with correlation("m-9"):
+            noisy.warning("shown")
+        lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.strip()]
+        assert [(x["message"], x["correlation_id"], x["service"]) for x in lines] == [
+            ("shown", "m-9", "intake")]
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+        root.setLevel(level)
