@@ -37,7 +37,7 @@ RASA_DATA := data/nlu data/rules data/stories
 TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
                 bot/nlu/normalizer.py
 
-.PHONY: help install run train test shell eval bench bench-wecom migrate demo clean
+.PHONY: help install run run-prod train test shell eval bench bench-wecom bench-bookings migrate demo clean
 
 help:
 	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
@@ -47,12 +47,13 @@ help:
 	@echo "make eval   - NLU figures on the held-out set"
 	@echo "make bench  - benchmarks (not tests)"
 	@echo "make bench-wecom - WeCom connector: callback times, replays, Rasa killed mid-load"
+	@echo "make bench-bookings - booking import of 100,000 rows on SQLite and PostgreSQL"
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@PYTHON=$$(scripts/find-python310.sh) || exit 1; \
 	  if [ ! -x $(PY) ]; then echo "Creating $(VENV) with $$PYTHON"; "$$PYTHON" -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade "pip<24.1"
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -80,6 +81,13 @@ run: demo train
 	@scripts/banner.sh
 	$(BIN)/honcho start -f Procfile
 
+# The production process set (docs/DEPLOY.md): .env must hold a complete production configuration
+# (it overrides this Makefile's development defaults); preflight names every problem otherwise.
+run-prod: install
+	@set -a; if [ -f .env ]; then . ./.env; fi; set +a; export CONCIERGE_ENV=production; \
+	  $(BIN)/concierge preflight && $(BIN)/concierge db upgrade && \
+	  exec $(BIN)/honcho start -f Procfile.production
+
 shell: train
 	$(BIN)/rasa shell -m models/concierge.tar.gz --endpoints endpoints.yml
 
@@ -96,6 +104,8 @@ bench: train
 bench-wecom: train
 	$(PY) -m bench.wecom_reliability $(BENCH_ARGS)
 
+bench-bookings: $(STAMP)
+	$(PY) -m bench.bookings_import $(BENCH_ARGS)
 # Segment count and campaign render for 100,000 guests (bench/marketing.py), e.g.
 # BENCH_ARGS="--guests 10000" or --database-url an empty PostgreSQL database.
 bench-marketing: $(STAMP)

@@ -17,7 +17,18 @@ from bot.services import get_services
 
 
 def _events(reply) -> List[Dict[Text, Any]]:
-    return [SlotSet("pending_topic", reply.pending_topic)]
+    events = [SlotSet("pending_topic", reply.pending_topic)]
+    if getattr(reply, "link_needed", False):  # asked for a booking reference: only once
+        events.append(SlotSet("link_asked", True))
+    return events
+
+
+async def may_ask_link(tracker: Tracker) -> bool:
+    """Ask for a booking reference only once per conversation, and not while linking is
+    locked for this sender after too many wrong answers."""
+    if tracker.get_slot("link_asked"):
+        return False
+    return await call(get_services().identity.locked_until, tracker.sender_id) is None
 
 
 # Answers about the guest's own bookings: never posted in a customer group (group_privacy).
@@ -46,6 +57,7 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
                 destination=next(tracker.get_latest_entity_values("destination"), None),
                 booking_id=next(tracker.get_latest_entity_values("booking_id"), None),
                 text=(tracker.latest_message or {}).get("text"),
+                may_ask_link=await may_ask_link(tracker),
             )
         except StoreUnavailable as exc:
             return store_down(dispatcher, exc)

@@ -28,9 +28,9 @@ from typing import Callable, Sequence
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
 # Modules with `register(subparsers)`, e.g. "bot.paging.cli". Imported lazily by build_parser().
-COMMAND_MODULES: list[str] = ["bot.paging.cli", "bot.preflight_cli", "bot.training.cli",
-                              "bot.marketing.cli", "bot.bookings.cli",
-                              "bot.console.cli"]
+COMMAND_MODULES: list[str] = ["bot.paging.cli", "bot.preflight_cli", "bot.crm.keys_cli",
+                              "bot.training.cli", "bot.marketing.cli", "bot.bookings.cli",
+                              "bot.console.cli", "bot.ops.outbox_cli"]
 
 
 def _default_actor() -> str:
@@ -128,6 +128,9 @@ def register_guest(subparsers) -> None:
     lst.add_argument("--json", action="store_true", help="machine-readable output")
     lst.add_argument("--actor", default=_default_actor(), help="who is looking (audit log)")
     lst.set_defaults(func=_guest_list)
+    from bot.guest_rights_cli import register_guest_rights
+
+    register_guest_rights(sub, _default_actor())
 
 
 def _guest_show(args) -> int:

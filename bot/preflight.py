@@ -165,6 +165,8 @@ def core_secrets() -> list[Secret]:
         Secret("CRM_ENCRYPTION_KEY", "the Fernet key encrypting guests' data at rest",
                lambda s: s.crm_encryption_key, min_length=44, validate=_fernet_keys,
                hint=FERNET_HINT),
+        Secret("CRM_INDEX_KEY", "the key of the CRM's lookup digests (kept across rotations)",
+               lambda s: s.crm_index_key),
         Secret("RASA_AUTH_TOKEN", "the token of Rasa's HTTP API", lambda s: s.rasa_auth_token),
         Secret("PAGING_LINK_SECRET", "the dedicated secret signing advisors' case links",
                lambda s: s.paging_link_secret),
@@ -224,6 +226,20 @@ def service_problems(settings: Settings) -> list[Problem]:
     return found
 
 
+def http_parser_problems(settings: Settings) -> list[Problem]:
+    """aiohttp (the intake server, the console) must use its C HTTP parser: the pure-Python one
+    in the version Rasa allows has request-smuggling advisories (docs/SECURITY.md)."""
+    import aiohttp.helpers
+    import aiohttp.http_parser
+
+    if aiohttp.helpers.NO_EXTENSIONS or \
+            aiohttp.http_parser.HttpRequestParser is aiohttp.http_parser.HttpRequestParserPy:
+        return [Problem("AIOHTTP_NO_EXTENSIONS", "aiohttp runs its pure-Python HTTP parser "
+                        "(request smuggling advisories): unset AIOHTTP_NO_EXTENSIONS and install "
+                        "the binary wheel")]
+    return []
+
+
 def policy_problems(settings: Settings) -> list[Problem]:
     from bot.paging.policy import PolicyError, load_policy
 
@@ -245,7 +261,7 @@ def policy_problems(settings: Settings) -> list[Problem]:
 
 
 BUILTIN_CHECKS: tuple = (store_problems, wecom_problems,
-                         service_problems, policy_problems)
+                         service_problems, policy_problems, http_parser_problems)
 
 
 # ---- running them ---------------------------------------------------------------------------
@@ -288,7 +304,8 @@ def run_checks(settings: Optional[Settings] = None, *,
 def enforce(process: str, settings: Optional[Settings] = None, *,
             extra: Iterable[Callable[[Settings], Iterable]] = ()) -> list[Problem]:
     """Run at a process's start. Strict (anything but an explicit development/test): raise
-    PreflightFailed naming every problem. Relaxed: log them as warnings and return them."""
+    PreflightFailed naming every problem. Relaxed: log them as warnings and return them.
+    Entry points call `start_process`, which also installs the log redaction."""
     settings = settings or get_settings()
     problems = run_checks(settings, extra=extra)
     if not settings.relaxed:
@@ -301,6 +318,16 @@ def enforce(process: str, settings: Optional[Settings] = None, *,
                     "would refuse to start (run `concierge preflight` for the list)",
                     process, settings.concierge_env, len(problems))
     return problems
+
+
+def start_process(process: str, settings: Optional[Settings] = None, *,
+                  extra: Iterable[Callable[[Settings], Iterable]] = ()) -> list[Problem]:
+    """What every long-running process does first: hash WeCom ids in every log line from now on
+    (bot.log_redaction), then `enforce` the preflight."""
+    from bot import log_redaction
+
+    log_redaction.install()
+    return enforce(process, settings, extra=extra)
 
 
 # ---- per-process checks (the entry points pass them as `extra`) -----------------------------

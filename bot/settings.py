@@ -63,8 +63,20 @@ class Settings:
     # Largest request body any of our HTTP servers accepts (Rasa's and the action server's Sanic,
     # the intake server); larger ones get 413.
     max_request_bytes: int = 1024 * 1024
+    # HMAC key of the CRM's lookup digests (bot.crm.crypto.blind_index); never rotated with the
+    # encryption key, so lookups survive `concierge keys rotate`.
+    crm_index_key: str | None = None
     # Interface the action server listens on (only Rasa calls it).
     actions_host: str = "127.0.0.1"
+    # Logs (bot/ops/logs.py): "text" or "json" lines with correlation ids; the root level.
+    log_format: str = "text"
+    log_level: str = "INFO"
+    # Where the SLA worker serves /metrics, /healthz, /readyz (it has no HTTP server else; 0: off).
+    worker_metrics_port: int = 9105
+    # Retention (bot.retention, run by the worker): handled raw WeCom messages (inbox payloads,
+    # outbox bodies) and Rasa's tracker events older than these many days are dropped.
+    retention_messages_days: int = 30
+    retention_tracker_days: int = 180
     # The admins' training loop (bot/training): see TrainingSettings.
     training: "TrainingSettings" = None  # type: ignore[assignment]
     # Marketing (bot.marketing): caps, quiet hours, bands, offers; touchpoint sequences.
@@ -83,6 +95,14 @@ class Settings:
     console_staff_file: Path = PROJECT_ROOT / "data" / "console_staff.yml"
     console_canned_replies_file: Path = PROJECT_ROOT / "data" / "canned_replies.yml"
     wecom_oauth_base: str = "https://open.weixin.qq.com"
+
+    # Identity linking in conversation (bot.bookings.identity): wrong answers before the lock,
+    # and how long linking stays locked for that WeCom identity.
+    link_max_failures: int = 3
+    link_lock_minutes: int = 30
+    # The PMS push (bot.bookings.sync_server): "source:secret,..." and its port.
+    pms_sync_secrets: str | None = None
+    pms_sync_port: int = 5007
 
     @property
     def is_sqlite(self) -> bool:
@@ -124,6 +144,10 @@ def load_settings() -> Settings:
         touchpoints_file=Path(_env("TOUCHPOINTS_FILE",
                                    str(PROJECT_ROOT / "data" / "marketing" / "touchpoints.yml"))),
         crm_encryption_key=_env("CRM_ENCRYPTION_KEY"),
+        link_max_failures=int(_env("LINK_MAX_FAILURES", "3")),
+        link_lock_minutes=int(_env("LINK_LOCK_MINUTES", "30")),
+        pms_sync_secrets=_env("PMS_SYNC_SECRETS"),
+        pms_sync_port=int(_env("PMS_SYNC_PORT", "5007")),
         sla_policy_file=Path(_env("SLA_POLICY_FILE", str(PROJECT_ROOT / "data" / "sla_policy.yml"))),
         rasa_auth_token=_env("RASA_AUTH_TOKEN"),
         wecom_api_base=_env("WECOM_API_BASE", "https://qyapi.weixin.qq.com").rstrip("/"),
@@ -140,6 +164,12 @@ def load_settings() -> Settings:
         media_max_bytes=int(_env("MEDIA_MAX_BYTES", str(10 * 1024 * 1024))),
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
         actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
+        log_format=(_env("LOG_FORMAT", "text") or "text").lower(),
+        log_level=(_env("LOG_LEVEL", "INFO") or "INFO").upper(),
+        worker_metrics_port=int(_env("WORKER_METRICS_PORT", "9105")),
+        crm_index_key=_env("CRM_INDEX_KEY"),
+        retention_messages_days=int(_env("RETENTION_MESSAGES_DAYS", "30")),
+        retention_tracker_days=int(_env("RETENTION_TRACKER_DAYS", "180")),
         training=load_training_settings(),
         console_port=int(_env("CONSOLE_PORT", "8000")),
         console_secret=_env("CONSOLE_SECRET"),

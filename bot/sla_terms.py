@@ -77,12 +77,15 @@ class SlaTerms:
         if not self._loaded:
             self._loaded = True
             try:
-                from bot.paging.policy import load_policy
-                self._policy = load_policy(self._file)
+                from bot.datafiles import live_policy
+                from bot.settings import get_settings
+
+                # live: an edited policy file changes the promises without a restart
+                self._policy = live_policy(str(self._file or get_settings().sla_policy_file))
             except Exception as exc:  # ImportError, PolicyError: SPEC defaults, said in the log
                 log.warning("SLA policy not loaded (%s); using SPEC.md defaults", exc)
                 self._policy = None
-        return self._policy
+        return self._policy.current if self._policy is not None else None
 
     def promise(self, sla_class: str, property_id: str | None = None,
                 now: dt.datetime | None = None) -> Promise:

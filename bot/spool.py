@@ -65,8 +65,8 @@ class FileSpool:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[Any]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._thread_lock, open(self.path, "a+", encoding="utf-8") as fh:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._thread_lock, _private_open(self.path, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield fh
@@ -84,12 +84,12 @@ class FileSpool:
             try:
                 entries.append(json.loads(line))
             except json.JSONDecodeError:  # a torn last line after a crash: keep going
-                log.error("spool: skipping unreadable line %r", line[:80])
+                log.error("spool: skipping an unreadable line (%d characters)", len(line))
         return entries
 
     def _rewrite(self, entries: list[dict]) -> None:
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
+        with _private_open(tmp, "w") as out:
             for entry in entries:
                 out.write(json.dumps(entry, ensure_ascii=False) + "\n")
             out.flush()
@@ -125,6 +125,33 @@ class FileSpool:
             return 0
         return len(self.entries())
 
+    def remove_sender(self, sender_ids) -> int:
+        """Erasure: drop every queued (and parked) entry of these senders; how many went."""
+        ids = set(sender_ids)
+        removed = 0
+        if not self.path.exists() and not _dead_path(self).exists():
+            return 0
+        with self._locked() as fh:
+            entries = self._read(fh)
+            kept = [e for e in entries if e.get("sender_id") not in ids]
+            removed += len(entries) - len(kept)
+            if removed:
+                self._rewrite(kept)
+        dead = _dead_path(self)
+        if dead.exists():
+            with self._thread_lock, _private_open(dead, "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                entries = self._read(fh)
+                kept = [e for e in entries if e.get("sender_id") not in ids]
+                if len(kept) != len(entries):
+                    fh.seek(0)
+                    fh.truncate()
+                    fh.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in kept)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    removed += len(entries) - len(kept)
+        return removed
+
 
 class RedisSpool:
     def __init__(self, url: str, key: str = REDIS_KEY, client: Any = None):
@@ -157,6 +184,19 @@ class RedisSpool:
 
     def __len__(self) -> int:
         return int(self.client.llen(self.key))
+
+    def remove_sender(self, sender_ids) -> int:
+        """Erasure: drop every queued entry of these senders; how many went."""
+        ids = set(sender_ids)
+        removed = 0
+        for raw in self.client.lrange(self.key, 0, -1):
+            try:
+                sender = json.loads(raw).get("sender_id")
+            except ValueError:
+                continue
+            if sender in ids:
+                removed += int(self.client.lrem(self.key, 0, raw) or 0)
+        return removed
 
 
 def make_spool(redis_url: str | None = None, path: Path | str | None = None) -> Spool:
@@ -204,13 +244,27 @@ def replay(spool: Spool, handlers: Mapping[str, Handler], *, limit: int = 100) -
     return applied
 
 
+def _private_open(path: Path, mode: str):
+    """Open for text, creating the file readable by this user only (0600): it holds guests'
+    own words. An existing file is tightened too."""
+    flags = {"a+": os.O_RDWR | os.O_CREAT | os.O_APPEND, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+             "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}[mode]
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode, encoding="utf-8")
+
+
+def _dead_path(spool) -> Path:
+    if isinstance(spool, FileSpool):
+        return spool.path.with_name(spool.path.stem + ".dead.jsonl")
+    return DEFAULT_SPOOL_FILE.with_name("crm-writes.dead.jsonl")
+
+
 def _park(spool: Spool, entry: dict) -> None:
     """Move an entry that cannot be applied out of the way, into a dead-letter file."""
-    dead = DEFAULT_SPOOL_FILE.with_name("crm-writes.dead.jsonl")
-    if isinstance(spool, FileSpool):
-        dead = spool.path.with_name(spool.path.stem + ".dead.jsonl")
-    dead.parent.mkdir(parents=True, exist_ok=True)
-    with open(dead, "a", encoding="utf-8") as fh:
+    dead = _dead_path(spool)
+    dead.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _private_open(dead, "a") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
     spool.pop(entry["id"])
 

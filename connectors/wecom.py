@@ -366,6 +366,7 @@ class WeComInput(InputChannel):
         self.config = config or (services.config if services else WeComConfig.load(self.credentials))
         self._services = services
         self._guest_resolver = guest_resolver
+        self._autolinker = None  # built on first use (bot.bookings.autolink)
         self._crm = None
         self._media_handler = None  # bot.guest_media.GuestMediaHandler, built on first use
         self.sweep_interval_s = sweep_interval_s
@@ -709,6 +710,8 @@ class WeComInput(InputChannel):
             if userid.startswith(("wm", "wo")):  # WeCom external contact ids
                 identity = {"wecom_external_userid": userid}
         identity = {k: v for k, v in identity.items() if v}
+        self._auto_link(item.sender_id, identity.get("kf_external_userid")
+                        or identity.get("wecom_external_userid"))
         try:
             if self._guest_resolver is not None:
                 return await self._guest_resolver(item.sender_id, identity)
@@ -718,6 +721,20 @@ class WeComInput(InputChannel):
         except Exception as exc:
             logger.warning("CRM guest for %s not recorded: %s", item.sender_id, exc)
             return None
+
+    def _auto_link(self, sender_id: str, external_userid: Optional[str]) -> None:
+        """A first-time sender whose WeCom contact data names a booking profile is linked to it
+        in the background (bot.bookings.autolink); the reply never waits for it."""
+        if self._guest_resolver is not None or not external_userid:
+            return
+        if self._autolinker is None:
+            from bot.bookings.autolink import AutoLinker
+            from bot.bookings.identity import IdentityLinker
+            from bot.wecom.externalcontact import get_contact
+
+            self._autolinker = AutoLinker(IdentityLinker(self.services.db.engine),
+                                          lambda ext: get_contact(ext, services=self.services))
+        self._autolinker.schedule(sender_id, external_userid)
 
     def _crm_store(self):
         if self._crm is None:

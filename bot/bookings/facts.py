@@ -30,7 +30,7 @@ API (everything takes a SQLAlchemy `Session` or an engine/URL; nothing runs at i
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from typing import Iterable, Sequence
 
@@ -73,6 +73,9 @@ class Facts:
             elif isinstance(value, tuple):
                 out[key] = list(value)
         return out
+
+
+_FACT_FIELDS = fields(Facts)
 
 
 def compute_facts(bookings: Iterable, *, tier: str | None, birthday: dt.date | None,
@@ -140,8 +143,11 @@ def refresh_facts(session: Session, guest_ids: Iterable[int], *,
 
 
 def _apply(row: m.GuestFacts, facts: Facts) -> None:
-    for key, value in asdict(facts).items():
-        setattr(row, key, list(value) if isinstance(value, tuple) else value)
+    for f in _FACT_FIELDS:
+        value = getattr(facts, f.name)
+        value = list(value) if isinstance(value, tuple) else value
+        if getattr(row, f.name) != value:  # unchanged columns are not written again
+            setattr(row, f.name, value)
     row.computed_at = m.utcnow()
 
 

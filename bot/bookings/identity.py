@@ -119,7 +119,8 @@ def parse_proof(text: str | None, claim: Claim) -> str | None:
         phone = _PHONE.search(text)
         if phone and normalize_phone(phone.group(0)):
             return f"last4:{normalize_phone(phone.group(0))[-4:]}"
-        bare = [t for t in re.findall(r"(?<!\d)(\d{4})(?!\d)", text) if t != claim.value]
+        bare = [t for t in re.findall(r"(?<![A-Za-z0-9])(\d{4})(?![A-Za-z0-9])", text)
+                if t != claim.value]
         return f"last4:{bare[0]}" if len(bare) == 1 else None
     refs = [r for r in _refs(text) if r != claim.value]
     full = _FULL_DATE.search(text)
@@ -382,7 +383,6 @@ def merge_guests(s: Session, keep: m.Guest, drop: m.Guest, *, actor: str,
         keep.display_name = drop.display_name
     if TIER_ORDER.get(drop.tier, 0) > TIER_ORDER.get(keep.tier, 0):
         keep.tier = drop.tier
-    keep.is_demo = keep.is_demo and drop.is_demo
     drop_id, drop_sender = drop.id, drop.sender_id
     s.flush()
     s.expunge(drop)

@@ -29,7 +29,7 @@ from bot.bookings.rows import BookingRow, RowError, map_headers, parse_row
 from bot.bookings.writer import BookingChange, BookingWriter
 from bot.knowledge.kb import KnowledgeBase
 
-BATCH_ROWS = 1000
+BATCH_ROWS = 2000
 MAX_FILE_BYTES = 200 * 1024 * 1024  # an export this big is a mistake, not a hotel's bookings
 _ENCODINGS = ("utf-8-sig", "gb18030")  # gb18030 reads every GBK file (and a little more)
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
@@ -102,9 +101,12 @@ class BookingRow:
 
     def content_hash(self) -> str:
         """A digest of everything but `version`: equal digests mean nothing to update."""
-        data = {k: v for k, v in asdict(self).items() if k != "version"}
-        text = json.dumps(data, default=str, ensure_ascii=False, sort_keys=True)
+        values = [getattr(self, f.name) for f in _HASHED_FIELDS]
+        text = "\x1f".join("" if v is None else str(v) for v in values)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_HASHED_FIELDS = tuple(f for f in fields(BookingRow) if f.name != "version")
 
 
 def _header_key(text: Any) -> str:

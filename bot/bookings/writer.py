@@ -125,9 +125,10 @@ class BookingWriter:
         result = WriteResult()
         existing = self._existing(s, (row for _, row in rows))
         pending: list[tuple[int, BookingRow, m.Booking | None]] = []
+        hashes = {row_no: row.content_hash() for row_no, row in rows}
         for row_no, row in rows:
             booking = existing.get(row.key)
-            if booking is not None and booking.content_hash == row.content_hash():
+            if booking is not None and booking.content_hash == hashes[row_no]:
                 result.outcomes[row_no] = "unchanged"
                 result.booking_ids[row_no] = booking.id
             elif booking is not None and not newer_version(row.version, booking.source_version):
@@ -158,7 +159,7 @@ class BookingWriter:
                 touched.add(booking.guest_id)  # the booking may move to another guest
                 result.outcomes[row_no] = "updated"
             booking.guest = guest
-            self._fill(booking, row)
+            self._fill(booking, row, hashes[row_no])
             written.append((row_no, booking, change))
         s.flush()
         for row_no, booking, change in written:
@@ -212,7 +213,7 @@ class BookingWriter:
         if row.birthday and guest.birthday is None:
             guest.birthday = row.birthday
 
-    def _fill(self, booking: m.Booking, row: BookingRow) -> None:
+    def _fill(self, booking: m.Booking, row: BookingRow, content_hash: str) -> None:
         booking.city = row.city
         booking.check_in = row.check_in
         booking.check_out = row.check_out
@@ -224,7 +225,7 @@ class BookingWriter:
         booking.notes = row.notes
         booking.source = self.source
         booking.source_version = row.version or booking.source_version
-        booking.content_hash = row.content_hash()
+        booking.content_hash = content_hash
 
 
 def _change(booking: m.Booking, row: BookingRow) -> BookingChange | None:

@@ -214,7 +214,8 @@ async def _allowed_clock(request: web.Request) -> ClockDTO | web.Response:
 def _ratings(clocks: list[ClockDTO], feedback: list[dict]) -> dict:
     ratings = [c.rating for c in clocks if c.rating is not None]
     nps = [f for f in feedback if f.get("kind") == "nps"]
-    return {"count": len(ratings), "avg": round(sum(ratings) / len(ratings), 1) if ratings else None,
+    avg = round(sum(ratings) / len(ratings), 1) if ratings else None
+    return {"count": len(ratings), "avg": avg,
             "nps": nps[-3:]}
 
 
@@ -243,7 +244,8 @@ async def case_page(request: web.Request) -> web.StreamResponse:
         local=lambda m: _local(policy, m), name=lambda u: _name(policy, u),
         profile=profile, steps=steps, notes=notes, talking=talking,
         mine=clock.holder == member.userid,
-        history=[{"id": c.id, "label": _label(policy, c), "state": STATE_NAMES.get(c.state, c.state),
+        history=[{"id": c.id, "label": _label(policy, c),
+                  "state": STATE_NAMES.get(c.state, c.state),
                   "created": _local(policy, c.created_at), "rating": c.rating}
                  for c in history if c.id != clock.id],
         ratings=_ratings(history, (profile or {}).get("feedback", [])),

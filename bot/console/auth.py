@@ -138,7 +138,8 @@ class Auth:
         payload = f"{userid}|{expires}|{secrets.token_urlsafe(12)}"
         return f"{payload}|{self.signer.sign('login', payload)}"
 
-    def open_login_token(self, token: str, *, used_before: Callable[[str], bool]) -> tuple[str, str]:
+    def open_login_token(self, token: str, *,
+                         used_before: Callable[[str], bool]) -> tuple[str, str]:
         """(userid, nonce) of a valid, unexpired, unused link; marks it used in this process.
         `used_before(nonce)` asks the durable record (the audit log). Raises BadToken."""
         userid, expires, nonce, sig = _fields(token, 4)

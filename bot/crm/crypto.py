@@ -96,11 +96,20 @@ def decrypt(token: str) -> str:
         ) from exc
 
 
+def _index_key() -> bytes:
+    """CRM_INDEX_KEY: a key of its own, so rotating the encryption key leaves every digest (and
+    so every lookup by them) as it was. Without it (development, and databases written before
+    it existed) the primary encryption key, as before; production requires it (bot.preflight)."""
+    key = get_settings().crm_index_key
+    if key:
+        return key.encode("utf-8")
+    return _configured_key().split(",")[0].strip().encode("ascii")
+
+
 def blind_index(value: str) -> str:
     """A keyed digest of `value`, for equality/uniqueness on data we otherwise only store
-    encrypted (Fernet ciphertext differs on every write). Derived from the primary key."""
-    primary = _configured_key().split(",")[0].strip().encode("ascii")
-    digest = hmac.new(primary, value.encode("utf-8"), hashlib.sha256).hexdigest()
+    encrypted (Fernet ciphertext differs on every write). Keyed by CRM_INDEX_KEY."""
+    digest = hmac.new(_index_key(), value.encode("utf-8"), hashlib.sha256).hexdigest()
     return f"hmac:{digest[:40]}"
 
 
@@ -124,6 +133,28 @@ class EncryptedText(TypeDecorator):
         if value is None:
             return None
         return decrypt(value)
+
+
+class EncryptedJSON(TypeDecorator):
+    """A JSON document stored as one Fernet token (TEXT): raw WeCom payloads and message bodies
+    carry guests' words, so they are encrypted like the other copies of them."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        import json
+
+        return encrypt(json.dumps(value, ensure_ascii=False))
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        import json
+
+        return json.loads(decrypt(value))
 
 
 def reset_for_tests() -> None:

@@ -169,6 +169,8 @@ class Guest(TimestampMixin, Base):
     # to the guest are tasks pushed to this advisor. Loyalty points as the PMS reports them.
     owner_userid = Column(String(64))
     points = Column(Integer, nullable=False, default=0)
+    # Why this guest's data must be kept despite an erasure request (None: no hold).
+    legal_hold = Column(Text)
     is_demo = Column(Boolean, nullable=False, default=False)
 
     bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",
@@ -266,7 +268,7 @@ class Order(TimestampMixin, Base):
     scheduled_at = Column(UTCDateTime)
     party_size = Column(Integer)
     flight_no = Column(String(16))
-    notes = Column(Text)
+    notes = Column(EncryptedText)  # free text from the guest or staff
     status = Column(String(16), nullable=False, default="requested")
     sla_class = Column(String(32))
 
@@ -289,7 +291,7 @@ class Ticket(Base):
     category = Column(String(32))
     severity = Column(String(16), nullable=False, default="routine")
     nature = Column(String(24))
-    description = Column(Text)
+    description = Column(EncryptedText)  # the guest's own words
     location = Column(String(128))
     since_text = Column(String(64))
     sla_class = Column(String(32))
@@ -490,6 +492,15 @@ class GuestNotice(Base):
         return value
 
 
+class PmsSyncRequest(Base):
+    """A PMS push already taken (bot.bookings.sync): its signature, so a replay within the
+    timestamp window is refused instead of being processed twice."""
+
+    __tablename__ = "pms_sync_requests"
+
+    signature = Column(String(64), primary_key=True)
+    source = Column(String(64), nullable=False)
+    received_at = Column(UTCDateTime, nullable=False, default=utcnow, index=True)
 MEDIA_KINDS = ("image", "voice")
 
 

@@ -91,6 +91,7 @@ class GuestDTO:
     id_number: Optional[str] = field(default=None, repr=False)
     passport_number: Optional[str] = field(default=None, repr=False)
     health_notes: Optional[str] = field(default=None, repr=False)
+    legal_hold: Optional[str] = None  # why the data must be kept despite an erasure request
 
     @property
     def masked_phone(self) -> str | None:
@@ -474,6 +475,18 @@ class CRMStore:
                              subject_id=sender_id, detail={"reason": reason, "deleted": counts}))
             return True
 
+    @guarded
+    def set_legal_hold(self, sender_id: str, reason: str | None, *, actor: str) -> GuestDTO:
+        """Put a legal hold on the guest (`reason`), or lift it (None); audited either way."""
+        _require(actor, "actor")
+        with self._session() as s:
+            guest = self._require_guest(s, sender_id)
+            guest.legal_hold = reason or None
+            s.add(self._audit_row(actor, "guest.legal_hold" if reason else "guest.legal_hold_lift",
+                                  "guest", sender_id, {"reason": reason} if reason else None))
+            s.flush()
+            return _dto(GuestDTO, guest)
+
     # ---- bookings -------------------------------------------------------------------------
     @guarded
     def add_booking(self, sender_id: str, *, property_id: str, check_in: dt.date,
@@ -710,13 +723,14 @@ class CRMStore:
     @guarded
     def open_complaint(self, sender_id: str, description: str) -> TicketDTO | None:
         """The guest's newest complaint ticket, still open, opened from this very message."""
+        # The description is encrypted (a new token each write): compared once decrypted.
         stmt = (select(m.Ticket).join(m.Guest, m.Ticket.guest_id == m.Guest.id)
                 .where(m.Guest.sender_id == sender_id, m.Ticket.kind == "complaint",
-                       m.Ticket.status.in_(("open", "acknowledged")),
-                       m.Ticket.description == description)
-                .order_by(m.Ticket.id.desc()).limit(1))
+                       m.Ticket.status.in_(("open", "acknowledged")))
+                .order_by(m.Ticket.id.desc()).limit(20))
         with self._session() as s:
-            row = s.execute(stmt).scalar_one_or_none()
+            row = next((t for t in s.execute(stmt).scalars() if t.description == description),
+                       None)
             return _dto(TicketDTO, row) if row else None
 
     # ---- media the guest sent (bot.guest_media) ---------------------------------------------
@@ -960,6 +974,13 @@ class CRMStore:
                         for c in rows(m.Consent, m.Consent.created_at, m.Consent.id)]
             feedback = [_dto(FeedbackDTO, f)
                         for f in rows(m.Feedback, m.Feedback.created_at, m.Feedback.id)]
+            linked = [{"kind": i.kind, "value": i.value, "source": i.source,
+                       "created_at": i.created_at}
+                      for i in rows(m.GuestIdentity, m.GuestIdentity.id)]
+            facts_row = s.get(m.GuestFacts, gid)
+            facts = None if facts_row is None else {
+                c.name: getattr(facts_row, c.name) for c in m.GuestFacts.__table__.columns
+                if c.name != "guest_id"}
             condition = self._pages_condition(self._page_subjects(s, gid))
             pages = [] if condition is None else [
                 _dto(PageDTO, p) for p in s.execute(
@@ -990,6 +1011,8 @@ class CRMStore:
             },
             "tier": dto.tier,
             "identities": {name: getattr(dto, name) for name in IDENTITY_FIELDS},
+            "linked_identities": linked,  # other senders/WeCom ids of this person
+            "facts": facts,  # derived from the bookings (bot.bookings.facts)
             "tags": [{**to_jsonable(t), "source_message": t.source_message} for t in tags],
             "bookings": [{**to_jsonable(b), "nights": b.nights} for b in bookings],
             "orders": orders,

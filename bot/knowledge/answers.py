@@ -125,9 +125,10 @@ def _has_pet(guest_tags: Iterable[str]) -> bool:
 # ---- weather and packing ------------------------------------------------------------------------
 def weather_answer(trip: Trip, forecasts: Sequence[DailyForecast], today: date, *,
                    kb: KnowledgeBase | None = None,
-                   horizon_days: int = DEFAULT_HORIZON_DAYS) -> str:
+                   horizon_days: int = DEFAULT_HORIZON_DAYS, remind: bool = True) -> str:
     """The weather for the stay (check-in to check-out day) from the forecast; the part beyond
-    the forecast horizon as 往年同期 climate norms, with the T-3 forecast promised."""
+    the forecast horizon as 往年同期 climate norms, with the T-3 forecast promised (`remind`:
+    only for a booked stay, the touchpoint needs a booking to keep the promise)."""
     kb = _kb(kb)
     stay = trip.stay_days()
     start, end = stay[0], stay[-1]
@@ -141,7 +142,8 @@ def weather_answer(trip: Trip, forecasts: Sequence[DailyForecast], today: date, 
     horizon_end = max(today + timedelta(days=horizon_days - 1), last_known or today)
     climate = _climate_for(trip, kb)
     reminder = start - timedelta(days=REMINDER_DAYS_BEFORE)
-    context.update(horizon_end=horizon_end, reminder=reminder, will_remind=reminder > today)
+    context.update(horizon_end=horizon_end, reminder=reminder,
+                   will_remind=remind and reminder > today)
 
     if covered:
         days = [by_date[d] for d in covered]

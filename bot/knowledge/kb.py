@@ -198,6 +198,11 @@ class KnowledgeBase:
             cls._cache.clear()
 
     @classmethod
+    def read(cls, directory: str | Path) -> "KnowledgeBase":
+        """Read and validate `directory` now, bypassing the cache (bot.live reloads with it)."""
+        return cls._read(Path(directory).resolve())
+
+    @classmethod
     def _read(cls, directory: Path) -> "KnowledgeBase":
         if not directory.is_dir():
             raise KnowledgeError(f"{directory}: knowledge directory does not exist")

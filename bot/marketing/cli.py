@@ -12,7 +12,7 @@ bot.cli.COMMAND_MODULES). JSON goes to stdout, messages to stderr.
     concierge touchpoints run [--now ISO-TIME] [--dry-run]         (JSON report)
     concierge touchpoints set PROPERTY KIND on|off
     concierge touchpoints show PROPERTY [--json]
-    concierge marketing worker [--poll 30] [--once]
+    concierge marketing worker [--poll 30] [--touchpoints-every 300] [--once]
 """
 from __future__ import annotations
 
@@ -100,7 +100,9 @@ def register(subparsers) -> None:
     mk = subparsers.add_parser("marketing", help="the marketing worker")
     sub = mk.add_subparsers(dest="marketing_command", required=True)
     worker = sub.add_parser("worker", help="send due campaigns and touchpoints, every --poll s")
-    worker.add_argument("--poll", type=float, default=30.0)
+    worker.add_argument("--poll", type=float, default=30.0, help="seconds between campaign looks")
+    worker.add_argument("--touchpoints-every", type=float, default=300.0,
+                        help="seconds between touchpoint runs (default 300)")
     worker.add_argument("--once", action="store_true")
     worker.add_argument("--worker-id")
     worker.set_defaults(func=_worker)
@@ -283,11 +285,15 @@ def _worker(args) -> int:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.preflight import start_process
+
+    start_process("marketing")  # production: refuses default secrets and embedded stores
 
     async def go():
         m = _build(args)
         try:
-            await run_worker(m, poll_s=args.poll, once=args.once, worker_id=args.worker_id)
+            await run_worker(m, poll_s=args.poll, once=args.once, worker_id=args.worker_id,
+                             touchpoints_every_s=args.touchpoints_every)
         finally:
             await m.close()
 

@@ -79,8 +79,14 @@ def build_marketing(database_url: Optional[str] = None, *, services=None, wecom:
 
 
 async def run_worker(m: Marketing, *, poll_s: float = 30.0, once: bool = False,
-                     worker_id: Optional[str] = None) -> None:
-    """Send due campaigns and fire due touchpoints every `poll_s` until SIGINT/SIGTERM."""
+                     worker_id: Optional[str] = None, touchpoints_every_s: float = 300.0,
+                     monotonic=None) -> None:
+    """Send due campaigns every `poll_s` and fire due touchpoints every `touchpoints_every_s`
+    (they read every guest's facts: a few seconds at 100,000 guests) until SIGINT/SIGTERM."""
+    import time
+
+    monotonic = monotonic or time.monotonic
+    last_touchpoints: Optional[float] = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,10 +98,13 @@ async def run_worker(m: Marketing, *, poll_s: float = 30.0, once: bool = False,
         try:
             for result in await m.campaigns.send_due(worker_id=worker_id):
                 log.info("campaign: %s", result)
-            report = await m.touchpoints.run()
-            if report["sent"] or report["skipped"]:
-                log.info("touchpoints: %d sent, %d skipped, %d deferred", len(report["sent"]),
-                         len(report["skipped"]), len(report["deferred"]))
+            now = monotonic()
+            if last_touchpoints is None or now - last_touchpoints >= touchpoints_every_s:
+                last_touchpoints = now
+                report = await m.touchpoints.run()
+                if report["sent"] or report["skipped"]:
+                    log.info("touchpoints: %d sent, %d skipped, %d deferred",
+                             len(report["sent"]), len(report["skipped"]), len(report["deferred"]))
         except Exception:  # a database or WeCom outage: log it, try again next round
             log.exception("marketing worker round failed; retrying in %.0fs", poll_s)
         if once:

@@ -60,12 +60,34 @@ def key(text: str) -> str:
 
 
 def _examples(path: Path) -> Iterator[tuple[str, str]]:
-    """(intent, plain text) of every example in one Rasa NLU YAML file (entity markup removed)."""
+    """(intent, plain text) of every example in one Rasa NLU YAML file, entity markup removed by
+    Rasa's own entity parser. PyYAML's C loader: ~100x faster than Rasa's full reader, which only
+    the edited file goes through (`_check`)."""
+    from rasa.shared.nlu.training_data.entities_parser import replace_entities
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+    for entry in data.get("nlu") or []:
+        if not isinstance(entry, dict) or "intent" not in entry:
+            continue
+        for line in str(entry.get("examples") or "").splitlines():
+            line = line.strip()
+            if line.startswith("- "):
+                yield str(entry["intent"]), replace_entities(line[2:].strip())
+
+
+def _rasa_examples(path: Path) -> Iterator[tuple[str, str]]:
+    """The same with Rasa's full YAML reader (validates the file as training will)."""
     from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader
 
     data = RasaYAMLReader().reads(path.read_text(encoding="utf-8"))
     for msg in data.intent_examples:
         yield msg.get("intent"), msg.get("text")
+
+
+def count_examples(nlu_dir: Path) -> int:
+    """How many intent examples Rasa reads from the folder (raises on a file it cannot read)."""
+    return sum(1 for path in sorted(Path(nlu_dir).glob("*.yml")) for _ in _rasa_examples(path))
 
 
 def held_out_intent(text: str, holdout_dir: Path) -> Optional[tuple[str, Path]]:

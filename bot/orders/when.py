@@ -98,7 +98,7 @@ def find_all(text: str, now: dt.datetime | None = None) -> list[When]:
     try:
         entities = _jionlp().ner.extract_time(prepared, time_base=base, with_parsing=True)
     except Exception:  # a parser bug must never break a conversation
-        log.exception("time parsing failed for %r", text)
+        log.exception("time parsing failed for a %d-character message", len(text or ""))
         return []
     result = []
     for entity in entities:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from bot.crm.crypto import EncryptedText
 from bot.crm.models import Base, UTCDateTime, utcnow
 
 PAGING_TABLES = ("sla_clocks", "sla_steps", "sla_notes")
@@ -47,7 +48,7 @@ class SlaClock(Base):
     sender_id = Column(String(128), nullable=False)
     sla_class = Column(String(32), nullable=False)
     property_id = Column(String(64), nullable=False)
-    summary = Column(Text)  # what is asked, one line
+    summary = Column(EncryptedText)  # what is asked, one line (the guest's words: encrypted)
     created_at = Column(UTCDateTime, nullable=False)  # the subject's creation time
     started_at = Column(UTCDateTime, nullable=False)
     ack_due_at = Column(UTCDateTime, nullable=False)
@@ -62,7 +63,7 @@ class SlaClock(Base):
     handed_back_at = Column(UTCDateTime)
     resolved_at = Column(UTCDateTime)
     resolved_by = Column(String(64))
-    resolution = Column(Text)
+    resolution = Column(EncryptedText)
     rating = Column(Integer)
     rated_at = Column(UTCDateTime)
     updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
@@ -104,5 +105,5 @@ class SlaNote(Base):
     clock_id = Column(Integer, ForeignKey("sla_clocks.id", ondelete="CASCADE"), nullable=False)
     author = Column(String(64), nullable=False)  # advisor userid, or "guest"
     kind = Column(String(16), nullable=False)    # note | resolution | relay | rating
-    text = Column(Text, nullable=False)
+    text = Column(EncryptedText, nullable=False)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)

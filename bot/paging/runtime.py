@@ -4,26 +4,22 @@ the Rasa process (`install_app_handler`). Everything is built on call, nothing a
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import signal
 from typing import Optional
 
-from bot.paging.policy import Policy, load_policy
+from bot.paging.policy import Policy
 
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_policy(path: str) -> Policy:
-    return load_policy(path)
-
-
 def get_policy() -> Policy:
-    """The configured policy (SLA_POLICY_FILE), loaded and validated once per process."""
+    """The configured policy (SLA_POLICY_FILE), validated; an edit of the file takes effect
+    without a restart and an edit that fails validation leaves the running policy (bot.live)."""
+    from bot.datafiles import live_policy
     from bot.settings import get_settings
 
-    return _cached_policy(str(get_settings().sla_policy_file))
+    return live_policy(str(get_settings().sla_policy_file))  # type: ignore[return-value]
 
 
 def check_schema(database_url: Optional[str] = None) -> Optional[str]:
@@ -58,7 +54,21 @@ def build_service(*, database_url: Optional[str] = None, policy: Optional[Policy
     handoff = HandoffController(rasa, wecom=services if services is not None else _LazyWeCom(),
                                 crm=crm)
     return PagingService(store, policy or get_policy(), messenger, crm=crm, handoff=handoff,
-                         context=GuestContext(crm, rasa.last_user_messages))
+                         context=GuestContext(crm, rasa.last_user_messages),
+                         eraser=_eraser_on_this_loop(crm))
+
+
+def _eraser_on_this_loop(crm):
+    """The erasure a resolved deletion request runs (bot.erasure); its WeCom calls run on the
+    event loop this is built in (the one the WeCom client lives on). None outside a loop."""
+    from bot.erasure import build_eraser
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return build_eraser(crm)
+    return build_eraser(
+        crm, run=lambda coro: asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60))
 
 
 class _LazyWeCom:
@@ -192,6 +202,36 @@ def use_worker_threads(worker) -> None:
         ThreadPoolExecutor(max_workers=worker.concurrency + 4, thread_name_prefix="paging"))
 
 
+PRIVACY_SWEEP_S = 300.0
+
+
+async def _privacy_jobs(stop: asyncio.Event, crm) -> None:
+    """Deletion requests past their 24 h deadline are carried out (bot.erasure), unless the guest
+    is on legal hold; then the retention job drops what is past its keeping period."""
+    from bot.erasure import auto_erase_due, build_eraser
+
+    loop = asyncio.get_running_loop()
+
+    def on_loop(coro):  # corp-tag removal uses this process's WeCom client, on its loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+
+    eraser = build_eraser(crm, run=on_loop)
+    while not stop.is_set():
+        try:
+            erased = await asyncio.to_thread(auto_erase_due, eraser)
+            if erased:
+                log.info("auto-erasure: %d guest(s) erased (deletion requests past 24 h)",
+                         len(erased))
+            from bot.retention import run_retention
+            await asyncio.to_thread(run_retention, crm, eraser.tracker)
+        except Exception as exc:
+            log.warning("privacy jobs failed (retried in %ds): %s", PRIVACY_SWEEP_S, exc)
+        try:
+            await asyncio.wait_for(stop.wait(), PRIVACY_SWEEP_S)
+        except asyncio.TimeoutError:
+            pass
+
+
 async def run_worker(worker) -> None:
     loop = asyncio.get_running_loop()
     use_worker_threads(worker)
@@ -202,10 +242,11 @@ async def run_worker(worker) -> None:
             pass
     stop = asyncio.Event()
     sweeper = asyncio.ensure_future(_sweep_outbox(stop))
+    privacy = asyncio.ensure_future(_privacy_jobs(stop, worker.context.crm))
     notices = asyncio.ensure_future(_deliver_notices(stop, worker))
     try:
         await worker.run()
     finally:
         stop.set()
-        await asyncio.gather(sweeper, notices, return_exceptions=True)
+        await asyncio.gather(sweeper, privacy, notices, return_exceptions=True)
         await _close_wecom()

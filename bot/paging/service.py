@@ -84,10 +84,12 @@ class PagingService:
     def __init__(self, store: PagingStore, policy: Policy, messenger: Messenger, *,
                  crm=None, handoff: Optional[HandoffController] = None,
                  context: Optional[GuestContext] = None,
-                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None):
+                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None,
+                 eraser=None):
         self.store = store
         self.policy = policy
         self.access = StaffAccess(policy)  # advisors act only on their properties' cases
+        self.eraser = eraser  # bot.erasure.GuestEraser: resolving a deletion request erases
         self.messenger = messenger
         self.crm = crm
         self.handoff = handoff
@@ -401,7 +403,29 @@ class PagingService:
                 f"{'并被邀请评分' if cls.ask_rating else ''}。")
         if problems:
             text += "\n注意：" + "；".join(problems)
-        return text
+        erased = await self._erase_if_deletion(userid, clock, command.text or "")
+        return text + erased if erased else text
+
+    async def _erase_if_deletion(self, userid: str, clock: ClockDTO, note: str) -> str:
+        """Resolving a deletion request carries it out (bot.erasure): the advisor verified the
+        guest's identity before resolving, as the request's reply promised."""
+        if self.eraser is None or clock.subject_type != "ticket" or self.crm is None:
+            return ""
+        ticket = await asyncio.to_thread(self.crm.ticket, clock.subject_id)
+        if ticket is None or ticket.kind != "data_deletion":
+            return ""
+        from bot.erasure import ErasureIncomplete, LegalHold
+
+        try:
+            await asyncio.to_thread(self.eraser.erase, clock.sender_id,
+                                    actor=f"advisor:{userid}",
+                                    reason=f"deletion request #{ticket.id} resolved: {note}"[:500])
+        except LegalHold:
+            return "\n该客人处于法律保全（legal hold）状态，资料未删除，请联系主管。"
+        except ErasureIncomplete as exc:
+            log.warning("erasure for case #%s postponed: %s", clock.id, exc)
+            return "\n暂时无法完成删除（企业微信未响应），系统会在 24 小时期限内自动重试。"
+        return "\n已删除该客人的全部个人资料（仅保留删除记录）。"
 
     async def _hand_back(self, userid: str, clock: ClockDTO, command: Command) -> str:
         now = self.clock()

@@ -43,8 +43,11 @@ async def externalcontact_get(request: web.Request) -> Dict[str, Any]:
     follow: List[Dict[str, Any]] = contact["follow_user"]
     page = follow[start:start + FOLLOW_USER_PAGE]
     end = start + len(page)
-    return {"external_contact": {"external_userid": ext, "name": contact["name"], "type": 1,
-                                 "gender": 0, "avatar": ""},
+    external = {"external_userid": ext, "name": contact["name"], "type": 1, "gender": 0,
+                "avatar": ""}
+    if contact.get("unionid"):  # WeCom gives it only with a bound 公众号/小程序: seed it to test
+        external["unionid"] = contact["unionid"]
+    return {"external_contact": external,
             "follow_user": page, "next_cursor": str(end) if end < len(follow) else ""}
 
 
@@ -78,7 +81,8 @@ def _follow(item: Any, index: int) -> Dict[str, Any]:
         raise web.HTTPBadRequest(text="each follow_user needs a userid")
     return {"userid": str(item["userid"]).strip(), "remark": str(item.get("remark") or ""),
             "description": "", "createtime": int(item.get("createtime") or time.time() + index),
-            "tags": list(item.get("tags") or []), "add_way": 1, "oper_userid": str(item["userid"])}
+            "tags": list(item.get("tags") or []), "add_way": 1, "oper_userid": str(item["userid"]),
+            "remark_mobiles": [str(m) for m in item.get("remark_mobiles") or []]}
 
 
 async def seed_contact(request: web.Request) -> web.Response:
@@ -89,7 +93,8 @@ async def seed_contact(request: web.Request) -> web.Response:
     if not ext or not isinstance(follow, list) or not follow:
         raise web.HTTPBadRequest(text="external_userid and a non-empty follow_user list required")
     state.contacts[ext] = {"name": str(data.get("name") or ext),
-                           "follow_user": [_follow(f, i) for i, f in enumerate(follow)]}
+                           "follow_user": [_follow(f, i) for i, f in enumerate(follow)],
+                           "unionid": str(data.get("unionid") or "")}
     return web.json_response({"ok": True, "contact": state.contacts[ext]})
 
 

@@ -10,6 +10,7 @@
     concierge model deploy VERSION [--override REASON]
     concierge model rollback
     concierge model status [--json]                  what each Rasa replica runs
+    concierge data check [--json]                    validate the files admins edit
 
 Every action is audited with `--actor` (default cli:<login name>). JSON goes to stdout, messages
 to stderr. Exit codes as bot.cli: 0 ok, 1 refused / not found, 2 unusable configuration.
@@ -104,6 +105,7 @@ def register(subparsers) -> None:
     p = sub.add_parser("status", help="the fingerprint each Rasa replica runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
+    register_data(subparsers)
 
 
 # ---- nlu ------------------------------------------------------------------------------------
@@ -314,3 +316,24 @@ def _status(args) -> int:
                         f"{payload.get('fingerprint') or ''}\n"
                         + "\n".join(f"  {u}: {f}" for u, f in payload["replicas"].items()))
     return EXIT_OK
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+def register_data(subparsers) -> None:
+    data = subparsers.add_parser("data", help="the data files admins edit")
+    sub = data.add_subparsers(dest="data_command", required=True)
+    p = sub.add_parser("check", help="validate the knowledge base, catalogue, SLA policy, "
+                                     "complaint rules, vocabulary and NLU data")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_data_check)
+
+
+def _data_check(args) -> int:
+    from bot.datafiles import check_all
+    from bot.settings import get_settings
+
+    checks = check_all(get_settings())
+    _out(args, [c.__dict__ for c in checks],
+         "\n".join(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.path}: {c.detail}" for c in checks))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_REFUSED

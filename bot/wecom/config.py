@@ -61,7 +61,9 @@ class WeComConfig:
         creds = {k: v for k, v in (credentials or {}).items() if v not in (None, "")}
         settings = get_settings()
         api_base = str(creds.get("api_base") or settings.wecom_api_base).rstrip("/")
-        use_dev = is_local_api(api_base)
+        # The public dev secrets only for the local sandbox, and never when CONCIERGE_ENV says
+        # production (bot.preflight refuses that start anyway: this is the second line).
+        use_dev = is_local_api(api_base) and not settings.strict
 
         def pick(cred_key: str, env_name: str) -> Optional[str]:
             value = creds.get(cred_key) or settings.wecom.get(env_name)

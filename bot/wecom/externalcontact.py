@@ -34,6 +34,7 @@ class FollowUser:
     createtime: int = 0
     remark: str = ""
     tag_ids: Tuple[str, ...] = ()
+    remark_mobiles: Tuple[str, ...] = ()  # phones the advisor noted (matching a booking profile)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ExternalContact:
     external_userid: str
     name: str = ""
     follow_user: Tuple[FollowUser, ...] = field(default_factory=tuple)
+    unionid: str = ""  # the WeChat unionid, when the corp has a bound 公众号/小程序
 
     @property
     def follow_userids(self) -> List[str]:
@@ -59,7 +61,8 @@ def _follow_user(item: Any) -> Optional[FollowUser]:
         createtime = 0
     tags = tuple(str(t.get("tag_id")) for t in item.get("tags") or []
                  if isinstance(t, dict) and t.get("tag_id"))
-    return FollowUser(userid, createtime, str(item.get("remark") or ""), tags)
+    mobiles = tuple(str(m) for m in item.get("remark_mobiles") or [] if m)
+    return FollowUser(userid, createtime, str(item.get("remark") or ""), tags, mobiles)
 
 
 async def get_contact(external_userid: str, *, services=None) -> Optional[ExternalContact]:
@@ -71,7 +74,7 @@ async def get_contact(external_userid: str, *, services=None) -> Optional[Extern
     if s.app_client is None:
         raise WeComAPIError(-3, "no app secret configured", "/cgi-bin/externalcontact/get")
     follow: List[FollowUser] = []
-    name, cursor = "", ""
+    name, unionid, cursor = "", "", ""
     for _ in range(MAX_FOLLOW_PAGES):
         params = {"external_userid": external_userid}
         if cursor:
@@ -84,11 +87,12 @@ async def get_contact(external_userid: str, *, services=None) -> Optional[Extern
                 return None
             raise
         name = name or str((data.get("external_contact") or {}).get("name") or "")
+        unionid = unionid or str((data.get("external_contact") or {}).get("unionid") or "")
         follow.extend(f for f in map(_follow_user, data.get("follow_user") or []) if f)
         cursor = str(data.get("next_cursor") or "")
         if not cursor:
             break
-    return ExternalContact(external_userid, name, tuple(follow))
+    return ExternalContact(external_userid, name, tuple(follow), unionid)
 
 
 async def mark_tag(userid: str, external_userid: str, add_tag: Iterable[str] = (), remove_tag: Iterable[str] = (),

@@ -94,8 +94,9 @@ class RasaNotifier:
 class IntakeServer:
     def __init__(self, config: WeComConfig, notify_url: str, *, sweep_interval_s: float = 30.0,
                  services: Optional[WeComServices] = None, notify_token: Optional[str] = None,
-                 max_request_bytes: int = 1024 * 1024) -> None:
+                 max_request_bytes: int = 1024 * 1024, ops=None) -> None:
         self.config = config
+        self.ops = ops  # bot.ops.http.build(...): /metrics, /healthz, /readyz on this port
         self.notify_url = notify_url
         self.notify_token = notify_token
         self.max_request_bytes = max_request_bytes
@@ -117,6 +118,10 @@ class IntakeServer:
         for surface in SURFACES:
             app.router.add_route("GET", f"/webhooks/wecom/{surface}", self._route(surface))
             app.router.add_route("POST", f"/webhooks/wecom/{surface}", self._route(surface))
+        if self.ops is not None:
+            from bot.ops.http import add_aiohttp_routes
+
+            add_aiohttp_routes(app, *self.ops)
         return app
 
     async def _startup(self, app: web.Application) -> None:
@@ -200,15 +205,18 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("WECOM_INTAKE_PORT", DEFAULT_PORT)))
     parser.add_argument("--notify-url", default=os.environ.get("WECOM_INTAKE_NOTIFY_URL", DEFAULT_NOTIFY_URL))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from bot.preflight import enforce
+    from bot.ops.http import build, setup_logging
+    from bot.preflight import start_process
     from bot.settings import get_settings
+    from bot.wecom.db import get_engine
 
     settings = get_settings()
-    enforce("intake", settings)
+    setup_logging("intake", settings)
+    start_process("intake", settings)
     server = IntakeServer(WeComConfig.load(), args.notify_url,
                           notify_token=settings.wecom_inbox_token,
-                          max_request_bytes=settings.max_request_bytes)
+                          max_request_bytes=settings.max_request_bytes,
+                          ops=build("intake", get_engine(settings.database_url)))
     web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 

@@ -13,8 +13,9 @@ history: bot/crm/migrations/versions/0002_wecom_channel.py creates them).
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, String, Text, UniqueConstraint
 
+from bot.crm.crypto import EncryptedJSON
 from bot.crm.models import Base, UTCDateTime, utcnow
 
 INBOX_STATUSES = ("pending", "processing", "done", "failed", "ignored", "recalled")
@@ -29,7 +30,7 @@ class InboxMessage(Base):
     surface = Column(String(8), nullable=False)  # kf | aibot | app
     sender_id = Column(String(128), nullable=False)
     kind = Column(String(32), nullable=False)  # text, image, event:enter_session, ...
-    payload = Column(JSON, nullable=False)
+    payload = Column(EncryptedJSON, nullable=False)  # the guest's message: encrypted at rest
     status = Column(String(12), nullable=False, default="pending")
     attempts = Column(Integer, nullable=False, default=0)
     lease_until = Column(UTCDateTime)
@@ -69,7 +70,7 @@ class OutboxMessage(Base):
     id = Column(Integer, primary_key=True)
     app = Column(String(8), nullable=False)  # kf | app | aibot | robot
     path = Column(String(1024), nullable=False)
-    body = Column(JSON, nullable=False)
+    body = Column(EncryptedJSON, nullable=False)  # what we sent (guests' names, words)
     recipient = Column(String(128))
     dedupe_key = Column(String(160))
     status = Column(String(16), nullable=False, default="sending")

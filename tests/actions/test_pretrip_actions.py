@@ -49,9 +49,14 @@ async def test_two_stays_ask_with_buttons_and_remember_the_question(live_service
 
 
 async def test_itinerary_for_a_guest_without_bookings(live_services):
-    messages, _ = await run(ActionAnswerItinerary(),
-                            tracker_for("demo-zhao", "我的行程", "ask_itinerary"))
-    assert "转人工" in messages[0]["text"]
+    messages, events = await run(ActionAnswerItinerary(),
+                                 tracker_for("demo-zhao", "我的行程", "ask_itinerary"))
+    assert "订单号" in messages[0]["text"]  # asked for a booking reference...
+    assert {"event": "slot", "name": "link_asked", "value": True} in [
+        {k: e.get(k) for k in ("event", "name", "value")} for e in events]
+    messages, events = await run(ActionAnswerItinerary(), tracker_for(
+        "demo-zhao", "我的行程", "ask_itinerary", slots={"link_asked": True}))
+    assert "转人工" in messages[0]["text"]  # ...only once; then a person is offered
 
 
 async def test_database_outage_gets_a_graceful_reply(live_services, monkeypatch):

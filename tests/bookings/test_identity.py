@@ -132,6 +132,9 @@ def test_merge_keeps_every_record(store, linker):
     assert FactsService(store.engine).get("kf:one").next_stay == dt.date(2026, 12, 5)
     with store.engine.connect() as conn:
         assert conn.execute(select(m.GuestIdentity.value)).scalars().all() == ["kf:one"]
+    profile = store.profile("kf:one")  # staff see the person, with every way they write
+    assert profile["facts"]["next_stay"] == "2026-12-05" and profile["facts"]["tier"] == "金卡"
+    assert [i["value"] for i in profile["linked_identities"]] == ["kf:one"]
     with pytest.raises(ValueError):
         linker.merge(lin.sender_id, "kf:one", actor="cli:test")
 

@@ -235,7 +235,8 @@ def attach_areas(console: Console, tmp_path: Path, replica_url: str, replica: Fa
     shutil.copytree(PROJECT_ROOT / "tests" / "nlu_holdout", tmp_path / "tests" / "nlu_holdout")
     shutil.copyfile(PROJECT_ROOT / "domain.yml", tmp_path / "domain.yml")
     paths = DataPaths(nlu_dir=tmp_path / "data" / "nlu",
-                      holdout_dir=tmp_path / "tests" / "nlu_holdout", domain=tmp_path / "domain.yml")
+                      holdout_dir=tmp_path / "tests" / "nlu_holdout",
+                      domain=tmp_path / "domain.yml")
     registry = ModelRegistry(engine, console.crm, tmp_path / "registry", tmp_path)
     deployer = Deployer(registry=registry, replicas=RasaReplicas((replica_url,), None),
                         store=console.crm, deployed_path=tmp_path / "deployed.tar.gz",

@@ -24,7 +24,14 @@ from bot.paging.channels import WeComMessenger
 from bot.paging.handoff import HandoffController, RasaAPI
 from bot.settings import get_settings
 from tests.console.conftest import Console, build_console
-from tests.wecom.helpers import free_port, kf_texts, post_json, run_sandbox, run_sanic, sandbox_calls
+from tests.wecom.helpers import (
+    free_port,
+    kf_texts,
+    post_json,
+    run_sandbox,
+    run_sanic,
+    sandbox_calls,
+)
 
 TOKEN = "console-browser-token"
 # Who the complaining guests are (the flow would know them from the CRM).

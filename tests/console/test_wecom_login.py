@@ -59,7 +59,8 @@ async def test_wecom_login_round_trip_and_its_failures(tmp_path):
             assert resp.status == 303 and resp.headers["Location"] == "/advisor"  # not //evil
             assert (await c.get("/advisor", allow_redirects=False)).status == 200
             entries = console.crm.audit_entries(action="console.sign_in")
-            assert entries[0].actor == "console:advisor_li" and entries[0].detail == {"how": "wecom"}
+            assert entries[0].actor == "console:advisor_li"
+            assert entries[0].detail == {"how": "wecom"}
 
             # The same code again (a replayed callback): WeCom says 40029, sign-in refused.
             start = await c.get("/login/wecom", allow_redirects=False)

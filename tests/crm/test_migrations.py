@@ -10,7 +10,7 @@ from bot.crm.db import current_revision, downgrade, head_revision, make_engine, 
 
 CRM_TABLES = {"guests", "bookings", "preference_tags", "orders", "tickets", "handoffs", "pages",
               "consents", "audit_log", "guest_identities", "identity_link_attempts",
-              "guest_facts", "guest_notices"}
+              "guest_facts", "guest_notices", "pms_sync_requests"}
 
 
 def _crm_only(obj, name, type_, reflected, compare_to):

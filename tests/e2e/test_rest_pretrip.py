@@ -50,5 +50,7 @@ def test_guest_with_two_stays_is_asked_which(rasa_stack):
     assert "三亚" in follow and "天气" in follow
 
 
-def test_guest_without_booking_is_offered_a_human(rasa_stack):
+def test_guest_without_booking_is_asked_once_then_offered_a_human(rasa_stack):
+    first = texts(rasa_stack.say("demo-zhao", "我的行程是怎么安排的"))
+    assert "订单号" in first and "手机号" in first  # asked for a booking reference, once
     assert "转人工" in texts(rasa_stack.say("demo-zhao", "我的行程是怎么安排的"))

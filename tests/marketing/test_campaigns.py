@@ -1,6 +1,7 @@
 """Campaigns on the demo data: preview, the send path's own checks, and the sandbox loop."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -347,7 +348,10 @@ async def test_the_worker_sends_due_campaigns_and_survives_an_outage(demo, clock
              actor="t")
 
     class Quiet:
+        runs = 0
+
         async def run(self):
+            Quiet.runs += 1
             return {"sent": [], "skipped": [], "deferred": []}
 
     class Real:
@@ -359,3 +363,21 @@ async def test_the_worker_sends_due_campaigns_and_survives_an_outage(demo, clock
     clock.now += dt.timedelta(minutes=6)
     await run_worker(Real(), once=True)
     assert len(api.calls) == 3
+    assert Quiet.runs == 2  # each fresh worker runs the touchpoints on its first round
+
+    ticks = iter([0.0, 10.0, 20.0, 400.0])
+    stop_after = {"n": 0}
+
+    class Counting(Real):
+        class campaigns:  # noqa: N801 (a stand-in namespace)
+            @staticmethod
+            async def send_due(worker_id=None):
+                stop_after["n"] += 1
+                if stop_after["n"] == 5:
+                    raise asyncio.CancelledError
+                return []
+
+    with pytest.raises(asyncio.CancelledError):
+        await run_worker(Counting(), poll_s=0.0, touchpoints_every_s=300,
+                         monotonic=lambda: next(ticks))
+    assert Quiet.runs == 2 + 2  # at 0 s and at 400 s, not at 10 s or 20 s

@@ -27,6 +27,10 @@ DESIGN_INTENTS = {
     "ask_order_status", "cancel_order", "complain", "praise", "request_human", "unsubscribe",
     "request_data_deletion", "out_of_scope", "choose_stay", "inform",
 }
+# Intents features added after the held-out set was written (issue 13: link_booking, a guest
+# giving a booking number or phone). They are trained and checked here, but their held-out
+# examples are the NLU owner's to write: a feature never writes its own test set.
+FEATURE_INTENTS = {"link_booking"}
 CANONICAL: Dict[str, Set[str]] = {
     "amenity": {
         "breakfast", "pool", "gym", "parking", "wifi", "laundry", "pet_policy", "kids_club",
@@ -102,8 +106,8 @@ def test_no_duplicates_within_each_set(train, holdout):
 
 def test_every_design_intent_has_enough_training_examples(train):
     counts = _by_intent(train)
-    assert set(counts) == DESIGN_INTENTS, set(counts) ^ DESIGN_INTENTS
-    for intent in DESIGN_INTENTS:
+    assert set(counts) == DESIGN_INTENTS | FEATURE_INTENTS, set(counts) ^ DESIGN_INTENTS
+    for intent in DESIGN_INTENTS | FEATURE_INTENTS:
         assert counts[intent] >= max(25, MIN_TRAIN.get(intent, 0)), (intent, counts[intent])
 
 

@@ -107,9 +107,11 @@ def test_a_destination_in_the_question_picks_the_stay(service):
 
 
 @pytest.mark.parametrize("sender", ["demo-zhao", "someone-never-seen"])
-def test_no_booking_says_so_and_offers_a_human(service, sender):
-    reply = service.answer("weather", sender)
-    assert reply.offered_human and "转人工" in reply.texts[0]
+def test_no_booking_asks_for_it_once_then_offers_a_human(service, sender):
+    first = service.answer("weather", sender)
+    assert first.link_needed and not first.offered_human  # the linking form asks next
+    reply = service.answer("weather", sender, may_ask_link=False)
+    assert not reply.link_needed and reply.offered_human and "转人工" in reply.texts[0]
 
 
 def test_weather_outage_falls_back_to_marked_climate_norms(store, kb):

@@ -36,6 +36,7 @@ def production_env(tmp_path: Path) -> dict:
         "TRACKER_DATABASE_URL": "postgresql+psycopg2://rasa@127.0.0.1:5432/rasa",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "CRM_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "CRM_INDEX_KEY": token(),
         "RASA_AUTH_TOKEN": token(),
         "PAGING_LINK_SECRET": token(),
         "WECOM_INBOX_TOKEN": token(),
@@ -57,7 +58,7 @@ def production_env(tmp_path: Path) -> dict:
 
 # Every variable preflight reads: cleared so a developer's shell cannot leak into a test.
 PREFLIGHT_VARS = (
-    "CONCIERGE_ENV", "DATABASE_URL", "TRACKER_DATABASE_URL", "REDIS_URL", "CRM_ENCRYPTION_KEY",
+    "CONCIERGE_ENV", "DATABASE_URL", "TRACKER_DATABASE_URL", "REDIS_URL", "CRM_ENCRYPTION_KEY", "CRM_INDEX_KEY",
     "RASA_AUTH_TOKEN", "PAGING_LINK_SECRET", "WECOM_INBOX_TOKEN", "WECOM_API_BASE",
     "WECOM_CORP_ID", "WECOM_KF_TOKEN", "WECOM_KF_AES_KEY", "WECOM_KF_SECRET",
     "WECOM_AIBOT_TOKEN", "WECOM_AIBOT_AES_KEY", "WECOM_APP_TOKEN", "WECOM_APP_AES_KEY",

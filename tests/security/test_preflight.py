@@ -11,7 +11,7 @@ from bot.preflight import PreflightFailed, enforce, run_checks
 from bot.settings import get_settings
 from bot.wecom import dev_defaults
 
-SECRETS = ("CRM_ENCRYPTION_KEY", "RASA_AUTH_TOKEN", "PAGING_LINK_SECRET", "WECOM_INBOX_TOKEN",
+SECRETS = ("CRM_ENCRYPTION_KEY", "CRM_INDEX_KEY", "RASA_AUTH_TOKEN", "PAGING_LINK_SECRET", "WECOM_INBOX_TOKEN",
            "WECOM_KF_TOKEN", "WECOM_KF_AES_KEY", "WECOM_KF_SECRET", "WECOM_AIBOT_TOKEN",
            "WECOM_AIBOT_AES_KEY", "WECOM_APP_TOKEN", "WECOM_APP_AES_KEY", "WECOM_APP_SECRET",
            "WECOM_APP_AGENT_ID")
@@ -111,3 +111,16 @@ def test_registered_module_secrets_and_checks(prod_env):
         "python -c \"import secrets; print(secrets.token_urlsafe(32))\"",
         "tests.security.preflight_plugin: the plugin's own check failed",
     ]
+
+
+def test_wecom_config_never_uses_dev_secrets_in_production(bare_env):
+    from bot.wecom.config import WeComConfig
+
+    bare_env.setenv("WECOM_API_BASE", dev_defaults.SANDBOX_API_BASE)
+    bare_env.setenv("CONCIERGE_ENV", "development")
+    get_settings.cache_clear()
+    assert WeComConfig.load().kf.token == dev_defaults.KF_TOKEN
+    bare_env.setenv("CONCIERGE_ENV", "production")
+    get_settings.cache_clear()
+    config = WeComConfig.load()
+    assert config.kf.token is None and not config.kf.enabled and config.app_secret is None

@@ -150,3 +150,17 @@ def test_an_unreachable_tracker_store_is_an_error_and_the_cursor_stays(crm, tmp_
         c.collect_once()
     with crm.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM nlu_inbox_cursor")).scalar() == 0
+
+
+def test_concierge_guest_erasure_removes_the_guests_inbox_messages(crm, trackers):
+    from bot.erasure import GuestEraser
+
+    t = trackers
+    t.save("kf:leaving", [t.user("那个叫什么来着的服务", "nlu_fallback", 0.2)])
+    t.save("kf:staying", [t.user("行李能寄存几天", "nlu_fallback", 0.2, after=300)])
+    collector(crm, trackers).collect_all()
+    crm.get_or_create_guest("kf:leaving")
+    report = GuestEraser(crm, inbox_hash_key=HASH_KEY).erase("kf:leaving", actor="cli:dpo",
+                                                             reason="guest asked")
+    assert report.counts["nlu_inbox_messages"] == 1
+    assert [i["text"] for i in inbox(crm).items()] == ["行李能寄存几天"]
