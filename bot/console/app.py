@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 DEPS = web.AppKey("console_deps", ConsoleDeps)
 PUBLIC_PREFIXES = ("/static/", "/login")
-PUBLIC_PATHS = ("/healthz",)
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")  # bot/ops: no guest data
 EXPIRED_TEXT = "登录已过期，请重新登录"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -268,7 +268,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 # ---- the application ---------------------------------------------------------------------------
 
 def make_app(deps: ConsoleDeps) -> web.Application:
-    from bot.console import admin, advisor, areas, reports
+    from bot.console import admin, advisor, areas, files, reports
 
     app = web.Application(middlewares=[security_headers, session_middleware],
                           client_max_size=256 * 1024)
@@ -286,4 +286,5 @@ def make_app(deps: ConsoleDeps) -> web.Application:
     reports.add_routes(app)
     areas.add_routes(app)
     admin.add_routes(app)
+    files.add_routes(app)
     return app

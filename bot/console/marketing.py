@@ -22,6 +22,8 @@ REASONS = {"no_consent": "未同意接收营销（或已退订）", "no_wecom_id
            "not_a_contact": "不是顾问的企业微信联系人", "outside_48h_window": "微信客服48小时窗口已关闭",
            "over_cap": "本月群发次数已满", "quiet_hours": "免打扰时段",
            "outside_segment": "不在分群内"}
+STATUS = {"scheduled": "已排期", "sending": "发送中", "sent": "已发送", "cancelled": "已取消",
+          "failed": "失败"}
 TOUCHPOINTS = {"t_minus_3": "到店前3天", "t_plus_7": "离店后7天（满意度）", "birthday": "生日祝福",
                "anniversary": "纪念日祝福", "winback": "沉睡唤回"}
 MAX_TEMPLATE = 2000
@@ -33,6 +35,20 @@ def _m(request: web.Request):
 
 def _actor(request: web.Request) -> str:
     return f"console:{member_of(request).userid}"
+
+
+def _china(iso) -> str:
+    """An ISO time from the services as China time, "12-08 10:00"."""
+    import datetime as dt
+
+    from bot.crm.store import CHINA_TZ
+
+    if not iso:
+        return "—"
+    moment = dt.datetime.fromisoformat(str(iso))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(CHINA_TZ).strftime("%m-%d %H:%M")
 
 
 def _segment_names() -> list[str]:
@@ -62,7 +78,7 @@ async def marketing_page(request: web.Request) -> web.StreamResponse:
     segments, campaigns, touch = await asyncio.to_thread(read)
     return _render_with_flash(request, "console/marketing.html", segments=segments,
                               campaigns=campaigns, touchpoints=touch, reasons=REASONS,
-                              touch_names=TOUCHPOINTS)
+                              touch_names=TOUCHPOINTS, status_names=STATUS, local=_china)
 
 
 @require("marketing")
@@ -117,7 +133,8 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
                             "console.campaign_preview", "campaign", campaign_id,
                             {"recipients": preview.get("recipients")})
     return _render_with_flash(request, "console/campaign.html", campaign=campaign,
-                              preview=preview, report=report, reasons=REASONS)
+                              preview=preview, report=report, reasons=REASONS,
+                              status_names=STATUS, local=_china)
 
 
 @require("marketing")

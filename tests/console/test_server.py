@@ -3,6 +3,7 @@ every form, sessions and login links, the advisors' actions and what they are au
 from __future__ import annotations
 
 import csv
+import re
 import io
 
 import pytest
@@ -382,7 +383,7 @@ async def test_reports_csv_and_svg(client, console):
     console.crm.record_feedback("kf:wm_a", kind="nps", score=9)
     await sign_in(client, console, "admin_qian")
     page = await (await client.get("/reports")).text()
-    assert page.count("<svg") == 5
+    assert page.count("<svg") == 6
     resp = await client.get("/reports/advisors.csv")
     assert resp.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO((await resp.text()).lstrip("\ufeff"))))
@@ -487,3 +488,123 @@ async def test_reports_list_the_messages_the_bot_did_not_understand(client, cons
         "/reports/fallbacks.csv")).text()).lstrip("\ufeff"))))
     assert [(r["text"], r["count"], r["reasons"]) for r in rows] == [
         ("泳池边能点外卖进来吃吗", "1", "fallback")]
+
+
+# ---- data files (/admin/files) ----------------------------------------------------------------
+
+@pytest.fixture
+def data_copies(console, tmp_path, monkeypatch):
+    """The knowledge base, catalogue and SLA policy as copies the test may overwrite."""
+    import dataclasses
+    import shutil
+
+    from bot.settings import PROJECT_ROOT
+
+    shutil.copytree(PROJECT_ROOT / "data" / "knowledge", tmp_path / "knowledge")
+    shutil.copytree(PROJECT_ROOT / "data" / "catalogue", tmp_path / "catalogue")
+    shutil.copyfile(PROJECT_ROOT / "tests" / "fixtures" / "console_policy.yml",
+                    tmp_path / "policy.yml")
+    monkeypatch.setattr("bot.orders.catalogue.CATALOGUE_DIR", tmp_path / "catalogue")
+    console.deps.settings = dataclasses.replace(
+        console.deps.settings, knowledge_dir=tmp_path / "knowledge",
+        sla_policy_file=tmp_path / "policy.yml")
+    return tmp_path
+
+
+async def test_data_files_are_validated_before_saving(client, console, data_copies):
+    policy = data_copies / "policy.yml"
+    original = policy.read_text(encoding="utf-8")
+    assert (await client.get("/admin/files", allow_redirects=False)).status == 302
+    await sign_in(client, console, "advisor_li")
+    assert (await client.get("/admin/files")).status == 403
+    csrf = await sign_in(client, console, "admin_qian")
+    listing = await (await client.get("/admin/files")).text()
+    assert "policy.yml" in listing and "items.yml" in listing and "amenities.yml" in listing
+
+    broken = original.replace("notify: [supervisor, guest]", "notify: [supervsor, guest]", 1)
+    resp = await client.post("/admin/files/sla/policy.yml",
+                             data={"csrf": csrf, "text": broken, "action": "save"})
+    page = await resp.text()
+    assert "校验未通过" in page and "supervsor" in page
+    assert policy.read_text(encoding="utf-8") == original
+
+    renamed = original.replace("label: 普通投诉", "label: 普通投诉（已修改）", 1)
+    resp = await client.post("/admin/files/sla/policy.yml",
+                             data={"csrf": csrf, "text": renamed, "action": "check"})
+    assert "校验通过" in await resp.text()
+    assert policy.read_text(encoding="utf-8") == original  # checked, not saved
+    resp = await client.post("/admin/files/sla/policy.yml",
+                             data={"csrf": csrf, "text": renamed, "action": "save"})
+    assert "已校验并保存" in await resp.text()
+    assert policy.read_text(encoding="utf-8") == renamed
+    entry = console.crm.audit_entries(action="datafile.save")[0]
+    assert entry.actor == "console:admin_qian" and entry.subject_id == "policy.yml"
+
+    kb = data_copies / "knowledge" / "sanya-haitang-resort.yml"
+    before = kb.read_text(encoding="utf-8")
+    resp = await client.post("/admin/files/knowledge/sanya-haitang-resort.yml",
+                             data={"csrf": csrf, "text": "id: [unclosed", "action": "save"})
+    assert "校验未通过" in await resp.text()
+    assert kb.read_text(encoding="utf-8") == before
+    items = data_copies / "catalogue" / "items.yml"
+    before = items.read_text(encoding="utf-8")
+    resp = await client.post("/admin/files/catalogue/items.yml",
+                             data={"csrf": csrf, "text": "items:\n  spa: {}\n", "action": "save"})
+    assert "校验未通过" in await resp.text() and "needs a name" in await resp.text()
+    assert items.read_text(encoding="utf-8") == before
+
+
+async def test_data_files_refuse_other_paths_and_missing_csrf(client, console, data_copies):
+    csrf = await sign_in(client, console, "admin_qian")
+    for path in ("/admin/files/sla/..%2F..%2Fetc%2Fpasswd", "/admin/files/sla/other.yml",
+                 "/admin/files/secrets/policy.yml"):
+        assert (await client.get(path)).status == 404
+        assert (await client.post(path, data={"csrf": csrf, "text": "x"})).status == 404
+    resp = await client.post("/admin/files/sla/policy.yml", data={"text": "x", "action": "save"})
+    assert resp.status == 403
+
+
+async def test_reports_automation_rate_and_top_intents_from_the_tracker_store(
+        client, console, tmp_path):
+    import datetime as dt
+
+    from sqlalchemy import create_engine, text
+
+    from bot.tracker_events import TrackerEvents
+
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    engine = create_engine(url, future=True)
+    now = console.clock().timestamp()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255), "
+                          "type_name VARCHAR(255), timestamp FLOAT, intent_name VARCHAR(255), "
+                          "action_name VARCHAR(255), data TEXT)"))
+        rows = [("kf:wm_a", "complain", now), ("kf:wm_b", "ask_weather", now),
+                ("kf:wm_b", "ask_weather", now), ("kf:wm_c", "greet", now),
+                ("kf:wm_old", "greet", now - 90 * 86400)]  # before the 30-day period
+        for sender, intent, at in rows:
+            conn.execute(text("INSERT INTO events (sender_id, type_name, timestamp, intent_name, "
+                              "data) VALUES (:s, 'user', :t, :i, '{}')"),
+                         {"s": sender, "t": at, "i": intent})
+    engine.dispose()
+    console.deps.extras["tracker"] = TrackerEvents(url)
+    await console.page(console.complaint("kf:wm_a", "林晓", "房间有烟味"))  # a person was needed
+    await sign_in(client, console, "admin_qian")
+    page = await (await client.get("/reports")).text()
+    assert "66.7%" in page and "3 位客人中 2 位" in page
+    rows = list(csv.DictReader(io.StringIO((await (await client.get(
+        "/reports/intents.csv")).text()).lstrip("\ufeff"))))
+    assert [(r["intent"], r["messages"]) for r in rows] == [
+        ("ask_weather", "2"), ("complain", "1"), ("greet", "1")]
+    # The tracker database gone: the report still answers, without those figures.
+    console.deps.extras["tracker"] = TrackerEvents(f"sqlite:///{tmp_path / 'missing.db'}")
+    resp = await client.get("/reports")
+    assert resp.status == 200 and "暂无对话数据" in await resp.text()
+
+
+async def test_page_titles_are_plain_text(client, console):
+    await sign_in(client, console, "admin_qian")
+    for path in ("/reports", "/marketing", "/admin"):
+        html = await (await client.get(path)).text()
+        title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+        assert "<" not in title and len(title) < 40, (path, title)
