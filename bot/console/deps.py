@@ -105,6 +105,9 @@ def _area_services(settings: Settings) -> dict:
         extras["marketing"] = build_marketing(settings.database_url)
     except Exception as exc:
         log.error("console: marketing pages off: %s", exc)
+    from bot.tracker_events import TrackerEvents
+
+    extras["tracker"] = TrackerEvents()  # connects on first use
     try:
         from bot.training.service import build_training_loop
 

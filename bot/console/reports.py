@@ -23,7 +23,8 @@ from bot.paging.report import build_report
 from bot.paging.store import ClockDTO
 
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
-TABLES = ("classes", "advisors", "csat", "nps", "fallbacks")
+TABLES = ("classes", "advisors", "csat", "nps", "fallbacks", "intents")
+TOP_INTENTS = 15
 # How many of the messages the bot did not understand the report lists.
 TOP_FALLBACKS = 15
 
@@ -136,9 +137,37 @@ async def _figures(request: web.Request) -> dict:
     csat = csat_by_week(clocks, policy.tz)
     nps = nps_by_week(scores, policy.tz)  # survey answers carry no property: group-wide
     fallbacks = await asyncio.to_thread(_fallbacks, deps.extras.get("training"))
+    usage = await asyncio.to_thread(_usage, deps.extras.get("tracker"), since)
+    # Automation: of the guests who wrote in the period, those with no case (complaint, order,
+    # handoff: anything that brought a person in) were served by the bot alone.
+    with_person = {c.sender_id for c in await asyncio.to_thread(
+        deps.paging.store.clocks, since=since)}
+    talked = set(usage["senders"])
+    automation = {"conversations": len(talked),
+                  "without_person": len(talked - with_person),
+                  "rate_pct": round(100 * len(talked - with_person) / len(talked), 1)
+                  if talked else None}
+    intents = [{"intent": name, "messages": n}
+               for name, n in sorted(usage["intents"].items(), key=lambda kv: (-kv[1], kv[0]))
+               ][:TOP_INTENTS]
     return {"period": period, "since": since, "classes": classes, "advisors": advisors,
             "csat": csat, "nps": nps, "fallbacks": fallbacks, "report": report,
+            "automation": automation, "intents": intents,
             "all_properties": ADMIN in member.roles}
+
+
+def _usage(tracker, since: dt.datetime) -> dict:
+    """Intent counts and the senders who wrote, from Rasa's tracker store (bot.tracker_events);
+    none when it is not configured or not reachable (the rest of the report still shows)."""
+    if tracker is None:
+        return {"intents": {}, "senders": []}
+    try:
+        return tracker.usage_since(since)
+    except Exception as exc:  # the tracker database is down: say nothing rather than fail
+        import logging
+
+        logging.getLogger(__name__).warning("reports: tracker store unavailable: %s", exc)
+        return {"intents": {}, "senders": []}
 
 
 def _fallbacks(training) -> list[dict]:
@@ -162,12 +191,14 @@ def _charts(f: dict) -> dict:
                     str(a["ack_breaches"] + a["resolve_breaches"])) for a in f["advisors"]]
     csat = [Bar(w["week"], w["avg"], f'{w["avg"]}') for w in f["csat"]]
     nps = [Bar(w["week"], w["nps"] + 100, f'{w["nps"]}') for w in f["nps"]]
+    intents = [Bar(i["intent"], i["messages"], str(i["messages"])) for i in f["intents"][:8]]
     return {
         "met": svg_bars("按时接单率（%）", met, max_value=100, unit="%"),
         "speed": svg_bars("接单用时中位数", speed, colour="#3b6ea5"),
         "breaches": svg_bars("各顾问超时次数", breaches, colour="#b3412e"),
         "csat": svg_bars("每周客人评分（1-5）", csat, max_value=5, colour="#c58b16"),
         "nps": svg_bars("每周 NPS（-100～100）", nps, max_value=200, colour="#6b4fa0"),
+        "intents": svg_bars("客人最常问的（意图）", intents, colour="#3b6ea5"),
     }
 
 

@@ -198,7 +198,7 @@ async def test_supervisor_reports_page(tmp_path, monkeypatch):
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await _link_sign_in(page, stack, "supervisor_wang")
         await page.goto(f"{stack.url}/reports")
-        await expect(page.locator("svg.chart")).to_have_count(5)
+        await expect(page.locator("svg.chart")).to_have_count(6)
         await expect(page.locator("main")).to_contain_text("普通投诉")
         async with page.expect_download() as info:
             await page.get_by_role("link", name="下载 CSV").first.click()

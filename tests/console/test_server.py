@@ -3,6 +3,7 @@ every form, sessions and login links, the advisors' actions and what they are au
 from __future__ import annotations
 
 import csv
+import re
 import io
 
 import pytest
@@ -382,7 +383,7 @@ async def test_reports_csv_and_svg(client, console):
     console.crm.record_feedback("kf:wm_a", kind="nps", score=9)
     await sign_in(client, console, "admin_qian")
     page = await (await client.get("/reports")).text()
-    assert page.count("<svg") == 5
+    assert page.count("<svg") == 6
     resp = await client.get("/reports/advisors.csv")
     assert resp.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO((await resp.text()).lstrip("\ufeff"))))
@@ -561,3 +562,49 @@ async def test_data_files_refuse_other_paths_and_missing_csrf(client, console, d
         assert (await client.post(path, data={"csrf": csrf, "text": "x"})).status == 404
     resp = await client.post("/admin/files/sla/policy.yml", data={"text": "x", "action": "save"})
     assert resp.status == 403
+
+
+async def test_reports_automation_rate_and_top_intents_from_the_tracker_store(
+        client, console, tmp_path):
+    import datetime as dt
+
+    from sqlalchemy import create_engine, text
+
+    from bot.tracker_events import TrackerEvents
+
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    engine = create_engine(url, future=True)
+    now = console.clock().timestamp()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255), "
+                          "type_name VARCHAR(255), timestamp FLOAT, intent_name VARCHAR(255), "
+                          "action_name VARCHAR(255), data TEXT)"))
+        rows = [("kf:wm_a", "complain", now), ("kf:wm_b", "ask_weather", now),
+                ("kf:wm_b", "ask_weather", now), ("kf:wm_c", "greet", now),
+                ("kf:wm_old", "greet", now - 90 * 86400)]  # before the 30-day period
+        for sender, intent, at in rows:
+            conn.execute(text("INSERT INTO events (sender_id, type_name, timestamp, intent_name, "
+                              "data) VALUES (:s, 'user', :t, :i, '{}')"),
+                         {"s": sender, "t": at, "i": intent})
+    engine.dispose()
+    console.deps.extras["tracker"] = TrackerEvents(url)
+    await console.page(console.complaint("kf:wm_a", "林晓", "房间有烟味"))  # a person was needed
+    await sign_in(client, console, "admin_qian")
+    page = await (await client.get("/reports")).text()
+    assert "66.7%" in page and "3 位客人中 2 位" in page
+    rows = list(csv.DictReader(io.StringIO((await (await client.get(
+        "/reports/intents.csv")).text()).lstrip("\ufeff"))))
+    assert [(r["intent"], r["messages"]) for r in rows] == [
+        ("ask_weather", "2"), ("complain", "1"), ("greet", "1")]
+    # The tracker database gone: the report still answers, without those figures.
+    console.deps.extras["tracker"] = TrackerEvents(f"sqlite:///{tmp_path / 'missing.db'}")
+    resp = await client.get("/reports")
+    assert resp.status == 200 and "暂无对话数据" in await resp.text()
+
+
+async def test_page_titles_are_plain_text(client, console):
+    await sign_in(client, console, "admin_qian")
+    for path in ("/reports", "/marketing", "/admin"):
+        html = await (await client.get(path)).text()
+        title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+        assert "<" not in title and len(title) < 40, (path, title)
