@@ -83,10 +83,14 @@ run: demo train
 
 # The production process set (docs/DEPLOY.md): .env must hold a complete production configuration
 # (it overrides this Makefile's development defaults); preflight names every problem otherwise.
+# REPLICAS=N: N Rasa servers on the shared PostgreSQL tracker store and Redis lock store, the
+# intake server telling them in turn (bot/ops/replicas.py writes var/Procfile.production-N).
+REPLICAS ?= 1
 run-prod: install
 	@set -a; if [ -f .env ]; then . ./.env; fi; set +a; export CONCIERGE_ENV=production; \
 	  $(BIN)/concierge preflight && $(BIN)/concierge db upgrade && \
-	  exec $(BIN)/honcho start -f Procfile.production
+	  mkdir -p var && $(PY) -m bot.ops.replicas $(REPLICAS) > var/Procfile.production-$(REPLICAS) && \
+	  exec $(BIN)/honcho start -d . -f var/Procfile.production-$(REPLICAS)
 
 shell: train
 	$(BIN)/rasa shell -m models/concierge.tar.gz --endpoints endpoints.yml

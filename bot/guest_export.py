@@ -2,7 +2,8 @@
 
 `export_guest` gathers the CRM profile (bookings, orders, tickets, tags with the words they came
 from, consents, feedback, SLA cases), the conversation from Rasa's tracker store, and the WeCom
-inbox and outbox messages from and to the guest's ids. The read is a staff read like any other:
+inbox and outbox messages from and to the guest's ids, and what marketing sent them (campaigns,
+touchpoints). The read is a staff read like any other:
 audited under the staff identity (bot.audit), with the action `guest.export`.
 """
 from __future__ import annotations
@@ -56,6 +57,9 @@ def export_guest(crm, sender_id: str, *, staff: Staff, tracker=None,
         profile["guest"].update(phone=guest.phone, id_number=guest.id_number,
                                 passport_number=guest.passport_number)
     inbox, outbox = _wecom_messages(crm.engine, ids)
+    from bot.marketing.export import marketing_messages
+
+    marketing = marketing_messages(crm.engine, guest.id) if guest is not None else {}
     return to_jsonable({
         "format": "concierge.guest-export/1",
         "sender_id": sender_id,
@@ -64,4 +68,5 @@ def export_guest(crm, sender_id: str, *, staff: Staff, tracker=None,
         "conversation": tracker.conversation(ids) if tracker is not None else [],
         "wecom_inbox": inbox,
         "wecom_outbox": outbox,
+        "marketing": marketing,
     })

@@ -68,6 +68,11 @@ class Settings:
     crm_index_key: str | None = None
     # Interface the action server listens on (only Rasa calls it).
     actions_host: str = "127.0.0.1"
+    # Logs (bot/ops/logs.py): "text" or "json" lines with correlation ids; the root level.
+    log_format: str = "text"
+    log_level: str = "INFO"
+    # Where the SLA worker serves /metrics, /healthz, /readyz (it has no HTTP server else; 0: off).
+    worker_metrics_port: int = 9105
     # Retention (bot.retention, run by the worker): handled raw WeCom messages (inbox payloads,
     # outbox bodies) and Rasa's tracker events older than these many days are dropped.
     retention_messages_days: int = 30
@@ -159,6 +164,9 @@ def load_settings() -> Settings:
         media_max_bytes=int(_env("MEDIA_MAX_BYTES", str(10 * 1024 * 1024))),
         max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(1024 * 1024))),
         actions_host=_env("ACTIONS_HOST", "127.0.0.1"),
+        log_format=(_env("LOG_FORMAT", "text") or "text").lower(),
+        log_level=(_env("LOG_LEVEL", "INFO") or "INFO").upper(),
+        worker_metrics_port=int(_env("WORKER_METRICS_PORT", "9105")),
         crm_index_key=_env("CRM_INDEX_KEY"),
         retention_messages_days=int(_env("RETENTION_MESSAGES_DAYS", "30")),
         retention_tracker_days=int(_env("RETENTION_TRACKER_DAYS", "180")),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from aiohttp import web
@@ -19,7 +18,9 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=settings.console_port)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from bot.ops.http import setup_logging
+
+    setup_logging("console", settings)
     try:
         start_process("console", settings)
         deps = build_deps(settings)
@@ -31,7 +32,14 @@ def main(argv=None) -> int:
         return 2
     print(f"Staff console on http://localhost:{args.port}/ (sign in: "
           f"concierge staff login-link USERID)", file=sys.stderr)
-    web.run_app(make_app(deps), host=args.host, port=args.port, access_log=None,
+    from bot.ops.http import add_aiohttp_routes, build
+    from bot.wecom.db import get_engine
+
+    app = make_app(deps)
+    # /metrics and /readyz: keep them off the public proxy (docs/DEPLOY.md's nginx block).
+    add_aiohttp_routes(app, *build("console", get_engine(settings.database_url),
+                                   queue_depths=False))
+    web.run_app(app, host=args.host, port=args.port, access_log=None,
                 print=None)
     return 0
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 DEPS = web.AppKey("console_deps", ConsoleDeps)
 PUBLIC_PREFIXES = ("/static/", "/login")
-PUBLIC_PATHS = ("/healthz",)
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")  # bot/ops: no guest data
 EXPIRED_TEXT = "登录已过期，请重新登录"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -532,7 +532,6 @@ class CampaignService:
         with self._session() as s:
             task = s.get(CampaignTask, call["task_id"])
             task.status, task.msgid, task.error = status, msgid, error
-            task.fail_list = sorted(failed_set)
             rows = s.execute(select(CampaignRecipient).where(
                 CampaignRecipient.task_id == task.id)).scalars().all()
             release = []
@@ -547,6 +546,9 @@ class CampaignService:
                     release.append(row)
                 else:
                     row.status = ok_status
+            # The refused recipients' row ids, not their WeCom ids: nothing personal outlives
+            # a guest's erasure here (their recipient rows go with them).
+            task.fail_list = [row.id for row in rows if row.target in failed_set]
             source = f"campaign:{task.campaign_id}"
             for row in release:
                 target = (aud.guest_target(row.guest_id) if row.guest_id is not None

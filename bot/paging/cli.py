@@ -13,6 +13,8 @@ import sys
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
+log = logging.getLogger(__name__)
+
 
 def register(subparsers) -> None:
     worker = subparsers.add_parser("worker", help="run the SLA paging worker (pages, escalations)")
@@ -63,8 +65,11 @@ def _worker(args) -> int:
 
     from bot.paging.runtime import build_worker, check_schema, run_worker, tick_once
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.ops.http import setup_logging
     from bot.preflight import start_process
+    from bot.settings import get_settings
+
+    setup_logging("worker", get_settings())
 
     start_process("worker")  # production: refuses to start on default secrets or embedded stores
     policy, error = _load_policy()
@@ -82,8 +87,29 @@ def _worker(args) -> int:
         report = asyncio.run(tick_once(worker))
         print(report)
         return EXIT_OK
-    asyncio.run(run_worker(worker))
+    asyncio.run(_run_with_ops(worker, args.database_url))
     return EXIT_OK
+
+
+async def _run_with_ops(worker, database_url) -> None:
+    """The worker, with /metrics, /healthz and /readyz on WORKER_METRICS_PORT (bot/ops)."""
+    from bot.ops.http import build, start_server
+    from bot.paging.runtime import run_worker
+    from bot.settings import get_settings
+    from bot.wecom.db import get_engine
+
+    exposition, readiness = build("worker", get_engine(database_url))
+    runner = None
+    try:
+        runner = await start_server(exposition, readiness, "127.0.0.1",
+                                    get_settings().worker_metrics_port)
+    except OSError as exc:  # a second worker on this host: it works, only without the endpoint
+        log.warning("worker metrics port not available (%s): /metrics off", exc)
+    try:
+        await run_worker(worker)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
 
 
 def parse_since(text: str | None, now: dt.datetime) -> dt.datetime | None:

@@ -24,6 +24,7 @@ from bot.wecom.errors import (
     TransportError,
     WeComAPIError,
 )
+from bot.ops.metrics import MESSAGES_OUT, TOKEN_REFRESHES, WECOM_ERRCODES
 from bot.wecom.token import AccessTokenProvider
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,9 @@ class WeComClient:
                                params={"corpid": self.corp_id, "corpsecret": self._secret})
         errcode = int(data.get("errcode") or 0)
         if errcode or not data.get("access_token"):
+            WECOM_ERRCODES.labels("/cgi-bin/gettoken", str(errcode or -2)).inc()
             raise WeComAPIError(errcode or -2, data.get("errmsg", "no access_token"), "/cgi-bin/gettoken")
+        TOKEN_REFRESHES.labels(self.app).inc()
         return data["access_token"], int(data.get("expires_in") or 7200)
 
     # ---- calls ----------------------------------------------------------------------------
@@ -149,6 +152,7 @@ class WeComClient:
             errcode = int(data.get("errcode") or 0)
             if errcode == 0:
                 return data
+            WECOM_ERRCODES.labels(path.split("?", 1)[0], str(errcode)).inc()
             if auth and token and errcode in TOKEN_ERRCODES and attempt == 0:
                 logger.info("WeCom %s answered %s: refreshing the %s token once", path, errcode, self.app)
                 await self.tokens.invalidate(token)
@@ -217,6 +221,7 @@ class WeComClient:
                         status = await mark("retry", errmsg=f"local rate limit on {key}", retry_in_s=wait,
                                             attempted=False)
                         logger.warning("WeCom send to %s deferred %.0fs by the rate limit", key, wait)
+                        MESSAGES_OUT.labels(self.app, "deferred").inc()
                         return SendResult("deferred" if status == "retry" else status, outbox_id=outbox_id)
                     await self.sleep(wait)
                     waited += wait
@@ -232,10 +237,14 @@ class WeComClient:
             else:
                 status = await mark("dead", errcode=exc.errcode, errmsg=exc.errmsg)
             logger.warning("WeCom send %s failed: %s -> %s", path, exc, status)
+            MESSAGES_OUT.labels(self.app, status).inc()
             return SendResult(status, errcode=exc.errcode, outbox_id=outbox_id)
         except TransportError as exc:
             status = await mark("retry", errmsg=str(exc), retry_in_s=RETRY_LATER_S)
             logger.warning("WeCom send %s failed: %s -> %s", path, exc, status)
+            MESSAGES_OUT.labels(self.app, status).inc()
             return SendResult(status, outbox_id=outbox_id)
         await mark("sent")
+        MESSAGES_OUT.labels(self.app, "sent").inc()
+        logger.info("WeCom send %s (outbox row %s): sent", path.split("?", 1)[0], outbox_id)
         return SendResult("sent", data, outbox_id=outbox_id)

@@ -17,6 +17,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.ops.logs import correlation, correlation_of
+from bot.ops.metrics import MESSAGES_IN
 from bot.wecom.db import Database, aware, utcnow
 from bot.wecom.models import InboxMessage, KfCursor, KfQuota
 
@@ -50,6 +52,14 @@ class InboxItem:
     payload: Dict[str, Any]
     status: str
     attempts: int
+
+
+def _stored(message: Inbound, row_id: int) -> None:
+    """Count and log a newly stored message, under its correlation id (bot/ops/logs.py)."""
+    MESSAGES_IN.labels(message.surface).inc()
+    with correlation(correlation_of(message.dedupe_key, message.payload)):
+        logger.info("WeCom %s %s from %s stored as inbox row %s", message.surface, message.kind,
+                    message.sender_id, row_id)
 
 
 def _item(row: InboxMessage) -> InboxItem:
@@ -87,7 +97,12 @@ class Inbox:
         `guest_messages` are (external_userid, send_time datetime) of messages the guest sent:
         each one reopens that guest's 5-in-48h send budget.
         """
-        new_ids: List[int] = []
+        return [row_id for _, row_id in self._add_kf_page(open_kfid, messages, next_cursor,
+                                                           guest_messages)]
+
+    def _add_kf_page(self, open_kfid: str, messages: Sequence[Inbound], next_cursor: Optional[str],
+                     guest_messages: Iterable[tuple] = ()) -> List[tuple]:
+        """add_kf_page_sync, returning (message, new row id) of each row it stored."""
         with self.db.session() as s:
             keys = [m.dedupe_key for m in messages]
             existing = set()
@@ -103,7 +118,7 @@ class Inbox:
                                    sender_id=message.sender_id, kind=message.kind, payload=message.payload,
                                    status="pending", attempts=0, received_at=utcnow())
                 s.add(row)
-                rows.append(row)
+                rows.append((message, row))
             for external_userid, sent_at in guest_messages:
                 quota = s.get(KfQuota, (open_kfid, external_userid))
                 if quota is None:
@@ -119,8 +134,8 @@ class Inbox:
                 cursor.cursor = next_cursor
             cursor.updated_at = utcnow()
             s.flush()
-            new_ids = [r.id for r in rows]
-        return new_ids
+            stored = [(message, row.id) for message, row in rows]
+        return stored
 
     # ---- cursor / token (kf) ----------------------------------------------------------------
     def kf_cursor_sync(self, open_kfid: str) -> Dict[str, Any]:
@@ -242,10 +257,17 @@ class Inbox:
 
     # ---- async facades ----------------------------------------------------------------------
     async def add(self, message: Inbound) -> Optional[int]:
-        return await self.db.run(self.add_sync, message)
+        new_id = await self.db.run(self.add_sync, message)
+        if new_id is not None:
+            _stored(message, new_id)
+        return new_id
 
     async def add_kf_page(self, open_kfid, messages, next_cursor, guest_messages=()) -> List[int]:
-        return await self.db.run(self.add_kf_page_sync, open_kfid, messages, next_cursor, list(guest_messages))
+        stored = await self.db.run(self._add_kf_page, open_kfid, messages, next_cursor,
+                                   list(guest_messages))
+        for message, row_id in stored:
+            _stored(message, row_id)
+        return [row_id for _, row_id in stored]
 
     async def kf_cursor(self, open_kfid: str) -> Dict[str, Any]:
         return await self.db.run(self.kf_cursor_sync, open_kfid)

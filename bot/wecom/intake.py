@@ -19,6 +19,7 @@ Answers: 200 (stored, or a duplicate), 403 forged/stale signature, 400 malformed
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -30,6 +31,8 @@ from bot.wecom.dedupe import xml_callback_key
 from bot.wecom.errors import CallbackError, MalformedCallback
 from bot.wecom.inbox import Inbound
 from bot.wecom.messages import REPLIES
+from bot.ops.logs import correlation, correlation_of
+from bot.ops.metrics import CALLBACK_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,13 @@ class CallbackIntake:
 
     async def handle(self, surface: str, method: str, args: Mapping[str, Optional[str]], body: bytes,
                      remote: str = "") -> Answer:
+        started = time.perf_counter()
+        answer = await self._handle(surface, method, args, body, remote)
+        CALLBACK_SECONDS.labels(surface, str(answer.status)).observe(time.perf_counter() - started)
+        return answer
+
+    async def _handle(self, surface: str, method: str, args: Mapping[str, Optional[str]],
+                      body: bytes, remote: str) -> Answer:
         crypto = self.crypto.get(surface)
         if crypto is None:
             logger.error("WeCom %s callback refused: no token/AES key configured", surface)
@@ -120,6 +130,10 @@ class CallbackIntake:
 
     async def store(self, inbound: Inbound) -> Optional[int]:
         """Persist before acknowledging; returns the new inbox id, or None for a duplicate."""
+        with correlation(correlation_of(inbound.dedupe_key, inbound.payload)):
+            return await self._store(inbound)
+
+    async def _store(self, inbound: Inbound) -> Optional[int]:
         deduper = self.services.deduper
         try:
             if await deduper.seen(inbound.dedupe_key):

@@ -13,7 +13,8 @@ Point WeCom's callback URLs (or the sandbox's SANDBOX_CONNECTOR_URL) at this por
 same paths: /webhooks/wecom/kf, /webhooks/wecom/aibot, /webhooks/wecom/app.
 
 Environment: WECOM_INTAKE_PORT (5006), WECOM_INTAKE_NOTIFY_URL (where to tell Rasa; default
-http://127.0.0.1:5005/webhooks/wecom/inbox), plus the WECOM_* secrets and DATABASE_URL/REDIS_URL.
+http://127.0.0.1:5005/webhooks/wecom/inbox; with several Rasa replicas a comma-separated list,
+told in turn, the next one tried when one is down), plus the WECOM_* secrets and DATABASE_URL/REDIS_URL.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class RasaNotifier:
     def __init__(self, url: str, session: aiohttp.ClientSession, *, retry_s: float = 1.0,
                  token: Optional[str] = None) -> None:
         self.url = url
+        self.urls = [u.strip() for u in url.split(",") if u.strip()] or [url]
+        self._next = 0
         self.session = session
         # Rasa's inbox route wants it (connectors/wecom.py): only the intake may wake Rasa.
         self.headers = {INBOX_TOKEN_HEADER: token} if token else {}
@@ -68,18 +71,24 @@ class RasaNotifier:
         if not self.pending:
             return True
         senders, self.pending = sorted(self.pending), set()
-        try:
-            async with self.session.post(self.url, json={"senders": senders},
-                                         headers=self.headers,
-                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                if resp.status == 200:
-                    return True
-                problem = f"HTTP {resp.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
+        problems = []
+        # Several Rasa replicas (a comma-separated URL list): take turns, and on a failure try
+        # the next -- any replica may work a sender off (the inbox lease keeps the order).
+        for i in range(len(self.urls)):
+            url = self.urls[(self._next + i) % len(self.urls)]
+            try:
+                async with self.session.post(url, json={"senders": senders}, headers=self.headers,
+                                             timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    if resp.status == 200:
+                        self._next = (self._next + i + 1) % len(self.urls)
+                        return True
+                    problems.append(f"{url}: HTTP {resp.status}")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                problems.append(f"{url}: {type(exc).__name__}: {exc}")
         self.pending.update(senders)  # Rasa also drains the inbox at start: this only saves time
         self.failures += 1
-        logger.warning("could not tell Rasa about %d sender(s) (%s); retrying", len(senders), problem)
+        logger.warning("could not tell Rasa about %d sender(s) (%s); retrying", len(senders),
+                       "; ".join(problems))
         return False
 
     async def _run(self) -> None:
@@ -94,8 +103,9 @@ class RasaNotifier:
 class IntakeServer:
     def __init__(self, config: WeComConfig, notify_url: str, *, sweep_interval_s: float = 30.0,
                  services: Optional[WeComServices] = None, notify_token: Optional[str] = None,
-                 max_request_bytes: int = 1024 * 1024) -> None:
+                 max_request_bytes: int = 1024 * 1024, ops=None) -> None:
         self.config = config
+        self.ops = ops  # bot.ops.http.build(...): /metrics, /healthz, /readyz on this port
         self.notify_url = notify_url
         self.notify_token = notify_token
         self.max_request_bytes = max_request_bytes
@@ -117,6 +127,10 @@ class IntakeServer:
         for surface in SURFACES:
             app.router.add_route("GET", f"/webhooks/wecom/{surface}", self._route(surface))
             app.router.add_route("POST", f"/webhooks/wecom/{surface}", self._route(surface))
+        if self.ops is not None:
+            from bot.ops.http import add_aiohttp_routes
+
+            add_aiohttp_routes(app, *self.ops)
         return app
 
     async def _startup(self, app: web.Application) -> None:
@@ -200,15 +214,18 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("WECOM_INTAKE_PORT", DEFAULT_PORT)))
     parser.add_argument("--notify-url", default=os.environ.get("WECOM_INTAKE_NOTIFY_URL", DEFAULT_NOTIFY_URL))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from bot.ops.http import build, setup_logging
     from bot.preflight import start_process
     from bot.settings import get_settings
+    from bot.wecom.db import get_engine
 
     settings = get_settings()
+    setup_logging("intake", settings)
     start_process("intake", settings)
     server = IntakeServer(WeComConfig.load(), args.notify_url,
                           notify_token=settings.wecom_inbox_token,
-                          max_request_bytes=settings.max_request_bytes)
+                          max_request_bytes=settings.max_request_bytes,
+                          ops=build("intake", get_engine(settings.database_url)))
     web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 

@@ -117,6 +117,37 @@ class Outbox:
                 stmt = stmt.where(OutboxMessage.recipient == recipient)
             return [_item(r) for r in s.execute(stmt).scalars()]
 
+    def requeue_sync(self, ids: Optional[List[int]] = None) -> Dict[int, str]:
+        """Give dead sends (the given ids, or all with None) a fresh set of attempts, due now.
+        Returns id -> "requeued", or why not ("not dead", "missing", "not resendable"). The
+        status change is conditional on `dead`, so two operators requeueing at once, or a
+        requeue racing the retry loop, cannot make one message go out twice."""
+        outcome: Dict[int, str] = {}
+        with self.db.session() as s:
+            stmt = select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.path)
+            stmt = stmt.where(OutboxMessage.id.in_(ids)) if ids is not None else stmt.where(
+                OutboxMessage.status == "dead")
+            found = {row.id: row for row in s.execute(stmt)}
+            for item_id in (ids if ids is not None else sorted(found)):
+                row = found.get(item_id)
+                if row is None:
+                    outcome[item_id] = "missing"
+                elif row.status != "dead":
+                    outcome[item_id] = f"not dead ({row.status})"
+                elif row.path.startswith("("):  # recorded, never sendable (no channel to use)
+                    outcome[item_id] = "not resendable"
+                else:
+                    done = s.execute(update(OutboxMessage)
+                                     .where(OutboxMessage.id == item_id, OutboxMessage.status == "dead")
+                                     .values(status="retry", attempts=0, next_attempt_at=utcnow(),
+                                             updated_at=utcnow())
+                                     .execution_options(synchronize_session=False)).rowcount
+                    outcome[item_id] = "requeued" if done == 1 else "not dead (changed meanwhile)"
+        requeued = [i for i, o in outcome.items() if o == "requeued"]
+        if requeued:
+            logger.info("outbox rows %s requeued for another round of attempts", requeued)
+        return outcome
+
     async def begin(self, *args, **kwargs) -> Optional[int]:
         return await self.db.run(self.begin_sync, *args, **kwargs)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable, Dict, Optional, Set
 
+from bot.ops.logs import correlation, correlation_of
+from bot.ops.metrics import TURN_SECONDS
 from bot.wecom.inbox import Inbox, InboxItem
 
 logger = logging.getLogger(__name__)
@@ -68,25 +71,38 @@ class Dispatcher:
                     self._again.discard(sender_id)
                     continue
                 return
-            heartbeat = asyncio.ensure_future(self._renew_lease(item.id))
-            try:
-                status = await asyncio.wait_for(self.handle(item), self.timeout_s)
-            except asyncio.CancelledError:
-                await asyncio.shield(self.inbox.release(item.id, "cancelled (shutdown)"))
-                raise
-            except Exception as exc:
-                logger.exception("handling inbox row %s (%s) failed", item.id, item.kind)
-                outcome = await self.inbox.release(item.id, f"{type(exc).__name__}: {exc}")
-                if outcome == "failed" and self.on_failed is not None:
-                    try:
-                        await self.on_failed(item, str(exc))
-                    except Exception:
-                        logger.exception("on_failed for inbox row %s failed", item.id)
-                    continue  # the failed row no longer blocks this sender
-                return  # leave it for the sweep: no hot retry loop
-            finally:
-                heartbeat.cancel()
-            await self.inbox.finish(item.id, status or "done")
+            with correlation(correlation_of(item.dedupe_key, item.payload)):
+                if not await self._work_item(item):
+                    return
+
+    async def _work_item(self, item: InboxItem) -> bool:
+        """Handle one claimed row; False when this sender's worker should stop for now."""
+        started = time.perf_counter()
+        heartbeat = asyncio.ensure_future(self._renew_lease(item.id))
+        try:
+            status = await asyncio.wait_for(self.handle(item), self.timeout_s)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.inbox.release(item.id, "cancelled (shutdown)"))
+            raise
+        except Exception as exc:
+            TURN_SECONDS.labels(item.surface, "error").observe(time.perf_counter() - started)
+            logger.exception("handling inbox row %s (%s) failed", item.id, item.kind)
+            outcome = await self.inbox.release(item.id, f"{type(exc).__name__}: {exc}")
+            if outcome == "failed" and self.on_failed is not None:
+                try:
+                    await self.on_failed(item, str(exc))
+                except Exception:
+                    logger.exception("on_failed for inbox row %s failed", item.id)
+                return True  # the failed row no longer blocks this sender
+            return False  # leave it for the sweep: no hot retry loop
+        finally:
+            heartbeat.cancel()
+        elapsed = time.perf_counter() - started
+        TURN_SECONDS.labels(item.surface, status or "done").observe(elapsed)
+        await self.inbox.finish(item.id, status or "done")
+        logger.info("inbox row %s of %s handled (%s) in %.0f ms", item.id, item.sender_id,
+                    status or "done", elapsed * 1000)
+        return True
 
     async def _renew_lease(self, item_id: int) -> None:
         every = max(0.05, self.inbox.lease_s / 3)

@@ -221,3 +221,14 @@ async def test_the_answer_in_conversation_is_taken_before_rasa(demo):
     assert forwarded == ["请问早餐几点", "8"]  # the second score goes to the bot: answered once
     assert len(said) == 1 and "7分" in said[0][1]
     assert [f.score for f in CRMStore(demo).feedback("demo-chen")] == [7]
+
+
+async def test_the_pipl_copy_lists_what_marketing_sent(demo):
+    from bot.audit import Staff
+    from bot.guest_export import export_guest
+
+    await build(demo, Messenger()).run(now=at(3, 10))
+    exported = export_guest(CRMStore(demo), "demo-lin", staff=Staff("cli", "dpo"))
+    touchpoints = exported["marketing"]["touchpoints"]
+    assert [(t["kind"], t["status"]) for t in touchpoints] == [("t_minus_3", "sent")]
+    assert "紧急联系" in touchpoints[0]["text"] and exported["marketing"]["campaigns"] == []

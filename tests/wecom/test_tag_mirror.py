@@ -105,8 +105,9 @@ async def test_preference_flow_mirrors_through_the_sandbox_via_the_contacts_owne
         store.close()
     assert env.state.tags == [{"userid": "advisor_li", "external_userid": "wm_x",
                                "add_tag": ["etSANDBOX_purpose_honeymoon"], "remove_tag": []}]
-    looked_up = [c["query"]["external_userid"]
-                 for c in await env.calls("/cgi-bin/externalcontact/get")]
+    looked_up = [c["query"]["external_userid"]  # answered calls (a stale shared token is
+                 for c in await env.calls("/cgi-bin/externalcontact/get")  # refreshed and retried)
+                 if c.get("errcode") in (0, 84061)]
     assert looked_up == ["wm_x", "wm_kf_only"]
     check = CRMStore(crm_url)
     assert [t.value for t in check.tags("kf:wm_kf_only")] == ["潜水"]  # kept in the CRM
