@@ -93,7 +93,9 @@ def test_three_failures_lock_and_never_reveal_existence(store, linker):
     assert (unknown.outcome, unknown.failures_left) == ("mismatch", 1)
     assert wrong_existing.profile_sender_id is None and unknown.profile_sender_id is None
     third = linker.attempt("kf:x", Claim("phone", "13800138000"), "ref:NOPE")
-    assert third.outcome == "locked" and linker.locked_until("kf:x") is not None
+    # The third failure locks linking for LOCK_MINUTES from now, and says until when.
+    assert third.outcome == "locked"
+    assert third.locked_until == linker.locked_until("kf:x") == clock[0] + linker.lock
     # Even the right answer is refused while locked; after the lock it works.
     assert linker.attempt("kf:x", Claim("booking", "HT20261205A"), "last4:8000").outcome == \
         "locked"
