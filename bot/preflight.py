@@ -15,7 +15,7 @@ run` works on a fresh clone with no configuration.
 Other features register what they need checked without editing this file's logic: add the
 module's dotted path to `PREFLIGHT_MODULES`; the module may define
 
-    PREFLIGHT_SECRETS = [Secret("CONSOLE_SESSION_SECRET", "the console's session secret",
+    PREFLIGHT_SECRETS = [Secret("CONSOLE_SECRET", "the console's session secret",
                                 lambda s: s.console_session_secret)]
     def preflight_checks(settings) -> Iterable[str]: ...   # extra problems, as sentences
 
