@@ -595,8 +595,10 @@ class CampaignService:
         created = [t for t in tasks if t.msgid]
         if not created:
             return set()
+        # The window is WeCom's longest (one month) from the first task, as both sides stamped
+        # it: capping it at the service clock broke whenever that clock lagged the database's.
         start = int(min(_aware(t.created_at) for t in created).timestamp()) - 60
-        end = min(start + 30 * 86400, int(self.clock().timestamp()) + 60)
+        end = start + 30 * 86400
         found = await self.wecom.list_v2(chat_type=campaign["surface"], start_time=start,
                                          end_time=end)
         return {row.get("msgid") for row in found}
