@@ -3,6 +3,7 @@ needs one skips with a reason when it is absent, and fails instead when `CI` is 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 
@@ -67,3 +68,26 @@ def pg_database_url():
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory):
+    """A SQLite CRM migrated once per session; `db_url` gives each test its own copy (running
+    every migration per test is slow)."""
+    from bot.crm.db import upgrade
+
+    path = tmp_path_factory.mktemp("migrated_template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def db_url(monkeypatch, tmp_path, migrated_template):
+    """This test's own migrated SQLite CRM, also set as DATABASE_URL. (tests/crm and
+    tests/paging define their own, run on SQLite and PostgreSQL.)"""
+    target = tmp_path / "crm.db"
+    shutil.copyfile(migrated_template, target)
+    url = f"sqlite:///{target}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    return url

@@ -263,14 +263,11 @@ async def conversation_fragment(request: web.Request) -> web.StreamResponse:
     if isinstance(clock, web.Response):
         return clock
 
-    async def read() -> list[dict]:
-        return await deps.rasa.conversation(clock.sender_id)
-
     try:
         await asyncio.to_thread(deps.crm.record_audit, f"console:{member_of(request).userid}",
                                 "console.conversation", "guest", clock.sender_id,
                                 {"case": clock.id})
-        turns, problem = await read(), None
+        turns, problem = await deps.rasa.conversation(clock.sender_id), None
     except RasaUnavailable as exc:
         turns, problem = [], f"暂时读不到对话记录（{exc}）"
     except StoreUnavailable as exc:

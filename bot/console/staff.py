@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Union
 
-import yaml
-
 from bot.access import StaffAccess
 from bot.paging.policy import Policy
+from bot.yamlfile import read_yaml
 
 ADVISOR, SUPERVISOR, MARKETER, ADMIN = "advisor", "supervisor", "marketer", "admin"
 ROLES = (ADVISOR, SUPERVISOR, MARKETER, ADMIN)
@@ -68,10 +67,7 @@ def load_staff_file(path: Union[str, Path]) -> dict[str, tuple[str, frozenset]]:
     path = Path(path)
     if not path.exists():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise StaffFileError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, StaffFileError) or {}
     problems, found = [], {}
     entries = data.get("staff") if isinstance(data, dict) else None
     if not isinstance(entries, list):

@@ -170,17 +170,10 @@ def _segment_count(args) -> int:
 
 @_guarded
 def _campaign_create(args) -> int:
-    import yaml
-
     from bot.marketing.campaigns import CampaignError
+    from bot.yamlfile import read_yaml
 
-    try:
-        with open(args.file, encoding="utf-8") as fh:
-            spec = yaml.safe_load(fh)
-    except OSError as exc:
-        raise CampaignError(f"cannot read {args.file}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise CampaignError(f"{args.file}: not valid YAML ({exc})") from None
+    spec = read_yaml(args.file, CampaignError)
     m = _build(args, wecom=False)
     campaign_id = m.campaigns.create(spec, actor=args.actor)
     if args.json:

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import yaml
-
 from bot.crm.store import CHINA_TZ
 from bot.settings import PROJECT_ROOT
+from bot.yamlfile import read_yaml
 
 DEFAULT_POLICY_FILE = PROJECT_ROOT / "data" / "marketing" / "policy.yml"
 CAP_PERIODS = ("month", "week", "day")
@@ -160,11 +159,4 @@ def load_policy(path: Path | str | None = None) -> MarketingPolicy:
         from bot.settings import get_settings
 
         path = get_settings().marketing_policy_file
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise PolicyError(f"cannot read marketing policy {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_policy(data, str(path))
+    return parse_policy(read_yaml(path, PolicyError), str(path))

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Optional
 from bot.crm.models import TIERS
 from bot.marketing.facts import GuestFacts
 from bot.marketing.policy import MarketingPolicy
+from bot.yamlfile import read_yaml
 
 SCENARIOS = {"business": {"商务"}, "leisure": {"度假", "纪念日"}, "meeting": {"会议"},
              "family": {"亲子"}, "honeymoon": {"蜜月"}}
@@ -346,15 +347,7 @@ def describe(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> dict:
 
 
 def load_segment_file(path) -> Segment:
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise SegmentError(f"cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SegmentError(f"{path}: not valid YAML ({exc})") from exc
+    data = read_yaml(path, SegmentError)
     if isinstance(data, dict) and "segment" in data:
         data = data["segment"]
     return parse_segment(data)

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import select, text as sql_text
 from sqlalchemy.engine import Engine
@@ -39,6 +38,7 @@ from bot.marketing.models import MassSend, TouchpointRun, TouchpointSetting
 from bot.marketing.policy import MarketingPolicy
 from bot.marketing.segments import lifecycle
 from bot.marketing.templates import _cn_date
+from bot.yamlfile import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,7 @@ def load_sequences(path: Path | str | None = None) -> Sequences:
         from bot.settings import get_settings
 
         path = get_settings().touchpoints_file
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise TouchpointConfigError(f"cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise TouchpointConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_sequences(data, str(path))
+    return parse_sequences(read_yaml(path, TouchpointConfigError), str(path))
 
 
 @dataclass

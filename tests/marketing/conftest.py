@@ -3,12 +3,11 @@ policy with knobs, and the WeCom sandbox with marketing built on it."""
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import aiohttp
 import pytest
 
-from bot.crm.db import make_engine, upgrade
+from bot.crm.db import make_engine
 from bot.crm.demo import load_demo
 from bot.crm.store import CHINA_TZ
 from bot.marketing.policy import Cap, MarketingPolicy
@@ -32,23 +31,6 @@ class Clock:
 
     def __call__(self) -> dt.datetime:
         return self.now
-
-
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory):
-    path = tmp_path_factory.mktemp("marketing_template") / "template.db"
-    upgrade(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def db_url(monkeypatch, tmp_path, migrated_template):
-    target = tmp_path / "crm.db"
-    shutil.copyfile(migrated_template, target)
-    url = f"sqlite:///{target}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
-    return url
 
 
 @pytest.fixture

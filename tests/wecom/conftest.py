@@ -3,34 +3,14 @@ port as the WeCom API, and the connector served by Sanic with a fake Rasa behind
 from __future__ import annotations
 
 import asyncio
-import shutil
 from dataclasses import dataclass, field
 from typing import Any, List
 
 import aiohttp
 import pytest
 
-from bot.crm.db import upgrade
 from bot.settings import get_settings
 from tests.wecom.helpers import FakeRasa, free_port, run_sandbox, run_sanic, sandbox_calls
-
-
-@pytest.fixture(scope="session")
-def migrated_template(tmp_path_factory):
-    """Migrate once; each test gets a copy (running every migration per test is slow)."""
-    path = tmp_path_factory.mktemp("wecom_template") / "template.db"
-    upgrade(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def db_url(monkeypatch, tmp_path, migrated_template):
-    target = tmp_path / "wecom.db"
-    shutil.copyfile(migrated_template, target)
-    url = f"sqlite:///{target}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
-    return url
 
 
 @pytest.fixture
