@@ -8,6 +8,7 @@ every request, so taking someone off the roster ends their access at once.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Awaitable, Callable, Optional
@@ -171,8 +172,6 @@ def _signed_in(request: web.Request, member: StaffMember, how: str,
 
 async def _audit_sign_in(deps: ConsoleDeps, userid: str, how: str, subject_type: Optional[str],
                          subject_id: Optional[str]) -> None:
-    import asyncio
-
     await asyncio.to_thread(deps.crm.record_audit, f"console:{userid}", "console.sign_in",
                             subject_type, subject_id, {"how": how})
 
@@ -227,8 +226,6 @@ async def login_link_page(request: web.Request) -> web.StreamResponse:
 
 
 async def login_link_use(request: web.Request) -> web.StreamResponse:
-    import asyncio
-
     deps = deps_of(request)
     token = (await request.post()).get("token") or ""
 

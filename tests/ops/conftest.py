@@ -1,2 +1,3 @@
-"""The WeCom test fixtures (a migrated SQLite database, the sandbox as WeCom) for the ops tests."""
-from tests.wecom.conftest import connector, database, db_url, env, migrated_template  # noqa: F401
+"""The WeCom test fixtures (the sandbox as WeCom, the connector) for the ops tests; the migrated
+SQLite database comes from tests/conftest.py."""
+from tests.wecom.conftest import connector, database, env  # noqa: F401

@@ -10,8 +10,9 @@ import aiohttp
 from bot.actions_main import action_call_of, instrument_action_server
 from bot.rasa_main import add_ops_to_rasa_app
 from bot.wecom.db import get_engine
-from tests.ops.helpers import parse, sample, serve_sanic
+from tests.ops.helpers import parse, sample
 from tests.ops.test_logs import capture_json, lines_of
+from tests.wecom.helpers import serve_sanic
 
 
 class ReadyAgent:

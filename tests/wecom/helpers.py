@@ -38,24 +38,38 @@ async def run_sandbox(port: Optional[int] = None, **state_kwargs):
 
 
 @contextlib.asynccontextmanager
-async def run_sanic(channel, on_new_message, port: Optional[int] = None):
-    """Mount the channel's blueprint like Rasa does (/webhooks/wecom) and serve it."""
+async def serve_sanic(app_factory, port: Optional[int] = None):
+    """Serve the Sanic app `app_factory(unique_name)` builds on a loopback port; yields
+    (app, base URL)."""
     from sanic import Sanic
 
     Sanic.test_mode = True  # lets several apps start in one process (Sanic's touch-up re-runs)
     port = port or free_port()
-    app = Sanic(f"wecom_test_{uuid.uuid4().hex[:8]}")
+    app = app_factory(f"test_{uuid.uuid4().hex[:8]}")
     app.config.ACCESS_LOG = False
-    app.blueprint(channel.blueprint(on_new_message), url_prefix="/webhooks/wecom")
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
                                      access_log=False)
     await server.startup()
     await server.before_start()
     await server.after_start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield app, f"http://127.0.0.1:{port}"
     finally:
         await stop_sanic(server)
+
+
+@contextlib.asynccontextmanager
+async def run_sanic(channel, on_new_message, port: Optional[int] = None):
+    """Mount the channel's blueprint like Rasa does (/webhooks/wecom) and serve it."""
+    from sanic import Sanic
+
+    def build(name: str):
+        app = Sanic(name)
+        app.blueprint(channel.blueprint(on_new_message), url_prefix="/webhooks/wecom")
+        return app
+
+    async with serve_sanic(build, port) as (_, url):
+        yield url
 
 
 async def stop_sanic(server) -> None:
