@@ -62,6 +62,7 @@ from bot.wecom.messages import (
     utf8_len,
 )
 from bot.wecom.pipeline import Dispatcher
+from bot.wecom.sender import SenderId, kf_sender
 from bot.wecom.services import WeComServices, set_services
 
 logger = logging.getLogger(__name__)
@@ -204,16 +205,17 @@ class RoutingOutput(WeComOutput):
         self.buffering = False
 
     async def deliver(self, recipient_id: Text, messages: List[Dict[str, Any]]) -> None:
-        if recipient_id.startswith("kf:"):
-            external_userid = recipient_id[3:]
+        sender = SenderId.parse(recipient_id)
+        if sender.is_kf:
+            external_userid = sender.local
             open_kfid = await self.s.kf.last_open_kfid(external_userid)
             if not open_kfid:
                 logger.warning("no 微信客服 account known for %s: message not sent", recipient_id)
                 return
             await KfOutput(self.s, open_kfid, external_userid, self.next_key()).deliver(recipient_id, messages)
-        elif recipient_id.startswith("wecom:"):
-            userid = recipient_id[6:]
-            if userid.startswith(("wm", "wo")):  # an external contact: privately, via 微信客服
+        elif sender.is_wecom:
+            userid = sender.local
+            if sender.is_external_contact:  # a guest: privately, via 微信客服
                 _, plain = group_privacy.split_private(messages)
                 rest = [m for m in messages if not group_privacy.is_private(m)] + plain
                 if await deliver_privately(self.s, recipient_id, rest, self.next_key()):
@@ -239,7 +241,7 @@ async def deliver_privately(services, recipient_id: Text, messages: List[Dict[st
     if not open_kfid:
         return False
     out = KfOutput(services, open_kfid, external_userid, f"{reply_key}:private")
-    await out.deliver(f"kf:{external_userid}", messages)
+    await out.deliver(kf_sender(external_userid), messages)
     return bool(out.delivered) and all(d.get("status") in ("sent", "duplicate", "deferred", "retry")
                                        for d in out.delivered)
 
@@ -361,7 +363,9 @@ class WeComInput(InputChannel):
 
     def __init__(self, credentials: Optional[Dict[str, Any]] = None, *, config: Optional[WeComConfig] = None,
                  services: Optional[WeComServices] = None, guest_resolver: Optional[GuestResolver] = None,
-                 sweep_interval_s: float = 10.0) -> None:
+                 sweep_interval_s: float = 10.0, app_router: Optional[app_mod.AppCommandRouter] = None) -> None:
+        # The advisors' commands (paging); the composition root owns the router.
+        self.app_router = app_router if app_router is not None else app_mod.AppCommandRouter()
         self.credentials = dict(credentials or {})
         self.config = config or (services.config if services else WeComConfig.load(self.credentials))
         self._services = services
@@ -641,7 +645,7 @@ class WeComInput(InputChannel):
 
     async def _handle_app(self, item: InboxItem) -> str:
         message = app_mod.app_message_from_payload(item.payload)
-        if await app_mod.dispatch_app_message(message):
+        if await self.app_router.dispatch(message):
             return "done"
         if item.kind.startswith("event:"):
             return "ignored"  # enter_agent, menu views...: nothing to say

@@ -61,7 +61,6 @@ def guest_hook(service, forward: Callable[[UserMessage], Awaitable[Any]]):
 def attach(app, service=None) -> Optional[object]:
     """Install the handler and the hook on the app's WeCom channel; returns the service."""
     from bot.paging.runtime import build_service
-    from bot.wecom.app import register_app_handler
 
     channels = getattr(app.ctx, "input_channels", None) or []
     wecom = next((c for c in channels if c.name() == WECOM_CHANNEL), None)
@@ -74,7 +73,7 @@ def attach(app, service=None) -> Optional[object]:
         except Exception as exc:
             log.error("advisors' paging commands are OFF: %s", exc)
             return None
-    register_app_handler(service.on_app_message)
+    wecom.app_router.add(service.on_app_message)
     current = getattr(wecom, "on_new_message", None)
     if current is not None and not getattr(current, "paging_hook", False):
         wecom.on_new_message = guest_hook(service, current)

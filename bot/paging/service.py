@@ -46,6 +46,7 @@ from bot.paging.pager import Messenger, guest_text
 from bot.paging.policy import Policy, format_duration
 from bot.paging.store import ClockDTO, ClockNotFound, PagingStore
 from bot.paging.worker import PagingWorker, utcnow
+from bot.wecom.sender import SenderId
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +372,7 @@ class PagingService:
         return f"已备注 #{clock.id}。"
 
     async def _reply(self, userid: str, clock: ClockDTO, command: Command) -> str:
-        if (_surface.get() != "console" and clock.sender_id.startswith("kf:")
+        if (_surface.get() != "console" and SenderId.parse(clock.sender_id).is_kf
                 and clock.takeover_userid and clock.handed_back_at is None):
             return "该客人正由您在微信客服中接待，请直接在微信客服里回复。"
         try:
@@ -537,7 +538,7 @@ class PagingService:
         """While an advisor has taken over (bot paused), what the guest writes goes to them in the
         app too (微信客服 guests excepted: the advisor sees those in 微信客服 itself)."""
         clock = await asyncio.to_thread(self.store.active_takeover, sender_id)
-        if clock is None or sender_id.startswith("kf:"):
+        if clock is None or SenderId.parse(sender_id).is_kf:
             return False
         await self.messenger.app_text(
             clock.takeover_userid,

@@ -1,9 +1,9 @@
 """The self-built app (自建应用): advisors' messages in, pages and notices out.
 
-Inbound staff messages are handed to whoever registered with `register_app_handler` (the paging
-code: "ack 123", "接管", ...). A handler gets an `AppMessage` and returns True when it handled it;
-if none does, the advisor gets a short notice. A handler that raises leaves the message in the
-inbox for a retry.
+Inbound staff messages are offered to the `AppCommandRouter` the process' composition root gave
+the channel (the paging commands: "接单 123", "接管", ...). A handler gets an `AppMessage` and
+returns True when it handled it; if none does, the advisor gets a short notice. A handler that
+raises leaves the message in the inbox for a retry.
 
 Outbound: `send_app_text` / `send_app_textcard` (message/send) with WeCom's per-member limits
 (30/min, 1000/h per app: beyond that WeCom silently drops, so we hold back instead).
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Union
 
 from wechatpy.enterprise import parse_message
 
@@ -21,6 +20,8 @@ from bot.wecom.client import SendResult
 from bot.wecom.dedupe import xml_callback_key
 from bot.wecom.errors import MalformedCallback
 from bot.wecom.inbox import Inbound
+from bot.wecom.protocol import AppMessage, Kind, KindClass
+from bot.wecom.sender import wecom_sender
 from bot.wecom.messages import (
     APP_TEXT_MAX_BYTES,
     TEXTCARD_DESC_MAX_BYTES,
@@ -32,58 +33,42 @@ from bot.wecom.messages import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AppMessage:
-    """What an app handler receives."""
-
-    userid: str
-    msgtype: str  # text, image, voice, location, link, event, ...
-    text: Optional[str] = None
-    event: Optional[str] = None  # e.g. click, enter_agent, template_card_event
-    event_key: Optional[str] = None
-    agent_id: Optional[str] = None
-    msgid: Optional[str] = None
-    create_time: Optional[int] = None
-    raw: Dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def sender_id(self) -> str:
-        return sender_id_for(self.userid)
-
-
 AppHandler = Callable[[AppMessage], Union[bool, None, Awaitable[Optional[bool]]]]
-_handlers: List[AppHandler] = []
 
 
-def register_app_handler(handler: AppHandler) -> AppHandler:
-    """Register a callable (sync or async) for staff messages; usable as a decorator."""
-    if handler not in _handlers:
-        _handlers.append(handler)
-    return handler
+class AppCommandRouter:
+    """Advisors' messages offered to each command handler in turn (the paging commands: 接单,
+    接管, ...). The process' composition root builds one and hands it to the WeCom channel; a
+    handler returns True when it handled the message."""
 
+    def __init__(self, handlers: Iterable[AppHandler] = ()) -> None:
+        self._handlers: List[AppHandler] = list(handlers)
 
-def unregister_app_handler(handler: AppHandler) -> None:
-    if handler in _handlers:
-        _handlers.remove(handler)
+    def add(self, handler: AppHandler) -> AppHandler:
+        if handler not in self._handlers:
+            self._handlers.append(handler)
+        return handler
 
+    def remove(self, handler: AppHandler) -> None:
+        if handler in self._handlers:
+            self._handlers.remove(handler)
 
-def app_handlers() -> List[AppHandler]:
-    return list(_handlers)
+    def __len__(self) -> int:
+        return len(self._handlers)
 
-
-async def dispatch_app_message(message: AppMessage) -> bool:
-    """Offer the message to each handler in order; True once one of them handled it."""
-    for handler in list(_handlers):
-        result = handler(message)
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return True
-    return False
+    async def dispatch(self, message: AppMessage) -> bool:
+        """True once a handler handled the message; a handler that raises leaves it for a retry."""
+        for handler in list(self._handlers):
+            result = handler(message)
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return True
+        return False
 
 
 def sender_id_for(userid: str) -> str:
-    return f"wecom:{userid}"
+    return wecom_sender(userid)
 
 
 def normalize(xml_text: str, raw: Dict[str, Any]) -> Inbound:
@@ -96,33 +81,23 @@ def normalize(xml_text: str, raw: Dict[str, Any]) -> Inbound:
     if not userid:
         raise MalformedCallback("no FromUserName")
     msgtype = str(raw.get("MsgType") or getattr(msg, "type", "unknown")).lower()
-    payload: Dict[str, Any] = {
-        "surface": "app", "msgtype": msgtype, "userid": userid, "msgid": raw.get("MsgId"),
-        "agent_id": raw.get("AgentID"), "create_time": raw.get("CreateTime"), "raw": raw,
-    }
+    common = dict(userid=str(userid), msgtype=msgtype, msgid=raw.get("MsgId"), agent_id=raw.get("AgentID"),
+                  create_time=raw.get("CreateTime"), raw=raw)
     if msgtype == "text":
-        payload["text"] = str(raw.get("Content") or "")
-        kind = "text"
+        message = AppMessage(**common, text=str(raw.get("Content") or ""))
+        kind = Kind(KindClass.MESSAGE, "text")
     elif msgtype == "event":
-        payload["event"] = str(raw.get("Event") or "").lower()
-        payload["event_key"] = raw.get("EventKey")
-        kind = f"event:{payload['event'] or 'unknown'}"
+        event = str(raw.get("Event") or "").lower()
+        message = AppMessage(**common, event=event, event_key=raw.get("EventKey"))
+        kind = Kind.event(event or "unknown")
     else:
-        kind = msgtype
-    return Inbound(dedupe_key=xml_callback_key("app", raw), surface="app", sender_id=sender_id_for(userid),
-                   kind=kind[:32], payload=payload)
+        message = AppMessage(**common)
+        kind = Kind(KindClass.MESSAGE, msgtype)
+    return Inbound.of(xml_callback_key("app", raw), message, kind)
 
 
 def app_message_from_payload(payload: Dict[str, Any]) -> AppMessage:
-    create_time = payload.get("create_time")
-    try:
-        create_time = int(create_time) if create_time is not None else None
-    except (TypeError, ValueError):
-        create_time = None
-    return AppMessage(userid=payload.get("userid") or "", msgtype=payload.get("msgtype") or "unknown",
-                      text=payload.get("text"), event=payload.get("event"), event_key=payload.get("event_key"),
-                      agent_id=payload.get("agent_id"), msgid=payload.get("msgid"), create_time=create_time,
-                      raw=payload.get("raw") or {})
+    return AppMessage.from_payload(payload)
 
 
 class AppService:

@@ -21,6 +21,7 @@ from bot.ops.logs import correlation, correlation_of
 from bot.ops.metrics import MESSAGES_IN
 from bot.wecom.db import Database, aware, utcnow
 from bot.wecom.models import InboxMessage, KfCursor, KfQuota
+from bot.wecom.protocol import UNFINISHED, InboxStatus, Kind, SurfaceMessage, message_from_payload
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,17 @@ class Inbound:
     surface: str
     sender_id: str
     kind: str
-    payload: Dict[str, Any]
+    payload: Dict[str, Any]  # the stored form of `message`
+
+    @classmethod
+    def of(cls, dedupe_key: str, message: SurfaceMessage, kind: Kind,
+           sender: Optional[str] = None) -> "Inbound":
+        return cls(dedupe_key, message.surface.value, sender or str(message.sender), str(kind),
+                   message.to_payload())
+
+    @property
+    def message(self) -> SurfaceMessage:
+        return message_from_payload(self.surface, self.payload)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,15 @@ class InboxItem:
     payload: Dict[str, Any]
     status: str
     attempts: int
+
+    @property
+    def message(self) -> SurfaceMessage:
+        """The payload as its surface's typed message."""
+        return message_from_payload(self.surface, self.payload)
+
+    @property
+    def parsed_kind(self) -> Kind:
+        return Kind.parse(self.kind)
 
 
 def _stored(message: Inbound, row_id: int) -> None:
@@ -83,7 +103,7 @@ class Inbox:
                     return None
                 row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
                                    sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status="pending", attempts=0, received_at=utcnow())
+                                   status=InboxStatus.PENDING.value, attempts=0, received_at=utcnow())
                 s.add(row)
                 s.flush()
                 return row.id
@@ -116,7 +136,7 @@ class Inbox:
                 existing.add(message.dedupe_key)
                 row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
                                    sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status="pending", attempts=0, received_at=utcnow())
+                                   status=InboxStatus.PENDING.value, attempts=0, received_at=utcnow())
                 s.add(row)
                 rows.append((message, row))
             for external_userid, sent_at in guest_messages:
@@ -168,20 +188,20 @@ class Inbox:
             row = s.execute(
                 select(InboxMessage)
                 .where(InboxMessage.sender_id == sender_id,
-                       InboxMessage.status.in_(("pending", "processing")))
+                       InboxMessage.status.in_(UNFINISHED))
                 .order_by(InboxMessage.id).limit(1)
             ).scalar_one_or_none()
             if row is None:
                 return None
             lease = aware(row.lease_until)
-            if row.status == "processing" and lease is not None and lease > now:
+            if row.status == InboxStatus.PROCESSING.value and lease is not None and lease > now:
                 return None  # someone is on it; later rows wait for it (ordering)
             old_status = row.status
             result = s.execute(
                 update(InboxMessage)
                 .where(InboxMessage.id == row.id, InboxMessage.status == old_status,
                        InboxMessage.attempts == row.attempts)  # optimistic: one claimer wins
-                .values(status="processing", attempts=InboxMessage.attempts + 1,
+                .values(status=InboxStatus.PROCESSING.value, attempts=InboxMessage.attempts + 1,
                         lease_until=now + dt.timedelta(seconds=self.lease_s))
                 .execution_options(synchronize_session=False)
             )
@@ -191,7 +211,7 @@ class Inbox:
             s.refresh(row)
             return _item(row)
 
-    def finish_sync(self, item_id: int, status: str = "done", error: Optional[str] = None) -> None:
+    def finish_sync(self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None) -> None:
         with self.db.session() as s:
             s.execute(update(InboxMessage).where(InboxMessage.id == item_id)
                       .values(status=status, processed_at=utcnow(), lease_until=None, error=error)
@@ -201,7 +221,8 @@ class Inbox:
         """Extend the lease of a row still being processed (heartbeat); False if it was lost."""
         with self.db.session() as s:
             result = s.execute(update(InboxMessage)
-                               .where(InboxMessage.id == item_id, InboxMessage.status == "processing")
+                               .where(InboxMessage.id == item_id,
+                                      InboxMessage.status == InboxStatus.PROCESSING.value)
                                .values(lease_until=utcnow() + dt.timedelta(seconds=self.lease_s))
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
@@ -212,10 +233,11 @@ class Inbox:
             row = s.get(InboxMessage, item_id)
             if row is None:
                 return "missing"
-            row.status = "failed" if row.attempts >= self.max_attempts else "pending"
+            failed = row.attempts >= self.max_attempts
+            row.status = (InboxStatus.FAILED if failed else InboxStatus.PENDING).value
             row.lease_until = None
             row.error = (error or "")[:2000]
-            if row.status == "failed":
+            if failed:
                 row.processed_at = utcnow()
             return row.status
 
@@ -224,8 +246,8 @@ class Inbox:
         with self.db.session() as s:
             rows = s.execute(
                 select(InboxMessage.sender_id, InboxMessage.id)
-                .where(or_(InboxMessage.status == "pending",
-                           and_(InboxMessage.status == "processing",
+                .where(or_(InboxMessage.status == InboxStatus.PENDING.value,
+                           and_(InboxMessage.status == InboxStatus.PROCESSING.value,
                                 or_(InboxMessage.lease_until.is_(None), InboxMessage.lease_until < now))))
                 .order_by(InboxMessage.id)
             ).all()
@@ -238,8 +260,9 @@ class Inbox:
         """The guest recalled a message: skip it if it has not been handled yet."""
         with self.db.session() as s:
             result = s.execute(update(InboxMessage)
-                               .where(InboxMessage.dedupe_key == dedupe_key, InboxMessage.status == "pending")
-                               .values(status="recalled", processed_at=utcnow())
+                               .where(InboxMessage.dedupe_key == dedupe_key,
+                                      InboxMessage.status == InboxStatus.PENDING.value)
+                               .values(status=InboxStatus.RECALLED.value, processed_at=utcnow())
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
 
@@ -281,7 +304,7 @@ class Inbox:
     async def claim(self, sender_id: str) -> Optional[InboxItem]:
         return await self.db.run(self.claim_sync, sender_id)
 
-    async def finish(self, item_id: int, status: str = "done", error: Optional[str] = None) -> None:
+    async def finish(self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None) -> None:
         await self.db.run(self.finish_sync, item_id, status, error)
 
     async def renew(self, item_id: int) -> bool:

@@ -29,7 +29,6 @@ from bot.paging.service import PagingService
 from bot.paging.store import PagingStore
 from bot.paging.worker import PagingWorker
 from bot.settings import get_settings
-from bot.wecom import app as app_mod
 from tests.paging.conftest import FakeClock
 from tests.wecom.helpers import free_port, kf_texts, post_json, run_sandbox, run_sanic, sandbox_calls
 
@@ -202,7 +201,6 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
                 assert {"sla.acknowledge", "sla.take_over", "sla.hand_back", "sla.resolve",
                         "sla.rating"} <= actions
         finally:
-            app_mod.unregister_app_handler(service.on_app_message)
             await services.close()
             await runner.cleanup()
             store.close()

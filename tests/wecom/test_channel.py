@@ -55,27 +55,24 @@ async def test_tencent_sample_verification_and_message_through_the_http_route(en
     credentials = {"corp_id": sample["corp_id"], "app_token": sample["token"],
                    "app_aes_key": sample["encoding_aes_key"], "max_clock_skew_s": "none"}
     config = WeComConfig.load(credentials)
-    channel = WeComInput(credentials, services=env.services(config=config), sweep_interval_s=0)
     got = []
 
     async def handler(message):
         got.append(message)
         return True
 
-    app_mod.register_app_handler(handler)
-    try:
-        async with run_sanic(channel, FakeRasa()) as url:
-            v = sample["verify_url"]
-            params = {k: v[k] for k in ("msg_signature", "timestamp", "nonce", "echostr")}
-            async with env.http.get(f"{url}/webhooks/wecom/app", params=params) as resp:
-                assert (resp.status, await resp.text()) == (200, v["reply"])
-            m = sample["message"]
-            params = {k: m[k] for k in ("msg_signature", "timestamp", "nonce")}
-            async with env.http.post(f"{url}/webhooks/wecom/app", params=params, data=m["body"].encode()) as resp:
-                assert (resp.status, await resp.text()) == (200, "")
-            await channel.wait_idle()
-    finally:
-        app_mod.unregister_app_handler(handler)
+    channel = WeComInput(credentials, services=env.services(config=config), sweep_interval_s=0,
+                         app_router=app_mod.AppCommandRouter([handler]))
+    async with run_sanic(channel, FakeRasa()) as url:
+        v = sample["verify_url"]
+        params = {k: v[k] for k in ("msg_signature", "timestamp", "nonce", "echostr")}
+        async with env.http.get(f"{url}/webhooks/wecom/app", params=params) as resp:
+            assert (resp.status, await resp.text()) == (200, v["reply"])
+        m = sample["message"]
+        params = {k: m[k] for k in ("msg_signature", "timestamp", "nonce")}
+        async with env.http.post(f"{url}/webhooks/wecom/app", params=params, data=m["body"].encode()) as resp:
+            assert (resp.status, await resp.text()) == (200, "")
+        await channel.wait_idle()
     assert [(g.userid, g.text, g.msgid) for g in got] == [("mycreate", "hello", "4561255354251345929")]
 
 
@@ -515,20 +512,17 @@ async def test_enter_chat_is_welcomed_in_the_http_answer(connector):
 
 # ---- the self-built app ----------------------------------------------------------------------
 
-async def test_app_messages_go_to_registered_handlers(connector):
+async def test_app_messages_go_to_the_command_router(connector):
     seen = []
 
     def ack_handler(message):
         seen.append((message.userid, message.text))
         return message.text.startswith("ack")
 
-    app_mod.register_app_handler(ack_handler)
-    try:
-        await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "ack 42"})
-        await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "随便说说"})
-        await connector.idle()
-    finally:
-        app_mod.unregister_app_handler(ack_handler)
+    connector.channel.app_router.add(ack_handler)
+    await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "ack 42"})
+    await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "随便说说"})
+    await connector.idle()
     assert seen == [("advisor_li", "ack 42"), ("advisor_li", "随便说说")]
     sends = [c["body"] for c in await connector.env.calls() if c["path"] == "/cgi-bin/message/send"]
     assert [b["text"]["content"] for b in sends] == [REPLIES["app_unhandled"]]
