@@ -12,19 +12,19 @@ import logging
 import weakref
 from typing import Optional
 
-from bot.wecom.aibot import AibotService
-from bot.wecom.app import AppService
-from bot.wecom.client import WeComClient
+from bot.wecom.surfaces.aibot import AibotService
+from bot.wecom.surfaces.app import AppService
+from bot.wecom.api.client import WeComClient
 from bot.wecom.config import WeComConfig
 from bot.wecom.db import Database
 from bot.wecom.errors import INVALID_PARAMETER
 from bot.wecom.dedupe import make_deduper
-from bot.wecom.inbox import Inbox
-from bot.wecom.kf import KfService
-from bot.wecom.outbox import Outbox
-from bot.wecom.ratelimit import APP_MEMBER_LIMITS, ROBOT_LIMITS, make_limiter
+from bot.wecom.delivery.inbox import Inbox
+from bot.wecom.surfaces.kf import KfService
+from bot.wecom.delivery.outbox import Outbox
+from bot.wecom.api.ratelimit import APP_MEMBER_LIMITS, ROBOT_LIMITS, make_limiter
 from bot.wecom.redis_conn import get_redis
-from bot.wecom.token import default_store
+from bot.wecom.api.token import default_store
 
 logger = logging.getLogger(__name__)
 

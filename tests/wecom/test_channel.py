@@ -4,18 +4,16 @@ and every surface."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 
 import pytest
 
 from bot.crm.store import CRMStore
-from bot.wecom import app as app_mod
-from bot.wecom import kf as kf_mod
+from bot.wecom.surfaces import app as app_mod
+from bot.wecom.surfaces import kf as kf_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.crypto import CallbackCrypto
-from bot.wecom.inbox import Inbox
 from bot.wecom.messages import REPLIES, utf8_len
 from connectors.wecom import WeComInput
 from tests.wecom.fixtures import load_json
@@ -177,7 +175,7 @@ async def test_one_guests_messages_are_handled_in_order_guests_in_parallel(conne
 
 async def test_accepted_messages_survive_a_crash_before_processing(connector, env):
     channel = connector.channel
-    channel._ensure_dispatcher().kick = lambda sender_id: None  # "killed" right after the 200
+    channel.tasks.kinds.add("turn")  # "killed" right after the 200: no inbox worker starts
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第一条"})
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第二条"})
     await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "在吗"})
@@ -186,7 +184,7 @@ async def test_accepted_messages_survive_a_crash_before_processing(connector, en
     assert [r.status for r in channel.services.inbox.all_sync()] == ["pending"] * 3
 
     # a third callback is acknowledged, but the process dies before it even pulls the message
-    channel._spawn = lambda coro: coro.close()
+    channel.tasks.kinds.add("pull")
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第三条"})
 
     rasa2 = FakeRasa()
@@ -206,7 +204,7 @@ async def test_a_turn_rasa_finished_before_a_crash_is_answered_from_the_tracker_
     from rasa.shared.core.trackers import DialogueStateTracker
 
     channel = connector.channel
-    channel._ensure_dispatcher().kick = lambda sender_id: None
+    channel.tasks.kinds.add("turn")
     first = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "早餐几点"})
     second = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "谢谢"})
     await connector.idle()
@@ -239,7 +237,7 @@ async def test_a_retried_message_unknown_to_the_tracker_is_processed(connector, 
     from rasa.shared.core.domain import Domain
 
     channel = connector.channel
-    channel._ensure_dispatcher().kick = lambda sender_id: None
+    channel.tasks.kinds.add("turn")
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "几点退房"})
     await connector.idle()
     claimed = channel.services.inbox.claim_sync(f"kf:{GUEST}")
@@ -391,12 +389,11 @@ async def test_non_text_gets_a_chinese_reply(connector, msgtype, expect):
 
 async def test_a_recalled_message_is_not_answered(connector):
     channel = connector.channel
-    kick = channel._ensure_dispatcher().kick
-    channel.dispatcher.kick = lambda sender_id: None
+    channel.tasks.kinds.add("turn")
     sent = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "msgtype": "image"})
     await connector.post("/_sandbox/guest/kf/recall", {"external_userid": GUEST, "msgid": sent["msgid"]})
     await connector.idle()
-    channel.dispatcher.kick = kick
+    channel.tasks.kinds.discard("turn")
     await channel.sweep()
     await connector.idle()
     assert kf_texts(await connector.env.calls()) == []
@@ -530,7 +527,7 @@ async def test_app_messages_go_to_the_command_router(connector):
 
 
 async def test_public_send_functions(connector):
-    from bot.wecom.app import send_app_text, send_app_textcard
+    from bot.wecom.surfaces.app import send_app_text, send_app_textcard
     from bot.wecom.externalcontact import add_msg_template, mark_tag, send_group_robot
 
     s = connector.channel.services

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from bot.wecom.outbox import Outbox
+from bot.wecom.delivery.outbox import Outbox
 
 
 def test_a_send_left_in_flight_by_a_dead_process_becomes_due_when_stale(database):

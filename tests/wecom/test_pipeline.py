@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.wecom.inbox import Inbound, Inbox
-from bot.wecom.pipeline import Dispatcher
+from bot.wecom.delivery.inbox import Inbound, Inbox
+from bot.wecom.delivery.pipeline import Dispatcher
 
 
 def msg(key, sender, text):

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from bot.wecom.token import AccessTokenProvider, MemoryTokenStore, RedisTokenStore, token_key
+from bot.wecom.api.token import AccessTokenProvider, MemoryTokenStore, RedisTokenStore, token_key
 from tests.conftest import REDIS_TEST_URL, require_service
 
 

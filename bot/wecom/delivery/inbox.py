@@ -25,7 +25,7 @@ from bot.wecom.protocol import UNFINISHED, InboxStatus, Kind, SurfaceMessage, me
 
 logger = logging.getLogger(__name__)
 
-# A claimed row is leased, and the lease renewed while the turn runs (bot.wecom.pipeline): if the
+# A claimed row is leased, and the lease renewed while the turn runs (bot.wecom.delivery.pipeline): if the
 # process dies, another (or the restarted one) can take the row over once the lease ran out.
 # Short, so a restart resumes within seconds rather than minutes.
 DEFAULT_LEASE_S = 30

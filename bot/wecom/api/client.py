@@ -25,7 +25,7 @@ from bot.wecom.errors import (
     WeComAPIError,
 )
 from bot.ops.metrics import MESSAGES_OUT, TOKEN_REFRESHES, WECOM_ERRCODES
-from bot.wecom.token import AccessTokenProvider
+from bot.wecom.api.token import AccessTokenProvider
 
 logger = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from sqlalchemy import select
 
-from bot.wecom.client import SendResult
+from bot.wecom.api.client import SendResult
 from bot.wecom.dedupe import kf_message_key, kf_msgid_key, short_id
 from bot.wecom.errors import KF_QUOTA_EXHAUSTED, KF_SESSION_STATE_INVALID, TransportError, WeComAPIError
-from bot.wecom.inbox import Inbound
+from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.models import KfQuota
 from bot.wecom.db import aware, utcnow
 from bot.wecom.protocol import Event, KfMessage, Kind, KindClass

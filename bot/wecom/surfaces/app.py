@@ -16,10 +16,10 @@ from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Uni
 
 from wechatpy.enterprise import parse_message
 
-from bot.wecom.client import SendResult
+from bot.wecom.api.client import SendResult
 from bot.wecom.dedupe import xml_callback_key
 from bot.wecom.errors import MalformedCallback
-from bot.wecom.inbox import Inbound
+from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.protocol import AppMessage, Kind, KindClass
 from bot.wecom.sender import wecom_sender
 from bot.wecom.messages import (

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from bot.wecom.client import SendResult
+from bot.wecom.api.client import SendResult
 from bot.wecom.dedupe import aibot_key
-from bot.wecom.inbox import Inbound
+from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.messages import AIBOT_MARKDOWN_MAX_BYTES, strip_mentions, truncate_utf8
 from bot.wecom.protocol import AibotMessage, Kind, KindClass
 from bot.wecom.sender import wecom_sender

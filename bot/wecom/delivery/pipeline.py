@@ -15,7 +15,8 @@ from typing import Awaitable, Callable, Dict, Optional, Set
 
 from bot.ops.logs import correlation, correlation_of
 from bot.ops.metrics import TURN_SECONDS
-from bot.wecom.inbox import Inbox, InboxItem
+from bot.wecom.delivery.inbox import Inbox, InboxItem
+from bot.wecom.delivery.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ DEFAULT_HANDLE_TIMEOUT_S = 120.0
 class Dispatcher:
     def __init__(self, inbox: Inbox, handle: Handler, *,
                  on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None,
-                 timeout_s: Optional[float] = None, max_concurrency: int = 32) -> None:
+                 timeout_s: Optional[float] = None, max_concurrency: int = 32,
+                 tasks: Optional[BackgroundTasks] = None) -> None:
         self.inbox = inbox
+        self.tasks = tasks or BackgroundTasks()
         self._slots = asyncio.Semaphore(max_concurrency)  # a burst of senders must not swamp Rasa
         self.handle = handle
         self.on_failed = on_failed
@@ -49,7 +52,9 @@ class Dispatcher:
         if task is not None and not task.done():
             self._again.add(sender_id)
             return
-        task = asyncio.ensure_future(self._work(sender_id))
+        task = self.tasks.spawn(self._work(sender_id), "turn")
+        if task is None:  # dropped (a test's dead process)
+            return
         self._workers[sender_id] = task
         task.add_done_callback(lambda t, s=sender_id: self._done(s, t))
 

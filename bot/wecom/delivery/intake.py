@@ -23,13 +23,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from bot.wecom import aibot as aibot_mod
-from bot.wecom import app as app_mod
+from bot.wecom.surfaces import aibot as aibot_mod
+from bot.wecom.surfaces import app as app_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.crypto import CallbackCrypto, parse_xml
 from bot.wecom.dedupe import xml_callback_key
 from bot.wecom.errors import CallbackError, MalformedCallback
-from bot.wecom.inbox import Inbound
+from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.messages import REPLIES
 from bot.wecom.protocol import Event, Kind, KindClass, Surface
 from bot.wecom.sender import KF_SYSTEM
