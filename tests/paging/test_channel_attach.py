@@ -94,3 +94,34 @@ async def test_case_page_needs_the_signature_and_shows_the_case(crm, paging, pol
     assert "海鲜过敏" not in body
     [view] = crm.audit_entries(action="case.view")
     assert view.actor == "advisor:advisor_li" and view.detail["case"] == case.id
+
+
+async def test_the_paging_channel_serves_the_case_page_over_http(crm, paging, policy, messenger, clock,
+                                                                 make_worker):
+    import aiohttp
+    from sanic import Sanic
+
+    from bot.paging.links import CaseLinks
+    from bot.paging.service import PagingService
+    from connectors.paging import PagingChannel
+    from tests.paging.conftest import complaint, new_guest
+    from tests.wecom.helpers import serve_sanic
+
+    ticket = complaint(crm, new_guest(crm))
+    clock.set(ticket.created_at)
+    await make_worker().tick()
+    case = paging.clock_for("ticket", ticket.id)
+    channel = PagingChannel(CasePages(PagingService(paging, policy, messenger, crm=crm, clock=clock)))
+
+    def build(name):
+        app = Sanic(name)
+        app.blueprint(channel.blueprint(None), url_prefix="/webhooks/paging")
+        return app
+
+    sig = CaseLinks.from_settings().sign(case.id, "advisor_li")
+    async with serve_sanic(build) as (_, url), aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/webhooks/paging/cases/{case.id}", params={"sig": sig}) as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert f"#{case.id}" in await resp.text()
+        async with http.get(f"{url}/webhooks/paging/cases/{case.id}", params={"sig": "forged"}) as resp:
+            assert (resp.status, await resp.text()) == (403, "链接无效或已过期")
