@@ -125,8 +125,9 @@ class IntakeServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_request_bytes)  # larger: 413
-        app.on_startup.append(self._startup)
-        app.on_cleanup.append(self._cleanup)
+        # aiohttp 3.8 types its signal callbacks oddly: the ignores are for that, not for us.
+        app.on_startup.append(self._startup)  # type: ignore[arg-type]
+        app.on_cleanup.append(self._cleanup)  # type: ignore[arg-type]
         app.router.add_get("/webhooks/wecom/", self._health)
         app.router.add_get("/webhooks/wecom", self._health)
         for surface in SURFACES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 from bot.wecom.surfaces.aibot import AibotService
 from bot.wecom.surfaces.app import AppService
@@ -63,13 +63,13 @@ class WeComServices:
         for item in await self.outbox.due(limit):
             if not await self.outbox.claim_retry(item.id):
                 continue
-            limiter, keys = None, ()
+            limiter, keys = None, ()  # type: Any, Tuple[str, ...]
             if item.app == "kf":
                 client, auth = self.kf_client, True
             elif item.app == "app":
                 client, auth = self.app_client, True
                 limiter = self.app_limiter
-                keys = self.app._limiter_keys(str(item.body.get("touser") or ""))
+                keys = self.app.limiter_keys(str(item.body.get("touser") or ""))
             else:
                 client, auth = self.robot_client, False
                 if item.app == "robot":

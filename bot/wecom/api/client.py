@@ -153,7 +153,7 @@ class WeComClient:
             if errcode == 0:
                 return data
             WECOM_ERRCODES.labels(path.split("?", 1)[0], str(errcode)).inc()
-            if auth and token and errcode in TOKEN_ERRCODES and attempt == 0:
+            if auth and token and self.tokens is not None and errcode in TOKEN_ERRCODES and attempt == 0:
                 logger.info("WeCom %s answered %s: refreshing the %s token once", path, errcode, self.app)
                 await self.tokens.invalidate(token)
                 continue

@@ -54,8 +54,8 @@ def inbox_caller_allowed(presented: Optional[str], remote_ip: Optional[str],
     import ipaddress
 
     if token:
-        return bool(presented) and hmac.compare_digest(presented.encode("utf-8", "replace"),
-                                                       token.encode("utf-8"))
+        return presented is not None and hmac.compare_digest(presented.encode("utf-8", "replace"),
+                                                             token.encode("utf-8"))
     try:
         return ipaddress.ip_address((remote_ip or "").strip("[]")).is_loopback
     except ValueError:

@@ -81,7 +81,7 @@ class Outbox:
             row.status = status
             row.errcode = errcode
             row.errmsg = (errmsg or None) and errmsg[:2000]
-            row.next_attempt_at = utcnow() + dt.timedelta(seconds=retry_in_s) if status == "retry" else None
+            row.next_attempt_at = (utcnow() + dt.timedelta(seconds=retry_in_s or 0)) if status == "retry" else None
             if status == "dead":
                 logger.error("WeCom send %s to %s is dead after %s attempts: %s %s",
                              row.path, row.recipient, row.attempts, errcode, errmsg)

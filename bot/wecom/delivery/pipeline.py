@@ -9,6 +9,7 @@ to the guest) and the sweep retries it later.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Awaitable, Callable, Dict, Optional, Set
@@ -40,7 +41,7 @@ class Dispatcher:
         # The lease is renewed while a turn runs (a heartbeat), so the turn may outlive it; a hung
         # handler is stopped by this timeout instead.
         self.timeout_s = timeout_s if timeout_s is not None else DEFAULT_HANDLE_TIMEOUT_S
-        self._workers: Dict[str, asyncio.Task] = {}
+        self._workers: Dict[str, asyncio.Future] = {}
         self._again: Set[str] = set()
         self._closing = False
 
@@ -56,9 +57,9 @@ class Dispatcher:
         if task is None:  # dropped (a test's dead process)
             return
         self._workers[sender_id] = task
-        task.add_done_callback(lambda t, s=sender_id: self._done(s, t))
+        task.add_done_callback(functools.partial(self._done, sender_id))
 
-    def _done(self, sender_id: str, task: asyncio.Task) -> None:
+    def _done(self, sender_id: str, task: asyncio.Future) -> None:
         if self._workers.get(sender_id) is task:
             self._workers.pop(sender_id, None)
         if not task.cancelled() and task.exception() is not None:

@@ -45,21 +45,21 @@ def normalize(msg: Dict[str, Any], bot_name: Optional[str] = None) -> Optional[I
     msgtype = str(msg.get("msgtype") or "unknown")
     if msgtype == "stream":
         return None
-    sender = msg.get("from") if isinstance(msg.get("from"), dict) else {}
+    sender: Dict[str, Any] = msg["from"] if isinstance(msg.get("from"), dict) else {}
     userid = sender.get("userid")
     if not userid:
         raise ValueError("no from.userid")
     chattype = str(msg.get("chattype") or ("group" if msg.get("chatid") else "single"))
-    common = dict(msgtype=msgtype, msgid=msg.get("msgid"), userid=userid, chatid=msg.get("chatid"),
-                  chattype=chattype, aibotid=msg.get("aibotid"), response_url=msg.get("response_url"),
-                  raw=msg)
+    common: Dict[str, Any] = dict(msgtype=msgtype, msgid=msg.get("msgid"), userid=userid, chatid=msg.get("chatid"),
+                                  chattype=chattype, aibotid=msg.get("aibotid"),
+                                  response_url=msg.get("response_url"), raw=msg)
     text = _text_of(msg)
     if text is not None:
         clean, mentioned = strip_mentions(text, bot_name)
         message = AibotMessage(**common, text=clean, mentioned=mentioned or chattype != "group")
         kind = Kind(KindClass.MESSAGE, "text")
     elif msgtype == "event":
-        event = msg.get("event") if isinstance(msg.get("event"), dict) else {}
+        event: Dict[str, Any] = msg["event"] if isinstance(msg.get("event"), dict) else {}
         message = AibotMessage(**common, event=event)
         kind = Kind.event(event.get("eventtype") or "unknown")
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from wechatpy.enterprise import parse_message
 
@@ -81,8 +81,8 @@ def normalize(xml_text: str, raw: Dict[str, Any]) -> Inbound:
     if not userid:
         raise MalformedCallback("no FromUserName")
     msgtype = str(raw.get("MsgType") or getattr(msg, "type", "unknown")).lower()
-    common = dict(userid=str(userid), msgtype=msgtype, msgid=raw.get("MsgId"), agent_id=raw.get("AgentID"),
-                  create_time=raw.get("CreateTime"), raw=raw)
+    common: Dict[str, Any] = dict(userid=str(userid), msgtype=msgtype, msgid=raw.get("MsgId"), agent_id=raw.get("AgentID"),
+                                  create_time=raw.get("CreateTime"), raw=raw)
     if msgtype == "text":
         message = AppMessage(**common, text=str(raw.get("Content") or ""))
         kind = Kind(KindClass.MESSAGE, "text")
@@ -104,7 +104,7 @@ class AppService:
     def __init__(self, services) -> None:
         self.s = services
 
-    def _limiter_keys(self, touser: str) -> tuple:
+    def limiter_keys(self, touser: str) -> Tuple[str, ...]:
         agent = self.s.config.app_agent_id
         return tuple(f"app:{agent}:{u}" for u in touser.split("|") if u)
 
@@ -119,18 +119,17 @@ class AppService:
         body: Dict[str, Any] = {"touser": touser, "agentid": int(self.s.config.app_agent_id), **message}
         return await self.s.app_client.send(
             "/cgi-bin/message/send", body, recipient=sender_id_for(touser), dedupe_key=dedupe_key,
-            limiter=self.s.app_limiter, limiter_keys=self._limiter_keys(touser),
+            limiter=self.s.app_limiter, limiter_keys=self.limiter_keys(touser),
         )
 
     async def send_text(self, userid: str, text: str, *, dedupe_key: Optional[str] = None) -> SendResult:
         parts = split_utf8(text, APP_TEXT_MAX_BYTES)
-        result: Optional[SendResult] = None
+        results: List[SendResult] = []
         for i, part in enumerate(parts):
             key = dedupe_key if (dedupe_key is None or len(parts) == 1) else f"{dedupe_key}:{i}"
-            outcome = await self._send(userid, {"msgtype": "text", "text": {"content": part}}, key)
-            if result is None or (result.ok and not outcome.ok):
-                result = outcome  # report the first failure, else the last success
-        return result
+            results.append(await self._send(userid, {"msgtype": "text", "text": {"content": part}}, key))
+        # report the first failure, else the last success (split_utf8 gives one part at least)
+        return next((r for r in results if not r.ok), results[-1])
 
     async def send_voice(self, userid: str, media_id: str, *,
                          dedupe_key: Optional[str] = None) -> SendResult:

@@ -39,8 +39,8 @@ class CrmGuests:
 
     def __init__(self, services) -> None:
         self.s = services
-        self._crm = None
-        self._autolinker = None
+        self._crm: Optional[Any] = None
+        self._autolinker: Optional[Any] = None
 
     def crm(self):
         if self._crm is None:

@@ -66,7 +66,7 @@ def normalize(msg: Dict[str, Any]) -> Inbound:
         origin = int(msg.get("origin") or 0)
     except (TypeError, ValueError):
         origin = 0
-    event: Dict[str, Any] = msg.get("event") if isinstance(msg.get("event"), dict) else {}
+    event: Dict[str, Any] = dict(msg["event"]) if isinstance(msg.get("event"), dict) else {}
     if msgtype == "event":
         external_userid = event.get("external_userid") or msg.get("external_userid")
         open_kfid = event.get("open_kfid") or msg.get("open_kfid")
@@ -76,8 +76,8 @@ def normalize(msg: Dict[str, Any]) -> Inbound:
         open_kfid = msg.get("open_kfid")
         cls = {3: KindClass.MESSAGE, 0: KindClass.MESSAGE, 5: KindClass.SERVICER}.get(origin, KindClass.SYSTEM)
         kind = Kind(cls, msgtype)
-    text = msg.get("text") if isinstance(msg.get("text"), dict) else {}
-    loc = msg.get("location") if isinstance(msg.get("location"), dict) else {}
+    text: Dict[str, Any] = msg["text"] if isinstance(msg.get("text"), dict) else {}
+    loc: Dict[str, Any] = msg["location"] if isinstance(msg.get("location"), dict) else {}
     message = KfMessage(
         msgtype=msgtype, origin=origin, msgid=msg.get("msgid"), open_kfid=open_kfid,
         external_userid=external_userid, servicer_userid=msg.get("servicer_userid"),
@@ -258,7 +258,7 @@ class KfService:
             row = s.execute(select(KfQuota).where(KfQuota.open_kfid == open_kfid,
                                                   KfQuota.external_userid == external_userid)
                             .with_for_update()).scalar_one_or_none()
-            if row is None or now - aware(row.last_guest_msg_at) > QUOTA_WINDOW:
+            if row is None or now - (aware(row.last_guest_msg_at) or now) > QUOTA_WINDOW:
                 return "no_window"
             if row.sent_count >= QUOTA_MESSAGES:
                 return "exhausted"
