@@ -121,7 +121,7 @@ class WeComInput(InputChannel):
         if self._host is None:
             self._host = DeliveryHost(self.config, self.services, on_stored=self._kick,
                                       housekeeping=self._housekeeping, sweep_interval_s=self.sweep_interval_s,
-                                      tasks=self.tasks)
+                                      tasks=self.tasks, clock=self.services.clock)
         return self._host
 
     def _pipeline(self) -> Dispatcher:
@@ -135,7 +135,7 @@ class WeComInput(InputChannel):
                 welcome_intent=self.config.welcome_intent, kf_url=get_settings().wecom_kf_url,
                 media=lambda: GuestMediaHandler.from_settings(self.services, guests.crm()))
             self.dispatcher = Dispatcher(self.services.inbox, self.runner.handle, on_failed=self.runner.on_failed,
-                                         tasks=self.tasks)
+                                         tasks=self.tasks, clock=self.services.clock)
         return self.dispatcher
 
     def _kick(self, sender_id: str) -> None:

@@ -147,7 +147,8 @@ class IntakeServer:
         self.notifier.start()
         # The same receiving code as Rasa's channel; stored senders are told to Rasa.
         self.host = DeliveryHost(self.config, self.services, on_stored=self.notifier.add,
-                                 sweep_interval_s=self.sweep_interval_s, tasks=self.tasks)
+                                 sweep_interval_s=self.sweep_interval_s, tasks=self.tasks,
+                                 clock=self.services.clock)
         await self.host.start()
 
     async def _cleanup(self, app: web.Application) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Optional, Tuple
 from bot.wecom.surfaces.aibot import AibotService
 from bot.wecom.surfaces.app import AppService
 from bot.wecom.api.client import WeComClient
+from bot.wecom.clock import SYSTEM, Clock
 from bot.wecom.config import WeComConfig
 from bot.wecom.db import Database
 from bot.wecom.errors import INVALID_PARAMETER
@@ -32,12 +33,14 @@ logger = logging.getLogger(__name__)
 class WeComServices:
     def __init__(self, config: Optional[WeComConfig] = None, *, db: Optional[Database] = None,
                  redis=..., token_store=None, timeout_s: float = 10.0, retries: int = 3,
-                 backoff_s: float = 0.5, sleep=asyncio.sleep) -> None:
+                 backoff_s: float = 0.5, clock: Clock = SYSTEM, sleep=None) -> None:
         self.config = config or WeComConfig.load()
+        self.clock = clock  # the one clock of this WeCom layer (tests pass a ManualClock)
+        sleep = sleep or clock.sleep
         self.db = db or Database()
         self.redis = get_redis() if redis is ... else redis
-        self.inbox = Inbox(self.db)
-        self.outbox = Outbox(self.db)
+        self.inbox = Inbox(self.db, clock=clock)
+        self.outbox = Outbox(self.db, clock=clock)
         store = token_store or default_store(self.redis)  # default: Redis, else shared in-process
         common = dict(token_store=store, outbox=self.outbox, timeout_s=timeout_s, retries=retries,
                       backoff_s=backoff_s, sleep=sleep)
@@ -63,7 +66,8 @@ class WeComServices:
         for item in await self.outbox.due(limit):
             if not await self.outbox.claim_retry(item.id):
                 continue
-            limiter, keys = None, ()  # type: Any, Tuple[str, ...]
+            limiter: Any = None
+            keys: Tuple[str, ...] = ()
             if item.app == "kf":
                 client, auth = self.kf_client, True
             elif item.app == "app":

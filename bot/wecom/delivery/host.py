@@ -7,34 +7,32 @@ kicks its pipeline, the intake server tells Rasa) and what else its sweep does (
 the Rasa channel drains the inbox and retries due outbox sends).
 
 Seams for tests: `tasks` starts every background task (inject one that drops them to simulate a
-process that died right after answering WeCom), and `sleep` is the sweep's wait.
+process that died right after answering WeCom), and `clock` (bot.wecom.clock) times the sweep.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Awaitable, Callable, Dict, List, Optional
 
+from bot.wecom.clock import SYSTEM, Clock
 from bot.wecom.config import WeComConfig
 from bot.wecom.delivery.intake import CallbackIntake
 from bot.wecom.delivery.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
-Sleep = Callable[[float], Awaitable[Any]]
-
-
 class DeliveryHost:
     def __init__(self, config: WeComConfig, services, *, on_stored: Callable[[str], None],
                  housekeeping: Optional[Callable[[], Awaitable[None]]] = None,
                  sweep_interval_s: float = 10.0, tasks: Optional[BackgroundTasks] = None,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 clock: Clock = SYSTEM) -> None:
         self.services = services
         self.on_stored = on_stored
         self.housekeeping = housekeeping
         self.sweep_interval_s = sweep_interval_s
         self.tasks = tasks or BackgroundTasks()
-        self.sleep = sleep
+        self.clock = clock
         self.failed_syncs: Dict[str, Optional[str]] = {}
         self._sweeper: Optional[asyncio.Task] = None
         self.intake = CallbackIntake(config, services, on_stored=on_stored, on_kf_notice=self.kf_notice)
@@ -84,7 +82,7 @@ class DeliveryHost:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await self.sleep(self.sweep_interval_s)
+            await self.clock.sleep(self.sweep_interval_s)
             try:
                 await self.sweep()
             except asyncio.CancelledError:

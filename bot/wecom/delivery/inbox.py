@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.ops.logs import correlation, correlation_of
 from bot.ops.metrics import MESSAGES_IN
-from bot.wecom.db import Database, aware, utcnow
+from bot.wecom.clock import SYSTEM, Clock
+from bot.wecom.db import Database, aware
 from bot.wecom.models import InboxMessage, KfCursor, KfQuota
 from bot.wecom.protocol import UNFINISHED, InboxStatus, Kind, SurfaceMessage, message_from_payload
 
@@ -89,8 +90,9 @@ def _item(row: InboxMessage) -> InboxItem:
 
 class Inbox:
     def __init__(self, db: Optional[Database] = None, *, lease_s: float = DEFAULT_LEASE_S,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Clock = SYSTEM) -> None:
         self.db = db or Database()
+        self.clock = clock
         self.lease_s = lease_s
         self.max_attempts = max_attempts
 
@@ -103,7 +105,7 @@ class Inbox:
                     return None
                 row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
                                    sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status=InboxStatus.PENDING.value, attempts=0, received_at=utcnow())
+                                   status=InboxStatus.PENDING.value, attempts=0, received_at=self.clock.now())
                 s.add(row)
                 s.flush()
                 return row.id
@@ -136,7 +138,7 @@ class Inbox:
                 existing.add(message.dedupe_key)
                 row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
                                    sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status=InboxStatus.PENDING.value, attempts=0, received_at=utcnow())
+                                   status=InboxStatus.PENDING.value, attempts=0, received_at=self.clock.now())
                 s.add(row)
                 rows.append((message, row))
             for external_userid, sent_at in guest_messages:
@@ -152,7 +154,7 @@ class Inbox:
                 s.add(cursor)
             if next_cursor:
                 cursor.cursor = next_cursor
-            cursor.updated_at = utcnow()
+            cursor.updated_at = self.clock.now()
             s.flush()
             stored = [(message, row.id) for message, row in rows]
         return stored
@@ -173,8 +175,8 @@ class Inbox:
                 row = KfCursor(open_kfid=open_kfid)
                 s.add(row)
             row.callback_token = token
-            row.token_received_at = utcnow()
-            row.updated_at = utcnow()
+            row.token_received_at = self.clock.now()
+            row.updated_at = self.clock.now()
 
     def known_kfids_sync(self) -> List[str]:
         with self.db.session() as s:
@@ -183,7 +185,7 @@ class Inbox:
     # ---- processing -------------------------------------------------------------------------
     def claim_sync(self, sender_id: str) -> Optional[InboxItem]:
         """Lease the sender's oldest unfinished row, or None (nothing to do, or held elsewhere)."""
-        now = utcnow()
+        now = self.clock.now()
         with self.db.session() as s:
             row = s.execute(
                 select(InboxMessage)
@@ -214,7 +216,7 @@ class Inbox:
     def finish_sync(self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None) -> None:
         with self.db.session() as s:
             s.execute(update(InboxMessage).where(InboxMessage.id == item_id)
-                      .values(status=status, processed_at=utcnow(), lease_until=None, error=error)
+                      .values(status=status, processed_at=self.clock.now(), lease_until=None, error=error)
                       .execution_options(synchronize_session=False))
 
     def renew_sync(self, item_id: int) -> bool:
@@ -223,7 +225,7 @@ class Inbox:
             result = s.execute(update(InboxMessage)
                                .where(InboxMessage.id == item_id,
                                       InboxMessage.status == InboxStatus.PROCESSING.value)
-                               .values(lease_until=utcnow() + dt.timedelta(seconds=self.lease_s))
+                               .values(lease_until=self.clock.now() + dt.timedelta(seconds=self.lease_s))
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
 
@@ -238,11 +240,11 @@ class Inbox:
             row.lease_until = None
             row.error = (error or "")[:2000]
             if failed:
-                row.processed_at = utcnow()
+                row.processed_at = self.clock.now()
             return row.status
 
     def pending_senders_sync(self) -> List[str]:
-        now = utcnow()
+        now = self.clock.now()
         with self.db.session() as s:
             rows = s.execute(
                 select(InboxMessage.sender_id, InboxMessage.id)
@@ -262,7 +264,7 @@ class Inbox:
             result = s.execute(update(InboxMessage)
                                .where(InboxMessage.dedupe_key == dedupe_key,
                                       InboxMessage.status == InboxStatus.PENDING.value)
-                               .values(status=InboxStatus.RECALLED.value, processed_at=utcnow())
+                               .values(status=InboxStatus.RECALLED.value, processed_at=self.clock.now())
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
 

@@ -16,6 +16,7 @@ from typing import Awaitable, Callable, Dict, Optional, Set
 
 from bot.ops.logs import correlation, correlation_of
 from bot.ops.metrics import TURN_SECONDS
+from bot.wecom.clock import SYSTEM, Clock
 from bot.wecom.delivery.inbox import Inbox, InboxItem
 from bot.wecom.delivery.tasks import BackgroundTasks
 
@@ -32,8 +33,9 @@ class Dispatcher:
     def __init__(self, inbox: Inbox, handle: Handler, *,
                  on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None,
                  timeout_s: Optional[float] = None, max_concurrency: int = 32,
-                 tasks: Optional[BackgroundTasks] = None) -> None:
+                 tasks: Optional[BackgroundTasks] = None, clock: Clock = SYSTEM) -> None:
         self.inbox = inbox
+        self.clock = clock
         self.tasks = tasks or BackgroundTasks()
         self._slots = asyncio.Semaphore(max_concurrency)  # a burst of senders must not swamp Rasa
         self.handle = handle
@@ -113,7 +115,7 @@ class Dispatcher:
     async def _renew_lease(self, item_id: int) -> None:
         every = max(0.05, self.inbox.lease_s / 3)
         while True:
-            await asyncio.sleep(every)
+            await self.clock.sleep(every)
             try:
                 if not await self.inbox.renew(item_id):
                     logger.warning("inbox row %s: lease lost while it was being handled", item_id)

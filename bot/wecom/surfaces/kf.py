@@ -15,7 +15,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from sqlalchemy import select
@@ -146,7 +145,7 @@ class KfService:
             return []
         state = await self.s.inbox.kf_cursor(open_kfid)
         if not token and state["token"] and state["token_received_at"]:
-            if (utcnow() - state["token_received_at"]).total_seconds() < CALLBACK_TOKEN_TTL_S:
+            if (self.s.clock.now() - state["token_received_at"]).total_seconds() < CALLBACK_TOKEN_TTL_S:
                 token = state["token"]
         cursor = state["cursor"]
         senders: List[str] = []
@@ -211,7 +210,7 @@ class KfService:
                     logger.warning("kf state cache unavailable: %s", exc)
             else:
                 hit = self._state_cache.get(key)
-                if hit and hit[0] > time.monotonic():
+                if hit and hit[0] > self.s.clock.monotonic():
                     return hit[1], hit[2]
         data = await self.client.call("/cgi-bin/kf/service_state/get",
                                       {"open_kfid": open_kfid, "external_userid": external_userid})
@@ -222,7 +221,7 @@ class KfService:
             except Exception as exc:
                 logger.warning("kf state cache unavailable: %s", exc)
         else:
-            self._state_cache[key] = (time.monotonic() + STATE_CACHE_TTL_S, state, servicer)
+            self._state_cache[key] = (self.s.clock.monotonic() + STATE_CACHE_TTL_S, state, servicer)
         return state, servicer
 
     def forget_state(self, open_kfid: str, external_userid: str) -> None:
@@ -253,7 +252,7 @@ class KfService:
 
     # ---- the 5-in-48h budget ---------------------------------------------------------------
     def _reserve_sync(self, open_kfid: str, external_userid: str) -> str:
-        now = utcnow()
+        now = self.s.clock.now()
         with self.s.db.session() as s:
             row = s.execute(select(KfQuota).where(KfQuota.open_kfid == open_kfid,
                                                   KfQuota.external_userid == external_userid)
@@ -271,7 +270,7 @@ class KfService:
             if row is None:
                 return
             if exhausted:
-                row.sent_count, row.exhausted_at = QUOTA_MESSAGES, utcnow()
+                row.sent_count, row.exhausted_at = QUOTA_MESSAGES, self.s.clock.now()
             else:
                 row.sent_count = max(0, row.sent_count - 1)
 
