@@ -119,7 +119,8 @@ class WeComInput(InputChannel):
     @property
     def host(self) -> DeliveryHost:
         if self._host is None:
-            self._host = DeliveryHost(self.config, self.services, on_stored=self._kick,
+            # New inbox rows go straight to the pipeline (no hop through this adapter).
+            self._host = DeliveryHost(self.config, self.services, on_stored=self._pipeline().kick,
                                       housekeeping=self._housekeeping, sweep_interval_s=self.sweep_interval_s,
                                       tasks=self.tasks, clock=self.services.clock)
         return self._host
@@ -138,9 +139,6 @@ class WeComInput(InputChannel):
                                          tasks=self.tasks, clock=self.services.clock)
         return self.dispatcher
 
-    def _kick(self, sender_id: str) -> None:
-        self._pipeline().kick(sender_id)
-
     async def _housekeeping(self) -> None:
         await self._pipeline().drain()
         await self.services.retry_due()
@@ -151,10 +149,11 @@ class WeComInput(InputChannel):
         if on_new_message is not None:
             self.on_new_message = on_new_message
         set_services(self.services)  # send_app_text() & co. in this process share our clients
-        for extension in self.extensions:
-            self.hooks.extend(await extension(self.services, self.app_router))
-        self.extensions = []
         dispatcher = self._pipeline()
+        assert self.runner is not None
+        for extension in self.extensions:
+            self.runner.hooks.extend(await extension(self.services, self.app_router))
+        self.extensions = []
         try:
             resumed = await dispatcher.drain()
         except Exception:
@@ -270,8 +269,9 @@ class WeComInput(InputChannel):
         if not isinstance(senders, list) or len(senders) > 1000 or not all(
                 isinstance(x, str) and 0 < len(x) <= 128 for x in senders):
             return response.text("senders: a list of sender ids expected", status=400)
+        dispatcher = self._pipeline()
         for sender_id in dict.fromkeys(senders):
-            self._kick(sender_id)
+            dispatcher.kick(sender_id)
         return response.json({"kicked": len(set(senders))})
 
 
