@@ -6,7 +6,8 @@ change onto the ticket / order / handoff (CRMStore), audits who did what and whe
 conversation (bot.paging.handoff), gets the guest's notice out at once (the notice is a step, so
 the worker would deliver it anyway if this process died now) and returns the confirmation.
 
-`on_app_message` is the handler the WeCom channel calls (`bot.wecom.surfaces.app.register_app_handler`).
+`on_app_message` is the command handler the Rasa server's composition root (`bot/wiring.py`) adds to the
+WeCom channel's `bot.wecom.surfaces.app.AppCommandRouter`.
 """
 from __future__ import annotations
 
