@@ -148,7 +148,7 @@ class WeComInput(InputChannel):
         """Server start: attach the features, resume unfinished inbox rows, catch up on 微信客服."""
         if on_new_message is not None:
             self.on_new_message = on_new_message
-        set_services(self.services)  # send_app_text() & co. in this process share our clients
+        set_services(self.services)  # mark_tag() & co. called without services share our clients
         dispatcher = self._pipeline()
         assert self.runner is not None
         for extension in self.extensions:

@@ -527,13 +527,11 @@ async def test_app_messages_go_to_the_command_router(connector):
 
 
 async def test_public_send_functions(connector):
-    from bot.wecom.surfaces.app import send_app_text, send_app_textcard
     from bot.wecom.externalcontact import add_msg_template, mark_tag, send_group_robot
 
     s = connector.channel.services
-    assert (await send_app_text("advisor_li", "新投诉：房间噪音", services=s)).ok
-    assert (await send_app_textcard("advisor_li", "投诉 #12", "10分钟内确认", "https://example.com/t/12",
-                                    services=s)).ok
+    assert (await s.app.send_text("advisor_li", "新投诉：房间噪音")).ok
+    assert (await s.app.send_textcard("advisor_li", "投诉 #12", "10分钟内确认", "https://example.com/t/12")).ok
     assert (await mark_tag("advisor_li", "wm_guest_001", add_tag=["et_diving"], services=s)).ok
     result = await add_msg_template(sender="advisor_li", external_userid=["wm_guest_001"], text="会员日快乐",
                                     services=s)

@@ -5,7 +5,7 @@ the channel (the paging commands: "接单 123", "接管", ...). A handler gets a
 returns True when it handled it; if none does, the advisor gets a short notice. A handler that
 raises leaves the message in the inbox for a retry.
 
-Outbound: `send_app_text` / `send_app_textcard` (message/send) with WeCom's per-member limits
+Outbound: `AppService.send_text` / `send_textcard` (message/send) with WeCom's per-member limits
 (30/min, 1000/h per app: beyond that WeCom silently drops, so we hold back instead).
 """
 from __future__ import annotations
@@ -143,20 +143,3 @@ class AppService:
                 "description": truncate_utf8(description, TEXTCARD_DESC_MAX_BYTES),
                 "url": url, "btntxt": (btntxt or "详情")[:4]}
         return await self._send(userid, {"msgtype": "textcard", "textcard": card}, dedupe_key)
-
-
-async def send_app_text(userid: str, text: str, *, dedupe_key: Optional[str] = None, services=None) -> SendResult:
-    """Send an advisor (WeCom userid; "a|b" for several) a text through the app. Long texts are
-    split at 2048 bytes. `dedupe_key` (e.g. "page:42:ack") makes a repeat a no-op."""
-    from bot.wecom.services import get_services
-
-    return await (services or get_services()).app.send_text(userid, text, dedupe_key=dedupe_key)
-
-
-async def send_app_textcard(userid: str, title: str, description: str, url: str, btntxt: str = "详情", *,
-                            dedupe_key: Optional[str] = None, services=None) -> SendResult:
-    """A text card (title ≤128 bytes, description ≤512 bytes, link + button) to an advisor."""
-    from bot.wecom.services import get_services
-
-    return await (services or get_services()).app.send_textcard(userid, title, description, url, btntxt,
-                                                                 dedupe_key=dedupe_key)
