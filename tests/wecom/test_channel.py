@@ -606,3 +606,48 @@ async def test_kf_notice_on_the_app_url_is_accepted_too(connector):
     assert await raw_post(connector, "app", body, params) == (200, "")
     await connector.idle()
     assert connector.rasa.texts() == ["第一条", "第二条"]
+
+
+async def test_guest_hooks_answer_before_rasa_and_a_failing_hook_loses_nothing(env):
+    """What the composition root passes in (survey score, rating) may answer instead of Rasa;
+    a hook that raises is skipped and the message goes on."""
+    heard = []
+
+    async def broken(sender_id, text):
+        raise RuntimeError("survey database down")
+
+    async def rating(sender_id, text):
+        heard.append((sender_id, text))
+        return "感谢您的评分！" if text == "5" else None
+
+    rasa = FakeRasa()
+    channel = WeComInput({}, services=env.services(), sweep_interval_s=0, hooks=[broken, rating])
+    async with run_sanic(channel, rasa, env.connector_port):
+        for text in ("5", "还想问问早餐", "/greet"):
+            await post_json(env.http, f"{env.sandbox}/_sandbox/guest/kf", {"external_userid": GUEST, "text": text})
+            await channel.wait_idle()
+    assert rasa.texts() == ["还想问问早餐", "/greet"]  # commands ("/...") skip the hooks
+    assert heard == [(f"kf:{GUEST}", "5"), (f"kf:{GUEST}", "还想问问早餐")]
+    assert kf_texts(await env.calls()) == ["感谢您的评分！", "收到：还想问问早餐", "收到：/greet"]
+
+
+async def test_extensions_attach_commands_and_hooks_when_the_channel_starts(env):
+    async def on_app(message):
+        return message.text == "队列"
+
+    async def hook(sender_id, text):
+        return None
+
+    async def paging_like(services, router):
+        assert services is channel.services  # built on the channel's own clients
+        router.add(on_app)
+        return [hook]
+
+    channel = WeComInput({}, services=env.services(), sweep_interval_s=0, extensions=[paging_like])
+    await channel.start(FakeRasa())
+    try:
+        assert len(channel.app_router) == 1 and channel.runner.hooks == [hook]
+        await channel.start(FakeRasa())  # a second start attaches nothing twice
+        assert len(channel.app_router) == 1 and channel.runner.hooks == [hook]
+    finally:
+        await channel.stop()
