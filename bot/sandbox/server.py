@@ -32,7 +32,7 @@ from bot.sandbox.state import (
     SandboxState,
 )
 from bot.wecom.crypto import CallbackCrypto
-from bot.wecom.intake import HANDLE_MS_HEADER
+from bot.wecom.delivery.intake import HANDLE_MS_HEADER
 
 logger = logging.getLogger(__name__)
 
