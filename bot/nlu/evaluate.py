@@ -118,6 +118,7 @@ class Prediction:
     entities: List[Dict[str, Any]] = field(default_factory=list)
     text: str = ""  # the text as the model returned it (normalised)
     ms: float = 0.0
+    raised_complaint: bool = False  # the complaint second opinion overruled the classifier
 
 
 def load_jsonl(path: os.PathLike | str) -> List[Example]:
@@ -365,6 +366,20 @@ def closing_recall(golds: Sequence[str], preds: Sequence[str]) -> Optional[float
     return sum(g == p for g, p in pairs) / len(pairs)
 
 
+def second_opinion_cost(golds: Sequence[str], predictions: Sequence["Prediction"]) -> Dict[str, Any]:
+    """What the complaint second opinion did: complaints it caught, and its false alarms on praise,
+    on other in-scope messages and on out-of-scope ones (each as a count and a share of that group)."""
+    groups = {"complaints": lambda g: g == COMPLAIN, "praise": lambda g: g == PRAISE,
+              "neutral": lambda g: g not in (COMPLAIN, PRAISE, OUT_OF_SCOPE),
+              "out_of_scope": lambda g: g == OUT_OF_SCOPE}
+    out: Dict[str, Any] = {}
+    for name, member in groups.items():
+        idx = [i for i, g in enumerate(golds) if member(g)]
+        raised = sum(predictions[i].raised_complaint for i in idx)
+        out[name] = {"raised": raised, "of": len(idx), "rate": raised / len(idx) if idx else None}
+    return out
+
+
 def _canon(value: Any, normalize: Callable[[str], str]) -> str:
     return normalize(str(value)).strip().lower()
 
@@ -549,6 +564,7 @@ def summarize(
         },
         "confidence_histogram": confidence_histogram(golds, [p.ranking for p in predictions]),
     }
+    out["second_opinion"] = second_opinion_cost(golds, predictions)
     annotated = [i for i, e in enumerate(examples) if e.has_entity_annotations]
     if annotated:
         ex_a = [examples[i] for i in annotated]
@@ -672,6 +688,12 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
       f"{_f(trad['classifier_only']['macro_f1']) if trad else '':>13}")
     w("")
 
+    so = simpl.get("second_opinion") or {}
+    if so and any(v["raised"] for v in so.values()):
+        w("Complaint second opinion (simplified): raised on "
+          + ", ".join(f"{k} {v['raised']}/{v['of']}" for k, v in so.items())
+          + "  (complaints: caught; the others: false alarms)")
+        w("")
     w("Per intent (simplified P / R / F1, traditional F1):")
     w(f"  {'intent':26}{'n':>4}{'P':>7}{'R':>7}{'F1':>7}{'F1 trad':>9}")
     for lab, m in simpl["per_intent"].items():
@@ -815,6 +837,7 @@ def _prediction_from_parse(result: Dict[str, Any], ms: float) -> Prediction:
                   for e in result.get("entities") or []],
         text=result.get("text") or "",
         ms=ms,
+        raised_complaint=bool((result.get("complaint_second_opinion") or {}).get("raised")),
     )
 
 
