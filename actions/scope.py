@@ -1,5 +1,6 @@
 """Out of scope with manners (issue 17): a near-domain request (taxi app, food delivery, another
-hotel ...) gets "I can't, but ..." and the human offer; anything else the generic answer.
+hotel ...) gets "I can't, but ..." and the human offer; anything else the generic answer
+(both texts in data/scope/near_domain.yml).
 Thin: the category comes from the NLU (bot/nlu/scope_guard.py), the wording from bot.scope."""
 from __future__ import annotations
 
@@ -22,9 +23,5 @@ class ActionOutOfScope(Action):
 
     async def run(self, dispatcher, tracker, domain):
         category = (tracker.latest_message or {}).get("near_domain")
-        text = near_domain().reply(category) if category else None
-        if text:
-            dispatcher.utter_message(text=text)
-        else:
-            dispatcher.utter_message(response="utter_out_of_scope")
+        dispatcher.utter_message(text=near_domain().reply(category))
         return []

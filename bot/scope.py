@@ -28,6 +28,7 @@ class NearDomain:
     replies: Dict[str, str]
     keep_if: FrozenSet[str]
     max_confidence: float
+    default_reply: str
 
     def category(self, text: str) -> Optional[str]:
         """The category of the first (longest) cue in a normalised text, or None."""
@@ -45,9 +46,10 @@ class NearDomain:
             return False
         return confidence < self.max_confidence
 
-    def reply(self, category: Optional[str]) -> Optional[str]:
+    def reply(self, category: Optional[str]) -> str:
+        """The near-domain answer of the category with the human offer, else the generic one."""
         text = self.replies.get(category or "")
-        return f"{text}{HUMAN_OFFER}" if text else None
+        return f"{text}{HUMAN_OFFER}" if text else self.default_reply
 
 
 def parse_near_domain(data: dict, source: str = "<near_domain>") -> NearDomain:
@@ -71,8 +73,11 @@ def parse_near_domain(data: dict, source: str = "<near_domain>") -> NearDomain:
         max_conf = float(data.get("max_confidence", 0.9))
     except (TypeError, ValueError):
         raise NearDomainError(f"{source}: max_confidence must be a number") from None
+    default = data.get("default_reply")
+    if not isinstance(default, str) or not default.strip():
+        raise NearDomainError(f"{source}: default_reply must be a text")
     cues.sort(key=lambda c: -len(c[0]))
-    return NearDomain(tuple(cues), replies, frozenset(map(str, keep)), max_conf)
+    return NearDomain(tuple(cues), replies, frozenset(map(str, keep)), max_conf, default.strip())
 
 
 def load_near_domain(path: Path | str = NEAR_DOMAIN_FILE) -> NearDomain:

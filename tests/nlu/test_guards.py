@@ -56,7 +56,7 @@ def test_every_category_has_a_polite_reply_with_the_human_offer():
     for _cue, category in nd.cues:
         reply = nd.reply(category)
         assert reply.endswith(HUMAN_OFFER) and "转人工" in reply
-    assert nd.reply("no_such_category") is None
+    assert nd.reply("no_such_category") == nd.reply(None) == nd.default_reply
 
 
 def test_malformed_near_domain_file_is_refused():
@@ -64,6 +64,8 @@ def test_malformed_near_domain_file_is_refused():
         parse_near_domain({"categories": {}})
     with pytest.raises(NearDomainError, match="taxi.reply"):
         parse_near_domain({"categories": {"taxi": {"cues": ["滴滴"]}}})
+    with pytest.raises(NearDomainError, match="default_reply"):
+        parse_near_domain({"categories": {"taxi": {"cues": ["滴滴"], "reply": "打车软件我帮不上"}}})
 
 
 # ---- complaint guard ----------------------------------------------------------------------------
