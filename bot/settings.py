@@ -196,7 +196,8 @@ def load_settings() -> Settings:
 class TrainingSettings:
     """The NLU inbox, the model registry, the regression gate and deployment (bot/training)."""
 
-    tracker_db_url: str  # Rasa's SQL tracker store, read by the inbox collector
+    tracker_db_url: str  # Rasa's SQL tracker store, read by the inbox collector without a broker
+    inbox_source: str  # "events" (the event stream's table, bot.events) or "tracker"
     rasa_urls: tuple  # every Rasa replica a deploy must switch
     low_confidence: float  # a top intent below this goes to the inbox
     rephrase_window_s: float  # a similar message within this many seconds is a rephrase
@@ -214,6 +215,9 @@ def load_training_settings() -> TrainingSettings:
     return TrainingSettings(
         # the same TRACKER_DATABASE_URL that guest export/erasure read (unset: endpoints.yml's file)
         tracker_db_url=_env("TRACKER_DATABASE_URL", f"sqlite:///{var_dir / 'rasa_tracker.db'}"),
+        # the event stream where Rasa publishes to RabbitMQ (production), else the tracker store
+        inbox_source=_env("NLU_INBOX_SOURCE") or ("events" if _env("EVENT_BROKER_HOST")
+                                                  else "tracker"),
         rasa_urls=tuple(u.strip().rstrip("/") for u in urls.split(",") if u.strip()),
         low_confidence=float(_env("NLU_INBOX_LOW_CONFIDENCE", "0.5")),
         rephrase_window_s=float(_env("NLU_INBOX_REPHRASE_WINDOW_S", "180")),
