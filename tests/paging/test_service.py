@@ -124,7 +124,7 @@ async def test_forward_while_taken_over_for_non_kf_guests(crm, paging, make_work
     clock.set(ticket.created_at)
     await make_worker().tick()
     case = paging.clock_for("ticket", ticket.id)
-    await service.handle_command("advisor_li", f"接管 周先生")
+    await service.handle_command("advisor_li", "接管 周先生")
     assert await service.forward_guest_message("wecom:wm-guest", "还要多久？") is True
     forwarded = messenger.to("app", "advisor_li")[-1]
     assert forwarded["msgtype"] == "text" and "还要多久？" in forwarded["text"] and f"#{case.id}" in forwarded["text"]
@@ -228,7 +228,7 @@ async def test_reply_relays_to_the_guest(crm, paging, make_worker, clock, servic
 
 
 async def test_app_handler_answers_text_and_ignores_events(crm, paging, make_worker, clock, service, messenger):
-    from bot.wecom.app import AppMessage
+    from bot.wecom.surfaces.app import AppMessage
 
     await paged_case(crm, paging, make_worker, clock)
     assert await service.on_app_message(AppMessage(userid="advisor_li", msgtype="event", event="enter_agent")) is False

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.wecom.db import Database, utcnow
+from bot.wecom.clock import SYSTEM, Clock
+from bot.wecom.db import Database
 from bot.wecom.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,9 @@ def _item(row: OutboxMessage) -> OutboxItem:
 
 class Outbox:
     def __init__(self, db: Optional[Database] = None, *, max_attempts: int = 5,
-                 stale_sending_s: float = STALE_SENDING_S) -> None:
+                 stale_sending_s: float = STALE_SENDING_S, clock: Clock = SYSTEM) -> None:
         self.db = db or Database()
+        self.clock = clock
         self.max_attempts = max_attempts
         self.stale_sending_s = stale_sending_s
 
@@ -60,8 +62,9 @@ class Outbox:
                 if dedupe_key and s.execute(select(OutboxMessage.id)
                                             .where(OutboxMessage.dedupe_key == dedupe_key)).first():
                     return None
+                now = self.clock.now()
                 row = OutboxMessage(app=app, path=path, body=body, recipient=recipient, dedupe_key=dedupe_key,
-                                    status=status, attempts=0)
+                                    status=status, attempts=0, created_at=now, updated_at=now)
                 s.add(row)
                 s.flush()
                 return row.id
@@ -79,16 +82,17 @@ class Outbox:
             if status == "retry" and row.attempts >= self.max_attempts:
                 status = "dead"
             row.status = status
+            row.updated_at = self.clock.now()
             row.errcode = errcode
             row.errmsg = (errmsg or None) and errmsg[:2000]
-            row.next_attempt_at = utcnow() + dt.timedelta(seconds=retry_in_s) if status == "retry" else None
+            row.next_attempt_at = (self.clock.now() + dt.timedelta(seconds=retry_in_s or 0)) if status == "retry" else None
             if status == "dead":
                 logger.error("WeCom send %s to %s is dead after %s attempts: %s %s",
                              row.path, row.recipient, row.attempts, errcode, errmsg)
             return status
 
     def due_sync(self, limit: int = 50) -> List[OutboxItem]:
-        now = utcnow()
+        now = self.clock.now()
         stale = now - dt.timedelta(seconds=self.stale_sending_s)
         with self.db.session() as s:
             rows = s.execute(
@@ -104,7 +108,7 @@ class Outbox:
         with self.db.session() as s:
             result = s.execute(update(OutboxMessage)
                                .where(OutboxMessage.id == item_id, OutboxMessage.status.in_(("retry", "sending")))
-                               .values(status="sending", updated_at=utcnow())
+                               .values(status="sending", updated_at=self.clock.now())
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
 
@@ -139,8 +143,8 @@ class Outbox:
                 else:
                     done = s.execute(update(OutboxMessage)
                                      .where(OutboxMessage.id == item_id, OutboxMessage.status == "dead")
-                                     .values(status="retry", attempts=0, next_attempt_at=utcnow(),
-                                             updated_at=utcnow())
+                                     .values(status="retry", attempts=0, next_attempt_at=self.clock.now(),
+                                             updated_at=self.clock.now())
                                      .execution_options(synchronize_session=False)).rowcount
                     outcome[item_id] = "requeued" if done == 1 else "not dead (changed meanwhile)"
         requeued = [i for i, o in outcome.items() if o == "requeued"]

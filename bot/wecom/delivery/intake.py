@@ -23,14 +23,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from bot.wecom import aibot as aibot_mod
-from bot.wecom import app as app_mod
+from bot.wecom.surfaces import aibot as aibot_mod
+from bot.wecom.surfaces import app as app_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.crypto import CallbackCrypto, parse_xml
 from bot.wecom.dedupe import xml_callback_key
 from bot.wecom.errors import CallbackError, MalformedCallback
-from bot.wecom.inbox import Inbound
+from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.messages import REPLIES
+from bot.wecom.protocol import Event, Kind, KindClass, Surface
+from bot.wecom.sender import KF_SYSTEM
 from bot.ops.logs import correlation, correlation_of
 from bot.ops.metrics import CALLBACK_SECONDS
 
@@ -52,13 +54,13 @@ def inbox_caller_allowed(presented: Optional[str], remote_ip: Optional[str],
     import ipaddress
 
     if token:
-        return bool(presented) and hmac.compare_digest(presented.encode("utf-8", "replace"),
-                                                       token.encode("utf-8"))
+        return presented is not None and hmac.compare_digest(presented.encode("utf-8", "replace"),
+                                                             token.encode("utf-8"))
     try:
         return ipaddress.ip_address((remote_ip or "").strip("[]")).is_loopback
     except ValueError:
         return False
-SURFACES = ("kf", "aibot", "app")
+SURFACES = tuple(s.value for s in Surface)
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,8 @@ class CallbackIntake:
             return Answer(200)
         # Anything else on this URL (account auth changes, ...) is recorded, not acted upon.
         event = str(raw.get("Event") or raw.get("MsgType") or "unknown").lower()
-        await self.store(Inbound(xml_callback_key("kf", raw), "kf", "kf:_system", f"system:{event}"[:32],
-                                 {"surface": "kf", "raw": raw}))
+        await self.store(Inbound(xml_callback_key("kf", raw), Surface.KF.value, str(KF_SYSTEM),
+                                 str(Kind(KindClass.SYSTEM, event)), {"surface": "kf", "raw": raw}))
         return Answer(200)
 
     async def _accept_aibot(self, message: Dict[str, Any], crypto: CallbackCrypto) -> Answer:
@@ -176,7 +178,7 @@ class CallbackIntake:
         if inbound is None:
             return Answer(200)
         await self.store(inbound)
-        if inbound.kind == "event:enter_chat":
+        if Kind.parse(inbound.kind).is_(Event.ENTER_CHAT):
             return Answer(200, crypto.passive_json_reply(aibot_mod.welcome_reply(REPLIES["welcome"])),
                           "application/json")
         return Answer(200)

@@ -15,17 +15,18 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from sqlalchemy import select
 
-from bot.wecom.client import SendResult
-from bot.wecom.dedupe import kf_message_key, short_id
+from bot.wecom.api.client import SendResult
+from bot.wecom.dedupe import kf_message_key, kf_msgid_key, short_id
 from bot.wecom.errors import KF_QUOTA_EXHAUSTED, KF_SESSION_STATE_INVALID, TransportError, WeComAPIError
-from bot.wecom.inbox import Inbound
+from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.models import KfQuota
 from bot.wecom.db import aware, utcnow
+from bot.wecom.protocol import Event, KfMessage, Kind, KindClass
+from bot.wecom.sender import kf_sender
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ INVALID_MSG_TOKEN = 95007  # the callback Token is wrong or older than 10 minute
 
 
 def sender_id_for(external_userid: str) -> str:
-    return f"kf:{external_userid}"
+    return kf_sender(external_userid)
 
 
 def _ts(value: Any) -> dt.datetime:
@@ -64,36 +65,27 @@ def normalize(msg: Dict[str, Any]) -> Inbound:
         origin = int(msg.get("origin") or 0)
     except (TypeError, ValueError):
         origin = 0
-    event: Dict[str, Any] = msg.get("event") if isinstance(msg.get("event"), dict) else {}
+    event: Dict[str, Any] = dict(msg["event"]) if isinstance(msg.get("event"), dict) else {}
     if msgtype == "event":
         external_userid = event.get("external_userid") or msg.get("external_userid")
         open_kfid = event.get("open_kfid") or msg.get("open_kfid")
-        kind = f"event:{event.get('event_type') or 'unknown'}"
+        kind = Kind.event(event.get("event_type") or "unknown")
     else:
         external_userid = msg.get("external_userid")
         open_kfid = msg.get("open_kfid")
-        kind = msgtype if origin in (3, 0) else ("servicer:" if origin == 5 else "system:") + msgtype
-    payload: Dict[str, Any] = {
-        "surface": "kf", "msgtype": msgtype, "origin": origin, "msgid": msg.get("msgid"),
-        "open_kfid": open_kfid, "external_userid": external_userid,
-        "servicer_userid": msg.get("servicer_userid"), "send_time": msg.get("send_time"), "raw": msg,
-    }
-    if msgtype == "text":
-        text = msg.get("text") if isinstance(msg.get("text"), dict) else {}
-        payload["text"] = str(text.get("content") or "")
-        if text.get("menu_id"):
-            payload["menu_id"] = str(text["menu_id"])
-    elif msgtype == "location":
-        loc = msg.get("location") if isinstance(msg.get("location"), dict) else {}
-        payload["location_name"] = loc.get("name")
-        payload["location_address"] = loc.get("address")
-    if event:
-        payload["event"] = event
-    return Inbound(
-        dedupe_key=kf_message_key(msg), surface="kf",
-        sender_id=sender_id_for(external_userid) if external_userid else "kf:_system",
-        kind=kind[:32], payload=payload,
+        cls = {3: KindClass.MESSAGE, 0: KindClass.MESSAGE, 5: KindClass.SERVICER}.get(origin, KindClass.SYSTEM)
+        kind = Kind(cls, msgtype)
+    text: Dict[str, Any] = msg["text"] if isinstance(msg.get("text"), dict) else {}
+    loc: Dict[str, Any] = msg["location"] if isinstance(msg.get("location"), dict) else {}
+    message = KfMessage(
+        msgtype=msgtype, origin=origin, msgid=msg.get("msgid"), open_kfid=open_kfid,
+        external_userid=external_userid, servicer_userid=msg.get("servicer_userid"),
+        send_time=msg.get("send_time"), raw=msg, event=event,
+        text=str(text.get("content") or "") if msgtype == "text" else None,
+        menu_id=str(text["menu_id"]) if msgtype == "text" and text.get("menu_id") else None,
+        location_name=loc.get("name"), location_address=loc.get("address"),
     )
+    return Inbound.of(kf_message_key(msg), message, kind)
 
 
 class KfService:
@@ -153,7 +145,7 @@ class KfService:
             return []
         state = await self.s.inbox.kf_cursor(open_kfid)
         if not token and state["token"] and state["token_received_at"]:
-            if (utcnow() - state["token_received_at"]).total_seconds() < CALLBACK_TOKEN_TTL_S:
+            if (self.s.clock.now() - state["token_received_at"]).total_seconds() < CALLBACK_TOKEN_TTL_S:
                 token = state["token"]
         cursor = state["cursor"]
         senders: List[str] = []
@@ -174,19 +166,22 @@ class KfService:
                 data = await self.client.call("/cgi-bin/kf/sync_msg", body)
             items = [m for m in (data.get("msg_list") or []) if isinstance(m, dict)]
             inbound = [normalize(m) for m in items]
-            guest_msgs = [(m.payload["external_userid"], _ts(m.payload.get("send_time")))
-                          for m in inbound if m.payload.get("origin") == 3 and m.payload.get("external_userid")]
+            typed = [(m, m.message) for m in inbound]
+            guest_msgs = [(k.external_userid, _ts(k.send_time)) for _, k in typed
+                          if isinstance(k, KfMessage) and k.from_guest and k.external_userid]
             next_cursor = data.get("next_cursor") or None
             new_ids = await self.s.inbox.add_kf_page(open_kfid, inbound, next_cursor, guest_msgs)
             if new_ids:
                 stored = {m.dedupe_key: m for m in inbound}
                 for m in stored.values():
-                    if m.kind == "event:user_recall_msg":
-                        recalled = (m.payload.get("event") or {}).get("recall_msgid")
-                        if recalled and await self.s.inbox.recall(f"kf:msg:{recalled}"):
+                    kind, k = Kind.parse(m.kind), m.message
+                    assert isinstance(k, KfMessage)
+                    if kind.is_(Event.USER_RECALL_MSG):
+                        recalled = k.event.get("recall_msgid")
+                        if recalled and await self.s.inbox.recall(kf_msgid_key(str(recalled))):
                             logger.info("kf message %s recalled before it was handled: skipped", recalled)
-                    if m.kind == "event:session_status_change" and m.payload.get("external_userid"):
-                        self.forget_state(open_kfid, m.payload["external_userid"])
+                    if kind.is_(Event.SESSION_STATUS_CHANGE) and k.external_userid:
+                        self.forget_state(open_kfid, k.external_userid)
                 page_senders = list(dict.fromkeys(stored[k].sender_id for k in stored))
                 senders.extend(page_senders)
                 if on_stored is not None:
@@ -215,7 +210,7 @@ class KfService:
                     logger.warning("kf state cache unavailable: %s", exc)
             else:
                 hit = self._state_cache.get(key)
-                if hit and hit[0] > time.monotonic():
+                if hit and hit[0] > self.s.clock.monotonic():
                     return hit[1], hit[2]
         data = await self.client.call("/cgi-bin/kf/service_state/get",
                                       {"open_kfid": open_kfid, "external_userid": external_userid})
@@ -226,7 +221,7 @@ class KfService:
             except Exception as exc:
                 logger.warning("kf state cache unavailable: %s", exc)
         else:
-            self._state_cache[key] = (time.monotonic() + STATE_CACHE_TTL_S, state, servicer)
+            self._state_cache[key] = (self.s.clock.monotonic() + STATE_CACHE_TTL_S, state, servicer)
         return state, servicer
 
     def forget_state(self, open_kfid: str, external_userid: str) -> None:
@@ -257,12 +252,12 @@ class KfService:
 
     # ---- the 5-in-48h budget ---------------------------------------------------------------
     def _reserve_sync(self, open_kfid: str, external_userid: str) -> str:
-        now = utcnow()
+        now = self.s.clock.now()
         with self.s.db.session() as s:
             row = s.execute(select(KfQuota).where(KfQuota.open_kfid == open_kfid,
                                                   KfQuota.external_userid == external_userid)
                             .with_for_update()).scalar_one_or_none()
-            if row is None or now - aware(row.last_guest_msg_at) > QUOTA_WINDOW:
+            if row is None or now - (aware(row.last_guest_msg_at) or now) > QUOTA_WINDOW:
                 return "no_window"
             if row.sent_count >= QUOTA_MESSAGES:
                 return "exhausted"
@@ -275,7 +270,7 @@ class KfService:
             if row is None:
                 return
             if exhausted:
-                row.sent_count, row.exhausted_at = QUOTA_MESSAGES, utcnow()
+                row.sent_count, row.exhausted_at = QUOTA_MESSAGES, self.s.clock.now()
             else:
                 row.sent_count = max(0, row.sent_count - 1)
 

@@ -9,13 +9,16 @@ to the guest) and the sweep retries it later.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Awaitable, Callable, Dict, Optional, Set
 
 from bot.ops.logs import correlation, correlation_of
 from bot.ops.metrics import TURN_SECONDS
-from bot.wecom.inbox import Inbox, InboxItem
+from bot.wecom.clock import SYSTEM, Clock
+from bot.wecom.delivery.inbox import Inbox, InboxItem
+from bot.wecom.delivery.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +32,18 @@ DEFAULT_HANDLE_TIMEOUT_S = 120.0
 class Dispatcher:
     def __init__(self, inbox: Inbox, handle: Handler, *,
                  on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None,
-                 timeout_s: Optional[float] = None, max_concurrency: int = 32) -> None:
+                 timeout_s: Optional[float] = None, max_concurrency: int = 32,
+                 tasks: Optional[BackgroundTasks] = None, clock: Clock = SYSTEM) -> None:
         self.inbox = inbox
+        self.clock = clock
+        self.tasks = tasks or BackgroundTasks()
         self._slots = asyncio.Semaphore(max_concurrency)  # a burst of senders must not swamp Rasa
         self.handle = handle
         self.on_failed = on_failed
         # The lease is renewed while a turn runs (a heartbeat), so the turn may outlive it; a hung
         # handler is stopped by this timeout instead.
         self.timeout_s = timeout_s if timeout_s is not None else DEFAULT_HANDLE_TIMEOUT_S
-        self._workers: Dict[str, asyncio.Task] = {}
+        self._workers: Dict[str, asyncio.Future] = {}
         self._again: Set[str] = set()
         self._closing = False
 
@@ -49,11 +55,13 @@ class Dispatcher:
         if task is not None and not task.done():
             self._again.add(sender_id)
             return
-        task = asyncio.ensure_future(self._work(sender_id))
+        task = self.tasks.spawn(self._work(sender_id), "turn")
+        if task is None:  # dropped (a test's dead process)
+            return
         self._workers[sender_id] = task
-        task.add_done_callback(lambda t, s=sender_id: self._done(s, t))
+        task.add_done_callback(functools.partial(self._done, sender_id))
 
-    def _done(self, sender_id: str, task: asyncio.Task) -> None:
+    def _done(self, sender_id: str, task: asyncio.Future) -> None:
         if self._workers.get(sender_id) is task:
             self._workers.pop(sender_id, None)
         if not task.cancelled() and task.exception() is not None:
@@ -107,7 +115,7 @@ class Dispatcher:
     async def _renew_lease(self, item_id: int) -> None:
         every = max(0.05, self.inbox.lease_s / 3)
         while True:
-            await asyncio.sleep(every)
+            await self.clock.sleep(every)
             try:
                 if not await self.inbox.renew(item_id):
                     logger.warning("inbox row %s: lease lost while it was being handled", item_id)

@@ -17,6 +17,8 @@ import time
 import uuid
 from typing import AsyncIterator, Awaitable, Callable, Dict, Optional, Tuple
 
+from bot.wecom.clock import SYSTEM, Clock
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_MARGIN_S = 300
@@ -31,7 +33,8 @@ def token_key(corp_id: str, secret: str) -> str:
 class MemoryTokenStore:
     """Process-local store (dict + expiry). Shared by all clients of the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM) -> None:
+        self.clock = clock
         self._data: Dict[str, Tuple[str, float]] = {}
         self._locks: Dict[str, asyncio.Lock] = {}
 
@@ -40,13 +43,13 @@ class MemoryTokenStore:
         if not item:
             return None
         value, expires_at = item
-        if time.monotonic() >= expires_at:
+        if self.clock.monotonic() >= expires_at:
             self._data.pop(key, None)
             return None
         return value
 
     async def set(self, key: str, value: str, ttl: float) -> None:
-        self._data[key] = (value, time.monotonic() + ttl)
+        self._data[key] = (value, self.clock.monotonic() + ttl)
 
     async def delete_if(self, key: str, value: str) -> None:
         item = self._data.get(key)

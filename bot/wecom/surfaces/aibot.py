@@ -12,16 +12,18 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from bot.wecom.client import SendResult
+from bot.wecom.api.client import SendResult
 from bot.wecom.dedupe import aibot_key
-from bot.wecom.inbox import Inbound
+from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.messages import AIBOT_MARKDOWN_MAX_BYTES, strip_mentions, truncate_utf8
+from bot.wecom.protocol import AibotMessage, Kind, KindClass
+from bot.wecom.sender import wecom_sender
 
 logger = logging.getLogger(__name__)
 
 
 def sender_id_for(userid: str) -> str:
-    return f"wecom:{userid}"
+    return wecom_sender(userid)
 
 
 def _text_of(msg: Dict[str, Any]) -> Optional[str]:
@@ -43,30 +45,27 @@ def normalize(msg: Dict[str, Any], bot_name: Optional[str] = None) -> Optional[I
     msgtype = str(msg.get("msgtype") or "unknown")
     if msgtype == "stream":
         return None
-    sender = msg.get("from") if isinstance(msg.get("from"), dict) else {}
+    sender: Dict[str, Any] = msg["from"] if isinstance(msg.get("from"), dict) else {}
     userid = sender.get("userid")
     if not userid:
         raise ValueError("no from.userid")
     chattype = str(msg.get("chattype") or ("group" if msg.get("chatid") else "single"))
-    payload: Dict[str, Any] = {
-        "surface": "aibot", "msgtype": msgtype, "msgid": msg.get("msgid"), "userid": userid,
-        "chatid": msg.get("chatid"), "chattype": chattype, "aibotid": msg.get("aibotid"),
-        "response_url": msg.get("response_url"), "raw": msg,
-    }
+    common: Dict[str, Any] = dict(msgtype=msgtype, msgid=msg.get("msgid"), userid=userid, chatid=msg.get("chatid"),
+                                  chattype=chattype, aibotid=msg.get("aibotid"),
+                                  response_url=msg.get("response_url"), raw=msg)
     text = _text_of(msg)
     if text is not None:
         clean, mentioned = strip_mentions(text, bot_name)
-        payload["text"] = clean
-        payload["mentioned"] = mentioned or chattype != "group"
-        kind = "text"
+        message = AibotMessage(**common, text=clean, mentioned=mentioned or chattype != "group")
+        kind = Kind(KindClass.MESSAGE, "text")
     elif msgtype == "event":
-        event = msg.get("event") if isinstance(msg.get("event"), dict) else {}
-        payload["event"] = event
-        kind = f"event:{event.get('eventtype') or 'unknown'}"
+        event: Dict[str, Any] = msg["event"] if isinstance(msg.get("event"), dict) else {}
+        message = AibotMessage(**common, event=event)
+        kind = Kind.event(event.get("eventtype") or "unknown")
     else:
-        kind = msgtype
-    return Inbound(dedupe_key=aibot_key(msg), surface="aibot", sender_id=sender_id_for(userid),
-                   kind=kind[:32], payload=payload)
+        message = AibotMessage(**common)
+        kind = Kind(KindClass.MESSAGE, msgtype)
+    return Inbound.of(aibot_key(msg), message, kind)
 
 
 def welcome_reply(text: str) -> Dict[str, Any]:

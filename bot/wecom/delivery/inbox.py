@@ -19,12 +19,14 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.ops.logs import correlation, correlation_of
 from bot.ops.metrics import MESSAGES_IN
-from bot.wecom.db import Database, aware, utcnow
+from bot.wecom.clock import SYSTEM, Clock
+from bot.wecom.db import Database, aware
 from bot.wecom.models import InboxMessage, KfCursor, KfQuota
+from bot.wecom.protocol import UNFINISHED, InboxStatus, Kind, SurfaceMessage, message_from_payload
 
 logger = logging.getLogger(__name__)
 
-# A claimed row is leased, and the lease renewed while the turn runs (bot.wecom.pipeline): if the
+# A claimed row is leased, and the lease renewed while the turn runs (bot.wecom.delivery.pipeline): if the
 # process dies, another (or the restarted one) can take the row over once the lease ran out.
 # Short, so a restart resumes within seconds rather than minutes.
 DEFAULT_LEASE_S = 30
@@ -39,7 +41,17 @@ class Inbound:
     surface: str
     sender_id: str
     kind: str
-    payload: Dict[str, Any]
+    payload: Dict[str, Any]  # the stored form of `message`
+
+    @classmethod
+    def of(cls, dedupe_key: str, message: SurfaceMessage, kind: Kind,
+           sender: Optional[str] = None) -> "Inbound":
+        return cls(dedupe_key, message.surface.value, sender or str(message.sender), str(kind),
+                   message.to_payload())
+
+    @property
+    def message(self) -> SurfaceMessage:
+        return message_from_payload(self.surface, self.payload)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,15 @@ class InboxItem:
     payload: Dict[str, Any]
     status: str
     attempts: int
+
+    @property
+    def message(self) -> SurfaceMessage:
+        """The payload as its surface's typed message."""
+        return message_from_payload(self.surface, self.payload)
+
+    @property
+    def parsed_kind(self) -> Kind:
+        return Kind.parse(self.kind)
 
 
 def _stored(message: Inbound, row_id: int) -> None:
@@ -69,8 +90,9 @@ def _item(row: InboxMessage) -> InboxItem:
 
 class Inbox:
     def __init__(self, db: Optional[Database] = None, *, lease_s: float = DEFAULT_LEASE_S,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Clock = SYSTEM) -> None:
         self.db = db or Database()
+        self.clock = clock
         self.lease_s = lease_s
         self.max_attempts = max_attempts
 
@@ -83,7 +105,7 @@ class Inbox:
                     return None
                 row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
                                    sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status="pending", attempts=0, received_at=utcnow())
+                                   status=InboxStatus.PENDING.value, attempts=0, received_at=self.clock.now())
                 s.add(row)
                 s.flush()
                 return row.id
@@ -116,7 +138,7 @@ class Inbox:
                 existing.add(message.dedupe_key)
                 row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
                                    sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status="pending", attempts=0, received_at=utcnow())
+                                   status=InboxStatus.PENDING.value, attempts=0, received_at=self.clock.now())
                 s.add(row)
                 rows.append((message, row))
             for external_userid, sent_at in guest_messages:
@@ -132,7 +154,7 @@ class Inbox:
                 s.add(cursor)
             if next_cursor:
                 cursor.cursor = next_cursor
-            cursor.updated_at = utcnow()
+            cursor.updated_at = self.clock.now()
             s.flush()
             stored = [(message, row.id) for message, row in rows]
         return stored
@@ -153,8 +175,8 @@ class Inbox:
                 row = KfCursor(open_kfid=open_kfid)
                 s.add(row)
             row.callback_token = token
-            row.token_received_at = utcnow()
-            row.updated_at = utcnow()
+            row.token_received_at = self.clock.now()
+            row.updated_at = self.clock.now()
 
     def known_kfids_sync(self) -> List[str]:
         with self.db.session() as s:
@@ -163,25 +185,25 @@ class Inbox:
     # ---- processing -------------------------------------------------------------------------
     def claim_sync(self, sender_id: str) -> Optional[InboxItem]:
         """Lease the sender's oldest unfinished row, or None (nothing to do, or held elsewhere)."""
-        now = utcnow()
+        now = self.clock.now()
         with self.db.session() as s:
             row = s.execute(
                 select(InboxMessage)
                 .where(InboxMessage.sender_id == sender_id,
-                       InboxMessage.status.in_(("pending", "processing")))
+                       InboxMessage.status.in_(UNFINISHED))
                 .order_by(InboxMessage.id).limit(1)
             ).scalar_one_or_none()
             if row is None:
                 return None
             lease = aware(row.lease_until)
-            if row.status == "processing" and lease is not None and lease > now:
+            if row.status == InboxStatus.PROCESSING.value and lease is not None and lease > now:
                 return None  # someone is on it; later rows wait for it (ordering)
             old_status = row.status
             result = s.execute(
                 update(InboxMessage)
                 .where(InboxMessage.id == row.id, InboxMessage.status == old_status,
                        InboxMessage.attempts == row.attempts)  # optimistic: one claimer wins
-                .values(status="processing", attempts=InboxMessage.attempts + 1,
+                .values(status=InboxStatus.PROCESSING.value, attempts=InboxMessage.attempts + 1,
                         lease_until=now + dt.timedelta(seconds=self.lease_s))
                 .execution_options(synchronize_session=False)
             )
@@ -191,18 +213,19 @@ class Inbox:
             s.refresh(row)
             return _item(row)
 
-    def finish_sync(self, item_id: int, status: str = "done", error: Optional[str] = None) -> None:
+    def finish_sync(self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None) -> None:
         with self.db.session() as s:
             s.execute(update(InboxMessage).where(InboxMessage.id == item_id)
-                      .values(status=status, processed_at=utcnow(), lease_until=None, error=error)
+                      .values(status=status, processed_at=self.clock.now(), lease_until=None, error=error)
                       .execution_options(synchronize_session=False))
 
     def renew_sync(self, item_id: int) -> bool:
         """Extend the lease of a row still being processed (heartbeat); False if it was lost."""
         with self.db.session() as s:
             result = s.execute(update(InboxMessage)
-                               .where(InboxMessage.id == item_id, InboxMessage.status == "processing")
-                               .values(lease_until=utcnow() + dt.timedelta(seconds=self.lease_s))
+                               .where(InboxMessage.id == item_id,
+                                      InboxMessage.status == InboxStatus.PROCESSING.value)
+                               .values(lease_until=self.clock.now() + dt.timedelta(seconds=self.lease_s))
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
 
@@ -212,20 +235,21 @@ class Inbox:
             row = s.get(InboxMessage, item_id)
             if row is None:
                 return "missing"
-            row.status = "failed" if row.attempts >= self.max_attempts else "pending"
+            failed = row.attempts >= self.max_attempts
+            row.status = (InboxStatus.FAILED if failed else InboxStatus.PENDING).value
             row.lease_until = None
             row.error = (error or "")[:2000]
-            if row.status == "failed":
-                row.processed_at = utcnow()
+            if failed:
+                row.processed_at = self.clock.now()
             return row.status
 
     def pending_senders_sync(self) -> List[str]:
-        now = utcnow()
+        now = self.clock.now()
         with self.db.session() as s:
             rows = s.execute(
                 select(InboxMessage.sender_id, InboxMessage.id)
-                .where(or_(InboxMessage.status == "pending",
-                           and_(InboxMessage.status == "processing",
+                .where(or_(InboxMessage.status == InboxStatus.PENDING.value,
+                           and_(InboxMessage.status == InboxStatus.PROCESSING.value,
                                 or_(InboxMessage.lease_until.is_(None), InboxMessage.lease_until < now))))
                 .order_by(InboxMessage.id)
             ).all()
@@ -238,8 +262,9 @@ class Inbox:
         """The guest recalled a message: skip it if it has not been handled yet."""
         with self.db.session() as s:
             result = s.execute(update(InboxMessage)
-                               .where(InboxMessage.dedupe_key == dedupe_key, InboxMessage.status == "pending")
-                               .values(status="recalled", processed_at=utcnow())
+                               .where(InboxMessage.dedupe_key == dedupe_key,
+                                      InboxMessage.status == InboxStatus.PENDING.value)
+                               .values(status=InboxStatus.RECALLED.value, processed_at=self.clock.now())
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
 
@@ -281,7 +306,7 @@ class Inbox:
     async def claim(self, sender_id: str) -> Optional[InboxItem]:
         return await self.db.run(self.claim_sync, sender_id)
 
-    async def finish(self, item_id: int, status: str = "done", error: Optional[str] = None) -> None:
+    async def finish(self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None) -> None:
         await self.db.run(self.finish_sync, item_id, status, error)
 
     async def renew(self, item_id: int) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
-from typing import Deque, Dict, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 Limit = Tuple[int, float]  # (max events, window seconds)
 
@@ -77,7 +77,7 @@ class RedisRateLimiter:
 
     async def hit(self, key: str) -> float:
         keys = [f"{self.prefix}:{key}:{int(w)}" for _, w in self.limits]
-        args = [repr(self.clock()), uuid.uuid4().hex]
+        args: List[Any] = [repr(self.clock()), uuid.uuid4().hex]
         for count, window in self.limits:
             args += [count, window]
         result = await self.redis.eval(_LUA, len(keys), *keys, *args)

@@ -25,7 +25,7 @@ from bot.wecom.errors import (
     WeComAPIError,
 )
 from bot.ops.metrics import MESSAGES_OUT, TOKEN_REFRESHES, WECOM_ERRCODES
-from bot.wecom.token import AccessTokenProvider
+from bot.wecom.api.token import AccessTokenProvider
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class WeComClient:
         self._sessions: Dict[int, tuple] = {}  # id(loop) -> (weakref to the loop, session)
 
     # ---- HTTP ---------------------------------------------------------------------------
-    def _session(self) -> aiohttp.ClientSession:
+    def http(self) -> aiohttp.ClientSession:
         """One session per event loop (a session is bound to the loop that made it)."""
         loop = asyncio.get_running_loop()
         entry = self._sessions.get(id(loop))
@@ -107,7 +107,7 @@ class WeComClient:
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else None
         try:
-            async with self._session().request(method, url, params=params, data=data, headers=headers) as resp:
+            async with self.http().request(method, url, params=params, data=data, headers=headers) as resp:
                 text = await resp.text(encoding="utf-8", errors="replace")
                 if resp.status >= 500:
                     raise TransportError(f"HTTP {resp.status}", path)
@@ -153,7 +153,7 @@ class WeComClient:
             if errcode == 0:
                 return data
             WECOM_ERRCODES.labels(path.split("?", 1)[0], str(errcode)).inc()
-            if auth and token and errcode in TOKEN_ERRCODES and attempt == 0:
+            if auth and token and self.tokens is not None and errcode in TOKEN_ERRCODES and attempt == 0:
                 logger.info("WeCom %s answered %s: refreshing the %s token once", path, errcode, self.app)
                 await self.tokens.invalidate(token)
                 continue

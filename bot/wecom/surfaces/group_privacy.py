@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.settings import PROJECT_ROOT
+from bot.wecom.sender import SenderId
 
 TEMPLATES = PROJECT_ROOT / "bot" / "templates" / "group"
 
@@ -39,11 +40,8 @@ def split_private(messages: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]],
 
 def external_userid_of(sender_id: str) -> Optional[str]:
     """The WeCom external_userid behind an aibot sender id ("wecom:wm..."), else None."""
-    if sender_id.startswith("wecom:"):
-        userid = sender_id[len("wecom:"):]
-        if userid.startswith(("wm", "wo")):
-            return userid
-    return None
+    sender = SenderId.parse(sender_id)
+    return sender.external_userid if sender.is_external_contact else None
 
 
 def note(sent_privately: bool, kf_url: Optional[str]) -> str:

@@ -1,88 +1,33 @@
-"""Paging inside the Rasa server process, as a Rasa input channel (credentials.yml:
-`bot.paging.channel.PagingChannel:`). It has no webhook of its own; when the server starts it
-
-- registers the advisors' command handler with the WeCom channel's app surface
-  (`bot.wecom.app.register_app_handler`): 接单 / 接管 / 备注 / 解决 / 交还 / 队列 / 帮助;
-- puts a guest-message hook in front of the WeCom channel's hand-over to Rasa: a 1-5 answer to a
-  rating request is stored (and thanked) instead of reaching the NLU, and while an advisor has
-  taken a guest over, what the guest writes is also forwarded to the advisor in the app
-  (微信客服 guests excepted: the advisor already sees them in 微信客服). Rasa still records every
-  message (a paused conversation records, it does not answer).
-
-It also serves the page the textcards link to, `GET /webhooks/paging/cases/<N>?sig=…` (signed
-over case, viewer and expiry with PAGING_LINK_SECRET, see bot.paging.links: a case number alone
-opens nothing, and a link works only for the advisor it was sent to while they are rostered for
-the case's property): the case, its deadlines, every step and note, and the commands to answer it.
-Phone numbers and health notes are not on it; each view is audited under the viewer's userid.
-
-The policy is validated here too; if it is invalid the bot runs without paging commands and the
-log says exactly what to fix (the worker refuses to start with the same message).
+"""The case page the textcards link to, `GET /webhooks/paging/cases/<N>?sig=…` (served by
+connectors/paging.py on the Rasa server): signed over case, viewer and expiry with
+PAGING_LINK_SECRET (bot.paging.links), so a case number alone opens nothing, and a link works only
+for the advisor it was sent to while they are rostered for the case's property. It shows the case,
+its deadlines, every step and note, and the commands to answer it; phone numbers and health notes
+are not on it; each view is audited under the viewer's userid. Also the guest's photos / voice
+messages of the case (`.../media/<M>`), with the same checks. Web-framework-free: a `Page` is
+status, body and headers.
 """
 from __future__ import annotations
 
 import asyncio
 import html
 import logging
-from typing import Any, Awaitable, Callable, Dict, Optional, Text
-
-from rasa.core.channels.channel import InputChannel, UserMessage
-from sanic import Blueprint, response
+from dataclasses import dataclass, field
+from typing import Dict
 
 log = logging.getLogger(__name__)
 
-WECOM_CHANNEL = "wecom"
 
+@dataclass(frozen=True)
+class Page:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: Dict[str, str] = field(default_factory=dict)
 
-def guest_hook(service, forward: Callable[[UserMessage], Awaitable[Any]]):
-    """Wrap a channel's `on_new_message` with the rating / forwarding checks."""
-
-    async def on_new_message(message: UserMessage) -> Any:
-        text = message.text or ""
-        sender = message.sender_id
-        if text and not text.startswith("/"):
-            try:
-                thanks = await service.maybe_record_rating(sender, text)
-            except Exception:
-                log.exception("rating check for %s failed; passing the message to Rasa", sender)
-                thanks = None
-            if thanks:
-                await message.output_channel.send_text_message(sender, thanks)
-                return None
-            try:
-                await service.forward_guest_message(sender, text)
-            except Exception:
-                log.exception("forwarding %s's message to the advisor failed", sender)
-        return await forward(message)
-
-    on_new_message.paging_hook = True  # type: ignore[attr-defined]
-    return on_new_message
-
-
-def attach(app, service=None) -> Optional[object]:
-    """Install the handler and the hook on the app's WeCom channel; returns the service."""
-    from bot.paging.runtime import build_service
-    from bot.wecom.app import register_app_handler
-
-    channels = getattr(app.ctx, "input_channels", None) or []
-    wecom = next((c for c in channels if c.name() == WECOM_CHANNEL), None)
-    if wecom is None:
-        log.warning("no WeCom channel in credentials.yml: advisors' paging commands are off")
-        return None
-    if service is None:
-        try:
-            service = build_service(services=wecom.services)
-        except Exception as exc:
-            log.error("advisors' paging commands are OFF: %s", exc)
-            return None
-    register_app_handler(service.on_app_message)
-    current = getattr(wecom, "on_new_message", None)
-    if current is not None and not getattr(current, "paging_hook", False):
-        wecom.on_new_message = guest_hook(service, current)
-    from bot.marketing.channel import attach_nps  # the T+7 survey's answers (bot.marketing)
-
-    attach_nps(wecom)
-    log.info("paging attached to the WeCom channel (policy %s)", service.policy.source)
-    return service
+    @classmethod
+    def text(cls, text: str, status: int) -> "Page":
+        return cls(status, text.encode("utf-8"))
 
 
 def render_case(policy, clock, steps, notes, guest_name: str, tier: str, now,
@@ -136,45 +81,18 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-size:90%}}.k{{color:#666}}</st
 <h3>备注</h3><ul>{note_rows}</ul></body></html>"""
 
 
-class PagingChannel(InputChannel):
-    @classmethod
-    def name(cls) -> Text:
-        return "paging"
+class CasePages:
+    """`service`: a PagingService (built on first request when not given); `links`: CaseLinks."""
 
-    @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
-        return cls()
+    def __init__(self, service=None, links=None) -> None:
+        self.service = service
+        self.links = links
 
-    def __init__(self) -> None:
-        self.service = None
-        self.links = None  # bot.paging.links.CaseLinks, built on first use
-
-    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        bp = Blueprint("paging_hooks", __name__)
-
-        @bp.listener("after_server_start")
-        async def _attach(app, loop) -> None:
-            self.service = attach(app)
-
-        @bp.route("/cases/<case_id:int>", methods=["GET"])
-        async def case_page(request, case_id: int):
-            return await self.case_page(case_id, request.args.get("sig") or "")
-
-        @bp.route("/cases/<case_id:int>/media/<media_id:int>", methods=["GET"])
-        async def case_media(request, case_id: int, media_id: int):
-            return await self.case_media(case_id, media_id, request.args.get("sig") or "")
-
-        @bp.route("/", methods=["GET"])
-        async def health(_request):
-            return response.json({"status": "ok"})
-
-        return bp
-
-    async def case_page(self, case_id: int, sig: str):
+    async def case_page(self, case_id: int, sig: str) -> Page:
         from bot.audit import staff_read_async
 
         opened = await self._open_case(case_id, sig)
-        if not isinstance(opened, tuple):
+        if isinstance(opened, Page):
             return opened
         service, clock, staff = opened
 
@@ -192,16 +110,16 @@ class PagingChannel(InputChannel):
                 detail={"case": case_id, "via": "case_link"})
         except Exception as exc:
             log.error("case page %s unavailable: %s", case_id, exc)
-            return response.text("暂时无法打开", status=503)
+            return Page.text("暂时无法打开", 503)
         page = render_case(service.policy, clock, steps, notes, guest_name, tier, service.clock(),
                            media=media, sig=sig)
-        return response.html(page)
+        return Page(200, page.encode("utf-8"), "text/html; charset=utf-8")
 
-    async def case_media(self, case_id: int, media_id: int, sig: str):
+    async def case_media(self, case_id: int, media_id: int, sig: str) -> Page:
         """A photo / voice message the guest sent with this case, for whoever the case link
         was signed for (same checks as the page), audited."""
         opened = await self._open_case(case_id, sig)
-        if not isinstance(opened, tuple):
+        if isinstance(opened, Page):
             return opened
         service, clock, staff = opened
         from bot.audit import staff_read_async
@@ -220,15 +138,14 @@ class PagingChannel(InputChannel):
                                            detail={"case": case_id, "media": media_id})
         except (OSError, ValueError) as exc:
             log.error("media %s of case %s unreadable: %s", media_id, case_id, exc)
-            return response.text("文件暂时无法打开", status=404)
+            return Page.text("文件暂时无法打开", 404)
         except Exception as exc:
             log.error("media %s of case %s unavailable: %s", media_id, case_id, exc)
-            return response.text("暂时无法打开", status=503)
+            return Page.text("暂时无法打开", 503)
         if found is None:
-            return response.text("没有这个附件", status=404)
+            return Page.text("没有这个附件", 404)
         row, data = found
-        return response.raw(data, content_type=row.content_type,
-                            headers={"Cache-Control": "private, no-store"})
+        return Page(200, data, row.content_type, {"Cache-Control": "private, no-store"})
 
     async def _open_case(self, case_id: int, sig: str):
         """(service, clock, staff) when the signed link lets its viewer see the case, else the
@@ -243,7 +160,7 @@ class PagingChannel(InputChannel):
             access = self.links.verify(case_id, sig)
         except LinkInvalid as exc:
             log.info("case page %s refused: %s", case_id, exc.reason)
-            return response.text("链接无效或已过期", status=403)
+            return Page.text("链接无效或已过期", 403)
         service = self.service
         if service is None:
             from bot.paging.runtime import build_service
@@ -251,11 +168,11 @@ class PagingChannel(InputChannel):
                 service = self.service = build_service()
             except Exception as exc:
                 log.error("case page unavailable: %s", exc)
-                return response.text("暂时无法打开", status=503)
+                return Page.text("暂时无法打开", 503)
         try:
             clock = await asyncio.to_thread(service.store.clock, case_id)
         except ClockNotFound:
-            return response.text("没有这个单", status=404)
+            return Page.text("没有这个单", 404)
         viewer = access.viewer
         if viewer.startswith("group:"):
             group = service.policy.property(clock.property_id).emergency_group
@@ -265,7 +182,7 @@ class PagingChannel(InputChannel):
         if not allowed:  # rostered elsewhere since the link was sent, or another property
             log.info("case page %s refused: %s not rostered for %s", case_id, viewer,
                      clock.property_id)
-            return response.text("您无权查看这个单", status=403)
+            return Page.text("您无权查看这个单", 403)
         if service.crm is None:
-            return response.text("暂时无法打开", status=503)
+            return Page.text("暂时无法打开", 503)
         return service, clock, Staff("advisor", viewer)
