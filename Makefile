@@ -44,7 +44,7 @@ help:
 	@echo "make test   - the whole test suite (unit, integration on PostgreSQL/Redis, Rasa data and stories)"
 	@echo "make train  - train the model if data/, config.yml or domain.yml changed"
 	@echo "make shell  - chat with the bot in the terminal (Rasa shell; needs the action server: make run)"
-	@echo "make eval   - NLU figures on the held-out set"
+	@echo "make eval   - NLU figures on both held-out sets (simplified and traditional)"
 	@echo "make bench  - benchmarks (not tests)"
 	@echo "make bench-wecom - WeCom connector: callback times, replays, Rasa killed mid-load"
 	@echo "make bench-bookings - booking import of 100,000 rows on SQLite and PostgreSQL"
