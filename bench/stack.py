@@ -262,6 +262,7 @@ class Stack:
     # share the PostgreSQL tracker store and the Redis lock store.
     rasa_replicas: int = 1
     action_replicas: int = 1
+    intake_replicas: int = 1  # intake servers; the sandbox delivers to them in turn
     # Rasa's pika event broker on the machine's RabbitMQ (a queue and exchange of the stack's
     # own), and `concierge events consume` ("events") storing them in the CRM.
     events: bool = False
@@ -295,6 +296,10 @@ class Stack:
     def action_names(self) -> List[str]:
         return ["actions"] + [f"actions{i}" for i in range(2, self.action_replicas + 1)]
 
+    @property
+    def intake_names(self) -> List[str]:
+        return ["intake"] + [f"intake{i}" for i in range(2, self.intake_replicas + 1)]
+
     def url_of(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
@@ -308,7 +313,7 @@ class Stack:
         if self.wecom:
             self.ports["sandbox"] = free_port()
         if self.wecom and self.intake:
-            self.ports["intake"] = free_port()
+            self.ports.update({name: free_port() for name in self.intake_names})
         env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "WEATHER_PROVIDER": "demo",
                "TF_CPP_MIN_LOG_LEVEL": "3", "SLA_POLICY_FILE": str(PROJECT_ROOT / "data" / "sla_policy.yml"),
                "PYTHONUNBUFFERED": "1"}
@@ -333,7 +338,7 @@ class Stack:
             env["WECOM_API_BASE"] = self.sandbox_url
             env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['rasa']}"
             if self.intake:
-                env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['intake']}"
+                env["SANDBOX_CONNECTOR_URL"] = ",".join(self.url_of(n) for n in self.intake_names)
                 env["WECOM_INTAKE_NOTIFY_URL"] = ",".join(
                     f"{self.url_of(name)}/webhooks/wecom/inbox" for name in self.rasa_names)
             env["SANDBOX_LOG_LEVEL"] = "WARNING"
@@ -378,8 +383,10 @@ class Stack:
             plan.append(("sandbox", [sys.executable, "-m", "bot.sandbox", "--port", str(self.ports["sandbox"])],
                          f"{self.sandbox_url}/_sandbox/info"))
         if self.wecom and self.intake:
-            plan.append(("intake", [sys.executable, "-m", "bot.wecom.intake_server", "--port", str(self.ports["intake"])],
-                         f"http://127.0.0.1:{self.ports['intake']}/webhooks/wecom/"))
+            for name in self.intake_names:
+                plan.append((name, [sys.executable, "-m", "bot.wecom.intake_server",
+                                    "--port", str(self.ports[name])],
+                             f"{self.url_of(name)}/webhooks/wecom/"))
         actions_cmd = ([sys.executable, "-m", "bench.rasa_patched", "--patch=sqlite", "--", "run"]
                        if "sqlite" in self.rasa_patches else [RASA, "run"])
         for name in self.action_names:
