@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions._common import STORE_DOWN_TEXT, call, say, say_private
+from actions._common import STORE_DOWN_TEXT, call, say_private
 from actions._flows import flows, intent_of, reset, text_of, write_or_queue
 from bot.crm.store import StoreUnavailable
 from bot.orders.service import OP_CANCEL, OP_CREATE, Draft, parse_flight, parse_party

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.core.time import CHINA_TZ
 from bot.crm import models as m
 from bot.crm.crypto import blind_index
 from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
@@ -41,8 +42,7 @@ __all__ = ["CRMStore", "CRMError", "StoreUnavailable", "NotFound", "GuestNotFoun
            "ConsentDTO", "FeedbackDTO", "AuditDTO", "to_jsonable", "mask_phone", "mask_document", "china_today",
            "CHINA_TZ"]
 
-# China has one time zone and no DST: "today" for a guest's stay is today in UTC+8.
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), name="Asia/Shanghai")
+# China has one time zone and no DST: "today" for a guest's stay is today in UTC+8 (bot.core.time).
 
 T = TypeVar("T")
 

@@ -28,6 +28,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from bot.core.time import CHINA_TZ, china_date
 from bot.crm import models as m
 from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
 from bot.paging import clocks as rules
@@ -227,7 +228,7 @@ class PagingStore:
         for booking in bookings:
             if booking_id and booking.id == booking_id:
                 return booking.property_id
-        today = (now + dt.timedelta(hours=8)).date()  # China local date
+        today = china_date(now)
         current = [b for b in bookings if b.check_in <= today <= b.check_out]
         upcoming = [b for b in bookings if b.check_in > today]
         pick = (current or upcoming or bookings[-1:] or [None])[0]
@@ -242,7 +243,7 @@ class PagingStore:
         if subject_type == "order":
             when = ""
             if row.scheduled_at:
-                local = _utc(row.scheduled_at) + dt.timedelta(hours=8)
+                local = _utc(row.scheduled_at).astimezone(CHINA_TZ)
                 when = local.strftime("%m-%d %H:%M")
             parts = [row.item, when, f"{row.party_size}人" if row.party_size else None,
                      f"航班 {row.flight_no}" if row.flight_no else None, row.notes]

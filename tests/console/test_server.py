@@ -10,7 +10,7 @@ import pytest
 from yarl import URL
 
 from bot.console.auth import SESSION_COOKIE, Auth
-from tests.console.conftest import SECRET, csrf_of, sign_in
+from tests.console.conftest import SECRET, sign_in
 
 SHANGHAI = "shanghai-bund-hotel"
 
@@ -566,7 +566,6 @@ async def test_data_files_refuse_other_paths_and_missing_csrf(client, console, d
 
 async def test_reports_automation_rate_and_top_intents_from_the_tracker_store(
         client, console, tmp_path):
-    import datetime as dt
 
     from sqlalchemy import create_engine, text
 

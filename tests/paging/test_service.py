@@ -124,7 +124,7 @@ async def test_forward_while_taken_over_for_non_kf_guests(crm, paging, make_work
     clock.set(ticket.created_at)
     await make_worker().tick()
     case = paging.clock_for("ticket", ticket.id)
-    await service.handle_command("advisor_li", f"接管 周先生")
+    await service.handle_command("advisor_li", "接管 周先生")
     assert await service.forward_guest_message("wecom:wm-guest", "还要多久？") is True
     forwarded = messenger.to("app", "advisor_li")[-1]
     assert forwarded["msgtype"] == "text" and "还要多久？" in forwarded["text"] and f"#{case.id}" in forwarded["text"]

@@ -2,8 +2,6 @@
 and encrypted callbacks that decrypt with the shared dev secrets."""
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 
 import aiohttp

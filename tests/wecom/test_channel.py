@@ -4,7 +4,6 @@ and every surface."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 
@@ -15,7 +14,6 @@ from bot.wecom import app as app_mod
 from bot.wecom import kf as kf_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.crypto import CallbackCrypto
-from bot.wecom.inbox import Inbox
 from bot.wecom.messages import REPLIES, utf8_len
 from connectors.wecom import WeComInput
 from tests.wecom.fixtures import load_json
