@@ -74,7 +74,9 @@ def build_flows(store: CRMStore, *, kb: Any = None, catalogue: Optional[Catalogu
                 mirror: Optional[TagMirror] = None, redis_url: Optional[str] = None,
                 spool_file: Path | str | None = None,
                 now: Callable[[], dt.datetime] = china_now) -> Flows:
-    terms = terms or SlaTerms()
+    # The promises come from the SLA policy only: a policy that does not load stops the build
+    # (and so the process) here, not at a guest's first complaint.
+    terms = (terms or SlaTerms()).check()
     spool = spool or make_spool(redis_url, spool_file or get_settings().spool_file
                                 or DEFAULT_SPOOL_FILE)
     handoff = HandoffService(store, kb=kb, terms=terms, now=now)
