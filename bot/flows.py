@@ -91,9 +91,3 @@ def build_flows(store: CRMStore, *, kb: Any = None, catalogue: Optional[Catalogu
         praise=PraiseService(store, now=now),
     )
 
-
-def get_flows() -> Flows:
-    """The process-wide flows (through the services container)."""
-    from bot.services import get_services
-
-    return get_services().flows

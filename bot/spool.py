@@ -267,24 +267,3 @@ def _park(spool: Spool, entry: dict) -> None:
     with _private_open(dead, "a") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
     spool.pop(entry["id"])
-
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin CLI
-    import argparse
-
-    from bot.flows import get_flows
-
-    parser = argparse.ArgumentParser(prog="python -m bot.spool")
-    parser.add_argument("command", choices=["replay", "count"])
-    args = parser.parse_args(argv)
-    flows = get_flows()
-    if args.command == "count":
-        print(len(flows.spool))
-        return 0
-    applied = replay(flows.spool, flows.replay_handlers())
-    print(f"applied {applied}, still queued {len(flows.spool)}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
