@@ -131,7 +131,7 @@ def _checks(settings: Settings, root: Path) -> list[tuple[str, Path, Callable[[]
         return f"{len(load_staff_file(settings.console_staff_file))} people"
 
     def canned() -> str:
-        from bot.console.deps import load_canned_replies
+        from bot.console.canned import load_canned_replies
 
         loaded = load_canned_replies(settings.console_canned_replies_file)
         return f"{sum(len(v) for v in loaded.values())} replies for {len(loaded)} properties"
