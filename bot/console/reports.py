@@ -16,7 +16,7 @@ from typing import Iterable, Optional
 
 from aiohttp import web
 
-from bot.console.app import deps_of, member_of, refuse, render, require
+from bot.console.web import deps_of, member_of, refuse, render, require
 from bot.console.staff import ADMIN
 from bot.crm.errors import StoreUnavailable
 from bot.paging.report import build_report

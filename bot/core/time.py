@@ -22,6 +22,11 @@ def china_now() -> dt.datetime:
     return dt.datetime.now(CHINA_TZ)
 
 
+def china_today() -> dt.date:
+    """Today's date where the guests and hotels are, whatever the server's zone."""
+    return dt.datetime.now(CHINA_TZ).date()
+
+
 def aware(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
     """Rows read back from SQLite may come naive (they hold UTC): make them comparable."""
     if value is None or value.tzinfo is not None:

@@ -28,10 +28,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.core.time import CHINA_TZ
+from bot.core.time import CHINA_TZ, china_today  # noqa: F401 - re-exported
 from bot.crm import models as m
 from bot.crm.crypto import blind_index
 from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
+from bot.crm.queries import guest_is  # noqa: F401 - re-exported
 from bot.crm.errors import CRMError, GuestNotFound, NotFound, StoreUnavailable, guarded
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ __all__ = ["CRMStore", "CRMError", "StoreUnavailable", "NotFound", "GuestNotFoun
 # China has one time zone and no DST: "today" for a guest's stay is today in UTC+8 (bot.core.time).
 
 T = TypeVar("T")
-
-
-def china_today() -> dt.date:
-    return dt.datetime.now(CHINA_TZ).date()
 
 
 # ---- DTOs -------------------------------------------------------------------------------------
@@ -295,14 +292,6 @@ GUEST_FIELDS = frozenset({
     "owner_userid", "points",
 })
 IDENTITY_FIELDS = ("wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid")
-
-
-def guest_is(sender_id: str):
-    """SQL condition on `guests`: the profile this sender id belongs to, either as its own
-    sender id or as a linked one (the same person on 微信客服 and in a group: GuestIdentity)."""
-    linked = select(m.GuestIdentity.guest_id).where(m.GuestIdentity.kind == "sender",
-                                                    m.GuestIdentity.value == sender_id)
-    return or_(m.Guest.sender_id == sender_id, m.Guest.id.in_(linked))
 
 
 def _require_aware(value: dt.datetime | None, name: str) -> None:

@@ -18,13 +18,13 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, Callable, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 import requests
 
-from bot.core.time import CHINA_TZ
+from bot.core.time import china_today
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ QWEATHER_CODES = {
 }
 RETRYABLE_CODES = {"429", "500", "timeout", "network"}
 
-
-def china_today() -> date:
-    """Today's date where the guests and hotels are (UTC+8), whatever the server's zone."""
-    return datetime.now(CHINA_TZ).date()
 
 
 @dataclass(frozen=True)

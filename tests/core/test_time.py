@@ -38,5 +38,6 @@ def test_every_module_uses_the_one_definition():
     from bot.orders import when
     from bot.wecom import db
 
-    assert store.CHINA_TZ is when.CHINA_TZ is weather.CHINA_TZ is t.CHINA_TZ
+    assert store.CHINA_TZ is when.CHINA_TZ is t.CHINA_TZ
     assert models.utcnow is db.utcnow is t.utcnow
+    assert store.china_today is weather.china_today is t.china_today
