@@ -455,9 +455,7 @@ class CRMStore:
                 "tickets": len(subjects["ticket"]),
                 "handoffs": len(subjects["handoff"]),
             }
-            condition = self._pages_condition(subjects)
-            if condition is not None:
-                s.execute(delete(m.Page).where(condition))
+            # (pages are paging's: bot.erasure has the paging store forget them first)
             s.expunge(guest)
             s.execute(delete(m.Guest).where(m.Guest.id == gid))  # children go by ON DELETE CASCADE
             s.add(m.AuditLog(actor=actor, action="guest.delete", subject_type="guest",
@@ -806,19 +804,7 @@ class CRMStore:
             s.flush()
             return _dto(HandoffDTO, row)
 
-    # ---- pages (minimal: the paging module owns their life cycle) ---------------------------
-    @guarded
-    def create_page(self, subject_type: str, subject_id: int, *, step: str,
-                    recipient: str | None = None, due_at: dt.datetime | None = None) -> PageDTO:
-        _require(step, "step")
-        _require_aware(due_at, "due_at")
-        with self._session() as s:
-            page = m.Page(subject_type=subject_type, subject_id=subject_id, step=step,
-                          recipient=recipient, due_at=due_at, status="pending", attempt=0)
-            s.add(page)
-            s.flush()
-            return _dto(PageDTO, page)
-
+    # ---- pages: written only by the paging store (bot.paging.store); read here for the profile
     @staticmethod
     def _page_subjects(s: Session, guest_id: int) -> dict[str, list[int]]:
         return {
