@@ -4,6 +4,7 @@ A command of its own (not `python -m bot.spool`) so that the spool, the flows th
 services that build them import one way only: this module -> bot.services -> bot.flows ->
 bot.spool.
 """
+
 from __future__ import annotations
 
 EXIT_OK = 0
@@ -13,8 +14,9 @@ def register(subparsers) -> None:
     spool = subparsers.add_parser("spool", help="guest writes queued while the CRM was down")
     sub = spool.add_subparsers(dest="spool_command", required=True)
     sub.add_parser("count", help="how many writes wait").set_defaults(func=_count)
-    sub.add_parser("replay", help="apply the queued writes now (the next flow action "
-                                  "would)").set_defaults(func=_replay)
+    sub.add_parser(
+        "replay", help="apply the queued writes now (the next flow action " "would)"
+    ).set_defaults(func=_replay)
 
 
 def _flows():

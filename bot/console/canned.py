@@ -1,5 +1,6 @@
 """Canned replies per property for advisors (data/canned_replies.yml), loaded on their own so
 `concierge data check` can validate them without building the console."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,8 @@ def load_canned_replies(path: Union[str, Path]) -> dict[str, list[dict]]:
     found = {}
     for prop, items in props.items():
         if not isinstance(items, list) or not all(
-                isinstance(i, dict) and i.get("title") and i.get("text") for i in items):
+            isinstance(i, dict) and i.get("title") and i.get("text") for i in items
+        ):
             raise CannedRepliesError(f"{path}: properties.{prop}: a list of {{title, text}}")
         found[str(prop)] = [{"title": str(i["title"]), "text": str(i["text"])} for i in items]
     return found

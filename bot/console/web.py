@@ -1,6 +1,7 @@
 """What every console page handler uses: the app's dependencies, the signed-in member, template
 rendering with the session's CSRF token, refusals and the role check. Kept apart from
 bot.console.app (which builds the app and imports the areas) so the areas need not import it."""
+
 from __future__ import annotations
 
 import functools
@@ -26,15 +27,19 @@ def member_of(request: web.Request) -> StaffMember:
 
 # ---- rendering ---------------------------------------------------------------------------------
 
+
 def render(request: web.Request, template: str, status: int = 200, **context) -> web.Response:
     deps = deps_of(request)
     member = request.get("member")
     session = request.get("session")
     page = deps.templates.get_template(template).render(
-        member=member, role_names=ROLE_NAMES, path=request.path,
+        member=member,
+        role_names=ROLE_NAMES,
+        path=request.path,
         csrf=deps.auth.csrf_token(session) if session else "",
         session_left_s=session.remaining_s(deps.epoch()) if session else None,
-        **context)
+        **context,
+    )
     return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")
 
 

@@ -2,6 +2,7 @@
 (bot.crm.paging_records.CRMGuestRecords). Paging's own tables (clocks, steps, notes, pages) stay
 in bot.paging.store; the CRM's tables are read only through this Protocol, so the paging store
 neither queries nor depends on the CRM's schema."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,8 +42,15 @@ class Stay:
 class GuestRecords(Protocol):
     """Read-only access to the guest records paging clocks run on."""
 
-    def open_subjects(self, subject_type: str, statuses: Sequence[str], since: dt.datetime, *,
-                      exclude_ids: Collection[int], limit: int) -> list[Subject]:
+    def open_subjects(
+        self,
+        subject_type: str,
+        statuses: Sequence[str],
+        since: dt.datetime,
+        *,
+        exclude_ids: Collection[int],
+        limit: int,
+    ) -> list[Subject]:
         """Subjects with an SLA class, in one of `statuses`, created at or after `since`, not
         in `exclude_ids`; oldest id first, at most `limit`."""
         ...
@@ -53,8 +61,9 @@ class GuestRecords(Protocol):
         """The guests' bookings that are not cancelled, by guest, by check-in."""
         ...
 
-    def complaints_before(self, guest_id: int, before: dt.datetime,
-                          exclude_ticket: Optional[int], limit: int) -> list[tuple[int, dt.datetime]]:
+    def complaints_before(
+        self, guest_id: int, before: dt.datetime, exclude_ticket: Optional[int], limit: int
+    ) -> list[tuple[int, dt.datetime]]:
         """(ticket id, created at) of the guest's complaints, newest first."""
         ...
 
@@ -62,8 +71,9 @@ class GuestRecords(Protocol):
         """(media id, kind) the guest sent with this ticket."""
         ...
 
-    def subjects_in_status(self, subject_type: str, subject_ids: Collection[int],
-                           statuses: Sequence[str]) -> set[int]:
+    def subjects_in_status(
+        self, subject_type: str, subject_ids: Collection[int], statuses: Sequence[str]
+    ) -> set[int]:
         """Which of these subjects are in one of `statuses` (e.g. an order now cancelled)."""
         ...
 

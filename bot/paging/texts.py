@@ -1,6 +1,7 @@
 """The Chinese the paging store writes on a case (its summary, why it was cancelled): Jinja2
 templates in bot/templates/paging, so the store handles data and the words live with the other
 texts."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,8 +24,9 @@ def _china_time(value: dt.datetime) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                      autoescape=False)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined, autoescape=False
+    )
     env.filters["china_time"] = _china_time
     return env
 

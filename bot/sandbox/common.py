@@ -1,6 +1,7 @@
 """What the sandbox's route modules (contacts, media, oauth, groupmsg) share with its server: the
 app keys, WeCom's error answer, and the request helpers. The server imports those modules to
 register their routes, so they import this instead of the server."""
+
 from __future__ import annotations
 
 from typing import Any, Dict

@@ -1,4 +1,5 @@
 """bot.core.data.read_yaml and the DataError base the data loaders' errors share."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,17 +30,20 @@ def test_the_callers_error_class_is_raised(tmp_path):
         read_yaml(tmp_path / "missing.yml", PolicyError)
 
 
-@pytest.mark.parametrize("path,name", [
-    ("bot.paging.policy", "PolicyError"),
-    ("bot.marketing.policy", "PolicyError"),
-    ("bot.marketing.touchpoints", "TouchpointConfigError"),
-    ("bot.marketing.segments", "SegmentError"),
-    ("bot.console.staff", "StaffFileError"),
-    ("bot.knowledge.kb", "KnowledgeError"),
-    ("bot.orders.catalogue", "CatalogueError"),
-    ("bot.complaints.classifier", "RulesError"),
-    ("bot.preferences.vocabulary", "VocabularyError"),
-])
+@pytest.mark.parametrize(
+    "path,name",
+    [
+        ("bot.paging.policy", "PolicyError"),
+        ("bot.marketing.policy", "PolicyError"),
+        ("bot.marketing.touchpoints", "TouchpointConfigError"),
+        ("bot.marketing.segments", "SegmentError"),
+        ("bot.console.staff", "StaffFileError"),
+        ("bot.knowledge.kb", "KnowledgeError"),
+        ("bot.orders.catalogue", "CatalogueError"),
+        ("bot.complaints.classifier", "RulesError"),
+        ("bot.preferences.vocabulary", "VocabularyError"),
+    ],
+)
 def test_data_file_errors_are_data_errors_and_still_value_errors(path, name):
     import importlib
 

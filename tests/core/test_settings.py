@@ -1,5 +1,6 @@
 """bot.core.settings: every environment variable is read there, and development defaults for
 secrets never reach production."""
+
 from __future__ import annotations
 
 import ast
@@ -31,30 +32,38 @@ def _env_reads(path: Path) -> list[str]:
 
 def test_no_environment_read_outside_settings():
     files = [p for d in ("bot", "actions", "connectors") for p in (ROOT / d).rglob("*.py")]
-    reads = [r for p in files if p != ROOT / "bot" / "core" / "settings.py"
-             for r in _env_reads(p)]
+    reads = [r for p in files if p != ROOT / "bot" / "core" / "settings.py" for r in _env_reads(p)]
     assert reads == []
 
 
 def test_the_guard_sees_a_read(tmp_path):
     sample = ROOT / "tests" / "core" / "_sample_env_read.py"
-    sample.write_text("import os\nX = os.environ.get('A')\nY = os.environ['B']\n"
-                      "os.environ['C'] = 'written, not read'\n", encoding="utf-8")
+    sample.write_text(
+        "import os\nX = os.environ.get('A')\nY = os.environ['B']\n"
+        "os.environ['C'] = 'written, not read'\n",
+        encoding="utf-8",
+    )
     try:
-        assert [r.split(": ")[1] for r in _env_reads(sample)] == ["os.environ.get",
-                                                                   "os.environ[...]"]
+        assert [r.split(": ")[1] for r in _env_reads(sample)] == [
+            "os.environ.get",
+            "os.environ[...]",
+        ]
     finally:
         sample.unlink()
 
 
-@pytest.mark.parametrize("env,expected", [
-    ("development", s.DEV_PAGING_LINK_SECRET),
-    ("test", s.DEV_PAGING_LINK_SECRET),
-    ("production", None),
-    ("staging", None),
-])
-def test_case_link_secret_has_a_development_default_only_outside_production(monkeypatch, env,
-                                                                            expected):
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ("development", s.DEV_PAGING_LINK_SECRET),
+        ("test", s.DEV_PAGING_LINK_SECRET),
+        ("production", None),
+        ("staging", None),
+    ],
+)
+def test_case_link_secret_has_a_development_default_only_outside_production(
+    monkeypatch, env, expected
+):
     monkeypatch.delenv("PAGING_LINK_SECRET", raising=False)
     monkeypatch.setenv("CONCIERGE_ENV", env)
     assert s.load_settings().paging_link_secret == expected
@@ -109,8 +118,12 @@ def test_env_example_and_readme_list_every_variable():
     source = (ROOT / "bot" / "core" / "settings.py").read_text(encoding="utf-8")
     names = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "_env" and node.args \
-                and isinstance(node.args[0], ast.Constant):
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "_env"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             names.add(node.args[0].value)
     names |= {f"WECOM_{n}" for n in s.load_settings().wecom}
     example = (ROOT / ".env.example").read_text(encoding="utf-8")

@@ -1,4 +1,5 @@
 """bot.core.time: the one China time zone and UTC clock the project uses."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +22,9 @@ def test_china_date_crosses_midnight_eight_hours_before_utc():
 
 def test_china_midnight_and_now():
     midnight = t.china_midnight(dt.date(2026, 3, 2))
-    assert midnight.astimezone(dt.timezone.utc) == dt.datetime(2026, 3, 1, 16, tzinfo=dt.timezone.utc)
+    assert midnight.astimezone(dt.timezone.utc) == dt.datetime(
+        2026, 3, 1, 16, tzinfo=dt.timezone.utc
+    )
     assert t.china_now().utcoffset() == dt.timedelta(hours=8)
 
 

@@ -1,5 +1,6 @@
 """bot.sla_terms: the guest's promises come from the SLA policy, and nothing else. A policy that
 does not load stops the process at start, with a message naming the file."""
+
 from __future__ import annotations
 
 import subprocess
@@ -51,10 +52,21 @@ def test_every_class_the_flows_promise_is_in_the_shipped_policy():
 def test_action_server_does_not_start_with_a_broken_policy(tmp_path):
     broken = tmp_path / "sla.yml"
     broken.write_text("steps: [\n", encoding="utf-8")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT), "CONCIERGE_ENV": "test",
-           "SLA_POLICY_FILE": str(broken), "DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
-           "RASA_TELEMETRY_ENABLED": "false"}
-    done = subprocess.run([sys.executable, "-m", "bot.actions_main", "--port", "0"], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=str(PROJECT_ROOT))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "CONCIERGE_ENV": "test",
+        "SLA_POLICY_FILE": str(broken),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}",
+        "RASA_TELEMETRY_ENABLED": "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.actions_main", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(PROJECT_ROOT),
+    )
     assert done.returncode != 0
     assert "SlaPolicyUnavailable" in done.stderr and str(broken) in done.stderr

@@ -1,4 +1,5 @@
 """`concierge spool count | replay` over the flows' spool (queued while the CRM was down)."""
+
 from __future__ import annotations
 
 import json

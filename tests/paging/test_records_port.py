@@ -1,6 +1,7 @@
 """The paging store reads guests only through its port (bot.paging.ports.GuestRecords): a fake
 adapter with no CRM tables behind it is enough to start clocks, find gone subjects and list past
 complaints; the CRM's adapter answers the same questions from the CRM."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,9 +31,14 @@ class FakeRecords:
 
     def open_subjects(self, subject_type, statuses, since, *, exclude_ids, limit):
         self.asked.append(("open", subject_type, set(exclude_ids)))
-        return [s for (t, i), s in sorted(self.subjects.items())
-                if t == subject_type and s.status in statuses and s.created_at >= since
-                and i not in exclude_ids][:limit]
+        return [
+            s
+            for (t, i), s in sorted(self.subjects.items())
+            if t == subject_type
+            and s.status in statuses
+            and s.created_at >= since
+            and i not in exclude_ids
+        ][:limit]
 
     def subject(self, subject_type, subject_id):
         return self.subjects.get((subject_type, subject_id))
@@ -54,19 +60,44 @@ class FakeRecords:
 
 
 def _ticket(**kw):
-    base = dict(subject_type="ticket", subject_id=7, guest_id=1, sender_id="kf:a",
-                sla_class="complaint_routine", status="open", created_at=NOW,
-                details={"kind": "complaint", "category": "噪音", "description": "隔壁很吵",
-                         "location": "1203", "since_text": None})
+    base = dict(
+        subject_type="ticket",
+        subject_id=7,
+        guest_id=1,
+        sender_id="kf:a",
+        sla_class="complaint_routine",
+        status="open",
+        created_at=NOW,
+        details={
+            "kind": "complaint",
+            "category": "噪音",
+            "description": "隔壁很吵",
+            "location": "1203",
+            "since_text": None,
+        },
+    )
     base.update(kw)
     return Subject(**base)
 
 
 def _order(**kw):
-    base = dict(subject_type="order", subject_id=3, guest_id=1, sender_id="kf:a",
-                sla_class="addon_order", status="requested", created_at=NOW, booking_id=11,
-                details={"item": "接机", "scheduled_at": NOW, "party_size": 2,
-                         "flight_no": "CA1234", "notes": None})
+    base = dict(
+        subject_type="order",
+        subject_id=3,
+        guest_id=1,
+        sender_id="kf:a",
+        sla_class="addon_order",
+        status="requested",
+        created_at=NOW,
+        booking_id=11,
+        details={
+            "item": "接机",
+            "scheduled_at": NOW,
+            "party_size": 2,
+            "flight_no": "CA1234",
+            "notes": None,
+        },
+    )
     base.update(kw)
     return Subject(**base)
 
@@ -85,9 +116,17 @@ def paging_db(sqlite_url):
 
 
 def test_clocks_start_from_the_port_alone(paging_db, policy):
-    stays = {1: [Stay(10, "shanghai-bund-hotel", NOW.date() - dt.timedelta(days=30),
-                      NOW.date() - dt.timedelta(days=28)),
-                 Stay(11, "sanya-haitang-resort", NOW.date(), NOW.date() + dt.timedelta(days=3))]}
+    stays = {
+        1: [
+            Stay(
+                10,
+                "shanghai-bund-hotel",
+                NOW.date() - dt.timedelta(days=30),
+                NOW.date() - dt.timedelta(days=28),
+            ),
+            Stay(11, "sanya-haitang-resort", NOW.date(), NOW.date() + dt.timedelta(days=3)),
+        ]
+    }
     records = FakeRecords([_ticket(), _order()], stays=stays)
     store = PagingStore(paging_db, records)
     infos = store.unclocked_subjects(NOW - dt.timedelta(hours=1), NOW)
@@ -99,8 +138,7 @@ def test_clocks_start_from_the_port_alone(paging_db, policy):
     assert by_type["ticket"].property_id == by_type["order"].property_id == "sanya-haitang-resort"
 
     info = by_type["ticket"]
-    store.create_clock(info, plan_clock(policy, info.sla_class, info.created_at,
-                                        info.property_id))
+    store.create_clock(info, plan_clock(policy, info.sla_class, info.created_at, info.property_id))
     again = store.unclocked_subjects(NOW - dt.timedelta(hours=1), NOW)
     assert [i.subject_type for i in again] == ["order"]
     assert ("open", "ticket", {7}) in records.asked  # the clocked ticket was left out by id
@@ -112,8 +150,9 @@ def test_gone_subjects_cancel_their_clocks(paging_db, policy):
     records = FakeRecords([_order()])
     store = PagingStore(paging_db, records)
     info = store.subject("order", 3, NOW)
-    clock, created = store.create_clock(info, plan_clock(policy, info.sla_class,
-                                                         info.created_at, info.property_id))
+    clock, created = store.create_clock(
+        info, plan_clock(policy, info.sla_class, info.created_at, info.property_id)
+    )
     assert created and store.cancel_gone_subjects(NOW) == []
     records.statuses[("order", 3)] = "cancelled"
     [cancelled] = store.cancel_gone_subjects(NOW)
@@ -124,17 +163,22 @@ def test_gone_subjects_cancel_their_clocks(paging_db, policy):
 
 def test_past_complaints_join_the_ports_tickets_with_paging_clocks(paging_db, policy):
     earlier = NOW - dt.timedelta(days=40)
-    records = FakeRecords([_ticket(subject_id=5, created_at=earlier)],
-                          complaints={1: [(5, earlier), (4, earlier - dt.timedelta(days=1))]})
+    records = FakeRecords(
+        [_ticket(subject_id=5, created_at=earlier)],
+        complaints={1: [(5, earlier), (4, earlier - dt.timedelta(days=1))]},
+    )
     store = PagingStore(paging_db, records)
     info = store.subject("ticket", 5, NOW)
-    clock, _ = store.create_clock(info, plan_clock(policy, info.sla_class, info.created_at,
-                                                   info.property_id))
+    clock, _ = store.create_clock(
+        info, plan_clock(policy, info.sla_class, info.created_at, info.property_id)
+    )
     store.add_note(clock.id, "advisor_li", "compensation", "免费升级一晚")
     store.resolve(clock.id, "advisor_li", "已处理", NOW)
     past = store.past_complaints(1, NOW)
     assert [(p.ticket_id, p.advisor, p.compensation) for p in past] == [
-        (5, "advisor_li", "免费升级一晚"), (4, None, None)]
+        (5, "advisor_li", "免费升级一晚"),
+        (4, None, None),
+    ]
     store.close()
 
 
@@ -145,12 +189,16 @@ def test_the_crm_adapter_answers_from_the_crm(stores):
     records = CRMGuestRecords(crm.engine)
     subject = records.subject("ticket", ticket.id)
     assert (subject.sender_id, subject.sla_class, subject.details["description"]) == (
-        sender, "complaint_routine", "房间有很重的烟味")  # decrypted by the CRM's model
+        sender,
+        "complaint_routine",
+        "房间有很重的烟味",
+    )  # decrypted by the CRM's model
     since = subject.created_at - dt.timedelta(seconds=1)
-    assert [s.subject_id for s in records.open_subjects(
-        "ticket", ["open"], since, exclude_ids=(), limit=10)] == [ticket.id]
-    assert records.open_subjects("ticket", ["open"], since, exclude_ids={ticket.id},
-                                 limit=10) == []
+    assert [
+        s.subject_id
+        for s in records.open_subjects("ticket", ["open"], since, exclude_ids=(), limit=10)
+    ] == [ticket.id]
+    assert records.open_subjects("ticket", ["open"], since, exclude_ids={ticket.id}, limit=10) == []
     assert records.subjects_in_status("ticket", {ticket.id}, ["open"]) == {ticket.id}
     assert records.guest_subjects(subject.guest_id)["ticket"] == [ticket.id]
     assert isinstance(paging.records, CRMGuestRecords)  # the default adapter
