@@ -4,7 +4,8 @@
   are older than RETENTION_MESSAGES_DAYS are deleted; rows still pending or being processed stay.
 - WeCom outbox rows (what we sent, and to whom) that are finished (sent, dead, suppressed, ...)
   and older than the same period are deleted.
-- Rasa's tracker events older than RETENTION_TRACKER_DAYS are deleted (bot.tracker_events).
+- Rasa's tracker events older than RETENTION_TRACKER_DAYS are deleted (bot.tracker_events), and
+  so are their copies the event consumer keeps for the reports (bot.events, same period).
 The CRM profile itself (tags, orders, tickets) is kept while the guest is a guest; erasure
 (bot.erasure) is how it goes.
 """
@@ -42,6 +43,10 @@ def run_retention(crm, tracker=None, *, now: Optional[dt.datetime] = None,
             delete(wm.OutboxMessage.__table__).where(
                 wm.OutboxMessage.created_at < messages_cutoff,
                 wm.OutboxMessage.status.notin_(OUTBOX_OPEN))).rowcount or 0
+    from bot.events.store import EventStore
+
+    counts["conversation_events"] = EventStore(crm.engine).delete_older_than(
+        now - dt.timedelta(days=settings.retention_tracker_days))
     if tracker is not None:
         counts["tracker_events"] = tracker.delete_older_than(
             now - dt.timedelta(days=settings.retention_tracker_days))

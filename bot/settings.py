@@ -2,6 +2,7 @@
 hundred modules import `bot.settings`; new code imports `bot.core.settings`)."""
 from bot.core.settings import (  # noqa: F401 - re-exported
     DEV_PAGING_LINK_SECRET,
+    EventBrokerSettings,
     PROJECT_ROOT,
     RELAXED_ENVS,
     STRICT_ENVS,
@@ -10,6 +11,7 @@ from bot.core.settings import (  # noqa: F401 - re-exported
     Settings,
     TrainingSettings,
     current_env,
+    load_event_broker_settings,
     get_settings,
     load_sandbox_settings,
     load_settings,

@@ -72,22 +72,6 @@ class TrackerEvents:
                 "text": body.get("text"), "intent": intent})
         return found
 
-    def usage_since(self, since: dt.datetime) -> dict:
-        """For reports: how many guest messages per predicted intent, and which senders wrote,
-        since `since` (aware). No texts: {"intents": {intent: count}, "senders": [...]}."""
-        if not self.exists():
-            return {"intents": {}, "senders": []}
-        cutoff = {"since": since.timestamp()}
-        with self.engine.connect() as conn:
-            intents = conn.execute(text(
-                f"SELECT intent_name, COUNT(*) FROM {TABLE} WHERE type_name = 'user' "
-                "AND timestamp >= :since GROUP BY intent_name"), cutoff).all()
-            senders = conn.execute(text(
-                f"SELECT DISTINCT sender_id FROM {TABLE} WHERE type_name = 'user' "
-                "AND timestamp >= :since"), cutoff).scalars().all()
-        return {"intents": {name or "(none)": int(n) for name, n in intents},
-                "senders": sorted(senders)}
-
     def texts(self, sender_ids: Sequence[str]) -> list[str]:
         """Everything the guest typed (used to find copies of it elsewhere before erasure)."""
         return [e["text"] for e in self.conversation(sender_ids)

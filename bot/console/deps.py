@@ -87,9 +87,11 @@ def _area_services(settings: Settings) -> dict:
         extras["marketing"] = build_marketing(settings.database_url)
     except Exception as exc:
         log.error("console: marketing pages off: %s", exc)
-    from bot.tracker_events import TrackerEvents
+    from bot.crm.db import make_engine
+    from bot.events.store import EventStore
 
-    extras["tracker"] = TrackerEvents()  # connects on first use
+    # What the reports count (bot.events: Rasa's events from RabbitMQ); connects on first use.
+    extras["events"] = EventStore(make_engine(settings.database_url))
     try:
         from bot.training.service import build_training_loop
 

@@ -137,14 +137,17 @@ async def _figures(request: web.Request) -> dict:
     csat = csat_by_week(clocks, policy.tz)
     nps = nps_by_week(scores, policy.tz)  # survey answers carry no property: group-wide
     fallbacks = await asyncio.to_thread(_fallbacks, deps.extras.get("training"))
-    usage = await asyncio.to_thread(_usage, deps.extras.get("tracker"), since)
-    # Automation: of the guests who wrote in the period, those with no case (complaint, order,
-    # handoff: anything that brought a person in) were served by the bot alone.
+    usage = await asyncio.to_thread(_usage, deps.extras.get("events"), since)
+    # Automation: of the guests who wrote in the period, those with no case (complaint, order:
+    # anything that brought a person in) and no handoff (asked for a person, the bot gave up, an
+    # advisor took over) were served by the bot alone.
     with_person = {c.sender_id for c in await asyncio.to_thread(
-        deps.paging.store.clocks, since=since)}
+        deps.paging.store.clocks, since=since)} | set(usage["handed_off"])
     talked = set(usage["senders"])
     automation = {"conversations": len(talked),
                   "without_person": len(talked - with_person),
+                  "handed_off": len(talked & set(usage["handed_off"])),
+                  "fallbacks": usage["fallbacks"],
                   "rate_pct": round(100 * len(talked - with_person) / len(talked), 1)
                   if talked else None}
     intents = [{"intent": name, "messages": n}
@@ -156,18 +159,21 @@ async def _figures(request: web.Request) -> dict:
             "all_properties": ADMIN in member.roles}
 
 
-def _usage(tracker, since: dt.datetime) -> dict:
-    """Intent counts and the senders who wrote, from Rasa's tracker store (bot.tracker_events);
-    none when it is not configured or not reachable (the rest of the report still shows)."""
-    if tracker is None:
-        return {"intents": {}, "senders": []}
+def _usage(events, since: dt.datetime) -> dict:
+    """Intent counts, the senders who wrote and those handed to a person, from the event
+    stream's table (bot.events.store, filled by `concierge events consume`; Rasa's tracker
+    store is never scanned); none when it is not configured or not reachable (the rest of the
+    report still shows)."""
+    empty = {"intents": {}, "senders": [], "handed_off": [], "fallbacks": 0}
+    if events is None:
+        return empty
     try:
-        return tracker.usage_since(since)
-    except Exception as exc:  # the tracker database is down: say nothing rather than fail
+        return events.usage_since(since)
+    except Exception as exc:  # the database is down: say nothing rather than fail
         import logging
 
-        logging.getLogger(__name__).warning("reports: tracker store unavailable: %s", exc)
-        return {"intents": {}, "senders": []}
+        logging.getLogger(__name__).warning("reports: conversation events unavailable: %s", exc)
+        return empty
 
 
 def _fallbacks(training) -> list[dict]:

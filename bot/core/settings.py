@@ -78,6 +78,33 @@ def load_sandbox_settings() -> SandboxSettings:
 
 
 @dataclass(frozen=True)
+class EventBrokerSettings:
+    """RabbitMQ, where Rasa's pika event broker publishes (endpoints.production.yml reads the
+    same names) and `concierge events consume` reads (bot/events)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5672
+    username: str = "guest"
+    password: str = "guest"
+    queue: str = "concierge_events"
+    exchange: str = "rasa-exchange"
+    metrics_port: int = 9106  # the consumer's /metrics, /healthz, /readyz
+
+
+def load_event_broker_settings() -> EventBrokerSettings:
+    """Read at call time (the consumer starts once; tests set the environment per test)."""
+    return EventBrokerSettings(
+        host=_env("EVENT_BROKER_HOST", "127.0.0.1"),
+        port=int(_env("EVENT_BROKER_PORT", "5672")),
+        username=_env("EVENT_BROKER_USERNAME", "guest"),
+        password=_env("EVENT_BROKER_PASSWORD", "guest"),
+        queue=_env("EVENT_BROKER_QUEUE", "concierge_events"),
+        exchange=_env("EVENT_BROKER_EXCHANGE", "rasa-exchange"),
+        metrics_port=int(_env("EVENTS_METRICS_PORT", "9106")),
+    )
+
+
+@dataclass(frozen=True)
 class IntakeSettings:
     """The WeCom intake server (bot/wecom/intake_server.py): where it listens, whom it tells."""
 
@@ -287,7 +314,8 @@ def load_settings() -> Settings:
 class TrainingSettings:
     """The NLU inbox, the model registry, the regression gate and deployment (bot/training)."""
 
-    tracker_db_url: str  # Rasa's SQL tracker store, read by the inbox collector
+    tracker_db_url: str  # Rasa's SQL tracker store, read by the inbox collector without a broker
+    inbox_source: str  # "events" (the event stream's table, bot.events) or "tracker"
     rasa_urls: tuple[str, ...]  # every Rasa replica a deploy must switch
     low_confidence: float  # a top intent below this goes to the inbox
     rephrase_window_s: float  # a similar message within this many seconds is a rephrase
@@ -305,6 +333,9 @@ def load_training_settings() -> TrainingSettings:
     return TrainingSettings(
         # the same TRACKER_DATABASE_URL that guest export/erasure read (unset: endpoints.yml's file)
         tracker_db_url=_env("TRACKER_DATABASE_URL", f"sqlite:///{var_dir / 'rasa_tracker.db'}"),
+        # the event stream where Rasa publishes to RabbitMQ (production), else the tracker store
+        inbox_source=_env("NLU_INBOX_SOURCE")
+        or ("events" if _env("EVENT_BROKER_HOST") else "tracker"),
         rasa_urls=tuple(u.strip().rstrip("/") for u in urls.split(",") if u.strip()),
         low_confidence=float(_env("NLU_INBOX_LOW_CONFIDENCE", "0.5")),
         rephrase_window_s=float(_env("NLU_INBOX_REPHRASE_WINDOW_S", "180")),

@@ -1,6 +1,6 @@
 """`concierge nlu ...` and `concierge model ...`: the admins' training loop on the command line.
 
-    concierge nlu collect [--follow]                 tracker store → inbox (the Procfile worker)
+    concierge nlu collect [--follow]                 conversation events → inbox (the worker)
     concierge nlu inbox [--json] [--status open|labelled|discarded|all]
     concierge nlu show ITEM [--json]                 one item with the conversation around it
     concierge nlu label ITEM INTENT [--entity TYPE=TEXT[=VALUE] ...]   (out_of_scope: out of scope)

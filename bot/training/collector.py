@@ -1,8 +1,11 @@
-"""Fills the NLU inbox from Rasa's SQL tracker store, off the message path.
+"""Fills the NLU inbox from the conversation events, off the message path.
 
 The bot never waits for this: a worker (`concierge nlu collect --follow`, a Procfile process)
-reads the tracker store's `events` table after a cursor (the last event id it has seen, stored
-with the inbox rows it produced, in one transaction), in batches, and files guest messages that:
+reads the CRM's `conversation_events` table (Rasa's tracker events as its event broker published
+them, stored by `concierge events consume`: bot.events), or -- given a tracker store URL, e.g.
+the development set-up without RabbitMQ -- Rasa's own `events` table, after a cursor (the last
+event id it has seen, stored with the inbox rows it produced, in one transaction), in batches, and
+files guest messages that:
 
 - `fallback`: were classified `nlu_fallback`;
 - `low_confidence`: had a top intent below `NLU_INBOX_LOW_CONFIDENCE`;
@@ -27,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import Float, Integer, String, Text, column, create_engine, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -87,6 +90,13 @@ def _tracker_engine(url: str) -> Engine:
     return create_engine(url, future=True, pool_pre_ping=True)
 
 
+# Rasa's SQLTrackerStore table, read as it is (plain JSON text in `data`).
+RASA_EVENTS = table("events", column("id", Integer), column("sender_id", String),
+                    column("type_name", String), column("timestamp", Float),
+                    column("intent_name", String), column("action_name", String),
+                    column("data", Text))
+
+
 def classifier_ranking(parse: dict) -> list[list]:
     """The classifier's alternatives, best first, without the fallback pseudo-intent."""
     ranking = [[r.get("name"), round(float(r.get("confidence") or 0.0), 4)]
@@ -101,15 +111,23 @@ def classifier_ranking(parse: dict) -> list[list]:
 class InboxCollector:
     """One tracker store → the inbox tables in the CRM database."""
 
-    def __init__(self, crm_engine: Engine, tracker: Engine | str, *, hash_key: str,
-                 low_confidence: float = 0.5, rephrase_window_s: float = 180.0,
-                 source: str = "rasa", batch: int = 500):
+    def __init__(self, crm_engine: Engine, tracker: Engine | str | None = None, *,
+                 hash_key: str, low_confidence: float = 0.5, rephrase_window_s: float = 180.0,
+                 source: Optional[str] = None, batch: int = 500):
+        """`tracker` None: the CRM's conversation_events (the event stream; cursor "events");
+        a URL or engine: that tracker store's `events` table (cursor "rasa")."""
+        from bot.events.models import ConversationEvent
+
         self.crm = crm_engine
-        self.tracker = _tracker_engine(tracker) if isinstance(tracker, str) else tracker
+        if tracker is None:
+            self.tracker, self.table = crm_engine, ConversationEvent.__table__
+        else:
+            self.tracker = _tracker_engine(tracker) if isinstance(tracker, str) else tracker
+            self.table = RASA_EVENTS
+        self.source = source or ("events" if tracker is None else "rasa")
         self.hash_key = hash_key
         self.low_confidence = low_confidence
         self.rephrase_window_s = rephrase_window_s
-        self.source = source
         self.batch = batch
 
     # ---- the loop -------------------------------------------------------------------------
@@ -155,37 +173,39 @@ class InboxCollector:
             else:
                 time.sleep(interval_s)
 
-    # ---- reading the tracker store --------------------------------------------------------
-    def _query(self, sql: str, **params) -> list[Event]:
+    # ---- reading the events ----------------------------------------------------------------
+    def _query(self, query) -> list[Event]:
         with self.tracker.connect() as conn:
-            return [Event.from_row(r) for r in conn.execute(text(sql), params)]
+            return [Event.from_row(r) for r in conn.execute(query)]
+
+    def _select(self):
+        t = self.table
+        return select(t.c.id, t.c.sender_id, t.c.type_name, t.c.timestamp, t.c.intent_name,
+                      t.c.action_name, t.c.data)
 
     def _events_after(self, last_id: int) -> list[Event]:
-        return self._query(
-            "SELECT id, sender_id, type_name, timestamp, intent_name, action_name, data "
-            "FROM events WHERE id > :last ORDER BY id LIMIT :n", last=last_id, n=self.batch)
+        c = self.table.c
+        return self._query(self._select().where(c.id > last_id).order_by(c.id).limit(self.batch))
 
     def _previous_user(self, sender_id: str, before_id: int) -> Optional[Event]:
-        rows = self._query(
-            "SELECT id, sender_id, type_name, timestamp, intent_name, action_name, data "
-            "FROM events WHERE sender_id = :s AND type_name = 'user' AND id < :b "
-            "ORDER BY id DESC LIMIT 1", s=sender_id, b=before_id)
+        c = self.table.c
+        rows = self._query(self._select().where(
+            c.sender_id == sender_id, c.type_name == "user", c.id < before_id)
+            .order_by(c.id.desc()).limit(1))
         return rows[0] if rows else None
 
     def _between(self, sender_id: str, after_id: int, before_id: int) -> list[Event]:
-        return self._query(
-            "SELECT id, sender_id, type_name, timestamp, intent_name, action_name, data "
-            "FROM events WHERE sender_id = :s AND id > :a AND id < :b ORDER BY id",
-            s=sender_id, a=after_id, b=before_id)
+        c = self.table.c
+        return self._query(self._select().where(
+            c.sender_id == sender_id, c.id > after_id, c.id < before_id).order_by(c.id))
 
     def _context(self, ev: Event) -> list[dict]:
-        cols = ("SELECT id, sender_id, type_name, timestamp, intent_name, action_name, data "
-                "FROM events")
-        where = "sender_id = :s AND type_name IN ('user', 'bot')"
-        before = self._query(f"{cols} WHERE {where} AND id < :i ORDER BY id DESC LIMIT :n",
-                             s=ev.sender_id, i=ev.id, n=CONTEXT_EVENTS)
-        after = self._query(f"{cols} WHERE {where} AND id > :i ORDER BY id LIMIT :n",
-                            s=ev.sender_id, i=ev.id, n=CONTEXT_EVENTS)
+        c = self.table.c
+        spoken = self._select().where(c.sender_id == ev.sender_id,
+                                      c.type_name.in_(("user", "bot")))
+        before = self._query(spoken.where(c.id < ev.id).order_by(c.id.desc())
+                             .limit(CONTEXT_EVENTS))
+        after = self._query(spoken.where(c.id > ev.id).order_by(c.id).limit(CONTEXT_EVENTS))
         lines = []
         for e in [*reversed(before), ev, *after]:
             if e.type_name == "bot" and not e.text:

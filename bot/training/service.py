@@ -48,7 +48,8 @@ class TrainingLoop:
         return self.registry.get(version)
 
     def close(self) -> None:
-        self.collector.tracker.dispose()
+        if self.collector.tracker is not self.store.engine:
+            self.collector.tracker.dispose()
         self.store.close()
 
 
@@ -65,7 +66,11 @@ def build_training_loop(settings: Settings, database_url: Optional[str] = None,
                         store=store, deployed_path=t.deployed_model_path,
                         policy=GatePolicy(t.gate_margin, t.gate_intent_margin),
                         evaluate=lambda version: train_version(registry, version))
-    collector = InboxCollector(store.engine, t.tracker_db_url, hash_key=t.hash_key,
+    if t.inbox_source not in ("events", "tracker"):
+        raise ValueError(f"NLU_INBOX_SOURCE must be events or tracker, not {t.inbox_source!r}")
+    collector = InboxCollector(store.engine,
+                               None if t.inbox_source == "events" else t.tracker_db_url,
+                               hash_key=t.hash_key,
                                low_confidence=t.low_confidence,
                                rephrase_window_s=t.rephrase_window_s)
     return TrainingLoop(settings=settings, store=store,

@@ -564,39 +564,44 @@ async def test_data_files_refuse_other_paths_and_missing_csrf(client, console, d
     assert resp.status == 403
 
 
-async def test_reports_automation_rate_and_top_intents_from_the_tracker_store(
-        client, console, tmp_path):
+async def test_reports_automation_rate_intents_and_handoffs_from_the_event_stream(
+        client, console):
+    from bot.events.store import EventStore
 
-    from sqlalchemy import create_engine, text
-
-    from bot.tracker_events import TrackerEvents
-
-    url = f"sqlite:///{tmp_path / 'tracker.db'}"
-    engine = create_engine(url, future=True)
+    events = EventStore(console.crm.engine)
     now = console.clock().timestamp()
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255), "
-                          "type_name VARCHAR(255), timestamp FLOAT, intent_name VARCHAR(255), "
-                          "action_name VARCHAR(255), data TEXT)"))
-        rows = [("kf:wm_a", "complain", now), ("kf:wm_b", "ask_weather", now),
-                ("kf:wm_b", "ask_weather", now), ("kf:wm_c", "greet", now),
-                ("kf:wm_old", "greet", now - 90 * 86400)]  # before the 30-day period
-        for sender, intent, at in rows:
-            conn.execute(text("INSERT INTO events (sender_id, type_name, timestamp, intent_name, "
-                              "data) VALUES (:s, 'user', :t, :i, '{}')"),
-                         {"s": sender, "t": at, "i": intent})
-    engine.dispose()
-    console.deps.extras["tracker"] = TrackerEvents(url)
+
+    def said(sender, intent, at):  # a user event as Rasa's event broker publishes it
+        events.record({"sender_id": sender, "event": "user", "timestamp": at, "text": "…",
+                       "parse_data": {"intent": {"name": intent, "confidence": 0.9}}})
+
+    for sender, intent, at in [("kf:wm_a", "complain", now), ("kf:wm_b", "ask_weather", now),
+                               ("kf:wm_b", "ask_weather", now + 1), ("kf:wm_c", "greet", now),
+                               ("kf:wm_d", "nlu_fallback", now),
+                               ("kf:wm_old", "greet", now - 90 * 86400)]:  # before the period
+        said(sender, intent, at)
+    # wm_d: the bot gave up and handed over (no case was opened for it)
+    events.record({"sender_id": "kf:wm_d", "event": "slot", "timestamp": now + 2,
+                   "name": "fallback_route", "value": "handed_off"})
+    events.record({"sender_id": "kf:wm_c", "event": "slot", "timestamp": now + 2,
+                   "name": "fallback_route", "value": "rephrase"})  # not a handoff
+    console.deps.extras["events"] = events
     await console.page(console.complaint("kf:wm_a", "林晓", "房间有烟味"))  # a person was needed
     await sign_in(client, console, "admin_qian")
     page = await (await client.get("/reports")).text()
-    assert "66.7%" in page and "3 位客人中 2 位" in page
+    assert "50.0%" in page and "4 位客人中 2 位" in page
+    assert "转人工 1 位" in page and "未听懂的消息 1 条" in page
     rows = list(csv.DictReader(io.StringIO((await (await client.get(
         "/reports/intents.csv")).text()).lstrip("\ufeff"))))
     assert [(r["intent"], r["messages"]) for r in rows] == [
-        ("ask_weather", "2"), ("complain", "1"), ("greet", "1")]
-    # The tracker database gone: the report still answers, without those figures.
-    console.deps.extras["tracker"] = TrackerEvents(f"sqlite:///{tmp_path / 'missing.db'}")
+        ("ask_weather", "2"), ("complain", "1"), ("greet", "1"), ("nlu_fallback", "1")]
+
+    class Down:
+        def usage_since(self, since):
+            raise ConnectionError("database away")
+
+    # The events unreadable: the report still answers, without those figures.
+    console.deps.extras["events"] = Down()
     resp = await client.get("/reports")
     assert resp.status == 200 and "暂无对话数据" in await resp.text()
 

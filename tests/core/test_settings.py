@@ -14,19 +14,35 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env_reads(path: Path) -> list[str]:
-    """`os.environ.get(...)`, `os.getenv(...)`, `os.environ[...]` read (not written) in a file."""
+    """Places that read the environment in a file: `os.getenv(...)` and any use of
+    `os.environ` except writing it (`os.environ[k] = v`, `.setdefault`) or copying all of it for
+    a child process (`{**os.environ, ...}`, `dict(os.environ, ...)`). An alias such as
+    `env = os.environ` counts as a read."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        text = None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            target = ast.unparse(node.func)
-            if target in ("os.environ.get", "os.getenv", "environ.get", "getenv"):
-                text = target
-        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
-            if ast.unparse(node.value) in ("os.environ", "environ"):
-                text = "os.environ[...]"
-        if text:
+    for node in ast.walk(tree):
+        text = ast.unparse(node) if isinstance(node, (ast.Attribute, ast.Call)) else ""
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.getenv", "getenv"):
             found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text}")
+            continue
+        if not (isinstance(node, ast.Attribute) and text == "os.environ"):
+            continue
+        parent = parents.get(node)
+        if isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store):
+            continue  # os.environ[k] = v
+        if isinstance(parent, ast.Attribute) and parent.attr == "setdefault":
+            continue
+        if isinstance(parent, ast.Dict) and None in parent.keys:
+            continue  # {**os.environ, ...}
+        if (
+            isinstance(parent, ast.Call)
+            and ast.unparse(parent.func) == "dict"
+            and parent.args
+            and parent.args[0] is node
+        ):
+            continue  # dict(os.environ, ...)
+        found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(parent or node)}")
     return found
 
 
@@ -39,15 +55,13 @@ def test_no_environment_read_outside_settings():
 def test_the_guard_sees_a_read(tmp_path):
     sample = ROOT / "tests" / "core" / "_sample_env_read.py"
     sample.write_text(
-        "import os\nX = os.environ.get('A')\nY = os.environ['B']\n"
-        "os.environ['C'] = 'written, not read'\n",
+        "import os\nX = os.environ.get('A')\nY = os.environ['B']\nenv = os.environ\n"
+        "Z = os.getenv('D')\nos.environ['C'] = 'written, not read'\n"
+        "os.environ.setdefault('E', '1')\nchild = {**os.environ, 'F': '1'}\n",
         encoding="utf-8",
     )
     try:
-        assert [r.split(": ")[1] for r in _env_reads(sample)] == [
-            "os.environ.get",
-            "os.environ[...]",
-        ]
+        assert sorted(int(r.split(":")[1]) for r in _env_reads(sample)) == [2, 3, 4, 5]
     finally:
         sample.unlink()
 

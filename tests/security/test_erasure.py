@@ -75,6 +75,12 @@ def world(monkeypatch, tmp_path):
                               "VALUES (:s, 'user', :t, :d)"),
                          {"s": sender, "t": now, "d": json.dumps({"text": said})})
     engine.dispose()
+    from bot.events.store import EventStore
+
+    events = EventStore(crm.engine)  # the copies the event consumer keeps for the reports
+    for sender, said in ((SENDER, SAID[0]), (SENDER, SAID[1]), ("kf:other", "你好呀朋友们")):
+        events.record({"sender_id": sender, "event": "user", "timestamp": now, "text": said,
+                       "parse_data": {"text": said, "intent": {"name": "greet"}}})
     db = Database(make_engine(url))
     Inbox(db).add_sync(Inbound("k1", "kf", SENDER, "text", {"text": SAID[0]}))
     Outbox(db).begin_sync("app", "/cgi-bin/message/send",
@@ -139,6 +145,7 @@ def test_export_then_erase_everywhere(world):
 
     assert mark_tag.calls == [("advisor_zhou", EXTERNAL, ["et1", "et2"])]
     assert report.counts["guest"] == 1 and report.counts["tracker_events"] == 2
+    assert report.counts["conversation_events"] == 2
     assert report.counts["spool_entries"] == 1 and report.counts["redis_keys"] == 1
     assert report.counts["wecom_inbox"] == 1 and report.counts["wecom_outbox_copies"] >= 1
     everything = dump_all(crm, tracker, spool.path.parent)
@@ -193,10 +200,12 @@ def test_retention_drops_old_handled_messages_and_tracker_events(world):
         conn.execute(text("UPDATE wecom_outbox SET status = 'sent'"))
     now = dt.datetime.now(dt.timezone.utc)
     assert run_retention(crm, tracker, now=now) == {"wecom_inbox": 0, "wecom_outbox": 0,
+                                                   "conversation_events": 0,
                                                    "tracker_events": 0}
     later = now + dt.timedelta(days=200)
     counts = run_retention(crm, tracker, now=later)
-    assert counts == {"wecom_inbox": 1, "wecom_outbox": 2, "tracker_events": 3}
+    assert counts == {"wecom_inbox": 1, "wecom_outbox": 2, "conversation_events": 3,
+                      "tracker_events": 3}
 
 
 def test_erasure_has_the_paging_store_forget_the_guests_pages(world):

@@ -24,6 +24,7 @@ import yaml
 
 from bot.settings import PROJECT_ROOT
 from tests.conftest import IN_CI, REDIS_TEST_URL, require_service
+from tests.events.helpers import delete_queue
 from tests.security.conftest import production_env
 
 pytestmark = [pytest.mark.rasa_model, pytest.mark.postgres]
@@ -120,6 +121,7 @@ def prod(tmp_path_factory, request):
         (pytest.fail if IN_CI else pytest.skip)(f"no trained model at {MODEL}")
     require_service("PostgreSQL", "127.0.0.1", 5432)
     require_service("Redis", "127.0.0.1", 6379)
+    require_service("RabbitMQ", "127.0.0.1", 5672)  # Rasa's event broker
     work = tmp_path_factory.mktemp("prod")
     # A fresh database for this module (the function-scoped pg_database_url cannot serve it).
     from sqlalchemy import create_engine, text
@@ -143,6 +145,9 @@ def prod(tmp_path_factory, request):
     env.update({
         "DATABASE_URL": db_url, "TRACKER_DATABASE_URL": db_url, "REDIS_URL": REDIS_TEST_URL,
         "LOCK_REDIS_HOST": "127.0.0.1", "LOCK_REDIS_PORT": "6379", "LOCK_REDIS_DB": "15",
+        "EVENT_BROKER_HOST": "127.0.0.1", "EVENT_BROKER_PORT": "5672",
+        "EVENT_BROKER_USERNAME": "guest", "EVENT_BROKER_PASSWORD": "guest",
+        "EVENT_BROKER_QUEUE": name, "EVENT_BROKER_EXCHANGE": name,  # its own, deleted after
         "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{ports[5055]}/webhook",
         "WECOM_INTAKE_NOTIFY_URL": f"http://127.0.0.1:{ports[5005]}/webhooks/wecom/inbox",
         "SLA_POLICY_FILE": str(policy), "RASA_TELEMETRY_ENABLED": "false",
@@ -184,6 +189,7 @@ def prod(tmp_path_factory, request):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        delete_queue(name)
         print("\n\nAttacks on the production process set:")
         for attack, outcome in RESULTS:
             print(f"  - {attack}: {outcome}")

@@ -24,13 +24,15 @@ def crm(tmp_path):
 class Trackers:
     """Writes conversations through Rasa's SQLTrackerStore, exactly as `rasa run` stores them."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, event_broker=None, source: str = "tracker"):
         from rasa.core.tracker_store import SQLTrackerStore
         from rasa.shared.core.domain import Domain
 
         self.path = path
         self.url = f"sqlite:///{path}"
-        self.store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(path))
+        self.source = source  # "events": read back from the event stream's table
+        self.store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(path),
+                                     event_broker=event_broker)
         self.clock = 1_764_500_000.0
 
     def tick(self, seconds: float = 5.0) -> float:
@@ -85,3 +87,22 @@ class Trackers:
 @pytest.fixture
 def trackers(tmp_path):
     return Trackers(tmp_path / "tracker.db")
+
+
+class EventStreamBroker:
+    """A Rasa event broker that hands each published event to bot.events.store, as
+    `concierge events consume` does with what RabbitMQ delivers."""
+
+    def __init__(self, engine):
+        from bot.events.store import EventStore
+
+        self.events = EventStore(engine)
+
+    def publish(self, event, headers=None) -> None:
+        self.events.record(event)
+
+    def is_ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,4 +1,6 @@
-"""The NLU inbox is filled from real trackers (Rasa's SQL tracker store) by a cursor."""
+"""The NLU inbox is filled by a cursor from the conversation events (Rasa's events as its event
+broker publishes them, stored by bot.events) and, without a broker, from Rasa's SQL tracker
+store: every test runs on both."""
 from __future__ import annotations
 
 import json
@@ -8,11 +10,21 @@ from sqlalchemy import create_engine, text
 
 from bot.training.collector import InboxCollector
 from bot.training.inbox import InboxService, erase_sender
-from tests.training.conftest import HASH_KEY
+from tests.training.conftest import HASH_KEY, EventStreamBroker, Trackers
+
+
+@pytest.fixture(params=["events", "tracker"])
+def trackers(request, crm, tmp_path):
+    """Conversations saved through Rasa's SQLTrackerStore; with "events" its event broker also
+    publishes every new event into the CRM's conversation_events, which the collector reads."""
+    if request.param == "events":
+        return Trackers(tmp_path / "tracker.db", EventStreamBroker(crm.engine), "events")
+    return Trackers(tmp_path / "tracker.db")
 
 
 def collector(crm, trackers, **kw):
-    return InboxCollector(crm.engine, trackers.url, hash_key=HASH_KEY, low_confidence=0.5,
+    source = None if trackers.source == "events" else trackers.url
+    return InboxCollector(crm.engine, source, hash_key=HASH_KEY, low_confidence=0.5,
                           rephrase_window_s=120, **kw)
 
 
@@ -119,6 +131,8 @@ def test_personal_numbers_are_masked_and_low_confidence_is_configurable(crm, tra
 
 
 def test_slash_payloads_and_a_damaged_event_row_are_skipped(crm, trackers):
+    if trackers.source == "events":
+        pytest.skip("a damaged delivery never reaches conversation_events (tests/events)")
     t = trackers
     t.save("kf:x", [t.user("/choose_stay{\"booking_id\": 3}", "nlu_fallback", 0.1)])
     engine = create_engine(trackers.url, future=True)

@@ -17,7 +17,7 @@ from bot.crm.models import Base, include_object
 # Every module that declares tables on the shared `Base`: imported so autogenerate sees them all.
 # Add yours here when you add tables (and a revision in versions/).
 MODEL_MODULES = ("bot.crm.models", "bot.wecom.models", "bot.paging.models",
-                 "bot.training.models", "bot.marketing.models")
+                 "bot.training.models", "bot.marketing.models", "bot.events.models")
 
 config = context.config
 for _module in MODEL_MODULES:

@@ -1,0 +1,155 @@
+"""`concierge events consume`: Rasa's tracker events from RabbitMQ into `conversation_events`.
+
+Rasa's pika event broker (endpoints.production.yml `event_broker`) publishes every new tracker
+event to the fanout exchange EVENT_BROKER_EXCHANGE (Rasa's default `rasa-exchange`), which copies
+it into the durable queue EVENT_BROKER_QUEUE; the message is persistent. This consumer declares the same exchange and
+queue (so it may start before Rasa, and nothing published meanwhile is lost) and, one delivery at
+a time in queue order:
+
+- stores it (bot.events.store, insert-or-ignore by the event's key) and only then acknowledges:
+  a consumer killed before the ack gets the delivery again after its restart, and the key makes
+  the second insert a no-op;
+- a delivery that is not a tracker event goes to the durable queue `<queue>.dead` (published
+  with a broker confirm, then acknowledged: logged, kept for `concierge events dead`, never
+  retried and never blocking the queue);
+- when the database is away, it keeps the delivery and retries the insert with a growing pause
+  (order is kept; RabbitMQ holds the rest).
+
+One consumer per queue keeps `conversation_events.id` in publication order, which the NLU inbox
+collector's cursor relies on. Its /metrics, /healthz and /readyz listen on EVENTS_METRICS_PORT.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from prometheus_client import Counter
+
+from bot.events.store import EventStore, MalformedEvent
+
+log = logging.getLogger(__name__)
+
+EXCHANGE = "rasa-exchange"  # rasa.core.brokers.pika.RABBITMQ_EXCHANGE, Rasa's default
+DEFAULT_QUEUE = "concierge_events"
+RETRY_PAUSES = (0.5, 1, 2, 5, 10)
+
+EVENTS = Counter("concierge_events_consumed", "Tracker events taken from the broker, by outcome "
+                 "(stored, duplicate, dead)", ["outcome"])
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    host: str
+    port: int
+    username: str
+    password: str
+    queue: str
+    exchange: str = EXCHANGE
+
+    @classmethod
+    def from_env(cls) -> "BrokerSettings":
+        """EVENT_BROKER_* as bot.core.settings reads them (where every variable is read)."""
+        from bot.settings import load_event_broker_settings
+
+        env = load_event_broker_settings()
+        return cls(host=env.host, port=env.port, username=env.username, password=env.password,
+                   queue=env.queue, exchange=env.exchange)
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.queue}.dead"
+
+
+class EventConsumer:
+    def __init__(self, store: EventStore, broker: BrokerSettings, *, prefetch: int = 100):
+        self.store = store
+        self.broker = broker
+        self.prefetch = prefetch
+        self._connection = None
+        self._channel = None
+        self.stopping = asyncio.Event()
+
+    async def connect(self):
+        import aio_pika
+
+        self._connection = await aio_pika.connect_robust(
+            host=self.broker.host, port=self.broker.port, login=self.broker.username,
+            password=self.broker.password)
+        self._channel = await self._connection.channel()  # publisher confirms on (aio-pika)
+        await self._channel.set_qos(prefetch_count=self.prefetch)
+        # As Rasa declares them (a mismatch in durability would be refused by RabbitMQ).
+        exchange = await self._channel.declare_exchange(self.broker.exchange,
+                                                        aio_pika.ExchangeType.FANOUT)
+        queue = await self._channel.declare_queue(self.broker.queue, durable=True)
+        await queue.bind(exchange, "")
+        await self._channel.declare_queue(self.broker.dead_queue, durable=True)
+        return queue
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def run(self, max_events: Optional[int] = None, idle_exit_s: Optional[float] = None
+                  ) -> int:
+        """Consume until stopped (or `max_events` handled, or nothing came for `idle_exit_s`);
+        returns how many deliveries were handled."""
+        queue = await self.connect()
+        handled = 0
+        try:
+            async with queue.iterator() as messages:
+                while not self.stopping.is_set():
+                    try:
+                        message = await asyncio.wait_for(messages.__anext__(),
+                                                         timeout=idle_exit_s or 1.0)
+                    except asyncio.TimeoutError:
+                        if idle_exit_s:
+                            break
+                        continue
+                    if not await self.handle(message):
+                        break  # stopping while the database was away: left unacknowledged
+                    handled += 1
+                    if max_events is not None and handled >= max_events:
+                        break
+        finally:
+            await self.close()
+        return handled
+
+    async def handle(self, message) -> bool:
+        """Store, dead-letter or keep retrying one delivery; True once it was acknowledged."""
+        attempt = 0
+        while True:
+            try:
+                stored = await asyncio.to_thread(self.store.record, message.body)
+            except MalformedEvent as exc:
+                await self.dead_letter(message, str(exc))
+                EVENTS.labels("dead").inc()
+                await message.ack()
+                return True
+            except Exception as exc:  # the database is away: keep the delivery, try again
+                pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
+                attempt += 1
+                log.warning("events: storing failed (%s); retrying in %.1f s",
+                            type(exc).__name__, pause)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), timeout=pause)
+                    return False
+                except asyncio.TimeoutError:
+                    continue
+            EVENTS.labels("stored" if stored else "duplicate").inc()
+            await message.ack()
+            return True
+
+    async def dead_letter(self, message, reason: str) -> None:
+        import aio_pika
+
+        log.error("events: dead-lettered a delivery to %s: %s (%d bytes)",
+                  self.broker.dead_queue, reason, len(message.body))
+        headers = dict(message.headers or {})
+        headers["x-concierge-error"] = reason[:200]
+        await self._channel.default_exchange.publish(
+            aio_pika.Message(message.body, headers=headers,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=self.broker.dead_queue)
