@@ -37,7 +37,7 @@ RASA_DATA := data/nlu data/rules data/stories
 TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stories data/jieba -type f 2>/dev/null) \
                 bot/nlu/normalizer.py
 
-.PHONY: help install run run-prod train test lint shell eval bench bench-wecom bench-bookings migrate demo clean
+.PHONY: help install run run-prod train test lint shell eval bench bench-wecom bench-bookings bench-scale migrate demo clean
 
 help:
 	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
@@ -45,10 +45,11 @@ help:
 	@echo "make lint   - ruff (lint; format check of the restructured packages), import contracts, mypy"
 	@echo "make train  - train the model if data/, config.yml or domain.yml changed"
 	@echo "make shell  - chat with the bot in the terminal (Rasa shell; needs the action server: make run)"
-	@echo "make eval   - NLU figures on the held-out set"
+	@echo "make eval   - NLU figures on both held-out sets (simplified and traditional)"
 	@echo "make bench  - benchmarks (not tests)"
 	@echo "make bench-wecom - WeCom connector: callback times, replays, Rasa killed mid-load"
 	@echo "make bench-bookings - booking import of 100,000 rows on SQLite and PostgreSQL"
+	@echo "make bench-scale - 1 and 2 replicas of each process (PostgreSQL/Redis/RabbitMQ), then the fault table"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@PYTHON=$$(scripts/find-python310.sh) || exit 1; \
@@ -103,7 +104,7 @@ RUFF_FORMAT_PATHS := bot/core scripts/import_contracts.py bot/paging/ports.py bo
                      bot/console/web.py bot/sandbox/common.py bot/spool_cli.py tests/core \
                      tests/paging/test_records_port.py tests/flows/test_sla_terms.py \
                      tests/flows/test_spool_cli.py
-MYPY_PATHS := bot/core bot/paging/ports.py
+MYPY_PATHS := bot/core bot/paging/ports.py bot/wecom
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -123,6 +124,11 @@ bench: train
 
 bench-wecom: train
 	$(PY) -m bench.wecom_reliability $(BENCH_ARGS)
+
+# The production set with 1 and 2 replicas of each process on PostgreSQL/Redis/RabbitMQ, then the
+# fault table (bench/scale.py). It restarts the machine's Redis and RabbitMQ: under the CPU lock.
+bench-scale: train
+	flock /tmp/concierge-cpu.lock $(PY) -m bench.scale $(BENCH_ARGS)
 
 bench-bookings: $(STAMP)
 	$(PY) -m bench.bookings_import $(BENCH_ARGS)

@@ -39,7 +39,7 @@ def in_group(tracker) -> bool:
 
 def say_private(dispatcher: CollectingDispatcher, tracker, reply) -> None:
     """Say a reply about the guest's own bookings / orders; in a group it is marked private,
-    and the WeCom channel delivers it to the guest alone (bot/wecom/group_privacy.py)."""
+    and the WeCom channel delivers it to the guest alone (bot/wecom/surfaces/group_privacy.py)."""
     if not in_group(tracker):
         say(dispatcher, reply)
         return

@@ -12,6 +12,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions._common import call, say, say_private, store_down
+from actions.second_request import then_second_request
 from bot.crm.store import StoreUnavailable
 from bot.services import get_services
 
@@ -31,6 +32,10 @@ async def may_ask_link(tracker: Tracker) -> bool:
     return await call(get_services().identity.locked_until, tracker.sender_id) is None
 
 
+# The intent each topic answers where the names differ (data/rules/pretrip.yml).
+INTENT_OF_TOPIC = {"checkin": "ask_checkin_time", "checkout": "ask_checkout_time",
+                   "emergency": "ask_emergency_contact"}
+
 # Answers about the guest's own bookings: never posted in a customer group (group_privacy).
 PRIVATE_TOPICS = frozenset({"itinerary"})
 
@@ -46,6 +51,11 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
 
     def name(self) -> Text:
         return f"action_answer_{self.topic}"
+
+    @property
+    def intent(self) -> str:
+        """The intent this action answers (the rules map ask_<x> to it)."""
+        return INTENT_OF_TOPIC.get(self.topic, f"ask_{self.topic}")
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
@@ -65,7 +75,9 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
             say_private(dispatcher, tracker, reply)
         else:
             say(dispatcher, reply)
-        return _events(reply)
+        # "天气怎么样？顺便帮我订个接机": the second request runs next (actions/second_request.py)
+        return _events(reply) + then_second_request(dispatcher, tracker, self.intent,
+                                                    waiting=bool(reply.pending_topic))
 
 
 class ActionAnswerWeather(PreTripAnswer):

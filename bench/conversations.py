@@ -82,8 +82,10 @@ class Guest:
     """One simulated guest slot: plays the scripts in turn, under sender ids handed out by a
     `SenderPool` (a new conversation takes the next free CRM guest)."""
 
-    def __init__(self, index: int, pool: "SenderPool", scripts: Optional[Sequence[str]] = None) -> None:
-        names = list(scripts or SCRIPTS)
+    def __init__(self, index: int, pool: "SenderPool", scripts: Optional[Sequence[str]] = None,
+                 library: Optional[Dict[str, List[str]]] = None) -> None:
+        self.library = library or SCRIPTS  # script name -> lines (bench.scale: the intent mix)
+        names = list(scripts or self.library)
         start = index % len(names)
         self._scripts: Iterator[str] = itertools.cycle(names[start:] + names[:start])
         self.pool = pool
@@ -99,7 +101,7 @@ class Guest:
             if self.sender is not None:
                 self.pool.release(self.sender)
             self.script = next(self._scripts)
-            self._lines = SCRIPTS[self.script]
+            self._lines = self.library[self.script]
             self._pos = 0
             self.sender = self.pool.take()
         text = self._lines[self._pos]

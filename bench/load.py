@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import aiohttp
 
@@ -228,7 +228,9 @@ async def warm_up(client, senders: Sequence[str], lines: Sequence[str]) -> int:
 
 
 async def closed_loop(client, senders: Sequence[str], guests: int, duration_s: float,
-                      warmup_s: float = 2.0, name: str = "saturation") -> RunResult:
+                      warmup_s: float = 2.0, name: str = "saturation",
+                      library: Optional[Dict[str, List[str]]] = None,
+                      on_reply: Optional[Callable[[float, Outcome], None]] = None) -> RunResult:
     pool = SenderPool(senders)
     result = RunResult(name=name, mode="closed", duration_s=duration_s, guests=guests)
     start = time.monotonic()
@@ -240,12 +242,14 @@ async def closed_loop(client, senders: Sequence[str], guests: int, duration_s: f
             t0 = time.monotonic()
             outcome = await client.turn(guest.sender, text, t0)
             done = time.monotonic()
+            if on_reply is not None:
+                on_reply(done, outcome)
             if window[0] <= done <= window[1]:
                 result.sent += 1
                 _record(result, outcome)
         guest.done()
 
-    await asyncio.gather(*(guest_loop(Guest(i, pool)) for i in range(guests)))
+    await asyncio.gather(*(guest_loop(Guest(i, pool, library=library)) for i in range(guests)))
     result.notes["senders_without_booking"] = pool.extra
     return result
 

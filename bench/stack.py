@@ -220,6 +220,26 @@ def clear_redis_keys(patterns: List[str]) -> int:
     return removed
 
 
+def delete_rabbit_queue(name: str) -> None:
+    """The stack's events queue, its dead-letter queue and its exchange (named alike)."""
+    import asyncio
+
+    import aio_pika
+
+    async def go():
+        connection = await aio_pika.connect(host="127.0.0.1", port=5672, login="guest",
+                                            password="guest")
+        try:
+            channel = await connection.channel()
+            for queue in (name, f"{name}.dead"):
+                await channel.queue_delete(queue)
+            await channel.exchange_delete(name)
+        finally:
+            await connection.close()
+
+    asyncio.run(go())
+
+
 # ---- the stack -----------------------------------------------------------------------------------
 
 @dataclass
@@ -237,6 +257,16 @@ class Stack:
     product_entry: bool = False  # ours: started like the Procfile does (python -m bot.rasa_main)
     tracker_store: str = "sql"  # "memory": Rasa's InMemoryTrackerStore (an experiment: not durable)
     env_extra: Dict[str, str] = field(default_factory=dict)
+    # Replicas (issue 18): this many Rasa servers ("rasa", "rasa2", ...) and action servers
+    # ("actions", "actions2", ...); Rasa replica i calls action server i mod M. With pg, they
+    # share the PostgreSQL tracker store and the Redis lock store.
+    rasa_replicas: int = 1
+    action_replicas: int = 1
+    intake_replicas: int = 1  # intake servers; the sandbox delivers to them in turn
+    # Rasa's pika event broker on the machine's RabbitMQ (a queue and exchange of the stack's
+    # own), and `concierge events consume` ("events") storing them in the CRM.
+    events: bool = False
+    worker: bool = False  # `concierge worker` ("worker": SLA pages, outbox sweeps)
     procs: Dict[str, subprocess.Popen] = field(default_factory=dict)
     ports: Dict[str, int] = field(default_factory=dict)
     startup_s: Dict[str, float] = field(default_factory=dict)
@@ -258,13 +288,32 @@ class Stack:
     def database_url(self) -> str:
         return self.env["DATABASE_URL"]
 
+    @property
+    def rasa_names(self) -> List[str]:
+        return ["rasa"] + [f"rasa{i}" for i in range(2, self.rasa_replicas + 1)]
+
+    @property
+    def action_names(self) -> List[str]:
+        return ["actions"] + [f"actions{i}" for i in range(2, self.action_replicas + 1)]
+
+    @property
+    def intake_names(self) -> List[str]:
+        return ["intake"] + [f"intake{i}" for i in range(2, self.intake_replicas + 1)]
+
+    def url_of(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def events_queue(self) -> str:
+        return f"bench_events_{self.lock_prefix or self.name}"
+
     def start(self, sender_ids: List[str]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ports = {"actions": free_port(), "rasa": free_port()}
+        self.ports = {name: free_port() for name in (*self.action_names, *self.rasa_names)}
         if self.wecom:
             self.ports["sandbox"] = free_port()
         if self.wecom and self.intake:
-            self.ports["intake"] = free_port()
+            self.ports.update({name: free_port() for name in self.intake_names})
         env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "WEATHER_PROVIDER": "demo",
                "TF_CPP_MIN_LOG_LEVEL": "3", "SLA_POLICY_FILE": str(PROJECT_ROOT / "data" / "sla_policy.yml"),
                "PYTHONUNBUFFERED": "1"}
@@ -289,8 +338,9 @@ class Stack:
             env["WECOM_API_BASE"] = self.sandbox_url
             env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['rasa']}"
             if self.intake:
-                env["SANDBOX_CONNECTOR_URL"] = f"http://127.0.0.1:{self.ports['intake']}"
-                env["WECOM_INTAKE_NOTIFY_URL"] = f"http://127.0.0.1:{self.ports['rasa']}/webhooks/wecom/inbox"
+                env["SANDBOX_CONNECTOR_URL"] = ",".join(self.url_of(n) for n in self.intake_names)
+                env["WECOM_INTAKE_NOTIFY_URL"] = ",".join(
+                    f"{self.url_of(name)}/webhooks/wecom/inbox" for name in self.rasa_names)
             env["SANDBOX_LOG_LEVEL"] = "WARNING"
         if self.sanic_workers > 1:
             env["SANIC_WORKERS"] = str(self.sanic_workers)
@@ -306,9 +356,25 @@ class Stack:
                        env=env, check=True, cwd=PROJECT_ROOT, capture_output=True)
         self.startup_s["crm_load"] = round(time.monotonic() - started, 2)
 
-        endpoints = self.workdir / "endpoints.yml"
-        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.ports["actions"]}/webhook"\n'
-                             + tracker + lock, encoding="utf-8")
+        broker = ""
+        if self.events:
+            self.lock_prefix = self.lock_prefix or f"bench{uuid.uuid4().hex[:8]}"
+            env.update({"EVENT_BROKER_HOST": "127.0.0.1", "EVENT_BROKER_PORT": "5672",
+                        "EVENT_BROKER_USERNAME": "guest", "EVENT_BROKER_PASSWORD": "guest",
+                        "EVENT_BROKER_QUEUE": self.events_queue,
+                        "EVENT_BROKER_EXCHANGE": self.events_queue, "EVENTS_METRICS_PORT": "0"})
+            broker = ('event_broker:\n  type: pika\n  url: "127.0.0.1"\n  port: 5672\n'
+                      '  username: "guest"\n  password: "guest"\n'
+                      f'  exchange_name: "{self.events_queue}"\n  queues:\n    - "{self.events_queue}"\n')
+        if self.worker:
+            env["WORKER_METRICS_PORT"] = "0"
+        endpoint_files = {}
+        for i, name in enumerate(self.rasa_names):
+            actions = self.action_names[i % len(self.action_names)]
+            endpoint_files[name] = self.workdir / f"endpoints-{name}.yml"
+            endpoint_files[name].write_text(
+                f'action_endpoint:\n  url: "http://127.0.0.1:{self.ports[actions]}/webhook"\n'
+                + tracker + lock + broker, encoding="utf-8")
         credentials = self.workdir / "credentials.yml"
         credentials.write_text("rest:\n" + ("connectors.wecom.WeComInput:\n" if self.wecom else ""),
                                encoding="utf-8")
@@ -317,26 +383,37 @@ class Stack:
             plan.append(("sandbox", [sys.executable, "-m", "bot.sandbox", "--port", str(self.ports["sandbox"])],
                          f"{self.sandbox_url}/_sandbox/info"))
         if self.wecom and self.intake:
-            plan.append(("intake", [sys.executable, "-m", "bot.wecom.intake_server", "--port", str(self.ports["intake"])],
-                         f"http://127.0.0.1:{self.ports['intake']}/webhooks/wecom/"))
+            for name in self.intake_names:
+                plan.append((name, [sys.executable, "-m", "bot.wecom.intake_server",
+                                    "--port", str(self.ports[name])],
+                             f"{self.url_of(name)}/webhooks/wecom/"))
         actions_cmd = ([sys.executable, "-m", "bench.rasa_patched", "--patch=sqlite", "--", "run"]
                        if "sqlite" in self.rasa_patches else [RASA, "run"])
-        plan.append(("actions", [*actions_cmd, "actions", "--actions", "actions",
-                                 "--port", str(self.ports["actions"])],
-                     f"http://127.0.0.1:{self.ports['actions']}/health"))
+        for name in self.action_names:
+            plan.append((name, [*actions_cmd, "actions", "--actions", "actions",
+                                "--port", str(self.ports[name])],
+                         f"{self.url_of(name)}/health"))
+        if self.events:
+            plan.append(("events", [sys.executable, "-m", "bot.cli", "events", "consume"], None))
+        if self.worker:
+            plan.append(("worker", [sys.executable, "-m", "bot.cli", "worker"], None))
         rasa_cmd = ([sys.executable, "-m", "bench.rasa_patched", *[f"--patch={p}" for p in self.rasa_patches],
                      "--", "run"] if self.rasa_patches
                     else [sys.executable, "-m", "bot.rasa_main", "run"] if self.product_entry
                     else [RASA, "run"])
-        plan.append(("rasa", [*rasa_cmd, "-m", str(self.model), "--enable-api", "--auth-token", AUTH_TOKEN,
-                              "--port", str(self.ports["rasa"]), "--endpoints", str(endpoints),
-                              "--credentials", str(credentials)],
-                     f"{self.rasa_url}/"))
+        for name in self.rasa_names:
+            plan.append((name, [*rasa_cmd, "-m", str(self.model), "--enable-api", "--auth-token",
+                                AUTH_TOKEN, "--port", str(self.ports[name]),
+                                "--endpoints", str(endpoint_files[name]),
+                                "--credentials", str(credentials)],
+                         f"{self.url_of(name)}/"))
         self._plan = {name: (args, health) for name, args, health in plan}
         for name, _, _ in plan:
-            self._launch(name)
+            self._launch(name, wait=not name.startswith("rasa"))
+        for name in self.rasa_names:  # the replicas load their models side by side
+            self._wait(name)
 
-    def _launch(self, name: str, mode: str = "w") -> None:
+    def _launch(self, name: str, mode: str = "w", wait: bool = True) -> None:
         args, health = self._plan[name]
         logfile = self.workdir / f"{name}.log"
         niceness = self.nice.get(name, 0)
@@ -344,8 +421,23 @@ class Stack:
                                 stderr=subprocess.STDOUT,
                                 preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
         self.procs[name] = proc
+        self._started = getattr(self, "_started", {})
+        self._started[name] = time.monotonic()
         self.memory.watch(name, proc.pid)
-        self.startup_s[name] = round(wait_http(health, proc, logfile, timeout=self.start_timeout_s), 2)
+        if wait:
+            self._wait(name)
+
+    def _wait(self, name: str) -> None:
+        _, health = self._plan[name]
+        proc = self.procs[name]
+        if health is None:  # no HTTP port (the event consumer, the worker): running is up
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n{self.log_tail(name)}")
+            self.startup_s[name] = round(time.monotonic() - self._started[name], 2)
+        else:
+            wait_http(health, proc, self.workdir / f"{name}.log", timeout=self.start_timeout_s)
+            self.startup_s[name] = round(time.monotonic() - self._started[name], 2)
         log.info("%s: %s up in %.1f s (pid %d)", self.name, name, self.startup_s[name], proc.pid)
 
     def kill(self, name: str) -> None:
@@ -396,6 +488,11 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        if self.events:
+            try:
+                delete_rabbit_queue(self.events_queue)
+            except Exception as exc:
+                log.warning("could not delete the bench queue %s: %s", self.events_queue, exc)
         if self.pg:
             self._clear_token_cache()
             if self.pg_db:

@@ -148,16 +148,37 @@ def _checks(settings: Settings, root: Path) -> list[tuple[str, Path, Callable[[]
 
         return f"{len(read_demo_file(DEMO_FILE))} guests"
 
+    def second_opinion() -> str:
+        from bot.complaints.second_opinion import CUES_FILE, load_cues
+
+        loaded = load_cues(CUES_FILE)
+        return f"{len(loaded.strong)} strong, {len(loaded.weak)} weak cues"
+
+    def near_domain() -> str:
+        from bot.scope import NEAR_DOMAIN_FILE, load_near_domain
+
+        return f"{len(load_near_domain(NEAR_DOMAIN_FILE).replies)} categories"
+
+    def second_requests() -> str:
+        from bot.nlu.second_request import CUES_FILE, load_cues
+
+        return f"{len(load_cues(CUES_FILE)[1])} intents"
+
     from bot.complaints.classifier import RULES_FILE
+    from bot.complaints.second_opinion import CUES_FILE as SECOND_OPINION_FILE
     from bot.crm.demo import DEMO_FILE
     from bot.orders.catalogue import CATALOGUE_DIR
     from bot.preferences.vocabulary import VOCABULARY_FILE
+    from bot.scope import NEAR_DOMAIN_FILE
 
     return [("knowledge base", Path(settings.knowledge_dir), kb),
             ("add-on catalogue", CATALOGUE_DIR, catalogue),
             ("SLA policy", Path(settings.sla_policy_file), policy),
             ("complaint rules", RULES_FILE, complaints),
             ("preference vocabulary", VOCABULARY_FILE, vocabulary),
+            ("complaint second opinion cues", SECOND_OPINION_FILE, second_opinion),
+            ("near-domain requests", NEAR_DOMAIN_FILE, near_domain),
+            ("second-request cues", root / "data" / "scope" / "second_requests.yml", second_requests),
             ("marketing policy", Path(settings.marketing_policy_file), marketing_policy),
             ("touchpoints", Path(settings.touchpoints_file), touchpoints),
             ("console staff", Path(settings.console_staff_file), staff),

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from bot.audit import Staff, read_profile
 from bot.crm.store import IDENTITY_FIELDS, to_jsonable
+from bot.wecom.sender import kf_sender, wecom_sender
 
 
 def guest_ids(sender_id: str, guest) -> list[str]:
@@ -25,7 +26,7 @@ def guest_ids(sender_id: str, guest) -> list[str]:
         for name in IDENTITY_FIELDS:
             value = getattr(guest, name, None)
             if value and name != "kf_open_kfid":
-                ids += [value, f"kf:{value}", f"wecom:{value}"]
+                ids += [value, kf_sender(value), wecom_sender(value)]
     return list(dict.fromkeys(ids))
 
 

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from bot.crm import models as m
 from bot.crm.db import make_session_factory, session_scope
+from bot.wecom.sender import is_wecom_sender
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-WECOM_SENDER_PREFIXES = ("kf:", "wecom:")
 
 
 def queue_notice(s: Session, guest_id: int, key: str, text: str) -> bool:
@@ -44,12 +44,12 @@ def wecom_sender(s: Session, guest_id: int) -> str | None:
     """The sender id a message to this guest goes to: their own if it is a WeCom one, else the
     first WeCom sender id linked to the profile."""
     own = s.execute(select(m.Guest.sender_id).where(m.Guest.id == guest_id)).scalar_one_or_none()
-    if own and own.startswith(WECOM_SENDER_PREFIXES):
+    if own and is_wecom_sender(own):
         return own
     linked = s.execute(select(m.GuestIdentity.value).where(
         m.GuestIdentity.guest_id == guest_id, m.GuestIdentity.kind == "sender")
         .order_by(m.GuestIdentity.id)).scalars().all()
-    return next((v for v in linked if v.startswith(WECOM_SENDER_PREFIXES)), None)
+    return next((v for v in linked if is_wecom_sender(v)), None)
 
 
 async def deliver_pending(engine: Engine, say: Callable[..., Awaitable[None]], *,

@@ -97,24 +97,30 @@ class EventConsumer:
         """Consume until stopped (or `max_events` handled, or nothing came for `idle_exit_s`);
         returns how many deliveries were handled."""
         queue = await self.connect()
+        # aio-pika hands deliveries to a callback; they wait here and are handled one at a time,
+        # in order. (Cancelling aio-pika's own queue iterator on a timeout would close it.)
+        pending: asyncio.Queue = asyncio.Queue()
+        tag = await queue.consume(pending.put)
         handled = 0
         try:
-            async with queue.iterator() as messages:
-                while not self.stopping.is_set():
-                    try:
-                        message = await asyncio.wait_for(messages.__anext__(),
-                                                         timeout=idle_exit_s or 1.0)
-                    except asyncio.TimeoutError:
-                        if idle_exit_s:
-                            break
-                        continue
-                    if not await self.handle(message):
-                        break  # stopping while the database was away: left unacknowledged
-                    handled += 1
-                    if max_events is not None and handled >= max_events:
+            while not self.stopping.is_set():
+                try:
+                    message = await asyncio.wait_for(pending.get(), timeout=idle_exit_s or 1.0)
+                except asyncio.TimeoutError:
+                    if idle_exit_s:
                         break
+                    continue
+                if not await self.handle(message):
+                    break  # stopping while the database was away: left unacknowledged
+                handled += 1
+                if max_events is not None and handled >= max_events:
+                    break
         finally:
-            await self.close()
+            try:
+                await queue.cancel(tag)
+            except Exception:  # the connection is already gone: RabbitMQ requeues anyway
+                pass
+            await self.close()  # unacknowledged deliveries go back to the queue
         return handled
 
     async def handle(self, message) -> bool:

@@ -66,13 +66,27 @@ DEFAULT_NLU_DATA = "data/nlu"
 DEFAULT_OUT = "results/nlu"
 MAX_FALSE_FALLBACK = 0.03
 
-# Targets from issue 6: (summary key, comparison, value, label)
+PRAISE = "praise"
+CLOSING_INTENTS = ("thank", "goodbye")
+AMENITY = "ask_amenity"
+DEFAULT_HOLDOUTS = ("tests/nlu_holdout/holdout.yml", "tests/nlu_holdout_independent/holdout.yml")
+
+# Targets from issues 6 and 17: summary key -> (comparison, value). Per evaluated set.
 TARGETS: Dict[str, Tuple[str, float]] = {
     "macro_f1": (">=", 0.95),
     "complain_recall": (">=", 0.97),
+    "praise_as_complain_rate": ("<=", 0.05),
     "oos_recall": (">=", 0.90),
     "false_fallback_rate": ("<=", MAX_FALSE_FALLBACK),
+    "closing_recall": (">=", 0.95),
+    "amenity_recall": (">=", 0.90),
     "entity_f1": (">=", 0.90),
+    "p95_ms": ("<=", 30.0),
+}
+# Targets of the process, not of one set (issue 17).
+PROCESS_TARGETS: Dict[str, Tuple[str, float]] = {
+    "rss_mb": ("<=", 800.0),
+    "full_training_s": ("<=", 60.0),
 }
 TRADITIONAL_MAX_DROP = 0.02  # "the traditional version within 2 points of the simplified one"
 
@@ -104,6 +118,7 @@ class Prediction:
     entities: List[Dict[str, Any]] = field(default_factory=list)
     text: str = ""  # the text as the model returned it (normalised)
     ms: float = 0.0
+    raised_complaint: bool = False  # the complaint second opinion overruled the classifier
 
 
 def load_jsonl(path: os.PathLike | str) -> List[Example]:
@@ -335,6 +350,36 @@ def in_scope_rejected_rate(golds: Sequence[str], preds: Sequence[str]) -> Option
     return sum(p in (NLU_FALLBACK, OUT_OF_SCOPE) for p in ins) / len(ins)
 
 
+def praise_as_complain_rate(golds: Sequence[str], preds: Sequence[str]) -> Optional[float]:
+    """Share of praise taken for a complaint (an apology, a ticket and a page for a happy guest)."""
+    praise = [p for g, p in zip(golds, preds) if g == PRAISE]
+    if not praise:
+        return None
+    return sum(p == COMPLAIN for p in praise) / len(praise)
+
+
+def closing_recall(golds: Sequence[str], preds: Sequence[str]) -> Optional[float]:
+    """Thanks and goodbyes (alone or in a longer closing sentence) recognised as what they are."""
+    pairs = [(g, p) for g, p in zip(golds, preds) if g in CLOSING_INTENTS]
+    if not pairs:
+        return None
+    return sum(g == p for g, p in pairs) / len(pairs)
+
+
+def second_opinion_cost(golds: Sequence[str], predictions: Sequence["Prediction"]) -> Dict[str, Any]:
+    """What the complaint second opinion did: complaints it caught, and its false alarms on praise,
+    on other in-scope messages and on out-of-scope ones (each as a count and a share of that group)."""
+    groups = {"complaints": lambda g: g == COMPLAIN, "praise": lambda g: g == PRAISE,
+              "neutral": lambda g: g not in (COMPLAIN, PRAISE, OUT_OF_SCOPE),
+              "out_of_scope": lambda g: g == OUT_OF_SCOPE}
+    out: Dict[str, Any] = {}
+    for name, member in groups.items():
+        idx = [i for i, g in enumerate(golds) if member(g)]
+        raised = sum(predictions[i].raised_complaint for i in idx)
+        out[name] = {"raised": raised, "of": len(idx), "rate": raised / len(idx) if idx else None}
+    return out
+
+
 def _canon(value: Any, normalize: Callable[[str], str]) -> str:
     return normalize(str(value)).strip().lower()
 
@@ -507,6 +552,9 @@ def summarize(
         "oos_recall": oos_recall(golds, preds),
         "false_fallback_rate": false_fallback_rate(golds, preds),
         "in_scope_rejected_rate": in_scope_rejected_rate(golds, preds),
+        "praise_as_complain_rate": praise_as_complain_rate(golds, preds),
+        "closing_recall": closing_recall(golds, preds),
+        "amenity_recall": rep["per_intent"].get(AMENITY, {}).get("recall"),
         "confused_pairs": confused_pairs(golds, preds, top=12),
         "classifier_only": {
             "accuracy": raw_rep["accuracy"],
@@ -516,6 +564,7 @@ def summarize(
         },
         "confidence_histogram": confidence_histogram(golds, [p.ranking for p in predictions]),
     }
+    out["second_opinion"] = second_opinion_cost(golds, predictions)
     annotated = [i for i, e in enumerate(examples) if e.has_entity_annotations]
     if annotated:
         ex_a = [examples[i] for i in annotated]
@@ -542,6 +591,7 @@ def summarize(
         "p50": _percentile(ms, 50),
         "p95": _percentile(ms, 95),
     }
+    out["p95_ms"] = out["ms_per_message"]["p95"]
     return out
 
 
@@ -574,10 +624,17 @@ def _f(v: Optional[float], pct: bool = False) -> str:
     return f"{100 * v:5.1f}%" if pct else f"{v:.3f}"
 
 
+PCT_KEYS = ("false_fallback_rate", "praise_as_complain_rate", "in_scope_rejected_rate")
+
+
 def _target_text(key: str) -> str:
-    op, val = TARGETS[key]
+    op, val = {**TARGETS, **PROCESS_TARGETS}[key]
     sign = "≥" if op == ">=" else "≤"
-    return f"{sign} {100 * val:.0f}%" if key == "false_fallback_rate" else f"{sign} {val:.2f}"
+    if key in PCT_KEYS:
+        return f"{sign} {100 * val:.0f}%"
+    if key in ("p95_ms", "rss_mb", "full_training_s"):
+        return f"{sign} {val:.0f}"
+    return f"{sign} {val:.2f}"
 
 
 def _mark(ok: Optional[bool]) -> str:
@@ -599,14 +656,23 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
         ("intent accuracy", "accuracy", False),
         ("intent macro-F1", "macro_f1", False),
         (">> complain recall <<", "complain_recall", False),
+        ("praise taken for a complaint", "praise_as_complain_rate", True),
         ("out-of-scope recall", "oos_recall", False),
         ("false-fallback (in scope)", "false_fallback_rate", True),
         ("in scope not acted on (fb+oos)", "in_scope_rejected_rate", True),
+        ("thanks + goodbyes recall", "closing_recall", False),
+        ("amenity questions recall", "amenity_recall", False),
         ("entity F1", "entity_f1", False),
+        ("prediction p95 ms / message", "p95_ms", None),
     ]
     for label, key, pct in rows:
         s = simpl.get(key)
         t = trad.get(key) if trad else None
+        if pct is None:  # milliseconds
+            tgt = _target_text(key) if key in TARGETS else ""
+            w(f"{label:34}{_ms1(s):>11}{_ms1(t):>13}{'':>8}   {tgt:<9}"
+              f"{_mark(checks.get(key)):<8}{_mark(checks_t.get(key)) if trad else '':<8}")
+            continue
         delta = "" if s is None or t is None else (f"{100 * (t - s):+6.1f}" if pct else f"{t - s:+.3f}")
         tgt = _target_text(key) if key in TARGETS else ""
         w(f"{label:34}{_f(s, pct):>11}{_f(t, pct):>13}{delta:>8}   {tgt:<9}"
@@ -622,6 +688,12 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
       f"{_f(trad['classifier_only']['macro_f1']) if trad else '':>13}")
     w("")
 
+    so = simpl.get("second_opinion") or {}
+    if so and any(v["raised"] for v in so.values()):
+        w("Complaint second opinion (simplified): raised on "
+          + ", ".join(f"{k} {v['raised']}/{v['of']}" for k, v in so.items())
+          + "  (complaints: caught; the others: false alarms)")
+        w("")
     w("Per intent (simplified P / R / F1, traditional F1):")
     w(f"  {'intent':26}{'n':>4}{'P':>7}{'R':>7}{'F1':>7}{'F1 trad':>9}")
     for lab, m in simpl["per_intent"].items():
@@ -654,6 +726,10 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
     else:
         w("Entities: no entity annotations in this input.")
     return "\n".join(lines)
+
+
+def _ms1(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.1f}"
 
 
 def _ms(m: Dict[str, Any]) -> str:
@@ -761,6 +837,7 @@ def _prediction_from_parse(result: Dict[str, Any], ms: float) -> Prediction:
                   for e in result.get("entities") or []],
         text=result.get("text") or "",
         ms=ms,
+        raised_complaint=bool((result.get("complaint_second_opinion") or {}).get("raised")),
     )
 
 
@@ -852,36 +929,89 @@ def write_predictions(path: Path, examples: Sequence[Example], preds: Sequence[P
             }, ensure_ascii=False) + "\n")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bot.nlu.evaluate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"trained model (default {DEFAULT_MODEL})")
-    ap.add_argument("--input", help="a .jsonl file of {\"text\", \"intent\"[, \"entities\"]} lines "
-                                    "(default: the holdout set)")
-    ap.add_argument("--holdout", default=DEFAULT_HOLDOUT, help="Rasa NLU YAML held-out set")
-    ap.add_argument("--nlu-data", default=DEFAULT_NLU_DATA, help="training data (for entity synonyms)")
-    ap.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
-    ap.add_argument("--no-traditional", action="store_true", help="skip the traditional-character pass")
-    ap.add_argument("--no-rasa-report", action="store_true", help="skip Rasa's own reports and plots")
-    ap.add_argument("--sweep", action="store_true", help="print the full fallback threshold sweep")
-    args = ap.parse_args(argv)
-    import warnings
+def rss_mb() -> Optional[float]:
+    """Resident memory of this process (the loaded model, as a Rasa server holds it) in MB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    import resource
 
-    warnings.showwarning = lambda *a, **k: None  # Rasa re-enables warnings on import; we do not want them
-    quiet_rasa()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    source = args.input or args.holdout
+
+def full_training_seconds() -> Optional[Dict[str, Any]]:
+    """The last full (empty-cache) training time of config.yml on the current inputs, if known
+    (recorded by `make train` on an empty Rasa cache, or by `make bench`)."""
+    try:
+        from bench.train import TIMINGS, inputs_hash, OURS_CONFIG
+
+        rec = json.loads(Path(TIMINGS).read_text(encoding="utf-8")).get("ours")
+        if rec and rec.get("hash") == inputs_hash(OURS_CONFIG):
+            return rec
+    except Exception:  # no record yet, or another checkout
+        return None
+    return None
+
+
+def check_process_targets(figures: Dict[str, Optional[float]]) -> Dict[str, Optional[bool]]:
+    res: Dict[str, Optional[bool]] = {}
+    for key, (op, val) in PROCESS_TARGETS.items():
+        v = figures.get(key)
+        res[key] = None if v is None else (v >= val if op == ">=" else v <= val)
+    return res
+
+
+HEADLINE = [
+    ("macro-F1", "macro_f1", False), ("complain R", "complain_recall", False),
+    ("praise->complain", "praise_as_complain_rate", True), ("OOS R", "oos_recall", False),
+    ("false-fb", "false_fallback_rate", True), ("thanks/bye R", "closing_recall", False),
+    ("amenity R", "amenity_recall", False), ("entity F1", "entity_f1", False),
+    ("p95 ms", "p95_ms", None),
+]
+
+
+def format_headline(summaries: Dict[str, Dict[str, Any]], process: Dict[str, Any]) -> str:
+    """Every target figure of every evaluated set, simplified and traditional, on one screen."""
+    lines = ["== Targets on every evaluated set (simplified / traditional) =="]
+    names = list(summaries)
+    width = max([24] + [len(n) + 2 for n in names])
+    lines.append(f"  {'figure':18}{'target':>9}  " + "".join(f"{n:>{width}}" for n in names))
+    for label, key, pct in HEADLINE:
+        cells = []
+        for n in names:
+            vals = []
+            for variant in ("simplified", "traditional"):
+                v = (summaries[n].get(variant) or {}).get(key)
+                vals.append(_ms1(v) if pct is None else _f(v, pct).strip())
+            ok = [summaries[n]["targets_met"].get(key), summaries[n].get("targets_met_traditional", {}).get(key)]
+            flag = "" if all(o is None for o in ok) else ("" if all(o in (True, None) for o in ok) else " !")
+            cells.append(f"{' / '.join(vals)}{flag}")
+        lines.append(f"  {label:18}{_target_text(key):>9}  " + "".join(f"{c:>{width}}" for c in cells))
+    checks = check_process_targets(process)
+    rss = process.get("rss_mb")
+    lines.append(f"  {'RSS MB (this process, model loaded)':36}{_ms1(rss):>8}   {_target_text('rss_mb'):<7}"
+                 f"{_mark(checks.get('rss_mb'))}")
+    tr = process.get("full_training_s")
+    lines.append(f"  {'full training s (rasa train, empty cache)':42}{_ms1(tr):>8}   "
+                 f"{_target_text('full_training_s'):<7}{_mark(checks.get('full_training_s'))}"
+                 + ("" if tr is not None else "  (none recorded for these inputs: make bench, or make train on an empty .rasa/cache)"))
+    lines.append("  ('!' = a target missed in that set; praise->complain and false-fb are rates, lower is better)")
+    return "\n".join(lines)
+
+
+def evaluate_source(agent: Any, source: str, out: Path, args: Any, synonyms: Dict[str, str],
+                    load_s: float) -> Optional[Dict[str, Any]]:
+    """Evaluate one set, print its full report, write its results into ``out``."""
     try:
         examples = load_examples(source)
     except (InputFormatError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+        return None
     out.mkdir(parents=True, exist_ok=True)
-
-    t0 = time.perf_counter()
-    agent = load_agent(args.model)
-    load_s = time.perf_counter() - t0
-    synonyms = load_synonyms(args.nlu_data)
     res = evaluate_model(agent, examples, synonyms, traditional=not args.no_traditional)
     simpl, trad = res["simplified"], res.get("traditional")
     current = fallback_thresholds_of(agent)
@@ -924,6 +1054,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "git_head": git_head(), "data_fingerprint": data_fingerprint(args.nlu_data, source),
         "fallback_thresholds": current, "targets": {k: list(v) for k, v in TARGETS.items()},
         "targets_met": check_targets(simpl, trad),
+        "targets_met_traditional": check_targets(trad, None) if trad else {},
         "simplified": simpl, "traditional": trad,
         "recommended_thresholds": sweep["best"], "rasa_reports": rasa_dirs,
     }
@@ -931,6 +1062,65 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print()
     print(f"Written: {out / 'summary.json'}, {out / 'predictions.jsonl'}"
           + (f", Rasa reports and confusion matrix in {', '.join(rasa_dirs.values())}" if rasa_dirs else ""))
+    print()
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bot.nlu.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"trained model (default {DEFAULT_MODEL})")
+    ap.add_argument("--input", help="a .jsonl file of {\"text\", \"intent\"[, \"entities\"]} lines "
+                                    "(default: the holdout sets)")
+    ap.add_argument("--holdout", action="append",
+                    help="Rasa NLU YAML held-out set; repeat for several (default: "
+                         + ", ".join(DEFAULT_HOLDOUTS) + ", those that exist)")
+    ap.add_argument("--nlu-data", default=DEFAULT_NLU_DATA, help="training data (for entity synonyms)")
+    ap.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT}; one "
+                                                       "sub-folder per set when there are several)")
+    ap.add_argument("--no-traditional", action="store_true", help="skip the traditional-character pass")
+    ap.add_argument("--no-rasa-report", action="store_true", help="skip Rasa's own reports and plots")
+    ap.add_argument("--sweep", action="store_true", help="print the full fallback threshold sweep")
+    args = ap.parse_args(argv)
+    import warnings
+
+    warnings.showwarning = lambda *a, **k: None  # Rasa re-enables warnings on import; we do not want them
+    quiet_rasa()
+
+    if args.input:
+        sources = [args.input]
+    else:
+        sources = args.holdout or [h for h in DEFAULT_HOLDOUTS if Path(h).exists()] or [DEFAULT_HOLDOUT]
+    missing = [s for s in sources if not Path(s).exists()]
+    if missing:
+        print(f"error: {missing[0]}: no such file", file=sys.stderr)
+        return 2
+    # Fail on a malformed set before the (slow) model load.
+    for src in sources:
+        try:
+            load_examples(src)
+        except (InputFormatError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+
+    t0 = time.perf_counter()
+    agent = load_agent(args.model)
+    load_s = time.perf_counter() - t0
+    synonyms = load_synonyms(args.nlu_data)
+    summaries: Dict[str, Dict[str, Any]] = {}
+    for src in sources:
+        name = Path(src).parent.name if len(sources) > 1 else Path(src).stem
+        sub = out / Path(src).parent.name if len(sources) > 1 else out
+        summary = evaluate_source(agent, src, sub, args, synonyms, load_s)
+        if summary is None:
+            return 2
+        summaries[name] = summary
+    training = full_training_seconds()
+    process = {"rss_mb": rss_mb(), "full_training_s": training.get("seconds") if training else None}
+    print(format_headline(summaries, process))
+    (out / "process.json").write_text(json.dumps(
+        {**process, "training_record": training,
+         "targets_met": check_process_targets(process)}, indent=2), encoding="utf-8")
     return 0
 
 

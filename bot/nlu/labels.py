@@ -90,9 +90,15 @@ def count_examples(nlu_dir: Path) -> int:
     return sum(1 for path in sorted(Path(nlu_dir).glob("*.yml")) for _ in _rasa_examples(path))
 
 
+# The second held-out set (issue 17) lives beside the first; neither may reach training.
+INDEPENDENT_HOLDOUT = "nlu_holdout_independent"
+
+
 def held_out_intent(text: str, holdout_dir: Path) -> Optional[tuple[str, Path]]:
     k = key(text)
-    for path in sorted(holdout_dir.glob("*.yml")):
+    holdout_dir = Path(holdout_dir)
+    paths = sorted(holdout_dir.glob("*.yml")) + sorted((holdout_dir.parent / INDEPENDENT_HOLDOUT).glob("*.yml"))
+    for path in paths:
         for intent, example in _examples(path):
             if key(example) == k:
                 return intent, path

@@ -3,7 +3,7 @@ the guest message being worked on.
 
 The correlation id is the WeCom msgid (else the inbox dedupe key): the intake sets it while it
 stores the callback, the inbox worker while Rasa handles the row and the reply goes out
-(bot/wecom/pipeline.py), the action server from the tracker's latest message (its id is the same
+(bot/wecom/delivery/pipeline.py), the action server from the tracker's latest message (its id is the same
 msgid). It lives in a context variable, so asyncio tasks started meanwhile inherit it.
 """
 from __future__ import annotations

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 def _outbox(args):
     from bot.wecom.db import Database, get_engine
-    from bot.wecom.outbox import Outbox
+    from bot.wecom.delivery.outbox import Outbox
 
     return Outbox(Database(get_engine(args.database_url)))
 

@@ -49,9 +49,11 @@ _MIXED_RE = re.compile(_NUM + r"\s*(?:个|位)?\s*(?:大人|成人|大)\s*[，, 
                        + r"\s*(?:个|位)?\s*(?:小孩|孩子|儿童|小朋友|小)")
 # "我们四个", "一共五个", "总共3个"
 _GROUP_RE = re.compile(r"(?:我们|咱们|一共|总共|共)\s*" + _NUM + r"\s*个(?!小时|月|晚|房)")
+# "一家三口", "一家六口人", "三口之家": any number of family members
+_FAMILY_RE = re.compile(r"一家" + _NUM + r"口|" + _NUM + r"口之家")
 _PARTY_PHRASES = (
-    (re.compile(r"一家三口"), 3), (re.compile(r"一家四口"), 4), (re.compile(r"一家五口"), 5),
-    (re.compile(r"我们俩|我俩|咱俩|两口子|我和(?:老公|老婆|太太|先生|爱人|男朋友|女朋友|朋友)"), 2),
+    (re.compile(r"我们俩|我俩|咱俩|两口子|(?:夫妻|母女|父子|母子|父女|姐妹|兄弟|闺蜜)俩|俩个?人"
+                r"|我和(?:老公|老婆|太太|先生|爱人|男朋友|女朋友|朋友)"), 2),
     (re.compile(r"就我一个|我一个人|我自己|就我自己|只有我"), 1),
 )
 _ORDER_ID_RE = re.compile(r"(?:订单号?|单号|#)\s*(\d{1,9})|(\d{1,9})\s*号订单")
@@ -82,6 +84,9 @@ def parse_party(text: str, *, bare_number: bool = False) -> Optional[int]:
     asked "几位？")."""
     if not text:
         return None
+    m = _FAMILY_RE.search(text)
+    if m:
+        return chinese_number(m.group(1) or m.group(2))
     for pattern, size in _PARTY_PHRASES:
         if pattern.search(text):
             return size

@@ -21,6 +21,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.wecom.sender import SenderId
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RASA_URL = "http://localhost:5005"
@@ -135,9 +137,10 @@ class HandoffController:
         self.crm = crm
 
     async def _kf_identity(self, sender_id: str) -> Optional[tuple[str, str]]:
-        if not sender_id.startswith("kf:"):
+        sender = SenderId.parse(sender_id)
+        if not sender.is_kf or not sender.external_userid:
             return None
-        external_userid = sender_id[3:]
+        external_userid = sender.external_userid
         open_kfid = None
         if self.crm is not None:
             try:

@@ -70,8 +70,8 @@ MAX_REPEAT_TIMES = 99
 UNTIL = ("ack", "resolve", "none")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_PROPERTY = "default"
-# The case page the Rasa process serves (bot.paging.channel), signed (bot.paging.links) so a
-# case number alone does not open it.
+# The case page the Rasa process serves (bot.paging.case_pages via connectors/paging.py),
+# signed (bot.paging.links) so a case number alone does not open it.
 DEFAULT_LINK = "http://localhost:5005/webhooks/paging/cases/{case_id}?sig={sig}"
 
 

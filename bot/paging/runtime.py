@@ -1,5 +1,6 @@
-"""Wiring for real processes: the worker (`concierge worker`) and the advisors' command handler in
-the Rasa process (`install_app_handler`). Everything is built on call, nothing at import time.
+"""Wiring for real processes: the worker (`concierge worker`) and the paging service the Rasa
+process' composition root attaches to the WeCom channel (`build_service`). Everything is built on
+call, nothing at import time.
 """
 from __future__ import annotations
 
@@ -78,28 +79,6 @@ class _LazyWeCom:
         from bot.wecom.services import get_services
 
         return getattr(get_services(), name)
-
-
-_installed = {"handler": None}
-
-
-def install_app_handler(services=None) -> bool:
-    """Register the advisors' command handler with the WeCom channel (in the Rasa process).
-    Returns False (and logs why) when the policy is invalid: the bot still runs, without paging
-    commands, and the log says what to fix."""
-    from bot.wecom.app import register_app_handler
-
-    if _installed["handler"] is not None:
-        return True
-    try:
-        service = build_service(services=services)
-    except Exception as exc:
-        log.error("advisors' paging commands are OFF: %s", exc)
-        return False
-    register_app_handler(service.on_app_message)
-    _installed["handler"] = service.on_app_message
-    log.info("advisors' paging commands on (policy %s)", service.policy.source)
-    return True
 
 
 def worker_engine(url: str):

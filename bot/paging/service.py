@@ -6,7 +6,8 @@ change onto the ticket / order / handoff (CRMStore), audits who did what and whe
 conversation (bot.paging.handoff), gets the guest's notice out at once (the notice is a step, so
 the worker would deliver it anyway if this process died now) and returns the confirmation.
 
-`on_app_message` is the handler the WeCom channel calls (`bot.wecom.app.register_app_handler`).
+`on_app_message` is the command handler the Rasa server's composition root (`bot/wiring.py`) adds to the
+WeCom channel's `bot.wecom.surfaces.app.AppCommandRouter`.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from bot.paging.pager import Messenger, guest_text
 from bot.paging.policy import Policy, format_duration
 from bot.paging.store import ClockDTO, ClockNotFound, PagingStore
 from bot.paging.worker import PagingWorker, utcnow
+from bot.wecom.sender import SenderId
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +373,7 @@ class PagingService:
         return f"已备注 #{clock.id}。"
 
     async def _reply(self, userid: str, clock: ClockDTO, command: Command) -> str:
-        if (_surface.get() != "console" and clock.sender_id.startswith("kf:")
+        if (_surface.get() != "console" and SenderId.parse(clock.sender_id).is_kf
                 and clock.takeover_userid and clock.handed_back_at is None):
             return "该客人正由您在微信客服中接待，请直接在微信客服里回复。"
         try:
@@ -537,7 +539,7 @@ class PagingService:
         """While an advisor has taken over (bot paused), what the guest writes goes to them in the
         app too (微信客服 guests excepted: the advisor sees those in 微信客服 itself)."""
         clock = await asyncio.to_thread(self.store.active_takeover, sender_id)
-        if clock is None or sender_id.startswith("kf:"):
+        if clock is None or SenderId.parse(sender_id).is_kf:
             return False
         await self.messenger.app_text(
             clock.takeover_userid,

@@ -36,7 +36,7 @@ from bot.sandbox.state import (
     SandboxState,
 )
 from bot.wecom.crypto import CallbackCrypto
-from bot.wecom.intake import HANDLE_MS_HEADER
+from bot.wecom.delivery.intake import HANDLE_MS_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -339,11 +339,16 @@ def _crypto(state: SandboxState, surface: str) -> CallbackCrypto:
 async def deliver(app: web.Application, surface: str, body: str, params: Dict[str, str]) -> Dict[str, Any]:
     """POST a callback the way WeCom does: retried on timeouts, refused connections and 5xx."""
     state: SandboxState = app[STATE]
-    url = f"{state.connector_url}/webhooks/wecom/{surface}"
+    # SANDBOX_CONNECTOR_URL may list several intake servers (a load balancer in front of
+    # replicas): callbacks go to them in turn, and a retry goes to the next one.
+    bases = [u.strip().rstrip("/") for u in state.connector_url.split(",") if u.strip()]
+    first = state.next_connector = (getattr(state, "next_connector", -1) + 1) % len(bases)
+    url = f"{bases[first]}/webhooks/wecom/{surface}"
     http: aiohttp.ClientSession = app[HTTP]
     result: Dict[str, Any] = {"delivered": False, "status": None, "attempts": 0, "url": url}
     for attempt in range(1 + max(0, state.callback_retries)):
         result["attempts"] = attempt + 1
+        url = result["url"] = f"{bases[(first + attempt) % len(bases)]}/webhooks/wecom/{surface}"
         started, handle_ms = time.monotonic(), None
         try:
             async with http.post(url, params=params, data=body.encode("utf-8"),

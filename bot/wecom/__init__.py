@@ -3,7 +3,7 @@ outbox), 微信客服 / 智能机器人 / self-built app services, and the durab
 
 Importable without Rasa and without connecting to anything. Functions other parts call:
 
-    from bot.wecom.app import send_app_text, send_app_textcard, register_app_handler
+    from bot.wecom.services import WeComServices        # services.app.send_text(...), services.kf.transfer(...)
+    from bot.wecom.surfaces.app import AppCommandRouter   # the advisors' commands, given to the channel
     from bot.wecom.externalcontact import mark_tag, add_msg_template, send_group_robot
-    from bot.wecom.services import get_services        # get_services().kf.transfer(...)
 """

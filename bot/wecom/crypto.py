@@ -32,9 +32,9 @@ class CallbackCrypto:
 
     def __init__(
         self,
-        token: str,
-        encoding_aes_key: str,
-        receive_id: str,
+        token: Optional[str],
+        encoding_aes_key: Optional[str],
+        receive_id: Optional[str],
         *,
         max_skew_s: Optional[float] = DEFAULT_MAX_SKEW_S,
         clock: Callable[[], float] = time.time,
@@ -53,7 +53,9 @@ class CallbackCrypto:
     def signature(self, timestamp: str, nonce: str, encrypt: str) -> str:
         return _get_signature(self.token, timestamp, nonce, encrypt)
 
-    def _check(self, msg_signature: str, timestamp: str, nonce: str, encrypt: str) -> None:
+    # Callback query arguments may be missing (None): refused here, with 403.
+    def _check(self, msg_signature: Optional[str], timestamp: Optional[str], nonce: Optional[str],
+               encrypt: Optional[str]) -> None:
         if not (msg_signature and timestamp and nonce and encrypt):
             raise SignatureError("missing msg_signature/timestamp/nonce/payload")
         if not _safe_eq(self.signature(timestamp, nonce, encrypt), msg_signature):
@@ -73,18 +75,21 @@ class CallbackCrypto:
             raise DecryptError(f"cannot decrypt: {type(exc).__name__}") from None
 
     # -- inbound -----------------------------------------------------------------------------
-    def verify_url(self, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
+    def verify_url(self, msg_signature: Optional[str], timestamp: Optional[str], nonce: Optional[str],
+                   echostr: str) -> str:
         """GET verification: returns the plaintext echo to answer with."""
         self._check(msg_signature, timestamp, nonce, echostr)
         return self._decrypt(echostr)
 
-    def decrypt_xml(self, body: bytes | str, msg_signature: str, timestamp: str, nonce: str) -> str:
+    def decrypt_xml(self, body: bytes | str, msg_signature: Optional[str], timestamp: Optional[str],
+                    nonce: Optional[str]) -> str:
         """POST XML envelope (<xml><Encrypt>..</Encrypt></xml>) -> plaintext XML."""
         encrypt = extract_xml_encrypt(body)
         self._check(msg_signature, timestamp, nonce, encrypt)
         return self._decrypt(encrypt)
 
-    def decrypt_json(self, body: bytes | str, msg_signature: str, timestamp: str, nonce: str) -> Dict[str, Any]:
+    def decrypt_json(self, body: bytes | str, msg_signature: Optional[str], timestamp: Optional[str],
+                     nonce: Optional[str]) -> Dict[str, Any]:
         """POST JSON envelope ({"encrypt": ...}, 智能机器人) -> the decrypted JSON object."""
         try:
             envelope = json.loads(to_text(body) if body else "")

@@ -35,11 +35,15 @@ def xml_callback_key(surface: str, message: Mapping[str, Any]) -> str:
     )
 
 
+def kf_msgid_key(msgid: str) -> str:
+    return f"kf:msg:{msgid}"
+
+
 def kf_message_key(msg: Mapping[str, Any]) -> str:
     """微信客服 sync_msg items all carry a msgid (events too)."""
     msgid = msg.get("msgid")
     if msgid:
-        return f"kf:msg:{msgid}"
+        return kf_msgid_key(str(msgid))
     event: Dict[str, Any] = msg.get("event") or {}
     return "kf:evt:" + _digest(msg.get("send_time"), event.get("event_type"), event.get("external_userid"),
                                event.get("open_kfid"), event.get("welcome_code"), event.get("fail_msgid"))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import quote
 
-from bot.wecom.client import SendResult
+from bot.wecom.api.client import SendResult
 from bot.wecom.errors import WeComAPIError
 from bot.wecom.messages import ROBOT_TEXT_MAX_BYTES, truncate_utf8
 

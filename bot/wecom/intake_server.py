@@ -22,13 +22,15 @@ import argparse
 import asyncio
 import logging
 import time
-from typing import Dict, Optional, Set
+from typing import Optional, Set
 
 import aiohttp
 from aiohttp import web
 
 from bot.wecom.config import WeComConfig
-from bot.wecom.intake import HANDLE_MS_HEADER, INBOX_TOKEN_HEADER, SURFACES, CallbackIntake
+from bot.wecom.delivery.host import DeliveryHost
+from bot.wecom.delivery.intake import HANDLE_MS_HEADER, INBOX_TOKEN_HEADER, SURFACES, CallbackIntake
+from bot.wecom.delivery.tasks import BackgroundTasks
 from bot.wecom.services import WeComServices
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,8 @@ class RasaNotifier:
 class IntakeServer:
     def __init__(self, config: WeComConfig, notify_url: str, *, sweep_interval_s: float = 30.0,
                  services: Optional[WeComServices] = None, notify_token: Optional[str] = None,
-                 max_request_bytes: int = 1024 * 1024, ops=None) -> None:
+                 max_request_bytes: int = 1024 * 1024, ops=None,
+                 tasks: Optional[BackgroundTasks] = None) -> None:
         self.config = config
         self.ops = ops  # bot.ops.http.build(...): /metrics, /healthz, /readyz on this port
         self.notify_url = notify_url
@@ -110,17 +113,20 @@ class IntakeServer:
         self.max_request_bytes = max_request_bytes
         self.sweep_interval_s = sweep_interval_s
         self.services = services
-        self.intake: Optional[CallbackIntake] = None
+        self.tasks = tasks
+        self.host: Optional[DeliveryHost] = None
         self.notifier: Optional[RasaNotifier] = None
         self._session: Optional[aiohttp.ClientSession] = None
-        self._background: Set[asyncio.Task] = set()
-        self._failed_syncs: Dict[str, Optional[str]] = {}
-        self._sweeper: Optional[asyncio.Task] = None
+
+    @property
+    def intake(self) -> Optional[CallbackIntake]:
+        return self.host.intake if self.host is not None else None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_request_bytes)  # larger: 413
-        app.on_startup.append(self._startup)
-        app.on_cleanup.append(self._cleanup)
+        # aiohttp 3.8 types its signal callbacks oddly: the ignores are for that, not for us.
+        app.on_startup.append(self._startup)  # type: ignore[arg-type]
+        app.on_cleanup.append(self._cleanup)  # type: ignore[arg-type]
         app.router.add_get("/webhooks/wecom/", self._health)
         app.router.add_get("/webhooks/wecom", self._health)
         for surface in SURFACES:
@@ -138,25 +144,15 @@ class IntakeServer:
         self._session = aiohttp.ClientSession()
         self.notifier = RasaNotifier(self.notify_url, self._session, token=self.notify_token)
         self.notifier.start()
-        self.intake = CallbackIntake(self.config, self.services, on_stored=self.notifier.add,
-                                     on_kf_notice=self._on_kf_notice)
-        if self.sweep_interval_s:
-            self._sweeper = asyncio.ensure_future(self._sweep_forever())
-        # Catch up on 微信客服 messages that arrived while no intake ran (their notices went unanswered).
-        try:
-            kfids = await self.services.inbox.known_kfids()
-        except Exception:
-            logger.exception("WeCom inbox unavailable -- are the migrations applied (concierge db upgrade)?")
-            kfids = []
-        for open_kfid in kfids:
-            self._on_kf_notice(open_kfid, None)
+        # The same receiving code as Rasa's channel; stored senders are told to Rasa.
+        self.host = DeliveryHost(self.config, self.services, on_stored=self.notifier.add,
+                                 sweep_interval_s=self.sweep_interval_s, tasks=self.tasks,
+                                 clock=self.services.clock)
+        await self.host.start()
 
     async def _cleanup(self, app: web.Application) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, *([self._sweeper] if self._sweeper else []), return_exceptions=True)
+        if self.host is not None:
+            await self.host.stop()
         if self.notifier is not None:
             await self.notifier.flush()
             await self.notifier.stop()
@@ -166,45 +162,22 @@ class IntakeServer:
             await self.services.close()
 
     async def _health(self, request: web.Request) -> web.Response:
-        assert self.intake is not None
-        return web.json_response({"status": "ok", "surfaces": self.intake.surfaces(),
+        assert self.host is not None
+        return web.json_response({"status": "ok", "surfaces": self.host.intake.surfaces(),
                                   "notify_pending": len(self.notifier.pending) if self.notifier else 0})
 
     def _route(self, surface: str):
         async def handler(request: web.Request) -> web.Response:
-            assert self.intake is not None
+            assert self.host is not None
             started = time.perf_counter()
             body = await request.read() if request.method == "POST" else b""
             args = {key: request.query.get(key) for key in request.query}
-            answer = await self.intake.handle(surface, request.method, args, body, request.remote or "")
+            answer = await self.host.intake.handle(surface, request.method, args, body, request.remote or "")
             content_type, _, charset = answer.content_type.partition("; charset=")
             return web.Response(status=answer.status, text=answer.text, content_type=content_type,
                                 charset=charset or "utf-8",
                                 headers={HANDLE_MS_HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"})
         return handler
-
-    def _on_kf_notice(self, open_kfid: str, token: Optional[str]) -> None:
-        task = asyncio.ensure_future(self._sync(open_kfid, token))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _sync(self, open_kfid: str, token: Optional[str]) -> None:
-        assert self.services is not None and self.notifier is not None
-        notifier = self.notifier
-
-        def stored(senders) -> None:
-            for sender_id in senders:
-                notifier.add(sender_id)
-
-        if not await self.services.kf.pull(open_kfid, token, on_stored=stored):
-            self._failed_syncs[open_kfid] = token
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval_s)
-            for open_kfid, token in list(self._failed_syncs.items()):
-                self._failed_syncs.pop(open_kfid, None)
-                await self._sync(open_kfid, token)
 
 
 def main(argv=None) -> None:

@@ -45,7 +45,7 @@ async def download(client, media_id: str, *, max_bytes: int) -> Media:
     for attempt in (0, 1):
         token = await client.tokens.get()
         try:
-            async with client._session().get(client.url(GET_PATH),
+            async with client.http().get(client.url(GET_PATH),
                                               params={"access_token": token,
                                                       "media_id": media_id}) as resp:
                 if resp.status >= 500:
@@ -88,7 +88,7 @@ async def upload(client, kind: str, data: bytes, filename: str, content_type: st
         form = aiohttp.FormData()
         form.add_field("media", data, filename=filename, content_type=content_type)
         try:
-            async with client._session().post(client.url(UPLOAD_PATH), data=form,
+            async with client.http().post(client.url(UPLOAD_PATH), data=form,
                                                params={"access_token": token,
                                                        "type": kind}) as resp:
                 if resp.status >= 500:

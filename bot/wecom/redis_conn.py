@@ -23,7 +23,7 @@ def get_redis(url: Optional[str] = None):
     url = url or redis_url()
     if not url:
         return None
-    import redis.asyncio as aioredis
+    import redis.asyncio as aioredis  # type: ignore[import-untyped]  # redis 4.x ships no stubs
 
     try:
         loop = asyncio.get_running_loop()

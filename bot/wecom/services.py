@@ -10,21 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Optional
+from typing import Any, Optional, Tuple
 
-from bot.wecom.aibot import AibotService
-from bot.wecom.app import AppService
-from bot.wecom.client import WeComClient
+from bot.wecom.surfaces.aibot import AibotService
+from bot.wecom.surfaces.app import AppService
+from bot.wecom.api.client import WeComClient
+from bot.wecom.clock import SYSTEM, Clock
 from bot.wecom.config import WeComConfig
 from bot.wecom.db import Database
 from bot.wecom.errors import INVALID_PARAMETER
 from bot.wecom.dedupe import make_deduper
-from bot.wecom.inbox import Inbox
-from bot.wecom.kf import KfService
-from bot.wecom.outbox import Outbox
-from bot.wecom.ratelimit import APP_MEMBER_LIMITS, ROBOT_LIMITS, make_limiter
+from bot.wecom.delivery.inbox import Inbox
+from bot.wecom.surfaces.kf import KfService
+from bot.wecom.delivery.outbox import Outbox
+from bot.wecom.api.ratelimit import APP_MEMBER_LIMITS, ROBOT_LIMITS, make_limiter
 from bot.wecom.redis_conn import get_redis
-from bot.wecom.token import default_store
+from bot.wecom.api.token import default_store
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,14 @@ logger = logging.getLogger(__name__)
 class WeComServices:
     def __init__(self, config: Optional[WeComConfig] = None, *, db: Optional[Database] = None,
                  redis=..., token_store=None, timeout_s: float = 10.0, retries: int = 3,
-                 backoff_s: float = 0.5, sleep=asyncio.sleep) -> None:
+                 backoff_s: float = 0.5, clock: Clock = SYSTEM, sleep=None) -> None:
         self.config = config or WeComConfig.load()
+        self.clock = clock  # the one clock of this WeCom layer (tests pass a ManualClock)
+        sleep = sleep or clock.sleep
         self.db = db or Database()
         self.redis = get_redis() if redis is ... else redis
-        self.inbox = Inbox(self.db)
-        self.outbox = Outbox(self.db)
+        self.inbox = Inbox(self.db, clock=clock)
+        self.outbox = Outbox(self.db, clock=clock)
         store = token_store or default_store(self.redis)  # default: Redis, else shared in-process
         common = dict(token_store=store, outbox=self.outbox, timeout_s=timeout_s, retries=retries,
                       backoff_s=backoff_s, sleep=sleep)
@@ -63,13 +66,14 @@ class WeComServices:
         for item in await self.outbox.due(limit):
             if not await self.outbox.claim_retry(item.id):
                 continue
-            limiter, keys = None, ()
+            limiter: Any = None
+            keys: Tuple[str, ...] = ()
             if item.app == "kf":
                 client, auth = self.kf_client, True
             elif item.app == "app":
                 client, auth = self.app_client, True
                 limiter = self.app_limiter
-                keys = self.app._limiter_keys(str(item.body.get("touser") or ""))
+                keys = self.app.limiter_keys(str(item.body.get("touser") or ""))
             else:
                 client, auth = self.robot_client, False
                 if item.app == "robot":

@@ -82,3 +82,14 @@ def test_action_names_match_the_domain(cls):
 
     domain = yaml.safe_load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))
     assert cls().name() in domain["actions"]
+
+
+async def test_weather_then_the_second_request_of_the_same_message(live_services):
+    """"天气怎么样？顺便帮我订个接机": the forecast, then the order form runs next."""
+    from rasa_sdk.events import FollowupAction
+
+    tracker = tracker_for("demo-lin", "三亚天气怎么样？顺便帮我订个接机", "ask_weather")
+    tracker.latest_message["second_request"] = {"intent": "order_addon", "text": "帮我订个接机"}
+    messages, events = await run(ActionAnswerWeather(), tracker)
+    assert "帮我订个接机" in messages[-1]["text"]
+    assert events[-1] == FollowupAction("addon_order_form")

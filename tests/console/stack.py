@@ -118,7 +118,7 @@ class Stack:
 async def console_stack(db_url: str, monkeypatch):
     from bot.crm.store import CRMStore
     from bot.wecom.services import WeComServices
-    from bot.wecom.token import MemoryTokenStore
+    from bot.wecom.api.token import MemoryTokenStore
     from connectors.wecom import WeComInput
 
     monkeypatch.setenv("DATABASE_URL", db_url)

@@ -12,8 +12,8 @@ from yarl import URL
 
 from bot.console.app import make_app
 from bot.wecom import dev_defaults
-from bot.wecom.client import WeComClient
-from bot.wecom.token import MemoryTokenStore
+from bot.wecom.api.client import WeComClient
+from bot.wecom.api.token import MemoryTokenStore
 from tests.console.conftest import build_console
 from tests.wecom.helpers import run_sandbox
 

@@ -113,8 +113,8 @@ def test_erase_leaves_nothing(rasa_stack, tmp_path):
 
     # Copies of the guest's words outside the conversation: what WeCom delivery leaves behind.
     from bot.wecom.db import Database
-    from bot.wecom.inbox import Inbound, Inbox
-    from bot.wecom.outbox import Outbox
+    from bot.wecom.delivery.inbox import Inbound, Inbox
+    from bot.wecom.delivery.outbox import Outbox
     from bot.crm.db import make_engine
 
     engine = make_engine(stack.database_url)

@@ -163,3 +163,21 @@ def test_what_rasas_pika_event_broker_publishes_is_stored(queue, pg_crm, tmp_pat
     usage = EventStore(pg_crm).usage_since(since)
     assert usage == {"intents": {"request_human": 1}, "senders": ["kf:e"],
                      "handed_off": ["kf:e"], "fallbacks": 0}
+
+
+def test_a_quiet_queue_does_not_stop_the_consumer(queue, pg_crm):
+    """The consumer waits through idle spells (longer than its 1 s poll) and still takes what
+    comes after them."""
+    store = EventStore(pg_crm)
+    consumer = EventConsumer(store, BrokerSettings.from_env())
+
+    async def go():
+        task = asyncio.create_task(consumer.run(max_events=2))
+        await asyncio.sleep(2.5)  # two idle polls
+        await asyncio.to_thread(publish, queue, user("kf:f", "一", 1_764_500_000.0))
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(publish, queue, user("kf:f", "二", 1_764_500_001.0))
+        return await asyncio.wait_for(task, timeout=30)
+
+    assert asyncio.run(go()) == 2
+    assert [json.loads(d)["text"] for *_, d in rows(pg_crm)] == ["一", "二"]

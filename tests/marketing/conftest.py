@@ -77,7 +77,7 @@ async def wecom(sandbox, engine):
     from bot.marketing.wecom_api import GroupMsgAPI
     from bot.wecom.db import Database
     from bot.wecom.services import WeComServices
-    from bot.wecom.token import MemoryTokenStore
+    from bot.wecom.api.token import MemoryTokenStore
 
     async def no_sleep(_s):
         return None

@@ -263,7 +263,7 @@ class KfAPI(RecordingAPI):
         self.kf = []
 
     async def kf_text(self, open_kfid, external_userid, text, dedupe_key):
-        from bot.wecom.client import SendResult
+        from bot.wecom.api.client import SendResult
 
         self.kf.append((open_kfid, external_userid, text, dedupe_key))
         return SendResult("sent")

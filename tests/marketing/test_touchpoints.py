@@ -199,25 +199,17 @@ def _booking(engine, confirmation):
 
 
 async def test_the_answer_in_conversation_is_taken_before_rasa(demo):
-    from types import SimpleNamespace
-
-    from bot.marketing.channel import attach_nps
+    from bot.marketing.hooks import nps_guest_hook
 
     await _t_plus_7(demo, Messenger())
     said, forwarded = [], []
-
-    class Out:
-        async def send_text_message(self, sender, text):
-            said.append((sender, text))
-
-    async def to_rasa(message):
-        forwarded.append(message.text)
-
-    channel = SimpleNamespace(on_new_message=to_rasa)
-    assert attach_nps(channel, NpsService(demo)) and not attach_nps(channel, NpsService(demo))
+    hook = nps_guest_hook(NpsService(demo))
     for text in ("请问早餐几点", "还行吧 7", "8"):
-        await channel.on_new_message(SimpleNamespace(text=text, sender_id="demo-chen",
-                                                     output_channel=Out()))
+        answer = await hook("demo-chen", text)
+        if answer:
+            said.append(("demo-chen", answer))
+        else:
+            forwarded.append(text)
     assert forwarded == ["请问早餐几点", "8"]  # the second score goes to the bot: answered once
     assert len(said) == 1 and "7分" in said[0][1]
     assert [f.score for f in CRMStore(demo).feedback("demo-chen")] == [7]

@@ -277,3 +277,65 @@ def test_sweep_ties_go_to_the_more_cautious_thresholds():
     best = ev.sweep_thresholds(golds, rankings, thresholds=[0.3, 0.5, 0.7], ambiguities=[0.0],
                                max_false_fallback=0.0)["best"]
     assert best["threshold"] == 0.7  # all three catch the OOS message and keep "a": ask, don't guess
+
+
+# --------------------------------------------------------------------------------------------
+# issue-17 figures
+# --------------------------------------------------------------------------------------------
+def test_praise_taken_for_a_complaint_is_a_rate_over_praise_only():
+    golds = ["praise", "praise", "praise", "praise", "complain"]
+    preds = ["complain", "praise", "nlu_fallback", "praise", "complain"]
+    assert ev.praise_as_complain_rate(golds, preds) == pytest.approx(0.25)
+    assert ev.praise_as_complain_rate(["greet"], ["complain"]) is None
+
+
+def test_closing_recall_counts_thanks_and_goodbyes_as_labelled():
+    golds = ["thank", "thank", "goodbye", "goodbye", "greet"]
+    preds = ["thank", "goodbye", "goodbye", "nlu_fallback", "thank"]
+    assert ev.closing_recall(golds, preds) == pytest.approx(0.5)
+    assert ev.closing_recall(["greet"], ["greet"]) is None
+
+
+def test_summary_has_the_issue_17_figures_and_targets():
+    examples = [ev.Example("很好", "praise"), ev.Example("谢谢", "thank"),
+                ev.Example("有泳池吗", "ask_amenity"), ev.Example("有桑拿吗", "ask_amenity")]
+    preds = [ev.Prediction("complain", 0.6, [("complain", 0.6)], ms=10.0),
+             ev.Prediction("thank", 0.9, [("thank", 0.9)], ms=20.0),
+             ev.Prediction("ask_amenity", 0.9, [("ask_amenity", 0.9)], ms=30.0),
+             ev.Prediction("out_of_scope", 0.5, [("out_of_scope", 0.5)], ms=40.0)]
+    s = ev.summarize(examples, preds, IDENT, {})
+    assert s["praise_as_complain_rate"] == 1.0 and s["closing_recall"] == 1.0
+    assert s["amenity_recall"] == 0.5
+    assert s["p95_ms"] == pytest.approx(38.5)
+    checks = ev.check_targets(s, None)
+    assert checks["praise_as_complain_rate"] is False and checks["closing_recall"] is True
+    assert checks["amenity_recall"] is False and checks["p95_ms"] is False
+    summary = {"simplified": s, "traditional": s, "targets_met": checks, "targets_met_traditional": checks}
+    text = ev.format_headline({"nlu_holdout": summary, "nlu_holdout_independent": summary},
+                              {"rss_mb": 900.0, "full_training_s": 45.0})
+    assert "nlu_holdout_independent" in text and "praise->complain" in text
+    assert "RSS" in text and "MISSED" in text  # 900 MB is over the 800 MB target
+    assert ev.check_process_targets({"rss_mb": 900.0, "full_training_s": 45.0}) == {
+        "rss_mb": False, "full_training_s": True}
+
+
+def test_main_refuses_a_missing_holdout(tmp_path, capsys):
+    assert ev.main(["--holdout", str(tmp_path / "nope.yml"), "--model", str(tmp_path / "m.tar.gz")]) == 2
+    assert "nope.yml" in capsys.readouterr().err
+
+
+def test_rss_is_measured():
+    assert ev.rss_mb() > 10
+
+
+def test_second_opinion_cost_splits_catches_from_false_alarms():
+    golds = ["complain", "complain", "praise", "ask_weather", "out_of_scope"]
+    preds = [ev.Prediction("complain", 0.7, [], raised_complaint=True),
+             ev.Prediction("complain", 0.9, []),
+             ev.Prediction("complain", 0.7, [], raised_complaint=True),
+             ev.Prediction("ask_weather", 0.9, []),
+             ev.Prediction("out_of_scope", 0.9, [])]
+    cost = ev.second_opinion_cost(golds, preds)
+    assert cost["complaints"] == {"raised": 1, "of": 2, "rate": 0.5}
+    assert cost["praise"]["raised"] == 1 and cost["neutral"]["raised"] == 0
+    assert cost["out_of_scope"]["rate"] == 0.0

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import yaml
 
-from bot.paging.channel import PagingChannel
+from bot.paging.case_pages import CasePages
 from bot.paging.links import CaseLinks
 from bot.paging.policy import parse_policy
 from bot.paging.service import PagingService
@@ -75,9 +75,7 @@ async def test_advisor_of_another_property_cannot_act_on_the_case(sanya_case, pa
 
 
 async def test_case_links(sanya_case, paging, two_hotels, messenger, crm, clock, links):
-    channel = PagingChannel()
-    channel.service = PagingService(paging, two_hotels, messenger, crm=crm, clock=clock)
-    channel.links = links
+    channel = CasePages(PagingService(paging, two_hotels, messenger, crm=crm, clock=clock), links)
     case = sanya_case.id
 
     async def status(sig):

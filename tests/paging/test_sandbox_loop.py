@@ -13,7 +13,6 @@ output channel, as `execute_side_effects=true&output_channel=wecom` makes the re
 from __future__ import annotations
 
 import datetime as dt
-from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -21,7 +20,8 @@ from aiohttp import web
 
 from bot.crm.db import upgrade
 from bot.crm.store import CRMStore
-from bot.paging.channel import attach
+from bot.paging.hooks import paging_guest_hook
+from bot.wecom.surfaces.app import AppCommandRouter
 from bot.paging.channels import WeComMessenger
 from bot.paging.context import GuestContext
 from bot.paging.handoff import HandoffController, RasaAPI
@@ -29,7 +29,6 @@ from bot.paging.service import PagingService
 from bot.paging.store import PagingStore
 from bot.paging.worker import PagingWorker
 from bot.settings import get_settings
-from bot.wecom import app as app_mod
 from tests.paging.conftest import FakeClock
 from tests.wecom.helpers import free_port, kf_texts, post_json, run_sandbox, run_sanic, sandbox_calls
 
@@ -93,7 +92,7 @@ def loop_db(monkeypatch, tmp_path):
 
 async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, policy, monkeypatch):
     from bot.wecom.services import WeComServices
-    from bot.wecom.token import MemoryTokenStore
+    from bot.wecom.api.token import MemoryTokenStore
     from connectors.wecom import WeComInput
 
     crm = CRMStore(loop_db)
@@ -112,8 +111,6 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
         monkeypatch.setenv("WECOM_API_BASE", sandbox)
         get_settings.cache_clear()
         services = WeComServices(token_store=MemoryTokenStore(), timeout_s=2.0)
-        channel = WeComInput({}, services=services, sweep_interval_s=0)
-        fake.channel = channel
         store = PagingStore(loop_db)
         clock = FakeClock(dt.datetime.now(dt.timezone.utc))
         rasa_api = RasaAPI(f"http://127.0.0.1:{rasa_port}", "test-token", timeout_s=3)
@@ -122,10 +119,14 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
         worker = PagingWorker(store, policy, messenger, context=context, clock=clock, worker_id="w")
         service = PagingService(store, policy, messenger, crm=crm, context=context, clock=clock,
                                 handoff=HandoffController(rasa_api, wecom=services, crm=crm))
+        # As the Rasa server's composition root (bot/wiring.py) attaches paging.
+        channel = WeComInput({}, services=services, sweep_interval_s=0,
+                             app_router=AppCommandRouter([service.on_app_message]),
+                             hooks=[paging_guest_hook(service)])
+        fake.channel = channel
         try:
             async with run_sanic(channel, fake.handle_message, connector_port), \
                     aiohttp.ClientSession() as http:
-                assert attach(SimpleNamespace(ctx=SimpleNamespace(input_channels=[channel])), service)
 
                 async def post(path, body):
                     await post_json(http, f"{sandbox}{path}", body)
@@ -202,7 +203,6 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
                 assert {"sla.acknowledge", "sla.take_over", "sla.hand_back", "sla.resolve",
                         "sla.rating"} <= actions
         finally:
-            app_mod.unregister_app_handler(service.on_app_message)
             await services.close()
             await runner.cleanup()
             store.close()

@@ -228,7 +228,7 @@ async def test_reply_relays_to_the_guest(crm, paging, make_worker, clock, servic
 
 
 async def test_app_handler_answers_text_and_ignores_events(crm, paging, make_worker, clock, service, messenger):
-    from bot.wecom.app import AppMessage
+    from bot.wecom.surfaces.app import AppMessage
 
     await paged_case(crm, paging, make_worker, clock)
     assert await service.on_app_message(AppMessage(userid="advisor_li", msgtype="event", event="enter_agent")) is False

@@ -27,8 +27,8 @@ from bot.settings import get_settings
 from bot.spool import FileSpool, new_entry
 from bot.tracker_events import TrackerEvents
 from bot.wecom.db import Database
-from bot.wecom.inbox import Inbound, Inbox
-from bot.wecom.outbox import Outbox
+from bot.wecom.delivery.inbox import Inbound, Inbox
+from bot.wecom.delivery.outbox import Outbox
 from tests.conftest import REDIS_TEST_URL, require_service
 
 SENDER, EXTERNAL = "kf:wm_guest_1", "wm_guest_1"

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from bot.crm.store import CRMStore
-from bot.wecom import app as app_mod
-from bot.wecom import kf as kf_mod
+from bot.wecom.surfaces import app as app_mod
+from bot.wecom.surfaces import kf as kf_mod
 from bot.wecom.config import WeComConfig
 from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.messages import REPLIES, utf8_len
@@ -53,27 +53,24 @@ async def test_tencent_sample_verification_and_message_through_the_http_route(en
     credentials = {"corp_id": sample["corp_id"], "app_token": sample["token"],
                    "app_aes_key": sample["encoding_aes_key"], "max_clock_skew_s": "none"}
     config = WeComConfig.load(credentials)
-    channel = WeComInput(credentials, services=env.services(config=config), sweep_interval_s=0)
     got = []
 
     async def handler(message):
         got.append(message)
         return True
 
-    app_mod.register_app_handler(handler)
-    try:
-        async with run_sanic(channel, FakeRasa()) as url:
-            v = sample["verify_url"]
-            params = {k: v[k] for k in ("msg_signature", "timestamp", "nonce", "echostr")}
-            async with env.http.get(f"{url}/webhooks/wecom/app", params=params) as resp:
-                assert (resp.status, await resp.text()) == (200, v["reply"])
-            m = sample["message"]
-            params = {k: m[k] for k in ("msg_signature", "timestamp", "nonce")}
-            async with env.http.post(f"{url}/webhooks/wecom/app", params=params, data=m["body"].encode()) as resp:
-                assert (resp.status, await resp.text()) == (200, "")
-            await channel.wait_idle()
-    finally:
-        app_mod.unregister_app_handler(handler)
+    channel = WeComInput(credentials, services=env.services(config=config), sweep_interval_s=0,
+                         app_router=app_mod.AppCommandRouter([handler]))
+    async with run_sanic(channel, FakeRasa()) as url:
+        v = sample["verify_url"]
+        params = {k: v[k] for k in ("msg_signature", "timestamp", "nonce", "echostr")}
+        async with env.http.get(f"{url}/webhooks/wecom/app", params=params) as resp:
+            assert (resp.status, await resp.text()) == (200, v["reply"])
+        m = sample["message"]
+        params = {k: m[k] for k in ("msg_signature", "timestamp", "nonce")}
+        async with env.http.post(f"{url}/webhooks/wecom/app", params=params, data=m["body"].encode()) as resp:
+            assert (resp.status, await resp.text()) == (200, "")
+        await channel.wait_idle()
     assert [(g.userid, g.text, g.msgid) for g in got] == [("mycreate", "hello", "4561255354251345929")]
 
 
@@ -178,7 +175,7 @@ async def test_one_guests_messages_are_handled_in_order_guests_in_parallel(conne
 
 async def test_accepted_messages_survive_a_crash_before_processing(connector, env):
     channel = connector.channel
-    channel._ensure_dispatcher().kick = lambda sender_id: None  # "killed" right after the 200
+    channel.tasks.kinds.add("turn")  # "killed" right after the 200: no inbox worker starts
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第一条"})
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第二条"})
     await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "在吗"})
@@ -187,7 +184,7 @@ async def test_accepted_messages_survive_a_crash_before_processing(connector, en
     assert [r.status for r in channel.services.inbox.all_sync()] == ["pending"] * 3
 
     # a third callback is acknowledged, but the process dies before it even pulls the message
-    channel._spawn = lambda coro: coro.close()
+    channel.tasks.kinds.add("pull")
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第三条"})
 
     rasa2 = FakeRasa()
@@ -207,7 +204,7 @@ async def test_a_turn_rasa_finished_before_a_crash_is_answered_from_the_tracker_
     from rasa.shared.core.trackers import DialogueStateTracker
 
     channel = connector.channel
-    channel._ensure_dispatcher().kick = lambda sender_id: None
+    channel.tasks.kinds.add("turn")
     first = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "早餐几点"})
     second = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "谢谢"})
     await connector.idle()
@@ -240,7 +237,7 @@ async def test_a_retried_message_unknown_to_the_tracker_is_processed(connector, 
     from rasa.shared.core.domain import Domain
 
     channel = connector.channel
-    channel._ensure_dispatcher().kick = lambda sender_id: None
+    channel.tasks.kinds.add("turn")
     await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "几点退房"})
     await connector.idle()
     claimed = channel.services.inbox.claim_sync(f"kf:{GUEST}")
@@ -392,12 +389,11 @@ async def test_non_text_gets_a_chinese_reply(connector, msgtype, expect):
 
 async def test_a_recalled_message_is_not_answered(connector):
     channel = connector.channel
-    kick = channel._ensure_dispatcher().kick
-    channel.dispatcher.kick = lambda sender_id: None
+    channel.tasks.kinds.add("turn")
     sent = await connector.post("/_sandbox/guest/kf", {"external_userid": GUEST, "msgtype": "image"})
     await connector.post("/_sandbox/guest/kf/recall", {"external_userid": GUEST, "msgid": sent["msgid"]})
     await connector.idle()
-    channel.dispatcher.kick = kick
+    channel.tasks.kinds.discard("turn")
     await channel.sweep()
     await connector.idle()
     assert kf_texts(await connector.env.calls()) == []
@@ -513,20 +509,17 @@ async def test_enter_chat_is_welcomed_in_the_http_answer(connector):
 
 # ---- the self-built app ----------------------------------------------------------------------
 
-async def test_app_messages_go_to_registered_handlers(connector):
+async def test_app_messages_go_to_the_command_router(connector):
     seen = []
 
     def ack_handler(message):
         seen.append((message.userid, message.text))
         return message.text.startswith("ack")
 
-    app_mod.register_app_handler(ack_handler)
-    try:
-        await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "ack 42"})
-        await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "随便说说"})
-        await connector.idle()
-    finally:
-        app_mod.unregister_app_handler(ack_handler)
+    connector.channel.app_router.add(ack_handler)
+    await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "ack 42"})
+    await connector.post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": "随便说说"})
+    await connector.idle()
     assert seen == [("advisor_li", "ack 42"), ("advisor_li", "随便说说")]
     sends = [c["body"] for c in await connector.env.calls() if c["path"] == "/cgi-bin/message/send"]
     assert [b["text"]["content"] for b in sends] == [REPLIES["app_unhandled"]]
@@ -534,13 +527,11 @@ async def test_app_messages_go_to_registered_handlers(connector):
 
 
 async def test_public_send_functions(connector):
-    from bot.wecom.app import send_app_text, send_app_textcard
     from bot.wecom.externalcontact import add_msg_template, mark_tag, send_group_robot
 
     s = connector.channel.services
-    assert (await send_app_text("advisor_li", "新投诉：房间噪音", services=s)).ok
-    assert (await send_app_textcard("advisor_li", "投诉 #12", "10分钟内确认", "https://example.com/t/12",
-                                    services=s)).ok
+    assert (await s.app.send_text("advisor_li", "新投诉：房间噪音")).ok
+    assert (await s.app.send_textcard("advisor_li", "投诉 #12", "10分钟内确认", "https://example.com/t/12")).ok
     assert (await mark_tag("advisor_li", "wm_guest_001", add_tag=["et_diving"], services=s)).ok
     result = await add_msg_template(sender="advisor_li", external_userid=["wm_guest_001"], text="会员日快乐",
                                     services=s)
@@ -615,3 +606,48 @@ async def test_kf_notice_on_the_app_url_is_accepted_too(connector):
     assert await raw_post(connector, "app", body, params) == (200, "")
     await connector.idle()
     assert connector.rasa.texts() == ["第一条", "第二条"]
+
+
+async def test_guest_hooks_answer_before_rasa_and_a_failing_hook_loses_nothing(env):
+    """What the composition root passes in (survey score, rating) may answer instead of Rasa;
+    a hook that raises is skipped and the message goes on."""
+    heard = []
+
+    async def broken(sender_id, text):
+        raise RuntimeError("survey database down")
+
+    async def rating(sender_id, text):
+        heard.append((sender_id, text))
+        return "感谢您的评分！" if text == "5" else None
+
+    rasa = FakeRasa()
+    channel = WeComInput({}, services=env.services(), sweep_interval_s=0, hooks=[broken, rating])
+    async with run_sanic(channel, rasa, env.connector_port):
+        for text in ("5", "还想问问早餐", "/greet"):
+            await post_json(env.http, f"{env.sandbox}/_sandbox/guest/kf", {"external_userid": GUEST, "text": text})
+            await channel.wait_idle()
+    assert rasa.texts() == ["还想问问早餐", "/greet"]  # commands ("/...") skip the hooks
+    assert heard == [(f"kf:{GUEST}", "5"), (f"kf:{GUEST}", "还想问问早餐")]
+    assert kf_texts(await env.calls()) == ["感谢您的评分！", "收到：还想问问早餐", "收到：/greet"]
+
+
+async def test_extensions_attach_commands_and_hooks_when_the_channel_starts(env):
+    async def on_app(message):
+        return message.text == "队列"
+
+    async def hook(sender_id, text):
+        return None
+
+    async def paging_like(services, router):
+        assert services is channel.services  # built on the channel's own clients
+        router.add(on_app)
+        return [hook]
+
+    channel = WeComInput({}, services=env.services(), sweep_interval_s=0, extensions=[paging_like])
+    await channel.start(FakeRasa())
+    try:
+        assert len(channel.app_router) == 1 and channel.runner.hooks == [hook]
+        await channel.start(FakeRasa())  # a second start attaches nothing twice
+        assert len(channel.app_router) == 1 and channel.runner.hooks == [hook]
+    finally:
+        await channel.stop()

@@ -54,7 +54,7 @@ async def test_a_photo_is_kept_and_linked_to_the_open_complaint(media_env, conne
 
 
 async def test_the_card_and_the_case_page_show_the_photo(media_env, connector, db_url):
-    from bot.paging.channel import PagingChannel
+    from bot.paging.case_pages import CasePages
     from bot.paging.context import GuestContext
     from bot.paging.links import CaseLinks
     from bot.paging.pager import RecordingMessenger
@@ -78,9 +78,7 @@ async def test_the_card_and_the_case_page_show_the_photo(media_env, connector, d
     [card] = [m for m in messenger.sent if m.get("msgtype") == "textcard"]
     assert "客人附件：照片 1 张" in card["description"]
 
-    channel = PagingChannel()
-    channel.service = PagingService(paging, policy, messenger, crm=crm)
-    channel.links = links
+    channel = CasePages(PagingService(paging, policy, messenger, crm=crm), links)
     sig = links.sign(case.id, card["to"])
     page = await channel.case_page(case.id, sig)
     assert page.status == 200

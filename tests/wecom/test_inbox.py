@@ -5,7 +5,7 @@ import datetime as dt
 
 from sqlalchemy import update
 
-from bot.wecom.inbox import Inbound, Inbox
+from bot.wecom.delivery.inbox import Inbound, Inbox
 from bot.wecom.models import InboxMessage
 
 

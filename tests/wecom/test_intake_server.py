@@ -161,5 +161,5 @@ async def test_a_kf_notice_is_acknowledged_even_when_the_database_is_down(env, m
         monkeypatch.setattr(intake.services.inbox, "kf_cursor", down)
         result = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "在吗"})
         assert result["delivery"]["status"] == 200  # the message itself waits at WeCom
-        await wait_until(lambda: intake._failed_syncs, env)  # and the sweep pulls it later
-        assert list(intake._failed_syncs) == [env.state.open_kfid]
+        await wait_until(lambda: intake.host.failed_syncs, env)  # and the sweep pulls it later
+        assert list(intake.host.failed_syncs) == [env.state.open_kfid]

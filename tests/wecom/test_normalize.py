@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.wecom import aibot, app, kf
+from bot.wecom.surfaces import aibot
+from bot.wecom.surfaces import app
+from bot.wecom.surfaces import kf
 from bot.wecom.crypto import parse_xml
 from bot.wecom.dedupe import xml_callback_key
 from bot.wecom.errors import MalformedCallback

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.wecom.inbox import Inbound, Inbox
-from bot.wecom.pipeline import Dispatcher
+from bot.wecom.delivery.inbox import Inbound, Inbox
+from bot.wecom.delivery.pipeline import Dispatcher
 
 
 def msg(key, sender, text):
@@ -79,16 +79,19 @@ async def test_stop_releases_what_is_in_flight(database):
 
 
 async def test_a_long_turn_keeps_its_lease_and_a_dead_workers_row_is_taken_over_after_it(database):
-    inbox = Inbox(database, lease_s=0.3)
+    from bot.wecom.clock import ManualClock
+
+    clock = ManualClock()
+    inbox = Inbox(database, lease_s=30, clock=clock)
     await inbox.add(msg("k1", "kf:a", "long turn"))
     taken_over = []
 
     async def handle(item):
-        await asyncio.sleep(1.0)  # three leases long: the heartbeat renews it
+        await clock.advance(100)  # over three leases long: the heartbeat renews it
         taken_over.append(await inbox.claim("kf:a"))
         return "done"
 
-    dispatcher = Dispatcher(inbox, handle)
+    dispatcher = Dispatcher(inbox, handle, clock=clock)
     dispatcher.kick("kf:a")
     await dispatcher.wait_idle(5)
     assert taken_over == [None] and inbox.all_sync()[0].status == "done"
@@ -96,8 +99,9 @@ async def test_a_long_turn_keeps_its_lease_and_a_dead_workers_row_is_taken_over_
     # A process that claimed a row and died renews nothing: the row is free once the lease ran out.
     await inbox.add(msg("k2", "kf:a", "claimed by a dead process"))
     dead = await inbox.claim("kf:a")
-    assert await inbox.claim("kf:a") is None
-    await asyncio.sleep(0.4)
+    clock.advance_sync(29)
+    assert await inbox.claim("kf:a") is None and await inbox.pending_senders() == []
+    clock.advance_sync(2)
     assert await inbox.pending_senders() == ["kf:a"]
     again = await inbox.claim("kf:a")
     assert again.id == dead.id and again.attempts == 2

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from bot.wecom.ratelimit import APP_MEMBER_LIMITS, MemoryRateLimiter, RedisRateLimiter
+from bot.wecom.api.ratelimit import APP_MEMBER_LIMITS, MemoryRateLimiter, RedisRateLimiter
 from tests.conftest import REDIS_TEST_URL, require_service
 
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from bot.wecom.token import AccessTokenProvider, MemoryTokenStore, RedisTokenStore, token_key
+from bot.wecom.api.token import AccessTokenProvider, MemoryTokenStore, RedisTokenStore, token_key
 from tests.conftest import REDIS_TEST_URL, require_service
 
 
@@ -54,10 +54,15 @@ async def test_invalidate_drops_only_the_bad_token():
 
 
 async def test_token_is_renewed_before_it_expires():
-    fetch = Fetcher(expires_in=2)  # very short: kept half of its life
-    provider = AccessTokenProvider("corp", "secret", fetch, store=MemoryTokenStore())
+    from bot.wecom.clock import ManualClock
+
+    clock = ManualClock()
+    fetch = Fetcher(expires_in=7200)  # WeCom's lifetime: renewed 300 s before the end
+    provider = AccessTokenProvider("corp", "secret", fetch, store=MemoryTokenStore(clock))
     assert await provider.get() == "token-1"
-    await asyncio.sleep(1.1)
+    clock.advance_sync(6899)
+    assert await provider.get() == "token-1"
+    clock.advance_sync(1)
     assert await provider.get() == "token-2"
 
 

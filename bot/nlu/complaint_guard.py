@@ -1,0 +1,82 @@
+"""The complaint second opinion inside the NLU pipeline (after the intent classifier, before the
+FallbackClassifier): when bot.complaints.second_opinion says "complaint" and the classifier did
+not, the message's intent becomes `complain`, so the complaint flow (ticket, empathy, advisor)
+runs. Every parse result carries ``complaint_second_opinion`` (score, cues, raised) for the logs
+and the evaluation.
+
+    - name: bot.nlu.complaint_guard.ComplaintGuard
+      cues_file: data/complaints/second_opinion.yml   # optional
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, TEXT, PREDICTED_CONFIDENCE_KEY
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.complaints.second_opinion import COMPLAIN, ComplaintSecondOpinion, load_cues
+
+OUTPUT_KEY = "complaint_second_opinion"
+NEAR_DOMAIN_KEY = "near_domain"  # set by bot.nlu.scope_guard, which runs first
+# The raised complaint must clear the FallbackClassifier (threshold and ambiguity): it is put on
+# top of the ranking with at least this confidence, a margin above the intent it overrules.
+MIN_CONFIDENCE = 0.6
+MARGIN = 0.1
+
+
+def raise_complaint(message: Message) -> None:
+    """Make `complain` the message's intent, on top of the ranking."""
+    intent = message.get(INTENT) or {}
+    top = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
+    conf = min(1.0, max(MIN_CONFIDENCE, top + MARGIN))
+    ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != COMPLAIN]
+    message.set(INTENT, {INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True)
+    message.set(INTENT_RANKING_KEY, [{INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
+                add_to_output=True)
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
+class ComplaintGuard(GraphComponent, IntentClassifier):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"cues_file": None}
+
+    def __init__(self, config: Dict[Text, Any]) -> None:
+        self._config = config
+        self._opinion: Optional[ComplaintSecondOpinion] = None
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "ComplaintGuard":
+        return cls(config)
+
+    @property
+    def opinion(self) -> ComplaintSecondOpinion:
+        if self._opinion is None:  # read the cues on first use, not at graph construction
+            path = self._config.get("cues_file")
+            self._opinion = ComplaintSecondOpinion(load_cues(path) if path else None)
+        return self._opinion
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            text = message.get(TEXT)
+            if not text or text.startswith("/"):  # intent triggers (/greet) are exact
+                continue
+            intent = (message.get(INTENT) or {}).get(INTENT_NAME_KEY)
+            op = self.opinion.judge(text, intent)
+            if message.get(NEAR_DOMAIN_KEY):  # about another company's service: not ours to page
+                op.complaint = False
+            message.set(OUTPUT_KEY, {"score": op.score, "cues": op.cues, "raised": op.complaint,
+                                     "classifier_intent": intent}, add_to_output=True)
+            if op.complaint:
+                raise_complaint(message)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data

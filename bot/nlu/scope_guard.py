@@ -1,0 +1,78 @@
+"""Near-domain requests (taxi apps, food delivery, other hotels ...) inside the NLU pipeline
+(after the intent classifier, before the FallbackClassifier): a message that names another
+company's service becomes `out_of_scope` with ``near_domain: <category>`` in the parse result, so
+actions/scope.py answers "I can't do that, but ..." with a human offer instead of the generic
+fallback. The cues and replies are data: data/scope/near_domain.yml.
+
+    - name: bot.nlu.scope_guard.NearDomainGuard
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.shared.nlu.constants import (INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY,
+                                       PREDICTED_CONFIDENCE_KEY, TEXT)
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot.scope import NearDomain, load_near_domain
+
+OUTPUT_KEY = "near_domain"
+OUT_OF_SCOPE = "out_of_scope"
+MIN_CONFIDENCE = 0.6  # above the FallbackClassifier's threshold: the polite answer, not "rephrase"
+MARGIN = 0.1
+
+
+def mark_out_of_scope(message: Message) -> None:
+    intent = message.get(INTENT) or {}
+    top = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
+    conf = min(1.0, max(MIN_CONFIDENCE, top + MARGIN))
+    ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != OUT_OF_SCOPE]
+    message.set(INTENT, {INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True)
+    message.set(INTENT_RANKING_KEY, [{INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
+                add_to_output=True)
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
+class NearDomainGuard(GraphComponent, IntentClassifier):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"file": None}
+
+    def __init__(self, config: Dict[Text, Any]) -> None:
+        self._config = config
+        self._near: Optional[NearDomain] = None
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "NearDomainGuard":
+        return cls(config)
+
+    @property
+    def near(self) -> NearDomain:
+        if self._near is None:  # read on first use, not at graph construction
+            path = self._config.get("file")
+            self._near = load_near_domain(path) if path else load_near_domain()
+        return self._near
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            text = message.get(TEXT)
+            if not text or text.startswith("/"):
+                continue
+            category = self.near.category(text)
+            if not category:
+                continue
+            intent = message.get(INTENT) or {}
+            if self.near.overrules(intent.get(INTENT_NAME_KEY), float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)):
+                message.set(OUTPUT_KEY, category, add_to_output=True)
+                mark_out_of_scope(message)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
