@@ -368,6 +368,9 @@ class Stack:
                       f'  exchange_name: "{self.events_queue}"\n  queues:\n    - "{self.events_queue}"\n')
         if self.worker:
             env["WORKER_METRICS_PORT"] = "0"
+        # the worker's page context and the console's deploys reach the Rasa replicas here
+        env["RASA_URL"] = self.url_of(self.rasa_names[0])
+        env["RASA_URLS"] = ",".join(self.url_of(n) for n in self.rasa_names)
         endpoint_files = {}
         for i, name in enumerate(self.rasa_names):
             actions = self.action_names[i % len(self.action_names)]

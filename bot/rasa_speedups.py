@@ -8,6 +8,14 @@ validator once; the answer is still validated, with the same error type and mess
 2. Rasa's SQL tracker store on a SQLite file (the embedded default) opens a new connection for
 every tracker read and write (SQLAlchemy 1.4's default for file SQLite): we give it a small pool
 and the WAL pragmas of bot.crm.db. PostgreSQL is left as Rasa configures it (already pooled).
+
+3. With an event broker (endpoints.production.yml), Rasa's `TrackerStore.save` first calls
+`stream_events`, which reads the whole conversation back from the store (`retrieve`: every event
+of the session, replayed into a tracker) only to work out which events are new: 15% of the Rasa
+event loop at 50 guests on PostgreSQL, more than the turn's own tracker read (docs/PERFORMANCE.md,
+`make bench-scale --profile`). The SQL store's `save` already computes the new events (the ones
+past the stored count); we publish exactly those, once, after the commit -- so a consumer never
+sees an event the store does not hold.
 """
 from __future__ import annotations
 
@@ -87,6 +95,38 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
+def publish_stored_events() -> None:
+    """`SQLTrackerStore.save` publishing the events it stores instead of diffing a re-read."""
+    import json
+
+    import rasa.core.tracker_store as tracker_store
+    from rasa.shared.nlu.constants import INTENT_NAME_KEY
+
+    store_cls = tracker_store.SQLTrackerStore
+    if getattr(store_cls.save, "_concierge_publishes_stored", False):
+        return
+    stock_save = store_cls.save
+
+    async def save(self, tracker) -> None:
+        if self.event_broker is None:
+            return await stock_save(self, tracker)
+        with self.session_scope() as session:
+            new_events = list(self._additional_events(session, tracker))
+            for event in new_events:  # as Rasa 3.6's SQLTrackerStore.save stores them
+                data = event.as_dict()
+                session.add(self.SQLEvent(
+                    sender_id=tracker.sender_id, type_name=event.type_name,
+                    timestamp=data.get("timestamp"),
+                    intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
+                    action_name=data.get("name"), data=json.dumps(data)))
+            session.commit()
+        await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
+
+    save._concierge_publishes_stored = True
+    store_cls.save = save
+
+
 def apply_all() -> None:
     cache_action_response_validator()
     pool_sqlite_tracker_store()
+    publish_stored_events()

@@ -164,9 +164,9 @@ class WeComInput(InputChannel):
         await self.host.start()
 
     async def stop(self) -> None:
-        await self.host.stop()
-        if self.dispatcher is not None:
+        if self.dispatcher is not None:  # first: turns in flight get their grace period
             await self.dispatcher.stop()
+        await self.host.stop()
         if self._services is not None:
             await self._services.close()
 

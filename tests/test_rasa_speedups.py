@@ -69,3 +69,85 @@ async def test_sqlite_tracker_store_is_pooled_in_wal_and_keeps_conversations(poo
 def test_in_memory_sqlite_is_left_as_rasa_makes_it(pooled_tracker_store):
     assert pooled_tracker_store.create_engine_kwargs("sqlite://") == {}
     assert "poolclass" not in pooled_tracker_store.create_engine_kwargs("postgresql://u@h/db")  # Rasa pools it
+
+
+class RecordingBroker:
+    """A Rasa event broker that notes each published event and what the store held then."""
+
+    def __init__(self):
+        self.published, self.stored_when_published = [], []
+        self.store = None
+
+    def publish(self, event, headers=None) -> None:
+        self.published.append(event)
+        with self.store.engine.connect() as conn:
+            self.stored_when_published.append(
+                conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar())
+
+    def is_ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def publishing_store(monkeypatch):
+    import rasa.core.tracker_store as tracker_store
+
+    from bot.rasa_speedups import publish_stored_events
+
+    monkeypatch.setattr(tracker_store.SQLTrackerStore, "save", tracker_store.SQLTrackerStore.save)
+    stock = tracker_store.SQLTrackerStore.save
+    publish_stored_events()
+    publish_stored_events()  # idempotent
+    assert tracker_store.SQLTrackerStore.save is not stock
+    return tracker_store.SQLTrackerStore
+
+
+async def _conversation(store_cls, path, broker):
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    store = store_cls(Domain.empty(), dialect="sqlite", db=str(path), event_broker=broker)
+    if broker is not None:
+        broker.store = store
+    tracker = DialogueStateTracker("kf:wm2", [])
+    for turn, (said, answer) in enumerate((("早餐几点", "6:30 开始"), ("有泳池吗", "有的"))):
+        tracker.update(UserUttered(said, message_id=f"m{turn}", timestamp=100.0 + turn))
+        tracker.update(ActionExecuted("utter_x", timestamp=100.2 + turn))
+        tracker.update(BotUttered(answer, timestamp=100.3 + turn))
+        tracker.update(ActionExecuted("action_listen", timestamp=100.4 + turn))
+        await store.save(tracker)
+        await store.save(tracker)  # nothing new: nothing stored, nothing published
+    return store
+
+
+async def test_the_store_publishes_what_it_stored_once_after_the_commit_without_rereading(
+        publishing_store, tmp_path, monkeypatch):
+    import rasa.core.tracker_store as tracker_store
+
+    async def no_reread(self, sender_id):
+        raise AssertionError("save re-read the conversation")
+
+    broker = RecordingBroker()
+    monkeypatch.setattr(publishing_store, "retrieve", no_reread)
+    store = await _conversation(publishing_store, tmp_path / "ours.db", broker)
+    assert [(e["event"], e.get("text") or e.get("name")) for e in broker.published] == [
+        ("user", "早餐几点"), ("action", "utter_x"), ("bot", "6:30 开始"), ("action", "action_listen"),
+        ("user", "有泳池吗"), ("action", "utter_x"), ("bot", "有的"), ("action", "action_listen")]
+    assert all(e["sender_id"] == "kf:wm2" for e in broker.published)
+    assert broker.stored_when_published == [4, 4, 4, 4, 8, 8, 8, 8]  # published after the commit
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar() == 8
+    monkeypatch.undo()  # Rasa's own save, for comparison: it publishes the same events
+    stock_broker = RecordingBroker()
+    await _conversation(tracker_store.SQLTrackerStore, tmp_path / "stock.db", stock_broker)
+    assert stock_broker.published == broker.published
+
+
+async def test_without_a_broker_the_stock_save_runs(publishing_store, tmp_path):
+    store = await _conversation(publishing_store, tmp_path / "plain.db", None)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar() == 8

@@ -59,17 +59,18 @@ class ConsoleDeps:
 def build_deps(settings: Settings) -> ConsoleDeps:
     """The console on the real plumbing: CRM, paging service (WeCom client, Rasa API)."""
     from bot.paging.runtime import build_service, get_policy
-    from bot.wecom.services import get_services
+    from bot.wecom.services import WeComServices
 
     policy = get_policy()
-    paging = build_service(policy=policy)
+    wecom = WeComServices()  # one set of WeCom clients for the console process
+    paging = build_service(policy=policy, services=wecom)
     return ConsoleDeps(
         extras=_area_services(settings),
         settings=settings,
         auth=Auth.from_settings(settings),
         staff=StaffDirectory.load(policy, settings.console_staff_file),
         paging=paging, crm=paging.crm, rasa=paging.handoff.rasa,
-        wecom_app_client=lambda: get_services().app_client,
+        wecom_app_client=lambda: wecom.app_client,
         canned=load_canned_replies(settings.console_canned_replies_file),
     )
 

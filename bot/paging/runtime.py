@@ -38,7 +38,8 @@ def check_schema(database_url: Optional[str] = None) -> Optional[str]:
 
 def build_service(*, database_url: Optional[str] = None, policy: Optional[Policy] = None,
                   services=None):
-    """A PagingService on the real plumbing (WeCom client, Rasa API, CRM store)."""
+    """A PagingService on the real plumbing (WeCom client, Rasa API, CRM store). `services`: the
+    process' WeComServices (the Rasa server passes the WeCom channel's)."""
     from bot.crm.store import CRMStore
     from bot.paging.channels import WeComMessenger
     from bot.paging.context import GuestContext
@@ -47,13 +48,15 @@ def build_service(*, database_url: Optional[str] = None, policy: Optional[Policy
     from bot.paging.store import PagingStore
     from bot.settings import get_settings
 
+    from bot.wecom.services import WeComServices
+
     url = database_url or get_settings().database_url
     store = PagingStore(url)
     crm = CRMStore(store.engine)
     rasa = RasaAPI()
-    messenger = WeComMessenger(rasa, services=services)
-    handoff = HandoffController(rasa, wecom=services if services is not None else _LazyWeCom(),
-                                crm=crm)
+    wecom = services if services is not None else WeComServices()  # the caller's, or its own
+    messenger = WeComMessenger(rasa, services=wecom)
+    handoff = HandoffController(rasa, wecom=wecom, crm=crm)
     return PagingService(store, policy or get_policy(), messenger, crm=crm, handoff=handoff,
                          context=GuestContext(crm, rasa.last_user_messages),
                          eraser=_eraser_on_this_loop(crm))
@@ -72,15 +75,6 @@ def _eraser_on_this_loop(crm):
         crm, run=lambda coro: asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60))
 
 
-class _LazyWeCom:
-    """bot.wecom's per-event-loop services, looked up when first used (inside the loop)."""
-
-    def __getattr__(self, name):
-        from bot.wecom.services import get_services
-
-        return getattr(get_services(), name)
-
-
 def worker_engine(url: str):
     """The worker's engine. On PostgreSQL without a ping per checkout (one round trip less for
     every short transaction; a connection lost to a server restart fails one tick, which is
@@ -95,7 +89,10 @@ def worker_engine(url: str):
 
 
 def build_worker(*, database_url: Optional[str] = None, policy: Optional[Policy] = None,
-                 poll_s: float = 0.5, worker_id: Optional[str] = None):
+                 poll_s: float = 0.5, worker_id: Optional[str] = None, services=None):
+    """The worker process' composition root: one WeComServices (clients are bound to the event
+    loop lazily, so building them here, before the loop, is fine) shared by the messenger, the
+    hand-over and the outbox sweep."""
     from bot.crm.store import CRMStore
     from bot.paging.channels import WeComMessenger
     from bot.paging.context import GuestContext
@@ -104,16 +101,19 @@ def build_worker(*, database_url: Optional[str] = None, policy: Optional[Policy]
     from bot.paging.worker import PagingWorker
     from bot.settings import get_settings
 
+    from bot.wecom.services import WeComServices
+
     url = database_url or get_settings().database_url
     store = PagingStore(worker_engine(url))
     crm = CRMStore(store.engine)
     rasa = RasaAPI()
-    handoff = HandoffController(rasa, wecom=_LazyWeCom(), crm=crm)
+    wecom = services if services is not None else WeComServices()
+    handoff = HandoffController(rasa, wecom=wecom, crm=crm)
 
     async def queue_guest(clock) -> None:
         await handoff.queue(clock.sender_id)
 
-    return PagingWorker(store, policy or get_policy(), WeComMessenger(rasa),
+    return PagingWorker(store, policy or get_policy(), WeComMessenger(rasa, services=wecom),
                         context=GuestContext(crm, rasa.last_user_messages),
                         on_nobody_free=queue_guest, poll_s=poll_s, worker_id=worker_id)
 
@@ -121,11 +121,9 @@ def build_worker(*, database_url: Optional[str] = None, policy: Optional[Policy]
 OUTBOX_SWEEP_S = 30.0
 
 
-async def _close_wecom() -> None:
+async def _close_wecom(worker) -> None:
     try:
-        from bot.wecom.services import get_services
-
-        await get_services().close()
+        await worker.messenger.services.close()
     except Exception:
         pass
 
@@ -134,13 +132,11 @@ async def tick_once(worker):
     try:
         return await worker.tick()
     finally:
-        await _close_wecom()
+        await _close_wecom(worker)
 
 
-async def _sweep_outbox(stop: asyncio.Event) -> None:
+async def _sweep_outbox(stop: asyncio.Event, services) -> None:
     """Sends the WeCom outbox holds for a retry (the Rasa process sweeps too; claims make it safe)."""
-    from bot.wecom.services import get_services
-
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), OUTBOX_SWEEP_S)
@@ -149,7 +145,7 @@ async def _sweep_outbox(stop: asyncio.Event) -> None:
         if stop.is_set():
             return
         try:
-            await get_services().retry_due()
+            await services.retry_due()
         except Exception as exc:
             log.warning("WeCom outbox sweep failed: %s", exc)
 
@@ -219,8 +215,12 @@ async def run_worker(worker) -> None:
             loop.add_signal_handler(sig, worker.stop)
         except (NotImplementedError, RuntimeError):  # not the main thread / platform
             pass
+    from bot.wecom.services import set_services
+
+    services = worker.messenger.services
+    set_services(services)  # mark_tag() & co. (the erasure's corp-tag removal) share these clients
     stop = asyncio.Event()
-    sweeper = asyncio.ensure_future(_sweep_outbox(stop))
+    sweeper = asyncio.ensure_future(_sweep_outbox(stop, services))
     privacy = asyncio.ensure_future(_privacy_jobs(stop, worker.context.crm))
     notices = asyncio.ensure_future(_deliver_notices(stop, worker))
     try:
@@ -228,4 +228,4 @@ async def run_worker(worker) -> None:
     finally:
         stop.set()
         await asyncio.gather(sweeper, privacy, notices, return_exceptions=True)
-        await _close_wecom()
+        await _close_wecom(worker)

@@ -40,6 +40,19 @@ class OutboxStatus(str, Enum):
     QUOTA_EXHAUSTED = "quota_exhausted"
 
 
+class SendStatus(str, Enum):
+    """What one send came to (`SendResult.status`): an outbox status, or one of two outcomes that
+    write no new row (a dedupe key used before; held back by the local rate limit)."""
+
+    SENT = "sent"
+    DUPLICATE = "duplicate"
+    DEFERRED = "deferred"
+    RETRY = "retry"
+    DEAD = "dead"
+    SUPPRESSED = "suppressed"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+
+
 class KindClass(str, Enum):
     """What the prefix of a stored kind says: `event:enter_session`, `servicer:text`, `text`."""
 

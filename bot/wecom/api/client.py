@@ -26,6 +26,7 @@ from bot.wecom.errors import (
 )
 from bot.ops.metrics import MESSAGES_OUT, TOKEN_REFRESHES, WECOM_ERRCODES
 from bot.wecom.api.token import AccessTokenProvider
+from bot.wecom.protocol import SendStatus
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +37,14 @@ RATE_LIMIT_RETRY_LATER_S = 60.0
 
 @dataclass(frozen=True)
 class SendResult:
-    status: str  # sent | duplicate | deferred | retry | dead | suppressed | quota_exhausted
+    status: str  # a bot.wecom.protocol.SendStatus value
     response: Optional[Dict[str, Any]] = None
     errcode: Optional[int] = None
     outbox_id: Optional[int] = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "sent"
+        return self.status == SendStatus.SENT.value
 
 
 class WeComClient:

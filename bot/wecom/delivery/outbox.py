@@ -18,6 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from bot.wecom.clock import SYSTEM, Clock
 from bot.wecom.db import Database
 from bot.wecom.models import OutboxMessage
+from bot.wecom.protocol import OutboxStatus
+
+SENDING, RETRY, DEAD = OutboxStatus.SENDING.value, OutboxStatus.RETRY.value, OutboxStatus.DEAD.value
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class Outbox:
         self.stale_sending_s = stale_sending_s
 
     def begin_sync(self, app: str, path: str, body: Dict[str, Any], recipient: Optional[str],
-                   dedupe_key: Optional[str], status: str = "sending") -> Optional[int]:
+                   dedupe_key: Optional[str], status: str = SENDING) -> Optional[int]:
         """Record a send about to happen; None when `dedupe_key` was already used."""
         try:
             with self.db.session() as s:
@@ -79,14 +82,14 @@ class Outbox:
                 return "missing"
             if attempted:
                 row.attempts += 1
-            if status == "retry" and row.attempts >= self.max_attempts:
-                status = "dead"
+            if status == RETRY and row.attempts >= self.max_attempts:
+                status = DEAD
             row.status = status
             row.updated_at = self.clock.now()
             row.errcode = errcode
             row.errmsg = (errmsg or None) and errmsg[:2000]
-            row.next_attempt_at = (self.clock.now() + dt.timedelta(seconds=retry_in_s or 0)) if status == "retry" else None
-            if status == "dead":
+            row.next_attempt_at = (self.clock.now() + dt.timedelta(seconds=retry_in_s or 0)) if status == RETRY else None
+            if status == DEAD:
                 logger.error("WeCom send %s to %s is dead after %s attempts: %s %s",
                              row.path, row.recipient, row.attempts, errcode, errmsg)
             return status
@@ -97,8 +100,8 @@ class Outbox:
         with self.db.session() as s:
             rows = s.execute(
                 select(OutboxMessage)
-                .where(or_((OutboxMessage.status == "retry") & (OutboxMessage.next_attempt_at <= now),
-                           (OutboxMessage.status == "sending") & (OutboxMessage.updated_at < stale)))
+                .where(or_((OutboxMessage.status == RETRY) & (OutboxMessage.next_attempt_at <= now),
+                           (OutboxMessage.status == SENDING) & (OutboxMessage.updated_at < stale)))
                 .order_by(OutboxMessage.id).limit(limit)
             ).scalars().all()
             return [_item(r) for r in rows]
@@ -107,8 +110,8 @@ class Outbox:
         """Take a due row for one retry attempt (one process wins)."""
         with self.db.session() as s:
             result = s.execute(update(OutboxMessage)
-                               .where(OutboxMessage.id == item_id, OutboxMessage.status.in_(("retry", "sending")))
-                               .values(status="sending", updated_at=self.clock.now())
+                               .where(OutboxMessage.id == item_id, OutboxMessage.status.in_((RETRY, SENDING)))
+                               .values(status=SENDING, updated_at=self.clock.now())
                                .execution_options(synchronize_session=False))
             return result.rowcount == 1
 
@@ -130,20 +133,20 @@ class Outbox:
         with self.db.session() as s:
             stmt = select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.path)
             stmt = stmt.where(OutboxMessage.id.in_(ids)) if ids is not None else stmt.where(
-                OutboxMessage.status == "dead")
+                OutboxMessage.status == DEAD)
             found = {row.id: row for row in s.execute(stmt)}
             for item_id in (ids if ids is not None else sorted(found)):
                 row = found.get(item_id)
                 if row is None:
                     outcome[item_id] = "missing"
-                elif row.status != "dead":
+                elif row.status != DEAD:
                     outcome[item_id] = f"not dead ({row.status})"
                 elif row.path.startswith("("):  # recorded, never sendable (no channel to use)
                     outcome[item_id] = "not resendable"
                 else:
                     done = s.execute(update(OutboxMessage)
-                                     .where(OutboxMessage.id == item_id, OutboxMessage.status == "dead")
-                                     .values(status="retry", attempts=0, next_attempt_at=self.clock.now(),
+                                     .where(OutboxMessage.id == item_id, OutboxMessage.status == DEAD)
+                                     .values(status=RETRY, attempts=0, next_attempt_at=self.clock.now(),
                                              updated_at=self.clock.now())
                                      .execution_options(synchronize_session=False)).rowcount
                     outcome[item_id] = "requeued" if done == 1 else "not dead (changed meanwhile)"

@@ -16,7 +16,7 @@ from bot.wecom.api.client import SendResult
 from bot.wecom.dedupe import aibot_key
 from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.messages import AIBOT_MARKDOWN_MAX_BYTES, strip_mentions, truncate_utf8
-from bot.wecom.protocol import AibotMessage, Kind, KindClass
+from bot.wecom.protocol import AibotMessage, Kind, KindClass, SendStatus
 from bot.wecom.sender import wecom_sender
 
 logger = logging.getLogger(__name__)
@@ -107,14 +107,14 @@ class AibotService:
         if not response_url:
             logger.warning("aibot reply to %s dropped: the callback had no response_url", recipient)
             await self.s.outbox.begin("aibot", "(no response_url)", markdown_message(content), recipient,
-                                      dedupe_key, status="dead")
-            return SendResult("dead")
+                                      dedupe_key, status=SendStatus.DEAD.value)
+            return SendResult(SendStatus.DEAD.value)
         if not response_url_allowed(response_url, self.s.config.api_base):
             logger.warning("aibot reply to %s dropped: response_url is not on WeCom's host",
                            recipient)
             await self.s.outbox.begin("aibot", "(foreign response_url)", markdown_message(content),
-                                      recipient, dedupe_key, status="dead")
-            return SendResult("dead")
+                                      recipient, dedupe_key, status=SendStatus.DEAD.value)
+            return SendResult(SendStatus.DEAD.value)
         return await self.s.robot_client.send(response_url, markdown_message(content), recipient=recipient,
                                               dedupe_key=dedupe_key, auth=False)
 

@@ -20,7 +20,7 @@ from bot.wecom.api.client import SendResult
 from bot.wecom.dedupe import xml_callback_key
 from bot.wecom.errors import MalformedCallback
 from bot.wecom.delivery.inbox import Inbound
-from bot.wecom.protocol import AppMessage, Kind, KindClass
+from bot.wecom.protocol import AppMessage, Kind, KindClass, SendStatus
 from bot.wecom.sender import wecom_sender
 from bot.wecom.messages import (
     APP_TEXT_MAX_BYTES,
@@ -112,8 +112,8 @@ class AppService:
         if self.s.app_client is None or not self.s.config.app_agent_id:
             logger.error("app message to %s not sent: WECOM_APP_SECRET / WECOM_APP_AGENT_ID not set", touser)
             await self.s.outbox.begin("app", "/cgi-bin/message/send", message, sender_id_for(touser), dedupe_key,
-                                      status="dead")
-            return SendResult("dead")
+                                      status=SendStatus.DEAD.value)
+            return SendResult(SendStatus.DEAD.value)
         # No enable_duplicate_check: WeCom would silently drop a legitimate repeat (an escalation
         # with the same text); repeats of the *same* send are stopped by the outbox dedupe key.
         body: Dict[str, Any] = {"touser": touser, "agentid": int(self.s.config.app_agent_id), **message}

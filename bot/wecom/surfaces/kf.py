@@ -25,7 +25,7 @@ from bot.wecom.errors import KF_QUOTA_EXHAUSTED, KF_SESSION_STATE_INVALID, Trans
 from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.models import KfQuota
 from bot.wecom.db import aware, utcnow
-from bot.wecom.protocol import Event, KfMessage, Kind, KindClass
+from bot.wecom.protocol import Event, KfMessage, Kind, KindClass, SendStatus
 from bot.wecom.sender import kf_sender
 
 logger = logging.getLogger(__name__)
@@ -302,25 +302,26 @@ class KfService:
             state, servicer = STATE_BOT, None
         if state not in SENDABLE_STATES:
             await self.s.outbox.begin("kf", "/cgi-bin/kf/send_msg", body, recipient, dedupe_key,
-                                      status="suppressed")
+                                      status=SendStatus.SUPPRESSED.value)
             logger.info("kf reply to %s suppressed: session state %s (servicer %s)", recipient, state, servicer)
-            return SendResult("suppressed")
+            return SendResult(SendStatus.SUPPRESSED.value)
         budget = await self.s.db.run(self._reserve_sync, open_kfid, external_userid)
         if budget != "ok":
             await self.s.outbox.begin("kf", "/cgi-bin/kf/send_msg", body, recipient, dedupe_key,
-                                      status="quota_exhausted")
+                                      status=SendStatus.QUOTA_EXHAUSTED.value)
             logger.warning("kf reply to %s not sent: %s (5 messages per 48 h after the guest's last message)",
                            recipient, budget)
-            return SendResult("quota_exhausted")
+            return SendResult(SendStatus.QUOTA_EXHAUSTED.value)
         result = await self.client.send(
             "/cgi-bin/kf/send_msg", body, recipient=recipient, dedupe_key=dedupe_key,
-            errcode_status={KF_QUOTA_EXHAUSTED: "quota_exhausted", KF_SESSION_STATE_INVALID: "suppressed"},
+            errcode_status={KF_QUOTA_EXHAUSTED: SendStatus.QUOTA_EXHAUSTED.value,
+                            KF_SESSION_STATE_INVALID: SendStatus.SUPPRESSED.value},
         )
-        if result.status == "quota_exhausted":
+        if result.status == SendStatus.QUOTA_EXHAUSTED.value:
             await self.s.db.run(self._adjust_sync, open_kfid, external_userid, True)
-        elif result.status in ("dead", "duplicate", "suppressed"):
+        elif result.status in (SendStatus.DEAD, SendStatus.DUPLICATE, SendStatus.SUPPRESSED):
             await self.s.db.run(self._adjust_sync, open_kfid, external_userid, False)
-        if result.status == "suppressed":
+        if result.status == SendStatus.SUPPRESSED.value:
             self.forget_state(open_kfid, external_userid)
         return result
 

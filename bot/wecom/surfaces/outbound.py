@@ -25,7 +25,7 @@ from bot.wecom.messages import (
     truncate_utf8,
     utf8_len,
 )
-from bot.wecom.protocol import OutboxStatus
+from bot.wecom.protocol import OutboxStatus, SendStatus
 from bot.wecom.sender import SenderId, kf_sender
 from bot.wecom.surfaces import aibot as aibot_mod
 from bot.wecom.surfaces import kf as kf_mod
@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 Message = Dict[str, Any]  # one response: {"text"}, {"text", "buttons"}, {"image"}, {"custom"}
 # A send counted as delivered (or as good as: WeCom has it, or it waits for its retry).
-DELIVERED = ("sent", "duplicate", "deferred", "retry")
+DELIVERED = tuple(s.value for s in (SendStatus.SENT, SendStatus.DUPLICATE, SendStatus.DEFERRED,
+                                    SendStatus.RETRY))
 
 
 class MenuIds:
