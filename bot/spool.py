@@ -3,7 +3,7 @@
 An action that gets `StoreUnavailable` while writing what the guest asked for (a tag, an order, a
 complaint, a handoff, an opt-out...) appends one entry here, tells the guest we will follow up,
 and carries on. The entry is replayed into the CRM later, by the next action that finds the
-store reachable again (`replay_if_pending`) or by `python -m bot.spool replay` (the worker can
+store reachable again (`replay_if_pending`) or by `concierge spool replay` (the worker can
 call `replay` on a timer).
 
 Two backends behind one small interface, chosen by `REDIS_URL`:

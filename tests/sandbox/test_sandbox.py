@@ -12,7 +12,7 @@ from aiohttp import web
 from bot.settings import get_settings
 from bot.wecom import dev_defaults
 from bot.wecom.crypto import CallbackCrypto, parse_xml
-from bot.wecom.intake import HANDLE_MS_HEADER
+from bot.wecom.delivery.intake import HANDLE_MS_HEADER
 from tests.wecom.helpers import free_port, run_sandbox
 
 
