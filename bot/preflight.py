@@ -375,8 +375,9 @@ def rasa_server_checks(argv: Sequence[str]) -> Callable[[Settings], list[Problem
 def _unset_endpoint_variables(path: str) -> list[Problem]:
     """Every ${NAME} the endpoints file uses must be set (Rasa's own error names no variable;
     EVENT_BROKER_* came with the event stream)."""
-    import os
     import re
+
+    from bot.core.settings import unset_variables
 
     try:
         with open(path, encoding="utf-8") as handle:
@@ -385,8 +386,7 @@ def _unset_endpoint_variables(path: str) -> list[Problem]:
         return []  # a missing file is Rasa's to report
     text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     names = sorted(set(re.findall(r"\$\{([A-Z0-9_]+)\}", text)))
-    return [Problem(name, f"unset, but {path} needs it") for name in names
-            if not os.environ.get(name)]
+    return [Problem(name, f"unset, but {path} needs it") for name in unset_variables(names)]
 
 
 def apply_http_limits(settings: Settings) -> None:

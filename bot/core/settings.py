@@ -13,7 +13,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import Iterable, overload
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 # The CONCIERGE_ENV values in which missing or default secrets are tolerated (with warnings).
@@ -39,6 +39,12 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 def _env_name(raw: str | None) -> str:
     return (raw or "development").strip().lower()
+
+
+def unset_variables(names: Iterable[str]) -> list[str]:
+    """Which of these variables are unset or empty: for the files Rasa fills from the environment
+    itself (endpoints.yml's `${NAME}`), checked by preflight; read here like every variable."""
+    return [name for name in names if not _env(name)]
 
 
 def current_env() -> str:
