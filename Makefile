@@ -84,8 +84,8 @@ run: demo train
 
 # The production process set (docs/DEPLOY.md): .env must hold a complete production configuration
 # (it overrides this Makefile's development defaults); preflight names every problem otherwise.
-# REPLICAS=N: N Rasa servers on the shared PostgreSQL tracker store and Redis lock store, the
-# intake server telling them in turn (bot/ops/replicas.py writes var/Procfile.production-N).
+# REPLICAS=N: N Rasa, action and intake servers on the shared PostgreSQL, Redis and RabbitMQ,
+# one worker and one event consumer (bot/ops/replicas.py writes var/Procfile.production-N).
 REPLICAS ?= 1
 run-prod: install
 	@set -a; if [ -f .env ]; then . ./.env; fi; set +a; export CONCIERGE_ENV=production; \

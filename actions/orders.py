@@ -23,7 +23,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions._common import STORE_DOWN_TEXT, call, say, say_private
-from actions._flows import flows, intent_of, reset, text_of, write_or_queue
+from actions._flows import flows, reset, write_or_queue
+from actions._flows import intent_of as _message_intent
+from actions._flows import text_of as _message_text
 from bot.crm.store import StoreUnavailable
 from bot.orders.service import OP_CANCEL, OP_CREATE, Draft, parse_flight, parse_party
 from bot.orders.when import CHINA_TZ, When, describe, find_when
@@ -43,6 +45,25 @@ _YES = re.compile(r"^(确认|确定|好的?|好滴|可以|没问题|对|是的?|
                   r"|没有了|没了|就这些|没有别的了?|没有其他(?:需求|要求)?了?|没有特别要求|暂时没有)"
                   r"[!！。.~～]*$", re.I)
 _NO = re.compile(r"^(算了|不要了|不用了|取消|不订了|先不要?了?)[!！。.~～]*$")
+
+
+def _order_part(tracker: Tracker) -> Optional[str]:
+    """The order clause of a two-request message ("天气怎么样？顺便帮我订个接机") when the form
+    runs as the follow-up of the answer (bot/nlu/second_request.py, actions/second_request.py)."""
+    second = (tracker.latest_message or {}).get("second_request") or {}
+    # Only the pre-trip answers (ask_* intents) run the form as a follow-up.
+    if second.get("intent") == "order_addon" and (_message_intent(tracker) or "").startswith("ask_"):
+        return str(second.get("text") or "") or None
+    return None
+
+
+def text_of(tracker: Tracker) -> str:
+    """The message text the form reads: the order clause of a two-request message."""
+    return _order_part(tracker) or _message_text(tracker)
+
+
+def intent_of(tracker: Tracker) -> Optional[str]:
+    return "order_addon" if _order_part(tracker) else _message_intent(tracker)
 
 
 def _meant_for(tracker: Tracker, slot: str) -> bool:

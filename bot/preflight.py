@@ -368,8 +368,26 @@ def rasa_server_checks(argv: Sequence[str]) -> Callable[[Settings], list[Problem
         if "production" not in endpoints:
             found.append(Problem("rasa --endpoints", f"{endpoints}: use endpoints.production.yml "
                                  "(PostgreSQL tracker store, Redis lock store)"))
+        found += _unset_endpoint_variables(endpoints)
         return found
     return check
+
+
+def _unset_endpoint_variables(path: str) -> list[Problem]:
+    """Every ${NAME} the endpoints file uses must be set (Rasa's own error names no variable;
+    EVENT_BROKER_* came with the event stream)."""
+    import os
+    import re
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return []  # a missing file is Rasa's to report
+    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    names = sorted(set(re.findall(r"\$\{([A-Z0-9_]+)\}", text)))
+    return [Problem(name, f"unset, but {path} needs it") for name in names
+            if not os.environ.get(name)]
 
 
 def apply_http_limits(settings: Settings) -> None:

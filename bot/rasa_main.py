@@ -19,11 +19,11 @@ def main() -> None:
         settings = get_settings()
         start_process("rasa", settings, extra=[rasa_server_checks(args[1:])])
         apply_http_limits(settings)
-    from bot.events.rasa_broker import deliver_kept_events
+    from bot.events import rasa_broker
     from bot.rasa_speedups import apply_all
 
     apply_all()
-    deliver_kept_events()
+    rasa_broker.apply()
     if args[:1] == ["run"] and "actions" not in args[1:2]:
         add_ops_routes()
     from rasa.__main__ import main as rasa_main

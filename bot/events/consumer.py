@@ -81,9 +81,10 @@ class EventConsumer:
             password=self.broker.password)
         self._channel = await self._connection.channel()  # publisher confirms on (aio-pika)
         await self._channel.set_qos(prefetch_count=self.prefetch)
-        # As Rasa declares them (a mismatch in durability would be refused by RabbitMQ).
+        # As Rasa declares them under bot.rasa_main (bot/events/rasa_broker.py): durable, so
+        # the exchange and its binding to the queue survive a RabbitMQ restart.
         exchange = await self._channel.declare_exchange(self.broker.exchange,
-                                                        aio_pika.ExchangeType.FANOUT)
+                                                        aio_pika.ExchangeType.FANOUT, durable=True)
         queue = await self._channel.declare_queue(self.broker.queue, durable=True)
         await queue.bind(exchange, "")
         await self._channel.declare_queue(self.broker.dead_queue, durable=True)

@@ -36,6 +36,8 @@ ORDER = "order_addon"
 QUESTIONS = frozenset({"ask_weather", "ask_packing", "ask_checkout_time", "ask_checkin_time"})
 # Pairs one answer already covers (the packing answer gives the weather: bot.pretrip.asks_weather_too).
 ANSWERED_TOGETHER = frozenset({frozenset({"ask_weather", "ask_packing"})})
+MIN_CONFIDENCE = 0.6  # above the FallbackClassifier's threshold
+MARGIN = 0.1
 _SPLIT = r"[？?！!。；;，,\n]+"
 
 
@@ -131,12 +133,17 @@ class SecondRequestDetector(GraphComponent, IntentClassifier):
             if not found:
                 continue
             second, clause, first = found
-            if first:
-                conf = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
-                ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != first]
-                message.set(INTENT, {INTENT_NAME_KEY: first, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True)
-                message.set(INTENT_RANKING_KEY, [{INTENT_NAME_KEY: first, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
-                            add_to_output=True)
+            main = first or intent.get(INTENT_NAME_KEY)
+            # Both intents are answered, so the classifier hesitating between them is no reason
+            # for the FallbackClassifier to ask again: the second leaves the ranking and the
+            # first gets at least MIN_CONFIDENCE, a margin above the next one.
+            ranking = [r for r in (message.get(INTENT_RANKING_KEY) or [])
+                       if r.get(INTENT_NAME_KEY) not in (main, second)]
+            nxt = float(ranking[0].get(PREDICTED_CONFIDENCE_KEY) or 0.0) if ranking else 0.0
+            conf = min(1.0, max(MIN_CONFIDENCE, float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0), nxt + MARGIN))
+            message.set(INTENT, {INTENT_NAME_KEY: main, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True)
+            message.set(INTENT_RANKING_KEY, [{INTENT_NAME_KEY: main, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
+                        add_to_output=True)
             message.set(OUTPUT_KEY, {"intent": second, "text": clause}, add_to_output=True)
         return messages
 

@@ -54,3 +54,16 @@ def test_guest_without_booking_is_asked_once_then_offered_a_human(rasa_stack):
     first = texts(rasa_stack.say("demo-zhao", "我的行程是怎么安排的"))
     assert "订单号" in first and "手机号" in first  # asked for a booking reference, once
     assert "转人工" in texts(rasa_stack.say("demo-zhao", "我的行程是怎么安排的"))
+
+
+def test_two_things_in_one_message_both_get_an_answer(rasa_stack):
+    """Issue 17: the weather is answered, then the pickup order starts (not dropped)."""
+    replies = texts(rasa_stack.say("demo-lin", "三亚天气怎么样？顺便帮我订个接机"))
+    assert "°C" in replies                     # the forecast
+    assert "帮我订个接机" in replies            # the second request acknowledged ...
+    assert "落地" in replies or "几点" in replies  # ... and the order form asks its first question
+
+
+def test_a_taxi_app_request_gets_an_alternative_and_a_person(rasa_stack):
+    replies = texts(rasa_stack.say("demo-lin", "帮我在滴滴上叫辆车去机场"))
+    assert "接送" in replies and "转人工" in replies

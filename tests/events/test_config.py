@@ -31,3 +31,23 @@ def test_the_production_process_set_runs_the_consumer():
                  (PROJECT_ROOT / "Procfile.production").read_text().splitlines()
                  if line and not line.startswith("#"))
     assert lines["events"].strip() == ".venv/bin/concierge events consume"
+
+
+def test_rasa_refuses_to_start_naming_the_event_broker_variables_it_lacks(monkeypatch):
+    from bot.preflight import rasa_server_checks
+    from bot.settings import get_settings
+
+    for key in ("EVENT_BROKER_HOST", "EVENT_BROKER_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+    for key in ("ACTION_ENDPOINT_URL", "TRACKER_DATABASE_URL", "LOCK_REDIS_HOST", "LOCK_REDIS_PORT",
+                "LOCK_REDIS_DB", "EVENT_BROKER_PORT", "EVENT_BROKER_USERNAME",
+                "EVENT_BROKER_QUEUE", "EVENT_BROKER_EXCHANGE"):
+        monkeypatch.setenv(key, "x")
+    check = rasa_server_checks(["-i", "127.0.0.1", "--endpoints",
+                                str(PROJECT_ROOT / "endpoints.production.yml"), "--credentials",
+                                str(PROJECT_ROOT / "credentials.production.yml")])
+    assert {p.name for p in check(get_settings())} == {"EVENT_BROKER_HOST",
+                                                       "EVENT_BROKER_PASSWORD"}
+    monkeypatch.setenv("EVENT_BROKER_HOST", "mq")
+    monkeypatch.setenv("EVENT_BROKER_PASSWORD", "pw")
+    assert check(get_settings()) == []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -126,8 +127,45 @@ def test_a_database_outage_is_waited_out_in_order_without_losing_an_event(queue,
     assert [json.loads(d)["text"] for *_, d in rows(pg_crm)] == ["第0句", "第1句", "第2句"]
 
 
-def test_what_rasas_pika_event_broker_publishes_is_stored(queue, pg_crm, tmp_path):
+@pytest.fixture
+def rasa_broker_as_served(monkeypatch):
+    """Rasa's PikaEventBroker with bot.events.rasa_broker applied, as bot.rasa_main runs it."""
+    import rasa.shared.core.events  # noqa: F401  (Rasa's pika module uses it unimported)
     from rasa.core.brokers.pika import PikaEventBroker
+
+    from bot.events import rasa_broker
+
+    for name in ("_set_up_exchange", "_publish", "connect"):
+        monkeypatch.setattr(PikaEventBroker, name, getattr(PikaEventBroker, name))
+    rasa_broker.apply()
+    return PikaEventBroker
+
+
+def test_the_exchange_is_durable_so_its_binding_survives_a_broker_restart(
+        queue, rasa_broker_as_served):
+    import aio_pika
+    from aiormq.exceptions import ChannelPreconditionFailed
+
+    async def go():
+        broker = rasa_broker_as_served("127.0.0.1", "guest", "guest", port=5672, queues=[queue],
+                                       exchange_name=queue)
+        await broker.connect()
+        connection = await aio_pika.connect(host="127.0.0.1", login="guest", password="guest")
+        try:
+            channel = await connection.channel()
+            # RabbitMQ refuses a redeclaration with another durability: it is durable
+            with pytest.raises(ChannelPreconditionFailed):
+                await channel.declare_exchange(queue, aio_pika.ExchangeType.FANOUT, durable=False)
+        finally:
+            await connection.close()
+            await broker.close()
+
+    asyncio.run(go())
+
+
+def test_what_rasas_pika_event_broker_publishes_is_stored(queue, pg_crm, tmp_path,
+                                                          rasa_broker_as_served):
+    PikaEventBroker = rasa_broker_as_served
     from rasa.core.tracker_store import SQLTrackerStore
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered

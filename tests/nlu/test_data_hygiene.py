@@ -128,7 +128,7 @@ def near_copies(sources, targets, threshold: float = 0.75) -> List[tuple]:
     found = []
     for text in targets:
         g = _bigrams(text)
-        if len(g) < 4:  # short replies ("好的谢谢") are alike by nature
+        if len(g) < 6:  # short replies ("好的谢谢啦", "ok bye bye") are alike by nature
             continue
         shared = collections.Counter(i for bi in g for i in index.get(bi, ()))
         for i, n in shared.most_common(3):

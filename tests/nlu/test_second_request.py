@@ -51,9 +51,22 @@ def test_component_swaps_the_order_behind_the_question():
     m.set("intent_ranking", [{"name": "order_addon", "confidence": 0.55},
                              {"name": "ask_weather", "confidence": 0.3}])
     SecondRequestDetector({}).process([m])
-    assert m.get("intent") == {"name": "ask_weather", "confidence": 0.55}
-    assert [r["name"] for r in m.get("intent_ranking")] == ["ask_weather", "order_addon"]
+    # both are answered: no reason for the FallbackClassifier to ask again
+    assert m.get("intent") == {"name": "ask_weather", "confidence": 0.6}
+    assert [r["name"] for r in m.get("intent_ranking")] == ["ask_weather"]
     assert m.get("second_request") == {"intent": "order_addon", "text": "帮我订个接机"}
+
+
+def test_a_near_tie_between_the_two_requests_does_not_fall_back():
+    m = Message(data={"text": normalize("天气怎么样？顺便帮我订个接机")})
+    m.set("intent", {"name": "ask_weather", "confidence": 0.41})
+    m.set("intent_ranking", [{"name": "ask_weather", "confidence": 0.41},
+                             {"name": "order_addon", "confidence": 0.405},
+                             {"name": "greet", "confidence": 0.1}])
+    SecondRequestDetector({}).process([m])
+    ranking = m.get("intent_ranking")
+    assert [r["name"] for r in ranking] == ["ask_weather", "greet"]
+    assert ranking[0]["confidence"] - ranking[1]["confidence"] >= 0.1 - 1e-9
 
 
 def test_malformed_cue_file_is_refused(tmp_path):
@@ -93,3 +106,15 @@ def test_a_pending_question_only_acknowledges_the_second_request():
 def test_unknown_second_intents_are_ignored():
     tracker = tracker_with_second("ask_weather", {"intent": "praise", "text": "你们真好"})
     assert then_second_request(CollectingDispatcher(), tracker, "ask_weather") == []
+
+
+def test_the_order_form_reads_the_order_clause_of_a_two_request_message():
+    from actions.orders import intent_of, text_of
+
+    tracker = tracker_with_second("ask_weather", {"intent": "order_addon", "text": "帮我订个接机"})
+    assert text_of(tracker) == "帮我订个接机" and intent_of(tracker) == "order_addon"
+    plain = tracker_for("guest-1", "我下周去三亚", "inform")
+    assert text_of(plain) == "我下周去三亚" and intent_of(plain) == "inform"
+    complaint = tracker_for("guest-1", "太差了 顺便帮我订个接机", "complain")
+    complaint.latest_message["second_request"] = {"intent": "order_addon", "text": "帮我订个接机"}
+    assert intent_of(complaint) == "complain"  # only the pre-trip answers chain into the form
