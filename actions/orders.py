@@ -22,7 +22,7 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions._common import STORE_DOWN_TEXT, call, say, say_private
+from actions._common import STORE_DOWN_TEXT, call, say_private
 from actions._flows import flows, reset, write_or_queue
 from actions._flows import intent_of as _message_intent
 from actions._flows import text_of as _message_text

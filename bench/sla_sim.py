@@ -30,7 +30,6 @@ import logging
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import time

@@ -196,6 +196,19 @@ async def wait_idle(stack: Stack, quiet_s: float = 3.0, limit_s: float = 240.0) 
     return time.monotonic() - start
 
 
+def _payload(stored: Any) -> Dict[str, Any]:
+    """A wecom_inbox.payload as read with plain SQL: encrypted at rest (bot.crm.crypto, migration
+    0011; the stack runs on the development key, as this process does), plain JSON in older rows."""
+    from bot.crm.crypto import decrypt
+
+    if not isinstance(stored, str):
+        return stored or {}
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return json.loads(decrypt(stored))
+
+
 async def audit(stack: Stack, sent: Sequence[Sent]) -> Dict[str, Any]:
     """Every sent message: in Rasa's tracker? once? answered? from one inbox row?"""
     from sqlalchemy import create_engine, text
@@ -219,7 +232,7 @@ async def audit(stack: Stack, sent: Sequence[Sent]) -> Dict[str, Any]:
     rows_by_msgid: Dict[str, List[int]] = defaultdict(list)
     status_by_row: Dict[int, str] = {}
     for row_id, payload, status in inbox:
-        payload = json.loads(payload) if isinstance(payload, str) else payload
+        payload = _payload(payload)
         if payload.get("msgid"):
             rows_by_msgid[str(payload["msgid"])].append(row_id)
         status_by_row[row_id] = status

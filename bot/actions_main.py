@@ -26,6 +26,10 @@ def main() -> None:
         return []
 
     start_process("actions", settings, extra=[bound_to_loopback])
+    # Every promise an action makes comes from the SLA policy: refuse to start without it.
+    from bot.sla_terms import default_terms
+
+    default_terms().check()
     apply_http_limits(settings)
     os.environ["SANIC_HOST"] = settings.actions_host  # rasa_sdk's endpoint reads it
     import rasa_sdk.endpoint as endpoint

@@ -30,7 +30,8 @@ EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 # Modules with `register(subparsers)`, e.g. "bot.paging.cli". Imported lazily by build_parser().
 COMMAND_MODULES: list[str] = ["bot.paging.cli", "bot.preflight_cli", "bot.crm.keys_cli",
                               "bot.training.cli", "bot.marketing.cli", "bot.bookings.cli",
-                              "bot.console.cli", "bot.ops.outbox_cli", "bot.events.cli"]
+                              "bot.console.cli", "bot.ops.outbox_cli", "bot.events.cli",
+                              "bot.spool_cli"]
 
 
 def _default_actor() -> str:

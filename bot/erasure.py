@@ -158,6 +158,12 @@ class GuestEraser:
             found += [n.text for n in notes]
         return [t for t in found if t]
 
+    def _paging(self):
+        """The paging store (owner of the pages about this guest's cases), on the CRM's engine."""
+        from bot.paging.store import PagingStore
+
+        return PagingStore(self.crm.engine)
+
     # ---- the erasure ------------------------------------------------------------------------
     def erase(self, sender_id: str, *, actor: str, reason: str,
               skip_wecom_tags: bool = False) -> ErasureReport:
@@ -173,6 +179,7 @@ class GuestEraser:
             self.tags.remove_all(external)  # raises before anything is deleted
             report.counts["corp_tags"] = len(self.tags.tag_ids)
         if guest is not None:
+            report.counts["pages"] = self._paging().forget_guest_pages(guest.id)
             self.crm.delete_guest(sender_id, actor=actor, reason=reason)
             report.counts["guest"] = 1
         report.counts.update(self._sweep_tables(ids, strings))

@@ -8,7 +8,6 @@ their writes when the database is down.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -23,10 +22,12 @@ from bot.orders.when import china_now
 from bot.preferences.mirror import NoTagMirror, TagMirror
 from bot.preferences.service import OP_RECORD, PreferenceService
 from bot.privacy import OP_DELETION, OP_UNSUBSCRIBE, PrivacyService
+from bot.settings import get_settings
 from bot.sla_terms import SlaTerms
 from bot.spool import DEFAULT_SPOOL_FILE, Spool, make_spool, new_entry, replay
 
-# Where the file spool lives when REDIS_URL is unset (tests point it at their tmp dir).
+# Where the file spool lives when REDIS_URL is unset (tests point it at their tmp dir; read
+# through bot.core.settings).
 SPOOL_FILE_ENV = "CONCIERGE_SPOOL_FILE"
 
 
@@ -73,8 +74,10 @@ def build_flows(store: CRMStore, *, kb: Any = None, catalogue: Optional[Catalogu
                 mirror: Optional[TagMirror] = None, redis_url: Optional[str] = None,
                 spool_file: Path | str | None = None,
                 now: Callable[[], dt.datetime] = china_now) -> Flows:
-    terms = terms or SlaTerms()
-    spool = spool or make_spool(redis_url, spool_file or os.environ.get(SPOOL_FILE_ENV)
+    # The promises come from the SLA policy only: a policy that does not load stops the build
+    # (and so the process) here, not at a guest's first complaint.
+    terms = (terms or SlaTerms()).check()
+    spool = spool or make_spool(redis_url, spool_file or get_settings().spool_file
                                 or DEFAULT_SPOOL_FILE)
     handoff = HandoffService(store, kb=kb, terms=terms, now=now)
     return Flows(
@@ -88,9 +91,3 @@ def build_flows(store: CRMStore, *, kb: Any = None, catalogue: Optional[Catalogu
         praise=PraiseService(store, now=now),
     )
 
-
-def get_flows() -> Flows:
-    """The process-wide flows (through the services container)."""
-    from bot.services import get_services
-
-    return get_services().flows

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 from urllib.parse import urlparse
 
-from bot.settings import Settings, get_settings
+from bot.core.settings import DEV_PAGING_LINK_SECRET, STRICT_ENVS, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ PUBLIC_VALUES = frozenset({
     "dev-only-token", "dev-only", "change-me", "changeme", "e2e-token", "secret", "password",
     "test", "development",
 })
-STRICT_ENVS = ("production", "prod", "staging")
 KNOWN_ENVS = STRICT_ENVS + ("development", "dev", "test")
 GENERATE_HINT = "generate one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\""
 FERNET_HINT = ("generate one with: python -c \"from cryptography.fernet import Fernet; "
@@ -169,7 +168,7 @@ def core_secrets() -> list[Secret]:
                lambda s: s.crm_index_key),
         Secret("RASA_AUTH_TOKEN", "the token of Rasa's HTTP API", lambda s: s.rasa_auth_token),
         Secret("PAGING_LINK_SECRET", "the dedicated secret signing advisors' case links",
-               lambda s: s.paging_link_secret),
+               lambda s: s.paging_link_secret, known=frozenset({DEV_PAGING_LINK_SECRET})),
         Secret("WECOM_INBOX_TOKEN", "the token the intake server sends Rasa's inbox route",
                lambda s: s.wecom_inbox_token),
         *_wecom_secrets(),
@@ -376,8 +375,9 @@ def rasa_server_checks(argv: Sequence[str]) -> Callable[[Settings], list[Problem
 def _unset_endpoint_variables(path: str) -> list[Problem]:
     """Every ${NAME} the endpoints file uses must be set (Rasa's own error names no variable;
     EVENT_BROKER_* came with the event stream)."""
-    import os
     import re
+
+    from bot.core.settings import unset_variables
 
     try:
         with open(path, encoding="utf-8") as handle:
@@ -386,8 +386,7 @@ def _unset_endpoint_variables(path: str) -> list[Problem]:
         return []  # a missing file is Rasa's to report
     text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     names = sorted(set(re.findall(r"\$\{([A-Z0-9_]+)\}", text)))
-    return [Problem(name, f"unset, but {path} needs it") for name in names
-            if not os.environ.get(name)]
+    return [Problem(name, f"unset, but {path} needs it") for name in unset_variables(names)]
 
 
 def apply_http_limits(settings: Settings) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, Optional, Tuple
 
 from bot.settings import PROJECT_ROOT
-from bot.yamlfile import read_yaml
+from bot.core.data import read_yaml
 
 NEAR_DOMAIN_FILE = PROJECT_ROOT / "data" / "scope" / "near_domain.yml"
 OUT_OF_SCOPE = "out_of_scope"

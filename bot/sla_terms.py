@@ -3,9 +3,12 @@
 The paging module (`bot.paging.policy`) owns the policy file and the clocks; the conversation
 flows only need the promise: the class's first-response and resolution durations at a property,
 and whether a person is available right now (service hours). This adapter reads the same file
-through `bot.paging.policy.load_policy`; when that module or the file is not there (a developer
-box mid-build, a unit test) it falls back to SPEC.md's table, so a reply never invents a number
-that is in neither.
+through `bot.paging.policy.load_policy` (live: an edit takes effect without a restart).
+
+There is no built-in table to fall back on: a promise the worker would not enforce is worse than
+no start. A policy that cannot be loaded raises `SlaPolicyUnavailable` naming the file, from
+`SlaTerms.check()` at a process's start (`build_flows`, the action server) and from any later
+first use.
 
 The SLA class names the flows write on records (the paging policy requires the same names):
 """
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from bot.core.errors import DataError
+
 log = logging.getLogger(__name__)
 
 COMPLAINT_ROUTINE = "complaint_routine"
@@ -27,14 +32,10 @@ HUMAN_REQUEST = "human_request"
 DATA_DELETION = "data_deletion"
 CLASSES = (COMPLAINT_ROUTINE, COMPLAINT_MAJOR, ADDON_ORDER, HUMAN_REQUEST, DATA_DELETION)
 
-# SPEC.md "SLAs": first response, resolution (None: no resolution clock).
-_SPEC_DEFAULTS = {
-    COMPLAINT_ROUTINE: (dt.timedelta(minutes=10), dt.timedelta(hours=2)),
-    COMPLAINT_MAJOR: (dt.timedelta(minutes=30), None),
-    ADDON_ORDER: (dt.timedelta(minutes=10), dt.timedelta(hours=1)),
-    HUMAN_REQUEST: (dt.timedelta(minutes=5), None),
-    DATA_DELETION: (None, None),
-}
+
+
+class SlaPolicyUnavailable(DataError):
+    """The SLA policy (SLA_POLICY_FILE) cannot be loaded, or lacks a class the flows promise."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,9 @@ class Promise:
 
 
 def format_duration(value: dt.timedelta) -> str:
-    try:
-        from bot.paging.policy import format_duration as paging_format
-        return paging_format(value)
-    except ImportError:  # pragma: no cover - paging ships with the project
-        minutes = int(value.total_seconds() // 60)
-        hours, minutes = divmod(minutes, 60)
-        return (f"{hours}小时" if hours else "") + (f"{minutes}分钟" if minutes else "") or "1分钟"
+    from bot.paging.policy import format_duration as paging_format
+
+    return paging_format(value)
 
 
 class SlaTerms:
@@ -71,42 +68,53 @@ class SlaTerms:
     def __init__(self, policy_file: Path | str | None = None):
         self._file = policy_file
         self._policy = None
-        self._loaded = False
 
     def _load(self):
-        if not self._loaded:
-            self._loaded = True
-            try:
-                from bot.datafiles import live_policy
-                from bot.settings import get_settings
+        if self._policy is None:
+            from bot.datafiles import live_policy
+            from bot.paging.policy import PolicyError
+            from bot.settings import get_settings
 
-                # live: an edited policy file changes the promises without a restart
-                self._policy = live_policy(str(self._file or get_settings().sla_policy_file))
-            except Exception as exc:  # ImportError, PolicyError: SPEC defaults, said in the log
-                log.warning("SLA policy not loaded (%s); using SPEC.md defaults", exc)
-                self._policy = None
-        return self._policy.current if self._policy is not None else None
+            path = str(self._file or get_settings().sla_policy_file)
+            try:
+                # live: an edited policy file changes the promises without a restart (a bad
+                # edit is refused there and the last good version stays)
+                self._policy = live_policy(path)
+            except PolicyError as exc:
+                raise SlaPolicyUnavailable(
+                    f"SLA_POLICY_FILE {path}: the guest's promises come from it and it does not "
+                    f"load: {exc} (`concierge data check` lists the problems)") from exc
+        return self._policy.current
+
+    def check(self) -> "SlaTerms":
+        """Load the policy now and make sure it has every class the flows promise: a process
+        calls this at start, so a broken policy stops it there instead of at a guest's turn."""
+        policy = self._load()
+        missing = [c for c in CLASSES if not policy.has_class(c)]
+        if missing:
+            raise SlaPolicyUnavailable(f"SLA policy {self._file or 'SLA_POLICY_FILE'} has no "
+                                       f"class {', '.join(missing)}")
+        return self
 
     def promise(self, sla_class: str, property_id: str | None = None,
                 now: dt.datetime | None = None) -> Promise:
         now = now or dt.datetime.now(dt.timezone.utc)
         policy = self._load()
-        if policy is not None and policy.has_class(sla_class):
-            cls = policy.sla_class(sla_class, property_id)
-            prop = policy.property(property_id)
-            in_hours, hours_text, opening = True, None, None
-            try:
-                from bot.paging import roster
-                in_hours = roster.in_service_hours(policy, prop, now)
-                hours_text = roster.service_hours_text(prop)
-                if not in_hours:
-                    opening = roster.next_service_opening(policy, prop, now)
-            except Exception as exc:  # pragma: no cover - roster ships with paging
-                log.warning("service hours unknown: %s", exc)
-            return Promise(sla_class, cls.ack_within, cls.resolve_within, in_hours, hours_text,
-                           opening)
-        ack, resolve = _SPEC_DEFAULTS.get(sla_class, (None, None))
-        return Promise(sla_class, ack, resolve)
+        if not policy.has_class(sla_class):
+            raise SlaPolicyUnavailable(f"SLA policy has no class {sla_class!r}")
+        cls = policy.sla_class(sla_class, property_id)
+        prop = policy.property(property_id)
+        in_hours, hours_text, opening = True, None, None
+        try:
+            from bot.paging import roster
+            in_hours = roster.in_service_hours(policy, prop, now)
+            hours_text = roster.service_hours_text(prop)
+            if not in_hours:
+                opening = roster.next_service_opening(policy, prop, now)
+        except Exception as exc:  # pragma: no cover - roster ships with paging
+            log.warning("service hours unknown: %s", exc)
+        return Promise(sla_class, cls.ack_within, cls.resolve_within, in_hours, hours_text,
+                       opening)
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 An action that gets `StoreUnavailable` while writing what the guest asked for (a tag, an order, a
 complaint, a handoff, an opt-out...) appends one entry here, tells the guest we will follow up,
 and carries on. The entry is replayed into the CRM later, by the next action that finds the
-store reachable again (`replay_if_pending`) or by `python -m bot.spool replay` (the worker can
+store reachable again (`replay_if_pending`) or by `concierge spool replay` (the worker can
 call `replay` on a timer).
 
 Two backends behind one small interface, chosen by `REDIS_URL`:
@@ -267,24 +267,3 @@ def _park(spool: Spool, entry: dict) -> None:
     with _private_open(dead, "a") as fh:
         fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
     spool.pop(entry["id"])
-
-
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - thin CLI
-    import argparse
-
-    from bot.flows import get_flows
-
-    parser = argparse.ArgumentParser(prog="python -m bot.spool")
-    parser.add_argument("command", choices=["replay", "count"])
-    args = parser.parse_args(argv)
-    flows = get_flows()
-    if args.command == "count":
-        print(len(flows.spool))
-        return 0
-    applied = replay(flows.spool, flows.replay_handlers())
-    print(f"applied {applied}, still queued {len(flows.spool)}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -11,6 +11,7 @@
 A feature that cannot be built (an invalid SLA policy, a broken marketing policy) is logged and
 left off; the conversation still runs.
 """
+
 from __future__ import annotations
 
 import logging

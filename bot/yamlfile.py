@@ -1,19 +1,3 @@
-"""Reading a YAML data file that people edit: one place that turns "cannot read" and "not valid
-YAML" into the caller's own error class, so each loader only validates what it reads."""
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any, Type, Union
-
-import yaml
-
-
-def read_yaml(path: Union[str, Path], error: Type[Exception]) -> Any:
-    """The parsed file; `error(message)` naming the file when it cannot be read or parsed."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except OSError as exc:
-        raise error(f"cannot read {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML ({exc})") from exc
+"""Compatibility name for `bot.core.data.read_yaml` (the one data-file loader); new code imports
+`bot.core.data`."""
+from bot.core.data import read_yaml  # noqa: F401 - re-exported

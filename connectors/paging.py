@@ -3,6 +3,7 @@ signed case pages the advisors' textcards link to (bot.paging.case_pages) on the
 `GET /webhooks/paging/cases/<N>?sig=…` and `.../cases/<N>/media/<M>?sig=…`. It takes no messages:
 paging's commands and guest hook attach to the WeCom channel through its composition root
 (bot.wiring)."""
+
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
@@ -15,7 +16,9 @@ from bot.paging.case_pages import CasePages, Page
 
 
 def _http(page: Page) -> HTTPResponse:
-    return response.raw(page.body, status=page.status, content_type=page.content_type, headers=page.headers)
+    return response.raw(
+        page.body, status=page.status, content_type=page.content_type, headers=page.headers
+    )
 
 
 class PagingChannel(InputChannel):
@@ -39,7 +42,9 @@ class PagingChannel(InputChannel):
 
         @bp.route("/cases/<case_id:int>/media/<media_id:int>", methods=["GET"])
         async def case_media(request, case_id: int, media_id: int):
-            return _http(await self.pages.case_media(case_id, media_id, request.args.get("sig") or ""))
+            return _http(
+                await self.pages.case_media(case_id, media_id, request.args.get("sig") or "")
+            )
 
         @bp.route("/", methods=["GET"])
         async def health(_request):

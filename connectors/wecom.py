@@ -20,6 +20,7 @@ the paging and survey features in as hooks and app commands (bot.wiring).
 Routes (Rasa mounts the blueprint under /webhooks/wecom): GET+POST /kf, /aibot, /app; POST /inbox
 (the intake server says which senders have new inbox rows); GET / health.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,8 +63,9 @@ class WeComOutput(OutputChannel):
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         await self.reply.add(recipient_id, {"text": text})
 
-    async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
-                                     **kwargs: Any) -> None:
+    async def send_text_with_buttons(
+        self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]], **kwargs: Any
+    ) -> None:
         await self.reply.add(recipient_id, {"text": text, "buttons": list(buttons or [])})
 
     async def send_image_url(self, recipient_id: Text, image: Text, **kwargs: Any) -> None:
@@ -72,7 +74,9 @@ class WeComOutput(OutputChannel):
     async def send_attachment(self, recipient_id: Text, attachment: Any, **kwargs: Any) -> None:
         await self.reply.add(recipient_id, {"text": str(attachment)})
 
-    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
+    async def send_custom_json(
+        self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any
+    ) -> None:
         await self.reply.add(recipient_id, {"custom": json_message})
 
 
@@ -91,11 +95,21 @@ class WeComInput(InputChannel):
 
         return cls(credentials or {}, extensions=rasa_channel_extensions())
 
-    def __init__(self, credentials: Optional[Dict[str, Any]] = None, *, config: Optional[WeComConfig] = None,
-                 services: Optional[WeComServices] = None, app_router: Optional[AppCommandRouter] = None,
-                 hooks: Sequence[GuestHook] = (), extensions: Sequence[Extension] = (),
-                 tasks: Optional[BackgroundTasks] = None, sweep_interval_s: float = 10.0) -> None:
-        self.config = config or (services.config if services else WeComConfig.load(dict(credentials or {})))
+    def __init__(
+        self,
+        credentials: Optional[Dict[str, Any]] = None,
+        *,
+        config: Optional[WeComConfig] = None,
+        services: Optional[WeComServices] = None,
+        app_router: Optional[AppCommandRouter] = None,
+        hooks: Sequence[GuestHook] = (),
+        extensions: Sequence[Extension] = (),
+        tasks: Optional[BackgroundTasks] = None,
+        sweep_interval_s: float = 10.0,
+    ) -> None:
+        self.config = config or (
+            services.config if services else WeComConfig.load(dict(credentials or {}))
+        )
         self._services = services
         self.app_router = app_router if app_router is not None else AppCommandRouter()
         self.hooks: List[GuestHook] = list(hooks)
@@ -120,9 +134,15 @@ class WeComInput(InputChannel):
     def host(self) -> DeliveryHost:
         if self._host is None:
             # New inbox rows go straight to the pipeline (no hop through this adapter).
-            self._host = DeliveryHost(self.config, self.services, on_stored=self._pipeline().kick,
-                                      housekeeping=self._housekeeping, sweep_interval_s=self.sweep_interval_s,
-                                      tasks=self.tasks, clock=self.services.clock)
+            self._host = DeliveryHost(
+                self.config,
+                self.services,
+                on_stored=self._pipeline().kick,
+                housekeeping=self._housekeeping,
+                sweep_interval_s=self.sweep_interval_s,
+                tasks=self.tasks,
+                clock=self.services.clock,
+            )
         return self._host
 
     def _pipeline(self) -> Dispatcher:
@@ -132,11 +152,22 @@ class WeComInput(InputChannel):
 
             guests = CrmGuests(self.services)
             self.runner = TurnRunner(
-                self.services, self, ensure_guest=guests.ensure, app_router=self.app_router, hooks=self.hooks,
-                welcome_intent=self.config.welcome_intent, kf_url=get_settings().wecom_kf_url,
-                media=lambda: GuestMediaHandler.from_settings(self.services, guests.crm()))
-            self.dispatcher = Dispatcher(self.services.inbox, self.runner.handle, on_failed=self.runner.on_failed,
-                                         tasks=self.tasks, clock=self.services.clock)
+                self.services,
+                self,
+                ensure_guest=guests.ensure,
+                app_router=self.app_router,
+                hooks=self.hooks,
+                welcome_intent=self.config.welcome_intent,
+                kf_url=get_settings().wecom_kf_url,
+                media=lambda: GuestMediaHandler.from_settings(self.services, guests.crm()),
+            )
+            self.dispatcher = Dispatcher(
+                self.services.inbox,
+                self.runner.handle,
+                on_failed=self.runner.on_failed,
+                tasks=self.tasks,
+                clock=self.services.clock,
+            )
         return self.dispatcher
 
     async def _housekeeping(self) -> None:
@@ -144,7 +175,9 @@ class WeComInput(InputChannel):
         await self.services.retry_due()
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    async def start(self, on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]] = None) -> None:
+    async def start(
+        self, on_new_message: Optional[Callable[[UserMessage], Awaitable[Any]]] = None
+    ) -> None:
         """Server start: attach the features, resume unfinished inbox rows, catch up on 微信客服."""
         if on_new_message is not None:
             self.on_new_message = on_new_message
@@ -157,7 +190,9 @@ class WeComInput(InputChannel):
         try:
             resumed = await dispatcher.drain()
         except Exception:
-            logger.exception("WeCom inbox unavailable -- are the migrations applied (concierge db upgrade)?")
+            logger.exception(
+                "WeCom inbox unavailable -- are the migrations applied (concierge db upgrade)?"
+            )
             resumed = 0
         if resumed:
             logger.info("WeCom: resuming unfinished messages of %d sender(s)", resumed)
@@ -186,12 +221,26 @@ class WeComInput(InputChannel):
                 return
 
     # ---- the conversation port (bot.wecom.delivery.turns.Conversation) ----------------------------
-    async def converse(self, text: str, reply: Reply, sender_id: str, message_id: Optional[str],
-                       metadata: Dict[str, Any]) -> None:
+    async def converse(
+        self,
+        text: str,
+        reply: Reply,
+        sender_id: str,
+        message_id: Optional[str],
+        metadata: Dict[str, Any],
+    ) -> None:
         if self.on_new_message is None:
             raise RuntimeError("the WeCom channel has no Rasa handler yet")
-        await self.on_new_message(UserMessage(text, WeComOutput(reply), sender_id, input_channel=CHANNEL_NAME,
-                                              message_id=message_id, metadata=metadata))
+        await self.on_new_message(
+            UserMessage(
+                text,
+                WeComOutput(reply),
+                sender_id,
+                input_channel=CHANNEL_NAME,
+                message_id=message_id,
+                metadata=metadata,
+            )
+        )
 
     async def answered_before(self, sender_id: str, message_id: str) -> Optional[List[Message]]:
         """The bot messages Rasa sent after the user message `message_id`, if the tracker has it."""
@@ -200,7 +249,9 @@ class WeComInput(InputChannel):
         try:
             tracker = await self.tracker_store.retrieve(sender_id)
         except Exception as exc:  # no tracker store: run the turn (a duplicate beats a silence)
-            logger.warning("tracker of %s unavailable (%s): the message is processed again", sender_id, exc)
+            logger.warning(
+                "tracker of %s unavailable (%s): the message is processed again", sender_id, exc
+            )
             return None
         return bot_messages_after(tracker.events if tracker else [], message_id)
 
@@ -248,9 +299,15 @@ class WeComInput(InputChannel):
     async def _webhook(self, request: Request, surface: str) -> HTTPResponse:
         started = time.perf_counter()
         args = {key: request.args.get(key) for key in request.args}
-        answer = await self.host.intake.handle(surface, request.method, args, request.body or b"", request.ip)
-        return response.text(answer.text, status=answer.status, content_type=answer.content_type,
-                             headers={HANDLE_MS_HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"})
+        answer = await self.host.intake.handle(
+            surface, request.method, args, request.body or b"", request.ip
+        )
+        return response.text(
+            answer.text,
+            status=answer.status,
+            content_type=answer.content_type,
+            headers={HANDLE_MS_HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"},
+        )
 
     async def _kick_from_intake(self, request: Request) -> HTTPResponse:
         """The stand-alone intake server stored messages for these senders: work them off. The
@@ -259,15 +316,19 @@ class WeComInput(InputChannel):
         without, only loopback callers are served."""
         from bot.settings import get_settings
 
-        if not inbox_caller_allowed(request.headers.get(INBOX_TOKEN_HEADER), request.ip,
-                                    get_settings().wecom_inbox_token):
+        if not inbox_caller_allowed(
+            request.headers.get(INBOX_TOKEN_HEADER), request.ip, get_settings().wecom_inbox_token
+        ):
             return response.text("forbidden", status=403)
         try:
             senders = (request.json or {}).get("senders") or []
         except Exception:
             return response.text("JSON body expected", status=400)
-        if not isinstance(senders, list) or len(senders) > 1000 or not all(
-                isinstance(x, str) and 0 < len(x) <= 128 for x in senders):
+        if (
+            not isinstance(senders, list)
+            or len(senders) > 1000
+            or not all(isinstance(x, str) and 0 < len(x) <= 128 for x in senders)
+        ):
             return response.text("senders: a list of sender ids expected", status=400)
         dispatcher = self._pipeline()
         for sender_id in dict.fromkeys(senders):

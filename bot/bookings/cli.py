@@ -102,7 +102,6 @@ def _import(args) -> int:
     from bot.crm.db import make_engine
     from bot.crm.store import CRMStore
     from bot.knowledge.kb import KnowledgeBase
-    from bot.settings import get_settings
 
     engine = make_engine(args.database_url)
     try:

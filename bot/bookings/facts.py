@@ -40,7 +40,8 @@ from sqlalchemy.orm import Session
 from bot.crm import models as m
 from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
 from bot.crm.errors import guarded
-from bot.crm.store import china_today, guest_is
+from bot.core.time import china_today
+from bot.crm.queries import guest_is
 
 ZERO = Decimal("0.00")
 SPEND_WINDOW = dt.timedelta(days=365)

@@ -12,6 +12,7 @@ from typing import Optional
 
 import yaml
 
+from bot.core.errors import DataError
 from bot.preferences.extractor import normalize_text
 from bot.settings import PROJECT_ROOT
 
@@ -20,7 +21,7 @@ ROUTINE, MAJOR = "routine", "major"
 SERVICE_FAILURE, FORCE_MAJEURE = "service_failure", "force_majeure"
 
 
-class RulesError(ValueError):
+class RulesError(DataError):
     pass
 
 

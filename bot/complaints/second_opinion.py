@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from bot.settings import PROJECT_ROOT
-from bot.yamlfile import read_yaml
+from bot.core.data import read_yaml
 
 CUES_FILE = PROJECT_ROOT / "data" / "complaints" / "second_opinion.yml"
 COMPLAIN = "complain"

@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from bot.console.app import deps_of, member_of, render, require
+from bot.console.web import deps_of, member_of, render, require
 from bot.console.advisor import _flash, _render_with_flash
 
 log = logging.getLogger(__name__)

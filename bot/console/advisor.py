@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.audit import Staff, read_profile, staff_read
-from bot.console.app import deps_of, member_of, refuse, render, require
+from bot.console.web import deps_of, member_of, refuse, render, require
 from bot.crm.errors import GuestNotFound, StoreUnavailable
 from bot.paging import clocks as rules
 from bot.paging.handoff import RasaUnavailable

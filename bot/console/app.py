@@ -9,67 +9,24 @@ every request, so taking someone off the roster ends their access at once.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from typing import Awaitable, Callable, Optional
+from typing import Optional
 from urllib.parse import quote, urlparse
 
 from aiohttp import web
 
 from bot.console.auth import SESSION_COOKIE, STATE_COOKIE, BadToken
 from bot.console.deps import STATIC_DIR, ConsoleDeps
-from bot.console.staff import ROLE_NAMES, StaffMember
+from bot.console.staff import StaffMember
+# The request helpers every area uses live in bot.console.web (the areas import them from there,
+# not from this module, which imports the areas); re-exported for existing imports.
+from bot.console.web import DEPS, Handler, deps_of, member_of, refuse, render, require  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-DEPS = web.AppKey("console_deps", ConsoleDeps)
 PUBLIC_PREFIXES = ("/static/", "/login")
 PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics")  # bot/ops: no guest data
 EXPIRED_TEXT = "登录已过期，请重新登录"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def deps_of(request: web.Request) -> ConsoleDeps:
-    return request.app[DEPS]
-
-
-def member_of(request: web.Request) -> StaffMember:
-    return request["member"]
-
-
-# ---- rendering ---------------------------------------------------------------------------------
-
-def render(request: web.Request, template: str, status: int = 200, **context) -> web.Response:
-    deps = deps_of(request)
-    member = request.get("member")
-    session = request.get("session")
-    page = deps.templates.get_template(template).render(
-        member=member, role_names=ROLE_NAMES, path=request.path,
-        csrf=deps.auth.csrf_token(session) if session else "",
-        session_left_s=session.remaining_s(deps.epoch()) if session else None,
-        **context)
-    return web.Response(text=page, status=status, content_type="text/html", charset="utf-8")
-
-
-def refuse(request: web.Request, message: str, status: int = 403) -> web.Response:
-    return render(request, "console/error.html", status=status, message=message, code=status)
-
-
-def require(area: str) -> Callable[[Handler], Handler]:
-    """Only members whose roles may open `area` (bot.console.staff.AREAS); others get 403."""
-
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            if not member_of(request).may(area):
-                return refuse(request, "您的角色不能打开这个页面。")
-            return await handler(request)
-
-        guarded.area = area  # type: ignore[attr-defined]
-        return guarded
-
-    return wrap
 
 
 def _is_htmx(request: web.Request) -> bool:

@@ -6,12 +6,12 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
-import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from bot.console.auth import Auth
+from bot.console.canned import CannedRepliesError, load_canned_replies  # noqa: F401 - re-exported
 from bot.console.staff import StaffDirectory
 from bot.settings import PROJECT_ROOT, Settings
 
@@ -25,24 +25,6 @@ def template_env() -> Environment:
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                       lstrip_blocks=True)
     return env
-
-
-def load_canned_replies(path: Union[str, Path]) -> dict[str, list[dict]]:
-    """property id -> [{title, text}]; a missing file is no canned replies."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    props = data.get("properties") if isinstance(data, dict) else None
-    if not isinstance(props, dict):
-        raise ValueError(f"{path}: expected a `properties:` mapping")
-    found = {}
-    for prop, items in props.items():
-        if not isinstance(items, list) or not all(
-                isinstance(i, dict) and i.get("title") and i.get("text") for i in items):
-            raise ValueError(f"{path}: properties.{prop}: a list of {{title, text}}")
-        found[str(prop)] = [{"title": str(i["title"]), "text": str(i["text"])} for i in items]
-    return found
 
 
 @dataclass

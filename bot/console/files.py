@@ -20,7 +20,7 @@ from typing import Callable
 from aiohttp import web
 
 from bot.console.advisor import _flash, _render_with_flash
-from bot.console.app import deps_of, member_of, refuse, require
+from bot.console.web import deps_of, member_of, refuse, require
 
 MAX_BYTES = 256 * 1024
 

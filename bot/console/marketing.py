@@ -13,7 +13,7 @@ import yaml
 from aiohttp import web
 
 from bot.console.advisor import _flash, _render_with_flash
-from bot.console.app import deps_of, member_of, refuse, render, require
+from bot.console.web import deps_of, member_of, refuse, render, require
 
 log = logging.getLogger(__name__)
 

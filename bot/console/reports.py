@@ -16,7 +16,7 @@ from typing import Iterable, Optional
 
 from aiohttp import web
 
-from bot.console.app import deps_of, member_of, refuse, render, require
+from bot.console.web import deps_of, member_of, refuse, render, require
 from bot.console.staff import ADMIN
 from bot.crm.errors import StoreUnavailable
 from bot.paging.report import build_report
@@ -91,7 +91,7 @@ def svg_bars(title: str, bars: list[Bar], *, max_value: Optional[float] = None,
              f'role="img" aria-label="{escape(title)}" class="chart">',
              f'<text x="0" y="16" class="chart-title">{escape(title)}</text>']
     if not bars:
-        parts.append(f'<text x="0" y="44" class="chart-empty">暂无数据</text>')
+        parts.append('<text x="0" y="44" class="chart-empty">暂无数据</text>')
     for i, bar in enumerate(bars):
         y = 26 + i * row_h
         w = max(0.0, (width - label_w - 70) * max(0.0, bar.value) / top)

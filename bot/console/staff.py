@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Union
 
 from bot.access import StaffAccess
+from bot.core.errors import DataError
 from bot.paging.policy import Policy
-from bot.yamlfile import read_yaml
+from bot.core.data import read_yaml
 
 ADVISOR, SUPERVISOR, MARKETER, ADMIN = "advisor", "supervisor", "marketer", "admin"
 ROLES = (ADVISOR, SUPERVISOR, MARKETER, ADMIN)
@@ -36,7 +37,7 @@ AREAS: Mapping[str, frozenset] = {
 }
 
 
-class StaffFileError(ValueError):
+class StaffFileError(DataError):
     """The console staff file is missing or malformed (every problem listed)."""
 
 

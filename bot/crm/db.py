@@ -1,103 +1,26 @@
-"""Engines, sessions and migrations for the CRM database.
+"""Migrations of the project's database (engines and sessions: bot.core.db, re-exported here).
 
-One URL decides the backend: a SQLite file by default (`bot.settings`), PostgreSQL in production.
-Everything here is a function called on demand: importing this module connects to nothing.
-
-    engine = make_engine(url)                 # SQLite pragmas / PostgreSQL pre-ping set up
-    factory = make_session_factory(engine)
-    with session_scope(factory) as session:   # commit on success, rollback on error
-        ...
     upgrade(url)                              # run the Alembic migrations to head
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator, Union
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.engine import Engine
 
+# Engines and sessions live in bot.core.db; re-exported for the many CRM-side imports.
+from bot.core.db import (  # noqa: F401
+    PG_CONNECT_TIMEOUT_S,
+    SQLITE_BUSY_TIMEOUT_S,
+    EngineOrUrl,
+    as_engine,
+    make_engine,
+    make_session_factory,
+    session_scope,
+)
 from bot.crm.errors import guarded
-from bot.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-# How long a SQLite writer waits for another writer's lock before "database is locked".
-SQLITE_BUSY_TIMEOUT_S = 30
-# How long a PostgreSQL connection attempt may take before we call the store unavailable.
-PG_CONNECT_TIMEOUT_S = 5
-
-EngineOrUrl = Union[Engine, str, None]
-
-
-def make_engine(url: str | None = None, **kwargs) -> Engine:
-    """A 2.0-style engine for `url` (default: settings' DATABASE_URL).
-
-    SQLite gets foreign keys on (off by default there, and our cascades rely on them), WAL (readers
-    don't block the writer: Rasa, the action server and the worker share the file) with
-    synchronous=NORMAL (safe with WAL against a process crash; only a power cut may lose the last
-    commits), a busy timeout, and a connection pool: SQLAlchemy 1.4 opens a new SQLite connection
-    (and re-runs the pragmas) on every checkout otherwise, a third of a write's cost
-    (docs/PERFORMANCE.md). PostgreSQL gets pool_pre_ping so a restarted server costs one retry, not an error,
-    and a connect timeout so an unreachable server fails fast.
-    """
-    url = url or get_settings().database_url
-    parsed = make_url(url)
-    options: dict = {"future": True}
-    if parsed.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            options.update(poolclass=QueuePool, pool_size=5, max_overflow=10)
-    elif parsed.get_backend_name() == "postgresql":
-        options["pool_pre_ping"] = True
-        if parsed.get_driver_name() in ("psycopg2", "") and "connect_timeout" not in parsed.query:
-            options["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-    options.update(kwargs)
-    engine = create_engine(parsed, **options)
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_on_connect)
-    return engine
-
-
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA journal_mode=WAL")  # a no-op answer for :memory: databases
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
-
-
-def as_engine(engine_or_url: EngineOrUrl) -> Engine:
-    """Accept what callers have at hand: an Engine, a URL, or None for the configured URL."""
-    if isinstance(engine_or_url, Engine):
-        return engine_or_url
-    return make_engine(engine_or_url)
-
-
-def make_session_factory(engine: Engine) -> sessionmaker:
-    """Sessions that keep loaded attributes after commit (we copy them into DTOs afterwards)."""
-    return sessionmaker(bind=engine, future=True, expire_on_commit=False)
-
-
-@contextlib.contextmanager
-def session_scope(factory: sessionmaker) -> Iterator[Session]:
-    """One unit of work: commit if the block succeeds, roll back if it raises, always close."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # ---- migrations -------------------------------------------------------------------------------

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 
 from bot.bookings.phone import phone_index
+from bot.core.data import read_yaml
+from bot.core.errors import DataError
 from bot.crm import models as m
 from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
 from bot.crm.runtime import is_production
@@ -46,12 +47,15 @@ class DemoSummary:
     today: dt.date
 
 
+class DemoDataError(DataError):
+    """The demo file is not valid (the message names the file)."""
+
+
 def read_demo_file(path: Path | str = DEMO_FILE) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    guests = data.get("guests")
+    data = read_yaml(path, DemoDataError) or {}
+    guests = data.get("guests") if isinstance(data, dict) else None
     if not isinstance(guests, list):
-        raise ValueError(f"{path}: expected a top-level 'guests' list")
+        raise DemoDataError(f"{path}: expected a top-level 'guests' list")
     return guests
 
 

@@ -28,26 +28,17 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     Numeric,
     String,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import declarative_base, relationship, validates
+from sqlalchemy.orm import relationship, validates
 from sqlalchemy.types import DateTime, TypeDecorator
 
+from bot.core.db import NAMING_CONVENTION, Base  # noqa: F401 - Base re-exported for the tables
+from bot.core.time import utcnow
 from bot.crm.crypto import EncryptedText
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-Base = declarative_base(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 
 # ---- vocabularies (extend here; nothing in the database needs to change) ----------------------
 TIERS = ("普通", "银卡", "金卡", "铂金", "钻石")
@@ -75,10 +66,6 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
     """Alembic filter: leave alone tables in the database that no model declares (Rasa's SQL
     tracker store shares the SQLite file), instead of proposing to drop them."""
     return not (type_ == "table" and reflected and compare_to is None)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class UTCDateTime(TypeDecorator):

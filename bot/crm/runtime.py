@@ -1,16 +1,16 @@
 """Which environment the process runs in, read from CONCIERGE_ENV at call time.
 
-Kept apart from `bot.settings` so the CRM's safety checks (no development encryption key, no demo
-data in production) read the variable the moment they need it.
+Not the cached `get_settings()`: the CRM's safety checks (no development encryption key, no demo
+data in production) read the variable the moment they need it (bot.core.settings.current_env).
 """
 from __future__ import annotations
 
-import os
+from bot.core.settings import current_env
 
 
 def concierge_env() -> str:
     """`development` unless CONCIERGE_ENV says otherwise (lower-cased)."""
-    return (os.environ.get("CONCIERGE_ENV") or "development").strip().lower()
+    return current_env()
 
 
 def is_production() -> bool:

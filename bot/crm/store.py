@@ -28,9 +28,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.core.time import CHINA_TZ, china_today  # noqa: F401 - re-exported
 from bot.crm import models as m
 from bot.crm.crypto import blind_index
 from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
+from bot.crm.queries import guest_is  # noqa: F401 - re-exported
 from bot.crm.errors import CRMError, GuestNotFound, NotFound, StoreUnavailable, guarded
 
 log = logging.getLogger(__name__)
@@ -41,14 +43,9 @@ __all__ = ["CRMStore", "CRMError", "StoreUnavailable", "NotFound", "GuestNotFoun
            "ConsentDTO", "FeedbackDTO", "AuditDTO", "to_jsonable", "mask_phone", "mask_document", "china_today",
            "CHINA_TZ"]
 
-# China has one time zone and no DST: "today" for a guest's stay is today in UTC+8.
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), name="Asia/Shanghai")
+# China has one time zone and no DST: "today" for a guest's stay is today in UTC+8 (bot.core.time).
 
 T = TypeVar("T")
-
-
-def china_today() -> dt.date:
-    return dt.datetime.now(CHINA_TZ).date()
 
 
 # ---- DTOs -------------------------------------------------------------------------------------
@@ -297,14 +294,6 @@ GUEST_FIELDS = frozenset({
 IDENTITY_FIELDS = ("wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid")
 
 
-def guest_is(sender_id: str):
-    """SQL condition on `guests`: the profile this sender id belongs to, either as its own
-    sender id or as a linked one (the same person on 微信客服 and in a group: GuestIdentity)."""
-    linked = select(m.GuestIdentity.guest_id).where(m.GuestIdentity.kind == "sender",
-                                                    m.GuestIdentity.value == sender_id)
-    return or_(m.Guest.sender_id == sender_id, m.Guest.id.in_(linked))
-
-
 def _require_aware(value: dt.datetime | None, name: str) -> None:
     """Naive datetimes are ambiguous (UTC? China time?): refuse them at the door."""
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
@@ -466,9 +455,7 @@ class CRMStore:
                 "tickets": len(subjects["ticket"]),
                 "handoffs": len(subjects["handoff"]),
             }
-            condition = self._pages_condition(subjects)
-            if condition is not None:
-                s.execute(delete(m.Page).where(condition))
+            # (pages are paging's: bot.erasure has the paging store forget them first)
             s.expunge(guest)
             s.execute(delete(m.Guest).where(m.Guest.id == gid))  # children go by ON DELETE CASCADE
             s.add(m.AuditLog(actor=actor, action="guest.delete", subject_type="guest",
@@ -817,19 +804,7 @@ class CRMStore:
             s.flush()
             return _dto(HandoffDTO, row)
 
-    # ---- pages (minimal: the paging module owns their life cycle) ---------------------------
-    @guarded
-    def create_page(self, subject_type: str, subject_id: int, *, step: str,
-                    recipient: str | None = None, due_at: dt.datetime | None = None) -> PageDTO:
-        _require(step, "step")
-        _require_aware(due_at, "due_at")
-        with self._session() as s:
-            page = m.Page(subject_type=subject_type, subject_id=subject_id, step=step,
-                          recipient=recipient, due_at=due_at, status="pending", attempt=0)
-            s.add(page)
-            s.flush()
-            return _dto(PageDTO, page)
-
+    # ---- pages: written only by the paging store (bot.paging.store); read here for the profile
     @staticmethod
     def _page_subjects(s: Session, guest_id: int) -> dict[str, list[int]]:
         return {

@@ -32,21 +32,20 @@ def register(subparsers) -> None:
 
 
 def _consume(args) -> int:
-    import os
     import signal
 
     from bot.crm.db import make_engine
     from bot.events.consumer import BrokerSettings, EventConsumer
     from bot.events.store import EventStore
     from bot.ops.http import build, setup_logging, start_server
-    from bot.settings import get_settings
+    from bot.settings import get_settings, load_event_broker_settings
 
     settings = get_settings()
     setup_logging("events", settings)
     engine = make_engine(args.database_url)
     consumer = EventConsumer(EventStore(engine), BrokerSettings.from_env())
     port = args.metrics_port if args.metrics_port is not None else \
-        int(os.environ.get("EVENTS_METRICS_PORT") or 9106)
+        load_event_broker_settings().metrics_port
 
     async def main() -> int:
         loop = asyncio.get_running_loop()

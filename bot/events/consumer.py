@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -50,14 +49,13 @@ class BrokerSettings:
     exchange: str = EXCHANGE
 
     @classmethod
-    def from_env(cls, environ=None) -> "BrokerSettings":
-        env = os.environ if environ is None else environ
-        return cls(host=env.get("EVENT_BROKER_HOST") or "127.0.0.1",
-                   port=int(env.get("EVENT_BROKER_PORT") or 5672),
-                   username=env.get("EVENT_BROKER_USERNAME") or "guest",
-                   password=env.get("EVENT_BROKER_PASSWORD") or "guest",
-                   queue=env.get("EVENT_BROKER_QUEUE") or DEFAULT_QUEUE,
-                   exchange=env.get("EVENT_BROKER_EXCHANGE") or EXCHANGE)
+    def from_env(cls) -> "BrokerSettings":
+        """EVENT_BROKER_* as bot.core.settings reads them (where every variable is read)."""
+        from bot.settings import load_event_broker_settings
+
+        env = load_event_broker_settings()
+        return cls(host=env.host, port=env.port, username=env.username, password=env.password,
+                   queue=env.queue, exchange=env.exchange)
 
     @property
     def dead_queue(self) -> str:

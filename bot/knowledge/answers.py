@@ -64,7 +64,7 @@ def _fmt_when(value) -> str | None:
         return None
     if isinstance(value, datetime):
         # Stored in UTC; guests read hotel (China) time.
-        from bot.knowledge.weather import CHINA_TZ
+        from bot.core.time import CHINA_TZ
         if value.tzinfo is not None:
             value = value.astimezone(CHINA_TZ)
         return f"{month_day(value)} {value:%H:%M}"

@@ -21,13 +21,15 @@ from typing import Any, Mapping
 
 import yaml
 
+from bot.core.errors import DataError
+
 VOCABULARY_FILE = "amenities.yml"
 PACKING_RULES_FILE = "packing_rules.yml"
 SHARED_FILES = frozenset({VOCABULARY_FILE, PACKING_RULES_FILE})
 PROPERTY_TYPES = ("resort", "city")
 
 
-class KnowledgeError(ValueError):
+class KnowledgeError(DataError):
     """A knowledge file is missing, is not valid YAML, or lacks/mistypes a key."""
 
 

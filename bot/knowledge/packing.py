@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from bot.knowledge.kb import Climate, KnowledgeError, _Fields, _read_yaml
+from bot.knowledge.kb import Climate, _Fields, _read_yaml
 from bot.knowledge.weather import DailyForecast
 
 METRICS = ("temp_max", "temp_min", "temp_swing", "rain_days", "uv_max", "wind_scale_max")

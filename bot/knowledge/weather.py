@@ -18,15 +18,16 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any, Callable, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 import requests
 
+from bot.core.time import china_today
+
 log = logging.getLogger(__name__)
 
-CHINA_TZ = timezone(timedelta(hours=8))  # China has one time zone and no DST
 FORECAST_DAYS = ("3d", "7d", "10d", "15d", "30d")
 LEGACY_API_HOSTS = ("devapi.qweather.com", "api.qweather.com")
 LEGACY_GEO_BASE = "https://geoapi.qweather.com/v2"
@@ -45,10 +46,6 @@ QWEATHER_CODES = {
 }
 RETRYABLE_CODES = {"429", "500", "timeout", "network"}
 
-
-def china_today() -> date:
-    """Today's date where the guests and hotels are (UTC+8), whatever the server's zone."""
-    return datetime.now(CHINA_TZ).date()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 from sqlalchemy import and_, delete, func, or_, select, text as sql_text, update
 from sqlalchemy.engine import Engine
 
+from bot.core.time import utcnow
 from bot.crm import models as cm
 from bot.crm.db import make_session_factory, session_scope
 from bot.crm.store import CHINA_TZ
@@ -66,10 +67,6 @@ class CampaignError(ValueError):
 
 class CampaignNotFound(LookupError):
     pass
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def default_worker_id() -> str:

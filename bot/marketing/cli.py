@@ -23,6 +23,8 @@ import json
 import logging
 import sys
 
+from bot.core.time import CHINA_TZ
+
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
 
@@ -171,7 +173,7 @@ def _segment_count(args) -> int:
 @_guarded
 def _campaign_create(args) -> int:
     from bot.marketing.campaigns import CampaignError
-    from bot.yamlfile import read_yaml
+    from bot.core.data import read_yaml
 
     spec = read_yaml(args.file, CampaignError)
     m = _build(args, wecom=False)
@@ -230,7 +232,7 @@ def parse_now(text: str | None) -> dt.datetime | None:
         return None
     value = dt.datetime.fromisoformat(text)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))
+        value = value.replace(tzinfo=CHINA_TZ)
     return value.astimezone(dt.timezone.utc)
 
 

@@ -2,6 +2,7 @@
 composition root (bot.wiring) attaches to the WeCom channel. A guest who owes a survey answer and
 writes a score ("9分", "还行吧 7", "很差") gets it stored and answered by `NpsService`; any other
 message goes on to the conversation untouched. A failing check never loses the message."""
+
 from __future__ import annotations
 
 import asyncio

@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from bot.core.errors import DataError
 from bot.crm.store import CHINA_TZ
 from bot.settings import PROJECT_ROOT
-from bot.yamlfile import read_yaml
+from bot.core.data import read_yaml
 
 DEFAULT_POLICY_FILE = PROJECT_ROOT / "data" / "marketing" / "policy.yml"
 CAP_PERIODS = ("month", "week", "day")
 
 
-class PolicyError(ValueError):
+class PolicyError(DataError):
     """The marketing policy file is unusable; the message names the key."""
 
 

@@ -30,10 +30,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
+from bot.core.errors import DataError
 from bot.crm.models import TIERS
 from bot.marketing.facts import GuestFacts
 from bot.marketing.policy import MarketingPolicy
-from bot.yamlfile import read_yaml
+from bot.core.data import read_yaml
 
 SCENARIOS = {"business": {"商务"}, "leisure": {"度假", "纪念日"}, "meeting": {"会议"},
              "family": {"亲子"}, "honeymoon": {"蜜月"}}
@@ -45,7 +46,7 @@ CONSENTS = ("granted", "not_granted", "any")
 _RELATIVE = re.compile(r"^([+-]?\d+)d$")
 
 
-class SegmentError(ValueError):
+class SegmentError(DataError):
     """A segment definition that cannot be used; the message names the field and the value."""
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import select, text as sql_text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from bot.core.errors import DataError
 from bot.crm.db import make_session_factory, session_scope
 from bot.crm.store import CHINA_TZ
 from bot.marketing import audience as aud
@@ -38,7 +39,7 @@ from bot.marketing.models import MassSend, TouchpointRun, TouchpointSetting
 from bot.marketing.policy import MarketingPolicy
 from bot.marketing.segments import lifecycle
 from bot.marketing.templates import _cn_date
-from bot.yamlfile import read_yaml
+from bot.core.data import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "marketing
 ANNIVERSARY_PURPOSES = ("蜜月", "纪念日")
 
 
-class TouchpointConfigError(ValueError):
+class TouchpointConfigError(DataError):
     pass
 
 

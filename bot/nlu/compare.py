@@ -101,6 +101,9 @@ def rethreshold(preds: Sequence[ev.Prediction], threshold: float, ambiguity: flo
 
 
 def evaluate_candidate(model: str, examples: List[ev.Example], synonyms: Dict[str, str]) -> Dict[str, Any]:
+    e5 = sys.modules.get("bot.nlu.e5_featurizer")
+    if e5 is not None:  # vectors cached by an earlier candidate would make this one look fast
+        e5.clear_cache()
     agent = ev.load_agent(model)
     res = ev.evaluate_model(agent, examples, synonyms, traditional=True)
     del agent

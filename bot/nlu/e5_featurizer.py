@@ -43,6 +43,11 @@ _CACHE: Dict[str, np.ndarray] = {}
 _CACHE_MAX = 20000
 
 
+def clear_cache() -> None:
+    """Forget the vectors of this process (bot.nlu.compare: each candidate pays its own encoding)."""
+    _CACHE.clear()
+
+
 def encoder(threads: int = 1) -> Any:
     """The process-wide encoder (loaded on first use: the model file is memory-mapped)."""
     with _LOCK:

@@ -27,7 +27,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.settings import PROJECT_ROOT
-from bot.yamlfile import read_yaml
+from bot.core.data import read_yaml
 
 CUES_FILE = PROJECT_ROOT / "data" / "scope" / "second_requests.yml"
 OUTPUT_KEY = "second_request"

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
+from bot.core.errors import DataError
 from bot.settings import PROJECT_ROOT
 
 CATALOGUE_DIR = PROJECT_ROOT / "data" / "catalogue"
@@ -25,7 +26,7 @@ _HOURS_RE = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?$")
 
 
-class CatalogueError(ValueError):
+class CatalogueError(DataError):
     pass
 
 

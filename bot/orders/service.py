@@ -19,15 +19,14 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.crm.store import CRMStore, StoreUnavailable
 from bot.orders import state
 from bot.orders.catalogue import Catalogue, Item, Offer
-from bot.orders.when import CHINA_TZ, When, china_now, describe, find_when
+from bot.orders.when import CHINA_TZ, When, china_now, describe
 from bot.replies import Reply
 from bot.settings import PROJECT_ROOT
 from bot.sla_terms import ADDON_ORDER, SlaTerms, default_terms
@@ -259,7 +258,6 @@ class OrderService:
         """The booking an order at `at` belongs to, its offer, or the reason there is none."""
         if bookings is None:  # CRM down: accept, the advisor checks the stay
             return None, None, None
-        day = at.astimezone(CHINA_TZ).date()
         candidates = [b for b in bookings if booking_id in (None, b.id)] or bookings
         offered = [b for b in candidates if self.catalogue.offer(b.property_id, item.id)]
         for booking in offered:

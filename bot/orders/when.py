@@ -24,9 +24,9 @@ import threading
 from dataclasses import dataclass
 from typing import Optional
 
-log = logging.getLogger(__name__)
+from bot.core.time import CHINA_TZ, china_now
 
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), name="Asia/Shanghai")
+log = logging.getLogger(__name__)
 
 _jio = None
 _jio_lock = threading.Lock()
@@ -50,10 +50,6 @@ def _jionlp():
                     import jionlp  # noqa: PLC0415
                 _jio = jionlp
     return _jio
-
-
-def china_now() -> dt.datetime:
-    return dt.datetime.now(CHINA_TZ)
 
 
 @dataclass(frozen=True)

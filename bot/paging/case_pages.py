@@ -7,6 +7,7 @@ are not on it; each view is audited under the viewer's userid. Also the guest's 
 messages of the case (`.../media/<M>`), with the same checks. Web-framework-free: a `Page` is
 status, body and headers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,9 @@ class Page:
         return cls(status, text.encode("utf-8"))
 
 
-def render_case(policy, clock, steps, notes, guest_name: str, tier: str, now,
-                media: tuple = (), sig: str = "") -> str:
+def render_case(
+    policy, clock, steps, notes, guest_name: str, tier: str, now, media: tuple = (), sig: str = ""
+) -> str:
     """The case page (plain HTML, readable in WeCom's in-app browser)."""
     from bot.paging.clocks import local_time_text, outcome
 
@@ -50,19 +52,34 @@ def render_case(policy, clock, steps, notes, guest_name: str, tier: str, now,
         return people[userid].name if userid in people else (userid or "—")
 
     words = {"met": "按时", "missed": "超时", "pending": "进行中", "none": "—"}
-    state = {"running": "待接单", "acknowledged": "处理中", "resolved": "已结案",
-             "cancelled": "已取消"}.get(clock.state, clock.state)
+    state = {
+        "running": "待接单",
+        "acknowledged": "处理中",
+        "resolved": "已结案",
+        "cancelled": "已取消",
+    }.get(clock.state, clock.state)
     rows = "".join(
         f"<tr><td>{esc(st.step)}</td><td>{esc(when(st.due_at))}</td><td>{esc(st.status)}"
         f"{' (延迟)' if st.late else ''}</td><td>{esc(', '.join(st.recipients))}</td></tr>"
-        for st in steps)
-    note_rows = "".join(f"<li>{esc(when(n.created_at))} {esc(name(n.author))}（{esc(n.kind)}）："
-                        f"{esc(n.text)}</li>" for n in notes) or "<li>无</li>"
+        for st in steps
+    )
+    note_rows = (
+        "".join(
+            f"<li>{esc(when(n.created_at))} {esc(name(n.author))}（{esc(n.kind)}）："
+            f"{esc(n.text)}</li>"
+            for n in notes
+        )
+        or "<li>无</li>"
+    )
     words_of = {"image": "照片", "voice": "语音"}
-    media_rows = "".join(
-        f'<li><a href="{esc(f"/webhooks/paging/cases/{clock.id}/media/{media_id}?sig={sig}")}">'
-        f'{esc(words_of.get(kind, kind))} {n}</a></li>'
-        for n, (media_id, kind) in enumerate(media, 1)) or "<li>无</li>"
+    media_rows = (
+        "".join(
+            f'<li><a href="{esc(f"/webhooks/paging/cases/{clock.id}/media/{media_id}?sig={sig}")}">'
+            f'{esc(words_of.get(kind, kind))} {n}</a></li>'
+            for n, (media_id, kind) in enumerate(media, 1)
+        )
+        or "<li>无</li>"
+    )
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>#{clock.id} {esc(label)}</title>
 <style>body{{font-family:sans-serif;margin:1em;line-height:1.5}}table{{border-collapse:collapse}}
@@ -98,21 +115,43 @@ class CasePages:
 
         def read():
             guest = service.crm.find_guest(clock.sender_id)
-            media = (tuple(service.store.ticket_media(clock.subject_id))
-                     if clock.subject_type == "ticket" else ())
-            return (service.store.steps(case_id), service.store.notes(case_id),
-                    (guest.display_name or clock.sender_id) if guest else clock.sender_id,
-                    guest.tier if guest else "—", media)
+            media = (
+                tuple(service.store.ticket_media(clock.subject_id))
+                if clock.subject_type == "ticket"
+                else ()
+            )
+            return (
+                service.store.steps(case_id),
+                service.store.notes(case_id),
+                (guest.display_name or clock.sender_id) if guest else clock.sender_id,
+                guest.tier if guest else "—",
+                media,
+            )
 
         try:  # no audit record, no page
             steps, notes, guest_name, tier, media = await staff_read_async(
-                service.crm, staff, "case.view", clock.subject_type, clock.subject_id, read,
-                detail={"case": case_id, "via": "case_link"})
+                service.crm,
+                staff,
+                "case.view",
+                clock.subject_type,
+                clock.subject_id,
+                read,
+                detail={"case": case_id, "via": "case_link"},
+            )
         except Exception as exc:
             log.error("case page %s unavailable: %s", case_id, exc)
             return Page.text("暂时无法打开", 503)
-        page = render_case(service.policy, clock, steps, notes, guest_name, tier, service.clock(),
-                           media=media, sig=sig)
+        page = render_case(
+            service.policy,
+            clock,
+            steps,
+            notes,
+            guest_name,
+            tier,
+            service.clock(),
+            media=media,
+            sig=sig,
+        )
         return Page(200, page.encode("utf-8"), "text/html; charset=utf-8")
 
     async def case_media(self, case_id: int, media_id: int, sig: str) -> Page:
@@ -133,9 +172,15 @@ class CasePages:
             return row, MediaFiles(get_settings().media_dir).path(row.path).read_bytes()
 
         try:
-            found = await staff_read_async(service.crm, staff, "media.view", "ticket",
-                                           clock.subject_id, read,
-                                           detail={"case": case_id, "media": media_id})
+            found = await staff_read_async(
+                service.crm,
+                staff,
+                "media.view",
+                "ticket",
+                clock.subject_id,
+                read,
+                detail={"case": case_id, "media": media_id},
+            )
         except (OSError, ValueError) as exc:
             log.error("media %s of case %s unreadable: %s", media_id, case_id, exc)
             return Page.text("文件暂时无法打开", 404)
@@ -164,6 +209,7 @@ class CasePages:
         service = self.service
         if service is None:
             from bot.paging.runtime import build_service
+
             try:
                 service = self.service = build_service()
             except Exception as exc:
@@ -180,8 +226,9 @@ class CasePages:
         else:
             allowed = StaffAccess(service.policy).allows(viewer, clock.property_id)
         if not allowed:  # rostered elsewhere since the link was sent, or another property
-            log.info("case page %s refused: %s not rostered for %s", case_id, viewer,
-                     clock.property_id)
+            log.info(
+                "case page %s refused: %s not rostered for %s", case_id, viewer, clock.property_id
+            )
             return Page.text("您无权查看这个单", 403)
         if service.crm is None:
             return Page.text("暂时无法打开", 503)

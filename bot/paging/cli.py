@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 
+from bot.core.time import china_midnight
+
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def _policy_check(args) -> int:
 def _worker(args) -> int:
     import asyncio
 
-    from bot.paging.runtime import build_worker, check_schema, run_worker, tick_once
+    from bot.paging.runtime import build_worker, check_schema, tick_once
 
     from bot.ops.http import setup_logging
     from bot.preflight import start_process
@@ -120,7 +122,7 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime | None:
     if text[-1:] in units and text[:-1].isdigit():
         return now - dt.timedelta(**{units[text[-1]]: int(text[:-1])})
     day = dt.date.fromisoformat(text)
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    return china_midnight(day)
 
 
 def _sla_report(args) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from bot.paging import roster
-from bot.paging.policy import Policy, SlaClass, format_duration
+from bot.paging.policy import Policy, format_duration
 
 SUBJECT_TYPES = ("ticket", "order", "handoff")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any, Optional
 from urllib.parse import quote
 
@@ -39,10 +38,12 @@ class RasaAPI:
 
     def __init__(self, base_url: Optional[str] = None, token: Optional[str] = None, *,
                  timeout_s: float = 5.0, retries: int = 2):
-        self.base_url = (base_url or os.environ.get("RASA_URL") or DEFAULT_RASA_URL).rstrip("/")
+        from bot.settings import get_settings
+
+        settings = get_settings()
+        self.base_url = (base_url or settings.rasa_url or DEFAULT_RASA_URL).rstrip("/")
         if token is None:
-            from bot.settings import get_settings
-            token = get_settings().rasa_auth_token
+            token = settings.rasa_auth_token
         self.token = token
         self.timeout_s = timeout_s
         self.retries = max(1, retries)

@@ -3,6 +3,7 @@ stored and thanked instead of reaching the NLU; while an advisor has taken a gue
 guest writes is also forwarded to the advisor in the app, 微信客服 guests excepted since the
 advisor sees them there). The Rasa server's composition root (bot.wiring) attaches it to the WeCom
 channel together with the advisors' commands (`PagingService.on_app_message`)."""
+
 from __future__ import annotations
 
 import logging

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from bot.settings import Settings, get_settings
+from bot.core.settings import DEV_PAGING_LINK_SECRET, Settings, get_settings
 
-# Development only (CONCIERGE_ENV=development/test): preflight refuses a start without the real one.
-DEV_SECRET = "concierge-INSECURE-development-case-link-secret"
+# Settings supply it outside production when PAGING_LINK_SECRET is unset (named here for tests).
+DEV_SECRET = DEV_PAGING_LINK_SECRET
 MAC_CHARS = 32
 MAX_SIG_CHARS = 512
 
@@ -59,15 +59,13 @@ class CaseLinks:
 
     @classmethod
     def from_settings(cls, settings: Optional[Settings] = None, **kwargs) -> "CaseLinks":
-        """PAGING_LINK_SECRET; without it a public development secret, except in production.
-        (A process that would start with it unset outside development/test is stopped earlier,
-        by bot.preflight; this refusal is the second line.)"""
+        """PAGING_LINK_SECRET (outside production, settings fill in the public development one).
+        A process that would start without it is stopped earlier, by bot.preflight; this
+        refusal is the second line."""
         settings = settings or get_settings()
         secret = settings.paging_link_secret
         if not secret:
-            if settings.strict:
-                raise ValueError("PAGING_LINK_SECRET is not set (run `concierge preflight`)")
-            secret = DEV_SECRET
+            raise ValueError("PAGING_LINK_SECRET is not set (run `concierge preflight`)")
         return cls(secret, settings.case_link_ttl_s, **kwargs)
 
     def _mac(self, case_id: int, viewer: str, expires_at: int) -> str:

@@ -46,6 +46,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from bot.core.errors import DataError
+
 # The sla_class names the conversation flows put on tickets, orders and handoffs.
 KNOWN_CLASSES = ("complaint_routine", "complaint_major", "addon_order", "human_request",
                  "data_deletion")
@@ -76,7 +78,7 @@ DEFAULT_LINK = "http://localhost:5005/webhooks/paging/cases/{case_id}?sig={sig}"
 Duration = dt.timedelta
 
 
-class PolicyError(ValueError):
+class PolicyError(DataError):
     """The policy file is missing or wrong; `problems` lists every error found, with its path."""
 
     def __init__(self, source: str, problems: Sequence[str]):

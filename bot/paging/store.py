@@ -24,15 +24,18 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.crm import models as m
-from bot.crm.db import EngineOrUrl, as_engine, make_session_factory, session_scope
+from bot.core.db import EngineOrUrl, as_engine, make_session_factory, session_scope
+from bot.core.time import china_date, utcnow
+from bot.crm.models import Page  # the pages table: written here only (its owner is paging)
 from bot.paging import clocks as rules
 from bot.paging.clocks import ClockPlan
 from bot.paging.models import SlaClock, SlaNote, SlaStep
+from bot.paging.ports import GuestRecords, Stay, Subject
+from bot.paging.texts import case_summary, gone_reason
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +180,22 @@ class ClockNotFound(LookupError):
 
 
 class PagingStore:
-    """Clocks, steps and notes. `PagingStore(url_or_engine)`; thread-safe."""
+    """Clocks, steps, notes and pages. `PagingStore(url_or_engine, records)`; thread-safe.
 
-    def __init__(self, engine_or_url: EngineOrUrl = None):
+    Guests' tickets, orders, handoffs and bookings are read through `records` (the port in
+    bot.paging.ports, which bot.crm implements); by default the CRM's, on the same database."""
+
+    def __init__(self, engine_or_url: EngineOrUrl = None,
+                 records: Optional[GuestRecords] = None):
         self._owns_engine = not isinstance(engine_or_url, Engine)
         self.engine: Engine = as_engine(engine_or_url)
         self._factory = make_session_factory(self.engine)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        if records is None:
+            from bot.crm.paging_records import CRMGuestRecords  # the default adapter
+
+            records = CRMGuestRecords(self.engine)
+        self.records: GuestRecords = records
 
     def close(self) -> None:
         if self._owns_engine:
@@ -192,134 +204,101 @@ class PagingStore:
     def _session(self):
         return session_scope(self._factory)
 
-    # ---- subjects -------------------------------------------------------------------------
+    # ---- subjects (read through the GuestRecords port) ----------------------------------------
     @staticmethod
-    def _subject_rows(s, subject_type: str, where: Sequence, limit: int | None = None):
-        model = {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type]
-        stmt = (select(model, m.Guest.sender_id).join(m.Guest, m.Guest.id == model.guest_id)
-                .where(*where).order_by(model.id))
-        if limit:
-            stmt = stmt.limit(limit)
-        return model, s.execute(stmt).all()
-
-    @staticmethod
-    def _bookings(s, guest_ids) -> dict[int, list]:
-        """Non-cancelled bookings of these guests (one query), by guest, by check-in."""
-        found: dict[int, list] = {}
-        if not guest_ids:
-            return found
-        rows = s.execute(select(m.Booking.id, m.Booking.guest_id, m.Booking.property_id,
-                                m.Booking.check_in, m.Booking.check_out)
-                         .where(m.Booking.guest_id.in_(list(set(guest_ids))),
-                                m.Booking.status != "cancelled")
-                         .order_by(m.Booking.check_in)).all()
-        for row in rows:
-            found.setdefault(row.guest_id, []).append(row)
-        return found
-
-    @staticmethod
-    def _property_of(subject_type: str, row, bookings: list, now: dt.datetime) -> Optional[str]:
+    def _property_of(subject: Subject, stays: list[Stay], now: dt.datetime) -> Optional[str]:
         """The property the SLA is measured at: the order's, the ticket's booking's, else the
         guest's current stay, else the next one, else the latest (None: the default)."""
-        if subject_type == "order" and row.property_id:
-            return row.property_id
-        booking_id = getattr(row, "booking_id", None)
-        for booking in bookings:
-            if booking_id and booking.id == booking_id:
-                return booking.property_id
-        today = (now + dt.timedelta(hours=8)).date()  # China local date
-        current = [b for b in bookings if b.check_in <= today <= b.check_out]
-        upcoming = [b for b in bookings if b.check_in > today]
-        pick = (current or upcoming or bookings[-1:] or [None])[0]
+        if subject.subject_type == "order" and subject.property_id:
+            return subject.property_id
+        for stay in stays:
+            if subject.booking_id and stay.booking_id == subject.booking_id:
+                return stay.property_id
+        today = china_date(now)
+        current = [b for b in stays if b.check_in <= today <= b.check_out]
+        upcoming = [b for b in stays if b.check_in > today]
+        pick = (current or upcoming or stays[-1:] or [None])[0]
         return pick.property_id if pick else None
 
-    @staticmethod
-    def _summary(subject_type: str, row) -> str:
-        if subject_type == "ticket":
-            parts = [row.category, row.description, f"地点：{row.location}" if row.location else None,
-                     f"自{row.since_text}" if row.since_text else None]
-            return "；".join(p for p in parts if p) or row.kind
-        if subject_type == "order":
-            when = ""
-            if row.scheduled_at:
-                local = _utc(row.scheduled_at) + dt.timedelta(hours=8)
-                when = local.strftime("%m-%d %H:%M")
-            parts = [row.item, when, f"{row.party_size}人" if row.party_size else None,
-                     f"航班 {row.flight_no}" if row.flight_no else None, row.notes]
-            return "；".join(p for p in parts if p)
-        return f"客人要求人工服务（{row.reason}）"
-
-    def _info(self, subject_type: str, row, sender_id: str, bookings: dict,
+    def _info(self, subject: Subject, stays: dict[int, list[Stay]],
               now: dt.datetime) -> SubjectInfo:
         return SubjectInfo(
-            subject_type=subject_type, subject_id=row.id, guest_id=row.guest_id,
-            sender_id=sender_id, sla_class=row.sla_class,
-            property_id=self._property_of(subject_type, row, bookings.get(row.guest_id, []), now),
-            summary=self._summary(subject_type, row), created_at=_utc(row.created_at),
-            status=row.status, nature=getattr(row, "nature", None))
+            subject_type=subject.subject_type, subject_id=subject.subject_id,
+            guest_id=subject.guest_id, sender_id=subject.sender_id,
+            sla_class=subject.sla_class or "",
+            property_id=self._property_of(subject, stays.get(subject.guest_id, []), now),
+            summary=case_summary(subject.subject_type, subject.details),
+            created_at=_utc(subject.created_at), status=subject.status, nature=subject.nature)
 
     def unclocked_subjects(self, since: dt.datetime, now: dt.datetime,
                            limit: int = 500) -> list[SubjectInfo]:
         """New tickets/orders/handoffs with an SLA class, created after `since`, still open, and
         without a clock yet (oldest first)."""
-        found: list = []
-        with self._session() as s:
-            for subject_type, statuses in OPEN_SUBJECT_STATUS.items():
-                model = {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type]
-                has_clock = (select(SlaClock.id)
-                             .where(SlaClock.subject_type == subject_type,
-                                    SlaClock.subject_id == model.id).exists())
-                _, rows = self._subject_rows(s, subject_type, [
-                    model.sla_class.isnot(None), model.status.in_(statuses),
-                    model.created_at >= since, ~has_clock], limit)
-                found.extend((subject_type, row, sender_id) for row, sender_id in rows)
-            bookings = self._bookings(s, [row.guest_id for _, row, _ in found])
-            infos = [self._info(t, row, sender_id, bookings, now) for t, row, sender_id in found]
+        found: list[Subject] = []
+        for subject_type, statuses in OPEN_SUBJECT_STATUS.items():
+            # A subject created after `since` that has a clock got it after `since` too: these
+            # are all the subjects to leave out, however many rows the CRM holds.
+            with self._session() as s:
+                clocked = set(s.execute(select(SlaClock.subject_id).where(
+                    SlaClock.subject_type == subject_type,
+                    SlaClock.created_at >= since)).scalars())
+            found.extend(self.records.open_subjects(subject_type, statuses, since,
+                                                    exclude_ids=clocked, limit=limit))
+        stays = self.records.stays([f.guest_id for f in found])
+        infos = [self._info(f, stays, now) for f in found]
         return sorted(infos, key=lambda i: i.created_at)[:limit]
 
     def subject(self, subject_type: str, subject_id: int, now: dt.datetime) -> Optional[SubjectInfo]:
-        with self._session() as s:
-            model, rows = self._subject_rows(s, subject_type, [
-                {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type].id == subject_id])
-            if not rows:
-                return None
-            row, sender_id = rows[0]
-            if not row.sla_class:
-                return None
-            return self._info(subject_type, row, sender_id, self._bookings(s, [row.guest_id]), now)
+        found = self.records.subject(subject_type, subject_id)
+        if found is None or not found.sla_class:
+            return None
+        return self._info(found, self.records.stays([found.guest_id]), now)
 
     def past_complaints(self, guest_id: int, before: dt.datetime,
                         exclude_ticket: Optional[int] = None) -> list[PastComplaint]:
         """The guest's complaints opened before `before` (newest first), with who handled each
         and what was offered: SPEC's "after a complaint, a dedicated advisor and priority"."""
+        tickets = self.records.complaints_before(guest_id, before, exclude_ticket, 20)
+        if not tickets:
+            return []
         with self._session() as s:
-            rows = s.execute(
-                select(m.Ticket.id, m.Ticket.created_at, SlaClock.id, SlaClock.resolved_by,
-                       SlaClock.takeover_userid, SlaClock.assignee_userid)
-                .outerjoin(SlaClock, and_(SlaClock.subject_type == "ticket",
-                                          SlaClock.subject_id == m.Ticket.id))
-                .where(m.Ticket.guest_id == guest_id, m.Ticket.kind == "complaint",
-                       m.Ticket.created_at <= before,
-                       m.Ticket.id != (exclude_ticket if exclude_ticket is not None else -1))
-                .order_by(m.Ticket.created_at.desc(), m.Ticket.id.desc()).limit(20)).all()
-            clock_ids = [r[2] for r in rows if r[2] is not None]
+            clocks = {c.subject_id: c for c in s.execute(
+                select(SlaClock).where(SlaClock.subject_type == "ticket",
+                                       SlaClock.subject_id.in_([t for t, _ in tickets])))
+                .scalars()}
             offered: dict[int, str] = {}
-            if clock_ids:
+            if clocks:
                 for clock_id, text in s.execute(
                         select(SlaNote.clock_id, SlaNote.text)
-                        .where(SlaNote.clock_id.in_(clock_ids), SlaNote.kind == "compensation")
+                        .where(SlaNote.clock_id.in_([c.id for c in clocks.values()]),
+                               SlaNote.kind == "compensation")
                         .order_by(SlaNote.id)).all():
                     offered[clock_id] = text
-            return [PastComplaint(ticket_id, _utc(created), resolved or takeover or assignee,
-                                  offered.get(clock_id) if clock_id else None)
-                    for ticket_id, created, clock_id, resolved, takeover, assignee in rows]
+            out = []
+            for ticket_id, created in tickets:
+                clock = clocks.get(ticket_id)
+                advisor = (clock.resolved_by or clock.takeover_userid or clock.assignee_userid
+                           if clock is not None else None)
+                out.append(PastComplaint(ticket_id, _utc(created), advisor,
+                                         offered.get(clock.id) if clock is not None else None))
+            return out
 
     def ticket_media(self, ticket_id: int) -> list[tuple[int, str]]:
         """(media id, kind) of what the guest sent with this ticket (bot.guest_media)."""
+        return self.records.ticket_media(ticket_id)
+
+    # ---- pages (this store is the table's one writer) ---------------------------------------
+    def forget_guest_pages(self, guest_id: int) -> int:
+        """Delete the pages about a guest's tickets, orders and handoffs (erasure: run before the
+        guest's rows go, while their ids can still be found). Returns how many went."""
+        subjects = self.records.guest_subjects(guest_id)
+        parts = [and_(Page.subject_type == kind, Page.subject_id.in_(ids))
+                 for kind, ids in subjects.items() if ids]
+        if not parts:
+            return 0
         with self._session() as s:
-            return [(r.id, r.kind) for r in s.execute(
-                select(m.GuestMedia.id, m.GuestMedia.kind)
-                .where(m.GuestMedia.ticket_id == ticket_id).order_by(m.GuestMedia.id)).all()]
+            return s.execute(delete(Page).where(or_(*parts))
+                             .execution_options(synchronize_session=False)).rowcount or 0
 
     # ---- clocks ---------------------------------------------------------------------------
     def create_clock(self, info: SubjectInfo, plan: ClockPlan) -> tuple[ClockDTO, bool]:
@@ -364,7 +343,7 @@ class PagingStore:
             return created
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        now = m.utcnow()
+        now = utcnow()
         rows = [dict(subject_type=info.subject_type, subject_id=info.subject_id,
                      guest_id=info.guest_id, sender_id=info.sender_id, sla_class=plan.sla_class,
                      property_id=plan.property_id, summary=info.summary[:2000],
@@ -444,7 +423,7 @@ class PagingStore:
     def set_paged(self, case_id: int, userid: str) -> None:
         with self._session() as s:
             s.execute(update(SlaClock).where(SlaClock.id == case_id)
-                      .values(paged_userid=userid, updated_at=m.utcnow()))
+                      .values(paged_userid=userid, updated_at=utcnow()))
 
     def _locked_clock(self, s, case_id: int) -> SlaClock:
         stmt = select(SlaClock).where(SlaClock.id == case_id)
@@ -477,9 +456,9 @@ class PagingStore:
                       due_at=now, status=rules.PENDING, attempts=0))
 
     def _touch_pages(self, s, clock: SlaClock, now: dt.datetime) -> None:
-        s.execute(update(m.Page).where(m.Page.subject_type == clock.subject_type,
-                                       m.Page.subject_id == clock.subject_id,
-                                       m.Page.acknowledged_at.is_(None))
+        s.execute(update(Page).where(Page.subject_type == clock.subject_type,
+                                     Page.subject_id == clock.subject_id,
+                                     Page.acknowledged_at.is_(None))
                   .values(acknowledged_at=now).execution_options(synchronize_session=False))
 
     def acknowledge(self, case_id: int, userid: str, now: dt.datetime, *,
@@ -615,22 +594,27 @@ class PagingStore:
         """Cancel the open clocks whose subject went away in the CRM (an order the guest
         cancelled, by whatever path: the bot, a console, an import). Returns those cancelled."""
         cancelled = []
-        with self._session() as s:
-            for subject_type, statuses in GONE_SUBJECT_STATUS.items():
-                model = {"ticket": m.Ticket, "order": m.Order, "handoff": m.Handoff}[subject_type]
-                gone = (select(model.id).where(model.id == SlaClock.subject_id,
-                                                model.status.in_(statuses)).exists())
+        for subject_type, statuses in GONE_SUBJECT_STATUS.items():
+            with self._session() as s:
+                open_ids = set(s.execute(select(SlaClock.subject_id).where(
+                    SlaClock.subject_type == subject_type,
+                    SlaClock.state.in_(list(rules.OPEN_STATES)))).scalars())
+            gone = self.records.subjects_in_status(subject_type, open_ids, statuses)
+            if not gone:
+                continue
+            with self._session() as s:
                 stmt = (select(SlaClock).where(SlaClock.subject_type == subject_type,
-                                               SlaClock.state.in_(list(rules.OPEN_STATES)), gone)
+                                               SlaClock.subject_id.in_(list(gone)),
+                                               SlaClock.state.in_(list(rules.OPEN_STATES)))
                         .order_by(SlaClock.id).limit(limit))
                 if self.is_postgres:
                     stmt = stmt.with_for_update(skip_locked=True)
                 for clock in s.execute(stmt).scalars():
-                    why = {"order": "客人已取消订单"}.get(subject_type, "已取消")
-                    if self._cancel(s, clock, why, now):
+                    if self._cancel(s, clock, gone_reason(subject_type), now):
                         cancelled.append(clock)
-            s.flush()
-            return [_clock_dto(c) for c in cancelled]
+                s.flush()
+                cancelled = [c if isinstance(c, ClockDTO) else _clock_dto(c) for c in cancelled]
+        return cancelled
 
     def add_note(self, case_id: int, author: str, kind: str, text: str) -> NoteDTO:
         with self._session() as s:
@@ -782,7 +766,7 @@ class PagingStore:
                 return False
             if paged and case_id is not None:
                 s.execute(update(SlaClock).where(SlaClock.id == case_id)
-                          .values(paged_userid=paged, updated_at=m.utcnow())
+                          .values(paged_userid=paged, updated_at=utcnow())
                           .execution_options(synchronize_session=False))
             return True
 
@@ -809,16 +793,16 @@ class PagingStore:
             if paged:
                 case_id = step.clock_id if step is not None else s.get(SlaStep, step_id).clock_id
                 s.execute(update(SlaClock).where(SlaClock.id == case_id)
-                          .values(paged_userid=paged, updated_at=m.utcnow())
+                          .values(paged_userid=paged, updated_at=utcnow())
                           .execution_options(synchronize_session=False))
             if status == rules.SENT and page_recipient is not None:
                 if step is None or clock is None:
                     step = _step_dto(s.get(SlaStep, step_id))
                     clock = _clock_dto(s.get(SlaClock, step.clock_id))
-                s.add(m.Page(subject_type=step.subject_type, subject_id=step.subject_id,
-                             step=step.step, recipient=page_recipient[:64], due_at=step.due_at,
-                             sent_at=fired_at, status="late" if late else "sent",
-                             attempt=step.attempts, acknowledged_at=clock.acknowledged_at))
+                s.add(Page(subject_type=step.subject_type, subject_id=step.subject_id,
+                           step=step.step, recipient=page_recipient[:64], due_at=step.due_at,
+                           sent_at=fired_at, status="late" if late else "sent",
+                           attempt=step.attempts, acknowledged_at=clock.acknowledged_at))
             return True
 
     def retry_later(self, step_id: int, worker_id: str, at: dt.datetime, error: str, *,

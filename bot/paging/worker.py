@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Optional
 
+from bot.core.time import utcnow
 from bot.complaints.classifier import remedy_for
 from bot.paging import clocks as rules
 from bot.paging import roster
@@ -54,10 +55,6 @@ NOTICE_TARGETS = (GUEST_ACK, GUEST_TAKEOVER, GUEST_HANDBACK, GUEST_RESOLVED, GUE
 ROLE_WORDS = {"supervisor": "主管", "duty_manager": "值班经理", "next_on_duty": "其他值班顾问",
               "emergency_group": "应急小组", "on_duty": "值班顾问", "paged": "值班顾问"}
 NOTIFY_CHANNEL = "concierge_paging"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from bot.core.errors import DataError
 from bot.settings import PROJECT_ROOT
 
 VOCABULARY_FILE = PROJECT_ROOT / "data" / "preferences" / "vocabulary.yml"
@@ -21,7 +22,7 @@ TEMPLATE_CONFIDENCE = 0.95
 DATE_CONFIDENCE = 0.9
 
 
-class VocabularyError(ValueError):
+class VocabularyError(DataError):
     """The vocabulary file is missing a key or has a wrong value."""
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
 from aiohttp import web
 
@@ -25,12 +24,15 @@ def refuse_outside_development() -> None:
 
 
 def main(argv=None) -> None:
+    from bot.settings import load_sandbox_settings
+
+    config = load_sandbox_settings()
     parser = argparse.ArgumentParser(prog="python -m bot.sandbox", description=__doc__)
-    parser.add_argument("--host", default=os.environ.get("SANDBOX_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("SANDBOX_PORT", dev_defaults.SANDBOX_PORT)))
+    parser.add_argument("--host", default=config.host)
+    parser.add_argument("--port", type=int, default=config.port or dev_defaults.SANDBOX_PORT)
     args = parser.parse_args(argv)
     refuse_outside_development()
-    logging.basicConfig(level=os.environ.get("SANDBOX_LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=config.log_level,
                         format="%(asctime)s sandbox %(levelname)s %(message)s")
     app = make_app()
     state = app[STATE]

@@ -18,26 +18,22 @@ from typing import Any, Dict, List
 
 from aiohttp import web
 
+from bot.sandbox import common
+
 FOLLOW_USER_PAGE = 500
 NOT_A_CONTACT = 84061
 INVALID_EXTERNAL_USERID = 40096
 
 
-def _server():
-    from bot.sandbox import server  # the server registers these routes: import it lazily
-
-    return server
-
 
 async def externalcontact_get(request: web.Request) -> Dict[str, Any]:
-    server = _server()
-    state = request.app[server.STATE]
+    state = request.app[common.STATE]
     ext = (request.query.get("external_userid") or "").strip()
     if not ext:
-        raise server.ApiError(INVALID_EXTERNAL_USERID, "invalid external userid")
+        raise common.ApiError(INVALID_EXTERNAL_USERID, "invalid external userid")
     contact = _contact(state, ext)
     if contact is None:
-        raise server.ApiError(NOT_A_CONTACT, "not external contact")
+        raise common.ApiError(NOT_A_CONTACT, "not external contact")
     cursor = request.query.get("cursor") or ""
     start = int(cursor) if cursor.isdigit() else 0
     follow: List[Dict[str, Any]] = contact["follow_user"]
@@ -71,7 +67,7 @@ def check_mark_tag(state, body: Dict[str, Any]) -> None:
     if contact is None:
         return  # contacts nobody seeded: the sandbox stays permissive for older tests
     if body.get("userid") not in {f["userid"] for f in contact["follow_user"]}:
-        raise _server().ApiError(NOT_A_CONTACT, "not external contact of this userid")
+        raise common.ApiError(NOT_A_CONTACT, "not external contact of this userid")
 
 
 def _follow(item: Any, index: int) -> Dict[str, Any]:
@@ -86,8 +82,7 @@ def _follow(item: Any, index: int) -> Dict[str, Any]:
 
 
 async def seed_contact(request: web.Request) -> web.Response:
-    server = _server()
-    state, data = request.app[server.STATE], await server._json(request)
+    state, data = request.app[common.STATE], await common.read_json(request)
     ext = str(data.get("external_userid") or "").strip()
     follow = data.get("follow_user")
     if not ext or not isinstance(follow, list) or not follow:
@@ -99,7 +94,7 @@ async def seed_contact(request: web.Request) -> web.Response:
 
 
 async def list_contacts(request: web.Request) -> web.Response:
-    return web.json_response({"contacts": request.app[_server().STATE].contacts})
+    return web.json_response({"contacts": request.app[common.STATE].contacts})
 
 
 def add_routes(app: web.Application) -> None:

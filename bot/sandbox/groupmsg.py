@@ -85,7 +85,7 @@ class GroupMsgState:
 
 
 def _sandbox(request: web.Request):
-    from bot.sandbox.server import _state  # the server imports this module: import on use
+    from bot.sandbox.common import state_of as _state
 
     return _state(request)
 
@@ -95,7 +95,7 @@ def _gm(request: web.Request) -> GroupMsgState:
 
 
 def _api_error():
-    from bot.sandbox.server import ApiError
+    from bot.sandbox.common import ApiError
 
     return ApiError
 

@@ -17,6 +17,8 @@ from typing import Any, Dict
 
 from aiohttp import web
 
+from bot.sandbox import common
+
 # a 1x1 PNG and the AMR-NB magic with one empty frame: small, but real files of their kind
 SAMPLE = {
     "image": (base64.b64decode(
@@ -29,11 +31,6 @@ SAMPLE = {
 UPLOAD_TYPES = ("image", "voice", "video", "file")
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # WeCom: voice 2 MB, image 10 MB, file 20 MB (kept small here)
 
-
-def _server():
-    from bot.sandbox import server
-
-    return server
 
 
 def register_guest_media(state, item: Dict[str, Any], data: Dict[str, Any]) -> None:
@@ -54,33 +51,31 @@ def register_guest_media(state, item: Dict[str, Any], data: Dict[str, Any]) -> N
 
 
 async def media_get(request: web.Request):
-    server = _server()
-    state = request.app[server.STATE]
+    state = request.app[common.STATE]
     media = state.media.get(request.query.get("media_id") or "")
     if media is None or media["app"] != request.get("app_name"):
-        raise server.ApiError(40007, "invalid media_id")
+        raise common.ApiError(40007, "invalid media_id")
     return web.Response(body=media["data"], content_type=media["content_type"], headers={
         "Content-Disposition": f'attachment; filename="{media["filename"]}"'})
 
 
 async def media_upload(request: web.Request) -> Dict[str, Any]:
-    server = _server()
-    state = request.app[server.STATE]
+    state = request.app[common.STATE]
     kind = request.query.get("type")
     if kind not in UPLOAD_TYPES:
-        raise server.ApiError(40004, "invalid media type")
+        raise common.ApiError(40004, "invalid media type")
     try:
         form = await request.post()
     except Exception:
-        raise server.ApiError(41005, "media data missing") from None
+        raise common.ApiError(41005, "media data missing") from None
     field = form.get("media")
     if field is None or not hasattr(field, "file"):
-        raise server.ApiError(41005, "media data missing")
+        raise common.ApiError(41005, "media data missing")
     content = field.file.read(MAX_UPLOAD_BYTES + 1)
     if not content:
-        raise server.ApiError(44001, "empty media data")
+        raise common.ApiError(44001, "empty media data")
     if len(content) > MAX_UPLOAD_BYTES:
-        raise server.ApiError(40006, "invalid file size")
+        raise common.ApiError(40006, "invalid file size")
     media_id = state.new_id("appmedia")
     state.media[media_id] = {"data": content, "content_type": field.content_type or "",
                              "filename": field.filename or kind, "app": request.get("app_name"),
@@ -94,7 +89,7 @@ def check_app_media(state, body: Dict[str, Any]) -> None:
     media_id = (body.get(msgtype) or {}).get("media_id")
     media = state.media.get(media_id or "")
     if media is None or media["app"] != "app":
-        raise _server().ApiError(40007, "invalid media_id")
+        raise common.ApiError(40007, "invalid media_id")
 
 
 def add_routes(app: web.Application) -> None:

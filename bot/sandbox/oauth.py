@@ -48,7 +48,7 @@ def _check_request(params, corp_id: str) -> str | None:
 
 
 async def authorize_page(request: web.Request) -> web.Response:
-    from bot.sandbox.server import _state
+    from bot.sandbox.common import state_of as _state
 
     params = request.query
     problem = _check_request(params, _state(request).secrets.corp_id)
@@ -65,7 +65,7 @@ async def authorize_page(request: web.Request) -> web.Response:
 
 
 async def authorize_submit(request: web.Request) -> web.Response:
-    from bot.sandbox.server import _state
+    from bot.sandbox.common import state_of as _state
 
     form = await request.post()
     problem = _check_request(form, _state(request).secrets.corp_id)
@@ -86,7 +86,7 @@ async def authorize_submit(request: web.Request) -> web.Response:
 
 
 async def getuserinfo(request: web.Request) -> Dict[str, Any]:
-    from bot.sandbox.server import ApiError
+    from bot.sandbox.common import ApiError
 
     info = request.app[CODES].get(request.query.get("code") or "")
     if info is None or info["used"] or time.time() - info["issued"] > CODE_TTL_S:

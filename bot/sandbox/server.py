@@ -16,12 +16,16 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import aiohttp
 from aiohttp import web
 
 from bot.sandbox import contacts, media, oauth
+# What the route modules share with this one (kept apart so they need not import the server).
+from bot.sandbox.common import HTTP, STATE, ApiError  # noqa: F401 - re-exported
+from bot.sandbox.common import read_json as _json
+from bot.sandbox.common import state_of as _state
 from bot.sandbox.state import (
     CALLBACK_TOKEN_TTL_S,
     KF_QUOTA,
@@ -46,22 +50,8 @@ APP_OF_PATH = {  # which app's token a path needs (48002 otherwise, as WeCom ans
 }
 KF_MSGTYPES = {"text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location", "ca_link"}
 
-STATE = web.AppKey("state", SandboxState)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
-
-
-class ApiError(Exception):
-    def __init__(self, errcode: int, errmsg: str) -> None:
-        super().__init__(errmsg)
-        self.errcode, self.errmsg = errcode, errmsg
-
-
 def _utf8_len(text: str) -> int:
     return len((text or "").encode("utf-8"))
-
-
-def _state(request: web.Request) -> SandboxState:
-    return request.app[STATE]
 
 
 # ==== the WeCom API ==============================================================================
@@ -411,16 +401,6 @@ def _kf_callback(state: SandboxState, open_kfid: str):
            "<Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{kfid}]]></OpenKfId></xml>").format(
         corp=state.secrets.corp_id, ts=int(time.time()), token=token, kfid=open_kfid)
     return _crypto(state, "kf").encrypt_xml(xml, to_user=state.secrets.corp_id)
-
-
-async def _json(request: web.Request) -> Dict[str, Any]:
-    try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="JSON body expected")
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="JSON object expected")
-    return data
 
 
 def _kf_item(state: SandboxState, open_kfid: str, external_userid: str, msgtype: str, data: Dict[str, Any]):

@@ -3,14 +3,13 @@ three kinds of conversation (微信客服 guests, groups with the 智能机器�
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from bot.settings import get_settings
+from bot.settings import get_settings, load_sandbox_settings
 from bot.wecom import dev_defaults
 
 KF_QUOTA = 5
@@ -18,11 +17,6 @@ KF_WINDOW_S = 48 * 3600
 CALLBACK_TOKEN_TTL_S = 600
 WELCOME_CODE_TTL_S = 20
 RESPONSE_URL_TTL_S = 3600
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return value if value else default
 
 
 @dataclass
@@ -82,13 +76,16 @@ class KfSession:
 @dataclass
 class SandboxState:
     secrets: Secrets = field(default_factory=Secrets.load)
-    connector_url: str = field(default_factory=lambda: _env("SANDBOX_CONNECTOR_URL", "http://127.0.0.1:5005").rstrip("/"))
-    token_ttl_s: int = field(default_factory=lambda: int(_env("SANDBOX_TOKEN_TTL", "7200")))
-    callback_retries: int = field(default_factory=lambda: int(_env("SANDBOX_CALLBACK_RETRIES", "3")))
-    callback_timeout_s: float = field(default_factory=lambda: float(_env("SANDBOX_CALLBACK_TIMEOUT_S", "5")))
+    # Read at construction (bot.core.settings.load_sandbox_settings), not cached: each sandbox a
+    # test builds sees that test's environment.
+    connector_url: str = field(default_factory=lambda: load_sandbox_settings().connector_url)
+    token_ttl_s: int = field(default_factory=lambda: load_sandbox_settings().token_ttl_s)
+    callback_retries: int = field(default_factory=lambda: load_sandbox_settings().callback_retries)
+    callback_timeout_s: float = field(default_factory=lambda: load_sandbox_settings().callback_timeout_s)
     open_kfid: str = dev_defaults.SANDBOX_OPEN_KFID
     aibot_id: str = dev_defaults.SANDBOX_AIBOT_ID
-    aibot_name: str = field(default_factory=lambda: _env("SANDBOX_AIBOT_NAME", dev_defaults.SANDBOX_AIBOT_NAME))
+    aibot_name: str = field(default_factory=lambda: load_sandbox_settings().aibot_name
+                            or dev_defaults.SANDBOX_AIBOT_NAME)
     robot_keys: Tuple[str, ...] = (dev_defaults.SANDBOX_ROBOT_KEY,)
 
     def __post_init__(self) -> None:

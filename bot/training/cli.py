@@ -323,8 +323,8 @@ def _status(args) -> int:
 def register_data(subparsers) -> None:
     data = subparsers.add_parser("data", help="the data files admins edit")
     sub = data.add_subparsers(dest="data_command", required=True)
-    p = sub.add_parser("check", help="validate the knowledge base, catalogue, SLA policy, "
-                                     "complaint rules, vocabulary and NLU data")
+    p = sub.add_parser("check", help="validate every data file (knowledge base, catalogue, SLA "
+                                     "and marketing policies, rules, staff, demo, NLU, ...)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_data_check)
 
@@ -334,6 +334,5 @@ def _data_check(args) -> int:
     from bot.settings import get_settings
 
     checks = check_all(get_settings())
-    _out(args, [c.__dict__ for c in checks],
-         "\n".join(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.path}: {c.detail}" for c in checks))
+    _out(args, [c.__dict__ for c in checks], "\n".join(c.line for c in checks))
     return EXIT_OK if all(c.ok for c in checks) else EXIT_REFUSED

@@ -1,6 +1,7 @@
 """The WeCom code's one clock seam: wall time (UTC, for what the database stores and compares),
 monotonic time (in-process expiries) and sleeping (back-offs, heartbeats, sweeps). Production
 uses `SYSTEM`; tests pass a `ManualClock` and move time on instead of sleeping."""
+
 from __future__ import annotations
 
 import asyncio

@@ -3,7 +3,6 @@ to run the (blocking) SQLAlchemy calls off the event loop."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import threading
 from typing import Any, Callable, Dict, Optional, TypeVar
@@ -11,6 +10,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
+from bot.core.time import aware, utcnow  # noqa: F401 - callers import them from here
 from bot.crm.db import make_engine, make_session_factory, session_scope
 from bot.settings import get_settings
 
@@ -51,12 +51,3 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def aware(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
-    """Rows read back from SQLite may come naive (UTC): make them comparable."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=dt.timezone.utc)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import time
 from typing import Optional, Set
 
@@ -182,17 +181,18 @@ class IntakeServer:
 
 
 def main(argv=None) -> None:
+    from bot.settings import get_settings
+
+    settings = get_settings()
     parser = argparse.ArgumentParser(prog="python -m bot.wecom.intake_server", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=os.environ.get("WECOM_INTAKE_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("WECOM_INTAKE_PORT", DEFAULT_PORT)))
-    parser.add_argument("--notify-url", default=os.environ.get("WECOM_INTAKE_NOTIFY_URL", DEFAULT_NOTIFY_URL))
+    parser.add_argument("--host", default=settings.intake.host)
+    parser.add_argument("--port", type=int, default=settings.intake.port)
+    parser.add_argument("--notify-url", default=settings.intake.notify_url)
     args = parser.parse_args(argv)
     from bot.ops.http import build, setup_logging
     from bot.preflight import start_process
-    from bot.settings import get_settings
     from bot.wecom.db import get_engine
 
-    settings = get_settings()
     setup_logging("intake", settings)
     start_process("intake", settings)
     server = IntakeServer(WeComConfig.load(), args.notify_url,

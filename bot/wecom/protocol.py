@@ -4,6 +4,7 @@ The inbox stores a message as JSON (`wecom_inbox.payload`); the classes here rea
 exactly the keys stored so far, so rows written before these classes existed read the same and
 the database needs no migration. The Enums are `str` Enums whose values are the stored strings.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -163,9 +164,15 @@ class KfMessage:
 
     def to_payload(self) -> Dict[str, Any]:
         payload: Dict[str, Any] = {
-            "surface": "kf", "msgtype": self.msgtype, "origin": self.origin, "msgid": self.msgid,
-            "open_kfid": self.open_kfid, "external_userid": self.external_userid,
-            "servicer_userid": self.servicer_userid, "send_time": self.send_time, "raw": self.raw,
+            "surface": "kf",
+            "msgtype": self.msgtype,
+            "origin": self.origin,
+            "msgid": self.msgid,
+            "open_kfid": self.open_kfid,
+            "external_userid": self.external_userid,
+            "servicer_userid": self.servicer_userid,
+            "send_time": self.send_time,
+            "raw": self.raw,
         }
         if self.msgtype == "text":
             payload["text"] = self.text or ""
@@ -180,14 +187,21 @@ class KfMessage:
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> "KfMessage":
-        return cls(msgtype=str(p.get("msgtype") or "unknown"), origin=_int(p.get("origin")) or 0,
-                   msgid=_str(p.get("msgid")), open_kfid=_str(p.get("open_kfid")),
-                   external_userid=_str(p.get("external_userid")),
-                   servicer_userid=_str(p.get("servicer_userid")), send_time=_int(p.get("send_time")),
-                   text=_str(p.get("text")), menu_id=_str(p.get("menu_id")),
-                   location_name=_str(p.get("location_name")),
-                   location_address=_str(p.get("location_address")),
-                   event=_dict(p.get("event")), raw=_dict(p.get("raw")))
+        return cls(
+            msgtype=str(p.get("msgtype") or "unknown"),
+            origin=_int(p.get("origin")) or 0,
+            msgid=_str(p.get("msgid")),
+            open_kfid=_str(p.get("open_kfid")),
+            external_userid=_str(p.get("external_userid")),
+            servicer_userid=_str(p.get("servicer_userid")),
+            send_time=_int(p.get("send_time")),
+            text=_str(p.get("text")),
+            menu_id=_str(p.get("menu_id")),
+            location_name=_str(p.get("location_name")),
+            location_address=_str(p.get("location_address")),
+            event=_dict(p.get("event")),
+            raw=_dict(p.get("raw")),
+        )
 
 
 @dataclass(frozen=True)
@@ -218,9 +232,15 @@ class AibotMessage:
 
     def to_payload(self) -> Dict[str, Any]:
         payload: Dict[str, Any] = {
-            "surface": "aibot", "msgtype": self.msgtype, "msgid": self.msgid, "userid": self.userid,
-            "chatid": self.chatid, "chattype": self.chattype, "aibotid": self.aibotid,
-            "response_url": self.response_url, "raw": self.raw,
+            "surface": "aibot",
+            "msgtype": self.msgtype,
+            "msgid": self.msgid,
+            "userid": self.userid,
+            "chatid": self.chatid,
+            "chattype": self.chattype,
+            "aibotid": self.aibotid,
+            "response_url": self.response_url,
+            "raw": self.raw,
         }
         if self.text is not None:
             payload["text"] = self.text
@@ -231,12 +251,19 @@ class AibotMessage:
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> "AibotMessage":
-        return cls(msgtype=str(p.get("msgtype") or "unknown"), userid=str(p.get("userid") or ""),
-                   msgid=_str(p.get("msgid")), chatid=_str(p.get("chatid")),
-                   chattype=str(p.get("chattype") or "single"), aibotid=_str(p.get("aibotid")),
-                   response_url=_str(p.get("response_url")), text=_str(p.get("text")),
-                   mentioned=bool(p.get("mentioned")), event=_dict(p.get("event")),
-                   raw=_dict(p.get("raw")))
+        return cls(
+            msgtype=str(p.get("msgtype") or "unknown"),
+            userid=str(p.get("userid") or ""),
+            msgid=_str(p.get("msgid")),
+            chatid=_str(p.get("chatid")),
+            chattype=str(p.get("chattype") or "single"),
+            aibotid=_str(p.get("aibotid")),
+            response_url=_str(p.get("response_url")),
+            text=_str(p.get("text")),
+            mentioned=bool(p.get("mentioned")),
+            event=_dict(p.get("event")),
+            raw=_dict(p.get("raw")),
+        )
 
 
 @dataclass(frozen=True)
@@ -265,8 +292,13 @@ class AppMessage:
 
     def to_payload(self) -> Dict[str, Any]:
         payload: Dict[str, Any] = {
-            "surface": "app", "msgtype": self.msgtype, "userid": self.userid, "msgid": self.msgid,
-            "agent_id": self.agent_id, "create_time": self.create_time, "raw": self.raw,
+            "surface": "app",
+            "msgtype": self.msgtype,
+            "userid": self.userid,
+            "msgid": self.msgid,
+            "agent_id": self.agent_id,
+            "create_time": self.create_time,
+            "raw": self.raw,
         }
         if self.msgtype == "text":
             payload["text"] = self.text or ""
@@ -277,16 +309,25 @@ class AppMessage:
 
     @classmethod
     def from_payload(cls, p: Mapping[str, Any]) -> "AppMessage":
-        return cls(userid=str(p.get("userid") or ""), msgtype=str(p.get("msgtype") or "unknown"),
-                   text=_str(p.get("text")), event=_str(p.get("event")),
-                   event_key=_str(p.get("event_key")), agent_id=_str(p.get("agent_id")),
-                   msgid=_str(p.get("msgid")), create_time=_int(p.get("create_time")),
-                   raw=_dict(p.get("raw")))
+        return cls(
+            userid=str(p.get("userid") or ""),
+            msgtype=str(p.get("msgtype") or "unknown"),
+            text=_str(p.get("text")),
+            event=_str(p.get("event")),
+            event_key=_str(p.get("event_key")),
+            agent_id=_str(p.get("agent_id")),
+            msgid=_str(p.get("msgid")),
+            create_time=_int(p.get("create_time")),
+            raw=_dict(p.get("raw")),
+        )
 
 
 SurfaceMessage = Union[KfMessage, AibotMessage, AppMessage]
-_BY_SURFACE = {Surface.KF.value: KfMessage, Surface.AIBOT.value: AibotMessage,
-               Surface.APP.value: AppMessage}
+_BY_SURFACE = {
+    Surface.KF.value: KfMessage,
+    Surface.AIBOT.value: AibotMessage,
+    Surface.APP.value: AppMessage,
+}
 
 
 def message_from_payload(surface: str, payload: Mapping[str, Any]) -> SurfaceMessage:

@@ -8,6 +8,7 @@
 
 The string form is what Rasa, the CRM and the inbox store, so it never changes shape.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ class SenderId:
         return cls(Scheme.WECOM, userid)
 
     def __str__(self) -> str:
-        return f"{self.scheme.value}:{self.local}" if self.scheme is not Scheme.OTHER else self.local
+        return (
+            f"{self.scheme.value}:{self.local}" if self.scheme is not Scheme.OTHER else self.local
+        )
 
     @property
     def is_kf(self) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from yarl import URL
 
 from bot.console.auth import SESSION_COOKIE, Auth
-from tests.console.conftest import SECRET, csrf_of, sign_in
+from tests.console.conftest import SECRET, sign_in
 
 SHANGHAI = "shanghai-bund-hotel"
 

@@ -33,6 +33,7 @@ def crm_url():
 def spool_file(tmp_path, monkeypatch):
     path = tmp_path / "spool" / "crm-writes.jsonl"
     monkeypatch.setenv(SPOOL_FILE_ENV, str(path))
+    get_settings.cache_clear()
     return path
 
 

@@ -38,7 +38,7 @@ def test_two_workers_send_one_campaign_once(pg_database_url):
     clock = Clock(at(0, 10))
     api = RecordingAPI()
     setup = make_engine(pg_database_url)
-    campaign = CampaignService(setup, policy(), clock=clock).create(MEMBER_DAY, actor="t")
+    CampaignService(setup, policy(), clock=clock).create(MEMBER_DAY, actor="t")
     setup.dispose()
 
     def worker(i):

@@ -285,7 +285,7 @@ def test_entity_spans_align_with_jieba_tokens_after_normalisation(train, holdout
 def test_userdict_is_in_jieba_format_and_big_enough():
     lines = [line for line in USERDICT.read_text(encoding="utf-8").splitlines() if line.strip()]
     pattern = re.compile(r"^\S+( \d+)?( [a-z]+)?$")
-    assert all(pattern.match(line) for line in lines), [l for l in lines if not pattern.match(l)]
+    assert all(pattern.match(line) for line in lines), [bad for bad in lines if not pattern.match(bad)]
     words = [line.split()[0] for line in lines if not line.endswith(" 0")]
     assert len(words) >= 100
     assert len(words) == len(set(words))

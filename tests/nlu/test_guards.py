@@ -162,3 +162,13 @@ def test_jionlp_does_not_duplicate_the_crf_or_count_durations():
     assert when_values("明天接机", entities=crf) == [("明天", "CRFEntityExtractor")]
     assert when_values("等了半小时") == []
     assert when_values("吵得我一晚上没睡") == []
+
+
+def test_the_e5_vector_cache_can_be_cleared_between_candidates():
+    import numpy as np
+
+    from bot.nlu import e5_featurizer
+
+    e5_featurizer._CACHE["你好"] = np.zeros(384, dtype=np.float32)
+    e5_featurizer.clear_cache()
+    assert "你好" not in e5_featurizer._CACHE

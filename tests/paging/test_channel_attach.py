@@ -1,6 +1,7 @@
 """Paging in the Rasa process: the guest hook stores ratings and forwards the rest; the composition
 root adds the advisors' commands to the channel's router, or leaves paging off when the policy is
 invalid; the case page is served only with a valid signature."""
+
 from __future__ import annotations
 
 from bot.paging.case_pages import CasePages
@@ -70,10 +71,17 @@ async def test_the_router_offers_a_message_to_each_handler_until_one_takes_it():
     router = AppCommandRouter([first, second])
     assert await router.dispatch(AppMessage(userid="advisor_li", msgtype="text", text="接单 3"))
     assert not await router.dispatch(AppMessage(userid="advisor_li", msgtype="text", text="你好"))
-    assert seen == [("first", "接单 3"), ("second", "接单 3"), ("first", "你好"), ("second", "你好")]
+    assert seen == [
+        ("first", "接单 3"),
+        ("second", "接单 3"),
+        ("first", "你好"),
+        ("second", "你好"),
+    ]
 
 
-async def test_case_page_needs_the_signature_and_shows_the_case(crm, paging, policy, messenger, clock, make_worker):
+async def test_case_page_needs_the_signature_and_shows_the_case(
+    crm, paging, policy, messenger, clock, make_worker
+):
     from bot.paging.links import CaseLinks
     from bot.paging.service import PagingService
     from tests.paging.conftest import complaint, new_guest
@@ -96,8 +104,9 @@ async def test_case_page_needs_the_signature_and_shows_the_case(crm, paging, pol
     assert view.actor == "advisor:advisor_li" and view.detail["case"] == case.id
 
 
-async def test_the_paging_channel_serves_the_case_page_over_http(crm, paging, policy, messenger, clock,
-                                                                 make_worker):
+async def test_the_paging_channel_serves_the_case_page_over_http(
+    crm, paging, policy, messenger, clock, make_worker
+):
     import aiohttp
     from sanic import Sanic
 
@@ -111,7 +120,9 @@ async def test_the_paging_channel_serves_the_case_page_over_http(crm, paging, po
     clock.set(ticket.created_at)
     await make_worker().tick()
     case = paging.clock_for("ticket", ticket.id)
-    channel = PagingChannel(CasePages(PagingService(paging, policy, messenger, crm=crm, clock=clock)))
+    channel = PagingChannel(
+        CasePages(PagingService(paging, policy, messenger, crm=crm, clock=clock))
+    )
 
     def build(name):
         app = Sanic(name)
@@ -123,5 +134,7 @@ async def test_the_paging_channel_serves_the_case_page_over_http(crm, paging, po
         async with http.get(f"{url}/webhooks/paging/cases/{case.id}", params={"sig": sig}) as resp:
             assert resp.status == 200 and resp.content_type == "text/html"
             assert f"#{case.id}" in await resp.text()
-        async with http.get(f"{url}/webhooks/paging/cases/{case.id}", params={"sig": "forged"}) as resp:
+        async with http.get(
+            f"{url}/webhooks/paging/cases/{case.id}", params={"sig": "forged"}
+        ) as resp:
             assert (resp.status, await resp.text()) == (403, "链接无效或已过期")

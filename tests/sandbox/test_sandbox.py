@@ -3,7 +3,6 @@ and encrypted callbacks that decrypt with the shared dev secrets."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import aiohttp
@@ -13,6 +12,7 @@ from aiohttp import web
 from bot.settings import get_settings
 from bot.wecom import dev_defaults
 from bot.wecom.crypto import CallbackCrypto, parse_xml
+from bot.wecom.delivery.intake import HANDLE_MS_HEADER
 from tests.wecom.helpers import free_port, run_sandbox
 
 
@@ -48,14 +48,18 @@ class Sandbox:
 class Receiver:
     """Plays the connector: records callbacks, answers with the given statuses in turn."""
 
-    def __init__(self, statuses=(200,)):
+    def __init__(self, statuses=(200,), *, delay_s: float = 0.0, headers=None):
         self.statuses = list(statuses)
         self.requests = []
+        self.delay_s = delay_s
+        self.headers = dict(headers or {})
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.query), await request.text()))
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        return web.Response(status=status, text="")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return web.Response(status=status, text="", headers=self.headers)
 
     async def start(self, port):
         app = web.Application()
@@ -219,7 +223,24 @@ async def test_replays_deliver_the_identical_callback_again(sandbox):
     aibot_requests = [r for r in receiver.requests if r[0].endswith("/aibot")]
     assert len(kf_requests) == 4 and len({(str(q), b) for _, q, b in kf_requests}) == 1
     assert len(aibot_requests) == 3 and len({(str(q), b) for _, q, b in aibot_requests}) == 1
-    assert kf["delivery"]["elapsed_ms"] >= 0  # the connector's answer time, as WeCom sees it
+
+
+async def test_delivery_reports_the_connector_answer_time(sandbox):
+    """elapsed_ms is the connector's answer time as WeCom sees it: never less than the time the
+    connector took (a lower bound, so no speed is asserted), and connector_ms is what the
+    connector says of itself."""
+    receiver = Receiver(delay_s=0.3, headers={HANDLE_MS_HEADER: "12.5"})
+    await receiver.start(sandbox.receiver_port)
+    try:
+        kf = await sandbox.post("/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好",
+                                                       "replays": 1})
+    finally:
+        await receiver.stop()
+    assert kf["delivery"]["elapsed_ms"] >= 300
+    assert kf["delivery"]["replays"][0]["elapsed_ms"] >= 300
+    assert kf["delivery"]["connector_ms"] == 12.5
+    assert len(sandbox.state.deliveries) == 2
+    assert all(d["elapsed_ms"] >= 300 for d in sandbox.state.deliveries)
     async with sandbox.http.post(sandbox.base + "/_sandbox/guest/kf",
                                  json={"external_userid": "wm1", "text": "x", "replays": "many"}) as resp:
         assert resp.status == 400

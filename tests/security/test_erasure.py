@@ -206,3 +206,27 @@ def test_retention_drops_old_handled_messages_and_tracker_events(world):
     counts = run_retention(crm, tracker, now=later)
     assert counts == {"wecom_inbox": 1, "wecom_outbox": 2, "conversation_events": 3,
                       "tracker_events": 3}
+
+
+def test_erasure_has_the_paging_store_forget_the_guests_pages(world):
+    """Pages are the paging store's table: erasure asks it to forget the guest's, and leaves
+    other guests' pages alone."""
+    from sqlalchemy import func, select
+
+    from bot.crm.db import make_session_factory, session_scope
+    from bot.crm.models import Page
+
+    crm, tracker, spool, db, tmp = world
+    [ticket] = crm.profile(SENDER)["tickets"]
+    other = crm.create_ticket("kf:other", kind="complaint", description="空调不冷")
+    factory = make_session_factory(crm.engine)
+    with session_scope(factory) as s:
+        for subject_id in (ticket["id"], other.id):
+            s.add(Page(subject_type="ticket", subject_id=subject_id, step="ack",
+                       recipient="advisor_li", status="sent", attempt=1))
+    report = GuestEraser(crm, tracker=tracker, spools=[spool]).erase(
+        SENDER, actor="cli:dpo", reason="guest asked")
+    assert report.counts["pages"] == 1
+    with session_scope(factory) as s:
+        left = s.execute(select(Page.subject_id)).scalars().all()
+        assert left == [other.id] and s.execute(select(func.count(Page.id))).scalar() == 1

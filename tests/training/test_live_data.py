@@ -82,7 +82,9 @@ def test_data_check_names_the_failing_file_and_exits_1(kb_dir, capsys):
                  encoding="utf-8")
     assert main(["data", "check"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL knowledge base" in out and "shanghai-bund-hotel.yml" in out
+    # `file: what is wrong`, the file being the one at fault, not just the folder
+    line = next(x for x in out.splitlines() if x.startswith("FAIL"))
+    assert line.startswith(f"FAIL knowledge base: {f}: line ") and "invalid YAML" in line
     assert "ok   add-on catalogue" in out
 
 

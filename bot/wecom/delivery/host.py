@@ -9,6 +9,7 @@ the Rasa channel drains the inbox and retries due outbox sends).
 Seams for tests: `tasks` starts every background task (inject one that drops them to simulate a
 process that died right after answering WeCom), and `clock` (bot.wecom.clock) times the sweep.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,11 +23,19 @@ from bot.wecom.delivery.tasks import BackgroundTasks
 
 logger = logging.getLogger(__name__)
 
+
 class DeliveryHost:
-    def __init__(self, config: WeComConfig, services, *, on_stored: Callable[[str], None],
-                 housekeeping: Optional[Callable[[], Awaitable[None]]] = None,
-                 sweep_interval_s: float = 10.0, tasks: Optional[BackgroundTasks] = None,
-                 clock: Clock = SYSTEM) -> None:
+    def __init__(
+        self,
+        config: WeComConfig,
+        services,
+        *,
+        on_stored: Callable[[str], None],
+        housekeeping: Optional[Callable[[], Awaitable[None]]] = None,
+        sweep_interval_s: float = 10.0,
+        tasks: Optional[BackgroundTasks] = None,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self.services = services
         self.on_stored = on_stored
         self.housekeeping = housekeeping
@@ -35,7 +44,9 @@ class DeliveryHost:
         self.clock = clock
         self.failed_syncs: Dict[str, Optional[str]] = {}
         self._sweeper: Optional[asyncio.Task] = None
-        self.intake = CallbackIntake(config, services, on_stored=on_stored, on_kf_notice=self.kf_notice)
+        self.intake = CallbackIntake(
+            config, services, on_stored=on_stored, on_kf_notice=self.kf_notice
+        )
 
     # ---- 微信客服 pulls ---------------------------------------------------------------------
     def kf_notice(self, open_kfid: str, token: Optional[str]) -> None:
@@ -58,7 +69,9 @@ class DeliveryHost:
         try:
             kfids = await self.services.inbox.known_kfids()
         except Exception:
-            logger.exception("WeCom inbox unavailable -- are the migrations applied (concierge db upgrade)?")
+            logger.exception(
+                "WeCom inbox unavailable -- are the migrations applied (concierge db upgrade)?"
+            )
             kfids = []
         for open_kfid in kfids:
             self.kf_notice(open_kfid, None)

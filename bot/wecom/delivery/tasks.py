@@ -1,5 +1,6 @@
 """Background work of a WeCom host, started through one object so tests can inject a fault (a
 process that dies right after answering WeCom) instead of patching private attributes."""
+
 from __future__ import annotations
 
 import asyncio

@@ -7,6 +7,7 @@ commands through its `AppCommandRouter`.
 `handle(item)` returns the row's final status; if it raises, the pipeline releases the row for a
 retry and, after the last attempt, calls `on_failed` (the guest gets an apology).
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,14 @@ Extension = Callable[[Any, AppCommandRouter], Awaitable[Sequence[GuestHook]]]
 class Conversation(Protocol):
     """The dialogue engine, seen from WeCom (implemented by the Rasa channel)."""
 
-    async def converse(self, text: str, reply: Reply, sender_id: str, message_id: Optional[str],
-                       metadata: Dict[str, Any]) -> None: ...
+    async def converse(
+        self,
+        text: str,
+        reply: Reply,
+        sender_id: str,
+        message_id: Optional[str],
+        metadata: Dict[str, Any],
+    ) -> None: ...
 
     async def answered_before(self, sender_id: str, message_id: str) -> Optional[List[Message]]:
         """The messages the engine answered `message_id` with, if it got that far before."""
@@ -56,10 +63,18 @@ class MediaHandler(Protocol):
 
 
 class TurnRunner:
-    def __init__(self, services, conversation: Conversation, *, ensure_guest: EnsureGuest,
-                 app_router: AppCommandRouter, hooks: Sequence[GuestHook] = (),
-                 welcome_intent: Optional[str] = None, kf_url: Optional[str] = None,
-                 media: Optional[Callable[[], MediaHandler]] = None) -> None:
+    def __init__(
+        self,
+        services,
+        conversation: Conversation,
+        *,
+        ensure_guest: EnsureGuest,
+        app_router: AppCommandRouter,
+        hooks: Sequence[GuestHook] = (),
+        welcome_intent: Optional[str] = None,
+        kf_url: Optional[str] = None,
+        media: Optional[Callable[[], MediaHandler]] = None,
+    ) -> None:
         self.s = services
         self.conversation = conversation
         self.ensure_guest = ensure_guest
@@ -92,8 +107,12 @@ class TurnRunner:
             return await self._kf_welcome(item, m)
         if kind.is_event:
             if kind.is_(Event.MSG_SEND_FAIL):
-                logger.warning("kf message %s to %s failed on WeCom's side (fail_type %s)",
-                               m.event.get("fail_msgid"), item.sender_id, m.event.get("fail_type"))
+                logger.warning(
+                    "kf message %s to %s failed on WeCom's side (fail_type %s)",
+                    m.event.get("fail_msgid"),
+                    item.sender_id,
+                    m.event.get("fail_type"),
+                )
             return DONE
         await self.ensure_guest(item.sender_id, identity_of(m))
         reply = KfReply(self.s, m.open_kfid, m.external_userid, self.reply_key(item))
@@ -101,7 +120,11 @@ class TurnRunner:
             text = await self.menus.payload_for(m.menu_id) if m.menu_id else (m.text or "")
             return await self._converse(item, text, reply)
         handled = await self._guest_media(item) if kind.name in ("image", "voice") else None
-        text = handled.reply if handled is not None and handled.reply else reply_for_kind(kind.name, item.payload)
+        text = (
+            handled.reply
+            if handled is not None and handled.reply
+            else reply_for_kind(kind.name, item.payload)
+        )
         await reply.say(item.sender_id, text)
         return DONE
 
@@ -110,11 +133,25 @@ class TurnRunner:
         if not m.welcome_code:
             return DONE  # WeCom gives no code when a welcome is not allowed now
         assert m.external_userid is not None
-        reply = KfReply(self.s, m.open_kfid, m.external_userid, self.reply_key(item), welcome_code=m.welcome_code)
+        reply = KfReply(
+            self.s,
+            m.open_kfid,
+            m.external_userid,
+            self.reply_key(item),
+            welcome_code=m.welcome_code,
+        )
         if self.welcome_intent:
-            metadata = {"wecom": {**public_metadata(item.payload), "event": Event.ENTER_SESSION.value,
-                                  "scene": m.event.get("scene"), "scene_param": m.event.get("scene_param")}}
-            await self.conversation.converse(f"/{self.welcome_intent}", reply, item.sender_id, m.msgid, metadata)
+            metadata = {
+                "wecom": {
+                    **public_metadata(item.payload),
+                    "event": Event.ENTER_SESSION.value,
+                    "scene": m.event.get("scene"),
+                    "scene_param": m.event.get("scene_param"),
+                }
+            }
+            await self.conversation.converse(
+                f"/{self.welcome_intent}", reply, item.sender_id, m.msgid, metadata
+            )
         if not reply.buffer:
             reply.buffer.append({"text": REPLIES["welcome"]})
         await reply.flush(item.sender_id)
@@ -142,7 +179,9 @@ class TurnRunner:
             return IGNORED  # in groups the bot speaks only when @-mentioned
         guest = await self.ensure_guest(item.sender_id, identity_of(m))
         addressee = (getattr(guest, "display_name", None) or m.userid) if m.in_group else None
-        reply = AibotReply(self.s, m.response_url, addressee, self.reply_key(item), kf_url=self.kf_url)
+        reply = AibotReply(
+            self.s, m.response_url, addressee, self.reply_key(item), kf_url=self.kf_url
+        )
         if kind.is_text:
             return await self._converse(item, m.text or "", reply)
         await reply.say(item.sender_id, reply_for_kind(kind.name, item.payload))
@@ -154,7 +193,9 @@ class TurnRunner:
             return DONE
         if item.parsed_kind.is_event:
             return IGNORED  # enter_agent, menu views...: nothing to say
-        await self.s.app.send_text(m.userid, REPLIES["app_unhandled"], dedupe_key=f"{self.reply_key(item)}:0")
+        await self.s.app.send_text(
+            m.userid, REPLIES["app_unhandled"], dedupe_key=f"{self.reply_key(item)}:0"
+        )
         return DONE
 
     # ---- the conversation ---------------------------------------------------------------------
@@ -169,8 +210,11 @@ class TurnRunner:
             # before the reply went out: send what was answered then rather than run it twice.
             answered = await self.conversation.answered_before(item.sender_id, message_id)
             if answered is not None:
-                logger.info("WeCom message %s of %s was handled before a restart: its reply is resent",
-                            message_id, item.sender_id)
+                logger.info(
+                    "WeCom message %s of %s was handled before a restart: its reply is resent",
+                    message_id,
+                    item.sender_id,
+                )
                 for message in answered:
                     await reply.add(item.sender_id, message)
                 await reply.flush(item.sender_id)
@@ -180,7 +224,9 @@ class TurnRunner:
             if answer:
                 await reply.say(item.sender_id, answer)
                 return DONE
-        metadata = {"wecom": {**public_metadata(item.payload), "truncated": truncated, "inbox_id": item.id}}
+        metadata = {
+            "wecom": {**public_metadata(item.payload), "truncated": truncated, "inbox_id": item.id}
+        }
         await self.conversation.converse(text, reply, item.sender_id, message_id, metadata)
         await reply.flush(item.sender_id)
         return DONE
@@ -190,8 +236,11 @@ class TurnRunner:
             try:
                 answer = await hook(sender_id, text)
             except Exception:  # a failing check never loses the message: the turn goes on
-                logger.exception("guest hook %s failed for %s; passing the message on",
-                                 getattr(hook, "__qualname__", hook), sender_id)
+                logger.exception(
+                    "guest hook %s failed for %s; passing the message on",
+                    getattr(hook, "__qualname__", hook),
+                    sender_id,
+                )
                 continue
             if answer:
                 return answer
@@ -205,7 +254,9 @@ class TurnRunner:
         if isinstance(message, KfMessage) and kind.is_text and message.external_userid:
             reply = KfReply(self.s, message.open_kfid, message.external_userid, f"failed:{item.id}")
         elif isinstance(message, AibotMessage) and kind.is_text:
-            reply = AibotReply(self.s, message.response_url, None, f"failed:{item.id}", kf_url=self.kf_url)
+            reply = AibotReply(
+                self.s, message.response_url, None, f"failed:{item.id}", kf_url=self.kf_url
+            )
         else:
             return
         await reply.say(item.sender_id, REPLIES["busy"])

@@ -9,6 +9,7 @@
 background link to their booking profile (bot.bookings.autolink); a CRM outage never blocks the
 conversation.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,10 @@ def identity_of(message: SurfaceMessage) -> Dict[str, str]:
     """The CRM identity fields a message proves (empty for staff)."""
     identity: Dict[str, Optional[str]] = {}
     if isinstance(message, KfMessage):
-        identity = {"kf_open_kfid": message.open_kfid, "kf_external_userid": message.external_userid}
+        identity = {
+            "kf_open_kfid": message.open_kfid,
+            "kf_external_userid": message.external_userid,
+        }
     elif isinstance(message, AibotMessage) and message.sender.is_external_contact:
         identity = {"wecom_external_userid": message.userid}
     return {k: v for k, v in identity.items() if v}
@@ -51,12 +55,15 @@ class CrmGuests:
 
     async def ensure(self, sender_id: str, identity: Dict[str, Any]) -> Optional[Any]:
         external_userid = SenderId.parse(sender_id).external_userid
-        if external_userid and (identity.get("kf_external_userid") or identity.get("wecom_external_userid")):
+        if external_userid and (
+            identity.get("kf_external_userid") or identity.get("wecom_external_userid")
+        ):
             self._schedule_link(sender_id, external_userid)
         try:
             store = self.crm()
             return await asyncio.get_running_loop().run_in_executor(
-                None, lambda: store.get_or_create_guest(sender_id, **identity))
+                None, lambda: store.get_or_create_guest(sender_id, **identity)
+            )
         except Exception as exc:
             logger.warning("CRM guest for %s not recorded: %s", sender_id, exc)
             return None
@@ -69,6 +76,7 @@ class CrmGuests:
             from bot.bookings.identity import IdentityLinker
             from bot.wecom.externalcontact import get_contact
 
-            self._autolinker = AutoLinker(IdentityLinker(self.s.db.engine),
-                                          lambda ext: get_contact(ext, services=self.s))
+            self._autolinker = AutoLinker(
+                IdentityLinker(self.s.db.engine), lambda ext: get_contact(ext, services=self.s)
+            )
         self._autolinker.schedule(sender_id, external_userid)

@@ -7,6 +7,7 @@ the turn (reminders, later pushes) messages go out as they come. Every send carr
 `<reply key>:<n>` (`reply:<inbox id>:<n>` in a turn), so a turn replayed after a crash does not
 answer twice. Rasa-free: the Rasa output channel (connectors/wecom.py) only hands messages in.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,9 @@ logger = logging.getLogger(__name__)
 
 Message = Dict[str, Any]  # one response: {"text"}, {"text", "buttons"}, {"image"}, {"custom"}
 # A send counted as delivered (or as good as: WeCom has it, or it waits for its retry).
-DELIVERED = tuple(s.value for s in (SendStatus.SENT, SendStatus.DUPLICATE, SendStatus.DEFERRED,
-                                    SendStatus.RETRY))
+DELIVERED = tuple(
+    s.value for s in (SendStatus.SENT, SendStatus.DUPLICATE, SendStatus.DEFERRED, SendStatus.RETRY)
+)
 
 
 class MenuIds:
@@ -108,11 +110,16 @@ async def compose_kf(menus: MenuIds, messages: List[Message]) -> List[Dict[str, 
                 head = ""
             buttons = list(message["buttons"])
             if len(buttons) > MENU_MAX_ITEMS:
-                logger.warning("菜单消息 holds %d items at most: %d dropped", MENU_MAX_ITEMS,
-                               len(buttons) - MENU_MAX_ITEMS)
+                logger.warning(
+                    "菜单消息 holds %d items at most: %d dropped",
+                    MENU_MAX_ITEMS,
+                    len(buttons) - MENU_MAX_ITEMS,
+                )
             items = []
             for button in buttons[:MENU_MAX_ITEMS]:
-                title = truncate_utf8(str(button.get("title") or button.get("payload") or ""), MENU_ITEM_MAX_BYTES)
+                title = truncate_utf8(
+                    str(button.get("title") or button.get("payload") or ""), MENU_ITEM_MAX_BYTES
+                )
                 payload = str(button.get("payload") or button.get("title") or "")
                 if title and payload:
                     items.append((await menus.id_for(payload), title))
@@ -142,7 +149,9 @@ def merge_for_welcome(payloads: List[Dict[str, Any]]) -> Dict[str, Any]:
 class Reply:
     """One recipient's messages of a turn (buffered until `flush`) or of a push (sent at once)."""
 
-    def __init__(self, services, reply_key: Optional[str] = None, *, buffering: bool = True) -> None:
+    def __init__(
+        self, services, reply_key: Optional[str] = None, *, buffering: bool = True
+    ) -> None:
         self.s = services
         self.reply_key = reply_key or f"push:{uuid.uuid4().hex}"
         self._n = 0
@@ -180,8 +189,14 @@ class KfReply(Reply):
     """微信客服: texts split/merged at 2048 bytes, buttons as 菜单消息, a welcome via
     send_msg_on_event (its code is usable once)."""
 
-    def __init__(self, services, open_kfid: Optional[str], external_userid: str,
-                 reply_key: Optional[str] = None, welcome_code: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        services,
+        open_kfid: Optional[str],
+        external_userid: str,
+        reply_key: Optional[str] = None,
+        welcome_code: Optional[str] = None,
+    ) -> None:
         super().__init__(services, reply_key)
         self.open_kfid = open_kfid
         self.external_userid = external_userid
@@ -194,11 +209,15 @@ class KfReply(Reply):
         if self.welcome_code:
             code, self.welcome_code = self.welcome_code, None
             welcome = merge_for_welcome(payloads)
-            result = await self.s.kf.send_on_event(code, welcome, recipient=recipient_id, dedupe_key=self.next_key())
+            result = await self.s.kf.send_on_event(
+                code, welcome, recipient=recipient_id, dedupe_key=self.next_key()
+            )
             self.delivered.append({"welcome": welcome, "status": result.status})
             return
         for payload in payloads:
-            result = await self.s.kf.send(self.open_kfid, self.external_userid, payload, dedupe_key=self.next_key())
+            result = await self.s.kf.send(
+                self.open_kfid, self.external_userid, payload, dedupe_key=self.next_key()
+            )
             self.delivered.append({"message": payload, "status": result.status})
 
 
@@ -206,8 +225,14 @@ class AibotReply(Reply):
     """智能机器人: the whole turn as one markdown message to the callback's response_url; what is
     private (the guest's own bookings, orders) goes to them through 微信客服 instead."""
 
-    def __init__(self, services, response_url: Optional[str], addressee: Optional[str] = None,
-                 reply_key: Optional[str] = None, kf_url: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        services,
+        response_url: Optional[str],
+        addressee: Optional[str] = None,
+        reply_key: Optional[str] = None,
+        kf_url: Optional[str] = None,
+    ) -> None:
         super().__init__(services, reply_key)
         self.response_url = response_url
         self.addressee = addressee
@@ -226,11 +251,22 @@ class AibotReply(Reply):
             return
         url, self.response_url = self.response_url, None  # usable once
         if url is None:
-            logger.warning("aibot message to %s after its response_url was used: recorded, not sent", recipient_id)
-            await self.s.outbox.begin("aibot", "(response_url used)", aibot_mod.markdown_message(content),
-                                      recipient_id, self.next_key(), status=OutboxStatus.DEAD.value)
+            logger.warning(
+                "aibot message to %s after its response_url was used: recorded, not sent",
+                recipient_id,
+            )
+            await self.s.outbox.begin(
+                "aibot",
+                "(response_url used)",
+                aibot_mod.markdown_message(content),
+                recipient_id,
+                self.next_key(),
+                status=OutboxStatus.DEAD.value,
+            )
             return
-        result = await self.s.aibot.reply(url, content, recipient=recipient_id, dedupe_key=self.next_key())
+        result = await self.s.aibot.reply(
+            url, content, recipient=recipient_id, dedupe_key=self.next_key()
+        )
         self.delivered.append({"markdown": content, "status": result.status})
 
 
@@ -262,23 +298,35 @@ class RoutingReply(Reply):
             if not open_kfid:
                 logger.warning("no 微信客服 account known for %s: message not sent", recipient_id)
                 return
-            await KfReply(self.s, open_kfid, sender.local, self.next_key()).deliver(recipient_id, messages)
+            await KfReply(self.s, open_kfid, sender.local, self.next_key()).deliver(
+                recipient_id, messages
+            )
         elif sender.is_external_contact:  # a group guest: privately, via 微信客服
             _, plain = split_private(messages)
             rest = [m for m in messages if not is_private(m)] + plain
             if await deliver_privately(self.s, recipient_id, rest, self.next_key()):
                 return
-            logger.warning("no push channel to external contact %s (no 微信客服 chat): message not sent",
-                           sender.local)
-            await self.s.outbox.begin("aibot", "(no push channel)", {"messages": messages}, recipient_id,
-                                      self.next_key(), status=OutboxStatus.DEAD.value)
+            logger.warning(
+                "no push channel to external contact %s (no 微信客服 chat): message not sent",
+                sender.local,
+            )
+            await self.s.outbox.begin(
+                "aibot",
+                "(no push channel)",
+                {"messages": messages},
+                recipient_id,
+                self.next_key(),
+                status=OutboxStatus.DEAD.value,
+            )
         elif sender.is_wecom:
             await AppReply(self.s, sender.local, self.next_key()).deliver(recipient_id, messages)
         else:
             logger.warning("cannot route a WeCom message to %s", recipient_id)
 
 
-async def deliver_privately(services, recipient_id: str, messages: List[Message], reply_key: str) -> bool:
+async def deliver_privately(
+    services, recipient_id: str, messages: List[Message], reply_key: str
+) -> bool:
     """To a group guest (an external contact), through their 微信客服 chat: the same person has
     the same external_userid there. False when they have none with us (or WeCom refuses)."""
     external_userid = external_userid_of(recipient_id)
