@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 EXCHANGE = "rasa-exchange"  # rasa.core.brokers.pika.RABBITMQ_EXCHANGE, Rasa's default
 DEFAULT_QUEUE = "concierge_events"
 RETRY_PAUSES = (0.5, 1, 2, 5, 10)
+RECONNECT_S = 2.0
 
 EVENTS = Counter("concierge_events_consumed", "Tracker events taken from the broker, by outcome "
                  "(stored, duplicate, dead)", ["outcome"])
@@ -74,9 +75,16 @@ class EventConsumer:
     async def connect(self):
         import aio_pika
 
-        self._connection = await aio_pika.connect_robust(
-            host=self.broker.host, port=self.broker.port, login=self.broker.username,
-            password=self.broker.password)
+        # A plain connection, and our own reconnect loop in run(): after a RabbitMQ restart
+        # (stop_app/start_app) aio-pika's robust reconnection left this consumer connected to
+        # nothing, for good (make bench-scale, docs/PERFORMANCE.md run 3).
+        from yarl import URL
+
+        # named, so an operator (and the tests) can tell this connection apart in RabbitMQ
+        url = URL.build(scheme="amqp", host=self.broker.host, port=self.broker.port,
+                        user=self.broker.username, password=self.broker.password, path="/",
+                        query={"name": f"concierge-events:{self.broker.queue}"})
+        self._connection = await aio_pika.connect(url)
         self._channel = await self._connection.channel()  # publisher confirms on (aio-pika)
         await self._channel.set_qos(prefetch_count=self.prefetch)
         # As Rasa declares them under bot.rasa_main (bot/events/rasa_broker.py): durable, so
@@ -90,42 +98,82 @@ class EventConsumer:
 
     async def close(self) -> None:
         if self._connection is not None:
-            await self._connection.close()
+            try:
+                await self._connection.close()
+            except Exception:  # already gone
+                pass
             self._connection = None
+
+    def _connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
 
     async def run(self, max_events: Optional[int] = None, idle_exit_s: Optional[float] = None
                   ) -> int:
         """Consume until stopped (or `max_events` handled, or nothing came for `idle_exit_s`);
-        returns how many deliveries were handled."""
-        queue = await self.connect()
-        # aio-pika hands deliveries to a callback; they wait here and are handled one at a time,
-        # in order. (Cancelling aio-pika's own queue iterator on a timeout would close it.)
-        pending: asyncio.Queue = asyncio.Queue()
-        tag = await queue.consume(pending.put)
-        handled = 0
-        try:
-            while not self.stopping.is_set():
-                try:
-                    message = await asyncio.wait_for(pending.get(), timeout=idle_exit_s or 1.0)
-                except asyncio.TimeoutError:
-                    if idle_exit_s:
-                        break
-                    continue
-                if not await self.handle(message):
-                    break  # stopping while the database was away: left unacknowledged
-                handled += 1
-                if max_events is not None and handled >= max_events:
-                    break
-        finally:
+        returns how many deliveries were handled. A lost connection is made again (every
+        RECONNECT_S); the first connection must succeed (a supervisor restarts us otherwise)."""
+        handled, first = 0, True
+        while not self.stopping.is_set():
             try:
-                await queue.cancel(tag)
-            except Exception:  # the connection is already gone: RabbitMQ requeues anyway
-                pass
-            await self.close()  # unacknowledged deliveries go back to the queue
+                queue = await self.connect()
+            except Exception as exc:
+                if first:
+                    raise
+                log.warning("events: RabbitMQ unreachable (%s); retrying in %.0f s",
+                            type(exc).__name__, RECONNECT_S)
+                await self._pause(RECONNECT_S)
+                continue
+            if not first:
+                log.info("events: reconnected to RabbitMQ")
+            first = False
+            # aio-pika hands deliveries to a callback; they wait here and are handled one at a
+            # time, in order. (Cancelling aio-pika's queue iterator on a timeout would close it.)
+            pending: asyncio.Queue = asyncio.Queue()
+            await queue.consume(pending.put)
+            try:
+                while not self.stopping.is_set():
+                    if not self._connected():
+                        log.warning("events: connection to RabbitMQ lost; reconnecting")
+                        break
+                    try:
+                        message = await asyncio.wait_for(pending.get(),
+                                                         timeout=idle_exit_s or 1.0)
+                    except asyncio.TimeoutError:
+                        if idle_exit_s:
+                            return handled
+                        continue
+                    outcome = await self.handle(message)
+                    if outcome is None:
+                        break  # the channel died under this delivery: it comes again
+                    if not outcome:
+                        return handled  # stopping while the database was away
+                    handled += 1
+                    if max_events is not None and handled >= max_events:
+                        return handled
+            finally:
+                await self.close()  # unacknowledged deliveries go back to the queue
         return handled
 
-    async def handle(self, message) -> bool:
-        """Store, dead-letter or keep retrying one delivery; True once it was acknowledged."""
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def handle(self, message) -> Optional[bool]:
+        """Store, dead-letter or keep retrying one delivery; True once it was acknowledged,
+        False when stopping while the database was away, None when the channel died before the
+        acknowledgement (RabbitMQ delivers it again: the stored row makes that a no-op)."""
+        try:
+            return await self._handle(message)
+        except Exception as exc:
+            if self._connected() and not getattr(message.channel, "is_closed", False):
+                raise
+            log.warning("events: delivery not acknowledged, channel gone (%s)",
+                        type(exc).__name__)
+            return None
+
+    async def _handle(self, message) -> bool:
         attempt = 0
         while True:
             try:

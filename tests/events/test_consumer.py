@@ -219,3 +219,42 @@ def test_a_quiet_queue_does_not_stop_the_consumer(queue, pg_crm):
 
     assert asyncio.run(go()) == 2
     assert [json.loads(d)["text"] for *_, d in rows(pg_crm)] == ["一", "二"]
+
+
+def _close_connection_named(name: str) -> bool:
+    """Close (server side, as a broker restart does) the connection that called itself `name`."""
+    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "name",
+                          "client_properties"], capture_output=True, text=True, timeout=30).stdout
+    for line in out.splitlines():
+        conn, _, properties = line.partition("\t")
+        if f'"{name}"' in properties or f"<<\"{name}\">>" in properties:
+            subprocess.run(["rabbitmqctl", "close_connection", conn.strip(), "test restart"],
+                           capture_output=True, timeout=30)
+            return True
+    return False
+
+
+def test_the_consumer_reconnects_after_the_broker_drops_it_and_stores_each_event_once(
+        queue, pg_crm):
+    import shutil
+
+    if not shutil.which("rabbitmqctl"):
+        pytest.skip("rabbitmqctl is not installed: cannot drop the consumer's connection")
+    store = EventStore(pg_crm)
+    consumer = EventConsumer(store, BrokerSettings.from_env())
+
+    async def go():
+        task = asyncio.create_task(consumer.run(max_events=6))
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(publish, queue, *(user("kf:g", f"前{i}", 1_764_500_000.0 + i)
+                                                  for i in range(3)))
+        await asyncio.sleep(1.0)
+        assert await asyncio.to_thread(_close_connection_named, f"concierge-events:{queue}")
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(publish, queue, *(user("kf:g", f"后{i}", 1_764_500_010.0 + i)
+                                                  for i in range(3)))
+        return await asyncio.wait_for(task, timeout=40)
+
+    assert asyncio.run(go()) >= 6
+    texts = [json.loads(d)["text"] for *_, d in rows(pg_crm)]
+    assert texts == ["前0", "前1", "前2", "后0", "后1", "后2"]
