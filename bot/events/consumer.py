@@ -76,8 +76,8 @@ class EventConsumer:
         import aio_pika
 
         # A plain connection, and our own reconnect loop in run(): after a RabbitMQ restart
-        # (stop_app/start_app) aio-pika's robust reconnection left this consumer connected to
-        # nothing, for good (make bench-scale, docs/PERFORMANCE.md run 3).
+        # (stop_app/start_app) the stream stopped with aio-pika's robust reconnection
+        # (make bench-scale, docs/PERFORMANCE.md run 3; that this was the cause is not shown).
         from yarl import URL
 
         # named, so an operator (and the tests) can tell this connection apart in RabbitMQ
