@@ -135,3 +135,19 @@ async def test_wechatpy_reads_our_cached_token(redis_client):
         assert wc.session.get(wc.access_token_key) == token
     finally:
         sync.close()
+
+
+def test_the_memory_store_serves_tokens_to_several_event_loops():
+    """The action server's tag mirror runs asyncio.run() in worker threads on one shared store:
+    a lock bound to one loop must not stop (or hang) another."""
+    import concurrent.futures
+
+    store = MemoryTokenStore()
+
+    async def fetch_once(n):
+        provider = AccessTokenProvider("corp", "secret-loops", Fetcher(), store=store)
+        return await provider.get()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        tokens = list(pool.map(lambda n: asyncio.run(asyncio.wait_for(fetch_once(n), 5)), range(8)))
+    assert len(set(tokens)) == 1 and all(t.startswith("token-") for t in tokens)

@@ -36,7 +36,7 @@ class MemoryTokenStore:
     def __init__(self, clock: Clock = SYSTEM) -> None:
         self.clock = clock
         self._data: Dict[str, Tuple[str, float]] = {}
-        self._locks: Dict[str, asyncio.Lock] = {}
+        self._locks: Dict[Tuple[str, int], asyncio.Lock] = {}
 
     async def get(self, key: str) -> Optional[str]:
         item = self._data.get(key)
@@ -58,7 +58,10 @@ class MemoryTokenStore:
 
     @contextlib.asynccontextmanager
     async def lock(self, key: str, ttl: float = 15) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        # One lock per event loop: an asyncio.Lock belongs to one loop, and code that runs
+        # asyncio.run() in worker threads (the action server's tag mirror) shares this store.
+        loop = asyncio.get_running_loop()
+        lock = self._locks.setdefault((key, id(loop)), asyncio.Lock())
         async with lock:
             yield
 
