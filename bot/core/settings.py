@@ -136,7 +136,7 @@ class Settings:
     wecom: dict[str, str | None] = field(default_factory=dict)
     # Corp tag ids for mirroring preference tags to WeCom (bot.wecom.tag_mirror); unset = off.
     wecom_corp_tags_file: str | None = None
-    # The 微信客服 link guests open to chat privately (shown in groups: bot.wecom.group_privacy).
+    # The 微信客服 link guests open to chat privately (shown in groups: bot.wecom.surfaces.group_privacy).
     wecom_kf_url: str | None = None
     # Weather extras (bot.knowledge.weather): GeoAPI base (empty: derived from the API host),
     # forecast length ("3d", "7d", "10d", "15d", "30d", as the QWeather plan allows), cache TTL.

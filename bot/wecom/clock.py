@@ -11,6 +11,8 @@ import itertools
 import time
 from typing import List, Optional, Protocol, Tuple
 
+from bot.core.time import utcnow
+
 
 class Clock(Protocol):
     def now(self) -> dt.datetime: ...
@@ -22,7 +24,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return utcnow()
 
     def monotonic(self) -> float:
         return time.monotonic()
