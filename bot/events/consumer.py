@@ -35,6 +35,7 @@ EXCHANGE = "rasa-exchange"  # rasa.core.brokers.pika.RABBITMQ_EXCHANGE, Rasa's d
 DEFAULT_QUEUE = "concierge_events"
 RETRY_PAUSES = (0.5, 1, 2, 5, 10)
 RECONNECT_S = 2.0
+CONNECT_TIMEOUT_S = 10.0
 
 EVENTS = Counter("concierge_events_consumed", "Tracker events taken from the broker, by outcome "
                  "(stored, duplicate, dead)", ["outcome"])
@@ -115,8 +116,11 @@ class EventConsumer:
         handled, first = 0, True
         while not self.stopping.is_set():
             try:
-                queue = await self.connect()
+                # bounded: a broker still starting can accept the socket and never finish the
+                # handshake (the stream stopped after a RabbitMQ restart; the queue held it all)
+                queue = await asyncio.wait_for(self.connect(), timeout=CONNECT_TIMEOUT_S)
             except Exception as exc:
+                await self.close()
                 if first:
                     raise
                 log.warning("events: RabbitMQ unreachable (%s); retrying in %.0f s",
