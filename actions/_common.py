@@ -1,5 +1,6 @@
 """What every action shares: run a blocking service call off the event loop, and turn a
 service `Reply` into dispatcher messages."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Said when the CRM cannot be reached: honest, and it promises only what the handoff delivers.
-STORE_DOWN_TEXT = "抱歉，系统暂时查不到您的信息，请稍后再试；着急的话请说“转人工”，顾问会直接帮您处理。"
+STORE_DOWN_TEXT = (
+    "抱歉，系统暂时查不到您的信息，请稍后再试；着急的话请说“转人工”，顾问会直接帮您处理。"
+)
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

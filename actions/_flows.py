@@ -1,6 +1,7 @@
 """What the guest-side flow actions (preferences, orders, complaints, human, privacy) share:
 write through a service, or queue the write durably when the CRM is down and tell the guest we
 will follow up; replay what was queued as soon as the CRM answers again."""
+
 from __future__ import annotations
 
 import logging
@@ -41,9 +42,15 @@ async def replay_pending(f: Flows) -> None:
         log.exception("replaying the spool failed")
 
 
-async def write_or_queue(dispatcher: CollectingDispatcher, f: Flows, fn: Callable[..., Reply],
-                         *args: Any, queue: Iterable[tuple[str, str, dict]],
-                         down_lead: Optional[str] = None, **kwargs: Any) -> Optional[Reply]:
+async def write_or_queue(
+    dispatcher: CollectingDispatcher,
+    f: Flows,
+    fn: Callable[..., Reply],
+    *args: Any,
+    queue: Iterable[tuple[str, str, dict]],
+    down_lead: Optional[str] = None,
+    **kwargs: Any,
+) -> Optional[Reply]:
     """Run a writing service call and say its reply. If the CRM is unavailable, put every
     (op, sender_id, payload) of `queue` in the spool and say we will follow up (after
     `down_lead`, e.g. the empathy sentence). Returns the reply, or None when queued."""

@@ -9,6 +9,7 @@ ticket and words the replies.
     complaint_form done -> action_submit_complaint: the answers are added to that ticket
     request_human inside the form -> action_complaint_escalate: same ticket + handoff
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Text
@@ -27,23 +28,46 @@ from bot.crm.store import StoreUnavailable
 from bot.handoff import OP_REQUEST
 from bot.replies import QUEUED_TEXT
 
-DETAIL_SLOTS = ("complaint_text", "complaint_category", "complaint_nature", "complaint_location",
-                "complaint_since")
+DETAIL_SLOTS = (
+    "complaint_text",
+    "complaint_category",
+    "complaint_nature",
+    "complaint_location",
+    "complaint_since",
+)
 # Not an answer to "where?" / "since when?": let the rules handle these.
-NOT_AN_ANSWER = frozenset({"request_human", "cancel_order", "order_addon", "ask_order_status",
-                           "unsubscribe", "request_data_deletion", "greet", "goodbye",
-                           "bot_challenge", "ask_weather", "ask_packing", "ask_itinerary",
-                           "ask_amenity", "ask_checkin_time", "ask_checkout_time",
-                           "ask_directions", "ask_emergency_contact"})
+NOT_AN_ANSWER = frozenset(
+    {
+        "request_human",
+        "cancel_order",
+        "order_addon",
+        "ask_order_status",
+        "unsubscribe",
+        "request_data_deletion",
+        "greet",
+        "goodbye",
+        "bot_challenge",
+        "ask_weather",
+        "ask_packing",
+        "ask_itinerary",
+        "ask_amenity",
+        "ask_checkin_time",
+        "ask_checkout_time",
+        "ask_directions",
+        "ask_emergency_contact",
+    }
+)
 _DONT_KNOW = ("不知道", "不清楚", "不记得", "记不清", "忘了", "说不好")
 
 
 def _details(tracker: Tracker) -> Details:
-    return Details(text=tracker.get_slot("complaint_text") or text_of(tracker),
-                   category=tracker.get_slot("complaint_category"),
-                   nature=tracker.get_slot("complaint_nature"),
-                   location=tracker.get_slot("complaint_location"),
-                   since=tracker.get_slot("complaint_since"))
+    return Details(
+        text=tracker.get_slot("complaint_text") or text_of(tracker),
+        category=tracker.get_slot("complaint_category"),
+        nature=tracker.get_slot("complaint_nature"),
+        location=tracker.get_slot("complaint_location"),
+        since=tracker.get_slot("complaint_since"),
+    )
 
 
 class ActionComplaintTriage(Action):
@@ -62,14 +86,17 @@ class ActionComplaintTriage(Action):
             c = f.complaints.classify(text)
             details = Details(text, c.category, c.nature, c.location, c.since)
             severity = MAJOR if c.severity == MAJOR else "routine"
-            await call(f.queue, OP_OPEN, tracker.sender_id, **details.as_payload(),
-                       severity=severity)
+            await call(
+                f.queue, OP_OPEN, tracker.sender_id, **details.as_payload(), severity=severity
+            )
             if severity == MAJOR or c.angry:
                 reason = "major_incident" if severity == MAJOR else "anger"
                 await call(f.queue, OP_REQUEST, tracker.sender_id, reason=reason)
             dispatcher.utter_message(text=c.empathy)
             if severity == MAJOR:
-                dispatcher.utter_message(text="如果有人受伤或有危险，请先拨打 120（急救）或 110（报警）。")
+                dispatcher.utter_message(
+                    text="如果有人受伤或有危险，请先拨打 120（急救）或 110（报警）。"
+                )
             dispatcher.utter_message(text=QUEUED_TEXT)
             return [SlotSet("complaint_text", text), SlotSet("complaint_route", ROUTE_DONE)]
         for line in reply.texts:
@@ -88,7 +115,9 @@ class ValidateComplaintForm(FormValidationAction):
         if not text:
             return None
         classifier = flows().complaints.classifier
-        found = classifier.location(text) if slot == "complaint_location" else classifier.since(text)
+        found = (
+            classifier.location(text) if slot == "complaint_location" else classifier.since(text)
+        )
         if found:
             return found
         if tracker.get_slot("requested_slot") == slot:
@@ -97,15 +126,17 @@ class ValidateComplaintForm(FormValidationAction):
             return text[:64]
         return None
 
-    async def extract_complaint_location(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                         domain: DomainDict) -> Dict[Text, Any]:
+    async def extract_complaint_location(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if tracker.get_slot("complaint_location"):
             return {}
         value = self._answer(tracker, "complaint_location")
         return {"complaint_location": value} if value else {}
 
-    async def extract_complaint_since(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                      domain: DomainDict) -> Dict[Text, Any]:
+    async def extract_complaint_since(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if tracker.get_slot("complaint_since"):
             return {}
         value = self._answer(tracker, "complaint_since")
@@ -125,8 +156,14 @@ class ActionSubmitComplaint(Action):
     async def run(self, dispatcher, tracker, domain):
         f = flows()
         details = _details(tracker)
-        await write_or_queue(dispatcher, f, f.complaints.submit, tracker.sender_id, details,
-                             queue=[(OP_ENRICH, tracker.sender_id, details.as_payload())])
+        await write_or_queue(
+            dispatcher,
+            f,
+            f.complaints.submit,
+            tracker.sender_id,
+            details,
+            queue=[(OP_ENRICH, tracker.sender_id, details.as_payload())],
+        )
         return [SlotSet(name, None) for name in DETAIL_SLOTS]
 
 
@@ -139,11 +176,22 @@ class ActionComplaintEscalate(Action):
     async def run(self, dispatcher, tracker, domain):
         f = flows()
         details = _details(tracker)
-        await write_or_queue(dispatcher, f, f.complaints.escalate, tracker.sender_id, details,
-                             queue=[(OP_ENRICH, tracker.sender_id, details.as_payload()),
-                                    (OP_REQUEST, tracker.sender_id, {"reason": "complaint"})])
-        return [ActiveLoop(None), SlotSet("requested_slot", None),
-                *[SlotSet(name, None) for name in DETAIL_SLOTS]]
+        await write_or_queue(
+            dispatcher,
+            f,
+            f.complaints.escalate,
+            tracker.sender_id,
+            details,
+            queue=[
+                (OP_ENRICH, tracker.sender_id, details.as_payload()),
+                (OP_REQUEST, tracker.sender_id, {"reason": "complaint"}),
+            ],
+        )
+        return [
+            ActiveLoop(None),
+            SlotSet("requested_slot", None),
+            *[SlotSet(name, None) for name in DETAIL_SLOTS],
+        ]
 
 
 class ActionRecordPraise(Action):
@@ -153,8 +201,14 @@ class ActionRecordPraise(Action):
     async def run(self, dispatcher, tracker, domain):
         f = flows()
         text = text_of(tracker)
-        await write_or_queue(dispatcher, f, f.praise.record, tracker.sender_id, text,
-                             queue=[(OP_PRAISE, tracker.sender_id, {"text": text})])
+        await write_or_queue(
+            dispatcher,
+            f,
+            f.praise.record,
+            tracker.sender_id,
+            text,
+            queue=[(OP_PRAISE, tracker.sender_id, {"text": text})],
+        )
         return []
 
 
@@ -163,7 +217,9 @@ class ActionAskComplaintLocation(Action):
         return "action_ask_complaint_location"
 
     async def run(self, dispatcher, tracker, domain):
-        dispatcher.utter_message(text="方便告诉我具体是在哪里吗？比如房间号或者哪个区域，方便同事尽快处理。")
+        dispatcher.utter_message(
+            text="方便告诉我具体是在哪里吗？比如房间号或者哪个区域，方便同事尽快处理。"
+        )
         return []
 
 

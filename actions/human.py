@@ -1,5 +1,6 @@
 """A human on request (request_human, "转人工"), and after two misunderstood messages in a row.
 Thin: `bot.handoff.HandoffService` writes the handoff and words the expected wait."""
+
 from __future__ import annotations
 
 from typing import Text
@@ -17,9 +18,16 @@ FALLBACK_HANDOFF_LEAD = "抱歉，我还是没能理解您的意思，这就请�
 
 async def hand_off(dispatcher, tracker, reason: str, lead_in: str | None = None) -> None:
     f = flows()
-    await write_or_queue(dispatcher, f, f.handoff.request, tracker.sender_id, reason,
-                         lead_in=lead_in, down_lead=lead_in,
-                         queue=[(OP_REQUEST, tracker.sender_id, {"reason": reason})])
+    await write_or_queue(
+        dispatcher,
+        f,
+        f.handoff.request,
+        tracker.sender_id,
+        reason,
+        lead_in=lead_in,
+        down_lead=lead_in,
+        queue=[(OP_REQUEST, tracker.sender_id, {"reason": reason})],
+    )
 
 
 class ActionRequestHuman(Action):

@@ -4,6 +4,7 @@ Thin: the form asks for a booking number or phone (`link_claim`) and a second fa
 (`link_proof`); both may come in one message. `bot.bookings.identity.IdentityLinker` checks
 them, links, counts failures and locks; the texts are templates in bot/templates/bookings.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Text
@@ -32,8 +33,13 @@ class ValidateLinkIdentityForm(FormValidationAction):
     def name(self) -> Text:
         return f"validate_{FORM}"
 
-    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
-                             tracker: Tracker, domain: Dict[Text, Any]) -> List[Text]:
+    async def required_slots(
+        self,
+        domain_slots: List[Text],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: Dict[Text, Any],
+    ) -> List[Text]:
         if tracker.get_slot("link_outcome"):  # linked or locked: the form ends
             return []
         return domain_slots
@@ -113,20 +119,27 @@ class ActionLinkSubmit(Action):
         if outcome == "linked":
             try:
                 guest = await call(services.store.find_guest, tracker.sender_id)
-                bookings = await call(services.store.upcoming_bookings, tracker.sender_id,
-                                      china_today())
+                bookings = await call(
+                    services.store.upcoming_bookings, tracker.sender_id, china_today()
+                )
             except StoreUnavailable:
                 dispatcher.utter_message(text=STORE_DOWN_TEXT)
                 return _reset()
-            stays = [{"hotel": _hotel(services.kb, b.property_id), "check_in": b.check_in,
-                      "check_out": b.check_out} for b in bookings]
-            dispatcher.utter_message(text=render(
-                "linked", name=guest.display_name if guest else None, stays=stays))
+            stays = [
+                {
+                    "hotel": _hotel(services.kb, b.property_id),
+                    "check_in": b.check_in,
+                    "check_out": b.check_out,
+                }
+                for b in bookings
+            ]
+            dispatcher.utter_message(
+                text=render("linked", name=guest.display_name if guest else None, stays=stays)
+            )
         elif outcome == "locked":
             until = await call(services.identity.locked_until, tracker.sender_id)
             when = until.astimezone(CHINA_TZ).strftime("%H:%M") if until else "稍后"
-            dispatcher.utter_message(text=render("link_locked", until=when),
-                                     buttons=[HUMAN_BUTTON])
+            dispatcher.utter_message(text=render("link_locked", until=when), buttons=[HUMAN_BUTTON])
         return _reset()
 
 

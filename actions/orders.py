@@ -11,6 +11,7 @@ so everything said in one message is taken at once and nothing has to be said tw
 Helpers set by validation: order_day (a day without a time yet), order_booking_id, order_notes,
 order_stop_reason (the form cannot go on, e.g. no booking: it ends without an order).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,18 +33,38 @@ from bot.orders.when import CHINA_TZ, When, describe, find_when
 
 FORM = "addon_order_form"
 FIELDS = ("addon_item", "order_when", "party_size", "flight_no")
-ORDER_SLOTS = FIELDS + ("order_confirm", "order_day", "order_booking_id", "order_notes",
-                        "order_stop_reason")
+ORDER_SLOTS = FIELDS + (
+    "order_confirm",
+    "order_day",
+    "order_booking_id",
+    "order_notes",
+    "order_stop_reason",
+)
 # Messages meant for the form: their content fills slots whatever slot was asked.
 FORM_INTENTS = frozenset({"order_addon", "inform", "affirm", "deny", "nlu_fallback"})
 # Messages that are about something else even when short: the form lets the rules answer them.
 # (every ask_* intent too: the rules answer those questions and come back to the form)
-NOT_FOR_THE_FORM = frozenset({"cancel_order", "request_human", "complain", "inform_preference",
-                              "praise", "unsubscribe", "request_data_deletion", "greet",
-                              "goodbye", "thank", "bot_challenge"})
-_YES = re.compile(r"^(确认|确定|好的?|好滴|可以|没问题|对|是的?|嗯+|ok|okay|行|下单吧?|就这样"
-                  r"|没有了|没了|就这些|没有别的了?|没有其他(?:需求|要求)?了?|没有特别要求|暂时没有)"
-                  r"[!！。.~～]*$", re.I)
+NOT_FOR_THE_FORM = frozenset(
+    {
+        "cancel_order",
+        "request_human",
+        "complain",
+        "inform_preference",
+        "praise",
+        "unsubscribe",
+        "request_data_deletion",
+        "greet",
+        "goodbye",
+        "thank",
+        "bot_challenge",
+    }
+)
+_YES = re.compile(
+    r"^(确认|确定|好的?|好滴|可以|没问题|对|是的?|嗯+|ok|okay|行|下单吧?|就这样"
+    r"|没有了|没了|就这些|没有别的了?|没有其他(?:需求|要求)?了?|没有特别要求|暂时没有)"
+    r"[!！。.~～]*$",
+    re.I,
+)
 _NO = re.compile(r"^(算了|不要了|不用了|取消|不订了|先不要?了?)[!！。.~～]*$")
 
 
@@ -52,7 +73,9 @@ def _order_part(tracker: Tracker) -> Optional[str]:
     runs as the follow-up of the answer (bot/nlu/second_request.py, actions/second_request.py)."""
     second = (tracker.latest_message or {}).get("second_request") or {}
     # Only the pre-trip answers (ask_* intents) run the form as a follow-up.
-    if second.get("intent") == "order_addon" and (_message_intent(tracker) or "").startswith("ask_"):
+    if second.get("intent") == "order_addon" and (_message_intent(tracker) or "").startswith(
+        "ask_"
+    ):
         return str(second.get("text") or "") or None
     return None
 
@@ -84,35 +107,56 @@ def _says_nothing_else(tracker: Tracker) -> bool:
     if not text:
         return False
     orders = flows().orders
-    return (parse_party(text) is None and find_when(text, orders.now()) is None
-            and orders.catalogue.find_item(text) is None and parse_flight(text) is None)
+    return (
+        parse_party(text) is None
+        and find_when(text, orders.now()) is None
+        and orders.catalogue.find_item(text) is None
+        and parse_flight(text) is None
+    )
 
 
 def _when_payload(when: When) -> dict:
-    return {"at": when.at.isoformat(), "has_time": when.has_time, "has_day": when.has_day,
-            "text": when.text}
+    return {
+        "at": when.at.isoformat(),
+        "has_time": when.has_time,
+        "has_day": when.has_day,
+        "text": when.text,
+    }
 
 
 def _when_from_payload(value: dict) -> When:
-    return When(at=dt.datetime.fromisoformat(value["at"]), has_time=bool(value["has_time"]),
-                has_day=bool(value["has_day"]), text=value.get("text") or "")
+    return When(
+        at=dt.datetime.fromisoformat(value["at"]),
+        has_time=bool(value["has_time"]),
+        has_day=bool(value["has_day"]),
+        text=value.get("text") or "",
+    )
 
 
 def _draft(tracker: Tracker) -> Draft:
     booking_id = tracker.get_slot("order_booking_id")
     party = tracker.get_slot("party_size")
-    return Draft(item_id=tracker.get_slot("addon_item"), at=tracker.get_slot("order_when"),
-                 party=int(party) if party is not None else None,
-                 flight_no=tracker.get_slot("flight_no"), notes=tracker.get_slot("order_notes"),
-                 booking_id=int(booking_id) if booking_id is not None else None)
+    return Draft(
+        item_id=tracker.get_slot("addon_item"),
+        at=tracker.get_slot("order_when"),
+        party=int(party) if party is not None else None,
+        flight_no=tracker.get_slot("flight_no"),
+        notes=tracker.get_slot("order_notes"),
+        booking_id=int(booking_id) if booking_id is not None else None,
+    )
 
 
 class ValidateAddonOrderForm(FormValidationAction):
     def name(self) -> Text:
         return f"validate_{FORM}"
 
-    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
-                             tracker: Tracker, domain: DomainDict) -> List[Text]:
+    async def required_slots(
+        self,
+        domain_slots: List[Text],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[Text]:
         if tracker.get_slot("order_stop_reason"):
             return []  # the form ends here, without an order
         item = flows().orders.item(tracker.get_slot("addon_item"))
@@ -123,24 +167,31 @@ class ValidateAddonOrderForm(FormValidationAction):
             slots.append("flight_no")
         return slots + ["order_confirm"]
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> List[Dict[Text, Any]]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[Dict[Text, Any]]:
         asked = tracker.get_slot("requested_slot")
         events = await super().run(dispatcher, tracker, domain)
         # At the confirmation, words that are neither yes/no nor a change are a note for the
         # order ("需要一个儿童座椅"): keep them, show the summary again.
-        changed = any(e.get("name") in FIELDS + ("order_confirm",) for e in events
-                      if e.get("event") == "slot")
+        changed = any(
+            e.get("name") in FIELDS + ("order_confirm",) for e in events if e.get("event") == "slot"
+        )
         text = text_of(tracker).strip()
-        if asked == "order_confirm" and not changed and text \
-                and intent_of(tracker) in FORM_INTENTS - {"affirm", "deny"}:
+        if (
+            asked == "order_confirm"
+            and not changed
+            and text
+            and intent_of(tracker) in FORM_INTENTS - {"affirm", "deny"}
+        ):
             notes = tracker.get_slot("order_notes")
             events.append(SlotSet("order_notes", f"{notes}；{text}" if notes else text))
         return events
 
     # ---- item --------------------------------------------------------------------------------
-    async def extract_addon_item(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                 domain: DomainDict) -> Dict[Text, Any]:
+    async def extract_addon_item(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if not _meant_for(tracker, "addon_item"):
             return {}
         orders = flows().orders
@@ -154,11 +205,16 @@ class ValidateAddonOrderForm(FormValidationAction):
             return {"addon_item": text_of(tracker).strip()}  # validation says what we offer
         return {}
 
-    async def validate_addon_item(self, value: Any, dispatcher: CollectingDispatcher,
-                                  tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    async def validate_addon_item(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         orders = flows().orders
-        check = await call(orders.check_item, tracker.sender_id, str(value),
-                           booking_id=tracker.get_slot("order_booking_id"))
+        check = await call(
+            orders.check_item,
+            tracker.sender_id,
+            str(value),
+            booking_id=tracker.get_slot("order_booking_id"),
+        )
         if check.message:
             dispatcher.utter_message(text=check.message)
         if check.stop:
@@ -178,8 +234,9 @@ class ValidateAddonOrderForm(FormValidationAction):
         return result
 
     # ---- date and time ----------------------------------------------------------------------
-    async def extract_order_when(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                 domain: DomainDict) -> Dict[Text, Any]:
+    async def extract_order_when(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if not _meant_for(tracker, "order_when"):
             return {}
         when = await call(find_when, text_of(tracker), flows().orders.now())
@@ -187,26 +244,30 @@ class ValidateAddonOrderForm(FormValidationAction):
             return {}
         return {"order_when": _when_payload(when)}
 
-    async def validate_order_when(self, value: Any, dispatcher: CollectingDispatcher,
-                                  tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    async def validate_order_when(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if not isinstance(value, dict):
             return {"order_when": value}  # already validated on an earlier turn
         orders = flows().orders
         known_day = tracker.get_slot("order_day")
         item_id = tracker.get_slot("addon_item")
         check = await call(
-            orders.check_when, tracker.sender_id,
+            orders.check_when,
+            tracker.sender_id,
             item_id if item_id in orders.catalogue.items else None,
             _when_from_payload(value),
             known_day=dt.date.fromisoformat(known_day) if known_day else None,
-            booking_id=tracker.get_slot("order_booking_id"))
+            booking_id=tracker.get_slot("order_booking_id"),
+        )
         if check.message:
             dispatcher.utter_message(text=check.message)
         return {"order_when": check.value, "order_confirm": None, **check.slots}
 
     # ---- party ------------------------------------------------------------------------------
-    async def extract_party_size(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                 domain: DomainDict) -> Dict[Text, Any]:
+    async def extract_party_size(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if not _meant_for(tracker, "party_size"):
             return {}
         asked = tracker.get_slot("requested_slot") == "party_size"
@@ -216,39 +277,50 @@ class ValidateAddonOrderForm(FormValidationAction):
             size = parse_party(str(hinted), bare_number=True) if hinted else None
         return {"party_size": size} if size is not None else {}
 
-    async def validate_party_size(self, value: Any, dispatcher: CollectingDispatcher,
-                                  tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
-        check = await call(flows().orders.check_party, tracker.get_slot("addon_item"), value,
-                           booking_id=tracker.get_slot("order_booking_id"),
-                           sender_id=tracker.sender_id)
+    async def validate_party_size(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        check = await call(
+            flows().orders.check_party,
+            tracker.get_slot("addon_item"),
+            value,
+            booking_id=tracker.get_slot("order_booking_id"),
+            sender_id=tracker.sender_id,
+        )
         if check.message:
             dispatcher.utter_message(text=check.message)
         return {"party_size": check.value, "order_confirm": None}
 
     # ---- flight -----------------------------------------------------------------------------
-    async def extract_flight_no(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                domain: DomainDict) -> Dict[Text, Any]:
+    async def extract_flight_no(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if not _meant_for(tracker, "flight_no"):
             return {}
         flight = parse_flight(text_of(tracker))
         if flight is None:
             hinted = next(tracker.get_latest_entity_values("flight_no"), None)
             flight = parse_flight(str(hinted)) if hinted else None
-        if flight is None and tracker.get_slot("requested_slot") == "flight_no" \
-                and _says_nothing_else(tracker):
+        if (
+            flight is None
+            and tracker.get_slot("requested_slot") == "flight_no"
+            and _says_nothing_else(tracker)
+        ):
             return {"flight_no": text_of(tracker).strip()}  # validation explains the format
         return {"flight_no": flight} if flight else {}
 
-    async def validate_flight_no(self, value: Any, dispatcher: CollectingDispatcher,
-                                 tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    async def validate_flight_no(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         check = flows().orders.check_flight(value)
         if check.message:
             dispatcher.utter_message(text=check.message)
         return {"flight_no": check.value, "order_confirm": None}
 
     # ---- confirmation -----------------------------------------------------------------------
-    async def extract_order_confirm(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                                    domain: DomainDict) -> Dict[Text, Any]:
+    async def extract_order_confirm(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         if tracker.get_slot("requested_slot") != "order_confirm":
             return {}
         intent, text = intent_of(tracker), text_of(tracker).strip()
@@ -258,8 +330,9 @@ class ValidateAddonOrderForm(FormValidationAction):
             return {"order_confirm": False}
         return {}
 
-    async def validate_order_confirm(self, value: Any, dispatcher: CollectingDispatcher,
-                                     tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    async def validate_order_confirm(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
         return {"order_confirm": bool(value) if value is not None else None}
 
 
@@ -272,10 +345,14 @@ class ActionAskAddonItem(Action):
         bookings = await call(orders.bookings, tracker.sender_id)
         if bookings:
             prop = bookings[0].property_id
-            dispatcher.utter_message(text=f"请问您想预订哪项服务？{orders.property_name(prop)}可以预订："
-                                          f"{orders.menu(prop)}。")
+            dispatcher.utter_message(
+                text=f"请问您想预订哪项服务？{orders.property_name(prop)}可以预订："
+                f"{orders.menu(prop)}。"
+            )
         else:
-            dispatcher.utter_message(text="请问您想预订哪项服务？比如接机、送机、SPA、延迟退房、餐厅订位。")
+            dispatcher.utter_message(
+                text="请问您想预订哪项服务？比如接机、送机、SPA、延迟退房、餐厅订位。"
+            )
         return []
 
 
@@ -328,8 +405,14 @@ class ActionSubmitOrder(Action):
             return events
         f = flows()
         draft = _draft(tracker)
-        await write_or_queue(dispatcher, f, f.orders.create, tracker.sender_id, draft,
-                             queue=[(OP_CREATE, tracker.sender_id, draft.to_payload())])
+        await write_or_queue(
+            dispatcher,
+            f,
+            f.orders.create,
+            tracker.sender_id,
+            draft,
+            queue=[(OP_CREATE, tracker.sender_id, draft.to_payload())],
+        )
         return events
 
 
@@ -343,7 +426,9 @@ class ActionCancelOrderForm(Action):
     async def run(self, dispatcher, tracker, domain):
         # A complaint interrupting the form is answered with empathy first: nothing said here.
         if intent_of(tracker) != "complain":
-            dispatcher.utter_message(text="好的，这单先不订了，没有为您下单。还有其他需要随时告诉我。")
+            dispatcher.utter_message(
+                text="好的，这单先不订了，没有为您下单。还有其他需要随时告诉我。"
+            )
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset(ORDER_SLOTS)]
 
 
@@ -368,8 +453,14 @@ class ActionCancelOrder(Action):
     async def run(self, dispatcher, tracker, domain):
         f = flows()
         text = text_of(tracker)
-        await write_or_queue(dispatcher, f, f.orders.cancel, tracker.sender_id, text,
-                             queue=[(OP_CANCEL, tracker.sender_id, {"text": text})])
+        await write_or_queue(
+            dispatcher,
+            f,
+            f.orders.cancel,
+            tracker.sender_id,
+            text,
+            queue=[(OP_CANCEL, tracker.sender_id, {"text": text})],
+        )
         return []
 
 
@@ -389,6 +480,7 @@ class ActionAskFlightNo(Action):
         return "action_ask_flight_no"
 
     async def run(self, dispatcher, tracker, domain):
-        dispatcher.utter_message(text="请发一下航班号（坐高铁的话发车次），比如 CA1234，"
-                                      "方便司机掌握您的到达时间。")
+        dispatcher.utter_message(
+            text="请发一下航班号（坐高铁的话发车次），比如 CA1234，" "方便司机掌握您的到达时间。"
+        )
         return []

@@ -2,6 +2,7 @@
 
 Thin: read the tracker, ask `bot.pretrip.PreTripService`, say its reply.
 """
+
 from __future__ import annotations
 
 import abc
@@ -33,8 +34,11 @@ async def may_ask_link(tracker: Tracker) -> bool:
 
 
 # The intent each topic answers where the names differ (data/rules/pretrip.yml).
-INTENT_OF_TOPIC = {"checkin": "ask_checkin_time", "checkout": "ask_checkout_time",
-                   "emergency": "ask_emergency_contact"}
+INTENT_OF_TOPIC = {
+    "checkin": "ask_checkin_time",
+    "checkout": "ask_checkout_time",
+    "emergency": "ask_emergency_contact",
+}
 
 # Answers about the guest's own bookings: never posted in a customer group (group_privacy).
 PRIVATE_TOPICS = frozenset({"itinerary"})
@@ -57,12 +61,15 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
         """The intent this action answers (the rules map ask_<x> to it)."""
         return INTENT_OF_TOPIC.get(self.topic, f"ask_{self.topic}")
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
         pretrip = get_services().pretrip
         try:
             reply = await call(
-                pretrip.answer, self.topic, tracker.sender_id,
+                pretrip.answer,
+                self.topic,
+                tracker.sender_id,
                 amenity=next(tracker.get_latest_entity_values("amenity"), None),
                 destination=next(tracker.get_latest_entity_values("destination"), None),
                 booking_id=next(tracker.get_latest_entity_values("booking_id"), None),
@@ -76,8 +83,9 @@ class PreTripAnswer(Action, metaclass=abc.ABCMeta):
         else:
             say(dispatcher, reply)
         # "天气怎么样？顺便帮我订个接机": the second request runs next (actions/second_request.py)
-        return _events(reply) + then_second_request(dispatcher, tracker, self.intent,
-                                                    waiting=bool(reply.pending_topic))
+        return _events(reply) + then_second_request(
+            dispatcher, tracker, self.intent, waiting=bool(reply.pending_topic)
+        )
 
 
 class ActionAnswerWeather(PreTripAnswer):
@@ -118,12 +126,15 @@ class ActionChooseStay(Action):
     def name(self) -> Text:
         return "action_choose_stay"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
         pretrip = get_services().pretrip
         try:
             reply = await call(
-                pretrip.choose_stay, tracker.sender_id, tracker.get_slot("pending_topic"),
+                pretrip.choose_stay,
+                tracker.sender_id,
+                tracker.get_slot("pending_topic"),
                 text=tracker.latest_message.get("text") or "",
                 destination=next(tracker.get_latest_entity_values("destination"), None),
                 booking_id=next(tracker.get_latest_entity_values("booking_id"), None),

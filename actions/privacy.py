@@ -1,5 +1,6 @@
 """Privacy requests (PIPL): stop marketing at once; ask for the data to be deleted.
 Thin: `bot.privacy.PrivacyService` writes the consent / deletion ticket and words the reply."""
+
 from __future__ import annotations
 
 from typing import Text
@@ -16,8 +17,13 @@ class ActionUnsubscribe(Action):
 
     async def run(self, dispatcher, tracker, domain):
         f = flows()
-        await write_or_queue(dispatcher, f, f.privacy.unsubscribe, tracker.sender_id,
-                             queue=[(OP_UNSUBSCRIBE, tracker.sender_id, {})])
+        await write_or_queue(
+            dispatcher,
+            f,
+            f.privacy.unsubscribe,
+            tracker.sender_id,
+            queue=[(OP_UNSUBSCRIBE, tracker.sender_id, {})],
+        )
         return []
 
 
@@ -28,6 +34,12 @@ class ActionRequestDataDeletion(Action):
     async def run(self, dispatcher, tracker, domain):
         f = flows()
         text = text_of(tracker)
-        await write_or_queue(dispatcher, f, f.privacy.request_deletion, tracker.sender_id, text,
-                             queue=[(OP_DELETION, tracker.sender_id, {"text": text})])
+        await write_or_queue(
+            dispatcher,
+            f,
+            f.privacy.request_deletion,
+            tracker.sender_id,
+            text,
+            queue=[(OP_DELETION, tracker.sender_id, {"text": text})],
+        )
         return []

@@ -2,6 +2,7 @@
 hotel ...) gets "I can't, but ..." and the human offer; anything else the generic answer
 (both texts in data/scope/near_domain.yml).
 Thin: the category comes from the NLU (bot/nlu/scope_guard.py), the wording from bot.scope."""
+
 from __future__ import annotations
 
 import functools

@@ -1,6 +1,7 @@
 """Two things in one message (issue 17): after an answer action has answered the message's own
 intent, the second request the NLU found (bot/nlu/second_request.py, `second_request` in the parse
 result) is run next, or acknowledged when the first answer still waits for the guest."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Text
@@ -33,8 +34,9 @@ def second_request(tracker, own_intent: str) -> Optional[Dict[str, Any]]:
     return second
 
 
-def then_second_request(dispatcher: CollectingDispatcher, tracker, own_intent: str,
-                        waiting: bool = False) -> List[Dict[Text, Any]]:
+def then_second_request(
+    dispatcher: CollectingDispatcher, tracker, own_intent: str, waiting: bool = False
+) -> List[Dict[Text, Any]]:
     """Events that run the second request next (or a short acknowledgement if `waiting`: the
     answer just given asked the guest something first)."""
     second = second_request(tracker, own_intent)

@@ -11,6 +11,7 @@ bad rows); then, each in a child process of its own (so peak RSS is the import's
 PostgreSQL comes from BENCH_PG_URL (default postgresql+psycopg2://postgres@127.0.0.1:5432/test,
 a throw-away database is created next to it and dropped after).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,22 @@ import time
 import uuid
 from pathlib import Path
 
-HEADERS = ["酒店代码", "订单号", "姓名", "手机", "入住日期", "离店日期", "房型", "人数", "状态",
-           "渠道", "金额", "会员等级", "生日", "备注"]
+HEADERS = [
+    "酒店代码",
+    "订单号",
+    "姓名",
+    "手机",
+    "入住日期",
+    "离店日期",
+    "房型",
+    "人数",
+    "状态",
+    "渠道",
+    "金额",
+    "会员等级",
+    "生日",
+    "备注",
+]
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华晓"
@@ -60,13 +75,24 @@ def generate(path: Path, rows: int, *, seed: int = 13, moved_share: float = 0.0)
             phone = f"13{g % 10}{g:08d}"
             if i % 997 == 5:
                 phone = "12345"  # a bad row now and then, as real exports have
-            out.writerow([
-                rng.choice(["SYHT01", "SHBD01"]), f"B{i:08d}",
-                SURNAMES[g % len(SURNAMES)] + GIVEN[g % len(GIVEN)], phone,
-                _date(check_in, i % 3), _date(check_in + dt.timedelta(days=nights), (i + 1) % 3),
-                rng.choice(["大床房", "双床房", "海景房", "行政房"]), rng.randint(1, 4), status,
-                rng.choice(["携程", "美团", "飞猪", "官网", "前台"]), f"{rng.randint(400, 6000)}.00",
-                rng.choice(["普通", "普通", "银卡", "金卡", "铂金"]), "", ""])
+            out.writerow(
+                [
+                    rng.choice(["SYHT01", "SHBD01"]),
+                    f"B{i:08d}",
+                    SURNAMES[g % len(SURNAMES)] + GIVEN[g % len(GIVEN)],
+                    phone,
+                    _date(check_in, i % 3),
+                    _date(check_in + dt.timedelta(days=nights), (i + 1) % 3),
+                    rng.choice(["大床房", "双床房", "海景房", "行政房"]),
+                    rng.randint(1, 4),
+                    status,
+                    rng.choice(["携程", "美团", "飞猪", "官网", "前台"]),
+                    f"{rng.randint(400, 6000)}.00",
+                    rng.choice(["普通", "普通", "银卡", "金卡", "铂金"]),
+                    "",
+                    "",
+                ]
+            )
 
 
 def run_import(db_url: str, path: str) -> dict:
@@ -84,24 +110,34 @@ def run_import(db_url: str, path: str) -> dict:
     engine.dispose()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = report.created + report.updated + report.unchanged + len(report.rejected)
-    return {"created": report.created, "updated": report.updated,
-            "unchanged": report.unchanged, "rejected": len(report.rejected),
-            "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "peak_rss_mb": round(rss_mb)}
+    return {
+        "created": report.created,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "rejected": len(report.rejected),
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "peak_rss_mb": round(rss_mb),
+    }
 
 
 def _child(db_url: str, path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.bookings_import", "--child", db_url,
-                          str(path)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "CRM_ENCRYPTION_KEY": _key()})
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bookings_import", "--child", db_url, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "CRM_ENCRYPTION_KEY": _key()},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _key() -> str:
     from cryptography.fernet import Fernet
 
-    return os.environ.get("CRM_ENCRYPTION_KEY") or _KEY.setdefault("k", Fernet.generate_key()
-                                                                     .decode())
+    return os.environ.get("CRM_ENCRYPTION_KEY") or _KEY.setdefault(
+        "k", Fernet.generate_key().decode()
+    )
 
 
 _KEY: dict = {}
@@ -121,6 +157,7 @@ def _pg_database() -> tuple[str, callable]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
     return server.set(database=name).render_as_string(hide_password=False), drop
 
 
@@ -142,8 +179,11 @@ def bench(rows: int, backends: list[str]) -> dict:
             try:
                 os.environ["CRM_ENCRYPTION_KEY"] = _key()
                 upgrade(url)
-                runs = {"first": _child(url, first), "again": _child(url, first),
-                        "moved": _child(url, moved)}
+                runs = {
+                    "first": _child(url, first),
+                    "again": _child(url, first),
+                    "moved": _child(url, moved),
+                }
             finally:
                 if drop:
                     drop()

@@ -16,6 +16,7 @@ CRM of its own, warm it up, and per channel (REST, then WeCom kf through the san
 the same rate) and, for ours, also half of our own saturation. Prints the side-by-side table and
 writes results.json + chart.png under --out/<timestamp>/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,51 +39,113 @@ log = logging.getLogger("bench")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--duration", type=float, default=8.0, help="seconds measured per run (default 8)")
-    p.add_argument("--guests", type=int, default=50,
-                   help="concurrent guests of the saturation runs (default 50)")
-    p.add_argument("--rate", type=float, default=None,
-                   help="fixed offered rate, msg/s (default: half the baseline's saturation, per channel)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--duration", type=float, default=8.0, help="seconds measured per run (default 8)"
+    )
+    p.add_argument(
+        "--guests",
+        type=int,
+        default=50,
+        help="concurrent guests of the saturation runs (default 50)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="fixed offered rate, msg/s (default: half the baseline's saturation, per channel)",
+    )
     p.add_argument("--only", choices=("rest", "wecom"), help="one channel only")
     p.add_argument("--skip-baseline", action="store_true", help="only our stack")
     p.add_argument("--skip-ours", action="store_true", help="only the baseline stack")
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "bench",
-                   help="results folder (a <timestamp>/ subfolder per run)")
-    p.add_argument("--pg", action="store_true",
-                   help="PostgreSQL (a fresh database, dropped after) + Redis instead of SQLite/in-process")
-    p.add_argument("--workers", type=int, default=1,
-                   help="Sanic workers of OUR rasa server (>1 needs --pg: Redis lock store)")
-    p.add_argument("--profile", action="store_true", help="py-spy profiles of our servers during saturation")
-    p.add_argument("--try", dest="tries", action="append", default=[], metavar="PATCH",
-                   choices=["jsonschema", "sqlite"],
-                   help="run OUR rasa server with an experimental speed-up (bench/rasa_patched.py); repeatable")
-    p.add_argument("--tracker-store", choices=("sql", "memory"), default="sql",
-                   help="OUR tracker store: sql (SQLite, or PostgreSQL with --pg; the product's) or memory "
-                        "(an experiment: what the SQL tracker store costs)")
-    p.add_argument("--accuracy", action="store_true",
-                   help="also the NLU held-out figures of both models (python -m bot.nlu.evaluate)")
-    p.add_argument("--retrain", action="store_true", help="train the baseline and time both trainings again")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=PROJECT_ROOT / "results" / "bench",
+        help="results folder (a <timestamp>/ subfolder per run)",
+    )
+    p.add_argument(
+        "--pg",
+        action="store_true",
+        help="PostgreSQL (a fresh database, dropped after) + Redis instead of SQLite/in-process",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Sanic workers of OUR rasa server (>1 needs --pg: Redis lock store)",
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="py-spy profiles of our servers during saturation"
+    )
+    p.add_argument(
+        "--try",
+        dest="tries",
+        action="append",
+        default=[],
+        metavar="PATCH",
+        choices=["jsonschema", "sqlite"],
+        help="run OUR rasa server with an experimental speed-up (bench/rasa_patched.py); repeatable",
+    )
+    p.add_argument(
+        "--tracker-store",
+        choices=("sql", "memory"),
+        default="sql",
+        help="OUR tracker store: sql (SQLite, or PostgreSQL with --pg; the product's) or memory "
+        "(an experiment: what the SQL tracker store costs)",
+    )
+    p.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="also the NLU held-out figures of both models (python -m bot.nlu.evaluate)",
+    )
+    p.add_argument(
+        "--retrain", action="store_true", help="train the baseline and time both trainings again"
+    )
     p.add_argument("--no-train-timing", action="store_true", help="do not time a training of ours")
     p.add_argument("--model", type=Path, default=train.OURS_MODEL, help="our model")
-    p.add_argument("--baseline-model", type=Path,
-                   help="serve this baseline model instead of training models/baseline/ (its training "
-                        "time is then not reported), e.g. one trained earlier with --baseline-epochs 100")
-    p.add_argument("--baseline-epochs", type=int, default=1, metavar="N",
-                   help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 1, so a "
-                        "fresh clone fits in 10 minutes; 100 = Rasa's stock config, well over 10 minutes on 2 "
-                        "cores). Same components and sizes, but an under-trained policy takes other dialogue "
-                        "paths: the fewer epochs, the slower the baseline served (docs/PERFORMANCE.md); "
-                        "use 5 or more for the figure to quote")
-    p.add_argument("--no-intake", action="store_true",
-                   help="OUR WeCom callbacks to Rasa's own routes instead of the intake server (as the baseline)")
-    p.add_argument("--warmup", type=float, default=2.0, help="closed-loop warm-up seconds (not counted)")
+    p.add_argument(
+        "--baseline-model",
+        type=Path,
+        help="serve this baseline model instead of training models/baseline/ (its training "
+        "time is then not reported), e.g. one trained earlier with --baseline-epochs 100",
+    )
+    p.add_argument(
+        "--baseline-epochs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train the baseline's DIET/ResponseSelector/TED/UnexpecTED for N epochs (default 1, so a "
+        "fresh clone fits in 10 minutes; 100 = Rasa's stock config, well over 10 minutes on 2 "
+        "cores). Same components and sizes, but an under-trained policy takes other dialogue "
+        "paths: the fewer epochs, the slower the baseline served (docs/PERFORMANCE.md); "
+        "use 5 or more for the figure to quote",
+    )
+    p.add_argument(
+        "--no-intake",
+        action="store_true",
+        help="OUR WeCom callbacks to Rasa's own routes instead of the intake server (as the baseline)",
+    )
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="closed-loop warm-up seconds (not counted)"
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="per-message timeout, s")
-    p.add_argument("--start-timeout", type=float, default=600.0,
-                   help="how long a server may take to start, s (the baseline loads three TF models)")
-    p.add_argument("--keep", action="store_true", help="keep the stacks' databases in the results folder")
-    p.add_argument("--report", type=Path, help="print the table of an earlier results.json and exit")
+    p.add_argument(
+        "--start-timeout",
+        type=float,
+        default=600.0,
+        help="how long a server may take to start, s (the baseline loads three TF models)",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the stacks' databases in the results folder"
+    )
+    p.add_argument(
+        "--report", type=Path, help="print the table of an earlier results.json and exit"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.workers > 1 and not args.pg:
@@ -110,7 +173,9 @@ async def wait_quiet(stack: Stack, seconds: float = 1.0, limit_s: float = 30.0) 
     last = None
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
-            async with session.get(f"{stack.sandbox_url}/_sandbox/calls", params={"since": str(last or 0)}) as r:
+            async with session.get(
+                f"{stack.sandbox_url}/_sandbox/calls", params={"since": str(last or 0)}
+            ) as r:
                 calls = (await r.json())["calls"]
             if last is not None and not calls:
                 return
@@ -118,13 +183,20 @@ async def wait_quiet(stack: Stack, seconds: float = 1.0, limit_s: float = 30.0) 
             await asyncio.sleep(seconds)
 
 
-async def run_channel(stack: Stack, stack_name: str, channel: str, args, senders: List[str],
-                      base_sat: Optional[float], outdir: Path) -> Dict[str, Any]:
+async def run_channel(
+    stack: Stack,
+    stack_name: str,
+    channel: str,
+    args,
+    senders: List[str],
+    base_sat: Optional[float],
+    outdir: Path,
+) -> Dict[str, Any]:
     runs: Dict[str, Any] = {}
     client_cls = load.RestClient if channel == "rest" else load.WeComClient
     url = stack.rasa_url if channel == "rest" else stack.sandbox_url
-    warm = senders[-len(SCRIPTS):]
-    pool = senders[:-len(SCRIPTS)]
+    warm = senders[-len(SCRIPTS) :]
+    pool = senders[: -len(SCRIPTS)]
     async with client_cls(url, timeout_s=args.timeout) as client:
         lines = [SCRIPTS[name][0] for name in SCRIPTS]
         bad = await load.warm_up(client, warm, lines)
@@ -141,13 +213,18 @@ async def run_channel(stack: Stack, stack_name: str, channel: str, args, senders
             data = result.as_dict()
             data["server_cpu_s"] = {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 2) for k in cpu0}
             if result.ok:
-                data["server_cpu_ms_per_msg"] = {k: round(1000 * v / max(1, result.ok), 1)
-                                                 for k, v in data["server_cpu_s"].items()}
+                data["server_cpu_ms_per_msg"] = {
+                    k: round(1000 * v / max(1, result.ok), 1)
+                    for k, v in data["server_cpu_s"].items()
+                }
             data["wall_s"] = round(wall, 1)
             data["alive"] = stack.alive()
             log.info("%s/%s/%s: %s", stack_name, channel, name, _one_line(data))
             if not all(data["alive"].values()):
-                log.error("a process died: %s", {k: stack.log_tail(k) for k, v in data["alive"].items() if not v})
+                log.error(
+                    "a process died: %s",
+                    {k: stack.log_tail(k) for k, v in data["alive"].items() if not v},
+                )
             if channel == "wecom":
                 await wait_quiet(stack)
             return data
@@ -159,22 +236,33 @@ async def run_channel(stack: Stack, stack_name: str, channel: str, args, senders
                 rec = profile.start_record(stack.procs[proc].pid, out, args.warmup + args.duration)
                 if rec:
                     profiles.append((proc, out, rec))
-        runs["saturation"] = await measured("saturation", load.closed_loop(
-            client, pool, args.guests, args.duration, warmup_s=args.warmup))
+        runs["saturation"] = await measured(
+            "saturation",
+            load.closed_loop(client, pool, args.guests, args.duration, warmup_s=args.warmup),
+        )
         for proc, out, rec in profiles:
             rec.wait(timeout=60)
         sat = runs["saturation"]["throughput"]
         rate = args.rate or 0.5 * (base_sat if base_sat else sat)
         open_guests = max(args.guests, 20)
         if rate > 0:
-            runs["fixed_rate"] = await measured("fixed_rate", load.open_loop(
-                client, pool, rate, args.duration, max_guests=open_guests))
+            runs["fixed_rate"] = await measured(
+                "fixed_rate",
+                load.open_loop(client, pool, rate, args.duration, max_guests=open_guests),
+            )
         half_own = 0.5 * sat
         if stack_name == "ours" and half_own > 0 and abs(half_own - rate) / rate > 0.1:
-            runs["half_own_saturation"] = await measured("half_own_saturation", load.open_loop(
-                client, pool, half_own, args.duration, max_guests=open_guests, seed=11))
+            runs["half_own_saturation"] = await measured(
+                "half_own_saturation",
+                load.open_loop(
+                    client, pool, half_own, args.duration, max_guests=open_guests, seed=11
+                ),
+            )
         if channel == "wecom":
-            runs["wecom_client"] = {"unmatched_replies": client.unmatched_replies, "poll_errors": client.poll_errors}
+            runs["wecom_client"] = {
+                "unmatched_replies": client.unmatched_replies,
+                "poll_errors": client.poll_errors,
+            }
     for proc, out, _ in profiles:
         cats = profile.RASA_CATEGORIES if proc == "rasa" else profile.ACTIONS_CATEGORIES
         summary = profile.summarize(out, cats)
@@ -187,26 +275,51 @@ def holdout_figures(model: Path, out: Path) -> Dict[str, Any]:
     """The NLU figures on tests/nlu_holdout (bot.nlu.evaluate) that the speed must not cost."""
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-m", "bot.nlu.evaluate", "--model", str(model), "--out", str(out),
-                           "--no-rasa-report"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot.nlu.evaluate",
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--no-rasa-report",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"},
+    )
     try:
         summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"error": f"evaluate exited {proc.returncode}: {(proc.stderr or proc.stdout)[-500:]}"}
+        return {
+            "error": f"evaluate exited {proc.returncode}: {(proc.stderr or proc.stdout)[-500:]}"
+        }
     figures: Dict[str, Any] = {}
     for variant in ("simplified", "traditional"):
         rep = summary.get(variant) or {}
-        figures[variant] = {k: rep.get(k) for k in ("accuracy", "macro_f1", "complain_recall", "oos_recall",
-                                                    "false_fallback_rate")}
+        figures[variant] = {
+            k: rep.get(k)
+            for k in (
+                "accuracy",
+                "macro_f1",
+                "complain_recall",
+                "oos_recall",
+                "false_fallback_rate",
+            )
+        }
         figures[variant]["entity_f1"] = (rep.get("entities") or {}).get("f1")
     return figures
 
 
 def _one_line(d: Dict[str, Any]) -> str:
     r = d.get("reply_ms", {})
-    text = (f"{d['throughput']:.1f} msg/s ok={d['ok']} err={d['errors']} timeouts={d['timeouts']} "
-            f"skipped={d['skipped']} p50={r.get('p50')} p95={r.get('p95')} p99={r.get('p99')} ms")
+    text = (
+        f"{d['throughput']:.1f} msg/s ok={d['ok']} err={d['errors']} timeouts={d['timeouts']} "
+        f"skipped={d['skipped']} p50={r.get('p50')} p95={r.get('p95')} p99={r.get('p99')} ms"
+    )
     if "ack_ms" in d:
         text += f" ack p50={d['ack_ms'].get('p50')} p99={d['ack_ms'].get('p99')} ms"
     if "server_cpu_ms_per_msg" in d:
@@ -219,20 +332,31 @@ def run_stack(name: str, model: Path, args, outdir: Path, base: Optional[Dict]) 
     workdir = outdir / name
     n = max(4 * args.guests, 40) + len(SCRIPTS)
     senders = {c: senders_for(name, c, n) for c in channels}
-    stack = Stack(name, model, workdir, wecom="wecom" in channels, pg=args.pg,
-                  sanic_workers=args.workers if name == "ours" else 1, start_timeout_s=args.start_timeout,
-                  rasa_patches=list(args.tries) if name == "ours" else [],
-                  product_entry=name == "ours", intake=name == "ours" and not args.no_intake,
-                  tracker_store=args.tracker_store if name == "ours" else "sql")
+    stack = Stack(
+        name,
+        model,
+        workdir,
+        wecom="wecom" in channels,
+        pg=args.pg,
+        sanic_workers=args.workers if name == "ours" else 1,
+        start_timeout_s=args.start_timeout,
+        rasa_patches=list(args.tries) if name == "ours" else [],
+        product_entry=name == "ours",
+        intake=name == "ours" and not args.no_intake,
+        tracker_store=args.tracker_store if name == "ours" else "sql",
+    )
     data: Dict[str, Any] = {"model": str(model), "runs": {}}
     try:
         stack.start([s for c in channels for s in senders[c]])
         data["startup_s"] = dict(stack.startup_s)
         data["ports"] = dict(stack.ports)
         for channel in channels:
-            base_sat = ((base or {}).get("runs", {}).get(channel, {}).get("saturation") or {}).get("throughput")
-            data["runs"][channel] = asyncio.run(run_channel(stack, name, channel, args, senders[channel],
-                                                            base_sat, outdir))
+            base_sat = ((base or {}).get("runs", {}).get(channel, {}).get("saturation") or {}).get(
+                "throughput"
+            )
+            data["runs"][channel] = asyncio.run(
+                run_channel(stack, name, channel, args, senders[channel], base_sat, outdir)
+            )
     finally:
         stack.stop()
         data["memory"] = stack.memory.report_mb()
@@ -244,8 +368,11 @@ def run_stack(name: str, model: Path, args, outdir: Path, base: Optional[Dict]) 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     if args.report:
         print(report.render(json.loads(args.report.read_text(encoding="utf-8"))))
         return 0
@@ -253,38 +380,64 @@ def main(argv: Optional[List[str]] = None) -> int:
     outdir = args.out / started.strftime("%Y%m%d-%H%M%S")
     outdir.mkdir(parents=True, exist_ok=True)
     if not args.model.exists():
-        print(f"bench: no model at {args.model}: run `make train` first (make bench does)", file=sys.stderr)
+        print(
+            f"bench: no model at {args.model}: run `make train` first (make bench does)",
+            file=sys.stderr,
+        )
         return 2
     if args.profile and not profile.available():
-        log.warning("--profile: py-spy is not installed (pip install -r requirements.txt); no profiles")
+        log.warning(
+            "--profile: py-spy is not installed (pip install -r requirements.txt); no profiles"
+        )
     results: Dict[str, Any] = {
-        "meta": {"started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:],
-                 "duration_s": args.duration, "guests": args.guests, "rate": args.rate,
-                 "only": args.only, "pg": args.pg,
-                 "baseline_model": str(args.baseline_model or train.baseline_model(_epochs(args))),
-                 "baseline_epochs": None if args.baseline_model else args.baseline_epochs,
-                 "intake": not args.no_intake,
-                 "workers": args.workers, "tries": args.tries,
-                 "tracker_store": args.tracker_store, "cpus": os.cpu_count(),
-                 "loadavg_start": round(os.getloadavg()[0], 2),
-                 "note": "figures from whatever else the machine was running; see loadavg"},
-        "training": {}, "stacks": {},
+        "meta": {
+            "started": started.isoformat(timespec="seconds"),
+            "argv": sys.argv[1:],
+            "duration_s": args.duration,
+            "guests": args.guests,
+            "rate": args.rate,
+            "only": args.only,
+            "pg": args.pg,
+            "baseline_model": str(args.baseline_model or train.baseline_model(_epochs(args))),
+            "baseline_epochs": None if args.baseline_model else args.baseline_epochs,
+            "intake": not args.no_intake,
+            "workers": args.workers,
+            "tries": args.tries,
+            "tracker_store": args.tracker_store,
+            "cpus": os.cpu_count(),
+            "loadavg_start": round(os.getloadavg()[0], 2),
+            "note": "figures from whatever else the machine was running; see loadavg",
+        },
+        "training": {},
+        "stacks": {},
     }
     t0 = time.monotonic()
     if not args.skip_baseline and not args.baseline_model:
-        results["training"]["baseline"] = train.ensure_baseline(outdir, retrain=args.retrain,
-                                                                epochs=_epochs(args))
-        log.info("baseline training: %s s%s", results["training"]["baseline"]["seconds"],
-                 " (measured earlier)" if results["training"]["baseline"].get("reused") else "")
+        results["training"]["baseline"] = train.ensure_baseline(
+            outdir, retrain=args.retrain, epochs=_epochs(args)
+        )
+        log.info(
+            "baseline training: %s s%s",
+            results["training"]["baseline"]["seconds"],
+            " (measured earlier)" if results["training"]["baseline"].get("reused") else "",
+        )
     if not args.no_train_timing and not args.skip_ours:
         results["training"]["ours"] = train.time_ours(outdir, retrain=args.retrain)
-        log.info("our training: %s s%s", results["training"]["ours"]["seconds"],
-                 " (measured earlier)" if results["training"]["ours"].get("reused") else "")
+        log.info(
+            "our training: %s s%s",
+            results["training"]["ours"]["seconds"],
+            " (measured earlier)" if results["training"]["ours"].get("reused") else "",
+        )
     if args.accuracy:
-        for name, model in (("baseline", args.baseline_model or train.baseline_model(_epochs(args))), ("ours", args.model)):
+        for name, model in (
+            ("baseline", args.baseline_model or train.baseline_model(_epochs(args))),
+            ("ours", args.model),
+        ):
             if (name == "baseline" and args.skip_baseline) or (name == "ours" and args.skip_ours):
                 continue
-            results.setdefault("accuracy", {})[name] = holdout_figures(model, outdir / f"nlu-{name}")
+            results.setdefault("accuracy", {})[name] = holdout_figures(
+                model, outdir / f"nlu-{name}"
+            )
             log.info("holdout %s: %s", name, results["accuracy"][name])
     plan = []
     if not args.skip_baseline:
@@ -293,7 +446,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         plan.append(("ours", args.model))
     try:
         for name, model in plan:
-            results["stacks"][name] = run_stack(name, model, args, outdir, results["stacks"].get("baseline"))
+            results["stacks"][name] = run_stack(
+                name, model, args, outdir, results["stacks"].get("baseline")
+            )
             report.write_json(results, outdir / "results.json")
     finally:
         results["meta"]["wall_s"] = round(time.monotonic() - t0, 1)
@@ -302,6 +457,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     chart = report.write_chart(results, outdir / "chart.png")
     print()
     print(report.render(results))
-    print(f"\nresults: {outdir / 'results.json'}" + (f", chart: {chart}" if chart else "")
-          + f"; whole run {results['meta']['wall_s']} s")
+    print(
+        f"\nresults: {outdir / 'results.json'}"
+        + (f", chart: {chart}" if chart else "")
+        + f"; whole run {results['meta']['wall_s']} s"
+    )
     return 0

@@ -7,6 +7,7 @@ go the whole way (booking -> knowledge base -> weather -> template) without aski
 A script is replayed as is: the next line goes when the reply to the previous one has arrived
 (closed loop), or when an arrival of the open loop picks this guest.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -82,8 +83,13 @@ class Guest:
     """One simulated guest slot: plays the scripts in turn, under sender ids handed out by a
     `SenderPool` (a new conversation takes the next free CRM guest)."""
 
-    def __init__(self, index: int, pool: "SenderPool", scripts: Optional[Sequence[str]] = None,
-                 library: Optional[Dict[str, List[str]]] = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        pool: "SenderPool",
+        scripts: Optional[Sequence[str]] = None,
+        library: Optional[Dict[str, List[str]]] = None,
+    ) -> None:
         self.library = library or SCRIPTS  # script name -> lines (bench.scale: the intent mix)
         names = list(scripts or self.library)
         start = index % len(names)

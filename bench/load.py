@@ -13,6 +13,7 @@ each run closed loop (saturation) or open loop (a fixed offered rate).
   callback answer time, as WeCom would see it) and returns it with the delivery. The reply is the connector's kf/send_msg call to the sandbox,
   seen by polling `GET /_sandbox/calls` (timestamped by the sandbox at arrival).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,8 @@ log = logging.getLogger("bench")
 @dataclass
 class Outcome:
     ok: bool
-    latency: Optional[float] = None      # reply latency, s
-    ack: Optional[float] = None          # WeCom callback answer, s
+    latency: Optional[float] = None  # reply latency, s
+    ack: Optional[float] = None  # WeCom callback answer, s
     error: Optional[str] = None
     timeout: bool = False
     empty: bool = False
@@ -51,7 +52,9 @@ class RestClient:
         self.session: Optional[aiohttp.ClientSession] = None
 
     async def __aenter__(self) -> "RestClient":
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=self.timeout)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=self.timeout
+        )
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -65,7 +68,9 @@ class RestClient:
         assert self.session is not None
         t0 = time.monotonic() if t0 is None else t0
         try:
-            async with self.session.post(self.url, json={"sender": sender, "message": text}) as resp:
+            async with self.session.post(
+                self.url, json={"sender": sender, "message": text}
+            ) as resp:
                 body = await resp.text()
                 if resp.status != 200:
                     return Outcome(False, error=f"HTTP {resp.status}: {body[:120]}")
@@ -100,8 +105,10 @@ class WeComClient:
         self.poll_errors = 0
 
     async def __aenter__(self) -> "WeComClient":
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                             timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+        )
         async with self.session.get(f"{self.base}/_sandbox/calls", params={"since": "0"}) as resp:
             calls = (await resp.json())["calls"]
         self._since = max((c["seq"] for c in calls), default=0)
@@ -134,8 +141,10 @@ class WeComClient:
         assert self.session is not None
         while True:
             try:
-                async with self.session.get(f"{self.base}/_sandbox/calls",
-                                            params={"since": str(self._since), "path": "/cgi-bin/kf/send_msg"}) as resp:
+                async with self.session.get(
+                    f"{self.base}/_sandbox/calls",
+                    params={"since": str(self._since), "path": "/cgi-bin/kf/send_msg"},
+                ) as resp:
                     calls = (await resp.json())["calls"]
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError):
                 self.poll_errors += 1
@@ -168,16 +177,23 @@ class WeComClient:
         fut = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(user, []).append((wall0, fut))
         try:
-            async with self.session.post(f"{self.base}/_sandbox/guest/kf",
-                                         json={"external_userid": user, "text": text}) as resp:
+            async with self.session.post(
+                f"{self.base}/_sandbox/guest/kf", json={"external_userid": user, "text": text}
+            ) as resp:
                 body = await resp.json(content_type=None)
                 ack = time.monotonic() - mono0
             delivery = (body or {}).get("delivery") or {}
-            if delivery.get("elapsed_ms") is not None:  # the connector's own answer, timed by the sandbox
+            if (
+                delivery.get("elapsed_ms") is not None
+            ):  # the connector's own answer, timed by the sandbox
                 ack = delivery["elapsed_ms"] / 1000.0
             if resp.status != 200 or not delivery.get("delivered"):
                 self._drop(user, fut)
-                return Outcome(False, ack=ack, error=f"callback not delivered: HTTP {resp.status} {str(delivery)[:160]}")
+                return Outcome(
+                    False,
+                    ack=ack,
+                    error=f"callback not delivered: HTTP {resp.status} {str(delivery)[:160]}",
+                )
             if delivery.get("attempts", 1) > 1:
                 log.debug("callback for %s needed %s attempts", user, delivery.get("attempts"))
             remaining = max(0.1, self.timeout_s - (time.monotonic() - mono0))
@@ -227,10 +243,16 @@ async def warm_up(client, senders: Sequence[str], lines: Sequence[str]) -> int:
     return bad
 
 
-async def closed_loop(client, senders: Sequence[str], guests: int, duration_s: float,
-                      warmup_s: float = 2.0, name: str = "saturation",
-                      library: Optional[Dict[str, List[str]]] = None,
-                      on_reply: Optional[Callable[[float, Outcome], None]] = None) -> RunResult:
+async def closed_loop(
+    client,
+    senders: Sequence[str],
+    guests: int,
+    duration_s: float,
+    warmup_s: float = 2.0,
+    name: str = "saturation",
+    library: Optional[Dict[str, List[str]]] = None,
+    on_reply: Optional[Callable[[float, Outcome], None]] = None,
+) -> RunResult:
     pool = SenderPool(senders)
     result = RunResult(name=name, mode="closed", duration_s=duration_s, guests=guests)
     start = time.monotonic()
@@ -254,15 +276,27 @@ async def closed_loop(client, senders: Sequence[str], guests: int, duration_s: f
     return result
 
 
-async def open_loop(client, senders: Sequence[str], rate: float, duration_s: float,
-                    max_guests: int, name: str = "fixed_rate", seed: int = 7) -> RunResult:
+async def open_loop(
+    client,
+    senders: Sequence[str],
+    rate: float,
+    duration_s: float,
+    max_guests: int,
+    name: str = "fixed_rate",
+    seed: int = 7,
+) -> RunResult:
     """rate x duration arrivals spread over `duration_s`; each picks an idle guest (at most `max_guests`
     conversations at once); waits for the answers still in flight (up to the client timeout)."""
     rng = random.Random(seed)
     pool = SenderPool(senders)
     idle: List[Guest] = [Guest(i, pool) for i in range(max_guests)]
-    result = RunResult(name=name, mode="open", duration_s=duration_s, offered_rate=round(rate, 2),
-                       guests=max_guests)
+    result = RunResult(
+        name=name,
+        mode="open",
+        duration_s=duration_s,
+        offered_rate=round(rate, 2),
+        guests=max_guests,
+    )
     tasks: List[asyncio.Task] = []
     busy_peak = 0
 

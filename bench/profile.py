@@ -11,6 +11,7 @@ the deepest generic category (SQLAlchemy, Sanic, the message processor, the even
 thread) are counted apart as idle: py-spy's own idle detection misses them in some containers.
 Shares are of the busy samples.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,9 +49,14 @@ RASA_CATEGORIES: List[Tuple[str, str]] = [
     ("lock store", r"lock_store\.py"),
     # RemoteAction.run: the tracker state as JSON, the HTTP call, jsonschema validation of the
     # answer, the events applied; also the built-in utter_ actions (same module).
-    ("running actions (remote call to the action server, utterances)",
-     r"rasa/core/actions/|rasa/utils/endpoints|aiohttp/client"),
-    ("tracker: events/slots/serialisation", r"rasa/shared/core/(trackers|events|domain|slots)|rasa/shared/core/conversation"),
+    (
+        "running actions (remote call to the action server, utterances)",
+        r"rasa/core/actions/|rasa/utils/endpoints|aiohttp/client",
+    ),
+    (
+        "tracker: events/slots/serialisation",
+        r"rasa/shared/core/(trackers|events|domain|slots)|rasa/shared/core/conversation",
+    ),
     ("responses / NLG", r"rasa/core/nlg|templated_natural_language"),
     ("WeCom connector (crypto, inbox, API)", r"connectors/wecom|bot/wecom/|wechatpy|cryptography"),
     ("message processor / agent", r"rasa/core/processor|rasa/core/agent|rasa/core/channels"),
@@ -64,7 +70,10 @@ ACTIONS_CATEGORIES: List[Tuple[str, str]] = [
     ("knowledge base / weather", r"bot/knowledge/"),
     ("pre-trip answers", r"bot/pretrip"),
     ("orders (JioNLP dates)", r"bot/orders/|jionlp|jiojio"),
-    ("complaints / preferences / handoff", r"bot/complaints|bot/preferences|bot/handoff|bot/paging|bot/privacy"),
+    (
+        "complaints / preferences / handoff",
+        r"bot/complaints|bot/preferences|bot/handoff|bot/paging|bot/privacy",
+    ),
     ("templates (Jinja2)", r"jinja2|bot/templates|bot/replies"),
     ("actions (thin layer)", r"/actions/"),
     ("rasa_sdk (executor, tracker)", r"rasa_sdk/"),
@@ -75,9 +84,14 @@ ACTIONS_CATEGORIES: List[Tuple[str, str]] = [
 
 
 GENERIC = {
-    "graph runner / model", "policy featurization/ensemble", "message processor / agent",
-    "HTTP server (sanic) / JSON", "SQLAlchemy (other)", "asyncio event loop",
-    "rasa_sdk (executor, tracker)", "thread pool",
+    "graph runner / model",
+    "policy featurization/ensemble",
+    "message processor / agent",
+    "HTTP server (sanic) / JSON",
+    "SQLAlchemy (other)",
+    "asyncio event loop",
+    "rasa_sdk (executor, tracker)",
+    "thread pool",
 }
 
 # Specific, but wrapping other specific ones: only when none of those is in the stack.
@@ -86,19 +100,35 @@ WRAPPERS = {"WeCom connector (crypto, inbox, API)", "pre-trip answers"}
 # Innermost frames of threads that are waiting, not working.
 IDLE_LEAVES = re.compile(
     r"^(serve \(sanic/server/runners|run_forever|_run_once \(asyncio/base_events|select \(selectors|"
-    r"_worker \(concurrent/futures/thread|wait \(threading|_wait_for_tstate_lock|poll \(|epoll)")
+    r"_worker \(concurrent/futures/thread|wait \(threading|_wait_for_tstate_lock|poll \(|epoll)"
+)
 
 
 def available() -> bool:
     return PY_SPY is not None
 
 
-def start_record(pid: int, out: Path, duration_s: float, rate: int = 67) -> Optional[subprocess.Popen]:
+def start_record(
+    pid: int, out: Path, duration_s: float, rate: int = 67
+) -> Optional[subprocess.Popen]:
     """py-spy record of `pid` for `duration_s`, collapsed stacks to `out` (.txt)."""
     if PY_SPY is None:
         return None
-    args = [PY_SPY, "record", "--pid", str(pid), "--duration", str(max(1, int(round(duration_s)))),
-            "--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
+    args = [
+        PY_SPY,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(round(duration_s)))),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(str(out) + ".log", "w"))
 
 
@@ -116,7 +146,9 @@ def is_idle(frames: Sequence[str]) -> bool:
     return bool(frames) and bool(IDLE_LEAVES.search(_short(frames[-1])))
 
 
-def categorize(samples: Sequence[Tuple[List[str], int]], categories: Sequence[Tuple[str, str]]) -> Counter:
+def categorize(
+    samples: Sequence[Tuple[List[str], int]], categories: Sequence[Tuple[str, str]]
+) -> Counter:
     """Busy samples per category (idle ones under the key "(idle)")."""
     specific = [(n, re.compile(p)) for n, p in categories if n not in GENERIC and n not in WRAPPERS]
     wrappers = [(n, re.compile(p)) for n, p in categories if n in WRAPPERS]
@@ -145,11 +177,14 @@ def categorize(samples: Sequence[Tuple[List[str], int]], categories: Sequence[Tu
     return out
 
 
-def top_functions(samples: Sequence[Tuple[List[str], int]], n: int = 25,
-                  include: str = r"rasa/|rasa_sdk/|bot/|actions/|connectors/|sqlalchemy|jieba|sklearn|"
-                                 r"tensorflow|sanic|opencc|jionlp|jinja2",
-                  exclude: str = r"^(run|main|serve|serve_single|serve_application|main_from_args|run_actions|"
-                                 r"http1|handler|_run_once|run_forever) \(") -> List[Tuple[str, int]]:
+def top_functions(
+    samples: Sequence[Tuple[List[str], int]],
+    n: int = 25,
+    include: str = r"rasa/|rasa_sdk/|bot/|actions/|connectors/|sqlalchemy|jieba|sklearn|"
+    r"tensorflow|sanic|opencc|jionlp|jinja2",
+    exclude: str = r"^(run|main|serve|serve_single|serve_application|main_from_args|run_actions|"
+    r"http1|handler|_run_once|run_forever) \(",
+) -> List[Tuple[str, int]]:
     """Inclusive sample counts of the project's and the main libraries' functions (without the
     frames every request goes through: server loops, CLI entry points)."""
     rx, skip = re.compile(include), re.compile(exclude)
@@ -178,8 +213,10 @@ def is_main_thread(frames: Sequence[str]) -> bool:
 
 def _shares(cats: Counter) -> List[Dict]:
     total = sum(cats.values())
-    return [{"category": k, "samples": v, "share": round(v / total, 3) if total else 0}
-            for k, v in cats.most_common()]
+    return [
+        {"category": k, "samples": v, "share": round(v / total, 3) if total else 0}
+        for k, v in cats.most_common()
+    ]
 
 
 def summarize(path: Path, categories: Sequence[Tuple[str, str]]) -> Dict:
@@ -192,21 +229,31 @@ def summarize(path: Path, categories: Sequence[Tuple[str, str]]) -> Dict:
     workers = categorize([s for s in samples if not is_main_thread(s[0])], categories)
     workers.pop("(idle)", None)
     return {
-        "file": str(path), "samples": total, "idle_samples": idle,
-        "main_thread": {"busy": sum(main.values()), "idle": main_idle, "by_category": _shares(main)},
+        "file": str(path),
+        "samples": total,
+        "idle_samples": idle,
+        "main_thread": {
+            "busy": sum(main.values()),
+            "idle": main_idle,
+            "by_category": _shares(main),
+        },
         "other_threads": {"busy": sum(workers.values()), "by_category": _shares(workers)},
         "by_category": _shares(cats),
-        "top_functions": [{"function": f, "samples": c, "share": round(c / total, 3) if total else 0}
-                          for f, c in top_functions(samples)],
+        "top_functions": [
+            {"function": f, "samples": c, "share": round(c / total, 3) if total else 0}
+            for f, c in top_functions(samples)
+        ],
     }
 
 
 def format_summary(title: str, summary: Dict, top: int = 12) -> str:
     main, other = summary.get("main_thread") or {}, summary.get("other_threads") or {}
-    lines = [f"{title} ({summary['file']})",
-             f"  event-loop thread: {main.get('busy', 0)} busy samples, {main.get('idle', 0)} idle; "
-             f"other threads: {other.get('busy', 0)} samples (executor/DB waits count as busy)",
-             "  event-loop thread, busy time by owner:"]
+    lines = [
+        f"{title} ({summary['file']})",
+        f"  event-loop thread: {main.get('busy', 0)} busy samples, {main.get('idle', 0)} idle; "
+        f"other threads: {other.get('busy', 0)} samples (executor/DB waits count as busy)",
+        "  event-loop thread, busy time by owner:",
+    ]
     for row in main.get("by_category", []):
         if row["share"] >= 0.003:
             lines.append(f"  {row['share'] * 100:5.1f}%  {row['category']}")

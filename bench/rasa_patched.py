@@ -11,6 +11,7 @@ Patches:
   NullPool for file SQLite); `bot.rasa_speedups.pool_sqlite_tracker_store` pools them, in WAL mode
   with synchronous=NORMAL. (The CRM engine, `bot.crm.db.make_engine`, pools them by default.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,15 +20,17 @@ from typing import Callable, Dict, List
 
 from bot.rasa_speedups import cache_action_response_validator, pool_sqlite_tracker_store
 
-PATCHES: Dict[str, Callable[[], None]] = {"jsonschema": cache_action_response_validator,
-                                        "sqlite": pool_sqlite_tracker_store}
+PATCHES: Dict[str, Callable[[], None]] = {
+    "jsonschema": cache_action_response_validator,
+    "sqlite": pool_sqlite_tracker_store,
+}
 
 
 def main(argv: List[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
         i = argv.index("--")
-        ours, rasa_args = argv[:i], argv[i + 1:]
+        ours, rasa_args = argv[:i], argv[i + 1 :]
     else:
         ours, rasa_args = [], argv
     p = argparse.ArgumentParser(prog="python -m bench.rasa_patched")

@@ -1,4 +1,5 @@
 """The side-by-side table (ours vs baseline, and the ratio), the JSON file and the PNG chart."""
+
 from __future__ import annotations
 
 import json
@@ -34,39 +35,83 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
     rows: List[Row] = []
     training = results.get("training", {})
     epochs = _get(training, "baseline", "epochs")
-    label = "training time (full, no cache)" + (f"; baseline at {epochs:g} epochs" if epochs and epochs != 100 else "")
-    rows.append(Row(label, _get(training, "ours", "seconds"), _get(training, "baseline", "seconds"), "s"))
+    label = "training time (full, no cache)" + (
+        f"; baseline at {epochs:g} epochs" if epochs and epochs != 100 else ""
+    )
+    rows.append(
+        Row(label, _get(training, "ours", "seconds"), _get(training, "baseline", "seconds"), "s")
+    )
     for channel, title in (("rest", "REST"), ("wecom", "WeCom kf")):
         if not any(_run(s, channel, "saturation") for s in (ours, base)):
             continue
         o_sat, b_sat = _run(ours, channel, "saturation"), _run(base, channel, "saturation")
         o_fix, b_fix = _run(ours, channel, "fixed_rate"), _run(base, channel, "fixed_rate")
-        rows.append(Row(f"{title}: throughput at saturation", _get(o_sat, "throughput"),
-                        _get(b_sat, "throughput"), "msg/s", better="higher"))
+        rows.append(
+            Row(
+                f"{title}: throughput at saturation",
+                _get(o_sat, "throughput"),
+                _get(b_sat, "throughput"),
+                "msg/s",
+                better="higher",
+            )
+        )
         rate = _get(o_fix, "offered_rate") or _get(b_fix, "offered_rate")
         at = f"@{rate:g}/s" if rate else "@fixed"
         for q in ("p50", "p95", "p99"):
-            rows.append(Row(f"{title}: reply {q} {at}", _get(o_fix, "reply_ms", q), _get(b_fix, "reply_ms", q), "ms"))
+            rows.append(
+                Row(
+                    f"{title}: reply {q} {at}",
+                    _get(o_fix, "reply_ms", q),
+                    _get(b_fix, "reply_ms", q),
+                    "ms",
+                )
+            )
         for q in ("p50", "p95", "p99"):
-            rows.append(Row(f"{title}: reply {q} at saturation", _get(o_sat, "reply_ms", q),
-                            _get(b_sat, "reply_ms", q), "ms"))
+            rows.append(
+                Row(
+                    f"{title}: reply {q} at saturation",
+                    _get(o_sat, "reply_ms", q),
+                    _get(b_sat, "reply_ms", q),
+                    "ms",
+                )
+            )
         o_half, b_half = _run(ours, channel, "half_own_saturation"), b_fix
         if o_half:
             o_rate = _get(o_half, "offered_rate")
-            rows.append(Row(f"{title}: reply p95 @half own sat ({o_rate:g}/s vs {rate:g}/s)" if o_rate and rate
-                            else f"{title}: reply p95 @half own sat", _get(o_half, "reply_ms", "p95"),
-                            _get(b_half, "reply_ms", "p95"), "ms"))
+            rows.append(
+                Row(
+                    f"{title}: reply p95 @half own sat ({o_rate:g}/s vs {rate:g}/s)"
+                    if o_rate and rate
+                    else f"{title}: reply p95 @half own sat",
+                    _get(o_half, "reply_ms", "p95"),
+                    _get(b_half, "reply_ms", "p95"),
+                    "ms",
+                )
+            )
         if channel == "wecom":
             for label, o_run, b_run in (("fixed rate", o_fix, b_fix), ("saturation", o_sat, b_sat)):
                 for q in ("p50", "p99"):
-                    rows.append(Row(f"{title}: callback answer {q} at {label}", _get(o_run, "ack_ms", q),
-                                    _get(b_run, "ack_ms", q), "ms"))
-        rows.append(Row(f"{title}: errors+timeouts+skipped (sat)", _failures(o_sat), _failures(b_sat)))
-        rows.append(Row(f"{title}: errors+timeouts+skipped (fixed)", _failures(o_fix), _failures(b_fix)))
+                    rows.append(
+                        Row(
+                            f"{title}: callback answer {q} at {label}",
+                            _get(o_run, "ack_ms", q),
+                            _get(b_run, "ack_ms", q),
+                            "ms",
+                        )
+                    )
+        rows.append(
+            Row(f"{title}: errors+timeouts+skipped (sat)", _failures(o_sat), _failures(b_sat))
+        )
+        rows.append(
+            Row(f"{title}: errors+timeouts+skipped (fixed)", _failures(o_fix), _failures(b_fix))
+        )
     acc = results.get("accuracy") or {}
     for variant in ("simplified", "traditional"):
-        for key, label in (("macro_f1", "intent macro-F1"), ("complain_recall", "complain recall"),
-                           ("entity_f1", "entity F1")):
+        for key, label in (
+            ("macro_f1", "intent macro-F1"),
+            ("complain_recall", "complain recall"),
+            ("entity_f1", "entity F1"),
+        ):
             o, b = _get(acc, "ours", variant, key), _get(acc, "baseline", variant, key)
             if o is not None or b is not None:
                 rows.append(Row(f"holdout {label} ({variant})", o, b, better="higher"))
@@ -74,20 +119,31 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
         o, b = _get(ours, "memory", proc, "peak_rss_mb"), _get(base, "memory", proc, "peak_rss_mb")
         if o is not None or b is not None:
             rows.append(Row(f"peak RSS {proc} (with children)", o, b, "MB"))
-    rows.append(Row("rasa server start-up (model load)", _get(ours, "startup_s", "rasa"),
-                    _get(base, "startup_s", "rasa"), "s"))
+    rows.append(
+        Row(
+            "rasa server start-up (model load)",
+            _get(ours, "startup_s", "rasa"),
+            _get(base, "startup_s", "rasa"),
+            "s",
+        )
+    )
     return rows
 
 
 def render(results: Dict[str, Any]) -> str:
     meta = results.get("meta", {})
-    title = (f"make bench: ours (config.yml) vs baseline (configs/baseline/config.yml), "
-             f"{meta.get('guests')} guests, {meta.get('duration_s')} s per run, "
-             f"{meta.get('cpus')} CPUs, load avg at start {meta.get('loadavg_start')}"
-             + (", PostgreSQL + Redis" if meta.get("pg") else ", SQLite + in-process")
-             + (f", baseline trained {meta['baseline_epochs']} epochs (stock: 100)"
-                if meta.get("baseline_epochs") not in (None, 100) else "")
-             + ("; our WeCom callbacks via the intake server" if meta.get("intake") else ""))
+    title = (
+        f"make bench: ours (config.yml) vs baseline (configs/baseline/config.yml), "
+        f"{meta.get('guests')} guests, {meta.get('duration_s')} s per run, "
+        f"{meta.get('cpus')} CPUs, load avg at start {meta.get('loadavg_start')}"
+        + (", PostgreSQL + Redis" if meta.get("pg") else ", SQLite + in-process")
+        + (
+            f", baseline trained {meta['baseline_epochs']} epochs (stock: 100)"
+            if meta.get("baseline_epochs") not in (None, 100)
+            else ""
+        )
+        + ("; our WeCom callbacks via the intake server" if meta.get("intake") else "")
+    )
     return format_table(comparison_rows(results), title=title)
 
 
@@ -106,14 +162,22 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
     stacks = results.get("stacks", {})
     names = [n for n in ("baseline", "ours") if n in stacks]
     colors = {"baseline": "#999999", "ours": "#2a7ab9"}
-    channels = [c for c in ("rest", "wecom") if any(_run(stacks[n], c, "saturation") for n in names)]
+    channels = [
+        c for c in ("rest", "wecom") if any(_run(stacks[n], c, "saturation") for n in names)
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
 
     ax = axes[0]
     width = 0.38
     for i, name in enumerate(names):
         vals = [_get(_run(stacks[name], c, "saturation"), "throughput") or 0 for c in channels]
-        ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(channels))], vals, width, label=name, color=colors[name])
+        ax.bar(
+            [x + (i - (len(names) - 1) / 2) * width for x in range(len(channels))],
+            vals,
+            width,
+            label=name,
+            color=colors[name],
+        )
     ax.set_xticks(range(len(channels)))
     ax.set_xticklabels([{"rest": "REST", "wecom": "WeCom kf"}[c] for c in channels])
     ax.set_ylabel("messages / s")
@@ -123,9 +187,18 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
     ax = axes[1]
     labels = [f"{c} {q}" for c in channels for q in ("p50", "p95", "p99")]
     for i, name in enumerate(names):
-        vals = [_get(_run(stacks[name], c, "fixed_rate"), "reply_ms", q) or 0
-                for c in channels for q in ("p50", "p95", "p99")]
-        ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(labels))], vals, width, label=name, color=colors[name])
+        vals = [
+            _get(_run(stacks[name], c, "fixed_rate"), "reply_ms", q) or 0
+            for c in channels
+            for q in ("p50", "p95", "p99")
+        ]
+        ax.bar(
+            [x + (i - (len(names) - 1) / 2) * width for x in range(len(labels))],
+            vals,
+            width,
+            label=name,
+            color=colors[name],
+        )
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, fontsize=8)
     ax.set_ylabel("ms")
@@ -133,11 +206,20 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
     ax.legend()
 
     ax = axes[2]
-    procs = [p for p in ("rasa", "actions", "sandbox")
-             if any(_get(stacks[n], "memory", p, "peak_rss_mb") for n in names)]
+    procs = [
+        p
+        for p in ("rasa", "actions", "sandbox")
+        if any(_get(stacks[n], "memory", p, "peak_rss_mb") for n in names)
+    ]
     for i, name in enumerate(names):
         vals = [_get(stacks[name], "memory", p, "peak_rss_mb") or 0 for p in procs]
-        ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(procs))], vals, width, label=name, color=colors[name])
+        ax.bar(
+            [x + (i - (len(names) - 1) / 2) * width for x in range(len(procs))],
+            vals,
+            width,
+            label=name,
+            color=colors[name],
+        )
     ax.set_xticks(range(len(procs)))
     ax.set_xticklabels(procs)
     ax.set_ylabel("MB")
@@ -145,8 +227,11 @@ def write_chart(results: Dict[str, Any], path: Path) -> Optional[Path]:
     ax.legend()
 
     meta = results.get("meta", {})
-    fig.suptitle(f"concierge bench {meta.get('started')} - {meta.get('guests')} guests, "
-                 f"{meta.get('duration_s')} s/run, {meta.get('cpus')} CPUs", fontsize=10)
+    fig.suptitle(
+        f"concierge bench {meta.get('started')} - {meta.get('guests')} guests, "
+        f"{meta.get('duration_s')} s/run, {meta.get('cpus')} CPUs",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

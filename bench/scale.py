@@ -27,6 +27,7 @@ stores, not the client:
 Restarting Redis and RabbitMQ touches every user of this machine: the bench must run under
 /tmp/concierge-cpu.lock (the Makefile target does), and both come back at once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,24 @@ from bot.settings import PROJECT_ROOT
 log = logging.getLogger("bench")
 
 FAULTS = ("rasa", "actions", "intake", "worker", "events", "redis", "rabbitmq")
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-               "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-               "--logfile", "/var/log/redis/ci.log"]
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
 
 
 def intent_mix(per_intent: int = 3, script_len: int = 5, seed: int = 18) -> Dict[str, List[str]]:
@@ -68,23 +84,39 @@ def intent_mix(per_intent: int = 3, script_len: int = 5, seed: int = 18) -> Dict
             step = max(1, len(examples) // per_intent)
             lines += [e for e in examples[::step][:per_intent] if e]
     random.Random(seed).shuffle(lines)
-    return {f"mix{i // script_len:03d}": lines[i:i + script_len]
-            for i in range(0, len(lines), script_len)}
+    return {
+        f"mix{i // script_len:03d}": lines[i : i + script_len]
+        for i in range(0, len(lines), script_len)
+    }
 
 
 def intents_covered() -> int:
     count = 0
     for path in (PROJECT_ROOT / "data" / "nlu").glob("*.yml"):
-        count += sum(1 for item in (yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-                     .get("nlu") or [] if "intent" in item)
+        count += sum(
+            1
+            for item in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu") or []
+            if "intent" in item
+        )
     return count
 
 
 def make_stack(replicas: int, model: Path, workdir: Path, start_timeout: float) -> Stack:
-    return Stack(f"scale{replicas}", model, workdir / f"r{replicas}", wecom=True, intake=True,
-                 pg=True, product_entry=True, rasa_replicas=replicas, action_replicas=replicas,
-                 intake_replicas=replicas, events=True, worker=True,
-                 start_timeout_s=start_timeout)
+    return Stack(
+        f"scale{replicas}",
+        model,
+        workdir / f"r{replicas}",
+        wecom=True,
+        intake=True,
+        pg=True,
+        product_entry=True,
+        rasa_replicas=replicas,
+        action_replicas=replicas,
+        intake_replicas=replicas,
+        events=True,
+        worker=True,
+        start_timeout_s=start_timeout,
+    )
 
 
 def senders(n: int) -> List[str]:
@@ -92,6 +124,7 @@ def senders(n: int) -> List[str]:
 
 
 # ---- the stores after a run ------------------------------------------------------------------
+
 
 def _engine(stack: Stack):
     from sqlalchemy import create_engine
@@ -109,8 +142,15 @@ def inbox_since(stack: Stack, after_id: int) -> List[Dict[str, Any]]:
     try:
         with Session(engine) as s:
             rows = s.execute(select(InboxMessage).where(InboxMessage.id > after_id)).scalars().all()
-            return [{"id": r.id, "status": r.status, "kind": r.kind,
-                     "msgid": (r.payload or {}).get("msgid") or r.dedupe_key} for r in rows]
+            return [
+                {
+                    "id": r.id,
+                    "status": r.status,
+                    "kind": r.kind,
+                    "msgid": (r.payload or {}).get("msgid") or r.dedupe_key,
+                }
+                for r in rows
+            ]
     finally:
         engine.dispose()
 
@@ -132,8 +172,14 @@ def open_inbox_rows(stack: Stack) -> int:
     engine = _engine(stack)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text("SELECT COUNT(*) FROM wecom_inbox WHERE status IN "
-                                         "('pending', 'processing')")).scalar())
+            return int(
+                conn.execute(
+                    text(
+                        "SELECT COUNT(*) FROM wecom_inbox WHERE status IN "
+                        "('pending', 'processing')"
+                    )
+                ).scalar()
+            )
     finally:
         engine.dispose()
 
@@ -146,8 +192,10 @@ def tracker_user_msgids(stack: Stack, after_event_id: int) -> Dict[str, int]:
     counts: Dict[str, int] = {}
     try:
         with engine.connect() as conn:
-            for (data,) in conn.execute(text("SELECT data FROM events WHERE type_name = 'user' "
-                                             "AND id > :a"), {"a": after_event_id}):
+            for (data,) in conn.execute(
+                text("SELECT data FROM events WHERE type_name = 'user' " "AND id > :a"),
+                {"a": after_event_id},
+            ):
                 mid = (json.loads(data) if data else {}).get("message_id")
                 if mid:
                     counts[mid] = counts.get(mid, 0) + 1
@@ -162,11 +210,15 @@ def event_counts(stack: Stack) -> Dict[str, int]:
     engine = _engine(stack)
     try:
         with engine.connect() as conn:
-            return {"tracker": int(conn.execute(text("SELECT COUNT(*) FROM events")).scalar()),
-                    "max_tracker_id": int(conn.execute(text(
-                        "SELECT COALESCE(MAX(id), 0) FROM events")).scalar()),
-                    "stream": int(conn.execute(text(
-                        "SELECT COUNT(*) FROM conversation_events")).scalar())}
+            return {
+                "tracker": int(conn.execute(text("SELECT COUNT(*) FROM events")).scalar()),
+                "max_tracker_id": int(
+                    conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM events")).scalar()
+                ),
+                "stream": int(
+                    conn.execute(text("SELECT COUNT(*) FROM conversation_events")).scalar()
+                ),
+            }
     finally:
         engine.dispose()
 
@@ -174,8 +226,9 @@ def event_counts(stack: Stack) -> Dict[str, int]:
 def sandbox_pages(stack: Stack) -> Dict[tuple, int]:
     import urllib.request
 
-    with urllib.request.urlopen(f"{stack.sandbox_url}/_sandbox/calls?since=0&path=/cgi-bin/"
-                                "message/send", timeout=30) as resp:
+    with urllib.request.urlopen(
+        f"{stack.sandbox_url}/_sandbox/calls?since=0&path=/cgi-bin/" "message/send", timeout=30
+    ) as resp:
         calls = json.loads(resp.read())["calls"]
     counts: Dict[tuple, int] = {}
     for call in calls:
@@ -202,14 +255,20 @@ def outbox_pages(stack: Stack, since_wall: float) -> Dict[tuple, int]:
     counts: Dict[tuple, int] = {}
     try:
         with Session(engine) as s:
-            for row in s.execute(select(OutboxMessage).where(
-                    OutboxMessage.updated_at >= since, OutboxMessage.status == "sent",
-                    OutboxMessage.path.like("/cgi-bin/message/send%"))).scalars():
+            for row in s.execute(
+                select(OutboxMessage).where(
+                    OutboxMessage.updated_at >= since,
+                    OutboxMessage.status == "sent",
+                    OutboxMessage.path.like("/cgi-bin/message/send%"),
+                )
+            ).scalars():
                 body = row.body or {}
                 if body.get("msgtype") != "textcard":
                     continue
-                key = (str(body.get("touser")), json.dumps(body.get("textcard"),
-                                                           ensure_ascii=False))
+                key = (
+                    str(body.get("touser")),
+                    json.dumps(body.get("textcard"), ensure_ascii=False),
+                )
                 counts[key] = counts.get(key, 0) + 1
     finally:
         engine.dispose()
@@ -231,6 +290,7 @@ async def drain(stack: Stack, limit_s: float = 120.0) -> float:
 
 
 # ---- faults ------------------------------------------------------------------------------------
+
 
 def wait_port(port: int, timeout: float = 60.0) -> float:
     import socket
@@ -258,14 +318,19 @@ def inject(stack: Stack, fault: str) -> float:
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
         wait_port(5672)
         return round(time.monotonic() - started, 2)
-    name = {"rasa": stack.rasa_names[-1], "actions": stack.action_names[-1],
-            "intake": stack.intake_names[-1]}.get(fault, fault)
+    name = {
+        "rasa": stack.rasa_names[-1],
+        "actions": stack.action_names[-1],
+        "intake": stack.intake_names[-1],
+    }.get(fault, fault)
     stack.kill(name)  # SIGKILL
     stack.restart(name)
     return round(time.monotonic() - started, 2)
 
 
-def recovery_s(replies: List[tuple], t_fault: float, t_end: float, before_s: float) -> Optional[float]:
+def recovery_s(
+    replies: List[tuple], t_fault: float, t_end: float, before_s: float
+) -> Optional[float]:
     """Seconds after the fault until a 2 s window holds half the pre-fault reply rate."""
     ok = sorted(t for t, good in replies if good)
     pre = [t for t in ok if t_fault - before_s + 2 <= t < t_fault]
@@ -308,9 +373,15 @@ async def fault_run(stack: Stack, fault: str, args, mix) -> Dict[str, Any]:
 
         injector = asyncio.create_task(fault_later())
         result = await load.closed_loop(
-            client, senders(args.guests * 2), args.guests, args.before + args.after, warmup_s=0,
-            name=f"fault-{fault}", library=mix,
-            on_reply=on_reply)
+            client,
+            senders(args.guests * 2),
+            args.guests,
+            args.before + args.after,
+            warmup_s=0,
+            name=f"fault-{fault}",
+            library=mix,
+            on_reply=on_reply,
+        )
         await injector
         t_end = t_start + args.before + args.after
     out["drain_s"] = await drain(stack)
@@ -324,30 +395,38 @@ async def fault_run(stack: Stack, fault: str, args, mix) -> Dict[str, Any]:
         log.warning("outbox pages unreadable: %s", exc)
         recorded, out["pages_error"] = {}, str(exc)[:200]
     text_rows = [r for r in inbox if r["kind"] == "text"]
-    out.update({
-        "sent": len(replies), "replies": sum(1 for _, ok in replies if ok), "timeouts": result.timeouts,
-        "errors": result.errors, "accepted": len(text_rows), "refused": len(refused),
-        "lost": sum(1 for r in text_rows if r["msgid"] not in seen) + len(refused),
-        "inbox_not_done": sum(1 for r in text_rows if r["status"] != "done"),
-        "answered_twice": sum(1 for r in text_rows if seen.get(r["msgid"], 0) > 1),
-        "pages": sum(pages.values()) - sum(pages_before.values()),
-        # a page WeCom received more often than the outbox sent it (one row per step and
-        # advisor): a step paged twice
-        "pages_recorded": sum(recorded.values()),
-        "pages_twice": sum(max(0, n - pages_before.get(k, 0) - recorded.get(k, 0))
-                           for k, n in pages.items()),
-        # since the stack started (a fresh database): tracker events the stream lacks after the
-        # drain (a per-run difference would count the consumer's backlog of the run before)
-        "events_missing": events_end["tracker"] - events_end["stream"],
-        "recovery_s": recovery_s(replies, out["t_fault"], t_end, args.before),
-        "reply_p95_s": percentile(result.latencies, 95),
-        "error_samples": result.error_samples[:3],
-    })
+    out.update(
+        {
+            "sent": len(replies),
+            "replies": sum(1 for _, ok in replies if ok),
+            "timeouts": result.timeouts,
+            "errors": result.errors,
+            "accepted": len(text_rows),
+            "refused": len(refused),
+            "lost": sum(1 for r in text_rows if r["msgid"] not in seen) + len(refused),
+            "inbox_not_done": sum(1 for r in text_rows if r["status"] != "done"),
+            "answered_twice": sum(1 for r in text_rows if seen.get(r["msgid"], 0) > 1),
+            "pages": sum(pages.values()) - sum(pages_before.values()),
+            # a page WeCom received more often than the outbox sent it (one row per step and
+            # advisor): a step paged twice
+            "pages_recorded": sum(recorded.values()),
+            "pages_twice": sum(
+                max(0, n - pages_before.get(k, 0) - recorded.get(k, 0)) for k, n in pages.items()
+            ),
+            # since the stack started (a fresh database): tracker events the stream lacks after the
+            # drain (a per-run difference would count the consumer's backlog of the run before)
+            "events_missing": events_end["tracker"] - events_end["stream"],
+            "recovery_s": recovery_s(replies, out["t_fault"], t_end, args.before),
+            "reply_p95_s": percentile(result.latencies, 95),
+            "error_samples": result.error_samples[:3],
+        }
+    )
     out.pop("t_fault", None)
     return out
 
 
 # ---- the scale rows ------------------------------------------------------------------------------
+
 
 async def scale_run(stack: Stack, args, mix) -> Dict[str, Any]:
     from bench import profile
@@ -359,66 +438,98 @@ async def scale_run(stack: Stack, args, mix) -> Dict[str, Any]:
         if args.profile and profile.available():
             for name in (stack.rasa_names[0], stack.action_names[0]):
                 out = stack.workdir / f"profile-{name}.txt"
-                recorders[name] = (profile.start_record(stack.procs[name].pid, out,
-                                                        args.warmup + args.duration), out)
-        result = await load.closed_loop(client, senders(args.guests * 2), args.guests,
-                                        args.duration, warmup_s=args.warmup, library=mix)
+                recorders[name] = (
+                    profile.start_record(stack.procs[name].pid, out, args.warmup + args.duration),
+                    out,
+                )
+        result = await load.closed_loop(
+            client,
+            senders(args.guests * 2),
+            args.guests,
+            args.duration,
+            warmup_s=args.warmup,
+            library=mix,
+        )
         cpu1 = stack.cpu()
-    row = {"replicas": stack.rasa_replicas, "guests": args.guests, "duration_s": args.duration,
-           "replies": result.ok, "throughput": round(result.ok / args.duration, 2),
-           "reply": latency_summary(result.latencies),
-           "callback_ack": latency_summary(result.ack_latencies),
-           "timeouts": result.timeouts, "errors": result.errors,
-           "cpu_s": {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 1) for k in cpu1}}
+    row = {
+        "replicas": stack.rasa_replicas,
+        "guests": args.guests,
+        "duration_s": args.duration,
+        "replies": result.ok,
+        "throughput": round(result.ok / args.duration, 2),
+        "reply": latency_summary(result.latencies),
+        "callback_ack": latency_summary(result.ack_latencies),
+        "timeouts": result.timeouts,
+        "errors": result.errors,
+        "cpu_s": {k: round(cpu1.get(k, 0) - cpu0.get(k, 0), 1) for k in cpu1},
+    }
     for name, (rec, out) in recorders.items():
         if rec is not None:
             rec.wait(timeout=args.warmup + args.duration + 60)
-            cats = profile.RASA_CATEGORIES if name.startswith("rasa") else profile.ACTIONS_CATEGORIES
+            cats = (
+                profile.RASA_CATEGORIES if name.startswith("rasa") else profile.ACTIONS_CATEGORIES
+            )
             summary = profile.summarize(out, cats)
             row.setdefault("profiles", {})[name] = summary
-            print(profile.format_summary(f"profile {name} ({stack.rasa_replicas} replicas)",
-                                         summary), flush=True)
+            print(
+                profile.format_summary(f"profile {name} ({stack.rasa_replicas} replicas)", summary),
+                flush=True,
+            )
     return row
 
 
 def fmt_scale(rows: List[Dict[str, Any]]) -> str:
-    lines = ["replicas | replies/s | reply p50 | reply p95 | callback p99 | timeouts | CPU s per process",
-             "---|---|---|---|---|---|---"]
+    lines = [
+        "replicas | replies/s | reply p50 | reply p95 | callback p99 | timeouts | CPU s per process",
+        "---|---|---|---|---|---|---",
+    ]
 
     def ms(v):
         return "-" if v is None else f"{v:.0f} ms"
 
     for r in rows:  # latency_summary is in milliseconds
         cpu = ", ".join(f"{k} {v}" for k, v in sorted(r["cpu_s"].items()))
-        lines.append(f"{r['replicas']} | {r['throughput']} | {ms(r['reply'].get('p50'))} | "
-                     f"{ms(r['reply'].get('p95'))} | {ms(r['callback_ack'].get('p99'))} | "
-                     f"{r['timeouts']} | {cpu}")
+        lines.append(
+            f"{r['replicas']} | {r['throughput']} | {ms(r['reply'].get('p50'))} | "
+            f"{ms(r['reply'].get('p95'))} | {ms(r['callback_ack'].get('p99'))} | "
+            f"{r['timeouts']} | {cpu}"
+        )
     return "\n".join(lines)
 
 
 def fmt_faults(rows: List[Dict[str, Any]]) -> str:
-    lines = ["fault | sent | accepted | lost | answered twice | pages sent / recorded (twice) | "
-             "events missing | restart s | below half rate s | reply p95",
-             "---|---|---|---|---|---|---|---|---|---"]
+    lines = [
+        "fault | sent | accepted | lost | answered twice | pages sent / recorded (twice) | "
+        "events missing | restart s | below half rate s | reply p95",
+        "---|---|---|---|---|---|---|---|---|---",
+    ]
     for r in rows:
-        lines.append(f"{r['fault']} | {r['sent']} | {r['accepted']} | {r['lost']} | "
-                     f"{r['answered_twice']} | {r['pages']} / {r.get('pages_recorded')} "
-                     f"({r['pages_twice']}) | "
-                     f"{r['events_missing']} | {r['restart_s']} | {r['recovery_s']} | "
-                     f"{r['reply_p95_s'] and round(r['reply_p95_s'], 2)}")
+        lines.append(
+            f"{r['fault']} | {r['sent']} | {r['accepted']} | {r['lost']} | "
+            f"{r['answered_twice']} | {r['pages']} / {r.get('pages_recorded')} "
+            f"({r['pages_twice']}) | "
+            f"{r['events_missing']} | {r['restart_s']} | {r['recovery_s']} | "
+            f"{r['reply_p95_s'] and round(r['reply_p95_s'], 2)}"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--replicas", default="1,2", help="replica counts of the scale rows (1,2)")
     p.add_argument("--guests", type=int, default=50)
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds per scale row")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--timeout", type=float, default=60.0, help="per-message reply timeout, s")
-    p.add_argument("--faults", default=",".join(FAULTS),
-                   help=f"faults to inject with 2 replicas ({','.join(FAULTS)}; '' for none)")
+    p.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"faults to inject with 2 replicas ({','.join(FAULTS)}; '' for none)",
+    )
     p.add_argument("--before", type=float, default=10.0, help="load seconds before a fault")
     p.add_argument("--after", type=float, default=40.0, help="load seconds after a fault")
     p.add_argument("--profile", action="store_true", help="py-spy of the first Rasa and actions")
@@ -433,8 +544,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     mix = intent_mix()
-    print(f"intent mix: {sum(len(v) for v in mix.values())} lines from {intents_covered()} "
-          f"intents, {len(mix)} conversations", flush=True)
+    print(
+        f"intent mix: {sum(len(v) for v in mix.values())} lines from {intents_covered()} "
+        f"intents, {len(mix)} conversations",
+        flush=True,
+    )
     workdir = temp_workdir("bench-scale-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     outdir = args.out / stamp

@@ -21,6 +21,7 @@ Then every step is judged against what happened:
 - raced: sent although the acknowledgement is stamped before the due time (the advisor's
   acknowledgement and the worker's firing crossed at the deadline, within milliseconds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,17 +37,30 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, create_engine, select, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "tests" / "fixtures" / "sla_policy_fast.yml"
-SERVER_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+SERVER_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
 ON_TIME_S = 1.0
 
 meta = MetaData()
 sends = Table(
-    "sla_sim_sends", meta,
+    "sla_sim_sends",
+    meta,
     Column("id", Integer, primary_key=True),
     Column("step_id", Integer, nullable=False),
     Column("target", String(64), nullable=False),
@@ -61,6 +75,7 @@ def utcnow() -> dt.datetime:
 
 # ---- the worker processes -----------------------------------------------------------------------
 
+
 class RecordingToDb:
     """A Messenger that records each send as a row (what WeCom would have received)."""
 
@@ -71,8 +86,11 @@ class RecordingToDb:
     def _insert(self, dedupe_key: str) -> None:
         _, step_id, target = dedupe_key.split(":", 2)
         with self.engine.begin() as conn:
-            conn.execute(sends.insert().values(step_id=int(step_id), target=target[:64],
-                                               worker=self.worker, sent_at=utcnow()))
+            conn.execute(
+                sends.insert().values(
+                    step_id=int(step_id), target=target[:64], worker=self.worker, sent_at=utcnow()
+                )
+            )
 
     async def _record(self, dedupe_key: str) -> None:
         await asyncio.to_thread(self._insert, dedupe_key)
@@ -102,8 +120,13 @@ def run_worker_process(url: str, worker_id: str) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     store = PagingStore(worker_engine(url))
-    worker = PagingWorker(store, load_policy(POLICY), RecordingToDb(url, worker_id),
-                          context=GuestContext(CRMStore(store.engine)), worker_id=worker_id)
+    worker = PagingWorker(
+        store,
+        load_policy(POLICY),
+        RecordingToDb(url, worker_id),
+        context=GuestContext(CRMStore(store.engine)),
+        worker_id=worker_id,
+    )
 
     async def main() -> None:
         from bot.paging.runtime import use_worker_threads
@@ -118,6 +141,7 @@ def run_worker_process(url: str, worker_id: str) -> int:
 
 
 # ---- one configuration --------------------------------------------------------------------------
+
 
 def make_database() -> tuple[str, callable]:
     server = make_url(SERVER_URL)
@@ -152,9 +176,13 @@ def simulate(workers: int, tickets: int, spread_s: float, seed: int, keep: bool)
             crm.get_or_create_guest(sender, name=f"客人{i}")
         env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
         for n in range(workers):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "bench.sla_sim", "--run-worker", url, f"w{n + 1}"],
-                cwd=ROOT, env=env))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.sla_sim", "--run-worker", url, f"w{n + 1}"],
+                    cwd=ROOT,
+                    env=env,
+                )
+            )
         time.sleep(3.0)  # the workers import and connect
 
         rng = random.Random(seed)
@@ -178,8 +206,13 @@ def simulate(workers: int, tickets: int, spread_s: float, seed: int, keep: bool)
 
         def act(kind: str, i: int) -> bool:
             if kind == "create":
-                t = crm.create_ticket(guests[i % len(guests)], kind="complaint", category="卫生",
-                                      description=f"模拟投诉 {i}", sla_class="complaint_routine")
+                t = crm.create_ticket(
+                    guests[i % len(guests)],
+                    kind="complaint",
+                    category="卫生",
+                    description=f"模拟投诉 {i}",
+                    sla_class="complaint_routine",
+                )
                 ticket_ids[i] = t.id
                 return True
             case = case_of(i)
@@ -215,8 +248,9 @@ def simulate(workers: int, tickets: int, spread_s: float, seed: int, keep: bool)
         give_up = time.monotonic() + 120
         while time.monotonic() < give_up:
             with engine.connect() as conn:
-                left = conn.execute(text("SELECT count(*) FROM sla_steps WHERE status IN "
-                                         "('pending', 'firing')")).scalar()
+                left = conn.execute(
+                    text("SELECT count(*) FROM sla_steps WHERE status IN " "('pending', 'firing')")
+                ).scalar()
             if not left:
                 break
             time.sleep(0.5)
@@ -233,6 +267,7 @@ def simulate(workers: int, tickets: int, spread_s: float, seed: int, keep: bool)
         if not keep:
             try:
                 from bot.crm.db import make_engine  # noqa: F401 - connections closed below
+
                 drop()
             except Exception as exc:  # pragma: no cover
                 print(f"could not drop the simulation database: {exc}", file=sys.stderr)
@@ -242,7 +277,9 @@ def judge(engine, paging, workers: int, tickets: int, kept_url, stopped_at: dt.d
     clocks = {c.id: c for c in paging.clocks()}
     steps = paging.steps()
     with engine.connect() as conn:
-        rows = conn.execute(select(sends.c.step_id, sends.c.target, sends.c.sent_at, sends.c.worker)).all()
+        rows = conn.execute(
+            select(sends.c.step_id, sends.c.target, sends.c.sent_at, sends.c.worker)
+        ).all()
     first_send: dict[int, dt.datetime] = {}
     per_target: dict[tuple, int] = {}
     by_worker: dict[str, int] = {}
@@ -252,10 +289,25 @@ def judge(engine, paging, workers: int, tickets: int, kept_url, stopped_at: dt.d
         per_target[(step_id, target)] = per_target.get((step_id, target), 0) + 1
         by_worker[worker] = by_worker.get(worker, 0) + 1
     twice_steps = {step_id for (step_id, _), n in per_target.items() if n > 1}
-    result = {"workers": workers, "tickets": tickets, "cases": len(clocks), "steps": len(steps),
-              "due": 0, "on_time": 0, "late": 0, "twice": len(twice_steps), "never": 0,
-              "skipped": 0, "raced": 0, "sends": len(rows), "by_worker": by_worker,
-              "delays": [], "page_delays": [], "failed": 0, "after_stop": 0}
+    result = {
+        "workers": workers,
+        "tickets": tickets,
+        "cases": len(clocks),
+        "steps": len(steps),
+        "due": 0,
+        "on_time": 0,
+        "late": 0,
+        "twice": len(twice_steps),
+        "never": 0,
+        "skipped": 0,
+        "raced": 0,
+        "sends": len(rows),
+        "by_worker": by_worker,
+        "delays": [],
+        "page_delays": [],
+        "failed": 0,
+        "after_stop": 0,
+    }
     for step in steps:
         clock = clocks[step.clock_id]
         if step.due_at > stopped_at:  # the simulation ended first (cannot happen once drained)
@@ -264,7 +316,9 @@ def judge(engine, paging, workers: int, tickets: int, kept_url, stopped_at: dt.d
         if step.step.startswith("guest_"):
             must = True
         elif step.until == "ack":
-            reached = clock.acknowledged_at or (clock.resolved_at if clock.state == "resolved" else None)
+            reached = clock.acknowledged_at or (
+                clock.resolved_at if clock.state == "resolved" else None
+            )
             must = reached is None or reached > step.due_at
         else:
             must = clock.resolved_at is None or clock.resolved_at > step.due_at
@@ -281,7 +335,8 @@ def judge(engine, paging, workers: int, tickets: int, kept_url, stopped_at: dt.d
         if sent is None:
             result["never"] += 1
             result.setdefault("never_detail", []).append(
-                f"{step.step} {step.status} attempts={step.attempts} error={(step.error or '')[:160]}")
+                f"{step.step} {step.status} attempts={step.attempts} error={(step.error or '')[:160]}"
+            )
             continue
         delay = (sent - step.due_at).total_seconds()
         result["delays"].append(delay)
@@ -304,16 +359,38 @@ def _pct(values: list, q: float) -> str:
 
 
 def print_table(results: list[dict]) -> None:
-    headers = ["workers", "tickets", "steps due", "on time (≤1 s)", "late", "twice", "never",
-               "skipped (not due)", "raced", "delay p50/p99/max s", "first page p50/p99 s", "sends by worker"]
+    headers = [
+        "workers",
+        "tickets",
+        "steps due",
+        "on time (≤1 s)",
+        "late",
+        "twice",
+        "never",
+        "skipped (not due)",
+        "raced",
+        "delay p50/p99/max s",
+        "first page p50/p99 s",
+        "sends by worker",
+    ]
     rows = []
     for r in results:
-        rows.append([str(r["workers"]), str(r["tickets"]), str(r["due"]), str(r["on_time"]),
-                     str(r["late"]), str(r["twice"]), str(r["never"]), str(r["skipped"]),
-                     str(r["raced"]),
-                     f"{_pct(r['delays'], .5)}/{_pct(r['delays'], .99)}/{max(r['delays'] or [0]):.2f}",
-                     f"{_pct(r['page_delays'], .5)}/{_pct(r['page_delays'], .99)}",
-                     ", ".join(f"{k}: {v}" for k, v in sorted(r["by_worker"].items()))])
+        rows.append(
+            [
+                str(r["workers"]),
+                str(r["tickets"]),
+                str(r["due"]),
+                str(r["on_time"]),
+                str(r["late"]),
+                str(r["twice"]),
+                str(r["never"]),
+                str(r["skipped"]),
+                str(r["raced"]),
+                f"{_pct(r['delays'], .5)}/{_pct(r['delays'], .99)}/{max(r['delays'] or [0]):.2f}",
+                f"{_pct(r['page_delays'], .5)}/{_pct(r['page_delays'], .99)}",
+                ", ".join(f"{k}: {v}" for k, v in sorted(r["by_worker"].items())),
+            ]
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -322,10 +399,14 @@ def print_table(results: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sla_sim", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sla_sim", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--spread", type=float, default=20.0, help="seconds over which tickets arrive")
+    parser.add_argument(
+        "--spread", type=float, default=20.0, help="seconds over which tickets arrive"
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the simulation databases")
     parser.add_argument("--run-worker", nargs=2, metavar=("URL", "ID"), help=argparse.SUPPRESS)
@@ -334,8 +415,10 @@ def main(argv=None) -> int:
         return run_worker_process(*args.run_worker)
     results = []
     for n in args.workers:
-        print(f"simulating {args.tickets} tickets over {args.spread:.0f} s with {n} worker(s)...",
-              flush=True)
+        print(
+            f"simulating {args.tickets} tickets over {args.spread:.0f} s with {n} worker(s)...",
+            flush=True,
+        )
         results.append(simulate(n, args.tickets, args.spread, args.seed, args.keep))
     print()
     print_table(results)

@@ -3,6 +3,7 @@
 and a demo CRM of its own under a temp dir; optionally the WeCom sandbox, and PostgreSQL + Redis
 instead of the embedded SQLite defaults. Also: peak memory of each process (with children).
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,17 +46,22 @@ def wait_http(url: str, proc: subprocess.Popen, logfile: Path, timeout: float = 
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} exited early (code {proc.returncode}):\n"
-                               f"{logfile.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"{proc.args[:3]} exited early (code {proc.returncode}):\n"
+                f"{logfile.read_text(errors='replace')[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return time.monotonic() - start
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"{url} not up after {timeout} s:\n{logfile.read_text(errors='replace')[-3000:]}")
+    raise RuntimeError(
+        f"{url} not up after {timeout} s:\n{logfile.read_text(errors='replace')[-3000:]}"
+    )
 
 
 # ---- memory ------------------------------------------------------------------------------------
+
 
 def _status_kb(pid: int, key: str) -> int:
     try:
@@ -144,10 +150,16 @@ class MemoryWatch:
         self._stop.set()
 
     def report_mb(self) -> Dict[str, Dict[str, float]]:
-        return {name: {"peak_rss_mb": round(max(self.peak_kb.get(name, 0), self.hwm_kb.get(name, 0)) / 1024, 1),
-                       "vmhwm_main_mb": round(self.hwm_kb.get(name, 0) / 1024, 1),
-                       "children": self.children_seen.get(name, 0)}
-                for name in self.pids}
+        return {
+            name: {
+                "peak_rss_mb": round(
+                    max(self.peak_kb.get(name, 0), self.hwm_kb.get(name, 0)) / 1024, 1
+                ),
+                "vmhwm_main_mb": round(self.hwm_kb.get(name, 0) / 1024, 1),
+                "children": self.children_seen.get(name, 0),
+            }
+            for name in self.pids
+        }
 
 
 # ---- bench guests in the CRM -------------------------------------------------------------------
@@ -155,12 +167,32 @@ class MemoryWatch:
 # Templates copied from data/demo/demo.yml: a 三亚 honeymoon in 6 days and a 上海 business trip
 # in 2 days (one upcoming stay each, so the answers do not stop to ask which stay).
 GUEST_TEMPLATES = [
-    {"name": "林晓", "tier": "金卡", "booking": {"property_id": "sanya-haitang-resort", "city": "三亚",
-                                              "check_in": 6, "check_out": 10, "room_type": "海景大床房",
-                                              "purpose": "蜜月", "party_size": 2}},
-    {"name": "陈志远", "tier": "铂金", "booking": {"property_id": "shanghai-bund-hotel", "city": "上海",
-                                                "check_in": 2, "check_out": 4, "room_type": "行政大床房",
-                                                "purpose": "商务", "party_size": 1}},
+    {
+        "name": "林晓",
+        "tier": "金卡",
+        "booking": {
+            "property_id": "sanya-haitang-resort",
+            "city": "三亚",
+            "check_in": 6,
+            "check_out": 10,
+            "room_type": "海景大床房",
+            "purpose": "蜜月",
+            "party_size": 2,
+        },
+    },
+    {
+        "name": "陈志远",
+        "tier": "铂金",
+        "booking": {
+            "property_id": "shanghai-bund-hotel",
+            "city": "上海",
+            "check_in": 2,
+            "check_out": 4,
+            "room_type": "行政大床房",
+            "purpose": "商务",
+            "party_size": 1,
+        },
+    },
 ]
 
 
@@ -169,14 +201,22 @@ def bench_guests_yaml(sender_ids: List[str], path: Path) -> Path:
     for n, sender in enumerate(sender_ids):
         t = GUEST_TEMPLATES[n % len(GUEST_TEMPLATES)]
         booking = dict(t["booking"], confirmation_no=f"BENCH-{n:05d}")
-        guests.append({"sender_id": sender, "name": t["name"], "tier": t["tier"],
-                       "phone": f"1380{n:07d}", "bookings": [booking],
-                       "consents": [{"purpose": "marketing", "granted": True, "source": "demo"}]})
+        guests.append(
+            {
+                "sender_id": sender,
+                "name": t["name"],
+                "tier": t["tier"],
+                "phone": f"1380{n:07d}",
+                "bookings": [booking],
+                "consents": [{"purpose": "marketing", "granted": True, "source": "demo"}],
+            }
+        )
     path.write_text(yaml.safe_dump({"guests": guests}, allow_unicode=True), encoding="utf-8")
     return path
 
 
 # ---- PostgreSQL / Redis --------------------------------------------------------------------------
+
 
 def create_pg_database() -> str:
     import psycopg2
@@ -196,7 +236,9 @@ def drop_pg_database(name: str) -> None:
     conn = psycopg2.connect(PG_ADMIN_URL)
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
     conn.close()
 
@@ -227,8 +269,9 @@ def delete_rabbit_queue(name: str) -> None:
     import aio_pika
 
     async def go():
-        connection = await aio_pika.connect(host="127.0.0.1", port=5672, login="guest",
-                                            password="guest")
+        connection = await aio_pika.connect(
+            host="127.0.0.1", port=5672, login="guest", password="guest"
+        )
         try:
             channel = await connection.channel()
             for queue in (name, f"{name}.dead"):
@@ -242,14 +285,19 @@ def delete_rabbit_queue(name: str) -> None:
 
 # ---- the stack -----------------------------------------------------------------------------------
 
+
 @dataclass
 class Stack:
     name: str
     model: Path
     workdir: Path
     wecom: bool = True
-    intake: bool = False  # WeCom callbacks to the stand-alone intake server instead of Rasa's routes
-    nice: Dict[str, int] = field(default_factory=dict)  # process name -> niceness, as the Procfile sets
+    intake: bool = (
+        False  # WeCom callbacks to the stand-alone intake server instead of Rasa's routes
+    )
+    nice: Dict[str, int] = field(
+        default_factory=dict
+    )  # process name -> niceness, as the Procfile sets
     pg: bool = False
     sanic_workers: int = 1
     start_timeout_s: float = 600.0
@@ -314,22 +362,31 @@ class Stack:
             self.ports["sandbox"] = free_port()
         if self.wecom and self.intake:
             self.ports.update({name: free_port() for name in self.intake_names})
-        env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "WEATHER_PROVIDER": "demo",
-               "TF_CPP_MIN_LOG_LEVEL": "3", "SLA_POLICY_FILE": str(PROJECT_ROOT / "data" / "sla_policy.yml"),
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "RASA_TELEMETRY_ENABLED": "false",
+            "WEATHER_PROVIDER": "demo",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "SLA_POLICY_FILE": str(PROJECT_ROOT / "data" / "sla_policy.yml"),
+            "PYTHONUNBUFFERED": "1",
+        }
         env.pop("REDIS_URL", None)
-        tracker = (f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{self.workdir / "tracker.db"}"\n')
+        tracker = f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n  db: "{self.workdir / "tracker.db"}"\n'
         lock = "lock_store:\n  type: in_memory\n"
         if self.pg:
             self.pg_db = create_pg_database()
             env["DATABASE_URL"] = f"{PG_BASE_URL}/{self.pg_db}"
             env["REDIS_URL"] = REDIS_URL
-            tracker = ('tracker_store:\n  type: SQL\n  dialect: "postgresql"\n  url: "127.0.0.1"\n'
-                       f'  port: 5432\n  db: "{self.pg_db}"\n  username: "postgres"\n')
+            tracker = (
+                'tracker_store:\n  type: SQL\n  dialect: "postgresql"\n  url: "127.0.0.1"\n'
+                f'  port: 5432\n  db: "{self.pg_db}"\n  username: "postgres"\n'
+            )
             redis_db = REDIS_URL.rsplit("/", 1)[-1]
             self.lock_prefix = f"bench{uuid.uuid4().hex[:8]}"
-            lock = (f'lock_store:\n  type: redis\n  url: "127.0.0.1"\n  port: 6379\n  db: {redis_db}\n'
-                    f'  key_prefix: "{self.lock_prefix}"\n')
+            lock = (
+                f'lock_store:\n  type: redis\n  url: "127.0.0.1"\n  port: 6379\n  db: {redis_db}\n'
+                f'  key_prefix: "{self.lock_prefix}"\n'
+            )
         else:
             env["DATABASE_URL"] = f"sqlite:///{self.workdir / 'concierge.db'}"
         if self.tracker_store == "memory":
@@ -340,7 +397,8 @@ class Stack:
             if self.intake:
                 env["SANDBOX_CONNECTOR_URL"] = ",".join(self.url_of(n) for n in self.intake_names)
                 env["WECOM_INTAKE_NOTIFY_URL"] = ",".join(
-                    f"{self.url_of(name)}/webhooks/wecom/inbox" for name in self.rasa_names)
+                    f"{self.url_of(name)}/webhooks/wecom/inbox" for name in self.rasa_names
+                )
             env["SANDBOX_LOG_LEVEL"] = "WARNING"
         if self.sanic_workers > 1:
             env["SANIC_WORKERS"] = str(self.sanic_workers)
@@ -352,20 +410,34 @@ class Stack:
         # The CRM: migrate, then the bench guests (demo-marked, like the e2e stack's demo load).
         guests_file = bench_guests_yaml(sender_ids, self.workdir / "bench_guests.yml")
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "bot.cli", "demo", "load", "--file", str(guests_file)],
-                       env=env, check=True, cwd=PROJECT_ROOT, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "bot.cli", "demo", "load", "--file", str(guests_file)],
+            env=env,
+            check=True,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+        )
         self.startup_s["crm_load"] = round(time.monotonic() - started, 2)
 
         broker = ""
         if self.events:
             self.lock_prefix = self.lock_prefix or f"bench{uuid.uuid4().hex[:8]}"
-            env.update({"EVENT_BROKER_HOST": "127.0.0.1", "EVENT_BROKER_PORT": "5672",
-                        "EVENT_BROKER_USERNAME": "guest", "EVENT_BROKER_PASSWORD": "guest",
-                        "EVENT_BROKER_QUEUE": self.events_queue,
-                        "EVENT_BROKER_EXCHANGE": self.events_queue, "EVENTS_METRICS_PORT": "0"})
-            broker = ('event_broker:\n  type: pika\n  url: "127.0.0.1"\n  port: 5672\n'
-                      '  username: "guest"\n  password: "guest"\n'
-                      f'  exchange_name: "{self.events_queue}"\n  queues:\n    - "{self.events_queue}"\n')
+            env.update(
+                {
+                    "EVENT_BROKER_HOST": "127.0.0.1",
+                    "EVENT_BROKER_PORT": "5672",
+                    "EVENT_BROKER_USERNAME": "guest",
+                    "EVENT_BROKER_PASSWORD": "guest",
+                    "EVENT_BROKER_QUEUE": self.events_queue,
+                    "EVENT_BROKER_EXCHANGE": self.events_queue,
+                    "EVENTS_METRICS_PORT": "0",
+                }
+            )
+            broker = (
+                'event_broker:\n  type: pika\n  url: "127.0.0.1"\n  port: 5672\n'
+                '  username: "guest"\n  password: "guest"\n'
+                f'  exchange_name: "{self.events_queue}"\n  queues:\n    - "{self.events_queue}"\n'
+            )
         if self.worker:
             env["WORKER_METRICS_PORT"] = "0"
         # the worker's page context and the console's deploys reach the Rasa replicas here
@@ -377,39 +449,98 @@ class Stack:
             endpoint_files[name] = self.workdir / f"endpoints-{name}.yml"
             endpoint_files[name].write_text(
                 f'action_endpoint:\n  url: "http://127.0.0.1:{self.ports[actions]}/webhook"\n'
-                + tracker + lock + broker, encoding="utf-8")
+                + tracker
+                + lock
+                + broker,
+                encoding="utf-8",
+            )
         credentials = self.workdir / "credentials.yml"
-        credentials.write_text("rest:\n" + ("connectors.wecom.WeComInput:\n" if self.wecom else ""),
-                               encoding="utf-8")
+        credentials.write_text(
+            "rest:\n" + ("connectors.wecom.WeComInput:\n" if self.wecom else ""), encoding="utf-8"
+        )
         plan = []
         if self.wecom:
-            plan.append(("sandbox", [sys.executable, "-m", "bot.sandbox", "--port", str(self.ports["sandbox"])],
-                         f"{self.sandbox_url}/_sandbox/info"))
+            plan.append(
+                (
+                    "sandbox",
+                    [sys.executable, "-m", "bot.sandbox", "--port", str(self.ports["sandbox"])],
+                    f"{self.sandbox_url}/_sandbox/info",
+                )
+            )
         if self.wecom and self.intake:
             for name in self.intake_names:
-                plan.append((name, [sys.executable, "-m", "bot.wecom.intake_server",
-                                    "--port", str(self.ports[name])],
-                             f"{self.url_of(name)}/webhooks/wecom/"))
-        actions_cmd = ([sys.executable, "-m", "bench.rasa_patched", "--patch=sqlite", "--", "run"]
-                       if "sqlite" in self.rasa_patches else [RASA, "run"])
+                plan.append(
+                    (
+                        name,
+                        [
+                            sys.executable,
+                            "-m",
+                            "bot.wecom.intake_server",
+                            "--port",
+                            str(self.ports[name]),
+                        ],
+                        f"{self.url_of(name)}/webhooks/wecom/",
+                    )
+                )
+        actions_cmd = (
+            [sys.executable, "-m", "bench.rasa_patched", "--patch=sqlite", "--", "run"]
+            if "sqlite" in self.rasa_patches
+            else [RASA, "run"]
+        )
         for name in self.action_names:
-            plan.append((name, [*actions_cmd, "actions", "--actions", "actions",
-                                "--port", str(self.ports[name])],
-                         f"{self.url_of(name)}/health"))
+            plan.append(
+                (
+                    name,
+                    [
+                        *actions_cmd,
+                        "actions",
+                        "--actions",
+                        "actions",
+                        "--port",
+                        str(self.ports[name]),
+                    ],
+                    f"{self.url_of(name)}/health",
+                )
+            )
         if self.events:
             plan.append(("events", [sys.executable, "-m", "bot.cli", "events", "consume"], None))
         if self.worker:
             plan.append(("worker", [sys.executable, "-m", "bot.cli", "worker"], None))
-        rasa_cmd = ([sys.executable, "-m", "bench.rasa_patched", *[f"--patch={p}" for p in self.rasa_patches],
-                     "--", "run"] if self.rasa_patches
-                    else [sys.executable, "-m", "bot.rasa_main", "run"] if self.product_entry
-                    else [RASA, "run"])
+        rasa_cmd = (
+            [
+                sys.executable,
+                "-m",
+                "bench.rasa_patched",
+                *[f"--patch={p}" for p in self.rasa_patches],
+                "--",
+                "run",
+            ]
+            if self.rasa_patches
+            else [sys.executable, "-m", "bot.rasa_main", "run"]
+            if self.product_entry
+            else [RASA, "run"]
+        )
         for name in self.rasa_names:
-            plan.append((name, [*rasa_cmd, "-m", str(self.model), "--enable-api", "--auth-token",
-                                AUTH_TOKEN, "--port", str(self.ports[name]),
-                                "--endpoints", str(endpoint_files[name]),
-                                "--credentials", str(credentials)],
-                         f"{self.url_of(name)}/"))
+            plan.append(
+                (
+                    name,
+                    [
+                        *rasa_cmd,
+                        "-m",
+                        str(self.model),
+                        "--enable-api",
+                        "--auth-token",
+                        AUTH_TOKEN,
+                        "--port",
+                        str(self.ports[name]),
+                        "--endpoints",
+                        str(endpoint_files[name]),
+                        "--credentials",
+                        str(credentials),
+                    ],
+                    f"{self.url_of(name)}/",
+                )
+            )
         self._plan = {name: (args, health) for name, args, health in plan}
         for name, _, _ in plan:
             self._launch(name, wait=not name.startswith("rasa"))
@@ -420,9 +551,14 @@ class Stack:
         args, health = self._plan[name]
         logfile = self.workdir / f"{name}.log"
         niceness = self.nice.get(name, 0)
-        proc = subprocess.Popen(args, cwd=PROJECT_ROOT, env=self.env, stdout=logfile.open(mode),
-                                stderr=subprocess.STDOUT,
-                                preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
+        proc = subprocess.Popen(
+            args,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=logfile.open(mode),
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
+        )
         self.procs[name] = proc
         self._started = getattr(self, "_started", {})
         self._started[name] = time.monotonic()
@@ -456,7 +592,9 @@ class Stack:
         return self.startup_s[name]
 
     def cpu(self) -> Dict[str, float]:
-        return {name: cpu_seconds(proc.pid) for name, proc in self.procs.items() if proc.poll() is None}
+        return {
+            name: cpu_seconds(proc.pid) for name, proc in self.procs.items() if proc.poll() is None
+        }
 
     def log_tail(self, name: str, chars: int = 2000) -> str:
         try:

@@ -3,6 +3,7 @@
 Pure functions on plain numbers (no I/O, no clock), so tests/bench/test_bench_stats.py can check
 them exactly.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,19 +41,19 @@ def latency_summary(latencies_s: Sequence[float]) -> Dict[str, Optional[float]]:
 class RunResult:
     """One load run against one stack (what the load drivers fill in)."""
 
-    name: str                 # "saturation", "fixed_rate", ...
-    mode: str                 # "closed" or "open"
-    duration_s: float         # the measurement window
+    name: str  # "saturation", "fixed_rate", ...
+    mode: str  # "closed" or "open"
+    duration_s: float  # the measurement window
     offered_rate: Optional[float] = None  # msg/s (open loop only)
     guests: int = 0
     sent: int = 0
-    ok: int = 0               # answered with HTTP 200 (and, for WeCom, a reply seen)
-    errors: int = 0           # HTTP status other than 200, connection errors, bad bodies
+    ok: int = 0  # answered with HTTP 200 (and, for WeCom, a reply seen)
+    errors: int = 0  # HTTP status other than 200, connection errors, bad bodies
     timeouts: int = 0
-    empty: int = 0            # answered 200 but the bot said nothing (REST)
-    skipped: int = 0          # open loop: no idle guest at an arrival (overload)
-    latencies: List[float] = field(default_factory=list)           # reply latency, seconds
-    ack_latencies: List[float] = field(default_factory=list)       # WeCom: callback answered (200)
+    empty: int = 0  # answered 200 but the bot said nothing (REST)
+    skipped: int = 0  # open loop: no idle guest at an arrival (overload)
+    latencies: List[float] = field(default_factory=list)  # reply latency, seconds
+    ack_latencies: List[float] = field(default_factory=list)  # WeCom: callback answered (200)
     error_samples: List[str] = field(default_factory=list)
     notes: Dict[str, Any] = field(default_factory=dict)
 
@@ -67,12 +68,21 @@ class RunResult:
 
     def as_dict(self) -> Dict:
         out = {
-            "name": self.name, "mode": self.mode, "duration_s": round(self.duration_s, 3),
-            "offered_rate": self.offered_rate, "guests": self.guests, "sent": self.sent,
-            "ok": self.ok, "errors": self.errors, "timeouts": self.timeouts, "empty": self.empty,
-            "skipped": self.skipped, "throughput": round(self.throughput, 2),
+            "name": self.name,
+            "mode": self.mode,
+            "duration_s": round(self.duration_s, 3),
+            "offered_rate": self.offered_rate,
+            "guests": self.guests,
+            "sent": self.sent,
+            "ok": self.ok,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "empty": self.empty,
+            "skipped": self.skipped,
+            "throughput": round(self.throughput, 2),
             "reply_ms": _rounded(latency_summary(self.latencies)),
-            "error_samples": self.error_samples, **self.notes,
+            "error_samples": self.error_samples,
+            **self.notes,
         }
         if self.ack_latencies:
             out["ack_ms"] = _rounded(latency_summary(self.ack_latencies))
@@ -96,7 +106,7 @@ class Row:
     ours: Optional[float]
     baseline: Optional[float]
     unit: str = ""
-    better: str = "lower"   # "lower" or "higher": how to read the ratio
+    better: str = "lower"  # "lower" or "higher": how to read the ratio
 
     @property
     def ratio(self) -> Optional[float]:
@@ -127,15 +137,23 @@ def _fmt(value: Optional[float], unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def format_table(rows: Sequence[Row], title: str = "", ours_name: str = "ours",
-                 baseline_name: str = "baseline") -> str:
+def format_table(
+    rows: Sequence[Row], title: str = "", ours_name: str = "ours", baseline_name: str = "baseline"
+) -> str:
     """A plain-text side-by-side table: label | ours | baseline | ours/baseline | better by."""
     header = ("metric", ours_name, baseline_name, "ours/base", "ours better by")
     body = []
     for row in rows:
         r, s = row.ratio, row.speedup
-        body.append((row.label, _fmt(row.ours, row.unit), _fmt(row.baseline, row.unit),
-                     "-" if r is None else f"{r:.2f}", "-" if s is None else f"{s:.1f}x"))
+        body.append(
+            (
+                row.label,
+                _fmt(row.ours, row.unit),
+                _fmt(row.baseline, row.unit),
+                "-" if r is None else f"{r:.2f}",
+                "-" if s is None else f"{s:.1f}x",
+            )
+        )
     widths = [max(_width(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def line(cells) -> str:

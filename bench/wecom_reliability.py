@@ -25,6 +25,7 @@ in Rasa's trackers (user events carry it as `message_id`) and in the connector's
 
 This is a benchmark, not a test: it prints figures and writes JSON under results/bench/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,13 +52,13 @@ REPLAYS = 3
 
 @dataclass
 class Sent:
-    sender: str        # Rasa sender id
-    surface: str       # kf | aibot
+    sender: str  # Rasa sender id
+    surface: str  # kf | aibot
     msgid: Optional[str]
     text: str
     delivered: bool
-    answer_ms: Optional[float]          # the first delivery's HTTP answer time (sandbox's clock)
-    connector_ms: Optional[float]       # ... of which inside the connector's handler (its header)
+    answer_ms: Optional[float]  # the first delivery's HTTP answer time (sandbox's clock)
+    connector_ms: Optional[float]  # ... of which inside the connector's handler (its header)
     replay_ms: List[float] = field(default_factory=list)
     replay_status: List[Optional[int]] = field(default_factory=list)
     reply_s: Optional[float] = None
@@ -91,7 +92,9 @@ class FeedWatcher:
     async def _run(self) -> None:
         while True:
             try:
-                async with self.http.get(f"{self.base}/_sandbox/feed", params={"since": str(self.since)}) as resp:
+                async with self.http.get(
+                    f"{self.base}/_sandbox/feed", params={"since": str(self.since)}
+                ) as resp:
                     feed = (await resp.json())["feed"]
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError):
                 await asyncio.sleep(0.2)
@@ -119,7 +122,7 @@ class Driver:
             user = sender[3:]
             path, body, key = "/_sandbox/guest/kf", {"external_userid": user, "text": text}, user
         else:
-            user = sender[len("wecom:"):]
+            user = sender[len("wecom:") :]
             chatid = f"chat-{user}"
             path = "/_sandbox/guest/group"
             body, key = {"chatid": chatid, "userid": user, "text": f"@礼宾助手 {text}"}, chatid
@@ -134,11 +137,17 @@ class Driver:
             log.warning("sandbox refused a guest message: %s", exc)
             data = {}
         delivery = (data or {}).get("delivery") or {}
-        sent = Sent(sender, surface, (data or {}).get("msgid"), text, bool(delivery.get("delivered")),
-                    delivery.get("elapsed_ms") if delivery.get("delivered") else None,
-                    delivery.get("connector_ms") if delivery.get("delivered") else None,
-                    [r["elapsed_ms"] for r in delivery.get("replays", []) if r.get("status") == 200],
-                    [r.get("status") for r in delivery.get("replays", [])])
+        sent = Sent(
+            sender,
+            surface,
+            (data or {}).get("msgid"),
+            text,
+            bool(delivery.get("delivered")),
+            delivery.get("elapsed_ms") if delivery.get("delivered") else None,
+            delivery.get("connector_ms") if delivery.get("delivered") else None,
+            [r["elapsed_ms"] for r in delivery.get("replays", []) if r.get("status") == 200],
+            [r.get("status") for r in delivery.get("replays", [])],
+        )
         self.sent.append(sent)
         try:
             done = await asyncio.wait_for(waiter, timeout=self.reply_timeout_s)
@@ -148,8 +157,14 @@ class Driver:
         return sent
 
 
-async def run_guests(driver: Driver, senders: Sequence[str], surfaces: Sequence[str], duration_s: float,
-                     replays: int, during: Optional[Any] = None) -> None:
+async def run_guests(
+    driver: Driver,
+    senders: Sequence[str],
+    surfaces: Sequence[str],
+    duration_s: float,
+    replays: int,
+    during: Optional[Any] = None,
+) -> None:
     stop_at = time.monotonic() + duration_s
 
     async def guest_loop(i: int) -> None:
@@ -175,10 +190,18 @@ async def wait_idle(stack: Stack, quiet_s: float = 3.0, limit_s: float = 240.0) 
     try:
         while time.monotonic() - start < limit_s:
             with engine.connect() as conn:
-                pending = conn.execute(text("SELECT count(*) FROM wecom_inbox WHERE status IN ('pending', 'processing')")).scalar()
-                sending = conn.execute(text("SELECT count(*) FROM wecom_outbox WHERE status IN ('sending', 'retry')")).scalar()
+                pending = conn.execute(
+                    text(
+                        "SELECT count(*) FROM wecom_inbox WHERE status IN ('pending', 'processing')"
+                    )
+                ).scalar()
+                sending = conn.execute(
+                    text("SELECT count(*) FROM wecom_outbox WHERE status IN ('sending', 'retry')")
+                ).scalar()
             async with aiohttp.ClientSession() as http:
-                async with http.get(f"{stack.sandbox_url}/_sandbox/calls", params={"since": str(max(last_seq, 0))}) as r:
+                async with http.get(
+                    f"{stack.sandbox_url}/_sandbox/calls", params={"since": str(max(last_seq, 0))}
+                ) as r:
                     calls = (await r.json())["calls"]
             seq = max([c["seq"] for c in calls] + [last_seq])
             busy = pending or sending or seq != last_seq
@@ -216,8 +239,10 @@ async def audit(stack: Stack, sent: Sequence[Sent]) -> Dict[str, Any]:
     seen: Counter = Counter()
     async with aiohttp.ClientSession() as http:
         for sender in sorted({s.sender for s in sent}):
-            async with http.get(f"{stack.rasa_url}/conversations/{sender}/tracker",
-                                params={"token": AUTH_TOKEN, "include_events": "ALL"}) as resp:
+            async with http.get(
+                f"{stack.rasa_url}/conversations/{sender}/tracker",
+                params={"token": AUTH_TOKEN, "include_events": "ALL"},
+            ) as resp:
                 tracker = await resp.json()
             for event in tracker.get("events") or []:
                 if event.get("event") == "user" and event.get("message_id"):
@@ -236,8 +261,8 @@ async def audit(stack: Stack, sent: Sequence[Sent]) -> Dict[str, Any]:
         if payload.get("msgid"):
             rows_by_msgid[str(payload["msgid"])].append(row_id)
         status_by_row[row_id] = status
-    replied: Counter = Counter()   # inbox row -> replies sent for it (keys `reply:<row>:<n>`)
-    apologised: set = set()        # inbox rows that got the "busy" apology (`failed:<row>:<n>`)
+    replied: Counter = Counter()  # inbox row -> replies sent for it (keys `reply:<row>:<n>`)
+    apologised: set = set()  # inbox rows that got the "busy" apology (`failed:<row>:<n>`)
     for key, status in outbox:
         parts = str(key or "").split(":")
         if len(parts) < 2 or not parts[1].isdigit() or status != "sent":
@@ -272,7 +297,11 @@ async def audit(stack: Stack, sent: Sequence[Sent]) -> Dict[str, Any]:
         "answered_twice": len(answered_twice),
         "apologised_after_failures": len(apologies),
         "inbox_rows_failed": sum(1 for st in status_by_row.values() if st == "failed"),
-        "examples": {"lost": (lost + unanswered)[:5], "processed_twice": twice[:5], "answered_twice": answered_twice[:5]},
+        "examples": {
+            "lost": (lost + unanswered)[:5],
+            "processed_twice": twice[:5],
+            "answered_twice": answered_twice[:5],
+        },
     }
 
 
@@ -281,14 +310,19 @@ def callback_figures(sent: Sequence[Sent]) -> Dict[str, Any]:
     replays = [ms / 1000 for s in sent for ms in s.replay_ms]
     replies = [s.reply_s for s in sent if s.reply_s is not None]
     return {
-        "callbacks": len(sent), "callbacks_not_acknowledged": sum(1 for s in sent if not s.delivered),
+        "callbacks": len(sent),
+        "callbacks_not_acknowledged": sum(1 for s in sent if not s.delivered),
         "callback_answer_ms": latency_summary(first),
-        "callback_handler_ms": latency_summary([s.connector_ms / 1000 for s in sent if s.connector_ms is not None]),
+        "callback_handler_ms": latency_summary(
+            [s.connector_ms / 1000 for s in sent if s.connector_ms is not None]
+        ),
         "replayed_callbacks": sum(len(s.replay_status) for s in sent),
         "replayed_not_200": sum(1 for s in sent for st in s.replay_status if st != 200),
         "replay_answer_ms": latency_summary(replays) if replays else None,
-        "reply_s": {k: (round(v / 1000, 3) if v is not None and k != "n" else v)
-                    for k, v in latency_summary(replies).items()},
+        "reply_s": {
+            k: (round(v / 1000, 3) if v is not None and k != "n" else v)
+            for k, v in latency_summary(replies).items()
+        },
         "replies_within_timeout": len(replies),
     }
 
@@ -296,8 +330,9 @@ def callback_figures(sent: Sequence[Sent]) -> Dict[str, Any]:
 async def phase(stack: Stack, name: str, guests: int, duration_s: float, args) -> Dict[str, Any]:
     if name == "replay":
         n_group = guests // 4
-        senders = [f"kf:rel-{name}-{i:03d}" for i in range(guests - n_group)] + \
-                  [f"wecom:rel-{name}-{i:03d}" for i in range(n_group)]
+        senders = [f"kf:rel-{name}-{i:03d}" for i in range(guests - n_group)] + [
+            f"wecom:rel-{name}-{i:03d}" for i in range(n_group)
+        ]
         surfaces = ["kf"] * (guests - n_group) + ["aibot"] * n_group
     else:
         senders = [f"kf:rel-{name}-{i:03d}" for i in range(guests)]
@@ -314,19 +349,33 @@ async def phase(stack: Stack, name: str, guests: int, duration_s: float, args) -
         events["restart_s"] = await loop.run_in_executor(None, stack.restart, "rasa")
 
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as http:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=timeout
+    ) as http:
         driver = Driver(stack, http, args.reply_timeout)
         await driver.feed.start()
         try:
             started = time.monotonic()
-            await run_guests(driver, senders, surfaces, duration_s, replays,
-                             kill_and_restart() if name == "kill" else None)
+            await run_guests(
+                driver,
+                senders,
+                surfaces,
+                duration_s,
+                replays,
+                kill_and_restart() if name == "kill" else None,
+            )
             events["load_s"] = round(time.monotonic() - started, 1)
             events["drain_s"] = round(await wait_idle(stack), 1)
         finally:
             await driver.feed.stop()
-    figures = {"phase": name, "guests": guests, "duration_s": duration_s, **events,
-               **callback_figures(driver.sent), **await audit(stack, driver.sent)}
+    figures = {
+        "phase": name,
+        "guests": guests,
+        "duration_s": duration_s,
+        **events,
+        **callback_figures(driver.sent),
+        **await audit(stack, driver.sent),
+    }
     if name == "replay":
         figures["replays_per_callback"] = REPLAYS
         figures["group_guests"] = sum(1 for s in surfaces if s == "aibot")
@@ -338,43 +387,73 @@ def ms(value: Optional[float]) -> str:
 
 
 def print_summary(results: List[Dict[str, Any]], callbacks_to: str, stores: str) -> None:
-    print(f"\nWeCom connector under load (bench.wecom_reliability): callbacks to {callbacks_to}; {stores}")
-    head = f"{'phase':<8}{'guests':>7}{'msgs':>7}{'cb p50 ms':>11}{'cb p99 ms':>11}{'in handler p99':>15}{'not acked':>10}" \
-           f"{'reply p50 s':>12}{'lost':>6}{'twice':>7}{'ans.twice':>10}"
+    print(
+        f"\nWeCom connector under load (bench.wecom_reliability): callbacks to {callbacks_to}; {stores}"
+    )
+    head = (
+        f"{'phase':<8}{'guests':>7}{'msgs':>7}{'cb p50 ms':>11}{'cb p99 ms':>11}{'in handler p99':>15}{'not acked':>10}"
+        f"{'reply p50 s':>12}{'lost':>6}{'twice':>7}{'ans.twice':>10}"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
         cb = r["callback_answer_ms"]
-        print(f"{r['phase']:<8}{r['guests']:>7}{r['messages_sent']:>7}{ms(cb.get('p50')):>11}{ms(cb.get('p99')):>11}"
-              f"{ms(r['callback_handler_ms'].get('p99')):>15}"
-              f"{r['callbacks_not_acknowledged']:>10}{str(r['reply_s'].get('p50')):>12}{r['lost']:>6}"
-              f"{r['processed_twice']:>7}{r['answered_twice']:>10}")
+        print(
+            f"{r['phase']:<8}{r['guests']:>7}{r['messages_sent']:>7}{ms(cb.get('p50')):>11}{ms(cb.get('p99')):>11}"
+            f"{ms(r['callback_handler_ms'].get('p99')):>15}"
+            f"{r['callbacks_not_acknowledged']:>10}{str(r['reply_s'].get('p50')):>12}{r['lost']:>6}"
+            f"{r['processed_twice']:>7}{r['answered_twice']:>10}"
+        )
     for r in results:
         if r["phase"] == "replay":
-            print(f"replay: {r['replayed_callbacks']} replayed callbacks ({r['replays_per_callback']} per message, "
-                  f"{r['group_guests']} group guests); answer p99 of replays "
-                  f"{ms((r['replay_answer_ms'] or {}).get('p99'))} ms")
+            print(
+                f"replay: {r['replayed_callbacks']} replayed callbacks ({r['replays_per_callback']} per message, "
+                f"{r['group_guests']} group guests); answer p99 of replays "
+                f"{ms((r['replay_answer_ms'] or {}).get('p99'))} ms"
+            )
         if r["phase"] == "kill":
-            print(f"kill: Rasa SIGKILLed at {r.get('killed_at_s')} s, up again {r.get('restart_s')} s after the "
-                  f"restart; {r['callbacks_not_acknowledged']} callbacks went unanswered meanwhile; drained in "
-                  f"{r.get('drain_s')} s")
+            print(
+                f"kill: Rasa SIGKILLed at {r.get('killed_at_s')} s, up again {r.get('restart_s')} s after the "
+                f"restart; {r['callbacks_not_acknowledged']} callbacks went unanswered meanwhile; drained in "
+                f"{r.get('drain_s')} s"
+            )
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.wecom_reliability", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.wecom_reliability", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--guests", type=int, default=50)
     p.add_argument("--duration", type=float, default=40.0, help="seconds of load per phase")
     p.add_argument("--phases", default="load,replay,kill")
-    p.add_argument("--pg", action="store_true", help="PostgreSQL + Redis instead of the embedded SQLite defaults")
-    p.add_argument("--no-intake", action="store_true",
-                   help="callbacks to Rasa's own /webhooks/wecom routes instead of the intake server")
-    p.add_argument("--nice", type=int, default=0,
-                   help="run Rasa and the action server at this niceness (the intake keeps 0)")
+    p.add_argument(
+        "--pg",
+        action="store_true",
+        help="PostgreSQL + Redis instead of the embedded SQLite defaults",
+    )
+    p.add_argument(
+        "--no-intake",
+        action="store_true",
+        help="callbacks to Rasa's own /webhooks/wecom routes instead of the intake server",
+    )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="run Rasa and the action server at this niceness (the intake keeps 0)",
+    )
     p.add_argument("--down-s", type=float, default=3.0, help="kill phase: seconds Rasa stays down")
-    p.add_argument("--reply-timeout", type=float, default=15.0, help="a guest writes again after this long unanswered")
+    p.add_argument(
+        "--reply-timeout",
+        type=float,
+        default=15.0,
+        help="a guest writes again after this long unanswered",
+    )
     p.add_argument("--model", default=str(PROJECT_ROOT / "models" / "concierge.tar.gz"))
     p.add_argument("--out", default=str(PROJECT_ROOT / "results" / "bench"))
-    p.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs, databases)")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the stack's temp dir (logs, databases)"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     model = Path(args.model)
@@ -382,11 +461,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error(f"{model} not found: run `make train` first")
     phases = [x.strip() for x in args.phases.split(",") if x.strip()]
     workdir = temp_workdir("bench-wecom-")
-    stack = Stack("ours", model, workdir, wecom=True, pg=args.pg, product_entry=True, intake=not args.no_intake,
-                  env_extra={"SANDBOX_CALLBACK_TIMEOUT_S": "5"},
-                  nice={"rasa": args.nice, "actions": args.nice} if args.nice else {})
-    senders = [f"kf:rel-{ph}-{i:03d}" for ph in phases for i in range(args.guests)] + \
-              [f"wecom:rel-replay-{i:03d}" for i in range(args.guests // 4)]
+    stack = Stack(
+        "ours",
+        model,
+        workdir,
+        wecom=True,
+        pg=args.pg,
+        product_entry=True,
+        intake=not args.no_intake,
+        env_extra={"SANDBOX_CALLBACK_TIMEOUT_S": "5"},
+        nice={"rasa": args.nice, "actions": args.nice} if args.nice else {},
+    )
+    senders = [f"kf:rel-{ph}-{i:03d}" for ph in phases for i in range(args.guests)] + [
+        f"wecom:rel-replay-{i:03d}" for i in range(args.guests // 4)
+    ]
     results: List[Dict[str, Any]] = []
     try:
         stack.start(senders)
@@ -400,11 +488,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = out / f"wecom-reliability-{stamp}.json"
-    path.write_text(json.dumps({"stack": "pg" if args.pg else "embedded",
-                                "callbacks_to": "rasa" if args.no_intake else "intake", "results": results}, ensure_ascii=False,
-                               indent=2), encoding="utf-8")
-    print_summary(results, "Rasa's own routes" if args.no_intake else "the intake server",
-                  "PostgreSQL + Redis" if args.pg else "SQLite, in-process stores")
+    path.write_text(
+        json.dumps(
+            {
+                "stack": "pg" if args.pg else "embedded",
+                "callbacks_to": "rasa" if args.no_intake else "intake",
+                "results": results,
+            },
+            ensure_ascii=False,
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    print_summary(
+        results,
+        "Rasa's own routes" if args.no_intake else "the intake server",
+        "PostgreSQL + Redis" if args.pg else "SQLite, in-process stores",
+    )
     print(f"\nwritten: {path}")
     bad = sum(r["lost"] + r["processed_twice"] + r["answered_twice"] for r in results)
     return 1 if bad else 0

@@ -11,6 +11,7 @@ Pure functions of the policy, so they cost nothing to call per request and the t
 database. Callers build one `StaffAccess` from the policy they already loaded (the paging service,
 the console app) instead of reading the file again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,8 +48,9 @@ class StaffAccess:
         """Property ids (as the policy names them) the userid is rostered for."""
         if not userid:
             return frozenset()
-        return frozenset(pid for pid, prop in self.policy.properties.items()
-                         if userid in _people_ids(prop))
+        return frozenset(
+            pid for pid, prop in self.policy.properties.items() if userid in _people_ids(prop)
+        )
 
     def allows(self, userid: Optional[str], property_id: Optional[str]) -> bool:
         """May `userid` act on `property_id` (None or an unknown id: the default section)?"""

@@ -4,6 +4,7 @@ MAX_REQUEST_BYTES. Extra arguments go to `rasa run actions`.
 
 It also answers `/metrics` (with each action's time), `/healthz` and `/readyz` (bot/ops), and
 logs each action call under the correlation id of the guest message it serves."""
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,13 @@ def main() -> None:
 
     def bound_to_loopback(s):
         if s.actions_host not in ("127.0.0.1", "::1", "localhost"):
-            return [Problem("ACTIONS_HOST", f"{s.actions_host}: anyone reaching the action "
-                            "server could post a made-up tracker and act as any guest")]
+            return [
+                Problem(
+                    "ACTIONS_HOST",
+                    f"{s.actions_host}: anyone reaching the action "
+                    "server could post a made-up tracker and act as any guest",
+                )
+            ]
         return []
 
     start_process("actions", settings, extra=[bound_to_loopback])
@@ -86,7 +92,7 @@ def instrument_action_server(app, engine) -> None:
             return
         call = action_call_of(request.body, request.headers.get("Content-Encoding"))
         request.ctx.ops_action = str(call.get("next_action") or "unknown")[:100]
-        latest = ((call.get("tracker") or {}).get("latest_message") or {})
+        latest = (call.get("tracker") or {}).get("latest_message") or {}
         CORRELATION_ID.set(latest.get("message_id") or None)  # this request's task only
         request.ctx.ops_started = time.perf_counter()
 
@@ -99,8 +105,12 @@ def instrument_action_server(app, engine) -> None:
         # an unknown name is not a label of its own (no label per made-up name)
         action = request.ctx.ops_action if response.status != 404 else "(not found)"
         ACTION_SECONDS.labels(action, str(response.status)).observe(elapsed)
-        logger.info("action %s answered %s in %.0f ms", request.ctx.ops_action,
-                                         response.status, elapsed * 1000)
+        logger.info(
+            "action %s answered %s in %.0f ms",
+            request.ctx.ops_action,
+            response.status,
+            elapsed * 1000,
+        )
 
 
 if __name__ == "__main__":

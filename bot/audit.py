@@ -12,6 +12,7 @@ the case pages, `console:li` for the staff console, `cli:alice` for the command 
 report can tell which door a person came through. The audit entry holds ids and what was shown
 (field names, the case number), never the guest's data itself.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,9 @@ class Staff:
 
     def __post_init__(self) -> None:
         if self.surface not in SURFACES:
-            raise ValueError(f"staff surface must be one of {', '.join(SURFACES)}; "
-                             f"got {self.surface!r}")
+            raise ValueError(
+                f"staff surface must be one of {', '.join(SURFACES)}; " f"got {self.surface!r}"
+            )
         if not self.userid or not str(self.userid).strip():
             raise ValueError("a staff read needs the staff member's userid")
 
@@ -50,8 +52,16 @@ class Staff:
         return cls(surface, userid)
 
 
-def staff_read(crm, staff: Staff, action: str, subject_type: Optional[str], subject_id: Any,
-               read: Callable[[], T], *, detail: Optional[dict] = None) -> T:
+def staff_read(
+    crm,
+    staff: Staff,
+    action: str,
+    subject_type: Optional[str],
+    subject_id: Any,
+    read: Callable[[], T],
+    *,
+    detail: Optional[dict] = None,
+) -> T:
     """Record that `staff` reads the subject, then run `read()` and return what it returns.
 
     Raises whatever the audit write raised (StoreUnavailable, ...) without reading."""
@@ -59,12 +69,20 @@ def staff_read(crm, staff: Staff, action: str, subject_type: Optional[str], subj
     return read()
 
 
-async def staff_read_async(crm, staff: Staff, action: str, subject_type: Optional[str],
-                           subject_id: Any, read: Callable[[], T], *,
-                           detail: Optional[dict] = None) -> T:
+async def staff_read_async(
+    crm,
+    staff: Staff,
+    action: str,
+    subject_type: Optional[str],
+    subject_id: Any,
+    read: Callable[[], T],
+    *,
+    detail: Optional[dict] = None,
+) -> T:
     """`staff_read` from an event loop: both the audit write and `read` run in a thread."""
-    return await asyncio.to_thread(staff_read, crm, staff, action, subject_type, subject_id,
-                                   read, detail=detail)
+    return await asyncio.to_thread(
+        staff_read, crm, staff, action, subject_type, subject_id, read, detail=detail
+    )
 
 
 def read_profile(crm, staff: Staff, sender_id: str, *, reason: Optional[str] = None) -> dict:

@@ -15,6 +15,7 @@ returns the exit code. List the function in `COMMANDS` or the module's dotted pa
 `COMMAND_MODULES` (imported only when the CLI runs). Exit codes: 0 ok, 1 the thing asked about
 does not exist or was refused, 2 the database or configuration is not usable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,18 @@ from typing import Callable, Sequence
 EXIT_OK, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2
 
 # Modules with `register(subparsers)`, e.g. "bot.paging.cli". Imported lazily by build_parser().
-COMMAND_MODULES: list[str] = ["bot.paging.cli", "bot.preflight_cli", "bot.crm.keys_cli",
-                              "bot.training.cli", "bot.marketing.cli", "bot.bookings.cli",
-                              "bot.console.cli", "bot.ops.outbox_cli", "bot.events.cli",
-                              "bot.spool_cli"]
+COMMAND_MODULES: list[str] = [
+    "bot.paging.cli",
+    "bot.preflight_cli",
+    "bot.crm.keys_cli",
+    "bot.training.cli",
+    "bot.marketing.cli",
+    "bot.bookings.cli",
+    "bot.console.cli",
+    "bot.ops.outbox_cli",
+    "bot.events.cli",
+    "bot.spool_cli",
+]
 
 
 def _default_actor() -> str:
@@ -61,6 +70,7 @@ def _fail(message: str, code: int) -> int:
 
 # ---- db -------------------------------------------------------------------------------------
 
+
 def register_db(subparsers) -> None:
     db = subparsers.add_parser("db", help="CRM database schema")
     sub = db.add_subparsers(dest="db_command", required=True)
@@ -88,6 +98,7 @@ def _db_current(args) -> int:
 
 # ---- demo -----------------------------------------------------------------------------------
 
+
 def register_demo(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="demo data")
     sub = demo.add_subparsers(dest="demo_command", required=True)
@@ -108,12 +119,15 @@ def _demo_load(args) -> int:
         summary = load_demo(engine, path=args.file or DEMO_FILE)
     finally:
         engine.dispose()
-    print(f"demo data loaded relative to {summary.today}: {summary.guests} guests, "
-          f"{summary.bookings} bookings, {summary.orders} orders ({summary.created} new rows)")
+    print(
+        f"demo data loaded relative to {summary.today}: {summary.guests} guests, "
+        f"{summary.bookings} bookings, {summary.orders} orders ({summary.created} new rows)"
+    )
     return EXIT_OK
 
 
 # ---- guest ----------------------------------------------------------------------------------
+
 
 def register_guest(subparsers) -> None:
     guest = subparsers.add_parser("guest", help="guest profiles (every access is audited)")
@@ -158,8 +172,15 @@ def _guest_list(args) -> int:
         store.record_audit(args.actor, "guest.list", "guest", None, {"count": len(guests)})
     finally:
         store.close()
-    rows = [{"sender_id": g.sender_id, "display_name": g.display_name, "tier": g.tier,
-             "is_demo": g.is_demo} for g in guests]
+    rows = [
+        {
+            "sender_id": g.sender_id,
+            "display_name": g.display_name,
+            "tier": g.tier,
+            "is_demo": g.is_demo,
+        }
+        for g in guests
+    ]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     elif not rows:
@@ -183,9 +204,11 @@ def _local(iso: str | None) -> str:
 def format_profile(p: dict) -> str:
     """The human-readable `guest show` page."""
     g = p["guest"]
-    lines = [f"{g['display_name'] or '(no name)'}  {g['sender_id']}  {g['tier']}"
-             f"{'  [demo]' if g['is_demo'] else ''}",
-             f"  phone: {g['phone'] or '-'}   birthday: {g['birthday'] or '-'}"]
+    lines = [
+        f"{g['display_name'] or '(no name)'}  {g['sender_id']}  {g['tier']}"
+        f"{'  [demo]' if g['is_demo'] else ''}",
+        f"  phone: {g['phone'] or '-'}   birthday: {g['birthday'] or '-'}",
+    ]
     identities = [f"{k}={v}" for k, v in p["identities"].items() if v]
     lines.append(f"  identities: {', '.join(identities) or '-'}")
     if g.get("health_notes"):
@@ -195,28 +218,63 @@ def format_profile(p: dict) -> str:
         lines.append(f"{title}:" + ("" if items else " none"))
         lines.extend(f"  {render(item)}" for item in items)
 
-    section("Bookings", p["bookings"], lambda b: (
-        f"#{b['id']} {b['check_in']} → {b['check_out']} ({b['nights']} nights) "
-        f"{b['property_id']} {b['city'] or ''} {b['room_type'] or ''} {b['purpose'] or ''} "
-        f"x{b['party_size']} [{b['status']}] {b['confirmation_no'] or ''}".rstrip()))
-    section("Orders", p["orders"], lambda o: (
-        f"#{o['id']} {o['item']} {_local(o['scheduled_at'])} "
-        f"x{o['party_size'] or '-'} [{o['status']}] booking #{o['booking_id'] or '-'}"))
-    section("Tags", p["tags"], lambda t: (
-        f"{t['category']}: {t['value']} ({t['confidence']:.2f})"
-        f"{'' if t['active'] else ' [inactive]'}"))
-    section("Tickets", p["tickets"], lambda t: (
-        f"#{t['id']} {t['kind']} {t['category'] or ''} {t['severity']} [{t['status']}] "
-        f"{_local(t['created_at'])}"))
-    section("Handoffs", p["handoffs"], lambda h: (
-        f"#{h['id']} {h['reason']} [{h['status']}] {h['advisor_userid'] or ''} "
-        f"{_local(h['created_at'])}"))
-    section("Pages", p["pages"], lambda pg: (
-        f"#{pg['id']} {pg['subject_type']} #{pg['subject_id']} {pg['step']} → "
-        f"{pg['recipient'] or '-'} due {_local(pg['due_at'])} [{pg['status']}]"))
-    section("Consents", p["consents"], lambda c: (
-        f"{c['purpose']}: {'granted' if c['granted'] else 'withdrawn'} "
-        f"({c['source'] or '-'}, {_local(c['created_at'])})"))
+    section(
+        "Bookings",
+        p["bookings"],
+        lambda b: (
+            f"#{b['id']} {b['check_in']} → {b['check_out']} ({b['nights']} nights) "
+            f"{b['property_id']} {b['city'] or ''} {b['room_type'] or ''} {b['purpose'] or ''} "
+            f"x{b['party_size']} [{b['status']}] {b['confirmation_no'] or ''}".rstrip()
+        ),
+    )
+    section(
+        "Orders",
+        p["orders"],
+        lambda o: (
+            f"#{o['id']} {o['item']} {_local(o['scheduled_at'])} "
+            f"x{o['party_size'] or '-'} [{o['status']}] booking #{o['booking_id'] or '-'}"
+        ),
+    )
+    section(
+        "Tags",
+        p["tags"],
+        lambda t: (
+            f"{t['category']}: {t['value']} ({t['confidence']:.2f})"
+            f"{'' if t['active'] else ' [inactive]'}"
+        ),
+    )
+    section(
+        "Tickets",
+        p["tickets"],
+        lambda t: (
+            f"#{t['id']} {t['kind']} {t['category'] or ''} {t['severity']} [{t['status']}] "
+            f"{_local(t['created_at'])}"
+        ),
+    )
+    section(
+        "Handoffs",
+        p["handoffs"],
+        lambda h: (
+            f"#{h['id']} {h['reason']} [{h['status']}] {h['advisor_userid'] or ''} "
+            f"{_local(h['created_at'])}"
+        ),
+    )
+    section(
+        "Pages",
+        p["pages"],
+        lambda pg: (
+            f"#{pg['id']} {pg['subject_type']} #{pg['subject_id']} {pg['step']} → "
+            f"{pg['recipient'] or '-'} due {_local(pg['due_at'])} [{pg['status']}]"
+        ),
+    )
+    section(
+        "Consents",
+        p["consents"],
+        lambda c: (
+            f"{c['purpose']}: {'granted' if c['granted'] else 'withdrawn'} "
+            f"({c['source'] or '-'}, {_local(c['created_at'])})"
+        ),
+    )
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ guests, so "ok" means the running bot will accept it; a refusal prints `file: wh
 (bot.live): an edit takes effect within seconds, without a restart; an edit that fails
 validation is refused in the log and the running version stays.
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,7 +42,7 @@ def _at_fault(path: str, message: str) -> tuple[str, str]:
     `path` or a file in it; anything else is about `path` itself."""
     for prefix in ("cannot read ",):
         if message.startswith(prefix + path):
-            return message[len(prefix):].split(": ", 1)[0], message
+            return message[len(prefix) :].split(": ", 1)[0], message
     if message.startswith(path):
         file, _, what = message.partition(": ")
         if what:
@@ -117,7 +118,9 @@ def _checks(settings: Settings, root: Path) -> list[tuple[str, Path, Callable[[]
         from bot.marketing.policy import load_policy as load_marketing_policy
 
         loaded = load_marketing_policy(settings.marketing_policy_file)
-        return f"quiet hours {loaded.quiet_from}-{loaded.quiet_to}, {len(loaded.coupons)} coupon sets"
+        return (
+            f"quiet hours {loaded.quiet_from}-{loaded.quiet_to}, {len(loaded.coupons)} coupon sets"
+        )
 
     def touchpoints() -> str:
         from bot.marketing.touchpoints import load_sequences
@@ -171,23 +174,27 @@ def _checks(settings: Settings, root: Path) -> list[tuple[str, Path, Callable[[]
     from bot.preferences.vocabulary import VOCABULARY_FILE
     from bot.scope import NEAR_DOMAIN_FILE
 
-    return [("knowledge base", Path(settings.knowledge_dir), kb),
-            ("add-on catalogue", CATALOGUE_DIR, catalogue),
-            ("SLA policy", Path(settings.sla_policy_file), policy),
-            ("complaint rules", RULES_FILE, complaints),
-            ("preference vocabulary", VOCABULARY_FILE, vocabulary),
-            ("complaint second opinion cues", SECOND_OPINION_FILE, second_opinion),
-            ("near-domain requests", NEAR_DOMAIN_FILE, near_domain),
-            ("second-request cues", root / "data" / "scope" / "second_requests.yml", second_requests),
-            ("marketing policy", Path(settings.marketing_policy_file), marketing_policy),
-            ("touchpoints", Path(settings.touchpoints_file), touchpoints),
-            ("console staff", Path(settings.console_staff_file), staff),
-            ("canned replies", Path(settings.console_canned_replies_file), canned),
-            ("WeCom corp tags",
-             Path(settings.wecom_corp_tags_file or root / "data" / "wecom_corp_tags.yml"),
-             corp_tags),
-            ("demo guests", DEMO_FILE, demo),
-            ("NLU training data", root / "data" / "nlu", nlu)]
+    return [
+        ("knowledge base", Path(settings.knowledge_dir), kb),
+        ("add-on catalogue", CATALOGUE_DIR, catalogue),
+        ("SLA policy", Path(settings.sla_policy_file), policy),
+        ("complaint rules", RULES_FILE, complaints),
+        ("preference vocabulary", VOCABULARY_FILE, vocabulary),
+        ("complaint second opinion cues", SECOND_OPINION_FILE, second_opinion),
+        ("near-domain requests", NEAR_DOMAIN_FILE, near_domain),
+        ("second-request cues", root / "data" / "scope" / "second_requests.yml", second_requests),
+        ("marketing policy", Path(settings.marketing_policy_file), marketing_policy),
+        ("touchpoints", Path(settings.touchpoints_file), touchpoints),
+        ("console staff", Path(settings.console_staff_file), staff),
+        ("canned replies", Path(settings.console_canned_replies_file), canned),
+        (
+            "WeCom corp tags",
+            Path(settings.wecom_corp_tags_file or root / "data" / "wecom_corp_tags.yml"),
+            corp_tags,
+        ),
+        ("demo guests", DEMO_FILE, demo),
+        ("NLU training data", root / "data" / "nlu", nlu),
+    ]
 
 
 def _shown(path: Path, root: Path) -> str:
@@ -197,8 +204,9 @@ def _shown(path: Path, root: Path) -> str:
         return str(path)
 
 
-def check_all(settings: Settings, root: Path = PROJECT_ROOT,
-              names: Optional[Iterable[str]] = None) -> list[Check]:
+def check_all(
+    settings: Settings, root: Path = PROJECT_ROOT, names: Optional[Iterable[str]] = None
+) -> list[Check]:
     """Every data file's check (or only those `names`), in a stable order."""
     wanted = set(names) if names is not None else None
     out = []

@@ -20,6 +20,7 @@ A legal hold (`guests.legal_hold`, `concierge guest hold`) stops the erasure (`L
 `auto_erase_due` is what the worker runs: deletion requests not handled within 24 h (SPEC) are
 carried out unless the guest is on hold.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -88,19 +89,30 @@ class CorpTagRemover:
         mark_tag = self.mark_tag
         if mark_tag is None:
             from bot.wecom.externalcontact import mark_tag
-        result = self.run(mark_tag(self.owner_userid, external_userid,
-                                   remove_tag=list(self.tag_ids)))
+        result = self.run(
+            mark_tag(self.owner_userid, external_userid, remove_tag=list(self.tag_ids))
+        )
         if not getattr(result, "ok", False):
-            raise ErasureIncomplete(f"WeCom did not remove the corp tags "
-                                    f"({getattr(result, 'status', result)}); nothing was erased")
+            raise ErasureIncomplete(
+                f"WeCom did not remove the corp tags "
+                f"({getattr(result, 'status', result)}); nothing was erased"
+            )
 
 
 class GuestEraser:
     """Collaborators are passed in (the CLI and the worker build them from the settings)."""
 
-    def __init__(self, crm, *, tracker=None, spools: Sequence = (), redis=None,
-                 tags: Optional[CorpTagRemover] = None, inbox_hash_key: Optional[str] = None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(
+        self,
+        crm,
+        *,
+        tracker=None,
+        spools: Sequence = (),
+        redis=None,
+        tags: Optional[CorpTagRemover] = None,
+        inbox_hash_key: Optional[str] = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ):
         self.crm = crm
         self.tracker = tracker
         self.spools = list(spools)
@@ -118,8 +130,13 @@ class GuestEraser:
         ids = guest_ids(sender_id, guest)
         strings: set[str] = set(ids)
         if guest is not None:
-            for value in (guest.display_name, guest.phone, guest.id_number,
-                          guest.passport_number, guest.health_notes):
+            for value in (
+                guest.display_name,
+                guest.phone,
+                guest.id_number,
+                guest.passport_number,
+                guest.health_notes,
+            ):
                 if value:
                     strings.add(value)
         texts = self._guest_texts(sender_id, ids)
@@ -136,9 +153,12 @@ class GuestEraser:
             guest = s.execute(select(m.Guest).where(m.Guest.sender_id == sender_id)).scalar()
             if guest is not None:
                 gid = guest.id
-                for model, column in ((m.PreferenceTag, "source_message"),
-                                      (m.Ticket, "description"), (m.Order, "notes"),
-                                      (m.Feedback, "text")):
+                for model, column in (
+                    (m.PreferenceTag, "source_message"),
+                    (m.Ticket, "description"),
+                    (m.Order, "notes"),
+                    (m.Feedback, "text"),
+                ):
                     rows = s.execute(select(model).where(model.guest_id == gid)).scalars()
                     found += [getattr(r, column) for r in rows if getattr(r, column, None)]
                 found += self._clock_texts(s, gid)
@@ -165,8 +185,9 @@ class GuestEraser:
         return PagingStore(self.crm.engine)
 
     # ---- the erasure ------------------------------------------------------------------------
-    def erase(self, sender_id: str, *, actor: str, reason: str,
-              skip_wecom_tags: bool = False) -> ErasureReport:
+    def erase(
+        self, sender_id: str, *, actor: str, reason: str, skip_wecom_tags: bool = False
+    ) -> ErasureReport:
         if not actor or not reason:
             raise ValueError("an erasure needs an actor and a reason")
         guest = self.crm.find_guest(sender_id)
@@ -187,16 +208,25 @@ class GuestEraser:
             from bot.training.inbox import erase_sender
 
             report.counts["nlu_inbox_messages"] = sum(
-                erase_sender(self.crm.engine, i, self.inbox_hash_key) for i in ids)
+                erase_sender(self.crm.engine, i, self.inbox_hash_key) for i in ids
+            )
         if self.tracker is not None:
             report.counts["tracker_events"] = self.tracker.delete(ids)
         if self.spools:
             report.counts["spool_entries"] = sum(sp.remove_sender(ids) for sp in self.spools)
         if self.redis is not None:
             report.counts["redis_keys"] = self._sweep_redis(ids)
-        self.crm.record_audit(actor, "guest.erase", "guest", sender_id,
-                              {"reason": reason, "erased": report.counts,
-                               "wecom_tags_skipped": bool(skip_wecom_tags and external)})
+        self.crm.record_audit(
+            actor,
+            "guest.erase",
+            "guest",
+            sender_id,
+            {
+                "reason": reason,
+                "erased": report.counts,
+                "wecom_tags_skipped": bool(skip_wecom_tags and external),
+            },
+        )
         log.info("erased guest %s: %s", sender_id, report.counts)
         return report
 
@@ -231,12 +261,15 @@ class GuestEraser:
                 continue
             doomed = []
             for row in conn.execute(select(table.c.id, table.c[column])):
-                text = json.dumps(row[1], ensure_ascii=False) if not isinstance(row[1], str) \
+                text = (
+                    json.dumps(row[1], ensure_ascii=False)
+                    if not isinstance(row[1], str)
                     else row[1]
+                )
                 if any(needle in text for needle in needles):
                     doomed.append(row[0])
             for start in range(0, len(doomed), 500):
-                conn.execute(delete(table).where(table.c.id.in_(doomed[start:start + 500])))
+                conn.execute(delete(table).where(table.c.id.in_(doomed[start : start + 500])))
             if doomed:
                 counts[f"{table.name}_copies"] = len(doomed)
         return counts
@@ -253,6 +286,7 @@ class GuestEraser:
 
 # ---- the 24 h deadline ------------------------------------------------------------------------
 
+
 def due_deletion_requests(crm, now: dt.datetime) -> list[tuple[str, int]]:
     """(sender_id, ticket id) of open data_deletion tickets older than the deadline, whose
     guest is not on legal hold."""
@@ -263,11 +297,14 @@ def due_deletion_requests(crm, now: dt.datetime) -> list[tuple[str, int]]:
         rows = s.execute(
             select(m.Guest.sender_id, m.Ticket.id)
             .join(m.Guest, m.Guest.id == m.Ticket.guest_id)
-            .where(m.Ticket.kind == "data_deletion",
-                   m.Ticket.status.in_(("open", "acknowledged")),
-                   m.Ticket.created_at <= cutoff,
-                   m.Guest.legal_hold.is_(None))
-            .order_by(m.Ticket.created_at)).all()
+            .where(
+                m.Ticket.kind == "data_deletion",
+                m.Ticket.status.in_(("open", "acknowledged")),
+                m.Ticket.created_at <= cutoff,
+                m.Guest.legal_hold.is_(None),
+            )
+            .order_by(m.Ticket.created_at)
+        ).all()
     return [(sender, ticket) for sender, ticket in rows]
 
 
@@ -278,8 +315,11 @@ def auto_erase_due(eraser: GuestEraser, now: Optional[dt.datetime] = None) -> li
     done = []
     for sender_id, ticket_id in due_deletion_requests(eraser.crm, now):
         try:
-            eraser.erase(sender_id, actor=AUTO_ACTOR,
-                         reason=f"deletion request #{ticket_id} not handled within 24 h")
+            eraser.erase(
+                sender_id,
+                actor=AUTO_ACTOR,
+                reason=f"deletion request #{ticket_id} not handled within 24 h",
+            )
             done.append(sender_id)
         except (ErasureIncomplete, LegalHold) as exc:
             log.warning("auto-erasure of deletion request #%s postponed: %s", ticket_id, exc)
@@ -299,14 +339,20 @@ def build_eraser(crm, settings=None, *, run: Optional[Callable[[Any], Any]] = No
     if settings.redis_url:
         import redis as redis_lib
 
-        redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=3,
-                                         socket_connect_timeout=3)
+        redis = redis_lib.Redis.from_url(
+            settings.redis_url, socket_timeout=3, socket_connect_timeout=3
+        )
     spools = [make_spool(settings.redis_url, settings.spool_file)]
     if settings.redis_url:  # entries written while there was no Redis may still wait in the file
         spools.append(FileSpool(settings.spool_file or DEFAULT_SPOOL_FILE))
     tags = CorpTagRemover.from_file(settings.wecom_corp_tags_file)
     if tags is not None and run is not None:
         tags.run = run
-    return GuestEraser(crm, tracker=TrackerEvents(settings.tracker_database_url or None),
-                       spools=spools, redis=redis, tags=tags,
-                       inbox_hash_key=settings.training.hash_key)
+    return GuestEraser(
+        crm,
+        tracker=TrackerEvents(settings.tracker_database_url or None),
+        spools=spools,
+        redis=redis,
+        tags=tags,
+        inbox_hash_key=settings.training.hash_key,
+    )

@@ -5,6 +5,7 @@ their writes when the database is down.
 `bot.services.Services.flows` holds one `Flows` per process; tests build their own with
 `build_flows(store, ...)`. Nothing connects at import time.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -69,25 +70,35 @@ class Flows:
         return replay(self.spool, self.replay_handlers())
 
 
-def build_flows(store: CRMStore, *, kb: Any = None, catalogue: Optional[Catalogue] = None,
-                terms: Optional[SlaTerms] = None, spool: Optional[Spool] = None,
-                mirror: Optional[TagMirror] = None, redis_url: Optional[str] = None,
-                spool_file: Path | str | None = None,
-                now: Callable[[], dt.datetime] = china_now) -> Flows:
+def build_flows(
+    store: CRMStore,
+    *,
+    kb: Any = None,
+    catalogue: Optional[Catalogue] = None,
+    terms: Optional[SlaTerms] = None,
+    spool: Optional[Spool] = None,
+    mirror: Optional[TagMirror] = None,
+    redis_url: Optional[str] = None,
+    spool_file: Path | str | None = None,
+    now: Callable[[], dt.datetime] = china_now,
+) -> Flows:
     # The promises come from the SLA policy only: a policy that does not load stops the build
     # (and so the process) here, not at a guest's first complaint.
     terms = (terms or SlaTerms()).check()
-    spool = spool or make_spool(redis_url, spool_file or get_settings().spool_file
-                                or DEFAULT_SPOOL_FILE)
+    spool = spool or make_spool(
+        redis_url, spool_file or get_settings().spool_file or DEFAULT_SPOOL_FILE
+    )
     handoff = HandoffService(store, kb=kb, terms=terms, now=now)
     return Flows(
-        store=store, spool=spool, terms=terms,
+        store=store,
+        spool=spool,
+        terms=terms,
         preferences=PreferenceService(store, mirror=mirror or NoTagMirror(), now=now),
-        orders=OrderService(store, catalogue=catalogue or Catalogue.default(), kb=kb, terms=terms,
-                            now=now),
+        orders=OrderService(
+            store, catalogue=catalogue or Catalogue.default(), kb=kb, terms=terms, now=now
+        ),
         complaints=ComplaintService(store, handoff, kb=kb, terms=terms, now=now),
         handoff=handoff,
         privacy=PrivacyService(store, terms=terms, now=now),
         praise=PraiseService(store, now=now),
     )
-

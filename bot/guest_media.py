@@ -11,6 +11,7 @@
 Anything that fails (WeCom, disk, CRM) leaves the guest with the usual polite answer
 (bot.wecom.messages) and the reason in the log: a guest never hears an error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,15 +30,27 @@ from bot.settings import PROJECT_ROOT
 log = logging.getLogger(__name__)
 
 TEMPLATES = PROJECT_ROOT / "bot" / "templates" / "media"
-EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif",
-              "image/webp": ".webp", "audio/amr": ".amr", "audio/mpeg": ".mp3",
-              "audio/silk": ".silk", "audio/x-speex": ".speex"}
+EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "audio/amr": ".amr",
+    "audio/mpeg": ".mp3",
+    "audio/silk": ".silk",
+    "audio/x-speex": ".speex",
+}
 KINDS = ("image", "voice")
 
 
 def render(name: str, **context: Any) -> str:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                      autoescape=False, lstrip_blocks=True, trim_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        lstrip_blocks=True,
+        trim_blocks=True,
+    )
     text = env.get_template(f"{name}.j2").render(**context)
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
@@ -73,8 +86,8 @@ class MediaFiles:
 
 @dataclass(frozen=True)
 class Handled:
-    reply: str           # what the guest is told
-    media_id: int        # the guest_media row
+    reply: str  # what the guest is told
+    media_id: int  # the guest_media row
     ticket_id: Optional[int] = None
     advisor: Optional[str] = None  # who got the voice message
 
@@ -82,15 +95,23 @@ class Handled:
 class GuestMediaHandler:
     """Used by the WeCom channel for 微信客服 `image` / `voice` messages."""
 
-    def __init__(self, services, crm, *, files: MediaFiles, max_bytes: int,
-                 paging=None, policy=None,
-                 clock=lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+    def __init__(
+        self,
+        services,
+        crm,
+        *,
+        files: MediaFiles,
+        max_bytes: int,
+        paging=None,
+        policy=None,
+        clock=lambda: dt.datetime.now(dt.timezone.utc),
+    ) -> None:
         self.services = services
         self.crm = crm
         self.files = files
         self.max_bytes = max_bytes
-        self.paging = paging    # bot.paging.store.PagingStore: whose case the guest is
-        self.policy = policy    # bot.paging.policy.Policy: who is on duty
+        self.paging = paging  # bot.paging.store.PagingStore: whose case the guest is
+        self.policy = policy  # bot.paging.policy.Policy: who is on duty
         self.clock = clock
 
     @classmethod
@@ -106,8 +127,14 @@ class GuestMediaHandler:
             paging, policy = PagingStore(crm.engine), get_policy()
         except Exception as exc:  # no paging policy: photos are still kept and linked
             log.warning("guest media: paging unavailable (%s); voice goes to nobody", exc)
-        return cls(services, crm, files=MediaFiles(Path(settings.media_dir)),
-                   max_bytes=settings.media_max_bytes, paging=paging, policy=policy)
+        return cls(
+            services,
+            crm,
+            files=MediaFiles(Path(settings.media_dir)),
+            max_bytes=settings.media_max_bytes,
+            paging=paging,
+            policy=policy,
+        )
 
     async def handle(self, sender_id: str, kind: str, payload: dict) -> Optional[Handled]:
         """Keep the media and act; None when it could not be kept (the caller answers as
@@ -123,8 +150,15 @@ class GuestMediaHandler:
             media = await download(self.services.kf_client, media_id, max_bytes=self.max_bytes)
             rel, sha = await asyncio.to_thread(self.files.save, media.data, media.content_type)
             row = await asyncio.to_thread(
-                self.crm.add_guest_media, sender_id, kind=kind, content_type=media.content_type,
-                path=rel, size=len(media.data), sha256=sha, wecom_media_id=media_id)
+                self.crm.add_guest_media,
+                sender_id,
+                kind=kind,
+                content_type=media.content_type,
+                path=rel,
+                size=len(media.data),
+                sha256=sha,
+                wecom_media_id=media_id,
+            )
         except Exception as exc:
             log.warning("%s from %s not kept: %s", kind, sender_id, exc)
             return None
@@ -143,23 +177,34 @@ class GuestMediaHandler:
         guest = await asyncio.to_thread(self.crm.find_guest, sender_id)
         name = (guest.display_name if guest and guest.display_name else None) or "客人"
         try:
-            app_media = await upload(self.services.app_client, "voice", media.data,
-                                     f"voice{EXTENSIONS.get(media.content_type, '.amr')}",
-                                     media.content_type)
-            result = await self.services.app.send_voice(advisor, app_media,
-                                                        dedupe_key=f"guest-voice:{row.id}")
+            app_media = await upload(
+                self.services.app_client,
+                "voice",
+                media.data,
+                f"voice{EXTENSIONS.get(media.content_type, '.amr')}",
+                media.content_type,
+            )
+            result = await self.services.app.send_voice(
+                advisor, app_media, dedupe_key=f"guest-voice:{row.id}"
+            )
             if result.status not in ("sent", "duplicate", "deferred", "retry"):
                 raise RuntimeError(f"voice message {result.status}")
             note = render("voice_note", guest=name, case_id=case_id)
             if part.get("recognition"):  # a transcript, where WeCom gives one
                 note += f"\n语音转文字（仅供参考）：{part['recognition']}"
-            await self.services.app.send_text(advisor, note, dedupe_key=f"guest-voice-note:{row.id}")
+            await self.services.app.send_text(
+                advisor, note, dedupe_key=f"guest-voice-note:{row.id}"
+            )
         except Exception as exc:
             log.warning("voice of %s not passed to %s: %s", sender_id, advisor, exc)
             return Handled("", row.id, row.ticket_id)
         person = self.policy.people().get(advisor) if self.policy else None
-        return Handled(render("voice_passed", advisor=person.name if person else "顾问"),
-                       row.id, row.ticket_id, advisor)
+        return Handled(
+            render("voice_passed", advisor=person.name if person else "顾问"),
+            row.id,
+            row.ticket_id,
+            advisor,
+        )
 
     def _advisor_for(self, sender_id: str) -> tuple[Optional[str], Optional[int]]:
         """Who holds the guest's newest open case; else the advisor on duty (least loaded)."""
@@ -174,6 +219,5 @@ class GuestMediaHandler:
             if case.holder:
                 return case.holder, case.id
         prop = self.policy.property(cases[0].property_id if cases else None)
-        advisor = roster.pick_on_duty(self.policy, prop, self.clock(),
-                                      load=self.paging.load())
+        advisor = roster.pick_on_duty(self.policy, prop, self.clock(), load=self.paging.load())
         return (advisor.userid if advisor else None), (cases[0].id if cases else None)

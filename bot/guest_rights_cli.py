@@ -7,6 +7,7 @@
 Exit codes as bot.cli: 1 no such guest / refused (legal hold), 2 a store is unavailable (the
 erasure did nothing irreversible and can be run again).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,12 @@ def register_guest_rights(sub, default_actor: str) -> None:
     erase.add_argument("sender_id")
     erase.add_argument("--reason", required=True, help="why (kept in the audit log)")
     erase.add_argument("--actor", default=default_actor, help="who erases (audit log)")
-    erase.add_argument("--skip-wecom-tags", action="store_true",
-                       help="erase even though WeCom cannot be reached to remove the corp tags "
-                            "(then remove them by hand in the admin console)")
+    erase.add_argument(
+        "--skip-wecom-tags",
+        action="store_true",
+        help="erase even though WeCom cannot be reached to remove the corp tags "
+        "(then remove them by hand in the admin console)",
+    )
     erase.add_argument("--json", action="store_true", help="the report as JSON")
     erase.set_defaults(func=_erase)
     hold = sub.add_parser("hold", help="put a legal hold on a guest (no erasure) or lift it")
@@ -55,8 +59,13 @@ def _export(args) -> int:
 
     crm, tracker = CRMStore(args.database_url), TrackerEvents()
     try:
-        data = export_guest(crm, args.sender_id, staff=Staff.from_actor(args.actor),
-                            tracker=tracker, reason=args.reason)
+        data = export_guest(
+            crm,
+            args.sender_id,
+            staff=Staff.from_actor(args.actor),
+            tracker=tracker,
+            reason=args.reason,
+        )
     except GuestNotFound:
         return _fail(f"no guest with sender id {args.sender_id!r}", EXIT_REFUSED)
     finally:
@@ -80,8 +89,12 @@ def _erase(args) -> int:
     crm = CRMStore(args.database_url)
     eraser = build_eraser(crm)
     try:
-        report = eraser.erase(args.sender_id, actor=args.actor, reason=args.reason,
-                              skip_wecom_tags=args.skip_wecom_tags)
+        report = eraser.erase(
+            args.sender_id,
+            actor=args.actor,
+            reason=args.reason,
+            skip_wecom_tags=args.skip_wecom_tags,
+        )
     except LegalHold as exc:
         return _fail(str(exc), EXIT_REFUSED)
     except ErasureIncomplete as exc:
@@ -102,8 +115,7 @@ def _hold(args) -> int:
 
     crm = CRMStore(args.database_url)
     try:
-        crm.set_legal_hold(args.sender_id, None if args.release else args.reason,
-                           actor=args.actor)
+        crm.set_legal_hold(args.sender_id, None if args.release else args.reason, actor=args.actor)
     finally:
         crm.close()
     state = "lifted" if args.release else "set"

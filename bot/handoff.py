@@ -6,6 +6,7 @@ handoff per guest: asking again while one is requested/active does not create a 
 The paging issue makes an advisor actually join (it pages on the handoff's `human_request` clock);
 this module only writes the record and sets the guest's expectation from the SLA policy.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,8 +32,9 @@ class HandoffService:
     terms: SlaTerms = field(default_factory=default_terms)
     now: Callable[[], dt.datetime] = china_now
 
-    def request(self, sender_id: str, reason: str = "request_human", *,
-                lead_in: Optional[str] = None) -> Reply:
+    def request(
+        self, sender_id: str, reason: str = "request_human", *, lead_in: Optional[str] = None
+    ) -> Reply:
         """Create the handoff (or find the open one) and say how long the wait is.
         Raises StoreUnavailable."""
         if reason not in REASONS:
@@ -42,20 +44,26 @@ class HandoffService:
         property_id, front_desk = self._property(sender_id)
         if existing is not None:
             minutes = max(1, int((self.now() - existing.created_at).total_seconds() // 60))
-            text = (f"已经在为您安排顾问了（{minutes}分钟前已提交），请再稍等一下，"
-                    "顾问接入后会直接在这里回复您。")
+            text = (
+                f"已经在为您安排顾问了（{minutes}分钟前已提交），请再稍等一下，"
+                "顾问接入后会直接在这里回复您。"
+            )
             return Reply.of(lead_in, text, record_ids={"handoff": existing.id})
         handoff = self.store.create_handoff(sender_id, reason=reason, sla_class=HUMAN_REQUEST)
         promise = self.terms.promise(HUMAN_REQUEST, property_id, self.now())
         if promise.in_service_hours:
             wait = f"预计{promise.ack_text}内会有顾问接入" if promise.ack_text else "顾问会尽快接入"
-            text = (f"好的，已为您转接人工顾问，{wait}，请稍等。顾问会先看我们的聊天记录，"
-                    "您不用再重复说明；有补充也可以直接发在这里。")
+            text = (
+                f"好的，已为您转接人工顾问，{wait}，请稍等。顾问会先看我们的聊天记录，"
+                "您不用再重复说明；有补充也可以直接发在这里。"
+            )
         else:
             opening = ""
             if promise.next_opening is not None:
                 local = promise.next_opening.astimezone(CHINA_TZ)
-                opening = f"，顾问会在{local.month}月{local.day}日 {local:%H:%M} 上班后第一时间联系您"
+                opening = (
+                    f"，顾问会在{local.month}月{local.day}日 {local:%H:%M} 上班后第一时间联系您"
+                )
             hours = f"（服务时间 {promise.service_hours}）" if promise.service_hours else ""
             text = f"现在是人工服务时间以外{hours}，已为您登记{opening}。"
             if front_desk:
@@ -65,8 +73,9 @@ class HandoffService:
     def apply_spooled(self, entry: dict) -> None:
         self.store.get_or_create_guest(entry["sender_id"])
         if self.store.open_handoff(entry["sender_id"]) is None:
-            self.store.create_handoff(entry["sender_id"], reason=entry["payload"]["reason"],
-                                      sla_class=HUMAN_REQUEST)
+            self.store.create_handoff(
+                entry["sender_id"], reason=entry["payload"]["reason"], sla_class=HUMAN_REQUEST
+            )
 
     def _property(self, sender_id: str) -> tuple[Optional[str], Optional[str]]:
         bookings = self.store.upcoming_bookings(sender_id, self.now().date())

@@ -10,6 +10,7 @@ in a YAML file never takes the bot down; `concierge data check` says what is wro
 `Live` also stands in for the value (attribute access goes to the current version), so services
 that were given a knowledge base or a catalogue keep working unchanged.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,13 +39,31 @@ def files_signature(paths: Iterable[Path]) -> tuple:
 
 
 class Live(Generic[T]):
-    def __init__(self, load: Callable[[], T], paths: Iterable[Path | str], *, name: str,
-                 check_every_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
-        object.__setattr__(self, "_state", {
-            "load": load, "paths": [Path(p) for p in paths], "name": name,
-            "every": check_every_s, "clock": clock, "lock": threading.Lock(),
-            "value": None, "signature": None, "checked": float("-inf"), "error": None,
-        })
+    def __init__(
+        self,
+        load: Callable[[], T],
+        paths: Iterable[Path | str],
+        *,
+        name: str,
+        check_every_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        object.__setattr__(
+            self,
+            "_state",
+            {
+                "load": load,
+                "paths": [Path(p) for p in paths],
+                "name": name,
+                "every": check_every_s,
+                "clock": clock,
+                "lock": threading.Lock(),
+                "value": None,
+                "signature": None,
+                "checked": float("-inf"),
+                "error": None,
+            },
+        )
         st = self._state
         st["signature"] = files_signature(st["paths"])
         st["value"] = load()  # the first load must succeed: there is no running version yet
@@ -85,8 +104,11 @@ class Live(Generic[T]):
             value = st["load"]()
         except Exception as exc:  # the loaders raise their own validation errors
             if st["error"] != str(exc):
-                log.error("%s: the edited files were refused, the running version stays: %s",
-                          st["name"], exc)
+                log.error(
+                    "%s: the edited files were refused, the running version stays: %s",
+                    st["name"],
+                    exc,
+                )
             st["error"] = str(exc)
             return  # signature not stored: the files are tried again at the next check
         st["value"], st["signature"], st["error"] = value, signature, None

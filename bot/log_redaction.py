@@ -6,6 +6,7 @@ the open ids of 微信客服 guests become `wm#<8 hex>`, a keyed-free short hash
 follow a conversation through the log without naming the guest. Guest text is not logged by our
 code (the log lines carry ids and counts); this catches what libraries print.
 """
+
 from __future__ import annotations
 
 import hashlib

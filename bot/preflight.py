@@ -22,6 +22,7 @@ module's dotted path to `PREFLIGHT_MODULES`; the module may define
 The value getter reads the field from `bot.settings.Settings` (every environment variable is read
 there). Modules are imported only when a preflight runs, never at import time of this one.
 """
+
 from __future__ import annotations
 
 import base64
@@ -40,14 +41,25 @@ log = logging.getLogger(__name__)
 PREFLIGHT_MODULES: list[str] = ["bot.console.auth"]
 
 # Values that anyone can read in this repository, its docs or its tests.
-PUBLIC_VALUES = frozenset({
-    "dev-only-token", "dev-only", "change-me", "changeme", "e2e-token", "secret", "password",
-    "test", "development",
-})
+PUBLIC_VALUES = frozenset(
+    {
+        "dev-only-token",
+        "dev-only",
+        "change-me",
+        "changeme",
+        "e2e-token",
+        "secret",
+        "password",
+        "test",
+        "development",
+    }
+)
 KNOWN_ENVS = STRICT_ENVS + ("development", "dev", "test")
-GENERATE_HINT = "generate one with: python -c \"import secrets; print(secrets.token_urlsafe(32))\""
-FERNET_HINT = ("generate one with: python -c \"from cryptography.fernet import Fernet; "
-               "print(Fernet.generate_key().decode())\"")
+GENERATE_HINT = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+FERNET_HINT = (
+    'generate one with: python -c "from cryptography.fernet import Fernet; '
+    'print(Fernet.generate_key().decode())"'
+)
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
 
 
@@ -80,11 +92,21 @@ class Secret:
             return [Problem(self.env, f"missing ({self.what}); {self.hint}")]
         value = str(value)
         if value in PUBLIC_VALUES or value in self.known:
-            return [Problem(self.env, f"is a published default ({self.what}): anyone can read it "
-                                      f"in this repository; {self.hint}")]
+            return [
+                Problem(
+                    self.env,
+                    f"is a published default ({self.what}): anyone can read it "
+                    f"in this repository; {self.hint}",
+                )
+            ]
         if len(value) < self.min_length:
-            return [Problem(self.env, f"too short ({len(value)} characters, at least "
-                                      f"{self.min_length}) for {self.what}; {self.hint}")]
+            return [
+                Problem(
+                    self.env,
+                    f"too short ({len(value)} characters, at least "
+                    f"{self.min_length}) for {self.what}; {self.hint}",
+                )
+            ]
         if self.validate is not None:
             problem = self.validate(value)
             if problem:
@@ -97,13 +119,16 @@ class PreflightFailed(SystemExit):
 
     def __init__(self, process: str, problems: Sequence[Problem]):
         self.problems = list(problems)
-        lines = [f"{process}: refusing to start ({len(self.problems)} problem(s); "
-                 f"see docs/DEPLOY.md, or set CONCIERGE_ENV=development on a developer machine):"]
+        lines = [
+            f"{process}: refusing to start ({len(self.problems)} problem(s); "
+            f"see docs/DEPLOY.md, or set CONCIERGE_ENV=development on a developer machine):"
+        ]
         lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
 
 
 # ---- the built-in checks --------------------------------------------------------------------
+
 
 def _fernet_keys(value: str) -> Optional[str]:
     from bot.crm.crypto import DEVELOPMENT_KEY
@@ -139,13 +164,25 @@ def _wecom_secrets() -> list[Secret]:
     sandbox = frozenset(dev_defaults.ENV_DEFAULTS.values()) - {dev_defaults.APP_AGENT_ID}
 
     def wecom(name: str, what: str, min_length: int, validate=None) -> Secret:
-        return Secret(f"WECOM_{name}", what, lambda s, n=name: s.wecom.get(n),
-                      min_length=min_length, known=sandbox, validate=validate,
-                      hint="copy it from the WeCom admin console (docs/DEPLOY.md)")
+        return Secret(
+            f"WECOM_{name}",
+            what,
+            lambda s, n=name: s.wecom.get(n),
+            min_length=min_length,
+            known=sandbox,
+            validate=validate,
+            hint="copy it from the WeCom admin console (docs/DEPLOY.md)",
+        )
 
     return [
-        Secret("WECOM_CORP_ID", "the corp id (我的企业 → 企业ID)", lambda s: s.wecom_corp_id,
-               min_length=8, known=sandbox, hint="copy it from the WeCom admin console"),
+        Secret(
+            "WECOM_CORP_ID",
+            "the corp id (我的企业 → 企业ID)",
+            lambda s: s.wecom_corp_id,
+            min_length=8,
+            known=sandbox,
+            hint="copy it from the WeCom admin console",
+        ),
         wecom("KF_TOKEN", "微信客服 callback token", 16),
         wecom("KF_AES_KEY", "微信客服 callback EncodingAESKey", 43, _aes_key),
         wecom("KF_SECRET", "微信客服 secret", 16),
@@ -154,23 +191,42 @@ def _wecom_secrets() -> list[Secret]:
         wecom("APP_TOKEN", "self-built app callback token", 16),
         wecom("APP_AES_KEY", "self-built app callback EncodingAESKey", 43, _aes_key),
         wecom("APP_SECRET", "self-built app secret", 16),
-        wecom("APP_AGENT_ID", "self-built app AgentId", 1,
-              lambda v: None if v.isdigit() else "an AgentId is a number"),
+        wecom(
+            "APP_AGENT_ID",
+            "self-built app AgentId",
+            1,
+            lambda v: None if v.isdigit() else "an AgentId is a number",
+        ),
     ]
 
 
 def core_secrets() -> list[Secret]:
     return [
-        Secret("CRM_ENCRYPTION_KEY", "the Fernet key encrypting guests' data at rest",
-               lambda s: s.crm_encryption_key, min_length=44, validate=_fernet_keys,
-               hint=FERNET_HINT),
-        Secret("CRM_INDEX_KEY", "the key of the CRM's lookup digests (kept across rotations)",
-               lambda s: s.crm_index_key),
+        Secret(
+            "CRM_ENCRYPTION_KEY",
+            "the Fernet key encrypting guests' data at rest",
+            lambda s: s.crm_encryption_key,
+            min_length=44,
+            validate=_fernet_keys,
+            hint=FERNET_HINT,
+        ),
+        Secret(
+            "CRM_INDEX_KEY",
+            "the key of the CRM's lookup digests (kept across rotations)",
+            lambda s: s.crm_index_key,
+        ),
         Secret("RASA_AUTH_TOKEN", "the token of Rasa's HTTP API", lambda s: s.rasa_auth_token),
-        Secret("PAGING_LINK_SECRET", "the dedicated secret signing advisors' case links",
-               lambda s: s.paging_link_secret, known=frozenset({DEV_PAGING_LINK_SECRET})),
-        Secret("WECOM_INBOX_TOKEN", "the token the intake server sends Rasa's inbox route",
-               lambda s: s.wecom_inbox_token),
+        Secret(
+            "PAGING_LINK_SECRET",
+            "the dedicated secret signing advisors' case links",
+            lambda s: s.paging_link_secret,
+            known=frozenset({DEV_PAGING_LINK_SECRET}),
+        ),
+        Secret(
+            "WECOM_INBOX_TOKEN",
+            "the token the intake server sends Rasa's inbox route",
+            lambda s: s.wecom_inbox_token,
+        ),
         *_wecom_secrets(),
     ]
 
@@ -183,8 +239,13 @@ def _is_loopback_url(url: Optional[str]) -> bool:
 def environment_problems(settings: Settings) -> list[Problem]:
     raw = (settings.concierge_env_raw or "").strip().lower()
     if not raw:
-        return [Problem("CONCIERGE_ENV", "not set: say `production` (or `development`/`test` on "
-                                         "a developer machine); unset is treated as production")]
+        return [
+            Problem(
+                "CONCIERGE_ENV",
+                "not set: say `production` (or `development`/`test` on "
+                "a developer machine); unset is treated as production",
+            )
+        ]
     if raw not in KNOWN_ENVS:
         return [Problem("CONCIERGE_ENV", f"unknown value {raw!r} (production, development, test)")]
     return []
@@ -193,24 +254,43 @@ def environment_problems(settings: Settings) -> list[Problem]:
 def store_problems(settings: Settings) -> list[Problem]:
     found = []
     if settings.is_sqlite:
-        found.append(Problem("DATABASE_URL", "the embedded SQLite CRM cannot serve several "
-                                             "processes: use postgresql+psycopg2://..."))
+        found.append(
+            Problem(
+                "DATABASE_URL",
+                "the embedded SQLite CRM cannot serve several "
+                "processes: use postgresql+psycopg2://...",
+            )
+        )
     tracker = settings.tracker_database_url or ""
     if not tracker or tracker.startswith("sqlite"):
-        found.append(Problem("TRACKER_DATABASE_URL", "Rasa's tracker store must be the "
-                                                     "PostgreSQL of endpoints.production.yml "
-                                                     "(erasure and retention reach it here)"))
+        found.append(
+            Problem(
+                "TRACKER_DATABASE_URL",
+                "Rasa's tracker store must be the "
+                "PostgreSQL of endpoints.production.yml "
+                "(erasure and retention reach it here)",
+            )
+        )
     if not settings.redis_url:
-        found.append(Problem("REDIS_URL", "unset: dedupe, tokens and rate limits would live in "
-                                          "one process's memory"))
+        found.append(
+            Problem(
+                "REDIS_URL",
+                "unset: dedupe, tokens and rate limits would live in " "one process's memory",
+            )
+        )
     return found
 
 
 def wecom_problems(settings: Settings) -> list[Problem]:
     base = settings.wecom_api_base
     if _is_loopback_url(base):
-        return [Problem("WECOM_API_BASE", f"{base} is this machine: the sandbox and its public "
-                                          "development secrets would be used")]
+        return [
+            Problem(
+                "WECOM_API_BASE",
+                f"{base} is this machine: the sandbox and its public "
+                "development secrets would be used",
+            )
+        ]
     if urlparse(base).scheme != "https":
         return [Problem("WECOM_API_BASE", f"{base} is not https")]
     return []
@@ -231,11 +311,18 @@ def http_parser_problems(settings: Settings) -> list[Problem]:
     import aiohttp.helpers
     import aiohttp.http_parser
 
-    if aiohttp.helpers.NO_EXTENSIONS or \
-            aiohttp.http_parser.HttpRequestParser is aiohttp.http_parser.HttpRequestParserPy:
-        return [Problem("AIOHTTP_NO_EXTENSIONS", "aiohttp runs its pure-Python HTTP parser "
-                        "(request smuggling advisories): unset AIOHTTP_NO_EXTENSIONS and install "
-                        "the binary wheel")]
+    if (
+        aiohttp.helpers.NO_EXTENSIONS
+        or aiohttp.http_parser.HttpRequestParser is aiohttp.http_parser.HttpRequestParserPy
+    ):
+        return [
+            Problem(
+                "AIOHTTP_NO_EXTENSIONS",
+                "aiohttp runs its pure-Python HTTP parser "
+                "(request smuggling advisories): unset AIOHTTP_NO_EXTENSIONS and install "
+                "the binary wheel",
+            )
+        ]
     return []
 
 
@@ -249,21 +336,37 @@ def policy_problems(settings: Settings) -> list[Problem]:
     found = []
     link = urlparse(policy.link)
     if link.scheme != "https" or _is_loopback_url(policy.link):
-        found.append(Problem("SLA_POLICY_FILE", f"link {policy.link!r} must be an https URL "
-                                                "advisors' phones can open (the public host)"))
+        found.append(
+            Problem(
+                "SLA_POLICY_FILE",
+                f"link {policy.link!r} must be an https URL "
+                "advisors' phones can open (the public host)",
+            )
+        )
     for prop in policy.properties.values():
         group = prop.emergency_group
         if group and _is_loopback_url(group.webhook):
-            found.append(Problem("SLA_POLICY_FILE", f"{prop.id}: the emergency group webhook "
-                                                    "points at this machine (the sandbox)"))
+            found.append(
+                Problem(
+                    "SLA_POLICY_FILE",
+                    f"{prop.id}: the emergency group webhook "
+                    "points at this machine (the sandbox)",
+                )
+            )
     return found
 
 
-BUILTIN_CHECKS: tuple = (store_problems, wecom_problems,
-                         service_problems, policy_problems, http_parser_problems)
+BUILTIN_CHECKS: tuple = (
+    store_problems,
+    wecom_problems,
+    service_problems,
+    policy_problems,
+    http_parser_problems,
+)
 
 
 # ---- running them ---------------------------------------------------------------------------
+
 
 def _registered(modules: Iterable[str]) -> tuple[list[Secret], list[Callable]]:
     secrets, checks = [], []
@@ -279,9 +382,12 @@ def _as_problem(item, source: str) -> Problem:
     return item if isinstance(item, Problem) else Problem(source, str(item))
 
 
-def run_checks(settings: Optional[Settings] = None, *,
-               extra: Iterable[Callable[[Settings], Iterable]] = (),
-               modules: Optional[Iterable[str]] = None) -> list[Problem]:
+def run_checks(
+    settings: Optional[Settings] = None,
+    *,
+    extra: Iterable[Callable[[Settings], Iterable]] = (),
+    modules: Optional[Iterable[str]] = None,
+) -> list[Problem]:
     """Every problem, as if the process were production (the caller decides what to do)."""
     settings = settings or get_settings()
     secrets, checks = _registered(PREFLIGHT_MODULES if modules is None else modules)
@@ -300,8 +406,12 @@ def run_checks(settings: Optional[Settings] = None, *,
     return found
 
 
-def enforce(process: str, settings: Optional[Settings] = None, *,
-            extra: Iterable[Callable[[Settings], Iterable]] = ()) -> list[Problem]:
+def enforce(
+    process: str,
+    settings: Optional[Settings] = None,
+    *,
+    extra: Iterable[Callable[[Settings], Iterable]] = (),
+) -> list[Problem]:
     """Run at a process's start. Strict (anything but an explicit development/test): raise
     PreflightFailed naming every problem. Relaxed: log them as warnings and return them.
     Entry points call `start_process`, which also installs the log redaction."""
@@ -313,14 +423,22 @@ def enforce(process: str, settings: Optional[Settings] = None, *,
         log.info("%s: preflight passed (CONCIERGE_ENV=%s)", process, settings.concierge_env)
         return []
     if problems:
-        log.warning("%s: CONCIERGE_ENV=%s, so %d preflight problem(s) are tolerated; production "
-                    "would refuse to start (run `concierge preflight` for the list)",
-                    process, settings.concierge_env, len(problems))
+        log.warning(
+            "%s: CONCIERGE_ENV=%s, so %d preflight problem(s) are tolerated; production "
+            "would refuse to start (run `concierge preflight` for the list)",
+            process,
+            settings.concierge_env,
+            len(problems),
+        )
     return problems
 
 
-def start_process(process: str, settings: Optional[Settings] = None, *,
-                  extra: Iterable[Callable[[Settings], Iterable]] = ()) -> list[Problem]:
+def start_process(
+    process: str,
+    settings: Optional[Settings] = None,
+    *,
+    extra: Iterable[Callable[[Settings], Iterable]] = (),
+) -> list[Problem]:
     """What every long-running process does first: hash WeCom ids in every log line from now on
     (bot.log_redaction), then `enforce` the preflight."""
     from bot import log_redaction
@@ -330,6 +448,7 @@ def start_process(process: str, settings: Optional[Settings] = None, *,
 
 
 # ---- per-process checks (the entry points pass them as `extra`) -----------------------------
+
 
 def _arg(argv: Sequence[str], *names: str) -> Optional[str]:
     for i, arg in enumerate(argv):
@@ -343,15 +462,21 @@ def _arg(argv: Sequence[str], *names: str) -> Optional[str]:
 
 def rasa_server_checks(argv: Sequence[str]) -> Callable[[Settings], list[Problem]]:
     """`rasa run` in production: loopback only, no `rest` channel, the production endpoints."""
+
     def check(settings: Settings) -> list[Problem]:
         import yaml
 
         found = []
         interface = _arg(argv, "-i", "--interface") or "0.0.0.0"
         if interface not in ("127.0.0.1", "::1", "localhost"):
-            found.append(Problem("rasa --interface", f"{interface}: Rasa's API and channels must "
-                                 "listen on loopback only (-i 127.0.0.1; the proxy and the "
-                                 "intake server reach it there)"))
+            found.append(
+                Problem(
+                    "rasa --interface",
+                    f"{interface}: Rasa's API and channels must "
+                    "listen on loopback only (-i 127.0.0.1; the proxy and the "
+                    "intake server reach it there)",
+                )
+            )
         credentials = _arg(argv, "--credentials") or "credentials.yml"
         try:
             with open(credentials, encoding="utf-8") as handle:
@@ -360,15 +485,26 @@ def rasa_server_checks(argv: Sequence[str]) -> Callable[[Settings], list[Problem
             return found + [Problem("rasa --credentials", f"{credentials}: {exc}")]
         for name in ("rest", "socketio", "callback", "rasa.core.channels.rest.RestInput"):
             if name in channels:
-                found.append(Problem("rasa --credentials", f"{credentials} enables the `{name}` "
-                                     "channel: anyone reaching it can speak as any guest (use "
-                                     "credentials.production.yml)"))
+                found.append(
+                    Problem(
+                        "rasa --credentials",
+                        f"{credentials} enables the `{name}` "
+                        "channel: anyone reaching it can speak as any guest (use "
+                        "credentials.production.yml)",
+                    )
+                )
         endpoints = _arg(argv, "--endpoints") or "endpoints.yml"
         if "production" not in endpoints:
-            found.append(Problem("rasa --endpoints", f"{endpoints}: use endpoints.production.yml "
-                                 "(PostgreSQL tracker store, Redis lock store)"))
+            found.append(
+                Problem(
+                    "rasa --endpoints",
+                    f"{endpoints}: use endpoints.production.yml "
+                    "(PostgreSQL tracker store, Redis lock store)",
+                )
+            )
         found += _unset_endpoint_variables(endpoints)
         return found
+
     return check
 
 

@@ -5,6 +5,7 @@ named, or "which one?" when there are several) and hands the facts to the answer
 `bot.knowledge.answers`. It never makes a fact up: no booking, no property fact, no forecast
 each have their own honest reply.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -47,8 +48,22 @@ class Reply:
 
 # Words that show a packing question also asks about the weather ("天气怎么样？要带什么衣服？"):
 # the weather answer already ends with the packing list, so that one message gets both.
-WEATHER_CUES = ("天气", "天氣", "气温", "氣溫", "温度", "溫度", "预报", "預報", "下雨", "几度", "幾度",
-                "冷不冷", "热不热", "熱不熱")
+WEATHER_CUES = (
+    "天气",
+    "天氣",
+    "气温",
+    "氣溫",
+    "温度",
+    "溫度",
+    "预报",
+    "預報",
+    "下雨",
+    "几度",
+    "幾度",
+    "冷不冷",
+    "热不热",
+    "熱不熱",
+)
 
 
 def asks_weather_too(text: str | None) -> bool:
@@ -83,9 +98,14 @@ class PreTripService:
             topic = "weather"
         bookings = self.store.upcoming_bookings(sender_id, self.today())
         if not bookings:
-            return self._without_booking(topic, sender_id, amenity=amenity,
-                                         destination=destination, text=text or "",
-                                         may_ask_link=may_ask_link)
+            return self._without_booking(
+                topic,
+                sender_id,
+                amenity=amenity,
+                destination=destination,
+                text=text or "",
+                may_ask_link=may_ask_link,
+            )
         if topic == "itinerary":
             return Reply((answers.itinerary_answer([self._trip(b) for b in bookings], kb=self.kb),))
 
@@ -123,8 +143,9 @@ class PreTripService:
         return self._answer_for(topic, sender_id, chosen, amenity=amenity)
 
     # ---- without a booking -----------------------------------------------------------------
-    def _without_booking(self, topic: str, sender_id: str, *, amenity, destination, text: str,
-                         may_ask_link: bool) -> Reply:
+    def _without_booking(
+        self, topic: str, sender_id: str, *, amenity, destination, text: str, may_ask_link: bool
+    ) -> Reply:
         """What needs no booking is answered from the city or hotel the guest names; the rest
         needs their booking: asked for once (link_needed), then said plainly."""
         plain = to_simplified(text)
@@ -166,8 +187,14 @@ class PreTripService:
     def _weather_reply(self, topic: str, trip, *, remind: bool = True) -> Reply:
         forecasts = self._forecasts(trip)
         if topic == "weather":
-            text = answers.weather_answer(trip, forecasts, self.today(), kb=self.kb,
-                                          horizon_days=self.weather.horizon_days, remind=remind)
+            text = answers.weather_answer(
+                trip,
+                forecasts,
+                self.today(),
+                kb=self.kb,
+                horizon_days=self.weather.horizon_days,
+                remind=remind,
+            )
             return Reply((text, answers.packing_answer(trip, forecasts, kb=self.kb)))
         return Reply((answers.packing_answer(trip, forecasts, kb=self.kb),))
 
@@ -193,10 +220,14 @@ class PreTripService:
             return Reply((answers.emergency_answer(prop),))
         # amenity
         if not amenity:
-            return Reply((answers.amenity_overview_answer(prop, self.store.active_tag_values(sender_id)),))
+            return Reply(
+                (answers.amenity_overview_answer(prop, self.store.active_tag_values(sender_id)),)
+            )
         if self.kb.amenity(prop.id, amenity) is None:
-            return Reply((answers.unknown_fact_answer(prop, answers.amenity_label(amenity, kb=self.kb)),),
-                         offered_human=True)
+            return Reply(
+                (answers.unknown_fact_answer(prop, answers.amenity_label(amenity, kb=self.kb)),),
+                offered_human=True,
+            )
         tags = self.store.active_tag_values(sender_id)
         return Reply((answers.amenity_answer(prop, amenity, guest_tags=tags, kb=self.kb),))
 
@@ -236,7 +267,9 @@ def _pick(bookings: Sequence, *, booking_id=None, destination=None, text: str = 
             if str(b.id) == str(booking_id):
                 return b
     if destination:
-        matches = [b for b in bookings if b.city and (b.city in destination or destination in b.city)]
+        matches = [
+            b for b in bookings if b.city and (b.city in destination or destination in b.city)
+        ]
         if len(matches) == 1:
             return matches[0]
     if text:

@@ -5,6 +5,7 @@ end-to-end tests start the server this way.
 
 The server also answers `/metrics`, `/healthz` and `/readyz` (bot/ops; ready = the CRM database
 answers and the model is loaded), and logs as LOG_FORMAT says, with correlation ids."""
+
 from __future__ import annotations
 
 import sys

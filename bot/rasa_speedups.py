@@ -17,6 +17,7 @@ event loop at 50 guests on PostgreSQL, more than the turn's own tracker read (do
 past the stored count); we publish exactly those, once, after the commit -- so a consumer never
 sees an event the store does not hold.
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,7 +46,8 @@ def cache_action_response_validator() -> None:
             error.message += (
                 ". Failed to validate Action server response from API, make sure your response "
                 "from the Action endpoint is valid. For more information about the format visit "
-                f"{DOCS_BASE_URL}/custom-actions")
+                f"{DOCS_BASE_URL}/custom-actions"
+            )
             raise error
         return True
 
@@ -68,8 +70,12 @@ def pool_sqlite_tracker_store() -> None:
         if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
             return stock(url)
         # Rasa's event loop uses it from one thread, but sessions may close on another.
-        return {"poolclass": QueuePool, "pool_size": 2, "max_overflow": 4,
-                "connect_args": {"check_same_thread": False}}
+        return {
+            "poolclass": QueuePool,
+            "pool_size": 2,
+            "max_overflow": 4,
+            "connect_args": {"check_same_thread": False},
+        }
 
     create_engine_kwargs._concierge_pooled = True
     tracker_store.create_engine_kwargs = create_engine_kwargs
@@ -114,11 +120,18 @@ def publish_stored_events() -> None:
             new_events = list(self._additional_events(session, tracker))
             for event in new_events:  # as Rasa 3.6's SQLTrackerStore.save stores them
                 data = event.as_dict()
-                session.add(self.SQLEvent(
-                    sender_id=tracker.sender_id, type_name=event.type_name,
-                    timestamp=data.get("timestamp"),
-                    intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
-                    action_name=data.get("name"), data=json.dumps(data)))
+                session.add(
+                    self.SQLEvent(
+                        sender_id=tracker.sender_id,
+                        type_name=event.type_name,
+                        timestamp=data.get("timestamp"),
+                        intent_name=data.get("parse_data", {})
+                        .get("intent", {})
+                        .get(INTENT_NAME_KEY),
+                        action_name=data.get("name"),
+                        data=json.dumps(data),
+                    )
+                )
             session.commit()
         await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
 

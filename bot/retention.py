@@ -9,6 +9,7 @@
 The CRM profile itself (tags, orders, tickets) is kept while the guest is a guest; erasure
 (bot.erasure) is how it goes.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,8 +26,9 @@ INBOX_OPEN = ("pending", "processing")
 OUTBOX_OPEN = ("sending", "retry", "deferred")
 
 
-def run_retention(crm, tracker=None, *, now: Optional[dt.datetime] = None,
-                  settings: Optional[Settings] = None) -> dict:
+def run_retention(
+    crm, tracker=None, *, now: Optional[dt.datetime] = None, settings: Optional[Settings] = None
+) -> dict:
     """Delete what is past its keeping period; returns the counts per store."""
     from bot.wecom import models as wm
 
@@ -35,21 +37,33 @@ def run_retention(crm, tracker=None, *, now: Optional[dt.datetime] = None,
     messages_cutoff = now - dt.timedelta(days=settings.retention_messages_days)
     counts = {}
     with crm.engine.begin() as conn:
-        counts["wecom_inbox"] = conn.execute(
-            delete(wm.InboxMessage.__table__).where(
-                wm.InboxMessage.received_at < messages_cutoff,
-                wm.InboxMessage.status.notin_(INBOX_OPEN))).rowcount or 0
-        counts["wecom_outbox"] = conn.execute(
-            delete(wm.OutboxMessage.__table__).where(
-                wm.OutboxMessage.created_at < messages_cutoff,
-                wm.OutboxMessage.status.notin_(OUTBOX_OPEN))).rowcount or 0
+        counts["wecom_inbox"] = (
+            conn.execute(
+                delete(wm.InboxMessage.__table__).where(
+                    wm.InboxMessage.received_at < messages_cutoff,
+                    wm.InboxMessage.status.notin_(INBOX_OPEN),
+                )
+            ).rowcount
+            or 0
+        )
+        counts["wecom_outbox"] = (
+            conn.execute(
+                delete(wm.OutboxMessage.__table__).where(
+                    wm.OutboxMessage.created_at < messages_cutoff,
+                    wm.OutboxMessage.status.notin_(OUTBOX_OPEN),
+                )
+            ).rowcount
+            or 0
+        )
     from bot.events.store import EventStore
 
     counts["conversation_events"] = EventStore(crm.engine).delete_older_than(
-        now - dt.timedelta(days=settings.retention_tracker_days))
+        now - dt.timedelta(days=settings.retention_tracker_days)
+    )
     if tracker is not None:
         counts["tracker_events"] = tracker.delete_older_than(
-            now - dt.timedelta(days=settings.retention_tracker_days))
+            now - dt.timedelta(days=settings.retention_tracker_days)
+        )
     if any(counts.values()):
         log.info("retention: dropped %s", counts)
     return counts

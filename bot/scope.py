@@ -2,6 +2,7 @@
 data/scope/near_domain.yml (taxi apps, food delivery, other hotels, tickets ...), the cue that
 recognises each and the "I can't, but ..." reply. Used by the NLU guard (bot/nlu/scope_guard.py)
 and the out-of-scope action (actions/scope.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,15 +54,25 @@ class NearDomain:
 
 
 def parse_near_domain(data: dict, source: str = "<near_domain>") -> NearDomain:
-    if not isinstance(data, dict) or not isinstance(data.get("categories"), dict) or not data["categories"]:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("categories"), dict)
+        or not data["categories"]
+    ):
         raise NearDomainError(f"{source}: expected a mapping with non-empty 'categories'")
     cues, replies = [], {}
     for key, cat in data["categories"].items():
         if not isinstance(cat, dict):
             raise NearDomainError(f"{source}: categories.{key} must be a mapping")
         words, reply = cat.get("cues"), cat.get("reply")
-        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w.strip() for w in words):
-            raise NearDomainError(f"{source}: categories.{key}.cues must be a non-empty list of words")
+        if (
+            not isinstance(words, list)
+            or not words
+            or not all(isinstance(w, str) and w.strip() for w in words)
+        ):
+            raise NearDomainError(
+                f"{source}: categories.{key}.cues must be a non-empty list of words"
+            )
         if not isinstance(reply, str) or not reply.strip():
             raise NearDomainError(f"{source}: categories.{key}.reply must be a text")
         cues += [(w.strip().lower(), str(key)) for w in words]

@@ -2,6 +2,7 @@
 
 Actions call `get_services()`; tests build their own objects directly instead of patching this.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,13 +34,24 @@ def build_services(settings: Settings) -> Services:
     # Edits of the knowledge base and the catalogue take effect without a restart (bot.live).
     kb = live_knowledge_base(settings.knowledge_dir)
     weather = get_weather_provider(settings, kb)
-    return Services(settings=settings, store=store, kb=kb,
-                    pretrip=PreTripService(store=store, kb=kb, weather=weather),
-                    flows=build_flows(store, kb=kb, catalogue=live_catalogue(),
-                                      redis_url=settings.redis_url,
-                                      mirror=mirror_from_env(settings.wecom_corp_tags_file)),
-                    identity=IdentityLinker(store.engine, max_failures=settings.link_max_failures,
-                                            lock_minutes=settings.link_lock_minutes))
+    return Services(
+        settings=settings,
+        store=store,
+        kb=kb,
+        pretrip=PreTripService(store=store, kb=kb, weather=weather),
+        flows=build_flows(
+            store,
+            kb=kb,
+            catalogue=live_catalogue(),
+            redis_url=settings.redis_url,
+            mirror=mirror_from_env(settings.wecom_corp_tags_file),
+        ),
+        identity=IdentityLinker(
+            store.engine,
+            max_failures=settings.link_max_failures,
+            lock_minutes=settings.link_lock_minutes,
+        ),
+    )
 
 
 @functools.lru_cache(maxsize=1)

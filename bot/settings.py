@@ -1,5 +1,6 @@
 """Compatibility name for `bot.core.settings`, which reads every environment variable (about a
 hundred modules import `bot.settings`; new code imports `bot.core.settings`)."""
+
 from bot.core.settings import (  # noqa: F401 - re-exported
     DEV_PAGING_LINK_SECRET,
     EventBrokerSettings,

@@ -12,6 +12,7 @@ first use.
 
 The SLA class names the flows write on records (the paging policy requires the same names):
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,7 +34,6 @@ DATA_DELETION = "data_deletion"
 CLASSES = (COMPLAINT_ROUTINE, COMPLAINT_MAJOR, ADDON_ORDER, HUMAN_REQUEST, DATA_DELETION)
 
 
-
 class SlaPolicyUnavailable(DataError):
     """The SLA policy (SLA_POLICY_FILE) cannot be loaded, or lacks a class the flows promise."""
 
@@ -44,7 +44,7 @@ class Promise:
     ack_within: Optional[dt.timedelta]
     resolve_within: Optional[dt.timedelta]
     in_service_hours: bool = True
-    service_hours: Optional[str] = None     # "09:00-22:00", for "outside service hours" replies
+    service_hours: Optional[str] = None  # "09:00-22:00", for "outside service hours" replies
     next_opening: Optional[dt.datetime] = None
 
     @property
@@ -83,7 +83,8 @@ class SlaTerms:
             except PolicyError as exc:
                 raise SlaPolicyUnavailable(
                     f"SLA_POLICY_FILE {path}: the guest's promises come from it and it does not "
-                    f"load: {exc} (`concierge data check` lists the problems)") from exc
+                    f"load: {exc} (`concierge data check` lists the problems)"
+                ) from exc
         return self._policy.current
 
     def check(self) -> "SlaTerms":
@@ -92,12 +93,15 @@ class SlaTerms:
         policy = self._load()
         missing = [c for c in CLASSES if not policy.has_class(c)]
         if missing:
-            raise SlaPolicyUnavailable(f"SLA policy {self._file or 'SLA_POLICY_FILE'} has no "
-                                       f"class {', '.join(missing)}")
+            raise SlaPolicyUnavailable(
+                f"SLA policy {self._file or 'SLA_POLICY_FILE'} has no "
+                f"class {', '.join(missing)}"
+            )
         return self
 
-    def promise(self, sla_class: str, property_id: str | None = None,
-                now: dt.datetime | None = None) -> Promise:
+    def promise(
+        self, sla_class: str, property_id: str | None = None, now: dt.datetime | None = None
+    ) -> Promise:
         now = now or dt.datetime.now(dt.timezone.utc)
         policy = self._load()
         if not policy.has_class(sla_class):
@@ -107,14 +111,14 @@ class SlaTerms:
         in_hours, hours_text, opening = True, None, None
         try:
             from bot.paging import roster
+
             in_hours = roster.in_service_hours(policy, prop, now)
             hours_text = roster.service_hours_text(prop)
             if not in_hours:
                 opening = roster.next_service_opening(policy, prop, now)
         except Exception as exc:  # pragma: no cover - roster ships with paging
             log.warning("service hours unknown: %s", exc)
-        return Promise(sla_class, cls.ack_within, cls.resolve_within, in_hours, hours_text,
-                       opening)
+        return Promise(sla_class, cls.ack_within, cls.resolve_within, in_hours, hours_text, opening)
 
 
 @functools.lru_cache(maxsize=1)

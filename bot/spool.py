@@ -14,6 +14,7 @@ Two backends behind one small interface, chosen by `REDIS_URL`:
 Delivery is at least once: an entry is removed only after its handler returned. Handlers are the
 services' own `apply_spooled` functions, registered by op name in `bot.flows.replay_handlers`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -157,6 +158,7 @@ class RedisSpool:
     def __init__(self, url: str, key: str = REDIS_KEY, client: Any = None):
         if client is None:
             import redis  # imported on use: the embedded default has no Redis
+
             client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
         self.client = client
         self.key = key
@@ -232,8 +234,12 @@ def replay(spool: Spool, handlers: Mapping[str, Handler], *, limit: int = 100) -
             break
         except Exception:
             entry["attempts"] = int(entry.get("attempts", 0)) + 1
-            log.exception("spool: entry %s (%s) failed, attempt %d", entry["id"], entry["op"],
-                          entry["attempts"])
+            log.exception(
+                "spool: entry %s (%s) failed, attempt %d",
+                entry["id"],
+                entry["op"],
+                entry["attempts"],
+            )
             if entry["attempts"] >= 5:
                 _park(spool, entry)
             else:
@@ -247,8 +253,11 @@ def replay(spool: Spool, handlers: Mapping[str, Handler], *, limit: int = 100) -
 def _private_open(path: Path, mode: str):
     """Open for text, creating the file readable by this user only (0600): it holds guests'
     own words. An existing file is tightened too."""
-    flags = {"a+": os.O_RDWR | os.O_CREAT | os.O_APPEND, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-             "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND}[mode]
+    flags = {
+        "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+        "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+        "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    }[mode]
     fd = os.open(path, flags, 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, mode, encoding="utf-8")

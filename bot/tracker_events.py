@@ -6,6 +6,7 @@ those rows every turn and caches nothing across turns, so deleting a sender's ro
 removes the conversation. The database is TRACKER_DATABASE_URL (PostgreSQL in production; the
 SQLite file of endpoints.yml under `make run`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,7 +47,8 @@ class TrackerEvents:
         """False before Rasa ever ran against this database (nothing to export or erase)."""
         if self.url.startswith("sqlite:///") and not self.url.endswith(":memory:"):
             from pathlib import Path
-            if not Path(self.url[len("sqlite:///"):]).exists():
+
+            if not Path(self.url[len("sqlite:///") :]).exists():
                 return False
         return inspect(self.engine).has_table(TABLE)
 
@@ -55,9 +57,10 @@ class TrackerEvents:
         intent}."""
         if not sender_ids or not self.exists():
             return []
-        query = text(f"SELECT sender_id, type_name, timestamp, intent_name, data FROM {TABLE} "
-                     "WHERE sender_id IN :ids AND type_name IN :spoken ORDER BY id"
-                     ).bindparams(_expanding("ids"), _expanding("spoken"))
+        query = text(
+            f"SELECT sender_id, type_name, timestamp, intent_name, data FROM {TABLE} "
+            "WHERE sender_id IN :ids AND type_name IN :spoken ORDER BY id"
+        ).bindparams(_expanding("ids"), _expanding("spoken"))
         with self.engine.connect() as conn:
             rows = conn.execute(query, {"ids": list(sender_ids), "spoken": list(SPOKEN)}).all()
         found = []
@@ -66,16 +69,24 @@ class TrackerEvents:
                 body = json.loads(data) if data else {}
             except ValueError:
                 body = {}
-            found.append({
-                "sender_id": sender_id, "type": type_name,
-                "time": dt.datetime.fromtimestamp(float(timestamp), dt.timezone.utc).isoformat(),
-                "text": body.get("text"), "intent": intent})
+            found.append(
+                {
+                    "sender_id": sender_id,
+                    "type": type_name,
+                    "time": dt.datetime.fromtimestamp(
+                        float(timestamp), dt.timezone.utc
+                    ).isoformat(),
+                    "text": body.get("text"),
+                    "intent": intent,
+                }
+            )
         return found
 
     def texts(self, sender_ids: Sequence[str]) -> list[str]:
         """Everything the guest typed (used to find copies of it elsewhere before erasure)."""
-        return [e["text"] for e in self.conversation(sender_ids)
-                if e["type"] == "user" and e["text"]]
+        return [
+            e["text"] for e in self.conversation(sender_ids) if e["type"] == "user" and e["text"]
+        ]
 
     def delete(self, sender_ids: Sequence[str]) -> int:
         if not sender_ids or not self.exists():
@@ -89,8 +100,13 @@ class TrackerEvents:
         if not self.exists():
             return 0
         with self.engine.begin() as conn:
-            return conn.execute(text(f"DELETE FROM {TABLE} WHERE timestamp < :cutoff"),
-                                {"cutoff": cutoff.timestamp()}).rowcount or 0
+            return (
+                conn.execute(
+                    text(f"DELETE FROM {TABLE} WHERE timestamp < :cutoff"),
+                    {"cutoff": cutoff.timestamp()},
+                ).rowcount
+                or 0
+            )
 
 
 def _expanding(name: str):

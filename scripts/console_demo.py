@@ -11,6 +11,7 @@
 
 Prints each step and exits non-zero at the first one that does not hold.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,23 @@ import time
 import urllib.request
 import uuid
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def http(method: str, url: str, body=None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return resp.status, json.loads(resp.read() or b"null")
 
@@ -41,8 +51,12 @@ def step(text: str) -> None:
 
 
 def link(userid: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "staff", "login-link", userid],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "staff", "login-link", userid],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip()
 
 
@@ -65,8 +79,12 @@ async def main() -> int:
     page_card = None
     for _ in range(60):
         _, calls = http("GET", f"{args.sandbox}/_sandbox/calls?path=/cgi-bin/message/send")
-        cards = [c["body"] for c in calls["calls"] if c["body"].get("msgtype") == "textcard"
-                 and text[:6] in c["body"]["textcard"]["description"]]
+        cards = [
+            c["body"]
+            for c in calls["calls"]
+            if c["body"].get("msgtype") == "textcard"
+            and text[:6] in c["body"]["textcard"]["description"]
+        ]
         if cards:
             page_card = cards[-1]
             break
@@ -95,8 +113,10 @@ async def main() -> int:
         await page.get_by_role("button", name="接管对话").click()
         await expect(page.locator(".flash")).to_contain_text("已接管")
         step(f"took over: {await page.locator('.flash').inner_text()}")
-        _, tracker = http("GET", f"{args.rasa}/conversations/{sender}/tracker"
-                                 f"?token={token}&include_events=NONE")
+        _, tracker = http(
+            "GET",
+            f"{args.rasa}/conversations/{sender}/tracker" f"?token={token}&include_events=NONE",
+        )
         step(f"Rasa tracker paused = {tracker.get('paused')}")
         assert tracker.get("paused") is True
         reply = "您好，我是李顾问，已为您安排18楼无烟房，行李员马上到。"
@@ -106,8 +126,12 @@ async def main() -> int:
         got = None
         for _ in range(30):
             _, calls = http("GET", f"{args.sandbox}/_sandbox/calls?path=/cgi-bin/kf/send_msg")
-            sent = [c for c in calls["calls"] if c["body"].get("touser") == guest
-                    and reply in json.dumps(c["body"], ensure_ascii=False)]
+            sent = [
+                c
+                for c in calls["calls"]
+                if c["body"].get("touser") == guest
+                and reply in json.dumps(c["body"], ensure_ascii=False)
+            ]
             if sent:
                 got = sent[-1]
                 break
@@ -115,8 +139,10 @@ async def main() -> int:
         if got is None:
             step("FAIL: the reply did not reach kf/send_msg")
             return 1
-        step(f"sandbox kf/send_msg to {guest}: {got['body']['text']['content']} "
-             f"(errcode {got.get('errcode')})")
+        step(
+            f"sandbox kf/send_msg to {guest}: {got['body']['text']['content']} "
+            f"(errcode {got.get('errcode')})"
+        )
         if args.shots:
             await page.screenshot(path=os.path.join(args.shots, "demo-case.png"), full_page=True)
 

@@ -1,5 +1,6 @@
 """Shared fixtures. Services on this machine (PostgreSQL, Redis) are used for real: a test that
 needs one skips with a reason when it is absent, and fails instead when `CI` is set."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The cached action-response validator accepts and rejects exactly what Rasa's own check does."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,15 +8,18 @@ from rasa.core.actions.action import RemoteAction
 
 from bot.rasa_speedups import cache_action_response_validator
 
-GOOD = {"events": [{"event": "slot", "name": "pending_topic", "value": None}],
-        "responses": [{"text": "您好"}]}
+GOOD = {
+    "events": [{"event": "slot", "name": "pending_topic", "value": None}],
+    "responses": [{"text": "您好"}],
+}
 BAD = {"events": [{"no_event_key": 1}], "responses": []}
 
 
 @pytest.fixture
 def patched(monkeypatch):
-    monkeypatch.setattr(RemoteAction, "_validate_action_result",
-                        RemoteAction._validate_action_result)  # restored after the test
+    monkeypatch.setattr(
+        RemoteAction, "_validate_action_result", RemoteAction._validate_action_result
+    )  # restored after the test
     original = RemoteAction._validate_action_result
     cache_action_response_validator()
     assert RemoteAction._validate_action_result is not original
@@ -39,13 +43,17 @@ def pooled_tracker_store(monkeypatch):
     from bot.rasa_speedups import pool_sqlite_tracker_store
 
     monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
-    monkeypatch.setattr(tracker_store.SQLTrackerStore, "__init__", tracker_store.SQLTrackerStore.__init__)
+    monkeypatch.setattr(
+        tracker_store.SQLTrackerStore, "__init__", tracker_store.SQLTrackerStore.__init__
+    )
     pool_sqlite_tracker_store()
     pool_sqlite_tracker_store()  # idempotent
     return tracker_store
 
 
-async def test_sqlite_tracker_store_is_pooled_in_wal_and_keeps_conversations(pooled_tracker_store, tmp_path):
+async def test_sqlite_tracker_store_is_pooled_in_wal_and_keeps_conversations(
+    pooled_tracker_store, tmp_path
+):
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.events import BotUttered, UserUttered
     from rasa.shared.core.trackers import DialogueStateTracker
@@ -60,15 +68,21 @@ async def test_sqlite_tracker_store_is_pooled_in_wal_and_keeps_conversations(poo
     tracker.update(UserUttered("早餐几点", message_id="m1"))
     tracker.update(BotUttered("早餐 6:30-10:30"))
     await store.save(tracker)
-    again = pooled_tracker_store.SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(db))  # a restart
+    again = pooled_tracker_store.SQLTrackerStore(
+        Domain.empty(), dialect="sqlite", db=str(db)
+    )  # a restart
     events = (await again.retrieve("kf:wm1")).events
     assert [(type(e).__name__, getattr(e, "text", None)) for e in events][-2:] == [
-        ("UserUttered", "早餐几点"), ("BotUttered", "早餐 6:30-10:30")]
+        ("UserUttered", "早餐几点"),
+        ("BotUttered", "早餐 6:30-10:30"),
+    ]
 
 
 def test_in_memory_sqlite_is_left_as_rasa_makes_it(pooled_tracker_store):
     assert pooled_tracker_store.create_engine_kwargs("sqlite://") == {}
-    assert "poolclass" not in pooled_tracker_store.create_engine_kwargs("postgresql://u@h/db")  # Rasa pools it
+    assert "poolclass" not in pooled_tracker_store.create_engine_kwargs(
+        "postgresql://u@h/db"
+    )  # Rasa pools it
 
 
 class RecordingBroker:
@@ -82,7 +96,8 @@ class RecordingBroker:
         self.published.append(event)
         with self.store.engine.connect() as conn:
             self.stored_when_published.append(
-                conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar())
+                conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar()
+            )
 
     def is_ready(self) -> bool:
         return True
@@ -125,7 +140,8 @@ async def _conversation(store_cls, path, broker):
 
 
 async def test_the_store_publishes_what_it_stored_once_after_the_commit_without_rereading(
-        publishing_store, tmp_path, monkeypatch):
+    publishing_store, tmp_path, monkeypatch
+):
     import rasa.core.tracker_store as tracker_store
 
     async def no_reread(self, sender_id):
@@ -135,8 +151,15 @@ async def test_the_store_publishes_what_it_stored_once_after_the_commit_without_
     monkeypatch.setattr(publishing_store, "retrieve", no_reread)
     store = await _conversation(publishing_store, tmp_path / "ours.db", broker)
     assert [(e["event"], e.get("text") or e.get("name")) for e in broker.published] == [
-        ("user", "早餐几点"), ("action", "utter_x"), ("bot", "6:30 开始"), ("action", "action_listen"),
-        ("user", "有泳池吗"), ("action", "utter_x"), ("bot", "有的"), ("action", "action_listen")]
+        ("user", "早餐几点"),
+        ("action", "utter_x"),
+        ("bot", "6:30 开始"),
+        ("action", "action_listen"),
+        ("user", "有泳池吗"),
+        ("action", "utter_x"),
+        ("bot", "有的"),
+        ("action", "action_listen"),
+    ]
     assert all(e["sender_id"] == "kf:wm2" for e in broker.published)
     assert broker.stored_when_published == [4, 4, 4, 4, 8, 8, 8, 8]  # published after the commit
     with store.engine.connect() as conn:

@@ -7,6 +7,7 @@ the sender to it (`IdentityLinker.auto_link`). Nothing found, several candidates
 or WeCom/CRM unavailable: nothing happens (the conversation can still link), and it is logged.
 It runs in the background of the first message, never delaying a reply.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,11 @@ class AutoLinker:
 
     def schedule(self, sender_id: str, external_userid: Optional[str]) -> None:
         """Start `maybe_link` in the background, once per sender in this process."""
-        if not external_userid or not external_userid.startswith(("wm", "wo")) \
-                or sender_id in self._seen:
+        if (
+            not external_userid
+            or not external_userid.startswith(("wm", "wo"))
+            or sender_id in self._seen
+        ):
             return
         self._seen.add(sender_id)
         asyncio.ensure_future(self.maybe_link(sender_id, external_userid))
@@ -41,9 +45,13 @@ class AutoLinker:
             contact = await self.get_contact(external_userid)
             if contact is None:
                 return None
-            data = {"external_contact": {"unionid": getattr(contact, "unionid", "") or None},
-                    "follow_user": [{"remark_mobiles": list(f.remark_mobiles)}
-                                    for f in getattr(contact, "follow_user", ())]}
+            data = {
+                "external_contact": {"unionid": getattr(contact, "unionid", "") or None},
+                "follow_user": [
+                    {"remark_mobiles": list(f.remark_mobiles)}
+                    for f in getattr(contact, "follow_user", ())
+                ],
+            }
             profile = await asyncio.to_thread(self.linker.auto_link, sender_id, data)
         except Exception as exc:  # WeCom or the CRM down: linking can still happen in chat
             log.warning("auto-link of %s skipped: %s", sender_id, exc)

@@ -10,13 +10,13 @@ identities.
     concierge guest merge KEEP_SENDER_ID OTHER_SENDER_ID [--reason TEXT]
         two profiles of one person: every record of the other moves to KEEP
 """
+
 from __future__ import annotations
 
 import json
 import sys
 
-from bot.cli import (EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, _default_actor, _fail,
-                     subcommands_of)
+from bot.cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, _default_actor, _fail, subcommands_of
 
 
 def register(subparsers) -> None:
@@ -63,8 +63,13 @@ def _link(args) -> int:
 
     linker = _linker(args)
     try:
-        profile = linker.link(args.sender_id, to_sender=args.to_sender, phone=args.phone,
-                              confirmation_no=args.booking, actor=args.actor)
+        profile = linker.link(
+            args.sender_id,
+            to_sender=args.to_sender,
+            phone=args.phone,
+            confirmation_no=args.booking,
+            actor=args.actor,
+        )
     except GuestNotFound as exc:
         return _fail(f"no profile for {exc}", EXIT_NOT_FOUND)
     except ValueError as exc:
@@ -88,8 +93,11 @@ def _merge(args) -> int:
     finally:
         linker.engine.dispose()
     if args.json:
-        print(json.dumps({"kept": args.keep, "merged": args.other, "moved": moved},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {"kept": args.keep, "merged": args.other, "moved": moved}, ensure_ascii=False
+            )
+        )
     else:
         rows = ", ".join(f"{n} {t}" for t, n in sorted(moved.items())) or "no other records"
         print(f"merged {args.other} into {args.keep}: {rows}")
@@ -107,23 +115,31 @@ def _import(args) -> int:
     try:
         store = CRMStore(engine)
         store.ping()  # an unreachable or unmigrated database: exit 2 before reading anything
-        importer = BookingImporter(BookingWriter(engine), KnowledgeBase.default(),
-                                   on_changes=_replanner(store))
+        importer = BookingImporter(
+            BookingWriter(engine), KnowledgeBase.default(), on_changes=_replanner(store)
+        )
         try:
             report = importer.import_file(args.file, dry_run=args.dry_run)
         except ImportFileError as exc:
             return _fail(str(exc), EXIT_UNAVAILABLE)
         if not args.dry_run:
-            store.record_audit(args.actor, "bookings.import", "file", args.file,
-                               {**report.to_json(), "rejected": len(report.rejected)})
+            store.record_audit(
+                args.actor,
+                "bookings.import",
+                "file",
+                args.file,
+                {**report.to_json(), "rejected": len(report.rejected)},
+            )
     finally:
         engine.dispose()
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:
         dry = " (dry run: nothing written)" if args.dry_run else ""
-        print(f"created {report.created}, updated {report.updated}, unchanged "
-              f"{report.unchanged}, rejected {len(report.rejected)}{dry}")
+        print(
+            f"created {report.created}, updated {report.updated}, unchanged "
+            f"{report.unchanged}, rejected {len(report.rejected)}{dry}"
+        )
         for item in sorted(report.rejected, key=lambda r: r["row"]):
             print(f"  row {item['row']}: {item['reason']}", file=sys.stderr)
     return EXIT_NOT_FOUND if report.rejected else EXIT_OK
@@ -148,8 +164,10 @@ def _facts(args) -> int:
         return EXIT_OK
     facts = service.refresh(args.sender_id) if args.refresh else service.get(args.sender_id)
     if facts is None:
-        return _fail(f"no facts for {args.sender_id!r} (unknown guest, or not computed yet: "
-                     "--refresh)", EXIT_NOT_FOUND)
+        return _fail(
+            f"no facts for {args.sender_id!r} (unknown guest, or not computed yet: " "--refresh)",
+            EXIT_NOT_FOUND,
+        )
     out = facts.to_json()
     if args.json:
         print(json.dumps(out, ensure_ascii=False))

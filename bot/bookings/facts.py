@@ -27,6 +27,7 @@ API (everything takes a SQLAlchemy `Session` or an engine/URL; nothing runs at i
   (a daily run keeps `spend_12m` and `next_stay` current as time passes: `concierge bookings
   facts --refresh`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -79,17 +80,22 @@ class Facts:
 _FACT_FIELDS = fields(Facts)
 
 
-def compute_facts(bookings: Iterable, *, tier: str | None, birthday: dt.date | None,
-                  as_of: dt.date) -> Facts:
+def compute_facts(
+    bookings: Iterable, *, tier: str | None, birthday: dt.date | None, as_of: dt.date
+) -> Facts:
     """Facts of one guest from their bookings (ORM rows or DTOs: any object with status,
     check_in, check_out, amount, channel, property_id)."""
     bookings = list(bookings)
     stays = [b for b in bookings if b.status in m.STAY_BOOKING_STATUSES]
-    live = sorted((b for b in bookings if b.status != "cancelled"),
-                  key=lambda b: (b.check_in, b.check_out))
+    live = sorted(
+        (b for b in bookings if b.status != "cancelled"), key=lambda b: (b.check_in, b.check_out)
+    )
     window_start = as_of - SPEND_WINDOW
-    upcoming = [b.check_in for b in bookings
-                if b.status in m.ACTIVE_BOOKING_STATUSES and b.check_out >= as_of]
+    upcoming = [
+        b.check_in
+        for b in bookings
+        if b.status in m.ACTIVE_BOOKING_STATUSES and b.check_out >= as_of
+    ]
     return Facts(
         stays=len(stays),
         nights=sum((b.check_out - b.check_in).days for b in stays),
@@ -112,27 +118,44 @@ def _money(values: Iterable) -> Decimal:
     return sum((Decimal(v) for v in values if v is not None), ZERO).quantize(ZERO)
 
 
-def refresh_facts(session: Session, guest_ids: Iterable[int], *,
-                  as_of: dt.date | None = None) -> int:
+def refresh_facts(
+    session: Session, guest_ids: Iterable[int], *, as_of: dt.date | None = None
+) -> int:
     """Recompute the facts of `guest_ids` in the caller's transaction; returns how many."""
     as_of = as_of or china_today()
     ids = sorted(set(guest_ids))
     done = 0
     for start in range(0, len(ids), 500):  # bounded IN lists
-        chunk = ids[start:start + 500]
-        guests = {g.id: g for g in session.execute(
-            select(m.Guest.id, m.Guest.tier, m.Guest.birthday).where(m.Guest.id.in_(chunk)))}
+        chunk = ids[start : start + 500]
+        guests = {
+            g.id: g
+            for g in session.execute(
+                select(m.Guest.id, m.Guest.tier, m.Guest.birthday).where(m.Guest.id.in_(chunk))
+            )
+        }
         by_guest: dict[int, list] = {gid: [] for gid in guests}
         for b in session.execute(
-                select(m.Booking.guest_id, m.Booking.status, m.Booking.check_in,
-                       m.Booking.check_out, m.Booking.amount, m.Booking.channel,
-                       m.Booking.property_id).where(m.Booking.guest_id.in_(chunk))):
+            select(
+                m.Booking.guest_id,
+                m.Booking.status,
+                m.Booking.check_in,
+                m.Booking.check_out,
+                m.Booking.amount,
+                m.Booking.channel,
+                m.Booking.property_id,
+            ).where(m.Booking.guest_id.in_(chunk))
+        ):
             by_guest[b.guest_id].append(b)
-        existing = {row.guest_id: row for row in session.execute(
-            select(m.GuestFacts).where(m.GuestFacts.guest_id.in_(chunk))).scalars()}
+        existing = {
+            row.guest_id: row
+            for row in session.execute(
+                select(m.GuestFacts).where(m.GuestFacts.guest_id.in_(chunk))
+            ).scalars()
+        }
         for gid, guest in guests.items():
-            facts = compute_facts(by_guest[gid], tier=guest.tier, birthday=guest.birthday,
-                                  as_of=as_of)
+            facts = compute_facts(
+                by_guest[gid], tier=guest.tier, birthday=guest.birthday, as_of=as_of
+            )
             row = existing.get(gid)
             if row is None:
                 row = m.GuestFacts(guest_id=gid)
@@ -153,12 +176,22 @@ def _apply(row: m.GuestFacts, facts: Facts) -> None:
 
 
 def _from_row(row: m.GuestFacts) -> Facts:
-    return Facts(stays=row.stays, nights=row.nights, total_spend=Decimal(row.total_spend),
-                 spend_12m=Decimal(row.spend_12m), first_stay=row.first_stay,
-                 last_stay=row.last_stay, next_stay=row.next_stay, cancelled=row.cancelled,
-                 birthday=row.birthday, tier=row.tier, channel=row.channel,
-                 channels=tuple(row.channels or ()), properties=tuple(row.properties or ()),
-                 as_of=row.as_of)
+    return Facts(
+        stays=row.stays,
+        nights=row.nights,
+        total_spend=Decimal(row.total_spend),
+        spend_12m=Decimal(row.spend_12m),
+        first_stay=row.first_stay,
+        last_stay=row.last_stay,
+        next_stay=row.next_stay,
+        cancelled=row.cancelled,
+        birthday=row.birthday,
+        tier=row.tier,
+        channel=row.channel,
+        channels=tuple(row.channels or ()),
+        properties=tuple(row.properties or ()),
+        as_of=row.as_of,
+    )
 
 
 class FactsService:
@@ -172,16 +205,21 @@ class FactsService:
     def get(self, sender_id: str) -> Facts | None:
         """The stored facts of the guest (None: unknown guest or never computed)."""
         with session_scope(self._factory) as s:
-            row = s.execute(select(m.GuestFacts).join(m.Guest, m.Guest.id == m.GuestFacts.guest_id)
-                            .where(guest_is(sender_id)).limit(1)).scalar_one_or_none()
+            row = s.execute(
+                select(m.GuestFacts)
+                .join(m.Guest, m.Guest.id == m.GuestFacts.guest_id)
+                .where(guest_is(sender_id))
+                .limit(1)
+            ).scalar_one_or_none()
             return _from_row(row) if row else None
 
     @guarded
     def refresh(self, sender_id: str, *, as_of: dt.date | None = None) -> Facts | None:
         """Recompute one guest's facts now (e.g. after a birthday was stated in chat)."""
         with session_scope(self._factory) as s:
-            gid = s.execute(select(m.Guest.id).where(guest_is(sender_id))
-                            .order_by(m.Guest.id).limit(1)).scalar_one_or_none()
+            gid = s.execute(
+                select(m.Guest.id).where(guest_is(sender_id)).order_by(m.Guest.id).limit(1)
+            ).scalar_one_or_none()
             if gid is None:
                 return None
             refresh_facts(s, [gid], as_of=as_of)
@@ -193,9 +231,16 @@ class FactsService:
         total, last_id = 0, 0
         while True:
             with session_scope(self._factory) as s:
-                ids: Sequence[int] = s.execute(
-                    select(m.Guest.id).where(m.Guest.id > last_id).order_by(m.Guest.id)
-                    .limit(batch)).scalars().all()
+                ids: Sequence[int] = (
+                    s.execute(
+                        select(m.Guest.id)
+                        .where(m.Guest.id > last_id)
+                        .order_by(m.Guest.id)
+                        .limit(batch)
+                    )
+                    .scalars()
+                    .all()
+                )
                 if not ids:
                     return total
                 total += refresh_facts(s, ids, as_of=as_of)

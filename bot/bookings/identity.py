@@ -23,6 +23,7 @@ references the dropped guest (in any table with a foreign key to `guests.id`, in
 of other packages), drops only exact duplicates (the same tag twice), keeps the dropped sender
 id and WeCom ids as identities of the kept profile, and refreshes the profile facts.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,10 +50,14 @@ LOCK_MINUTES = 30
 TIER_ORDER = {t: i for i, t in enumerate(m.TIERS)}
 
 _PHONE = re.compile(r"(?<!\d)(?:\+?86[\s-]?)?1[3-9]\d(?:[\s-]?\d){8}(?!\d)")
-_LAST4 = re.compile(r"(?:尾号|尾數|尾数|后四位|後四位|后4位|後4位|末四位|末4位|最后四位|最後四位)"
-                    r"\D{0,4}(\d{4})(?!\d)")
-_REF_CUE = re.compile(r"(?:订单号|訂單號|订单|訂單|确认号|確認號|预订号|預訂號|单号|單號)"
-                      r"[\s:：是为為]*([A-Za-z0-9][A-Za-z0-9-]{2,31})")
+_LAST4 = re.compile(
+    r"(?:尾号|尾數|尾数|后四位|後四位|后4位|後4位|末四位|末4位|最后四位|最後四位)"
+    r"\D{0,4}(\d{4})(?!\d)"
+)
+_REF_CUE = re.compile(
+    r"(?:订单号|訂單號|订单|訂單|确认号|確認號|预订号|預訂號|单号|單號)"
+    r"[\s:：是为為]*([A-Za-z0-9][A-Za-z0-9-]{2,31})"
+)
 _TOKEN = re.compile(r"(?<![A-Za-z0-9-])([A-Za-z0-9][A-Za-z0-9-]{3,31})(?![A-Za-z0-9-])")
 _FULL_DATE = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})")
 _MONTH_DAY = re.compile(r"(\d{1,2})\s*(?:月|/|\.)\s*(\d{1,2})\s*(?:日|号|號)?")
@@ -119,8 +124,11 @@ def parse_proof(text: str | None, claim: Claim) -> str | None:
         phone = _PHONE.search(text)
         if phone and normalize_phone(phone.group(0)):
             return f"last4:{normalize_phone(phone.group(0))[-4:]}"
-        bare = [t for t in re.findall(r"(?<![A-Za-z0-9])(\d{4})(?![A-Za-z0-9])", text)
-                if t != claim.value]
+        bare = [
+            t
+            for t in re.findall(r"(?<![A-Za-z0-9])(\d{4})(?![A-Za-z0-9])", text)
+            if t != claim.value
+        ]
         return f"last4:{bare[0]}" if len(bare) == 1 else None
     refs = [r for r in _refs(text) if r != claim.value]
     full = _FULL_DATE.search(text)
@@ -138,8 +146,14 @@ def parse_proof(text: str | None, claim: Claim) -> str | None:
 
 
 class IdentityLinker:
-    def __init__(self, engine_or_url: EngineOrUrl = None, *, max_failures: int = MAX_FAILURES,
-                 lock_minutes: int = LOCK_MINUTES, now=None):
+    def __init__(
+        self,
+        engine_or_url: EngineOrUrl = None,
+        *,
+        max_failures: int = MAX_FAILURES,
+        lock_minutes: int = LOCK_MINUTES,
+        now=None,
+    ):
         self.engine = as_engine(engine_or_url)
         self._factory = make_session_factory(self.engine)
         self.max_failures = max_failures
@@ -151,8 +165,14 @@ class IdentityLinker:
     def is_linked(self, sender_id: str) -> bool:
         """Does this sender's profile have bookings (so stay questions can be answered)?"""
         with session_scope(self._factory) as s:
-            return bool(s.execute(select(m.Booking.id).join(m.Guest, m.Guest.id == m.Booking.guest_id)
-                                  .where(guest_is(sender_id)).limit(1)).first())
+            return bool(
+                s.execute(
+                    select(m.Booking.id)
+                    .join(m.Guest, m.Guest.id == m.Booking.guest_id)
+                    .where(guest_is(sender_id))
+                    .limit(1)
+                ).first()
+            )
 
     @guarded
     def locked_until(self, sender_id: str) -> dt.datetime | None:
@@ -174,8 +194,9 @@ class IdentityLinker:
             if profile is not None:
                 if state is not None:
                     s.delete(state)
-                kept = self._link(s, sender_id, profile, source="conversation",
-                                  actor=f"guest:{sender_id}")
+                kept = self._link(
+                    s, sender_id, profile, source="conversation", actor=f"guest:{sender_id}"
+                )
                 return LinkResult("linked", profile_sender_id=kept.sender_id)
             if state is None:
                 state = m.IdentityLinkAttempt(sender_id=sender_id, failures=0)
@@ -185,9 +206,15 @@ class IdentityLinker:
             state.failures += 1
             if state.failures >= self.max_failures:
                 state.locked_until = now + self.lock
-                s.add(m.AuditLog(actor=f"guest:{sender_id}", action="identity.link_locked",
-                                 subject_type="sender", subject_id=sender_id,
-                                 detail={"failures": state.failures}))
+                s.add(
+                    m.AuditLog(
+                        actor=f"guest:{sender_id}",
+                        action="identity.link_locked",
+                        subject_type="sender",
+                        subject_id=sender_id,
+                        detail={"failures": state.failures},
+                    )
+                )
                 return LinkResult("locked", locked_until=state.locked_until)
             return LinkResult("mismatch", failures_left=self.max_failures - state.failures)
 
@@ -196,21 +223,35 @@ class IdentityLinker:
         if claim.kind == "booking":
             if kind != "last4":
                 return None
-            rows = s.execute(select(m.Booking).where(
-                func.upper(m.Booking.confirmation_no) == claim.value.upper())).scalars().all()
-            matches = {b.guest_id for b in rows
-                       if (b.guest.phone or "")[-4:] == value and b.guest.phone}
+            rows = (
+                s.execute(
+                    select(m.Booking).where(
+                        func.upper(m.Booking.confirmation_no) == claim.value.upper()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            matches = {
+                b.guest_id for b in rows if (b.guest.phone or "")[-4:] == value and b.guest.phone
+            }
         else:
-            guests = s.execute(select(m.Guest).where(
-                m.Guest.phone_index == phone_index(claim.value))).scalars().all()
+            guests = (
+                s.execute(select(m.Guest).where(m.Guest.phone_index == phone_index(claim.value)))
+                .scalars()
+                .all()
+            )
             matches = set()
             for guest in guests:
                 for booking in guest.bookings:
                     if kind == "ref" and (booking.confirmation_no or "").upper() == value.upper():
                         matches.add(guest.id)
-                    elif kind == "date" and (booking.check_in.isoformat() == value or (
-                            value.startswith("--") and
-                            booking.check_in.strftime("--%m-%d") == value)):
+                    elif kind == "date" and (
+                        booking.check_in.isoformat() == value
+                        or (
+                            value.startswith("--") and booking.check_in.strftime("--%m-%d") == value
+                        )
+                    ):
                         matches.add(guest.id)
         if len(matches) != 1:  # none, or ambiguous: never guess whose profile it is
             return None
@@ -218,14 +259,22 @@ class IdentityLinker:
 
     # ---- by an advisor, or from WeCom's data ----------------------------------------------
     @guarded
-    def link(self, sender_id: str, *, to_sender: str | None = None, phone: str | None = None,
-             confirmation_no: str | None = None, actor: str) -> str:
+    def link(
+        self,
+        sender_id: str,
+        *,
+        to_sender: str | None = None,
+        phone: str | None = None,
+        confirmation_no: str | None = None,
+        actor: str,
+    ) -> str:
         """Link `sender_id` to the profile named by its sender id, phone or booking number
         (exactly one match required); returns the profile's sender id. Raises GuestNotFound
         or ValueError (ambiguous)."""
         with session_scope(self._factory) as s:
-            profile = self._find_profile(s, to_sender=to_sender, phone=phone,
-                                         confirmation_no=confirmation_no)
+            profile = self._find_profile(
+                s, to_sender=to_sender, phone=phone, confirmation_no=confirmation_no
+            )
             return self._link(s, sender_id, profile, source=actor, actor=actor).sender_id
 
     @guarded
@@ -235,33 +284,51 @@ class IdentityLinker:
         profile's sender id, or None (nothing to link, or more than one candidate)."""
         external = contact.get("external_contact") or {}
         unionid = external.get("unionid")
-        phones = {normalize_phone(p) for f in contact.get("follow_user") or []
-                  for p in f.get("remark_mobiles") or []} - {None}
+        phones = {
+            normalize_phone(p)
+            for f in contact.get("follow_user") or []
+            for p in f.get("remark_mobiles") or []
+        } - {None}
         with session_scope(self._factory) as s:
-            own = s.execute(select(m.Guest).where(m.Guest.sender_id == sender_id)).scalar_one_or_none()
+            own = s.execute(
+                select(m.Guest).where(m.Guest.sender_id == sender_id)
+            ).scalar_one_or_none()
             candidates: set[int] = set()
             if unionid:
-                candidates |= set(s.execute(select(m.Guest.id).where(
-                    m.Guest.unionid == unionid, m.Guest.bookings.any())).scalars())
+                candidates |= set(
+                    s.execute(
+                        select(m.Guest.id).where(m.Guest.unionid == unionid, m.Guest.bookings.any())
+                    ).scalars()
+                )
             if phones:
-                candidates |= set(s.execute(select(m.Guest.id).where(
-                    m.Guest.phone_index.in_([phone_index(p) for p in phones]),
-                    m.Guest.bookings.any())).scalars())
+                candidates |= set(
+                    s.execute(
+                        select(m.Guest.id).where(
+                            m.Guest.phone_index.in_([phone_index(p) for p in phones]),
+                            m.Guest.bookings.any(),
+                        )
+                    ).scalars()
+                )
             candidates.discard(own.id if own else None)
             if len(candidates) != 1:
                 if len(candidates) > 1:
-                    log.info("auto-link of %s: %d candidate profiles, left to an advisor",
-                             sender_id, len(candidates))
+                    log.info(
+                        "auto-link of %s: %d candidate profiles, left to an advisor",
+                        sender_id,
+                        len(candidates),
+                    )
                 return None
             profile = s.get(m.Guest, candidates.pop())
             if unionid and not profile.unionid:
                 profile.unionid = unionid
-            return self._link(s, sender_id, profile, source="externalcontact",
-                              actor="system:externalcontact").sender_id
+            return self._link(
+                s, sender_id, profile, source="externalcontact", actor="system:externalcontact"
+            ).sender_id
 
     @guarded
-    def merge(self, keep_sender: str, drop_sender: str, *, actor: str,
-              reason: str | None = None) -> dict:
+    def merge(
+        self, keep_sender: str, drop_sender: str, *, actor: str, reason: str | None = None
+    ) -> dict:
         """Join two profiles of the same person (`concierge guest merge`); returns counts."""
         with session_scope(self._factory) as s:
             keep = self._guest(s, keep_sender)
@@ -273,8 +340,9 @@ class IdentityLinker:
     # ---- helpers --------------------------------------------------------------------------
     @staticmethod
     def _guest(s: Session, sender_id: str) -> m.Guest:
-        guest = s.execute(select(m.Guest).where(guest_is(sender_id)).order_by(m.Guest.id)
-                          .limit(1)).scalar_one_or_none()
+        guest = s.execute(
+            select(m.Guest).where(guest_is(sender_id)).order_by(m.Guest.id).limit(1)
+        ).scalar_one_or_none()
         if guest is None:
             raise GuestNotFound(sender_id)
         return guest
@@ -291,26 +359,39 @@ class IdentityLinker:
             ids = set(s.execute(select(m.Guest.id).where(m.Guest.phone_index == index)).scalars())
             what = f"phone {phone}"
         else:
-            ids = set(s.execute(select(m.Booking.guest_id).where(
-                func.upper(m.Booking.confirmation_no) == confirmation_no.upper())).scalars())
+            ids = set(
+                s.execute(
+                    select(m.Booking.guest_id).where(
+                        func.upper(m.Booking.confirmation_no) == confirmation_no.upper()
+                    )
+                ).scalars()
+            )
             what = f"booking {confirmation_no}"
         if not ids:
             raise GuestNotFound(what)
         if len(ids) > 1:
-            raise ValueError(f"{what} matches {len(ids)} profiles: merge them first or link by "
-                             "sender id")
+            raise ValueError(
+                f"{what} matches {len(ids)} profiles: merge them first or link by " "sender id"
+            )
         return s.get(m.Guest, ids.pop())
 
-    def _link(self, s: Session, sender_id: str, profile: m.Guest, *, source: str,
-              actor: str) -> m.Guest:
+    def _link(
+        self, s: Session, sender_id: str, profile: m.Guest, *, source: str, actor: str
+    ) -> m.Guest:
         own = s.execute(select(m.Guest).where(m.Guest.sender_id == sender_id)).scalar_one_or_none()
         if own is not None and own.id != profile.id:
             merge_guests(s, profile, own, actor=actor, reason=f"linked by {source}")
         elif own is None and profile.sender_id != sender_id:
             _add_identity(s, profile.id, "sender", sender_id, source)
-        s.add(m.AuditLog(actor=actor, action="identity.link", subject_type="guest",
-                         subject_id=profile.sender_id,
-                         detail={"sender_id": sender_id, "source": source}))
+        s.add(
+            m.AuditLog(
+                actor=actor,
+                action="identity.link",
+                subject_type="guest",
+                subject_id=profile.sender_id,
+                detail={"sender_id": sender_id, "source": source},
+            )
+        )
         s.flush()
         return profile
 
@@ -318,9 +399,9 @@ class IdentityLinker:
 def _add_identity(s: Session, guest_id: int, kind: str, value: str | None, source: str) -> None:
     if not value:
         return
-    found = s.execute(select(m.GuestIdentity).where(m.GuestIdentity.kind == kind,
-                                                    m.GuestIdentity.value == value)
-                      ).scalar_one_or_none()
+    found = s.execute(
+        select(m.GuestIdentity).where(m.GuestIdentity.kind == kind, m.GuestIdentity.value == value)
+    ).scalar_one_or_none()
     if found is None:
         s.add(m.GuestIdentity(guest_id=guest_id, kind=kind, value=value, source=source))
     else:
@@ -336,15 +417,19 @@ def _references(s: Session) -> list[tuple[Table, str]]:
     metadata = MetaData()
     for name in inspector.get_table_names():
         for fk in inspector.get_foreign_keys(name):
-            if fk.get("referred_table") == "guests" and fk.get("referred_columns") == ["id"] \
-                    and len(fk.get("constrained_columns") or []) == 1:
+            if (
+                fk.get("referred_table") == "guests"
+                and fk.get("referred_columns") == ["id"]
+                and len(fk.get("constrained_columns") or []) == 1
+            ):
                 table = Table(name, metadata, autoload_with=conn)
                 found.append((table, fk["constrained_columns"][0]))
     return found
 
 
-def merge_guests(s: Session, keep: m.Guest, drop: m.Guest, *, actor: str,
-                 reason: str | None = None) -> dict:
+def merge_guests(
+    s: Session, keep: m.Guest, drop: m.Guest, *, actor: str, reason: str | None = None
+) -> dict:
     """Move everything of `drop` onto `keep` and delete `drop` (inside the caller's
     transaction); returns how many rows each table had re-pointed."""
     moved: dict[str, int] = {}
@@ -360,8 +445,17 @@ def merge_guests(s: Session, keep: m.Guest, drop: m.Guest, *, actor: str,
             others = [c for c in unique["column_names"] if c != column]
             if column in unique["column_names"] and others:
                 twin = table.alias("twin")
-                s.execute(delete(table).where(col == drop.id, exists().where(and_(
-                    twin.c[column] == keep.id, *[twin.c[c] == table.c[c] for c in others]))))
+                s.execute(
+                    delete(table).where(
+                        col == drop.id,
+                        exists().where(
+                            and_(
+                                twin.c[column] == keep.id,
+                                *[twin.c[c] == table.c[c] for c in others],
+                            )
+                        ),
+                    )
+                )
         result = s.execute(update(table).where(col == drop.id).values({column: keep.id}))
         if result.rowcount:
             moved[table.name] = result.rowcount
@@ -388,7 +482,13 @@ def merge_guests(s: Session, keep: m.Guest, drop: m.Guest, *, actor: str,
     s.expunge(drop)
     s.execute(delete(m.Guest).where(m.Guest.id == drop_id))
     refresh_facts(s, [keep.id])
-    s.add(m.AuditLog(actor=actor, action="guest.merge", subject_type="guest",
-                     subject_id=keep.sender_id,
-                     detail={"merged": drop_sender, "reason": reason, "moved": moved}))
+    s.add(
+        m.AuditLog(
+            actor=actor,
+            action="guest.merge",
+            subject_type="guest",
+            subject_id=keep.sender_id,
+            detail={"merged": drop_sender, "reason": reason, "moved": moved},
+        )
+    )
     return moved

@@ -15,6 +15,7 @@ Chinese Excel writes) or an XLSX workbook (first sheet), with a header row in Ch
 - A file that cannot be read at all (missing, not CSV/XLSX, neither UTF-8 nor GBK, no header,
   a required column missing) raises `ImportFileError`: nothing is written.
 """
+
 from __future__ import annotations
 
 import csv
@@ -49,8 +50,12 @@ class ImportReport:
     dry_run: bool = False
 
     def to_json(self) -> dict:
-        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged,
-                "rejected": sorted(self.rejected, key=lambda r: r["row"])}
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": sorted(self.rejected, key=lambda r: r["row"]),
+        }
 
 
 def read_table(path: str | Path) -> Iterator[tuple[int, list[Any]]]:
@@ -96,8 +101,10 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
             for number, cells in enumerate(reader, start=1):
                 yield number, cells
         except csv.Error as exc:
-            raise ImportFileError(f"{path}: malformed CSV near line {reader.line_num}: {exc}") \
-                from None
+            raise ImportFileError(
+                f"{path}: malformed CSV near line {reader.line_num}: {exc}"
+            ) from None
+
     return rows()
 
 
@@ -117,6 +124,7 @@ def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
                 yield number, list(cells)
         finally:
             workbook.close()
+
     return rows()
 
 
@@ -128,16 +136,22 @@ class BookingImporter:
     """Reads a file and upserts its bookings; `on_changes` gets the moved/cancelled bookings
     after each committed batch (the re-planning of what depended on them)."""
 
-    def __init__(self, writer: BookingWriter, kb: KnowledgeBase, *,
-                 on_changes: Callable[[list[BookingChange]], None] | None = None,
-                 batch_rows: int = BATCH_ROWS):
+    def __init__(
+        self,
+        writer: BookingWriter,
+        kb: KnowledgeBase,
+        *,
+        on_changes: Callable[[list[BookingChange]], None] | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ):
         self.writer = writer
         self.kb = kb
         self.on_changes = on_changes
         self.batch_rows = batch_rows
 
-    def import_file(self, path: str | Path, *, dry_run: bool = False,
-                    as_of: dt.date | None = None) -> ImportReport:
+    def import_file(
+        self, path: str | Path, *, dry_run: bool = False, as_of: dt.date | None = None
+    ) -> ImportReport:
         table = read_table(path)
         header = next(((n, cells) for n, cells in table if not _blank(cells)), None)
         if header is None:
@@ -161,9 +175,15 @@ class BookingImporter:
                 continue
             first = seen.setdefault(row.key, number)
             if first != number:
-                report.rejected.append({"row": number, "reason": (
-                    f"duplicate of row {first} (same property and confirmation_no "
-                    f"{row.confirmation_no})")})
+                report.rejected.append(
+                    {
+                        "row": number,
+                        "reason": (
+                            f"duplicate of row {first} (same property and confirmation_no "
+                            f"{row.confirmation_no})"
+                        ),
+                    }
+                )
                 continue
             batch.append((number, row))
             if len(batch) >= self.batch_rows:

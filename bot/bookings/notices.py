@@ -8,6 +8,7 @@ dedupe_key)` (the worker passes its messenger's `guest_text`, which goes through
 WeCom output channel, so 微信客服's session and 48-hour rules apply); a guest with no WeCom
 identity yet is marked `no_channel` (nothing to send on; the advisor sees it in the profile).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,9 @@ def queue_notice(s: Session, guest_id: int, key: str, text: str) -> bool:
         return False
     try:
         with s.begin_nested():
-            s.add(m.GuestNotice(guest_id=guest_id, key=key, text=text, status="pending",
-                                attempts=0))
+            s.add(
+                m.GuestNotice(guest_id=guest_id, key=key, text=text, status="pending", attempts=0)
+            )
     except IntegrityError:  # queued concurrently by another process: that one stands
         return False
     return True
@@ -46,14 +48,21 @@ def wecom_sender(s: Session, guest_id: int) -> str | None:
     own = s.execute(select(m.Guest.sender_id).where(m.Guest.id == guest_id)).scalar_one_or_none()
     if own and is_wecom_sender(own):
         return own
-    linked = s.execute(select(m.GuestIdentity.value).where(
-        m.GuestIdentity.guest_id == guest_id, m.GuestIdentity.kind == "sender")
-        .order_by(m.GuestIdentity.id)).scalars().all()
+    linked = (
+        s.execute(
+            select(m.GuestIdentity.value)
+            .where(m.GuestIdentity.guest_id == guest_id, m.GuestIdentity.kind == "sender")
+            .order_by(m.GuestIdentity.id)
+        )
+        .scalars()
+        .all()
+    )
     return next((v for v in linked if is_wecom_sender(v)), None)
 
 
-async def deliver_pending(engine: Engine, say: Callable[..., Awaitable[None]], *,
-                          limit: int = 50, run=None) -> int:
+async def deliver_pending(
+    engine: Engine, say: Callable[..., Awaitable[None]], *, limit: int = 50, run=None
+) -> int:
     """Send pending notices; returns how many were sent. `run(fn)` runs blocking database work
     off the event loop (default: asyncio.to_thread)."""
     import asyncio
@@ -63,8 +72,16 @@ async def deliver_pending(engine: Engine, say: Callable[..., Awaitable[None]], *
 
     def pending() -> list[tuple[int, str | None, str]]:
         with session_scope(factory) as s:
-            rows = s.execute(select(m.GuestNotice).where(m.GuestNotice.status == "pending")
-                             .order_by(m.GuestNotice.id).limit(limit)).scalars().all()
+            rows = (
+                s.execute(
+                    select(m.GuestNotice)
+                    .where(m.GuestNotice.status == "pending")
+                    .order_by(m.GuestNotice.id)
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
             return [(n.id, wecom_sender(s, n.guest_id), n.text) for n in rows]
 
     def mark(notice_id: int, status: str | None, error: str | None = None) -> None:

@@ -5,6 +5,7 @@ all become "13800138000". Anything that is not an 11-digit mobile starting with 
 refused (`None`): a guest is matched and verified by this number, so a guess would be worse than
 a rejected row.
 """
+
 from __future__ import annotations
 
 import re

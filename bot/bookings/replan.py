@@ -10,6 +10,7 @@ produced, after they were committed.
   any order. Orders inside the new stay need nothing. Touchpoints are computed from the
   booking's dates when they run, so they follow the move by themselves.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -57,8 +58,7 @@ class Replanner:
                     elif change.kind == "moved":
                         self._moved(s, change)
             except Exception:  # one booking's re-plan must not stop the others'
-                log.exception("re-planning booking %s (%s) failed", change.booking_id,
-                              change.kind)
+                log.exception("re-planning booking %s (%s) failed", change.booking_id, change.kind)
 
     def _hotel(self, property_id: str) -> str:
         kb = self.kb or KnowledgeBase.default()
@@ -66,9 +66,15 @@ class Replanner:
         return prop.name if prop else property_id
 
     def _open_orders(self, s, booking_id: int) -> list[m.Order]:
-        return s.execute(select(m.Order).where(m.Order.booking_id == booking_id,
-                                               m.Order.status.in_(OPEN_ORDER_STATUSES))
-                         .order_by(m.Order.id)).scalars().all()
+        return (
+            s.execute(
+                select(m.Order)
+                .where(m.Order.booking_id == booking_id, m.Order.status.in_(OPEN_ORDER_STATUSES))
+                .order_by(m.Order.id)
+            )
+            .scalars()
+            .all()
+        )
 
     def _cancelled(self, s, change: BookingChange) -> None:
         booking = s.get(m.Booking, change.booking_id)
@@ -78,34 +84,65 @@ class Replanner:
         for order in orders:
             order.status = "cancelled"
         guest = s.get(m.Guest, booking.guest_id)
-        text = render("cancelled", name=guest.display_name if guest else None,
-                      hotel=self._hotel(booking.property_id), check_in=booking.check_in,
-                      confirmation_no=booking.confirmation_no,
-                      orders=[self.store_label(o.item) for o in orders])
+        text = render(
+            "cancelled",
+            name=guest.display_name if guest else None,
+            hotel=self._hotel(booking.property_id),
+            check_in=booking.check_in,
+            confirmation_no=booking.confirmation_no,
+            orders=[self.store_label(o.item) for o in orders],
+        )
         queue_notice(s, booking.guest_id, f"booking:{booking.id}:cancelled", text)
-        s.add(m.AuditLog(actor="system:replan", action="booking.cancelled",
-                         subject_type="booking", subject_id=str(booking.id),
-                         detail={"orders_cancelled": [o.id for o in orders]}))
+        s.add(
+            m.AuditLog(
+                actor="system:replan",
+                action="booking.cancelled",
+                subject_type="booking",
+                subject_id=str(booking.id),
+                detail={"orders_cancelled": [o.id for o in orders]},
+            )
+        )
 
     def _moved(self, s, change: BookingChange) -> None:
         booking = s.get(m.Booking, change.booking_id)
         if booking is None or booking.status == "cancelled":
             return
-        stranded = [o for o in self._open_orders(s, booking.id)
-                    if outside_stay(o, booking.check_in, booking.check_out)]
+        stranded = [
+            o
+            for o in self._open_orders(s, booking.id)
+            if outside_stay(o, booking.check_in, booking.check_out)
+        ]
         if not stranded:
             return
         description = render(
-            "moved_orders", confirmation_no=booking.confirmation_no,
-            hotel=self._hotel(booking.property_id), old_check_in=change.old_check_in,
-            old_check_out=change.old_check_out, check_in=booking.check_in,
+            "moved_orders",
+            confirmation_no=booking.confirmation_no,
+            hotel=self._hotel(booking.property_id),
+            old_check_in=change.old_check_in,
+            old_check_out=change.old_check_out,
+            check_in=booking.check_in,
             check_out=booking.check_out,
-            orders=[{"id": o.id, "item": self.store_label(o.item),
-                     "when": o.scheduled_at.astimezone(CHINA_TZ).strftime("%m-%d %H:%M")}
-                    for o in stranded])
-        s.add(m.Ticket(guest_id=booking.guest_id, booking_id=booking.id, kind="booking_change",
-                       category="加购需改期", severity="routine", description=description,
-                       sla_class="addon_order", status="open"))
+            orders=[
+                {
+                    "id": o.id,
+                    "item": self.store_label(o.item),
+                    "when": o.scheduled_at.astimezone(CHINA_TZ).strftime("%m-%d %H:%M"),
+                }
+                for o in stranded
+            ],
+        )
+        s.add(
+            m.Ticket(
+                guest_id=booking.guest_id,
+                booking_id=booking.id,
+                kind="booking_change",
+                category="加购需改期",
+                severity="routine",
+                description=description,
+                sla_class="addon_order",
+                status="open",
+            )
+        )
 
     @staticmethod
     def store_label(item: str) -> str:

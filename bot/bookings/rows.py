@@ -12,6 +12,7 @@ bookings"): required 酒店代码/property_code, 订单号/confirmation_no, 姓�
 `parse_row(raw, kb)` returns a `BookingRow` or raises `RowError(reason)` with a reason a hotel
 person can act on (in English: it is read by staff and scripts, like the CLI's other messages).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,10 +29,25 @@ from bot.knowledge.kb import KnowledgeBase
 
 # canonical field -> the header names accepted for it (compared after `_header_key`).
 HEADERS: dict[str, tuple[str, ...]] = {
-    "property_code": ("酒店代码", "酒店编码", "酒店编号", "门店代码", "property_code", "hotel_code",
-                      "property"),
-    "confirmation_no": ("订单号", "订单编号", "确认号", "预订号", "confirmation_no",
-                        "confirmation_number", "booking_no", "reservation_no"),
+    "property_code": (
+        "酒店代码",
+        "酒店编码",
+        "酒店编号",
+        "门店代码",
+        "property_code",
+        "hotel_code",
+        "property",
+    ),
+    "confirmation_no": (
+        "订单号",
+        "订单编号",
+        "确认号",
+        "预订号",
+        "confirmation_no",
+        "confirmation_number",
+        "booking_no",
+        "reservation_no",
+    ),
     "guest_name": ("姓名", "客人姓名", "入住人", "宾客姓名", "guest_name", "name"),
     "phone": ("手机", "手机号", "手机号码", "电话", "联系电话", "phone", "mobile"),
     "check_in": ("入住日期", "入住", "到店日期", "check_in", "checkin", "arrival"),
@@ -49,15 +65,36 @@ HEADERS: dict[str, tuple[str, ...]] = {
 REQUIRED = ("property_code", "confirmation_no", "guest_name", "phone", "check_in", "check_out")
 
 STATUSES = {
-    "已确认": "booked", "确认": "booked", "预订": "booked", "已预订": "booked",
-    "confirmed": "booked", "booked": "booked",
-    "已取消": "cancelled", "取消": "cancelled", "cancelled": "cancelled", "canceled": "cancelled",
-    "已入住": "checked_in", "在住": "checked_in", "入住": "checked_in", "checked_in": "checked_in",
-    "已离店": "completed", "离店": "completed", "已退房": "completed", "checked_out": "completed",
+    "已确认": "booked",
+    "确认": "booked",
+    "预订": "booked",
+    "已预订": "booked",
+    "confirmed": "booked",
+    "booked": "booked",
+    "已取消": "cancelled",
+    "取消": "cancelled",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "已入住": "checked_in",
+    "在住": "checked_in",
+    "入住": "checked_in",
+    "checked_in": "checked_in",
+    "已离店": "completed",
+    "离店": "completed",
+    "已退房": "completed",
+    "checked_out": "completed",
     "completed": "completed",
 }
-TIER_NAMES = {**{t: t for t in TIERS}, "normal": "普通", "member": "普通", "silver": "银卡",
-              "gold": "金卡", "platinum": "铂金", "diamond": "钻石", "白金": "铂金"}
+TIER_NAMES = {
+    **{t: t for t in TIERS},
+    "normal": "普通",
+    "member": "普通",
+    "silver": "银卡",
+    "gold": "金卡",
+    "platinum": "铂金",
+    "diamond": "钻石",
+    "白金": "铂金",
+}
 
 _DATE_PATTERNS = (
     re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})"),
@@ -68,8 +105,14 @@ _DATE_PATTERNS = (
 _TIME_TAIL = re.compile(r"[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$")  # "2026-12-05 00:00:00"
 MAX_STAY_NIGHTS = 365
 MAX_PARTY = 50
-_LIMITS = {"confirmation_no": 32, "guest_name": 64, "room_type": 32, "channel": 32,
-           "notes": 2000, "version": 64}
+_LIMITS = {
+    "confirmation_no": 32,
+    "guest_name": 64,
+    "room_type": 32,
+    "channel": 32,
+    "notes": 2000,
+    "version": 64,
+}
 
 
 class RowError(ValueError):
@@ -113,8 +156,9 @@ def _header_key(text: Any) -> str:
     return re.sub(r"[\s_\-（）()*]", "", unicodedata.normalize("NFKC", str(text or "")).lower())
 
 
-_HEADER_INDEX = {_header_key(alias): field for field, aliases in HEADERS.items()
-                 for alias in aliases}
+_HEADER_INDEX = {
+    _header_key(alias): field for field, aliases in HEADERS.items() for alias in aliases
+}
 
 
 def map_headers(headers: list[Any]) -> dict[int, str]:
@@ -221,7 +265,8 @@ def parse_row(raw: Mapping[str, Any], kb: KnowledgeBase) -> BookingRow:
     if amount_text:
         try:
             amount = Decimal(re.sub(r"[¥￥,，元\s]|CNY|RMB", "", amount_text)).quantize(
-                Decimal("0.01"))
+                Decimal("0.01")
+            )
         except InvalidOperation:
             raise RowError(f"amount {amount_text!r} is not a number") from None
         if amount < 0 or amount >= Decimal("1e11"):
@@ -234,13 +279,20 @@ def parse_row(raw: Mapping[str, Any], kb: KnowledgeBase) -> BookingRow:
             raise RowError(f"birthday {birthday} is not plausible")
 
     return BookingRow(
-        property_id=prop.id, city=prop.city,
+        property_id=prop.id,
+        city=prop.city,
         confirmation_no=_bounded("confirmation_no", _text(values["confirmation_no"])),
         guest_name=_bounded("guest_name", _free(values["guest_name"])),
-        phone=phone, check_in=check_in, check_out=check_out,
+        phone=phone,
+        check_in=check_in,
+        check_out=check_out,
         room_type=_bounded("room_type", _free(values["room_type"])),
-        party_size=party_size, status=status,
-        channel=_bounded("channel", _free(values["channel"])), amount=amount, tier=tier,
-        birthday=birthday, notes=_bounded("notes", _free(values["notes"])),
+        party_size=party_size,
+        status=status,
+        channel=_bounded("channel", _free(values["channel"])),
+        amount=amount,
+        tier=tier,
+        birthday=birthday,
+        notes=_bounded("notes", _free(values["notes"])),
         version=_bounded("version", _text(values["version"])),
     )

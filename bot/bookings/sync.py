@@ -13,6 +13,7 @@ signature, timestamp outside the window (±`window_s`, 300 s); 409 the same sign
 (a replay); 413 too large; 422 when every booking was rejected; 503 the database is down.
 Secrets come from PMS_SYNC_SECRETS (`source:secret,...`, read in bot/settings.py).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -40,7 +41,10 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_BOOKINGS = 500
 WINDOW_S = 300
 SOURCE_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = (
-    "X-PMS-Source", "X-PMS-Timestamp", "X-PMS-Signature")
+    "X-PMS-Source",
+    "X-PMS-Timestamp",
+    "X-PMS-Signature",
+)
 _FIELD_OF = {_header_key(alias): name for name, aliases in HEADERS.items() for alias in aliases}
 
 
@@ -71,9 +75,16 @@ def _error(status: int, reason: str) -> SyncAnswer:
 
 
 class PmsSync:
-    def __init__(self, writer: BookingWriter, kb: KnowledgeBase, secrets: Mapping[str, str], *,
-                 on_changes: Callable[[list[BookingChange]], None] | None = None,
-                 window_s: int = WINDOW_S, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        writer: BookingWriter,
+        kb: KnowledgeBase,
+        secrets: Mapping[str, str],
+        *,
+        on_changes: Callable[[list[BookingChange]], None] | None = None,
+        window_s: int = WINDOW_S,
+        clock: Callable[[], float] = time.time,
+    ):
         self.writer = writer
         self.kb = kb
         self.secrets = dict(secrets)
@@ -87,8 +98,10 @@ class PmsSync:
         source = headers.get(SOURCE_HEADER) or ""
         secret = self.secrets.get(source)
         if secret is None:
-            return _error(401, f"unknown source {source[:64]!r}" if source
-                          else f"missing {SOURCE_HEADER} header")
+            return _error(
+                401,
+                f"unknown source {source[:64]!r}" if source else f"missing {SOURCE_HEADER} header",
+            )
         stamp = headers.get(TIMESTAMP_HEADER) or ""
         if not stamp.isdigit():
             return _error(401, f"missing or malformed {TIMESTAMP_HEADER} (unix seconds)")
@@ -110,11 +123,13 @@ class PmsSync:
             payload = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return _error(400, f"malformed JSON: {exc}")
-        items = payload.get("bookings") if isinstance(payload, dict) and "bookings" in payload \
+        items = (
+            payload.get("bookings")
+            if isinstance(payload, dict) and "bookings" in payload
             else [payload]
-        if not isinstance(items, list) or not items or \
-                not all(isinstance(i, dict) for i in items):
-            return _error(400, "expected a booking object or {\"bookings\": [objects]}")
+        )
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            return _error(400, 'expected a booking object or {"bookings": [objects]}')
         if len(items) > MAX_BOOKINGS:
             return _error(413, f"more than {MAX_BOOKINGS} bookings in one request")
         source = headers[SOURCE_HEADER]

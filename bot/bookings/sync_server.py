@@ -10,6 +10,7 @@ Environment (bot/settings.py): PMS_SYNC_SECRETS ("source:secret,..."), PMS_SYNC_
 DATABASE_URL, KNOWLEDGE_DIR. It runs the preflight (bot/preflight.py) first: in production it
 refuses to start without secrets or with a secret shorter than 32 characters.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,11 @@ def secret_problems(secrets: dict[str, str]) -> list[str]:
     """What the preflight refuses in production (logged as warnings in development)."""
     if not secrets:
         return ["PMS_SYNC_SECRETS is not set: every PMS push would be refused"]
-    return [f"PMS_SYNC_SECRETS: the secret of {source} is shorter than {MIN_SECRET_CHARS} "
-            "characters" for source, secret in secrets.items() if len(secret) < MIN_SECRET_CHARS]
+    return [
+        f"PMS_SYNC_SECRETS: the secret of {source} is shorter than {MIN_SECRET_CHARS} " "characters"
+        for source, secret in secrets.items()
+        if len(secret) < MIN_SECRET_CHARS
+    ]
 
 
 def build_sync(settings) -> PmsSync:
@@ -64,8 +68,12 @@ def build_sync(settings) -> PmsSync:
     enforce("pms-sync", settings, extra=[lambda _s: secret_problems(secrets)])
     engine = make_engine(settings.database_url)
     kb = KnowledgeBase.load(settings.knowledge_dir)
-    return PmsSync(BookingWriter(engine, source="sync"), kb, secrets,
-                   on_changes=Replanner(CRMStore(engine), kb).handle)
+    return PmsSync(
+        BookingWriter(engine, source="sync"),
+        kb,
+        secrets,
+        on_changes=Replanner(CRMStore(engine), kb).handle,
+    )
 
 
 def main(argv=None) -> None:

@@ -1,5 +1,6 @@
 """The guest- and staff-facing texts of bookings and identity linking: Jinja2 templates in
 bot/templates/bookings, rendered like the pre-trip answers (blank lines dropped)."""
+
 from __future__ import annotations
 
 import functools
@@ -13,8 +14,12 @@ TEMPLATES = TEMPLATE_DIR.parent / "bookings"
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                      autoescape=False, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        lstrip_blocks=True,
+    )
     env.filters["cn_date"] = cn_date
     return env
 

@@ -18,6 +18,7 @@ Used by the file importer and by the PMS sync endpoint. Why it works this way:
 - **Changes reported.** A booking that was cancelled or whose dates moved is returned as a
   `BookingChange`, for `bot.bookings.replan` to act on after the commit.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -86,8 +87,13 @@ class BookingWriter:
         self._factory = make_session_factory(self.engine)
         self.source = source
 
-    def write(self, rows: Sequence[tuple[int, BookingRow]], *, dry_run: bool = False,
-              as_of: dt.date | None = None) -> WriteResult:
+    def write(
+        self,
+        rows: Sequence[tuple[int, BookingRow]],
+        *,
+        dry_run: bool = False,
+        as_of: dt.date | None = None,
+    ) -> WriteResult:
         """Upsert `rows` (row number, row) in one transaction (rolled back when `dry_run`);
         on a database refusal, one transaction per row."""
         if not rows:
@@ -120,8 +126,9 @@ class BookingWriter:
         finally:
             session.close()
 
-    def _apply(self, s: Session, rows: Sequence[tuple[int, BookingRow]], *,
-               as_of: dt.date | None) -> WriteResult:
+    def _apply(
+        self, s: Session, rows: Sequence[tuple[int, BookingRow]], *, as_of: dt.date | None
+    ) -> WriteResult:
         result = WriteResult()
         existing = self._existing(s, (row for _, row in rows))
         pending: list[tuple[int, BookingRow, m.Booking | None]] = []
@@ -150,8 +157,9 @@ class BookingWriter:
                 self._update_guest(guest, row)
             change = None
             if booking is None:
-                booking = m.Booking(property_id=row.property_id,
-                                    confirmation_no=row.confirmation_no)
+                booking = m.Booking(
+                    property_id=row.property_id, confirmation_no=row.confirmation_no
+                )
                 s.add(booking)
                 result.outcomes[row_no] = "created"
             else:
@@ -178,9 +186,12 @@ class BookingWriter:
         found: dict[tuple[str, str], m.Booking] = {}
         for property_id, numbers in by_property.items():
             for start in range(0, len(numbers), 500):
-                for booking in s.execute(select(m.Booking).where(
+                for booking in s.execute(
+                    select(m.Booking).where(
                         m.Booking.property_id == property_id,
-                        m.Booking.confirmation_no.in_(numbers[start:start + 500]))).scalars():
+                        m.Booking.confirmation_no.in_(numbers[start : start + 500]),
+                    )
+                ).scalars():
                     found[(booking.property_id, booking.confirmation_no)] = booking
         return found
 
@@ -191,16 +202,24 @@ class BookingWriter:
         found: dict[str, m.Guest] = {}
         indexes = sorted(phone_of)
         for start in range(0, len(indexes), 500):
-            stmt = (select(m.Guest).where(m.Guest.phone_index.in_(indexes[start:start + 500]))
-                    .order_by(m.Guest.id.desc()))  # several: the oldest profile wins (set last)
+            stmt = (
+                select(m.Guest)
+                .where(m.Guest.phone_index.in_(indexes[start : start + 500]))
+                .order_by(m.Guest.id.desc())
+            )  # several: the oldest profile wins (set last)
             for guest in s.execute(stmt).scalars():
                 found[phone_of[guest.phone_index]] = guest
         return found
 
     def _new_guest(self, s: Session, row: BookingRow) -> m.Guest:
-        guest = m.Guest(sender_id=f"guest:{uuid.uuid4().hex[:20]}", display_name=row.guest_name,
-                        tier=row.tier or "普通", phone=row.phone, phone_index=phone_index(row.phone),
-                        birthday=row.birthday)
+        guest = m.Guest(
+            sender_id=f"guest:{uuid.uuid4().hex[:20]}",
+            display_name=row.guest_name,
+            tier=row.tier or "普通",
+            phone=row.phone,
+            phone_index=phone_index(row.phone),
+            birthday=row.birthday,
+        )
         s.add(guest)
         return guest
 
@@ -236,9 +255,15 @@ def _change(booking: m.Booking, row: BookingRow) -> BookingChange | None:
         kind = "moved"
     else:
         return None
-    return BookingChange(booking_id=booking.id, guest_id=booking.guest_id, kind=kind,
-                         old_check_in=old_in, old_check_out=old_out, check_in=row.check_in,
-                         check_out=row.check_out)
+    return BookingChange(
+        booking_id=booking.id,
+        guest_id=booking.guest_id,
+        kind=kind,
+        old_check_in=old_in,
+        old_check_out=old_out,
+        check_in=row.check_in,
+        check_out=row.check_out,
+    )
 
 
 def _short(exc: Exception) -> str:

@@ -2,6 +2,7 @@
 category (hygiene, noise, not as pictured, ...), severity (routine / major incident), nature
 (service failure / force majeure), strong anger, and where / since when if the guest said so.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,7 +43,7 @@ class Classification:
     nature: str
     empathy: str
     angry: bool
-    major_reason: Optional[str] = None   # e.g. "人身受伤"
+    major_reason: Optional[str] = None  # e.g. "人身受伤"
     location: Optional[str] = None
     since: Optional[str] = None
 
@@ -91,10 +92,18 @@ def parse_rules(data: dict, source: str = "<rules>") -> Rules:
             raise RulesError(f"{source}: categories.{key} needs label and empathy")
         nature = raw.get("nature", SERVICE_FAILURE)
         if nature not in (SERVICE_FAILURE, FORCE_MAJEURE):
-            raise RulesError(f"{source}: categories.{key}.nature must be service_failure or force_majeure")
-        categories.append(Category(key, str(raw["label"]),
-                                   tuple(str(k).lower() for k in raw.get("keywords") or ()),
-                                   str(raw["empathy"]), nature))
+            raise RulesError(
+                f"{source}: categories.{key}.nature must be service_failure or force_majeure"
+            )
+        categories.append(
+            Category(
+                key,
+                str(raw["label"]),
+                tuple(str(k).lower() for k in raw.get("keywords") or ()),
+                str(raw["empathy"]),
+                nature,
+            )
+        )
     if "other" not in data["categories"]:
         raise RulesError(f"{source}: needs an 'other' category (the fallback)")
     major = []
@@ -103,8 +112,14 @@ def parse_rules(data: dict, source: str = "<rules>") -> Rules:
             raise RulesError(f"{source}: major[{i}] needs label, category, empathy, keywords")
         if m["category"] not in data["categories"]:
             raise RulesError(f"{source}: major[{i}].category {m['category']!r} is not a category")
-        major.append(Major(str(m["label"]), str(m["category"]), str(m["empathy"]),
-                           tuple(str(k).lower() for k in m["keywords"])))
+        major.append(
+            Major(
+                str(m["label"]),
+                str(m["category"]),
+                str(m["empathy"]),
+                tuple(str(k).lower() for k in m["keywords"]),
+            )
+        )
     major = tuple(major)
     locations = data.get("locations") or {}
     try:
@@ -120,11 +135,14 @@ def parse_rules(data: dict, source: str = "<rules>") -> Rules:
         remedies.append(Remedy(nature, str(raw["label"]), str(raw["remedy"])))
     return Rules(
         remedies=tuple(remedies),
-        categories=tuple(categories), major=major,
+        categories=tuple(categories),
+        major=major,
         force_majeure=tuple(str(k).lower() for k in data.get("force_majeure") or ()),
         anger=tuple(str(k).lower() for k in data.get("anger") or ()),
         room_patterns=rooms,
-        places=tuple(sorted((str(p).lower() for p in locations.get("places") or ()), key=len, reverse=True)),
+        places=tuple(
+            sorted((str(p).lower() for p in locations.get("places") or ()), key=len, reverse=True)
+        ),
         since=tuple(sorted((str(s) for s in data.get("since") or ()), key=len, reverse=True)),
     )
 
@@ -166,11 +184,15 @@ class ComplaintClassifier:
         force = category.nature == FORCE_MAJEURE or any(k in norm for k in self.rules.force_majeure)
         angry = any(k in norm for k in self.rules.anger) or bool(re.search(r"[!！]{3,}", norm))
         return Classification(
-            category=category.key, label=category.label,
+            category=category.key,
+            label=category.label,
             severity=MAJOR if major else ROUTINE,
             nature=FORCE_MAJEURE if force else SERVICE_FAILURE,
-            empathy=empathy, angry=angry, major_reason=major.label if major else None,
-            location=self.location(norm), since=self.since(norm),
+            empathy=empathy,
+            angry=angry,
+            major_reason=major.label if major else None,
+            location=self.location(norm),
+            since=self.since(norm),
         )
 
     def location(self, text: str) -> Optional[str]:
@@ -191,5 +213,6 @@ class ComplaintClassifier:
                 m = re.search(r"(?:从)?" + re.escape(phrase) + r"(?:开始|起)?", norm)
                 return m.group(0) if m else phrase
         from bot.orders.when import find_when
+
         found = find_when(norm)
         return found.text if found is not None else None

@@ -1,4 +1,5 @@
 """Praise: thanked, and recorded (it feeds the NPS picture later)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +25,8 @@ class PraiseService:
         self.store.get_or_create_guest(sender_id)
         bookings = self.store.upcoming_bookings(sender_id, self.now().date())
         feedback = self.store.record_feedback(
-            sender_id, kind="praise", text=text,
-            booking_id=bookings[0].id if bookings else None)
+            sender_id, kind="praise", text=text, booking_id=bookings[0].id if bookings else None
+        )
         return Reply.of(THANKS_TEXT, record_ids={"feedback": feedback.id})
 
     def apply_spooled(self, entry: dict) -> None:

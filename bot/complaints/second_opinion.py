@@ -9,6 +9,7 @@ Used by the NLU pipeline (bot/nlu/complaint_guard.py), which turns the classifie
 `complain` when the opinion says so; its cost (praise and neutral messages raised as complaints)
 is measured by `make eval` (praise taken for a complaint) and in docs/NLU.md.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ class Cues:
 class Opinion:
     complaint: bool
     score: float
-    cues: List[str] = field(default_factory=list)  # what counted, e.g. ["strong:太吵", "praise:满意"]
+    cues: List[str] = field(
+        default_factory=list
+    )  # what counted, e.g. ["strong:太吵", "praise:满意"]
 
 
 def parse_cues(data: dict, source: str = "<cues>") -> Cues:
@@ -64,12 +67,21 @@ def parse_cues(data: dict, source: str = "<cues>") -> Cues:
             raise TypeError
         threshold_over = tuple((str(k), float(v)) for k, v in over.items())
     except (TypeError, ValueError):
-        raise CuesError(f"{source}: threshold must be a number, threshold_over a mapping of intent: number") from None
-    cues = Cues(strong=words("strong"), weak=words("weak"), sarcasm=words("sarcasm"),
-                praise=words("praise"), negators=words("negators"), contrast=words("contrast"),
-                ignore=words("ignore"),
-                not_over=frozenset(words("not_over")), threshold=threshold,
-                threshold_over=threshold_over)
+        raise CuesError(
+            f"{source}: threshold must be a number, threshold_over a mapping of intent: number"
+        ) from None
+    cues = Cues(
+        strong=words("strong"),
+        weak=words("weak"),
+        sarcasm=words("sarcasm"),
+        praise=words("praise"),
+        negators=words("negators"),
+        contrast=words("contrast"),
+        ignore=words("ignore"),
+        not_over=frozenset(words("not_over")),
+        threshold=threshold,
+        threshold_over=threshold_over,
+    )
     if not cues.strong:
         raise CuesError(f"{source}: no strong cues")
     return cues
@@ -99,16 +111,20 @@ class ComplaintSecondOpinion:
     def __init__(self, cues: Optional[Cues] = None):
         self.cues = cues or load_cues()
         c = self.cues
-        self._words = ([("strong", w) for w in c.strong] + [("weak", w) for w in c.weak]
-                       + [("sarcasm", w) for w in c.sarcasm] + [("praise", w) for w in c.praise]
-                       + [("ignore", w) for w in c.ignore])
+        self._words = (
+            [("strong", w) for w in c.strong]
+            + [("weak", w) for w in c.weak]
+            + [("sarcasm", w) for w in c.sarcasm]
+            + [("praise", w) for w in c.praise]
+            + [("ignore", w) for w in c.ignore]
+        )
         self._negators = sorted(c.negators, key=len, reverse=True)
         self._over = dict(c.threshold_over)
 
     def _negated(self, text: str, start: int, word: str) -> bool:
         if word.startswith(("不", "没", "无")):  # the cue is itself a negation (不干净, 没热水)
             return False
-        before = text[max(0, start - 5):start]
+        before = text[max(0, start - 5) : start]
         return any(before.endswith(n) for n in self._negators)
 
     def score(self, text: str) -> Opinion:

@@ -14,6 +14,7 @@ Never argues, never promises compensation: what the hotel offers is the advisor'
 over-compensation for service failures, an alternative plan for force majeure) and the bot says
 only that the advisor will propose it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,8 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from bot.complaints.classifier import (FORCE_MAJEURE, MAJOR, Classification,
-                                       ComplaintClassifier)
+from bot.complaints.classifier import FORCE_MAJEURE, MAJOR, Classification, ComplaintClassifier
 from bot.crm.store import CRMStore
 from bot.handoff import HandoffService
 from bot.orders.when import china_now
@@ -48,8 +48,13 @@ class Details:
     since: Optional[str] = None
 
     def as_payload(self) -> dict:
-        return {"text": self.text, "category": self.category, "nature": self.nature,
-                "location": self.location, "since": self.since}
+        return {
+            "text": self.text,
+            "category": self.category,
+            "nature": self.nature,
+            "location": self.location,
+            "since": self.since,
+        }
 
 
 @dataclass
@@ -67,8 +72,10 @@ class ComplaintService:
         Raises StoreUnavailable only for major/angry complaints (they write at once)."""
         c = self.classifier.classify(text)
         slots = {
-            "complaint_text": text, "complaint_category": c.category,
-            "complaint_nature": c.nature, "complaint_location": c.location,
+            "complaint_text": text,
+            "complaint_category": c.category,
+            "complaint_nature": c.nature,
+            "complaint_location": c.location,
             "complaint_since": c.since,
         }
         if c.severity == MAJOR:
@@ -77,15 +84,22 @@ class ComplaintService:
             details = Details(text, c.category, c.nature, c.location, c.since)
             ticket = self._open_ticket(sender_id, details, severity="routine")
             handoff = self.handoff.request(sender_id, "anger")
-            return Reply(texts=(f"{c.empathy}我完全理解您现在的心情，这件事我马上请顾问直接和您沟通处理"
-                                f"（投诉编号 {ticket.id}）。", *handoff.texts),
-                         slots={**slots, "complaint_route": ROUTE_DONE},
-                         record_ids={"ticket": ticket.id, **handoff.record_ids})
+            return Reply(
+                texts=(
+                    f"{c.empathy}我完全理解您现在的心情，这件事我马上请顾问直接和您沟通处理"
+                    f"（投诉编号 {ticket.id}）。",
+                    *handoff.texts,
+                ),
+                slots={**slots, "complaint_route": ROUTE_DONE},
+                record_ids={"ticket": ticket.id, **handoff.record_ids},
+            )
         details = Details(text, c.category, c.nature, c.location, c.since)
         ticket = self._open_ticket(sender_id, details, severity="routine")
-        return Reply(texts=(c.empathy, self._who_and_when(sender_id, details, ticket.id)),
-                     slots={**slots, "complaint_route": ROUTE_ASK},
-                     record_ids={"ticket": ticket.id})
+        return Reply(
+            texts=(c.empathy, self._who_and_when(sender_id, details, ticket.id)),
+            slots={**slots, "complaint_route": ROUTE_ASK},
+            record_ids={"ticket": ticket.id},
+        )
 
     def _major(self, sender_id: str, text: str, c: Classification, slots: dict) -> Reply:
         details = Details(text, c.category, c.nature, c.location, c.since)
@@ -100,25 +114,36 @@ class ComplaintService:
         if c.nature == FORCE_MAJEURE:
             lines[0] += "顾问会帮您准备替代方案。"
         handoff = self.handoff.request(sender_id, "major_incident")
-        return Reply(texts=(*lines, *handoff.texts), slots={**slots, "complaint_route": ROUTE_DONE},
-                     record_ids={"ticket": ticket.id, **handoff.record_ids})
+        return Reply(
+            texts=(*lines, *handoff.texts),
+            slots={**slots, "complaint_route": ROUTE_DONE},
+            record_ids={"ticket": ticket.id, **handoff.record_ids},
+        )
 
     # ---- after the questions ------------------------------------------------------------------
     def submit(self, sender_id: str, details: Details) -> Reply:
         """Add the answers to the ticket the first message opened. Raises StoreUnavailable."""
         ticket = self._ticket_for(sender_id, details)
         added = [x for x in (details.location, details.since) if x and x != "不清楚"]
-        text = (f"谢谢，这些情况我已经补充到投诉 {ticket.id} 里，顾问处理时会看到。" if added
-                else f"没关系，顾问会按投诉 {ticket.id} 先处理，有需要会再和您确认。")
+        text = (
+            f"谢谢，这些情况我已经补充到投诉 {ticket.id} 里，顾问处理时会看到。"
+            if added
+            else f"没关系，顾问会按投诉 {ticket.id} 先处理，有需要会再和您确认。"
+        )
         return Reply.of(text, record_ids={"ticket": ticket.id})
 
     def escalate(self, sender_id: str, details: Details) -> Reply:
         """The guest wants a person before the questions are done: keep what they said."""
         ticket = self._ticket_for(sender_id, details)
         handoff = self.handoff.request(sender_id, "complaint")
-        return Reply(texts=(f"好的，您反映的情况已经登记（投诉编号 {ticket.id}），顾问会接着处理，"
-                            "您不用再从头说一遍。", *handoff.texts),
-                     record_ids={"ticket": ticket.id, **handoff.record_ids})
+        return Reply(
+            texts=(
+                f"好的，您反映的情况已经登记（投诉编号 {ticket.id}），顾问会接着处理，"
+                "您不用再从头说一遍。",
+                *handoff.texts,
+            ),
+            record_ids={"ticket": ticket.id, **handoff.record_ids},
+        )
 
     def apply_spooled(self, entry: dict) -> None:
         payload = dict(entry["payload"])
@@ -136,17 +161,27 @@ class ComplaintService:
     def _open_ticket(self, sender_id: str, details: Details, *, severity: str):
         if details.category is None or details.nature is None:
             c = self.classifier.classify(details.text)
-            details = Details(details.text, details.category or c.category,
-                              details.nature or c.nature, details.location, details.since)
+            details = Details(
+                details.text,
+                details.category or c.category,
+                details.nature or c.nature,
+                details.location,
+                details.since,
+            )
         self.store.get_or_create_guest(sender_id)
         booking = self._booking(sender_id)
         return self.store.create_ticket(
-            sender_id, kind="complaint", category=details.category, severity=severity,
-            nature=details.nature, description=details.text,
+            sender_id,
+            kind="complaint",
+            category=details.category,
+            severity=severity,
+            nature=details.nature,
+            description=details.text,
             location=(details.location or None) and details.location[:128],
             since_text=(details.since or None) and details.since[:64],
             sla_class=COMPLAINT_MAJOR if severity == MAJOR else COMPLAINT_ROUTINE,
-            booking_id=booking.id if booking is not None else None)
+            booking_id=booking.id if booking is not None else None,
+        )
 
     def _ticket_for(self, sender_id: str, details: Details):
         """The ticket the first message opened, with the answers added; opened now if it is
@@ -156,8 +191,13 @@ class ComplaintService:
             return self._open_ticket(sender_id, details, severity="routine")
         location = details.location if details.location != "不清楚" else None
         since = details.since if details.since != "不清楚" else None
-        return self.store.enrich_ticket(ticket.id, location=location, since_text=since,
-                                        category=details.category, nature=details.nature)
+        return self.store.enrich_ticket(
+            ticket.id,
+            location=location,
+            since_text=since,
+            category=details.category,
+            nature=details.nature,
+        )
 
     def _booking(self, sender_id: str):
         bookings = self.store.upcoming_bookings(sender_id, self.now().date())

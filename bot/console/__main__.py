@@ -1,4 +1,5 @@
 """`python -m bot.console [--port N]`: the staff console process (Procfile `console`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,20 @@ def main(argv=None) -> int:
     except Exception as exc:  # an invalid policy / staff file: say what, do not start
         print(f"console: cannot start: {exc}", file=sys.stderr)
         return 2
-    print(f"Staff console on http://localhost:{args.port}/ (sign in: "
-          f"concierge staff login-link USERID)", file=sys.stderr)
+    print(
+        f"Staff console on http://localhost:{args.port}/ (sign in: "
+        f"concierge staff login-link USERID)",
+        file=sys.stderr,
+    )
     from bot.ops.http import add_aiohttp_routes, build
     from bot.wecom.db import get_engine
 
     app = make_app(deps)
     # /metrics and /readyz: keep them off the public proxy (docs/DEPLOY.md's nginx block).
-    add_aiohttp_routes(app, *build("console", get_engine(settings.database_url),
-                                   queue_depths=False))
-    web.run_app(app, host=args.host, port=args.port, access_log=None,
-                print=None)
+    add_aiohttp_routes(
+        app, *build("console", get_engine(settings.database_url), queue_depths=False)
+    )
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
     return 0
 
 

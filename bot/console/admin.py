@@ -3,6 +3,7 @@ labelling, model versions with their figures and the gate, train, deploy (with a
 reason when the gate refuses), roll back. Every call blocks (SQL, files, subprocesses, HTTP to
 Rasa), so each runs in a worker thread; the service writes the audit log (`console:<userid>`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,23 +33,42 @@ def _back() -> web.HTTPSeeOther:
 async def admin_page(request: web.Request) -> web.StreamResponse:
     loop = _loop(request)
     if loop is None:
-        return render(request, "console/area.html", title="系统管理", service=None,
-                      missing="训练服务未配置，无法显示待标注消息和模型版本。")
+        return render(
+            request,
+            "console/area.html",
+            title="系统管理",
+            service=None,
+            missing="训练服务未配置，无法显示待标注消息和模型版本。",
+        )
     from bot.nlu.labels import domain_intents
 
     def read():
-        return (loop.inbox.items(limit=50), loop.registry.versions(),
-                loop.registry.deployments(limit=10),
-                sorted(domain_intents(loop.inbox.paths.domain)))
+        return (
+            loop.inbox.items(limit=50),
+            loop.registry.versions(),
+            loop.registry.deployments(limit=10),
+            sorted(domain_intents(loop.inbox.paths.domain)),
+        )
 
     try:
         items, versions, deployments, intents = await asyncio.to_thread(read)
     except Exception as exc:  # the training tables or files are not usable: say so
         log.exception("admin page")
-        return render(request, "console/area.html", title="系统管理", service=None,
-                      missing=f"训练服务暂时不可用：{exc}")
-    return _render_with_flash(request, "console/admin.html", items=items, versions=versions,
-                              deployments=deployments, intents=intents)
+        return render(
+            request,
+            "console/area.html",
+            title="系统管理",
+            service=None,
+            missing=f"训练服务暂时不可用：{exc}",
+        )
+    return _render_with_flash(
+        request,
+        "console/admin.html",
+        items=items,
+        versions=versions,
+        deployments=deployments,
+        intents=intents,
+    )
 
 
 async def _do(request: web.Request, work, done) -> web.StreamResponse:
@@ -71,18 +91,27 @@ async def label(request: web.Request) -> web.StreamResponse:
         return _flash(_back(), "未完成：没有这条消息。")
     actor = _actor(request)
     if action == "discard":
-        return await _do(request, lambda t: t.inbox.discard(int(item_id), actor=actor),
-                         lambda r: f"已忽略：“{r['text']}”")
-    return await _do(request, lambda t: t.inbox.label(int(item_id), intent, actor=actor),
-                     lambda r: f"已标注为 {intent}：“{r['text']}”（写入 {r['label']['file']}）")
+        return await _do(
+            request,
+            lambda t: t.inbox.discard(int(item_id), actor=actor),
+            lambda r: f"已忽略：“{r['text']}”",
+        )
+    return await _do(
+        request,
+        lambda t: t.inbox.label(int(item_id), intent, actor=actor),
+        lambda r: f"已标注为 {intent}：“{r['text']}”（写入 {r['label']['file']}）",
+    )
 
 
 @require("admin")
 async def train(request: web.Request) -> web.StreamResponse:
     actor = _actor(request)
     note = str((await request.post()).get("note") or "").strip()[:200] or None
-    return await _do(request, lambda t: t.train(actor=actor, note=note),
-                     lambda r: f"已开始训练 {r['version']}，完成后在下方显示评估结果。")
+    return await _do(
+        request,
+        lambda t: t.train(actor=actor, note=note),
+        lambda r: f"已开始训练 {r['version']}，完成后在下方显示评估结果。",
+    )
 
 
 @require("admin")
@@ -96,15 +125,19 @@ async def deploy(request: web.Request) -> web.StreamResponse:
         text = f"已发布 {r['version']}（之前：{r['previous'] or '无'}）"
         return text + ("，门槛未通过，已按说明强制发布" if r.get("overridden") else "")
 
-    return await _do(request, lambda t: t.deployer.deploy(version, actor=actor, override=override),
-                     done)
+    return await _do(
+        request, lambda t: t.deployer.deploy(version, actor=actor, override=override), done
+    )
 
 
 @require("admin")
 async def rollback(request: web.Request) -> web.StreamResponse:
     actor = _actor(request)
-    return await _do(request, lambda t: t.deployer.rollback(actor=actor),
-                     lambda r: f"已回滚到 {r['version']}（之前：{r['previous']}）")
+    return await _do(
+        request,
+        lambda t: t.deployer.rollback(actor=actor),
+        lambda r: f"已回滚到 {r['version']}（之前：{r['previous']}）",
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,6 +6,7 @@ guest, the pause/resume of the bot, the audit log, WeCom's send path and quotas)
 fragment that shows a guest writes an audit entry naming the viewer before the guest's data is
 read.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,12 @@ log = logging.getLogger(__name__)
 
 FLASH_COOKIE = "console_flash"
 SCOPES = {"all": "全部", "mine": "我的", "unassigned": "未接单"}
-STATE_NAMES = {rules.RUNNING: "待接单", rules.ACKNOWLEDGED: "处理中", rules.RESOLVED: "已结案",
-               rules.CANCELLED: "已取消"}
+STATE_NAMES = {
+    rules.RUNNING: "待接单",
+    rules.ACKNOWLEDGED: "处理中",
+    rules.RESOLVED: "已结案",
+    rules.CANCELLED: "已取消",
+}
 KIND_NAMES = {"ticket": "投诉/工单", "order": "订单", "handoff": "转人工"}
 MAX_TEXT = 1000
 
@@ -55,8 +60,13 @@ def badge(clock: ClockDTO, now: dt.datetime) -> dict:
     left = (due - now).total_seconds()
     window = max(1.0, (due - start).total_seconds()) if start else 1.0
     level = "red" if left <= 0 else ("amber" if left <= window / 3 else "ok")
-    return {"level": level, "what": what, "deadline": due.isoformat(), "left_s": int(left),
-            "window_s": int(window)}
+    return {
+        "level": level,
+        "what": what,
+        "deadline": due.isoformat(),
+        "left_s": int(left),
+        "window_s": int(window),
+    }
 
 
 def _local(policy, moment: Optional[dt.datetime]) -> str:
@@ -84,8 +94,14 @@ def _name(policy, userid: Optional[str]) -> str:
 
 
 def _flash(response: web.StreamResponse, text: str) -> web.StreamResponse:
-    response.set_cookie(FLASH_COOKIE, text[:300].encode("utf-8").hex(), max_age=60, path="/",
-                        httponly=True, samesite="Lax")
+    response.set_cookie(
+        FLASH_COOKIE,
+        text[:300].encode("utf-8").hex(),
+        max_age=60,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+    )
     return response
 
 
@@ -109,11 +125,15 @@ def _render_with_flash(request: web.Request, template: str, **context) -> web.Re
 
 # ---- the queue ---------------------------------------------------------------------------------
 
+
 def _filters(request: web.Request) -> dict:
     q = request.query
     scope = q.get("scope", "all")
-    return {"property": q.get("property", ""), "kind": q.get("kind", ""),
-            "scope": scope if scope in SCOPES else "all"}
+    return {
+        "property": q.get("property", ""),
+        "kind": q.get("kind", ""),
+        "scope": scope if scope in SCOPES else "all",
+    }
 
 
 async def _queue_rows(request: web.Request) -> tuple[list[dict], dict, list[str], list[str]]:
@@ -140,28 +160,48 @@ async def _queue_rows(request: web.Request) -> tuple[list[dict], dict, list[str]
         found = {}
         for sender in {c.sender_id for c in visible}:
             guest = deps.crm.find_guest(sender)
-            found[sender] = (guest.display_name if guest and guest.display_name else sender,
-                             guest.tier if guest else "—")
+            found[sender] = (
+                guest.display_name if guest and guest.display_name else sender,
+                guest.tier if guest else "—",
+            )
         return found
 
     guests = {}
     if visible:  # the audit entry names every guest shown, before their data is read
         guests = await asyncio.to_thread(
-            staff_read, deps.crm, staff_of(request), "console.queue", "guest", None, names,
-            detail={"senders": sorted({c.sender_id for c in visible}),
-                    "cases": [c.id for c in visible]})
+            staff_read,
+            deps.crm,
+            staff_of(request),
+            "console.queue",
+            "guest",
+            None,
+            names,
+            detail={
+                "senders": sorted({c.sender_id for c in visible}),
+                "cases": [c.id for c in visible],
+            },
+        )
     rows = []
     for c in visible:
         name, tier = guests.get(c.sender_id, (c.sender_id, "—"))
-        rows.append({
-            "id": c.id, "label": _label(policy, c), "kind": KIND_NAMES.get(c.subject_type, ""),
-            "guest": name, "tier": tier, "summary": c.summary or "",
-            "property": c.property_id or "default", "state": STATE_NAMES.get(c.state, c.state),
-            "holder": _name(policy, c.holder), "mine": c.holder == member.userid,
-            "taken_over": bool(c.takeover_userid and c.handed_back_at is None),
-            "badge": badge(c, now), "due_local": _local(policy, deadline_of(c)[1]),
-            "created": _local(policy, c.created_at),
-        })
+        rows.append(
+            {
+                "id": c.id,
+                "label": _label(policy, c),
+                "kind": KIND_NAMES.get(c.subject_type, ""),
+                "guest": name,
+                "tier": tier,
+                "summary": c.summary or "",
+                "property": c.property_id or "default",
+                "state": STATE_NAMES.get(c.state, c.state),
+                "holder": _name(policy, c.holder),
+                "mine": c.holder == member.userid,
+                "taken_over": bool(c.takeover_userid and c.handed_back_at is None),
+                "badge": badge(c, now),
+                "due_local": _local(policy, deadline_of(c)[1]),
+                "created": _local(policy, c.created_at),
+            }
+        )
     return rows, filters, properties, kinds
 
 
@@ -173,9 +213,15 @@ async def queue_page(request: web.Request) -> web.StreamResponse:
         return refuse(request, f"数据库暂时不可用：{exc}", status=503)
     policy = deps_of(request).policy
     return _render_with_flash(
-        request, "console/queue.html", rows=rows, filters=filters, properties=properties,
+        request,
+        "console/queue.html",
+        rows=rows,
+        filters=filters,
+        properties=properties,
         kinds=[(k, policy.classes[k].label if k in policy.classes else k) for k in kinds],
-        scopes=SCOPES, query=urlencode({k: v for k, v in filters.items() if v}))
+        scopes=SCOPES,
+        query=urlencode({k: v for k, v in filters.items() if v}),
+    )
 
 
 @require("advisor")
@@ -184,11 +230,17 @@ async def queue_fragment(request: web.Request) -> web.StreamResponse:
         rows, filters, _, _ = await _queue_rows(request)
     except StoreUnavailable:
         return web.Response(status=503, text="数据库暂时不可用")
-    return render(request, "console/_queue_rows.html", rows=rows, filters=filters,
-                  query=urlencode({k: v for k, v in filters.items() if v}))
+    return render(
+        request,
+        "console/_queue_rows.html",
+        rows=rows,
+        filters=filters,
+        query=urlencode({k: v for k, v in filters.items() if v}),
+    )
 
 
 # ---- a case ------------------------------------------------------------------------------------
+
 
 async def _allowed_clock(request: web.Request) -> ClockDTO | web.Response:
     deps = deps_of(request)
@@ -199,12 +251,18 @@ async def _allowed_clock(request: web.Request) -> ClockDTO | web.Response:
     except (ValueError, ClockNotFound):
         return refuse(request, "没有这个单。", status=404)
     if not deps.staff.allows(member.userid, clock.property_id):
-        log.warning("console: %s refused case #%s of %s", member.userid, clock.id,
-                    clock.property_id)
+        log.warning(
+            "console: %s refused case #%s of %s", member.userid, clock.id, clock.property_id
+        )
         try:
-            await asyncio.to_thread(deps.crm.record_audit, f"console:{member.userid}",
-                                    "console.denied", clock.subject_type, clock.subject_id,
-                                    {"case": clock.id, "property": clock.property_id})
+            await asyncio.to_thread(
+                deps.crm.record_audit,
+                f"console:{member.userid}",
+                "console.denied",
+                clock.subject_type,
+                clock.subject_id,
+                {"case": clock.id, "property": clock.property_id},
+            )
         except StoreUnavailable:
             pass
         return refuse(request, "这个单属于您不负责的门店，不能查看。")
@@ -215,8 +273,7 @@ def _ratings(clocks: list[ClockDTO], feedback: list[dict]) -> dict:
     ratings = [c.rating for c in clocks if c.rating is not None]
     nps = [f for f in feedback if f.get("kind") == "nps"]
     avg = round(sum(ratings) / len(ratings), 1) if ratings else None
-    return {"count": len(ratings), "avg": avg,
-            "nps": nps[-3:]}
+    return {"count": len(ratings), "avg": avg, "nps": nps[-3:]}
 
 
 @require("advisor")
@@ -227,8 +284,9 @@ async def case_page(request: web.Request) -> web.StreamResponse:
         return clock
     policy, now = deps.policy, deps.now()
     try:
-        profile = await asyncio.to_thread(read_profile, deps.crm, staff_of(request),
-                                          clock.sender_id, reason=f"case #{clock.id}")
+        profile = await asyncio.to_thread(
+            read_profile, deps.crm, staff_of(request), clock.sender_id, reason=f"case #{clock.id}"
+        )
     except GuestNotFound:
         profile = None
     except StoreUnavailable as exc:
@@ -239,21 +297,38 @@ async def case_page(request: web.Request) -> web.StreamResponse:
     member = member_of(request)
     talking = bool(clock.takeover_userid and clock.handed_back_at is None)
     return _render_with_flash(
-        request, "console/case.html", case=clock, label=_label(policy, clock),
-        state=STATE_NAMES.get(clock.state, clock.state), badge=badge(clock, now),
-        local=lambda m: _local(policy, m), name=lambda u: _name(policy, u),
-        profile=profile, steps=steps, notes=notes, talking=talking,
+        request,
+        "console/case.html",
+        case=clock,
+        label=_label(policy, clock),
+        state=STATE_NAMES.get(clock.state, clock.state),
+        badge=badge(clock, now),
+        local=lambda m: _local(policy, m),
+        name=lambda u: _name(policy, u),
+        profile=profile,
+        steps=steps,
+        notes=notes,
+        talking=talking,
         mine=clock.holder == member.userid,
-        history=[{"id": c.id, "label": _label(policy, c),
-                  "state": STATE_NAMES.get(c.state, c.state),
-                  "created": _local(policy, c.created_at), "rating": c.rating}
-                 for c in history if c.id != clock.id],
+        history=[
+            {
+                "id": c.id,
+                "label": _label(policy, c),
+                "state": STATE_NAMES.get(c.state, c.state),
+                "created": _local(policy, c.created_at),
+                "rating": c.rating,
+            }
+            for c in history
+            if c.id != clock.id
+        ],
         ratings=_ratings(history, (profile or {}).get("feedback", [])),
         canned=deps.canned_for(clock.property_id),
-        advisors=[a for a in deps.staff.advisors_for(clock.property_id)
-                  if a.userid != clock.holder],
+        advisors=[
+            a for a in deps.staff.advisors_for(clock.property_id) if a.userid != clock.holder
+        ],
         ack_outcome=rules.outcome(clock.ack_due_at, clock.acknowledged_at, now),
-        resolve_outcome=rules.outcome(clock.resolve_due_at, clock.resolved_at, now))
+        resolve_outcome=rules.outcome(clock.resolve_due_at, clock.resolved_at, now),
+    )
 
 
 @require("advisor")
@@ -264,9 +339,14 @@ async def conversation_fragment(request: web.Request) -> web.StreamResponse:
         return clock
 
     try:
-        await asyncio.to_thread(deps.crm.record_audit, f"console:{member_of(request).userid}",
-                                "console.conversation", "guest", clock.sender_id,
-                                {"case": clock.id})
+        await asyncio.to_thread(
+            deps.crm.record_audit,
+            f"console:{member_of(request).userid}",
+            "console.conversation",
+            "guest",
+            clock.sender_id,
+            {"case": clock.id},
+        )
         turns, problem = await deps.rasa.conversation(clock.sender_id), None
     except RasaUnavailable as exc:
         turns, problem = [], f"暂时读不到对话记录（{exc}）"
@@ -275,10 +355,12 @@ async def conversation_fragment(request: web.Request) -> web.StreamResponse:
     policy = deps.policy
     for turn in turns:
         stamp = turn.get("time")
-        turn["local"] = (_local(policy, dt.datetime.fromtimestamp(stamp, dt.timezone.utc))
-                         if isinstance(stamp, (int, float)) else "")
-    return render(request, "console/_conversation.html", turns=turns, problem=problem,
-                  case=clock)
+        turn["local"] = (
+            _local(policy, dt.datetime.fromtimestamp(stamp, dt.timezone.utc))
+            if isinstance(stamp, (int, float))
+            else ""
+        )
+    return render(request, "console/_conversation.html", turns=turns, problem=problem, case=clock)
 
 
 def _back(clock_id: int) -> web.HTTPSeeOther:
@@ -299,8 +381,7 @@ async def act(request: web.Request) -> web.StreamResponse:
     try:
         message = await deps.paging.act(member_of(request).userid, clock.id, verb, text)
     except ValueError as exc:
-        message = (str(exc) if verb in ("note", "resolve", "reply", "decline")
-                   else "不支持的操作。")
+        message = str(exc) if verb in ("note", "resolve", "reply", "decline") else "不支持的操作。"
     except StoreUnavailable as exc:
         message = f"数据库暂时不可用，操作未完成：{exc}"
     return _flash(_back(clock.id), message)

@@ -6,6 +6,7 @@ without one is redirected to /login (with `next`), an htmx request gets 401 + `H
 Every POST must carry the session's CSRF token. Roles are looked up in the staff directory on
 every request, so taking someone off the roster ends their access at once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +19,7 @@ from aiohttp import web
 from bot.console.auth import SESSION_COOKIE, STATE_COOKIE, BadToken
 from bot.console.deps import STATIC_DIR, ConsoleDeps
 from bot.console.staff import StaffMember
+
 # The request helpers every area uses live in bot.console.web (the areas import them from there,
 # not from this module, which imports the areas); re-exported for existing imports.
 from bot.console.web import DEPS, Handler, deps_of, member_of, refuse, render, require  # noqa: F401
@@ -74,12 +76,18 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     request["member"] = member
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         token = request.headers.get("X-CSRF-Token")
-        if token is None and request.content_type in ("application/x-www-form-urlencoded",
-                                                      "multipart/form-data"):
+        if token is None and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
             token = (await request.post()).get("csrf")
         if not deps.auth.check_csrf(session, token):
-            log.warning("console: CSRF check failed for %s %s (%s)", request.method,
-                        request.path, session.userid)
+            log.warning(
+                "console: CSRF check failed for %s %s (%s)",
+                request.method,
+                request.path,
+                session.userid,
+            )
             return refuse(request, "表单已失效（安全校验未通过），请刷新页面后重试。")
     return await handler(request)
 
@@ -101,6 +109,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 
 # ---- sign-in -----------------------------------------------------------------------------------
 
+
 def _safe_next(value: Optional[str]) -> Optional[str]:
     """Only a path on this site (no scheme, no host, no //evil.example)."""
     if not value:
@@ -115,28 +124,47 @@ def _cookie_secure(deps: ConsoleDeps) -> bool:
     return deps.base_url.startswith("https://")
 
 
-def _signed_in(request: web.Request, member: StaffMember, how: str,
-               nxt: Optional[str]) -> web.StreamResponse:
+def _signed_in(
+    request: web.Request, member: StaffMember, how: str, nxt: Optional[str]
+) -> web.StreamResponse:
     deps = deps_of(request)
     session, cookie = deps.auth.new_session(member.userid)
     response = web.HTTPSeeOther(_safe_next(nxt) or member.home)
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=deps.auth.session_ttl_s, httponly=True,
-                        samesite="Lax", path="/", secure=_cookie_secure(deps))
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=deps.auth.session_ttl_s,
+        httponly=True,
+        samesite="Lax",
+        path="/",
+        secure=_cookie_secure(deps),
+    )
     response.del_cookie(STATE_COOKIE, path="/login")
     log.info("console: %s signed in (%s) as %s", member.userid, how, ",".join(member.roles))
     return response
 
 
-async def _audit_sign_in(deps: ConsoleDeps, userid: str, how: str, subject_type: Optional[str],
-                         subject_id: Optional[str]) -> None:
-    await asyncio.to_thread(deps.crm.record_audit, f"console:{userid}", "console.sign_in",
-                            subject_type, subject_id, {"how": how})
+async def _audit_sign_in(
+    deps: ConsoleDeps, userid: str, how: str, subject_type: Optional[str], subject_id: Optional[str]
+) -> None:
+    await asyncio.to_thread(
+        deps.crm.record_audit,
+        f"console:{userid}",
+        "console.sign_in",
+        subject_type,
+        subject_id,
+        {"how": how},
+    )
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    return render(request, "console/login.html", expired=request.query.get("expired") == "1",
-                  next=_safe_next(request.query.get("next")) or "",
-                  error=request.query.get("error"))
+    return render(
+        request,
+        "console/login.html",
+        expired=request.query.get("expired") == "1",
+        next=_safe_next(request.query.get("next")) or "",
+        error=request.query.get("error"),
+    )
 
 
 async def login_wecom(request: web.Request) -> web.StreamResponse:
@@ -145,13 +173,26 @@ async def login_wecom(request: web.Request) -> web.StreamResponse:
     deps = deps_of(request)
     state, cookie = deps.auth.oauth_state()
     nxt = _safe_next(request.query.get("next")) or ""
-    redirect = f"{deps.base_url}/login/wecom/callback" + (f"?next={quote(nxt, safe='')}"
-                                                           if nxt else "")
-    url = authorize_url(deps.settings.wecom_oauth_base, deps.settings.wecom_corp_id,
-                        deps.settings.wecom.get("APP_AGENT_ID"), redirect, state)
+    redirect = f"{deps.base_url}/login/wecom/callback" + (
+        f"?next={quote(nxt, safe='')}" if nxt else ""
+    )
+    url = authorize_url(
+        deps.settings.wecom_oauth_base,
+        deps.settings.wecom_corp_id,
+        deps.settings.wecom.get("APP_AGENT_ID"),
+        redirect,
+        state,
+    )
     response = web.HTTPFound(url)
-    response.set_cookie(STATE_COOKIE, cookie, max_age=600, httponly=True, samesite="Lax",
-                        path="/login", secure=_cookie_secure(deps))
+    response.set_cookie(
+        STATE_COOKIE,
+        cookie,
+        max_age=600,
+        httponly=True,
+        samesite="Lax",
+        path="/login",
+        secure=_cookie_secure(deps),
+    )
     return response
 
 
@@ -162,17 +203,30 @@ async def login_wecom_callback(request: web.Request) -> web.StreamResponse:
     try:
         deps.auth.check_oauth_state(request.query.get("state"), request.cookies.get(STATE_COOKIE))
     except BadToken:
-        return render(request, "console/login.html", status=400, expired=False, next="",
-                      error="登录请求已失效，请重新点击“企业微信登录”。")
+        return render(
+            request,
+            "console/login.html",
+            status=400,
+            expired=False,
+            next="",
+            error="登录请求已失效，请重新点击“企业微信登录”。",
+        )
     try:
         userid = await userid_for_code(deps.wecom_app_client(), request.query.get("code") or "")
     except LoginFailed as exc:
-        return render(request, "console/login.html", status=403, expired=False, next="",
-                      error=str(exc))
+        return render(
+            request, "console/login.html", status=403, expired=False, next="", error=str(exc)
+        )
     member = deps.staff.member(userid)
     if member is None:
-        return render(request, "console/login.html", status=403, expired=False, next="",
-                      error=f"企业微信账号 {userid} 不在员工名单中，请联系管理员。")
+        return render(
+            request,
+            "console/login.html",
+            status=403,
+            expired=False,
+            next="",
+            error=f"企业微信账号 {userid} 不在员工名单中，请联系管理员。",
+        )
     await _audit_sign_in(deps, userid, "wecom", None, None)
     return _signed_in(request, member, "wecom", request.query.get("next"))
 
@@ -187,20 +241,36 @@ async def login_link_use(request: web.Request) -> web.StreamResponse:
     token = (await request.post()).get("token") or ""
 
     def used_before(nonce: str) -> bool:
-        return bool(deps.crm.audit_entries(subject_type="login_link", subject_id=nonce,
-                                           action="console.sign_in", limit=1))
+        return bool(
+            deps.crm.audit_entries(
+                subject_type="login_link", subject_id=nonce, action="console.sign_in", limit=1
+            )
+        )
 
     try:
-        userid, nonce = await asyncio.to_thread(deps.auth.open_login_token, token,
-                                                used_before=used_before)
+        userid, nonce = await asyncio.to_thread(
+            deps.auth.open_login_token, token, used_before=used_before
+        )
     except BadToken as exc:
         words = {"expired": "登录链接已过期", "used": "登录链接已使用过"}
-        return render(request, "console/login.html", status=403, expired=False, next="",
-                      error=words.get(exc.reason, "登录链接无效") + "，请重新获取。")
+        return render(
+            request,
+            "console/login.html",
+            status=403,
+            expired=False,
+            next="",
+            error=words.get(exc.reason, "登录链接无效") + "，请重新获取。",
+        )
     member = deps.staff.member(userid)
     if member is None:
-        return render(request, "console/login.html", status=403, expired=False, next="",
-                      error=f"{userid} 不在员工名单中，请联系管理员。")
+        return render(
+            request,
+            "console/login.html",
+            status=403,
+            expired=False,
+            next="",
+            error=f"{userid} 不在员工名单中，请联系管理员。",
+        )
     await _audit_sign_in(deps, userid, "login_link", "login_link", nonce)
     return _signed_in(request, member, "login link", None)
 
@@ -221,11 +291,13 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 # ---- the application ---------------------------------------------------------------------------
 
+
 def make_app(deps: ConsoleDeps) -> web.Application:
     from bot.console import admin, advisor, areas, files, reports
 
-    app = web.Application(middlewares=[security_headers, session_middleware],
-                          client_max_size=256 * 1024)
+    app = web.Application(
+        middlewares=[security_headers, session_middleware], client_max_size=256 * 1024
+    )
     app[DEPS] = deps
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/login", login_page)

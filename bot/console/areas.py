@@ -1,4 +1,5 @@
 """Where each area's routes are added (advisor, reports, marketing, admin)."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -13,6 +13,7 @@ several console processes can serve the same staff:
 - the **CSRF token** of a session is HMAC(secret, "csrf" + session nonce): every POST must carry
   it (form field `csrf` or header `X-CSRF-Token`), so another site cannot post as the member.
 """
+
 from __future__ import annotations
 
 import base64
@@ -82,8 +83,14 @@ def _fields(token: str, count: int) -> list[str]:
 class Auth:
     """Sessions, login links and CSRF over one Signer; `clock` returns epoch seconds."""
 
-    def __init__(self, secret: str, *, session_ttl_s: int = 8 * 3600, link_ttl_s: int = 600,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        secret: str,
+        *,
+        session_ttl_s: int = 8 * 3600,
+        link_ttl_s: int = 600,
+        clock: Callable[[], float] = time.time,
+    ):
         self.signer = Signer(secret)
         self.session_ttl_s = session_ttl_s
         self.link_ttl_s = link_ttl_s
@@ -94,11 +101,17 @@ class Auth:
     def from_settings(cls, settings: Settings, **kwargs) -> "Auth":
         secret = settings.console_secret
         if not secret:
-            log.warning("CONSOLE_SECRET is not set: using the development secret (production "
-                        "refuses to start without one)")
+            log.warning(
+                "CONSOLE_SECRET is not set: using the development secret (production "
+                "refuses to start without one)"
+            )
             secret = DEV_SECRET
-        return cls(secret, session_ttl_s=settings.console_session_ttl_s,
-                   link_ttl_s=settings.console_login_link_ttl_s, **kwargs)
+        return cls(
+            secret,
+            session_ttl_s=settings.console_session_ttl_s,
+            link_ttl_s=settings.console_login_link_ttl_s,
+            **kwargs,
+        )
 
     # ---- sessions -------------------------------------------------------------------------
     def new_session(self, userid: str) -> tuple[Session, str]:
@@ -138,8 +151,9 @@ class Auth:
         payload = f"{userid}|{expires}|{secrets.token_urlsafe(12)}"
         return f"{payload}|{self.signer.sign('login', payload)}"
 
-    def open_login_token(self, token: str, *,
-                         used_before: Callable[[str], bool]) -> tuple[str, str]:
+    def open_login_token(
+        self, token: str, *, used_before: Callable[[str], bool]
+    ) -> tuple[str, str]:
         """(userid, nonce) of a valid, unexpired, unused link; marks it used in this process.
         `used_before(nonce)` asks the durable record (the audit log). Raises BadToken."""
         userid, expires, nonce, sig = _fields(token, 4)
@@ -168,8 +182,9 @@ class Auth:
         if not state or not cookie:
             raise BadToken("missing")
         value, expires, sig = _fields(cookie, 3)
-        if not self.signer.check("oauth", f"{value}|{expires}", sig) or \
-                not hmac.compare_digest(value, state):
+        if not self.signer.check("oauth", f"{value}|{expires}", sig) or not hmac.compare_digest(
+            value, state
+        ):
             raise BadToken("forged")
         if not expires.isdigit() or self.clock() >= int(expires):
             raise BadToken("expired")
@@ -177,19 +192,30 @@ class Auth:
 
 # ---- preflight (bot.preflight) ---------------------------------------------------------------
 
-PREFLIGHT_SECRETS = [Secret("CONSOLE_SECRET", "the staff console's session and login-link secret",
-                            lambda s: s.console_secret, known=frozenset({DEV_SECRET}))]
+PREFLIGHT_SECRETS = [
+    Secret(
+        "CONSOLE_SECRET",
+        "the staff console's session and login-link secret",
+        lambda s: s.console_secret,
+        known=frozenset({DEV_SECRET}),
+    )
+]
 
 
 def preflight_checks(settings: Settings):
     from urllib.parse import urlparse
 
     if not settings.console_base_url:
-        yield ("CONSOLE_BASE_URL: unset: login links would point at localhost; set the "
-               "console's public https URL")
-    elif urlparse(settings.console_base_url).scheme != "https" or \
-            _is_loopback_url(settings.console_base_url):
+        yield (
+            "CONSOLE_BASE_URL: unset: login links would point at localhost; set the "
+            "console's public https URL"
+        )
+    elif urlparse(settings.console_base_url).scheme != "https" or _is_loopback_url(
+        settings.console_base_url
+    ):
         yield f"CONSOLE_BASE_URL: {settings.console_base_url} must be a public https URL"
     if _is_loopback_url(settings.wecom_oauth_base):
-        yield (f"WECOM_OAUTH_BASE: {settings.wecom_oauth_base} is this machine: the sandbox's "
-               "login page would let anyone sign in as anyone")
+        yield (
+            f"WECOM_OAUTH_BASE: {settings.wecom_oauth_base} is this machine: the sandbox's "
+            "login page would let anyone sign in as anyone"
+        )

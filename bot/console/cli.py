@@ -1,5 +1,6 @@
 """`concierge staff login-link USERID`: a one-time, short-lived console sign-in link, for
 scripts and first set-up (printed to stdout; the member must be in the staff directory)."""
+
 from __future__ import annotations
 
 import sys
@@ -23,15 +24,19 @@ def _login_link(args) -> int:
 
     settings = get_settings()
     try:
-        staff = StaffDirectory.load(load_policy(settings.sla_policy_file),
-                                    settings.console_staff_file)
+        staff = StaffDirectory.load(
+            load_policy(settings.sla_policy_file), settings.console_staff_file
+        )
     except (PolicyError, StaffFileError) as exc:
         print(f"concierge: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     member = staff.member(args.userid)
     if member is None:
-        print(f"concierge: {args.userid} is neither in the SLA policy nor in "
-              f"{settings.console_staff_file}: no console access", file=sys.stderr)
+        print(
+            f"concierge: {args.userid} is neither in the SLA policy nor in "
+            f"{settings.console_staff_file}: no console access",
+            file=sys.stderr,
+        )
         return EXIT_NOT_FOUND
     auth = Auth.from_settings(settings)
     base = (settings.console_base_url or f"http://localhost:{settings.console_port}").rstrip("/")

@@ -1,5 +1,6 @@
 """What the console's pages work with, built once by the process's entry point (`build_deps`) or
 by a test with its own collaborators. No I/O at import time."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,9 +22,12 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def template_env() -> Environment:
     """The project's template folder (bot/templates), HTML-escaped for the console's pages."""
-    env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)),
-                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
-                      lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env
 
 
@@ -32,9 +36,9 @@ class ConsoleDeps:
     settings: Settings
     auth: Auth
     staff: StaffDirectory
-    paging: Any               # bot.paging.service.PagingService
-    crm: Any                  # bot.crm.store.CRMStore
-    rasa: Any                 # bot.paging.handoff.RasaAPI (the conversation from the tracker)
+    paging: Any  # bot.paging.service.PagingService
+    crm: Any  # bot.crm.store.CRMStore
+    rasa: Any  # bot.paging.handoff.RasaAPI (the conversation from the tracker)
     wecom_app_client: Callable[[], Any]  # the WeCom app client (OAuth code exchange)
     canned: dict = field(default_factory=dict)
     templates: Environment = field(default_factory=template_env)
@@ -52,8 +56,9 @@ class ConsoleDeps:
 
     @property
     def base_url(self) -> str:
-        return (self.settings.console_base_url
-                or f"http://localhost:{self.settings.console_port}").rstrip("/")
+        return (
+            self.settings.console_base_url or f"http://localhost:{self.settings.console_port}"
+        ).rstrip("/")
 
 
 def build_deps(settings: Settings) -> ConsoleDeps:
@@ -69,7 +74,9 @@ def build_deps(settings: Settings) -> ConsoleDeps:
         settings=settings,
         auth=Auth.from_settings(settings),
         staff=StaffDirectory.load(policy, settings.console_staff_file),
-        paging=paging, crm=paging.crm, rasa=paging.handoff.rasa,
+        paging=paging,
+        crm=paging.crm,
+        rasa=paging.handoff.rasa,
         wecom_app_client=lambda: wecom.app_client,
         canned=load_canned_replies(settings.console_canned_replies_file),
     )

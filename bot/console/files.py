@@ -7,6 +7,7 @@ saved, atomically (temporary file + rename), and audited with the digests before
 processes hold these files as `bot.live.Live` values, so a saved file takes effect within
 seconds, without a restart.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,10 +34,16 @@ def _kinds(settings) -> dict[str, tuple[str, Path, Callable[[Path, str], object]
 
     policy = Path(settings.sla_policy_file)
     return {
-        "knowledge": ("知识库", Path(settings.knowledge_dir),
-                      lambda folder, name: _read_kb(folder)),
-        "catalogue": ("附加服务目录", Path(CATALOGUE_DIR),
-                      lambda folder, name: Catalogue.load(folder)),
+        "knowledge": (
+            "知识库",
+            Path(settings.knowledge_dir),
+            lambda folder, name: _read_kb(folder),
+        ),
+        "catalogue": (
+            "附加服务目录",
+            Path(CATALOGUE_DIR),
+            lambda folder, name: Catalogue.load(folder),
+        ),
         "sla": ("SLA 策略", policy.parent, lambda folder, name: load_policy(folder / name)),
     }
 
@@ -78,8 +85,10 @@ def _resolve(request: web.Request):
 @require("admin")
 async def files_page(request: web.Request) -> web.StreamResponse:
     settings = deps_of(request).settings
-    groups = [(kind, title, _files(kind, folder, settings))
-              for kind, (title, folder, _) in _kinds(settings).items()]
+    groups = [
+        (kind, title, _files(kind, folder, settings))
+        for kind, (title, folder, _) in _kinds(settings).items()
+    ]
     return _render_with_flash(request, "console/files.html", groups=groups, editing=None)
 
 
@@ -90,9 +99,12 @@ async def file_page(request: web.Request) -> web.StreamResponse:
         return refuse(request, "没有这个文件。", status=404)
     kind, name, (title, folder, _) = found
     text = await asyncio.to_thread((folder / name).read_text, encoding="utf-8")
-    return _render_with_flash(request, "console/files.html", groups=None,
-                              editing={"kind": kind, "name": name, "title": title, "text": text,
-                                       "problem": None})
+    return _render_with_flash(
+        request,
+        "console/files.html",
+        groups=None,
+        editing={"kind": kind, "name": name, "title": title, "text": text, "problem": None},
+    )
 
 
 @require("admin")
@@ -113,16 +125,28 @@ async def file_submit(request: web.Request) -> web.StreamResponse:
         except Exception as exc:  # each loader raises its own error, naming file and key
             editing["problem"] = str(exc)
     if editing["problem"] or action != "save":
-        return _render_with_flash(request, "console/files.html", groups=None, editing=editing,
-                                  checked=editing["problem"] is None)
+        return _render_with_flash(
+            request,
+            "console/files.html",
+            groups=None,
+            editing=editing,
+            checked=editing["problem"] is None,
+        )
     path = folder / name
     before = await asyncio.to_thread(path.read_text, encoding="utf-8")
     await asyncio.to_thread(save, path, text)
-    await asyncio.to_thread(deps_of(request).crm.record_audit,
-                            f"console:{member_of(request).userid}", "datafile.save", kind, name,
-                            {"before": _digest(before), "after": _digest(text)})
-    return _flash(web.HTTPSeeOther(f"/admin/files/{kind}/{name}"),
-                  f"已校验并保存 {name}，运行中的服务几秒内生效。")
+    await asyncio.to_thread(
+        deps_of(request).crm.record_audit,
+        f"console:{member_of(request).userid}",
+        "datafile.save",
+        kind,
+        name,
+        {"before": _digest(before), "after": _digest(text)},
+    )
+    return _flash(
+        web.HTTPSeeOther(f"/admin/files/{kind}/{name}"),
+        f"已校验并保存 {name}，运行中的服务几秒内生效。",
+    )
 
 
 def add_routes(app: web.Application) -> None:

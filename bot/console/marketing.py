@@ -4,6 +4,7 @@ preview and the left-out reasons, the campaign list with the delivery report, an
 touchpoint sequences switched on/off per property. The services validate and audit; their
 calls block (SQL), so they run in worker threads.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,14 +19,29 @@ from bot.console.web import deps_of, member_of, refuse, render, require
 log = logging.getLogger(__name__)
 
 # Why a guest of the segment does not get the message (bot.marketing.audience reasons).
-REASONS = {"no_consent": "未同意接收营销（或已退订）", "no_wecom_identity": "没有企业微信身份",
-           "not_a_contact": "不是顾问的企业微信联系人", "outside_48h_window": "微信客服48小时窗口已关闭",
-           "over_cap": "本月群发次数已满", "quiet_hours": "免打扰时段",
-           "outside_segment": "不在分群内"}
-STATUS = {"scheduled": "已排期", "sending": "发送中", "sent": "已发送", "cancelled": "已取消",
-          "failed": "失败"}
-TOUCHPOINTS = {"t_minus_3": "到店前3天", "t_plus_7": "离店后7天（满意度）", "birthday": "生日祝福",
-               "anniversary": "纪念日祝福", "winback": "沉睡唤回"}
+REASONS = {
+    "no_consent": "未同意接收营销（或已退订）",
+    "no_wecom_identity": "没有企业微信身份",
+    "not_a_contact": "不是顾问的企业微信联系人",
+    "outside_48h_window": "微信客服48小时窗口已关闭",
+    "over_cap": "本月群发次数已满",
+    "quiet_hours": "免打扰时段",
+    "outside_segment": "不在分群内",
+}
+STATUS = {
+    "scheduled": "已排期",
+    "sending": "发送中",
+    "sent": "已发送",
+    "cancelled": "已取消",
+    "failed": "失败",
+}
+TOUCHPOINTS = {
+    "t_minus_3": "到店前3天",
+    "t_plus_7": "离店后7天（满意度）",
+    "birthday": "生日祝福",
+    "anniversary": "纪念日祝福",
+    "winback": "沉睡唤回",
+}
 MAX_TEMPLATE = 2000
 
 
@@ -61,8 +77,9 @@ def _segment_names() -> list[str]:
 async def marketing_page(request: web.Request) -> web.StreamResponse:
     m = _m(request)
     if m is None:
-        return render(request, "console/area.html", title="市场营销", service=None,
-                      missing="营销服务未配置。")
+        return render(
+            request, "console/area.html", title="市场营销", service=None, missing="营销服务未配置。"
+        )
     properties = sorted(deps_of(request).policy.properties)
 
     def read():
@@ -76,9 +93,17 @@ async def marketing_page(request: web.Request) -> web.StreamResponse:
         return segments, m.campaigns.list()[::-1], touch
 
     segments, campaigns, touch = await asyncio.to_thread(read)
-    return _render_with_flash(request, "console/marketing.html", segments=segments,
-                              campaigns=campaigns, touchpoints=touch, reasons=REASONS,
-                              touch_names=TOUCHPOINTS, status_names=STATUS, local=_china)
+    return _render_with_flash(
+        request,
+        "console/marketing.html",
+        segments=segments,
+        campaigns=campaigns,
+        touchpoints=touch,
+        reasons=REASONS,
+        touch_names=TOUCHPOINTS,
+        status_names=STATUS,
+        local=_china,
+    )
 
 
 @require("marketing")
@@ -98,16 +123,22 @@ async def create_campaign(request: web.Request) -> web.StreamResponse:
     from bot.marketing.segments_service import SEGMENTS_DIR
 
     segment = yaml.safe_load((SEGMENTS_DIR / f"{segment_name}.yml").read_text(encoding="utf-8"))
-    spec = {"name": str(form.get("name") or "").strip(), "kind": "one_off",
-            "surface": str(form.get("surface") or "single"),
-            "segment": segment.get("segment", segment) if isinstance(segment, dict) else segment,
-            "template": template, "schedule": str(form.get("schedule") or "").strip() or "now"}
+    spec = {
+        "name": str(form.get("name") or "").strip(),
+        "kind": "one_off",
+        "surface": str(form.get("surface") or "single"),
+        "segment": segment.get("segment", segment) if isinstance(segment, dict) else segment,
+        "template": template,
+        "schedule": str(form.get("schedule") or "").strip() or "now",
+    }
     try:
         campaign_id = await asyncio.to_thread(m.campaigns.create, spec, actor=_actor(request))
     except (CampaignError, ValueError) as exc:
         return _flash(web.HTTPSeeOther("/marketing"), f"未保存：{exc}")
-    return _flash(web.HTTPSeeOther(f"/marketing/campaigns/{campaign_id}"),
-                  f"已保存活动 #{campaign_id}，请检查预览。")
+    return _flash(
+        web.HTTPSeeOther(f"/marketing/campaigns/{campaign_id}"),
+        f"已保存活动 #{campaign_id}，请检查预览。",
+    )
 
 
 @require("marketing")
@@ -129,12 +160,24 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
             report = await m.campaigns.report(campaign_id, refresh=False)
         except Exception as exc:
             report = {"error": str(exc)}
-    await asyncio.to_thread(deps_of(request).crm.record_audit, _actor(request),
-                            "console.campaign_preview", "campaign", campaign_id,
-                            {"recipients": preview.get("recipients")})
-    return _render_with_flash(request, "console/campaign.html", campaign=campaign,
-                              preview=preview, report=report, reasons=REASONS,
-                              status_names=STATUS, local=_china)
+    await asyncio.to_thread(
+        deps_of(request).crm.record_audit,
+        _actor(request),
+        "console.campaign_preview",
+        "campaign",
+        campaign_id,
+        {"recipients": preview.get("recipients")},
+    )
+    return _render_with_flash(
+        request,
+        "console/campaign.html",
+        campaign=campaign,
+        preview=preview,
+        report=report,
+        reasons=REASONS,
+        status_names=STATUS,
+        local=_china,
+    )
 
 
 @require("marketing")
@@ -146,12 +189,14 @@ async def toggle_touchpoint(request: web.Request) -> web.StreamResponse:
     if m is None or prop not in deps_of(request).policy.properties:
         return _flash(web.HTTPSeeOther("/marketing"), "没有这个门店。")
     try:
-        await asyncio.to_thread(m.touchpoints.set_enabled, prop, kind, enabled,
-                                actor=_actor(request))
+        await asyncio.to_thread(
+            m.touchpoints.set_enabled, prop, kind, enabled, actor=_actor(request)
+        )
     except ValueError as exc:
         return _flash(web.HTTPSeeOther("/marketing"), f"未保存：{exc}")
-    return _flash(web.HTTPSeeOther("/marketing"),
-                  f"{prop} 的 {kind} 已{'开启' if enabled else '关闭'}。")
+    return _flash(
+        web.HTTPSeeOther("/marketing"), f"{prop} 的 {kind} 已{'开启' if enabled else '关闭'}。"
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -5,6 +5,7 @@ download; the charts are inline SVG drawn here (no chart library, no JavaScript)
 
 Supervisors see the cases of their own properties; admins see every property.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,9 +52,15 @@ def csat_by_week(clocks: Iterable[ClockDTO], tz) -> list[dict]:
     for c in clocks:
         if c.rating is not None and c.rated_at is not None:
             weeks.setdefault(week_of(c.rated_at, tz), []).append(c.rating)
-    return [{"week": w.isoformat(), "count": len(v), "avg": round(sum(v) / len(v), 2),
-             "satisfied_pct": round(100 * sum(1 for r in v if r >= 4) / len(v), 1)}
-            for w, v in sorted(weeks.items())]
+    return [
+        {
+            "week": w.isoformat(),
+            "count": len(v),
+            "avg": round(sum(v) / len(v), 2),
+            "satisfied_pct": round(100 * sum(1 for r in v if r >= 4) / len(v), 1),
+        }
+        for w, v in sorted(weeks.items())
+    ]
 
 
 def nps_by_week(scores: Iterable[tuple[dt.datetime, int]], tz) -> list[dict]:
@@ -65,9 +72,15 @@ def nps_by_week(scores: Iterable[tuple[dt.datetime, int]], tz) -> list[dict]:
     for w, v in sorted(weeks.items()):
         promoters = sum(1 for s in v if s >= 9)
         detractors = sum(1 for s in v if s <= 6)
-        rows.append({"week": w.isoformat(), "count": len(v), "promoters": promoters,
-                     "detractors": detractors,
-                     "nps": round(100 * (promoters - detractors) / len(v))})
+        rows.append(
+            {
+                "week": w.isoformat(),
+                "count": len(v),
+                "promoters": promoters,
+                "detractors": detractors,
+                "nps": round(100 * (promoters - detractors) / len(v)),
+            }
+        )
     return rows
 
 
@@ -78,8 +91,14 @@ class Bar:
     text: str
 
 
-def svg_bars(title: str, bars: list[Bar], *, max_value: Optional[float] = None,
-             colour: str = "#2f7d5b", unit: str = "") -> str:
+def svg_bars(
+    title: str,
+    bars: list[Bar],
+    *,
+    max_value: Optional[float] = None,
+    colour: str = "#2f7d5b",
+    unit: str = "",
+) -> str:
     """A horizontal bar chart as an SVG string (escaped; values are numbers we computed)."""
     from markupsafe import escape
 
@@ -87,19 +106,25 @@ def svg_bars(title: str, bars: list[Bar], *, max_value: Optional[float] = None,
     height = 30 + row_h * max(1, len(bars))
     top = max_value if max_value is not None else max([b.value for b in bars] + [1])
     top = top or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'role="img" aria-label="{escape(title)}" class="chart">',
-             f'<text x="0" y="16" class="chart-title">{escape(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{escape(title)}" class="chart">',
+        f'<text x="0" y="16" class="chart-title">{escape(title)}</text>',
+    ]
     if not bars:
         parts.append('<text x="0" y="44" class="chart-empty">暂无数据</text>')
     for i, bar in enumerate(bars):
         y = 26 + i * row_h
         w = max(0.0, (width - label_w - 70) * max(0.0, bar.value) / top)
         parts.append(f'<text x="0" y="{y + 15}" class="chart-label">{escape(bar.label)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" '
-                     f'fill="{colour}" rx="3"/>')
-        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" class="chart-value">'
-                     f'{escape(bar.text)}{escape(unit)}</text>')
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" '
+            f'fill="{colour}" rx="3"/>'
+        )
+        parts.append(
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" class="chart-value">'
+            f"{escape(bar.text)}{escape(unit)}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -122,18 +147,36 @@ async def _figures(request: web.Request) -> dict:
     steps = [s for s in await asyncio.to_thread(deps.paging.store.steps) if s.clock_id in ids]
     report = build_report(policy, clocks, steps, now, since=since)
     scores = await asyncio.to_thread(deps.crm.feedback_scores, "nps", since)
-    classes = [{
-        "class": f.label, "cases": f.cases, "open": f.open,
-        "ack_met": f.ack_met, "ack_missed": f.ack_missed, "ack_pending": f.ack_pending,
-        "ack_met_pct": None if f.ack_met_pct is None else round(f.ack_met_pct, 1),
-        "ack_median": _dur(f.ack.median_s), "ack_p90": _dur(f.ack.p90_s),
-        "resolve_met": f.resolve_met, "resolve_missed": f.resolve_missed,
-        "resolve_median": _dur(f.resolve.median_s), "resolve_p90": _dur(f.resolve.p90_s),
-        "rating_avg": f.rating_avg,
-    } for f in report.classes]
-    advisors = [{"advisor": a.name, "userid": a.userid, "handled": a.handled,
-                 "ack_breaches": a.ack_breaches, "resolve_breaches": a.resolve_breaches,
-                 "rating_avg": a.rating_avg} for a in report.advisors]
+    classes = [
+        {
+            "class": f.label,
+            "cases": f.cases,
+            "open": f.open,
+            "ack_met": f.ack_met,
+            "ack_missed": f.ack_missed,
+            "ack_pending": f.ack_pending,
+            "ack_met_pct": None if f.ack_met_pct is None else round(f.ack_met_pct, 1),
+            "ack_median": _dur(f.ack.median_s),
+            "ack_p90": _dur(f.ack.p90_s),
+            "resolve_met": f.resolve_met,
+            "resolve_missed": f.resolve_missed,
+            "resolve_median": _dur(f.resolve.median_s),
+            "resolve_p90": _dur(f.resolve.p90_s),
+            "rating_avg": f.rating_avg,
+        }
+        for f in report.classes
+    ]
+    advisors = [
+        {
+            "advisor": a.name,
+            "userid": a.userid,
+            "handled": a.handled,
+            "ack_breaches": a.ack_breaches,
+            "resolve_breaches": a.resolve_breaches,
+            "rating_avg": a.rating_avg,
+        }
+        for a in report.advisors
+    ]
     csat = csat_by_week(clocks, policy.tz)
     nps = nps_by_week(scores, policy.tz)  # survey answers carry no property: group-wide
     fallbacks = await asyncio.to_thread(_fallbacks, deps.extras.get("training"))
@@ -141,22 +184,34 @@ async def _figures(request: web.Request) -> dict:
     # Automation: of the guests who wrote in the period, those with no case (complaint, order:
     # anything that brought a person in) and no handoff (asked for a person, the bot gave up, an
     # advisor took over) were served by the bot alone.
-    with_person = {c.sender_id for c in await asyncio.to_thread(
-        deps.paging.store.clocks, since=since)} | set(usage["handed_off"])
+    with_person = {
+        c.sender_id for c in await asyncio.to_thread(deps.paging.store.clocks, since=since)
+    } | set(usage["handed_off"])
     talked = set(usage["senders"])
-    automation = {"conversations": len(talked),
-                  "without_person": len(talked - with_person),
-                  "handed_off": len(talked & set(usage["handed_off"])),
-                  "fallbacks": usage["fallbacks"],
-                  "rate_pct": round(100 * len(talked - with_person) / len(talked), 1)
-                  if talked else None}
-    intents = [{"intent": name, "messages": n}
-               for name, n in sorted(usage["intents"].items(), key=lambda kv: (-kv[1], kv[0]))
-               ][:TOP_INTENTS]
-    return {"period": period, "since": since, "classes": classes, "advisors": advisors,
-            "csat": csat, "nps": nps, "fallbacks": fallbacks, "report": report,
-            "automation": automation, "intents": intents,
-            "all_properties": ADMIN in member.roles}
+    automation = {
+        "conversations": len(talked),
+        "without_person": len(talked - with_person),
+        "handed_off": len(talked & set(usage["handed_off"])),
+        "fallbacks": usage["fallbacks"],
+        "rate_pct": round(100 * len(talked - with_person) / len(talked), 1) if talked else None,
+    }
+    intents = [
+        {"intent": name, "messages": n}
+        for name, n in sorted(usage["intents"].items(), key=lambda kv: (-kv[1], kv[0]))
+    ][:TOP_INTENTS]
+    return {
+        "period": period,
+        "since": since,
+        "classes": classes,
+        "advisors": advisors,
+        "csat": csat,
+        "nps": nps,
+        "fallbacks": fallbacks,
+        "report": report,
+        "automation": automation,
+        "intents": intents,
+        "all_properties": ADMIN in member.roles,
+    }
 
 
 def _usage(events, since: dt.datetime) -> dict:
@@ -182,19 +237,38 @@ def _fallbacks(training) -> list[dict]:
     if training is None:
         return []
     items = training.inbox.items(status=None, limit=200)
-    return [{"text": i["text"], "count": i["count"], "predicted": i["predicted"] or "",
-             "reasons": "、".join(sorted(i["reasons"])), "status": i["status"]}
-            for i in items][:TOP_FALLBACKS]
+    return [
+        {
+            "text": i["text"],
+            "count": i["count"],
+            "predicted": i["predicted"] or "",
+            "reasons": "、".join(sorted(i["reasons"])),
+            "status": i["status"],
+        }
+        for i in items
+    ][:TOP_FALLBACKS]
 
 
 def _charts(f: dict) -> dict:
-    met = [Bar(c["class"], c["ack_met_pct"] or 0,
-               "—" if c["ack_met_pct"] is None else f'{c["ack_met_pct"]}')
-           for c in f["classes"]]
-    speed = [Bar(c.label, (c.ack.median_s or 0) / 60, _dur(c.ack.median_s))
-             for c in f["report"].classes]
-    breaches = [Bar(a["advisor"], a["ack_breaches"] + a["resolve_breaches"],
-                    str(a["ack_breaches"] + a["resolve_breaches"])) for a in f["advisors"]]
+    met = [
+        Bar(
+            c["class"],
+            c["ack_met_pct"] or 0,
+            "—" if c["ack_met_pct"] is None else f'{c["ack_met_pct"]}',
+        )
+        for c in f["classes"]
+    ]
+    speed = [
+        Bar(c.label, (c.ack.median_s or 0) / 60, _dur(c.ack.median_s)) for c in f["report"].classes
+    ]
+    breaches = [
+        Bar(
+            a["advisor"],
+            a["ack_breaches"] + a["resolve_breaches"],
+            str(a["ack_breaches"] + a["resolve_breaches"]),
+        )
+        for a in f["advisors"]
+    ]
     csat = [Bar(w["week"], w["avg"], f'{w["avg"]}') for w in f["csat"]]
     nps = [Bar(w["week"], w["nps"] + 100, f'{w["nps"]}') for w in f["nps"]]
     intents = [Bar(i["intent"], i["messages"], str(i["messages"])) for i in f["intents"][:8]]
@@ -214,8 +288,9 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
         figures = await _figures(request)
     except StoreUnavailable as exc:
         return refuse(request, f"数据库暂时不可用：{exc}", status=503)
-    return render(request, "console/reports.html", f=figures, charts=_charts(figures),
-                  periods=PERIODS)
+    return render(
+        request, "console/reports.html", f=figures, charts=_charts(figures), periods=PERIODS
+    )
 
 
 @require("reports")
@@ -235,9 +310,12 @@ async def reports_csv(request: web.Request) -> web.StreamResponse:
         writer.writeheader()
         writer.writerows(rows)
     name = f"{table}-{figures['period']}.csv"
-    return web.Response(body=out.getvalue().encode("utf-8"), content_type="text/csv",
-                        charset="utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return web.Response(
+        body=out.getvalue().encode("utf-8"),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def add_routes(app: web.Application) -> None:

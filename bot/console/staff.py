@@ -13,6 +13,7 @@ What each role may open:
     /marketing          marketer, admin
     /admin              admin
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,8 +82,10 @@ def load_staff_file(path: Union[str, Path]) -> dict[str, tuple[str, frozenset]]:
         roles = entry.get("roles") or []
         unknown = [r for r in roles if r not in ROLES] if isinstance(roles, list) else [roles]
         if not roles or unknown:
-            problems.append(f"{where}: roles must be a non-empty list of {', '.join(ROLES)}"
-                            + (f" (unknown: {unknown})" if unknown else ""))
+            problems.append(
+                f"{where}: roles must be a non-empty list of {', '.join(ROLES)}"
+                + (f" (unknown: {unknown})" if unknown else "")
+            )
             continue
         userid = str(entry["userid"]).strip()
         found[userid] = (str(entry.get("name") or userid), frozenset(roles))

@@ -11,6 +11,7 @@
 Under `make run` WECOM_OAUTH_BASE and WECOM_API_BASE point at the sandbox (bot/sandbox/oauth.py),
 whose authorize page lets a developer pick the member to sign in as.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -23,10 +24,16 @@ class LoginFailed(Exception):
     """WeCom did not give us a member of the corp (the message is shown to the person)."""
 
 
-def authorize_url(oauth_base: str, corp_id: str, agent_id: Optional[str], redirect_uri: str,
-                  state: str) -> str:
-    query = {"appid": corp_id, "redirect_uri": redirect_uri, "response_type": "code",
-             "scope": "snsapi_privateinfo", "state": state}
+def authorize_url(
+    oauth_base: str, corp_id: str, agent_id: Optional[str], redirect_uri: str, state: str
+) -> str:
+    query = {
+        "appid": corp_id,
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "scope": "snsapi_privateinfo",
+        "state": state,
+    }
     if agent_id:
         query["agentid"] = agent_id
     return f"{oauth_base.rstrip('/')}/connect/oauth2/authorize?{urlencode(query)}#wechat_redirect"
@@ -39,8 +46,9 @@ async def userid_for_code(app_client, code: str) -> str:
     if not code or len(code) > 512:
         raise LoginFailed("登录凭证无效，请重新登录")
     try:
-        data = await app_client.call("/cgi-bin/auth/getuserinfo", method="GET",
-                                     params={"code": code}, retries=2)
+        data = await app_client.call(
+            "/cgi-bin/auth/getuserinfo", method="GET", params={"code": code}, retries=2
+        )
     except WeComAPIError as exc:
         if exc.errcode in (40029, 40163, 42003):  # invalid / used / expired code
             raise LoginFailed("登录凭证已失效，请重新登录") from None

@@ -341,10 +341,13 @@ def load_training_settings() -> TrainingSettings:
         tracker_db_url=_env("TRACKER_DATABASE_URL", f"sqlite:///{var_dir / 'rasa_tracker.db'}"),
         # the event stream where Rasa publishes to RabbitMQ (the production set), else the
         # tracker store (`make run`: development, no broker in endpoints.yml, no consumer)
-        inbox_source=_env("NLU_INBOX_SOURCE") or (
-            "events" if _env("EVENT_BROKER_HOST")
+        inbox_source=_env("NLU_INBOX_SOURCE")
+        or (
+            "events"
+            if _env("EVENT_BROKER_HOST")
             and (_env("CONCIERGE_ENV") or "").lower() not in ("development", "test")
-            else "tracker"),
+            else "tracker"
+        ),
         rasa_urls=tuple(u.strip().rstrip("/") for u in urls.split(",") if u.strip()),
         low_confidence=float(_env("NLU_INBOX_LOW_CONFIDENCE", "0.5")),
         rephrase_window_s=float(_env("NLU_INBOX_REPHRASE_WINDOW_S", "180")),

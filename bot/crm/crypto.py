@@ -11,6 +11,7 @@ is logged once; with CONCIERGE_ENV=production and no key we refuse to run instea
 Generate a key with:
     python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
 """
+
 from __future__ import annotations
 
 import base64
@@ -61,7 +62,8 @@ def _configured_key() -> str:
             _warned_dev_key = True
             log.warning(
                 "CRM_ENCRYPTION_KEY is not set: using the INSECURE development key; "
-                "set it before storing real guest data (%s)", _GENERATE_HINT,
+                "set it before storing real guest data (%s)",
+                _GENERATE_HINT,
             )
     return DEVELOPMENT_KEY
 

@@ -1,7 +1,8 @@
 """Migrations of the project's database (engines and sessions: bot.core.db, re-exported here).
 
-    upgrade(url)                              # run the Alembic migrations to head
+upgrade(url)                              # run the Alembic migrations to head
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +25,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 # ---- migrations -------------------------------------------------------------------------------
+
 
 def alembic_config(engine: Engine | None = None):
     """An Alembic Config built in code (no alembic.ini): script location is bot/crm/migrations.

@@ -10,6 +10,7 @@ Why it works the way it does:
 - It writes through the ORM in one transaction (all or nothing), not through CRMStore, because an
   upsert of fixed records is a different job from the store's guest-facing operations.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -60,8 +61,9 @@ def read_demo_file(path: Path | str = DEMO_FILE) -> list[dict]:
 
 
 @guarded  # an unreachable or unmigrated database raises StoreUnavailable, as in the store
-def load_demo(engine_or_url: EngineOrUrl = None, *, path: Path | str = DEMO_FILE,
-              today: dt.date | None = None) -> DemoSummary:
+def load_demo(
+    engine_or_url: EngineOrUrl = None, *, path: Path | str = DEMO_FILE, today: dt.date | None = None
+) -> DemoSummary:
     """Insert or refresh the demo guests; the schema must be migrated (`bot.crm.db.upgrade`)."""
     if is_production():
         raise DemoRefused("refusing to load demo data: CONCIERGE_ENV=production")
@@ -77,8 +79,13 @@ def load_demo(engine_or_url: EngineOrUrl = None, *, path: Path | str = DEMO_FILE
     finally:
         if engine is not engine_or_url:  # we built it from a URL: release its connections
             engine.dispose()
-    return DemoSummary(guests=loader.guests, bookings=loader.bookings, orders=loader.orders,
-                       created=loader.created, today=today)
+    return DemoSummary(
+        guests=loader.guests,
+        bookings=loader.bookings,
+        orders=loader.orders,
+        created=loader.created,
+        today=today,
+    )
 
 
 class _Loader:
@@ -105,21 +112,29 @@ class _Loader:
 
     def guest(self, session, spec: dict) -> None:
         existing = session.execute(
-            select(m.Guest).where(m.Guest.sender_id == spec["sender_id"])).scalar_one_or_none()
+            select(m.Guest).where(m.Guest.sender_id == spec["sender_id"])
+        ).scalar_one_or_none()
         if existing is not None and not existing.is_demo:
-            raise DemoRefused(f"guest {spec['sender_id']!r} exists and is not demo data: not touching it")
-        guest = self._upsert(session, m.Guest, {"sender_id": spec["sender_id"]}, {
-            "display_name": spec.get("name"),
-            "tier": spec.get("tier", "普通"),
-            "phone": spec.get("phone"),
-            "phone_index": phone_index(spec.get("phone")),
-            "birthday": spec.get("birthday"),
-            "owner_userid": spec.get("owner_userid"),
-            "points": int(spec.get("points", 0)),
-            # WeCom identities, for the guests the sandbox page chats as.
-            **{key: spec[key] for key in IDENTITY_KEYS if spec.get(key)},
-            "is_demo": True,
-        })
+            raise DemoRefused(
+                f"guest {spec['sender_id']!r} exists and is not demo data: not touching it"
+            )
+        guest = self._upsert(
+            session,
+            m.Guest,
+            {"sender_id": spec["sender_id"]},
+            {
+                "display_name": spec.get("name"),
+                "tier": spec.get("tier", "普通"),
+                "phone": spec.get("phone"),
+                "phone_index": phone_index(spec.get("phone")),
+                "birthday": spec.get("birthday"),
+                "owner_userid": spec.get("owner_userid"),
+                "points": int(spec.get("points", 0)),
+                # WeCom identities, for the guests the sandbox page chats as.
+                **{key: spec[key] for key in IDENTITY_KEYS if spec.get(key)},
+                "is_demo": True,
+            },
+        )
         self.guests += 1
         self.guest_ids.append(guest.id)
         for booking_spec in spec.get("bookings", []):
@@ -128,49 +143,70 @@ class _Loader:
             self.consent(session, guest, consent)
 
     def booking(self, session, guest: m.Guest, spec: dict) -> None:
-        existing = session.execute(select(m.Booking).where(
-            m.Booking.confirmation_no == spec["confirmation_no"])).scalar_one_or_none()
+        existing = session.execute(
+            select(m.Booking).where(m.Booking.confirmation_no == spec["confirmation_no"])
+        ).scalar_one_or_none()
         if existing is not None and existing.guest_id != guest.id:
             raise DemoRefused(f"booking {spec['confirmation_no']} belongs to another guest")
-        booking = self._upsert(session, m.Booking, {"confirmation_no": spec["confirmation_no"]}, {
-            "guest_id": guest.id,
-            "property_id": spec["property_id"],
-            "city": spec.get("city"),
-            "check_in": self._day(spec["check_in"]),
-            "check_out": self._day(spec["check_out"]),
-            "room_type": spec.get("room_type"),
-            "purpose": spec.get("purpose"),
-            "party_size": spec.get("party_size", 1),
-            "status": spec.get("status", "booked"),
-        })
+        booking = self._upsert(
+            session,
+            m.Booking,
+            {"confirmation_no": spec["confirmation_no"]},
+            {
+                "guest_id": guest.id,
+                "property_id": spec["property_id"],
+                "city": spec.get("city"),
+                "check_in": self._day(spec["check_in"]),
+                "check_out": self._day(spec["check_out"]),
+                "room_type": spec.get("room_type"),
+                "purpose": spec.get("purpose"),
+                "party_size": spec.get("party_size", 1),
+                "status": spec.get("status", "booked"),
+            },
+        )
         self.bookings += 1
         for order in spec.get("orders", []):
             scheduled_at = None
             if "scheduled_day" in order:
-                hour, minute = (int(x) for x in str(order.get("scheduled_time", "12:00")).split(":"))
-                local = dt.datetime.combine(self._day(order["scheduled_day"]),
-                                            dt.time(hour, minute), tzinfo=CHINA_TZ)
+                hour, minute = (
+                    int(x) for x in str(order.get("scheduled_time", "12:00")).split(":")
+                )
+                local = dt.datetime.combine(
+                    self._day(order["scheduled_day"]), dt.time(hour, minute), tzinfo=CHINA_TZ
+                )
                 scheduled_at = local.astimezone(dt.timezone.utc)
-            self._upsert(session, m.Order, {"booking_id": booking.id, "item": order["item"]}, {
-                "guest_id": guest.id,
-                "property_id": booking.property_id,
-                "scheduled_at": scheduled_at,
-                "party_size": order.get("party_size"),
-                "flight_no": order.get("flight_no"),
-                "notes": order.get("notes"),
-                "status": order.get("status", "requested"),
-                "sla_class": order.get("sla_class"),
-            })
+            self._upsert(
+                session,
+                m.Order,
+                {"booking_id": booking.id, "item": order["item"]},
+                {
+                    "guest_id": guest.id,
+                    "property_id": booking.property_id,
+                    "scheduled_at": scheduled_at,
+                    "party_size": order.get("party_size"),
+                    "flight_no": order.get("flight_no"),
+                    "notes": order.get("notes"),
+                    "status": order.get("status", "requested"),
+                    "sla_class": order.get("sla_class"),
+                },
+            )
             self.orders += 1
 
     def consent(self, session, guest: m.Guest, spec: dict) -> None:
         latest = session.execute(
-            select(m.Consent).where(m.Consent.guest_id == guest.id,
-                                    m.Consent.purpose == spec["purpose"])
-            .order_by(m.Consent.created_at.desc(), m.Consent.id.desc()).limit(1)
+            select(m.Consent)
+            .where(m.Consent.guest_id == guest.id, m.Consent.purpose == spec["purpose"])
+            .order_by(m.Consent.created_at.desc(), m.Consent.id.desc())
+            .limit(1)
         ).scalar_one_or_none()
         granted = bool(spec.get("granted", True))
         if latest is None or latest.granted != granted:
-            session.add(m.Consent(guest_id=guest.id, purpose=spec["purpose"], granted=granted,
-                                  source=spec.get("source", "demo")))
+            session.add(
+                m.Consent(
+                    guest_id=guest.id,
+                    purpose=spec["purpose"],
+                    granted=granted,
+                    source=spec.get("source", "demo"),
+                )
+            )
             self.created += 1

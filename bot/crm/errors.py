@@ -1,5 +1,6 @@
 """The errors the CRM raises on purpose, and `guarded`, which maps "the database is not there"
 onto `StoreUnavailable` so callers catch one type whatever the backend or driver said."""
+
 from __future__ import annotations
 
 import functools

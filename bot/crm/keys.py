@@ -11,6 +11,7 @@ The lookup digests (sensitive tag values, guests.phone_index) are keyed by CRM_I
 does not change, so lookups keep working throughout; `rotate` recomputes them anyway, which is
 also how a database written before CRM_INDEX_KEY existed moves onto it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,20 +56,25 @@ def rotate(engine, *, dry_run: bool = False) -> dict:
     for table, column in encrypted_columns():
         rewritten = 0
         with engine.begin() as conn:
-            rows = conn.execute(text(f'SELECT id, "{column}" FROM "{table}" '
-                                     f'WHERE "{column}" IS NOT NULL')).all()
+            rows = conn.execute(
+                text(f'SELECT id, "{column}" FROM "{table}" ' f'WHERE "{column}" IS NOT NULL')
+            ).all()
             for start in range(0, len(rows), BATCH):
                 try:
-                    updates = [{"id": row_id,
-                                "v": fernet.rotate(token.encode("ascii")).decode("ascii")}
-                               for row_id, token in rows[start:start + BATCH]]
+                    updates = [
+                        {"id": row_id, "v": fernet.rotate(token.encode("ascii")).decode("ascii")}
+                        for row_id, token in rows[start : start + BATCH]
+                    ]
                 except InvalidToken:
-                    raise CRMKeyError(f"{table}.{column}: a value no key in CRM_ENCRYPTION_KEY "
-                                      "opens (keep the old key after the new one while "
-                                      "rotating); nothing in this table was changed") from None
+                    raise CRMKeyError(
+                        f"{table}.{column}: a value no key in CRM_ENCRYPTION_KEY "
+                        "opens (keep the old key after the new one while "
+                        "rotating); nothing in this table was changed"
+                    ) from None
                 if not dry_run and updates:
-                    conn.execute(text(f'UPDATE "{table}" SET "{column}" = :v WHERE id = :id'),
-                                 updates)
+                    conn.execute(
+                        text(f'UPDATE "{table}" SET "{column}" = :v WHERE id = :id'), updates
+                    )
                 rewritten += len(updates)
         counts[f"{table}.{column}"] = rewritten
     counts.update(reindex(engine, dry_run=dry_run))
@@ -85,9 +91,12 @@ def reindex(engine, *, dry_run: bool = False) -> dict:
 
     changed = {"preference_tags.value": 0, "guests.phone_index": 0}
     with Session(engine, future=True) as s, s.begin():
-        for tag in s.execute(select(m.PreferenceTag).where(
+        for tag in s.execute(
+            select(m.PreferenceTag).where(
                 m.PreferenceTag.category.in_(sorted(m.SENSITIVE_TAG_CATEGORIES)),
-                m.PreferenceTag.secret_value.is_not(None))).scalars():
+                m.PreferenceTag.secret_value.is_not(None),
+            )
+        ).scalars():
             digest = blind_index(tag.secret_value)
             if tag.value != digest:
                 changed["preference_tags.value"] += 1

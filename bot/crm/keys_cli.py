@@ -1,5 +1,6 @@
 """`concierge keys rotate [--dry-run] [--json]` (bot.crm.keys): re-encrypt under the first key
 of CRM_ENCRYPTION_KEY and recompute the lookup digests. Audited as `keys.rotate`."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,11 @@ import sys
 def register(subparsers) -> None:
     keys = subparsers.add_parser("keys", help="encryption keys of the CRM")
     sub = keys.add_subparsers(dest="keys_command", required=True)
-    rotate = sub.add_parser("rotate", help="re-encrypt everything under the first key of "
-                                           "CRM_ENCRYPTION_KEY (docs/SECURITY.md)")
+    rotate = sub.add_parser(
+        "rotate",
+        help="re-encrypt everything under the first key of "
+        "CRM_ENCRYPTION_KEY (docs/SECURITY.md)",
+    )
     rotate.add_argument("--dry-run", action="store_true", help="count, change nothing")
     rotate.add_argument("--json", action="store_true", help="the counts as JSON")
     rotate.add_argument("--actor", default=None, help="who (audit log; default cli:<login>)")
@@ -27,8 +31,9 @@ def _rotate(args) -> int:
     try:
         counts = rotate(engine, dry_run=args.dry_run)
         if not args.dry_run:
-            CRMStore(engine).record_audit(args.actor or _default_actor(), "keys.rotate", None,
-                                          None, {"rewritten": counts})
+            CRMStore(engine).record_audit(
+                args.actor or _default_actor(), "keys.rotate", None, None, {"rewritten": counts}
+            )
     finally:
         engine.dispose()
     if args.json:

@@ -14,6 +14,7 @@ Conventions, so a newcomer can predict every table:
 The schema itself is created by the Alembic migrations in `bot/crm/migrations`, never by
 `create_all`; tests check that the models and the migrations agree.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -160,10 +161,16 @@ class Guest(TimestampMixin, Base):
     legal_hold = Column(Text)
     is_demo = Column(Boolean, nullable=False, default=False)
 
-    bookings = relationship("Booking", back_populates="guest", cascade="all, delete-orphan",
-                            passive_deletes=True, order_by="Booking.check_in")
-    tags = relationship("PreferenceTag", back_populates="guest", cascade="all, delete-orphan",
-                        passive_deletes=True)
+    bookings = relationship(
+        "Booking",
+        back_populates="guest",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Booking.check_in",
+    )
+    tags = relationship(
+        "PreferenceTag", back_populates="guest", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @validates("tier")
     def _v_tier(self, _key, value):
@@ -180,8 +187,10 @@ class Booking(TimestampMixin, Base):
     """
 
     __tablename__ = "bookings"
-    __table_args__ = (Index("ix_bookings_guest_id_check_in", "guest_id", "check_in"),
-                      UniqueConstraint("property_id", "confirmation_no"))
+    __table_args__ = (
+        Index("ix_bookings_guest_id_check_in", "guest_id", "check_in"),
+        UniqueConstraint("property_id", "confirmation_no"),
+    )
 
     id = Column(Integer, primary_key=True)
     guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False)
@@ -247,8 +256,9 @@ class Order(TimestampMixin, Base):
     __tablename__ = "orders"
 
     id = Column(Integer, primary_key=True)
-    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
-                      index=True)
+    guest_id = Column(
+        Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     booking_id = Column(Integer, ForeignKey("bookings.id", ondelete="SET NULL"), index=True)
     property_id = Column(String(64))
     item = Column(String(64), nullable=False)
@@ -271,8 +281,9 @@ class Ticket(Base):
     __tablename__ = "tickets"
 
     id = Column(Integer, primary_key=True)
-    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
-                      index=True)
+    guest_id = Column(
+        Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     booking_id = Column(Integer, ForeignKey("bookings.id", ondelete="SET NULL"))
     kind = Column(String(24), nullable=False)
     category = Column(String(32))
@@ -290,10 +301,16 @@ class Ticket(Base):
 
     @validates("kind", "severity", "nature", "status")
     def _v_vocab(self, key, value):
-        _check(f"ticket {key}", value, {
-            "kind": TICKET_KINDS, "severity": TICKET_SEVERITIES,
-            "nature": TICKET_NATURES, "status": TICKET_STATUSES,
-        }[key])
+        _check(
+            f"ticket {key}",
+            value,
+            {
+                "kind": TICKET_KINDS,
+                "severity": TICKET_SEVERITIES,
+                "nature": TICKET_NATURES,
+                "status": TICKET_STATUSES,
+            }[key],
+        )
         return value
 
 
@@ -303,8 +320,9 @@ class Handoff(Base):
     __tablename__ = "handoffs"
 
     id = Column(Integer, primary_key=True)
-    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
-                      index=True)
+    guest_id = Column(
+        Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     reason = Column(String(64), nullable=False)
     status = Column(String(16), nullable=False, default="requested")
     sla_class = Column(String(32))
@@ -351,8 +369,9 @@ class Feedback(Base):
     __tablename__ = "feedback"
 
     id = Column(Integer, primary_key=True)
-    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
-                      index=True)
+    guest_id = Column(
+        Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     booking_id = Column(Integer, ForeignKey("bookings.id", ondelete="SET NULL"))
     kind = Column(String(16), nullable=False)
     score = Column(Integer)
@@ -403,8 +422,9 @@ class GuestIdentity(Base):
     __table_args__ = (UniqueConstraint("kind", "value"),)
 
     id = Column(Integer, primary_key=True)
-    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
-                      index=True)
+    guest_id = Column(
+        Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     kind = Column(String(32), nullable=False)
     value = Column(String(128), nullable=False)
     source = Column(String(64))  # "conversation", "advisor:<userid>", "externalcontact", "merge"
@@ -463,8 +483,9 @@ class GuestNotice(Base):
     __tablename__ = "guest_notices"
 
     id = Column(Integer, primary_key=True)
-    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
-                      index=True)
+    guest_id = Column(
+        Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     key = Column(String(128), nullable=False, unique=True)
     text = Column(EncryptedText, nullable=False)
     status = Column(String(16), nullable=False, default="pending")
@@ -488,6 +509,8 @@ class PmsSyncRequest(Base):
     signature = Column(String(64), primary_key=True)
     source = Column(String(64), nullable=False)
     received_at = Column(UTCDateTime, nullable=False, default=utcnow, index=True)
+
+
 MEDIA_KINDS = ("image", "voice")
 
 
@@ -498,8 +521,9 @@ class GuestMedia(Base):
     __tablename__ = "guest_media"
 
     id = Column(Integer, primary_key=True)
-    guest_id = Column(Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False,
-                      index=True)
+    guest_id = Column(
+        Integer, ForeignKey("guests.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="SET NULL"), index=True)
     kind = Column(String(16), nullable=False)
     content_type = Column(String(64), nullable=False)

@@ -3,6 +3,7 @@
 Not the cached `get_settings()`: the CRM's safety checks (no development encryption key, no demo
 data in production) read the variable the moment they need it (bot.core.settings.current_env).
 """
+
 from __future__ import annotations
 
 from bot.core.settings import current_env

@@ -13,6 +13,7 @@ Why it looks like this:
 - Sensitive fields arrive decrypted in DTOs but are left out of their repr (logs), and
   `profile()` masks phone and ID numbers. Staff access through `profile(actor=...)` is audited.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,10 +39,28 @@ from bot.crm.errors import CRMError, GuestNotFound, NotFound, StoreUnavailable, 
 log = logging.getLogger(__name__)
 
 # Re-exported: callers import the errors from here (`from bot.crm.store import StoreUnavailable`).
-__all__ = ["CRMStore", "CRMError", "StoreUnavailable", "NotFound", "GuestNotFound", "GuestDTO",
-           "BookingDTO", "OrderDTO", "TagDTO", "TicketDTO", "HandoffDTO", "PageDTO",
-           "ConsentDTO", "FeedbackDTO", "AuditDTO", "to_jsonable", "mask_phone", "mask_document", "china_today",
-           "CHINA_TZ"]
+__all__ = [
+    "CRMStore",
+    "CRMError",
+    "StoreUnavailable",
+    "NotFound",
+    "GuestNotFound",
+    "GuestDTO",
+    "BookingDTO",
+    "OrderDTO",
+    "TagDTO",
+    "TicketDTO",
+    "HandoffDTO",
+    "PageDTO",
+    "ConsentDTO",
+    "FeedbackDTO",
+    "AuditDTO",
+    "to_jsonable",
+    "mask_phone",
+    "mask_document",
+    "china_today",
+    "CHINA_TZ",
+]
 
 # China has one time zone and no DST: "today" for a guest's stay is today in UTC+8 (bot.core.time).
 
@@ -49,6 +68,7 @@ T = TypeVar("T")
 
 
 # ---- DTOs -------------------------------------------------------------------------------------
+
 
 def mask_phone(phone: str | None) -> str | None:
     """138****5678: enough for a person to recognise, not enough to call."""
@@ -254,8 +274,11 @@ def _utc(value: Any) -> Any:
 
 def _dto(cls: type[T], row: Any, **overrides: Any) -> T:
     """Copy the dataclass's fields off an ORM row (inside its session)."""
-    values = {f.name: _utc(getattr(row, f.name))
-              for f in dataclasses.fields(cls) if f.name not in overrides}
+    values = {
+        f.name: _utc(getattr(row, f.name))
+        for f in dataclasses.fields(cls)
+        if f.name not in overrides
+    }
     return cls(**values, **overrides)
 
 
@@ -270,8 +293,9 @@ def to_jsonable(value: Any) -> Any:
     too, so dumping a DTO can never leak them; add them back explicitly where they belong.
     """
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name))
-                for f in dataclasses.fields(value) if f.repr}
+        return {
+            f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr
+        }
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     if isinstance(value, Decimal):  # money: yuan with cents, as a JSON number
@@ -286,11 +310,23 @@ def to_jsonable(value: Any) -> Any:
 # ---- the store --------------------------------------------------------------------------------
 
 # Keyword arguments get_or_create_guest / update_guest accept besides `name`.
-GUEST_FIELDS = frozenset({
-    "wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid",
-    "phone", "id_number", "passport_number", "health_notes", "birthday", "tier", "is_demo",
-    "owner_userid", "points",
-})
+GUEST_FIELDS = frozenset(
+    {
+        "wecom_external_userid",
+        "kf_open_kfid",
+        "kf_external_userid",
+        "unionid",
+        "phone",
+        "id_number",
+        "passport_number",
+        "health_notes",
+        "birthday",
+        "tier",
+        "is_demo",
+        "owner_userid",
+        "points",
+    }
+)
 IDENTITY_FIELDS = ("wecom_external_userid", "kf_open_kfid", "kf_external_userid", "unionid")
 
 
@@ -334,8 +370,9 @@ class CRMStore:
     # ---- guests ---------------------------------------------------------------------------
     @staticmethod
     def _guest_row(s: Session, sender_id: str) -> m.Guest | None:
-        return s.execute(select(m.Guest).where(guest_is(sender_id))
-                         .order_by(m.Guest.id).limit(1)).scalar_one_or_none()
+        return s.execute(
+            select(m.Guest).where(guest_is(sender_id)).order_by(m.Guest.id).limit(1)
+        ).scalar_one_or_none()
 
     def _require_guest(self, s: Session, sender_id: str) -> m.Guest:
         guest = self._guest_row(s, sender_id)
@@ -358,8 +395,9 @@ class CRMStore:
         return values
 
     @guarded
-    def get_or_create_guest(self, sender_id: str, *, name: str | None = None,
-                            **identity: Any) -> GuestDTO:
+    def get_or_create_guest(
+        self, sender_id: str, *, name: str | None = None, **identity: Any
+    ) -> GuestDTO:
         """The guest for `sender_id`, created on first contact. Idempotent: on an existing guest
         the given name/identity fields only fill blanks, they never overwrite (use update_guest).
         Safe against two processes creating the same guest at once."""
@@ -418,8 +456,9 @@ class CRMStore:
             raise ValueError(f"field_name must be one of {', '.join(IDENTITY_FIELDS)}")
         column = getattr(m.Guest, field_name)
         with self._session() as s:
-            guest = s.execute(select(m.Guest).where(column == value).order_by(m.Guest.id)
-                              .limit(1)).scalar_one_or_none()
+            guest = s.execute(
+                select(m.Guest).where(column == value).order_by(m.Guest.id).limit(1)
+            ).scalar_one_or_none()
             return _dto(GuestDTO, guest) if guest else None
 
     @guarded
@@ -448,9 +487,14 @@ class CRMStore:
             gid = guest.id
             subjects = self._page_subjects(s, gid)
             counts = {
-                "bookings": len(s.execute(select(m.Booking.id).where(m.Booking.guest_id == gid)).all()),
-                "tags": len(s.execute(select(m.PreferenceTag.id)
-                                      .where(m.PreferenceTag.guest_id == gid)).all()),
+                "bookings": len(
+                    s.execute(select(m.Booking.id).where(m.Booking.guest_id == gid)).all()
+                ),
+                "tags": len(
+                    s.execute(
+                        select(m.PreferenceTag.id).where(m.PreferenceTag.guest_id == gid)
+                    ).all()
+                ),
                 "orders": len(subjects["order"]),
                 "tickets": len(subjects["ticket"]),
                 "handoffs": len(subjects["handoff"]),
@@ -458,8 +502,15 @@ class CRMStore:
             # (pages are paging's: bot.erasure has the paging store forget them first)
             s.expunge(guest)
             s.execute(delete(m.Guest).where(m.Guest.id == gid))  # children go by ON DELETE CASCADE
-            s.add(m.AuditLog(actor=actor, action="guest.delete", subject_type="guest",
-                             subject_id=sender_id, detail={"reason": reason, "deleted": counts}))
+            s.add(
+                m.AuditLog(
+                    actor=actor,
+                    action="guest.delete",
+                    subject_type="guest",
+                    subject_id=sender_id,
+                    detail={"reason": reason, "deleted": counts},
+                )
+            )
             return True
 
     @guarded
@@ -469,17 +520,34 @@ class CRMStore:
         with self._session() as s:
             guest = self._require_guest(s, sender_id)
             guest.legal_hold = reason or None
-            s.add(self._audit_row(actor, "guest.legal_hold" if reason else "guest.legal_hold_lift",
-                                  "guest", sender_id, {"reason": reason} if reason else None))
+            s.add(
+                self._audit_row(
+                    actor,
+                    "guest.legal_hold" if reason else "guest.legal_hold_lift",
+                    "guest",
+                    sender_id,
+                    {"reason": reason} if reason else None,
+                )
+            )
             s.flush()
             return _dto(GuestDTO, guest)
 
     # ---- bookings -------------------------------------------------------------------------
     @guarded
-    def add_booking(self, sender_id: str, *, property_id: str, check_in: dt.date,
-                    check_out: dt.date, city: str | None = None, room_type: str | None = None,
-                    purpose: str | None = None, party_size: int = 1, status: str = "booked",
-                    confirmation_no: str | None = None) -> BookingDTO:
+    def add_booking(
+        self,
+        sender_id: str,
+        *,
+        property_id: str,
+        check_in: dt.date,
+        check_out: dt.date,
+        city: str | None = None,
+        room_type: str | None = None,
+        purpose: str | None = None,
+        party_size: int = 1,
+        status: str = "booked",
+        confirmation_no: str | None = None,
+    ) -> BookingDTO:
         """A stay for an existing guest; check_out must be after check_in."""
         _require(property_id, "property_id")
         if check_out <= check_in:
@@ -488,10 +556,18 @@ class CRMStore:
             raise ValueError("party_size must be at least 1")
         with self._session() as s:
             guest = self._require_guest(s, sender_id)
-            booking = m.Booking(guest_id=guest.id, property_id=property_id, city=city,
-                                check_in=check_in, check_out=check_out, room_type=room_type,
-                                purpose=purpose, party_size=party_size, status=status,
-                                confirmation_no=confirmation_no)
+            booking = m.Booking(
+                guest_id=guest.id,
+                property_id=property_id,
+                city=city,
+                check_in=check_in,
+                check_out=check_out,
+                room_type=room_type,
+                purpose=purpose,
+                party_size=party_size,
+                status=status,
+                confirmation_no=confirmation_no,
+            )
             s.add(booking)
             s.flush()
             return _dto(BookingDTO, booking)
@@ -505,8 +581,12 @@ class CRMStore:
     @guarded
     def bookings(self, sender_id: str) -> list[BookingDTO]:
         """Every booking of the guest, any status, by check-in date (empty for unknown guests)."""
-        stmt = (select(m.Booking).join(m.Guest).where(guest_is(sender_id))
-                .order_by(m.Booking.check_in, m.Booking.id))
+        stmt = (
+            select(m.Booking)
+            .join(m.Guest)
+            .where(guest_is(sender_id))
+            .order_by(m.Booking.check_in, m.Booking.id)
+        )
         with self._session() as s:
             return [_dto(BookingDTO, b) for b in s.execute(stmt).scalars()]
 
@@ -515,11 +595,16 @@ class CRMStore:
         """Stays not over yet (booked or checked in, check-out today or later), soonest first.
         `today` defaults to today in China."""
         today = today or china_today()
-        stmt = (select(m.Booking).join(m.Guest)
-                .where(guest_is(sender_id),
-                       m.Booking.status.in_(m.ACTIVE_BOOKING_STATUSES),
-                       m.Booking.check_out >= today)
-                .order_by(m.Booking.check_in, m.Booking.id))
+        stmt = (
+            select(m.Booking)
+            .join(m.Guest)
+            .where(
+                guest_is(sender_id),
+                m.Booking.status.in_(m.ACTIVE_BOOKING_STATUSES),
+                m.Booking.check_out >= today,
+            )
+            .order_by(m.Booking.check_in, m.Booking.id)
+        )
         with self._session() as s:
             return [_dto(BookingDTO, b) for b in s.execute(stmt).scalars()]
 
@@ -533,9 +618,16 @@ class CRMStore:
 
     # ---- preference tags ------------------------------------------------------------------
     @guarded
-    def upsert_tag(self, sender_id: str, category: str, value: str, *,
-                   source_message: str | None = None, confidence: float = 1.0,
-                   active: bool = True) -> TagDTO:
+    def upsert_tag(
+        self,
+        sender_id: str,
+        category: str,
+        value: str,
+        *,
+        source_message: str | None = None,
+        confidence: float = 1.0,
+        active: bool = True,
+    ) -> TagDTO:
         """Record what the guest revealed; the same (category, value) again refreshes its
         source, confidence and time instead of adding a row. Health categories are encrypted."""
         _require(category, "category")
@@ -549,12 +641,20 @@ class CRMStore:
         def attempt() -> TagDTO:
             with self._session() as s:
                 guest = self._require_guest(s, sender_id)
-                tag = s.execute(select(m.PreferenceTag).where(
-                    m.PreferenceTag.guest_id == guest.id, m.PreferenceTag.category == category,
-                    m.PreferenceTag.value == key)).scalar_one_or_none()
+                tag = s.execute(
+                    select(m.PreferenceTag).where(
+                        m.PreferenceTag.guest_id == guest.id,
+                        m.PreferenceTag.category == category,
+                        m.PreferenceTag.value == key,
+                    )
+                ).scalar_one_or_none()
                 if tag is None:
-                    tag = m.PreferenceTag(guest_id=guest.id, category=category, value=key,
-                                          secret_value=value if sensitive else None)
+                    tag = m.PreferenceTag(
+                        guest_id=guest.id,
+                        category=category,
+                        value=key,
+                        secret_value=value if sensitive else None,
+                    )
                     s.add(tag)
                 if source_message is not None:
                     tag.source_message = source_message
@@ -572,11 +672,19 @@ class CRMStore:
     @guarded
     def deactivate_tag(self, sender_id: str, category: str, value: str) -> bool:
         """Mark a tag no longer true (kept for history). False if there was none."""
-        key = blind_index(value.strip()) if category in m.SENSITIVE_TAG_CATEGORIES else value.strip()
+        key = (
+            blind_index(value.strip()) if category in m.SENSITIVE_TAG_CATEGORIES else value.strip()
+        )
         with self._session() as s:
-            tag = s.execute(select(m.PreferenceTag).join(m.Guest).where(
-                guest_is(sender_id), m.PreferenceTag.category == category,
-                m.PreferenceTag.value == key)).scalar_one_or_none()
+            tag = s.execute(
+                select(m.PreferenceTag)
+                .join(m.Guest)
+                .where(
+                    guest_is(sender_id),
+                    m.PreferenceTag.category == category,
+                    m.PreferenceTag.value == key,
+                )
+            ).scalar_one_or_none()
             if tag is None:
                 return False
             tag.active = False
@@ -584,8 +692,12 @@ class CRMStore:
 
     @guarded
     def tags(self, sender_id: str, *, active_only: bool = True) -> list[TagDTO]:
-        stmt = (select(m.PreferenceTag).join(m.Guest).where(guest_is(sender_id))
-                .order_by(m.PreferenceTag.category, m.PreferenceTag.id))
+        stmt = (
+            select(m.PreferenceTag)
+            .join(m.Guest)
+            .where(guest_is(sender_id))
+            .order_by(m.PreferenceTag.category, m.PreferenceTag.id)
+        )
         if active_only:
             stmt = stmt.where(m.PreferenceTag.active.is_(True))
         with self._session() as s:
@@ -597,11 +709,20 @@ class CRMStore:
 
     # ---- orders ---------------------------------------------------------------------------
     @guarded
-    def create_order(self, sender_id: str, *, item: str, booking_id: int | None = None,
-                     property_id: str | None = None, scheduled_at: dt.datetime | None = None,
-                     party_size: int | None = None, flight_no: str | None = None,
-                     notes: str | None = None, status: str = "requested",
-                     sla_class: str | None = None) -> OrderDTO:
+    def create_order(
+        self,
+        sender_id: str,
+        *,
+        item: str,
+        booking_id: int | None = None,
+        property_id: str | None = None,
+        scheduled_at: dt.datetime | None = None,
+        party_size: int | None = None,
+        flight_no: str | None = None,
+        notes: str | None = None,
+        status: str = "requested",
+        sla_class: str | None = None,
+    ) -> OrderDTO:
         """An add-on order. With `booking_id` the booking must be the guest's own, and its
         property is used unless `property_id` is given. `scheduled_at` must be tz-aware."""
         _require(item, "item")
@@ -611,9 +732,18 @@ class CRMStore:
             if booking_id is not None:
                 booking = self._own_booking(s, guest, booking_id)
                 property_id = property_id or booking.property_id
-            order = m.Order(guest_id=guest.id, booking_id=booking_id, property_id=property_id,
-                            item=item, scheduled_at=scheduled_at, party_size=party_size,
-                            flight_no=flight_no, notes=notes, status=status, sla_class=sla_class)
+            order = m.Order(
+                guest_id=guest.id,
+                booking_id=booking_id,
+                property_id=property_id,
+                item=item,
+                scheduled_at=scheduled_at,
+                party_size=party_size,
+                flight_no=flight_no,
+                notes=notes,
+                status=status,
+                sla_class=sla_class,
+            )
             s.add(order)
             s.flush()
             return _dto(OrderDTO, order)
@@ -626,15 +756,22 @@ class CRMStore:
 
     @guarded
     def orders(self, sender_id: str) -> list[OrderDTO]:
-        stmt = (select(m.Order).join(m.Guest, m.Order.guest_id == m.Guest.id)
-                .where(guest_is(sender_id)).order_by(m.Order.created_at, m.Order.id))
+        stmt = (
+            select(m.Order)
+            .join(m.Guest, m.Order.guest_id == m.Guest.id)
+            .where(guest_is(sender_id))
+            .order_by(m.Order.created_at, m.Order.id)
+        )
         with self._session() as s:
             return [_dto(OrderDTO, o) for o in s.execute(stmt).scalars()]
 
     @guarded
     def orders_for_booking(self, booking_id: int) -> list[OrderDTO]:
-        stmt = (select(m.Order).where(m.Order.booking_id == booking_id)
-                .order_by(m.Order.created_at, m.Order.id))
+        stmt = (
+            select(m.Order)
+            .where(m.Order.booking_id == booking_id)
+            .order_by(m.Order.created_at, m.Order.id)
+        )
         with self._session() as s:
             return [_dto(OrderDTO, o) for o in s.execute(stmt).scalars()]
 
@@ -648,19 +785,37 @@ class CRMStore:
 
     # ---- tickets --------------------------------------------------------------------------
     @guarded
-    def create_ticket(self, sender_id: str, *, kind: str, category: str | None = None,
-                      severity: str = "routine", nature: str | None = None,
-                      description: str | None = None, location: str | None = None,
-                      since_text: str | None = None, sla_class: str | None = None,
-                      booking_id: int | None = None) -> TicketDTO:
+    def create_ticket(
+        self,
+        sender_id: str,
+        *,
+        kind: str,
+        category: str | None = None,
+        severity: str = "routine",
+        nature: str | None = None,
+        description: str | None = None,
+        location: str | None = None,
+        since_text: str | None = None,
+        sla_class: str | None = None,
+        booking_id: int | None = None,
+    ) -> TicketDTO:
         with self._session() as s:
             guest = self._require_guest(s, sender_id)
             if booking_id is not None:
                 self._own_booking(s, guest, booking_id)
-            ticket = m.Ticket(guest_id=guest.id, booking_id=booking_id, kind=kind,
-                              category=category, severity=severity, nature=nature,
-                              description=description, location=location,
-                              since_text=since_text, sla_class=sla_class, status="open")
+            ticket = m.Ticket(
+                guest_id=guest.id,
+                booking_id=booking_id,
+                kind=kind,
+                category=category,
+                severity=severity,
+                nature=nature,
+                description=description,
+                location=location,
+                since_text=since_text,
+                sla_class=sla_class,
+                status="open",
+            )
             s.add(ticket)
             s.flush()
             return _dto(TicketDTO, ticket)
@@ -673,14 +828,19 @@ class CRMStore:
 
     @guarded
     def tickets(self, sender_id: str) -> list[TicketDTO]:
-        stmt = (select(m.Ticket).join(m.Guest, m.Ticket.guest_id == m.Guest.id)
-                .where(guest_is(sender_id)).order_by(m.Ticket.created_at, m.Ticket.id))
+        stmt = (
+            select(m.Ticket)
+            .join(m.Guest, m.Ticket.guest_id == m.Guest.id)
+            .where(guest_is(sender_id))
+            .order_by(m.Ticket.created_at, m.Ticket.id)
+        )
         with self._session() as s:
             return [_dto(TicketDTO, t) for t in s.execute(stmt).scalars()]
 
     @guarded
-    def set_ticket_status(self, ticket_id: int, status: str, *,
-                          rating: int | None = None) -> TicketDTO:
+    def set_ticket_status(
+        self, ticket_id: int, status: str, *, rating: int | None = None
+    ) -> TicketDTO:
         """Move a ticket on; resolving/closing stamps resolved_at once."""
         with self._session() as s:
             row = self._require_row(s, m.Ticket, ticket_id)
@@ -693,15 +853,24 @@ class CRMStore:
             return _dto(TicketDTO, row)
 
     @guarded
-    def enrich_ticket(self, ticket_id: int, *, location: str | None = None,
-                      since_text: str | None = None, category: str | None = None,
-                      nature: str | None = None) -> TicketDTO:
+    def enrich_ticket(
+        self,
+        ticket_id: int,
+        *,
+        location: str | None = None,
+        since_text: str | None = None,
+        category: str | None = None,
+        nature: str | None = None,
+    ) -> TicketDTO:
         """Fill what the guest told after the ticket was opened; what is known stays."""
         with self._session() as s:
             row = self._require_row(s, m.Ticket, ticket_id)
-            for key, value in (("location", location and location[:128]),
-                               ("since_text", since_text and since_text[:64]),
-                               ("category", category), ("nature", nature)):
+            for key, value in (
+                ("location", location and location[:128]),
+                ("since_text", since_text and since_text[:64]),
+                ("category", category),
+                ("nature", nature),
+            ):
                 if value and not getattr(row, key):
                     setattr(row, key, value)
             s.flush()
@@ -711,42 +880,72 @@ class CRMStore:
     def open_complaint(self, sender_id: str, description: str) -> TicketDTO | None:
         """The guest's newest complaint ticket, still open, opened from this very message."""
         # The description is encrypted (a new token each write): compared once decrypted.
-        stmt = (select(m.Ticket).join(m.Guest, m.Ticket.guest_id == m.Guest.id)
-                .where(m.Guest.sender_id == sender_id, m.Ticket.kind == "complaint",
-                       m.Ticket.status.in_(("open", "acknowledged")))
-                .order_by(m.Ticket.id.desc()).limit(20))
+        stmt = (
+            select(m.Ticket)
+            .join(m.Guest, m.Ticket.guest_id == m.Guest.id)
+            .where(
+                m.Guest.sender_id == sender_id,
+                m.Ticket.kind == "complaint",
+                m.Ticket.status.in_(("open", "acknowledged")),
+            )
+            .order_by(m.Ticket.id.desc())
+            .limit(20)
+        )
         with self._session() as s:
-            row = next((t for t in s.execute(stmt).scalars() if t.description == description),
-                       None)
+            row = next((t for t in s.execute(stmt).scalars() if t.description == description), None)
             return _dto(TicketDTO, row) if row else None
 
     # ---- media the guest sent (bot.guest_media) ---------------------------------------------
     @guarded
-    def add_guest_media(self, sender_id: str, *, kind: str, content_type: str, path: str,
-                        size: int, sha256: str, wecom_media_id: str | None = None,
-                        link_within: dt.timedelta = dt.timedelta(hours=24)) -> GuestMediaDTO:
+    def add_guest_media(
+        self,
+        sender_id: str,
+        *,
+        kind: str,
+        content_type: str,
+        path: str,
+        size: int,
+        sha256: str,
+        wecom_media_id: str | None = None,
+        link_within: dt.timedelta = dt.timedelta(hours=24),
+    ) -> GuestMediaDTO:
         """Record a photo / voice message; linked to the guest's newest complaint ticket still
         open and opened within `link_within` (the one it most likely shows), else to none."""
         since = m.utcnow() - link_within
         with self._session() as s:
             guest = self._require_guest(s, sender_id)
             ticket_id = s.execute(
-                select(m.Ticket.id).where(m.Ticket.guest_id == guest.id,
-                                          m.Ticket.kind == "complaint",
-                                          m.Ticket.status.in_(("open", "acknowledged")),
-                                          m.Ticket.created_at >= since)
-                .order_by(m.Ticket.created_at.desc(), m.Ticket.id.desc()).limit(1)).scalar()
-            row = m.GuestMedia(guest_id=guest.id, ticket_id=ticket_id, kind=kind,
-                               content_type=content_type[:64], path=path, size=size,
-                               sha256=sha256, wecom_media_id=wecom_media_id)
+                select(m.Ticket.id)
+                .where(
+                    m.Ticket.guest_id == guest.id,
+                    m.Ticket.kind == "complaint",
+                    m.Ticket.status.in_(("open", "acknowledged")),
+                    m.Ticket.created_at >= since,
+                )
+                .order_by(m.Ticket.created_at.desc(), m.Ticket.id.desc())
+                .limit(1)
+            ).scalar()
+            row = m.GuestMedia(
+                guest_id=guest.id,
+                ticket_id=ticket_id,
+                kind=kind,
+                content_type=content_type[:64],
+                path=path,
+                size=size,
+                sha256=sha256,
+                wecom_media_id=wecom_media_id,
+            )
             s.add(row)
             s.flush()
             return _dto(GuestMediaDTO, row)
 
     @guarded
     def ticket_media(self, ticket_id: int) -> list[GuestMediaDTO]:
-        stmt = (select(m.GuestMedia).where(m.GuestMedia.ticket_id == ticket_id)
-                .order_by(m.GuestMedia.id))
+        stmt = (
+            select(m.GuestMedia)
+            .where(m.GuestMedia.ticket_id == ticket_id)
+            .order_by(m.GuestMedia.id)
+        )
         with self._session() as s:
             return [_dto(GuestMediaDTO, r) for r in s.execute(stmt).scalars()]
 
@@ -758,39 +957,48 @@ class CRMStore:
 
     # ---- handoffs -------------------------------------------------------------------------
     @guarded
-    def create_handoff(self, sender_id: str, *, reason: str,
-                       sla_class: str | None = None) -> HandoffDTO:
+    def create_handoff(
+        self, sender_id: str, *, reason: str, sla_class: str | None = None
+    ) -> HandoffDTO:
         _require(reason, "reason")
         with self._session() as s:
             guest = self._require_guest(s, sender_id)
-            handoff = m.Handoff(guest_id=guest.id, reason=reason, sla_class=sla_class,
-                                status="requested")
+            handoff = m.Handoff(
+                guest_id=guest.id, reason=reason, sla_class=sla_class, status="requested"
+            )
             s.add(handoff)
             s.flush()
             return _dto(HandoffDTO, handoff)
 
     @guarded
     def handoffs(self, sender_id: str) -> list[HandoffDTO]:
-        stmt = (select(m.Handoff).join(m.Guest, m.Handoff.guest_id == m.Guest.id)
-                .where(guest_is(sender_id))
-                .order_by(m.Handoff.created_at, m.Handoff.id))
+        stmt = (
+            select(m.Handoff)
+            .join(m.Guest, m.Handoff.guest_id == m.Guest.id)
+            .where(guest_is(sender_id))
+            .order_by(m.Handoff.created_at, m.Handoff.id)
+        )
         with self._session() as s:
             return [_dto(HandoffDTO, h) for h in s.execute(stmt).scalars()]
 
     @guarded
     def open_handoff(self, sender_id: str) -> HandoffDTO | None:
         """The newest handoff still requested or active (the bot stays quiet while active)."""
-        stmt = (select(m.Handoff).join(m.Guest, m.Handoff.guest_id == m.Guest.id)
-                .where(guest_is(sender_id),
-                       m.Handoff.status.in_(("requested", "active")))
-                .order_by(m.Handoff.created_at.desc(), m.Handoff.id.desc()).limit(1))
+        stmt = (
+            select(m.Handoff)
+            .join(m.Guest, m.Handoff.guest_id == m.Guest.id)
+            .where(guest_is(sender_id), m.Handoff.status.in_(("requested", "active")))
+            .order_by(m.Handoff.created_at.desc(), m.Handoff.id.desc())
+            .limit(1)
+        )
         with self._session() as s:
             row = s.execute(stmt).scalar_one_or_none()
             return _dto(HandoffDTO, row) if row else None
 
     @guarded
-    def set_handoff_status(self, handoff_id: int, status: str, *,
-                           advisor_userid: str | None = None) -> HandoffDTO:
+    def set_handoff_status(
+        self, handoff_id: int, status: str, *, advisor_userid: str | None = None
+    ) -> HandoffDTO:
         """requested → active (an advisor took over; stamps accepted_at) → returned."""
         with self._session() as s:
             row = self._require_row(s, m.Handoff, handoff_id)
@@ -808,51 +1016,71 @@ class CRMStore:
     @staticmethod
     def _page_subjects(s: Session, guest_id: int) -> dict[str, list[int]]:
         return {
-            "ticket": list(s.execute(select(m.Ticket.id).where(m.Ticket.guest_id == guest_id))
-                           .scalars()),
-            "order": list(s.execute(select(m.Order.id).where(m.Order.guest_id == guest_id))
-                          .scalars()),
-            "handoff": list(s.execute(select(m.Handoff.id).where(m.Handoff.guest_id == guest_id))
-                            .scalars()),
+            "ticket": list(
+                s.execute(select(m.Ticket.id).where(m.Ticket.guest_id == guest_id)).scalars()
+            ),
+            "order": list(
+                s.execute(select(m.Order.id).where(m.Order.guest_id == guest_id)).scalars()
+            ),
+            "handoff": list(
+                s.execute(select(m.Handoff.id).where(m.Handoff.guest_id == guest_id)).scalars()
+            ),
         }
 
     @staticmethod
     def _pages_condition(subjects: dict[str, list[int]]):
-        parts = [and_(m.Page.subject_type == kind, m.Page.subject_id.in_(ids))
-                 for kind, ids in subjects.items() if ids]
+        parts = [
+            and_(m.Page.subject_type == kind, m.Page.subject_id.in_(ids))
+            for kind, ids in subjects.items()
+            if ids
+        ]
         return or_(*parts) if parts else None
 
     # ---- feedback (praise, NPS) -------------------------------------------------------------
     @guarded
-    def record_feedback(self, sender_id: str, *, kind: str, text: str | None = None,
-                        score: int | None = None, booking_id: int | None = None) -> FeedbackDTO:
+    def record_feedback(
+        self,
+        sender_id: str,
+        *,
+        kind: str,
+        text: str | None = None,
+        score: int | None = None,
+        booking_id: int | None = None,
+    ) -> FeedbackDTO:
         """Keep what a guest said about us that is not a complaint (the words are encrypted)."""
         with self._session() as s:
             guest = self._require_guest(s, sender_id)
             if booking_id is not None:
                 self._own_booking(s, guest, booking_id)
-            row = m.Feedback(guest_id=guest.id, booking_id=booking_id, kind=kind, score=score,
-                             text=text)
+            row = m.Feedback(
+                guest_id=guest.id, booking_id=booking_id, kind=kind, score=score, text=text
+            )
             s.add(row)
             s.flush()
             return _dto(FeedbackDTO, row)
 
     @guarded
     def feedback(self, sender_id: str) -> list[FeedbackDTO]:
-        stmt = (select(m.Feedback).join(m.Guest, m.Feedback.guest_id == m.Guest.id)
-                .where(guest_is(sender_id))
-                .order_by(m.Feedback.created_at, m.Feedback.id))
+        stmt = (
+            select(m.Feedback)
+            .join(m.Guest, m.Feedback.guest_id == m.Guest.id)
+            .where(guest_is(sender_id))
+            .order_by(m.Feedback.created_at, m.Feedback.id)
+        )
         with self._session() as s:
             return [_dto(FeedbackDTO, f) for f in s.execute(stmt).scalars()]
 
     @guarded
-    def feedback_scores(self, kind: str, since: dt.datetime | None = None
-                        ) -> list[tuple[dt.datetime, int]]:
+    def feedback_scores(
+        self, kind: str, since: dt.datetime | None = None
+    ) -> list[tuple[dt.datetime, int]]:
         """(time, score) of every scored feedback of `kind` (e.g. "nps"), oldest first: the
         figures for reports, without who gave them."""
-        stmt = (select(m.Feedback.created_at, m.Feedback.score)
-                .where(m.Feedback.kind == kind, m.Feedback.score.isnot(None))
-                .order_by(m.Feedback.created_at))
+        stmt = (
+            select(m.Feedback.created_at, m.Feedback.score)
+            .where(m.Feedback.kind == kind, m.Feedback.score.isnot(None))
+            .order_by(m.Feedback.created_at)
+        )
         if since is not None:
             _require_aware(since, "since")
             stmt = stmt.where(m.Feedback.created_at >= since)
@@ -861,14 +1089,16 @@ class CRMStore:
 
     # ---- consents -------------------------------------------------------------------------
     @guarded
-    def set_consent(self, sender_id: str, purpose: str, granted: bool, *,
-                    source: str | None = None) -> ConsentDTO:
+    def set_consent(
+        self, sender_id: str, purpose: str, granted: bool, *, source: str | None = None
+    ) -> ConsentDTO:
         """Append a consent decision (history is kept; the newest row is in force)."""
         _require(purpose, "purpose")
         with self._session() as s:
             guest = self._require_guest(s, sender_id)
-            row = m.Consent(guest_id=guest.id, purpose=purpose, granted=bool(granted),
-                            source=source)
+            row = m.Consent(
+                guest_id=guest.id, purpose=purpose, granted=bool(granted), source=source
+            )
             s.add(row)
             s.flush()
             return _dto(ConsentDTO, row)
@@ -876,25 +1106,38 @@ class CRMStore:
     @guarded
     def has_consent(self, sender_id: str, purpose: str) -> bool:
         """The newest decision for `purpose`; no decision means no consent."""
-        stmt = (select(m.Consent.granted).join(m.Guest, m.Consent.guest_id == m.Guest.id)
-                .where(guest_is(sender_id), m.Consent.purpose == purpose)
-                .order_by(m.Consent.created_at.desc(), m.Consent.id.desc()).limit(1))
+        stmt = (
+            select(m.Consent.granted)
+            .join(m.Guest, m.Consent.guest_id == m.Guest.id)
+            .where(guest_is(sender_id), m.Consent.purpose == purpose)
+            .order_by(m.Consent.created_at.desc(), m.Consent.id.desc())
+            .limit(1)
+        )
         with self._session() as s:
             return bool(s.execute(stmt).scalar_one_or_none())
 
     @guarded
     def consents(self, sender_id: str) -> list[ConsentDTO]:
         """The whole history, oldest first."""
-        stmt = (select(m.Consent).join(m.Guest, m.Consent.guest_id == m.Guest.id)
-                .where(guest_is(sender_id))
-                .order_by(m.Consent.created_at, m.Consent.id))
+        stmt = (
+            select(m.Consent)
+            .join(m.Guest, m.Consent.guest_id == m.Guest.id)
+            .where(guest_is(sender_id))
+            .order_by(m.Consent.created_at, m.Consent.id)
+        )
         with self._session() as s:
             return [_dto(ConsentDTO, c) for c in s.execute(stmt).scalars()]
 
     # ---- audit ----------------------------------------------------------------------------
     @guarded
-    def record_audit(self, actor: str, action: str, subject_type: str | None = None,
-                     subject_id: Any = None, detail: Any = None) -> None:
+    def record_audit(
+        self,
+        actor: str,
+        action: str,
+        subject_type: str | None = None,
+        subject_id: Any = None,
+        detail: Any = None,
+    ) -> None:
         """Append one audit entry (e.g. `record_audit("advisor:li", "ticket.resolve", "ticket", 7)`)."""
         with self._session() as s:
             s.add(self._audit_row(actor, action, subject_type, subject_id, detail))
@@ -903,13 +1146,23 @@ class CRMStore:
     def _audit_row(actor, action, subject_type, subject_id, detail) -> m.AuditLog:
         _require(actor, "actor")
         _require(action, "action")
-        return m.AuditLog(actor=actor, action=action, subject_type=subject_type,
-                          subject_id=None if subject_id is None else str(subject_id),
-                          detail=to_jsonable(detail))
+        return m.AuditLog(
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=None if subject_id is None else str(subject_id),
+            detail=to_jsonable(detail),
+        )
 
     @guarded
-    def audit_entries(self, *, subject_type: str | None = None, subject_id: Any = None,
-                      action: str | None = None, limit: int = 100) -> list[AuditDTO]:
+    def audit_entries(
+        self,
+        *,
+        subject_type: str | None = None,
+        subject_id: Any = None,
+        action: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditDTO]:
         """Newest first, optionally filtered."""
         stmt = select(m.AuditLog).order_by(m.AuditLog.created_at.desc(), m.AuditLog.id.desc())
         if subject_type is not None:
@@ -923,8 +1176,9 @@ class CRMStore:
 
     # ---- the whole profile ----------------------------------------------------------------
     @guarded
-    def profile(self, sender_id: str, *, actor: str | None = None,
-                reason: str | None = None) -> dict:
+    def profile(
+        self, sender_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> dict:
         """Everything held about a guest as JSON-ready data (also the PIPL export).
 
         Phone and document numbers are masked. With `actor` (a staff member or tool, e.g.
@@ -936,68 +1190,100 @@ class CRMStore:
             gid = guest.id
 
             def rows(model, *order):
-                return s.execute(select(model).where(model.guest_id == gid).order_by(*order)).scalars()
+                return s.execute(
+                    select(model).where(model.guest_id == gid).order_by(*order)
+                ).scalars()
 
-            bookings = [_dto(BookingDTO, b) for b in rows(m.Booking, m.Booking.check_in, m.Booking.id)]
-            tags = [_tag_dto(t) for t in rows(m.PreferenceTag, m.PreferenceTag.category,
-                                               m.PreferenceTag.id)]
+            bookings = [
+                _dto(BookingDTO, b) for b in rows(m.Booking, m.Booking.check_in, m.Booking.id)
+            ]
+            tags = [
+                _tag_dto(t)
+                for t in rows(m.PreferenceTag, m.PreferenceTag.category, m.PreferenceTag.id)
+            ]
             orders = [_dto(OrderDTO, o) for o in rows(m.Order, m.Order.created_at, m.Order.id)]
             tickets = [_dto(TicketDTO, t) for t in rows(m.Ticket, m.Ticket.created_at, m.Ticket.id)]
-            handoffs = [_dto(HandoffDTO, h)
-                        for h in rows(m.Handoff, m.Handoff.created_at, m.Handoff.id)]
-            consents = [_dto(ConsentDTO, c)
-                        for c in rows(m.Consent, m.Consent.created_at, m.Consent.id)]
-            feedback = [_dto(FeedbackDTO, f)
-                        for f in rows(m.Feedback, m.Feedback.created_at, m.Feedback.id)]
-            linked = [{"kind": i.kind, "value": i.value, "source": i.source,
-                       "created_at": i.created_at}
-                      for i in rows(m.GuestIdentity, m.GuestIdentity.id)]
+            handoffs = [
+                _dto(HandoffDTO, h) for h in rows(m.Handoff, m.Handoff.created_at, m.Handoff.id)
+            ]
+            consents = [
+                _dto(ConsentDTO, c) for c in rows(m.Consent, m.Consent.created_at, m.Consent.id)
+            ]
+            feedback = [
+                _dto(FeedbackDTO, f) for f in rows(m.Feedback, m.Feedback.created_at, m.Feedback.id)
+            ]
+            linked = [
+                {"kind": i.kind, "value": i.value, "source": i.source, "created_at": i.created_at}
+                for i in rows(m.GuestIdentity, m.GuestIdentity.id)
+            ]
             facts_row = s.get(m.GuestFacts, gid)
-            facts = None if facts_row is None else {
-                c.name: getattr(facts_row, c.name) for c in m.GuestFacts.__table__.columns
-                if c.name != "guest_id"}
+            facts = (
+                None
+                if facts_row is None
+                else {
+                    c.name: getattr(facts_row, c.name)
+                    for c in m.GuestFacts.__table__.columns
+                    if c.name != "guest_id"
+                }
+            )
             condition = self._pages_condition(self._page_subjects(s, gid))
-            pages = [] if condition is None else [
-                _dto(PageDTO, p) for p in s.execute(
-                    select(m.Page).where(condition).order_by(m.Page.created_at, m.Page.id)).scalars()]
+            pages = (
+                []
+                if condition is None
+                else [
+                    _dto(PageDTO, p)
+                    for p in s.execute(
+                        select(m.Page).where(condition).order_by(m.Page.created_at, m.Page.id)
+                    ).scalars()
+                ]
+            )
             if actor is not None:
-                s.add(self._audit_row(actor, "profile.view", "guest", sender_id,
-                                      {"reason": reason} if reason else None))
+                s.add(
+                    self._audit_row(
+                        actor,
+                        "profile.view",
+                        "guest",
+                        sender_id,
+                        {"reason": reason} if reason else None,
+                    )
+                )
             dto = _dto(GuestDTO, guest)
 
         consent_state: dict[str, bool] = {}
         for consent in consents:  # oldest first: the newest decision overwrites
             consent_state[consent.purpose] = consent.granted
-        return to_jsonable({
-            "sender_id": dto.sender_id,
-            "guest": {
-                "id": dto.id,
+        return to_jsonable(
+            {
                 "sender_id": dto.sender_id,
-                "display_name": dto.display_name,
+                "guest": {
+                    "id": dto.id,
+                    "sender_id": dto.sender_id,
+                    "display_name": dto.display_name,
+                    "tier": dto.tier,
+                    "phone": mask_phone(dto.phone),
+                    "id_number": mask_document(dto.id_number),
+                    "passport_number": mask_document(dto.passport_number),
+                    "health_notes": dto.health_notes,
+                    "birthday": dto.birthday,
+                    "is_demo": dto.is_demo,
+                    "created_at": dto.created_at,
+                    "updated_at": dto.updated_at,
+                },
                 "tier": dto.tier,
-                "phone": mask_phone(dto.phone),
-                "id_number": mask_document(dto.id_number),
-                "passport_number": mask_document(dto.passport_number),
-                "health_notes": dto.health_notes,
-                "birthday": dto.birthday,
-                "is_demo": dto.is_demo,
-                "created_at": dto.created_at,
-                "updated_at": dto.updated_at,
-            },
-            "tier": dto.tier,
-            "identities": {name: getattr(dto, name) for name in IDENTITY_FIELDS},
-            "linked_identities": linked,  # other senders/WeCom ids of this person
-            "facts": facts,  # derived from the bookings (bot.bookings.facts)
-            "tags": [{**to_jsonable(t), "source_message": t.source_message} for t in tags],
-            "bookings": [{**to_jsonable(b), "nights": b.nights} for b in bookings],
-            "orders": orders,
-            "tickets": tickets,
-            "handoffs": handoffs,
-            "consents": consents,
-            "consent_state": consent_state,
-            "feedback": [{**to_jsonable(f), "text": f.text} for f in feedback],
-            "pages": pages,
-        })
+                "identities": {name: getattr(dto, name) for name in IDENTITY_FIELDS},
+                "linked_identities": linked,  # other senders/WeCom ids of this person
+                "facts": facts,  # derived from the bookings (bot.bookings.facts)
+                "tags": [{**to_jsonable(t), "source_message": t.source_message} for t in tags],
+                "bookings": [{**to_jsonable(b), "nights": b.nights} for b in bookings],
+                "orders": orders,
+                "tickets": tickets,
+                "handoffs": handoffs,
+                "consents": consents,
+                "consent_state": consent_state,
+                "feedback": [{**to_jsonable(f), "text": f.text} for f in feedback],
+                "pages": pages,
+            }
+        )
 
     # ---- helpers --------------------------------------------------------------------------
     def _own_booking(self, s: Session, guest: m.Guest, booking_id: int) -> m.Booking:

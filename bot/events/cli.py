@@ -4,6 +4,7 @@ why; `concierge events requeue`: put them back on the events queue (after a fix)
 
 The listing shows why a delivery was refused and its size, never its body (it may hold a guest's
 words)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,17 +19,24 @@ def register(subparsers) -> None:
     sub = events.add_subparsers(dest="events_command", required=True)
     consume = sub.add_parser("consume", help="store tracker events for the reports (a process)")
     consume.add_argument("--max-events", type=int, help="stop after this many (tests, backfill)")
-    consume.add_argument("--idle-exit", type=float, metavar="S",
-                         help="stop when nothing arrived for S seconds (tests, backfill)")
-    consume.add_argument("--metrics-port", type=int,
-                         help="/metrics, /healthz, /readyz (default EVENTS_METRICS_PORT, 9106; "
-                              "0: off)")
+    consume.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="S",
+        help="stop when nothing arrived for S seconds (tests, backfill)",
+    )
+    consume.add_argument(
+        "--metrics-port",
+        type=int,
+        help="/metrics, /healthz, /readyz (default EVENTS_METRICS_PORT, 9106; " "0: off)",
+    )
     consume.set_defaults(func=_consume)
     dead = sub.add_parser("dead", help="list the dead-lettered deliveries")
     dead.add_argument("--json", action="store_true", help="machine-readable output")
     dead.set_defaults(func=_dead)
-    sub.add_parser("requeue", help="move every dead-lettered delivery back to the events queue"
-                   ).set_defaults(func=_requeue)
+    sub.add_parser(
+        "requeue", help="move every dead-lettered delivery back to the events queue"
+    ).set_defaults(func=_requeue)
 
 
 def _consume(args) -> int:
@@ -44,8 +52,11 @@ def _consume(args) -> int:
     setup_logging("events", settings)
     engine = make_engine(args.database_url)
     consumer = EventConsumer(EventStore(engine), BrokerSettings.from_env())
-    port = args.metrics_port if args.metrics_port is not None else \
-        load_event_broker_settings().metrics_port
+    port = (
+        args.metrics_port
+        if args.metrics_port is not None
+        else load_event_broker_settings().metrics_port
+    )
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -78,8 +89,9 @@ async def _dead_letters(move: bool) -> list[dict]:
     from bot.events.consumer import BrokerSettings
 
     broker = BrokerSettings.from_env()
-    connection = await aio_pika.connect(host=broker.host, port=broker.port,
-                                        login=broker.username, password=broker.password)
+    connection = await aio_pika.connect(
+        host=broker.host, port=broker.port, login=broker.username, password=broker.password
+    )
     found = []
     try:
         channel = await connection.channel()
@@ -95,9 +107,13 @@ async def _dead_letters(move: bool) -> list[dict]:
             found.append({"bytes": len(message.body), "reason": reason})
             if move:
                 await channel.default_exchange.publish(
-                    aio_pika.Message(message.body, headers=headers,
-                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key=broker.queue)
+                    aio_pika.Message(
+                        message.body,
+                        headers=headers,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=broker.queue,
+                )
                 await message.ack()
     finally:
         await connection.close()

@@ -18,6 +18,7 @@ a time in queue order:
 One consumer per queue keeps `conversation_events.id` in publication order, which the NLU inbox
 collector's cursor relies on. Its /metrics, /healthz and /readyz listen on EVENTS_METRICS_PORT.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,11 @@ RETRY_PAUSES = (0.5, 1, 2, 5, 10)
 RECONNECT_S = 2.0
 CONNECT_TIMEOUT_S = 10.0
 
-EVENTS = Counter("concierge_events_consumed", "Tracker events taken from the broker, by outcome "
-                 "(stored, duplicate, dead)", ["outcome"])
+EVENTS = Counter(
+    "concierge_events_consumed",
+    "Tracker events taken from the broker, by outcome " "(stored, duplicate, dead)",
+    ["outcome"],
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,14 @@ class BrokerSettings:
         from bot.settings import load_event_broker_settings
 
         env = load_event_broker_settings()
-        return cls(host=env.host, port=env.port, username=env.username, password=env.password,
-                   queue=env.queue, exchange=env.exchange)
+        return cls(
+            host=env.host,
+            port=env.port,
+            username=env.username,
+            password=env.password,
+            queue=env.queue,
+            exchange=env.exchange,
+        )
 
     @property
     def dead_queue(self) -> str:
@@ -82,16 +92,23 @@ class EventConsumer:
         from yarl import URL
 
         # named, so an operator (and the tests) can tell this connection apart in RabbitMQ
-        url = URL.build(scheme="amqp", host=self.broker.host, port=self.broker.port,
-                        user=self.broker.username, password=self.broker.password, path="/",
-                        query={"name": f"concierge-events:{self.broker.queue}"})
+        url = URL.build(
+            scheme="amqp",
+            host=self.broker.host,
+            port=self.broker.port,
+            user=self.broker.username,
+            password=self.broker.password,
+            path="/",
+            query={"name": f"concierge-events:{self.broker.queue}"},
+        )
         self._connection = await aio_pika.connect(url)
         self._channel = await self._connection.channel()  # publisher confirms on (aio-pika)
         await self._channel.set_qos(prefetch_count=self.prefetch)
         # As Rasa declares them under bot.rasa_main (bot/events/rasa_broker.py): durable, so
         # the exchange and its binding to the queue survive a RabbitMQ restart.
-        exchange = await self._channel.declare_exchange(self.broker.exchange,
-                                                        aio_pika.ExchangeType.FANOUT, durable=True)
+        exchange = await self._channel.declare_exchange(
+            self.broker.exchange, aio_pika.ExchangeType.FANOUT, durable=True
+        )
         queue = await self._channel.declare_queue(self.broker.queue, durable=True)
         await queue.bind(exchange, "")
         await self._channel.declare_queue(self.broker.dead_queue, durable=True)
@@ -108,8 +125,9 @@ class EventConsumer:
     def _connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
-    async def run(self, max_events: Optional[int] = None, idle_exit_s: Optional[float] = None
-                  ) -> int:
+    async def run(
+        self, max_events: Optional[int] = None, idle_exit_s: Optional[float] = None
+    ) -> int:
         """Consume until stopped (or `max_events` handled, or nothing came for `idle_exit_s`);
         returns how many deliveries were handled. A lost connection is made again (every
         RECONNECT_S); the first connection must succeed (a supervisor restarts us otherwise)."""
@@ -123,8 +141,11 @@ class EventConsumer:
                 await self.close()
                 if first:
                     raise
-                log.warning("events: RabbitMQ unreachable (%s); retrying in %.0f s",
-                            type(exc).__name__, RECONNECT_S)
+                log.warning(
+                    "events: RabbitMQ unreachable (%s); retrying in %.0f s",
+                    type(exc).__name__,
+                    RECONNECT_S,
+                )
                 await self._pause(RECONNECT_S)
                 continue
             if not first:
@@ -140,8 +161,7 @@ class EventConsumer:
                         log.warning("events: connection to RabbitMQ lost; reconnecting")
                         break
                     try:
-                        message = await asyncio.wait_for(pending.get(),
-                                                         timeout=idle_exit_s or 1.0)
+                        message = await asyncio.wait_for(pending.get(), timeout=idle_exit_s or 1.0)
                     except asyncio.TimeoutError:
                         if idle_exit_s:
                             return handled
@@ -173,8 +193,7 @@ class EventConsumer:
         except Exception as exc:
             if self._connected() and not getattr(message.channel, "is_closed", False):
                 raise
-            log.warning("events: delivery not acknowledged, channel gone (%s)",
-                        type(exc).__name__)
+            log.warning("events: delivery not acknowledged, channel gone (%s)", type(exc).__name__)
             return None
 
     async def _handle(self, message) -> bool:
@@ -190,8 +209,9 @@ class EventConsumer:
             except Exception as exc:  # the database is away: keep the delivery, try again
                 pause = RETRY_PAUSES[min(attempt, len(RETRY_PAUSES) - 1)]
                 attempt += 1
-                log.warning("events: storing failed (%s); retrying in %.1f s",
-                            type(exc).__name__, pause)
+                log.warning(
+                    "events: storing failed (%s); retrying in %.1f s", type(exc).__name__, pause
+                )
                 try:
                     await asyncio.wait_for(self.stopping.wait(), timeout=pause)
                     return False
@@ -204,11 +224,17 @@ class EventConsumer:
     async def dead_letter(self, message, reason: str) -> None:
         import aio_pika
 
-        log.error("events: dead-lettered a delivery to %s: %s (%d bytes)",
-                  self.broker.dead_queue, reason, len(message.body))
+        log.error(
+            "events: dead-lettered a delivery to %s: %s (%d bytes)",
+            self.broker.dead_queue,
+            reason,
+            len(message.body),
+        )
         headers = dict(message.headers or {})
         headers["x-concierge-error"] = reason[:200]
         await self._channel.default_exchange.publish(
-            aio_pika.Message(message.body, headers=headers,
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-            routing_key=self.broker.dead_queue)
+            aio_pika.Message(
+                message.body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            ),
+            routing_key=self.broker.dead_queue,
+        )

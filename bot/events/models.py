@@ -8,6 +8,7 @@ words (`data`, the event as Rasa published it) are encrypted at rest like the CR
 the reports count on (type, intent, action, time, sender) stay plain. Erasure deletes a guest's
 rows by `sender_id` (bot.erasure sweeps every table with that column); retention drops rows older
 than RETENTION_TRACKER_DAYS (bot.retention)."""
+
 from __future__ import annotations
 
 from sqlalchemy import Column, Float, Index, Integer, String

@@ -9,6 +9,7 @@ back. Here every successful publish, and a 5 s timer, also send the kept events,
 they arrive once the broker takes messages again. (An event kept in memory is still lost if that
 Rasa process dies before the broker returns: the tracker store keeps it regardless.)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +35,9 @@ def durable_exchange() -> None:
         return
 
     async def _set_up_exchange(self, channel):
-        exchange = await channel.declare_exchange(self.exchange_name,
-                                                  type=aio_pika.ExchangeType.FANOUT, durable=True)
+        exchange = await channel.declare_exchange(
+            self.exchange_name, type=aio_pika.ExchangeType.FANOUT, durable=True
+        )
         await asyncio.gather(*(self._bind_queue(name, channel, exchange) for name in self.queues))
         return exchange
 

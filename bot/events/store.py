@@ -4,6 +4,7 @@ event's key), and the counts the staff console's reports need (bot.console.repor
 `record` runs in one short transaction per delivery; the consumer acknowledges the delivery only
 after it returned, so a crash between the two redelivers an event this table already holds and
 the unique key makes that a no-op."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,8 +32,9 @@ class MalformedEvent(ValueError):
 def event_key(body: Mapping[str, Any]) -> str:
     """A hash of the whole event: the same event delivered twice has the same key, two events
     differ at least in their timestamp or content."""
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-                           default=str)
+    canonical = json.dumps(
+        body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -57,7 +59,9 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> dict:
         raise MalformedEvent("parse_data.intent is not an object")
     confidence = intent.get("confidence")
     return {
-        "event_key": event_key(body), "sender_id": sender[:255], "type_name": kind[:64],
+        "event_key": event_key(body),
+        "sender_id": sender[:255],
+        "type_name": kind[:64],
         "timestamp": float(stamp),
         "intent_name": (intent.get("name") or None) if kind == "user" else None,
         "confidence": float(confidence) if isinstance(confidence, (int, float)) else None,
@@ -81,8 +85,12 @@ class EventStore:
                 conn.execute(insert(TABLE).values(**row))
         except IntegrityError:
             with self.engine.connect() as conn:  # a duplicate, or some other constraint?
-                if conn.execute(select(TABLE.c.id).where(
-                        TABLE.c.event_key == row["event_key"])).first() is None:
+                if (
+                    conn.execute(
+                        select(TABLE.c.id).where(TABLE.c.event_key == row["event_key"])
+                    ).first()
+                    is None
+                ):
                     raise
             return False
         return True
@@ -100,18 +108,28 @@ class EventStore:
             intents = conn.execute(
                 select(TABLE.c.intent_name, func.count())
                 .where(TABLE.c.type_name == "user", TABLE.c.timestamp >= cutoff)
-                .group_by(TABLE.c.intent_name)).all()
-            senders = conn.execute(
-                select(TABLE.c.sender_id).distinct()
-                .where(TABLE.c.type_name == "user", TABLE.c.timestamp >= cutoff)).scalars().all()
+                .group_by(TABLE.c.intent_name)
+            ).all()
+            senders = (
+                conn.execute(
+                    select(TABLE.c.sender_id)
+                    .distinct()
+                    .where(TABLE.c.type_name == "user", TABLE.c.timestamp >= cutoff)
+                )
+                .scalars()
+                .all()
+            )
             handoff_rows = conn.execute(
-                select(TABLE.c.sender_id, TABLE.c.type_name, TABLE.c.data)
-                .where(TABLE.c.timestamp >= cutoff,
-                       (TABLE.c.type_name == "pause")
-                       | ((TABLE.c.type_name == "action")
-                          & (TABLE.c.action_name == REQUEST_HUMAN_ACTION))
-                       | ((TABLE.c.type_name == "slot")
-                          & (TABLE.c.slot_name == HANDED_OFF_SLOT[0])))).all()
+                select(TABLE.c.sender_id, TABLE.c.type_name, TABLE.c.data).where(
+                    TABLE.c.timestamp >= cutoff,
+                    (TABLE.c.type_name == "pause")
+                    | (
+                        (TABLE.c.type_name == "action")
+                        & (TABLE.c.action_name == REQUEST_HUMAN_ACTION)
+                    )
+                    | ((TABLE.c.type_name == "slot") & (TABLE.c.slot_name == HANDED_OFF_SLOT[0])),
+                )
+            ).all()
         handed = set()
         for sender, kind, data in handoff_rows:
             if kind == "slot":
@@ -120,13 +138,19 @@ class EventStore:
                     continue
             handed.add(sender)
         counts = {name or "(none)": int(n) for name, n in intents}
-        return {"intents": counts, "senders": sorted(senders), "handed_off": sorted(handed),
-                "fallbacks": counts.get(NLU_FALLBACK, 0)}
+        return {
+            "intents": counts,
+            "senders": sorted(senders),
+            "handed_off": sorted(handed),
+            "fallbacks": counts.get(NLU_FALLBACK, 0),
+        }
 
     def delete_older_than(self, cutoff: dt.datetime) -> int:
         with self.engine.begin() as conn:
-            return conn.execute(delete(TABLE).where(TABLE.c.timestamp < cutoff.timestamp())
-                                ).rowcount or 0
+            return (
+                conn.execute(delete(TABLE).where(TABLE.c.timestamp < cutoff.timestamp())).rowcount
+                or 0
+            )
 
 
 def _name(body: Mapping[str, Any]) -> Optional[str]:

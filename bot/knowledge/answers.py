@@ -9,6 +9,7 @@ forecast horizon gets the month's climate norms marked 往年同期 plus the pro
 All functions are pure (no I/O except reading the templates and, when `kb` is not given, the
 process-wide knowledge base named by the settings).
 """
+
 from __future__ import annotations
 
 import threading
@@ -25,22 +26,42 @@ from bot.knowledge.trip import Addon, Trip
 from bot.knowledge.weather import DailyForecast
 
 __all__ = [
-    "Trip", "Addon",
-    "weather_answer", "packing_answer", "itinerary_answer", "checkin_answer", "checkout_answer",
-    "amenity_answer", "amenity_overview_answer", "amenity_label", "directions_answer",
-    "emergency_answer", "unknown_fact_answer", "no_booking_answer", "stay_label",
-    "which_stay_question", "pretrip_reminder", "cn_date",
+    "Trip",
+    "Addon",
+    "weather_answer",
+    "packing_answer",
+    "itinerary_answer",
+    "checkin_answer",
+    "checkout_answer",
+    "amenity_answer",
+    "amenity_overview_answer",
+    "amenity_label",
+    "directions_answer",
+    "emergency_answer",
+    "unknown_fact_answer",
+    "no_booking_answer",
+    "stay_label",
+    "which_stay_question",
+    "pretrip_reminder",
+    "cn_date",
 ]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "pretrip"
-DEFAULT_HORIZON_DAYS = 7   # how far the forecast reaches when the caller does not say
-REMINDER_DAYS_BEFORE = 3   # the T-3 touchpoint sends the forecast this many days before arrival
+DEFAULT_HORIZON_DAYS = 7  # how far the forecast reaches when the caller does not say
+REMINDER_DAYS_BEFORE = 3  # the T-3 touchpoint sends the forecast this many days before arrival
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 PET_WORDS = ("pet", "宠物", "狗", "猫")
 ORDER_STATUS = {  # order statuses as the guest reads them; unknown ones are shown as they are
-    "pending": "待确认", "new": "待确认", "paged": "处理中", "acknowledged": "处理中",
-    "in_progress": "处理中", "confirmed": "已确认", "done": "已完成", "completed": "已完成",
-    "cancelled": "已取消", "canceled": "已取消",
+    "pending": "待确认",
+    "new": "待确认",
+    "paged": "处理中",
+    "acknowledged": "处理中",
+    "in_progress": "处理中",
+    "confirmed": "已确认",
+    "done": "已完成",
+    "completed": "已完成",
+    "cancelled": "已取消",
+    "canceled": "已取消",
 }
 
 
@@ -65,6 +86,7 @@ def _fmt_when(value) -> str | None:
     if isinstance(value, datetime):
         # Stored in UTC; guests read hotel (China) time.
         from bot.core.time import CHINA_TZ
+
         if value.tzinfo is not None:
             value = value.astimezone(CHINA_TZ)
         return f"{month_day(value)} {value:%H:%M}"
@@ -82,8 +104,12 @@ def _environment() -> Environment:
     global _env
     with _env_lock:
         if _env is None:
-            env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined,
-                              autoescape=False, lstrip_blocks=True)
+            env = Environment(
+                loader=FileSystemLoader(str(TEMPLATE_DIR)),
+                undefined=StrictUndefined,
+                autoescape=False,
+                lstrip_blocks=True,
+            )
             env.filters.update(cn_date=cn_date, md=month_day, temp=fmt_temp)
             _env = env
         return _env
@@ -112,10 +138,17 @@ def _climate_for(trip: Trip, kb: KnowledgeBase):
 def _norms(climate, months: Iterable[int]) -> list[dict]:
     if climate is None:
         return []
-    return [{"month": m, "high": climate.month(m).high, "low": climate.month(m).low,
-             "rainy_days": climate.month(m).rainy_days, "rainy": m in climate.rainy_season,
-             "typhoon": m in climate.typhoon_season}
-            for m in sorted(set(months))]
+    return [
+        {
+            "month": m,
+            "high": climate.month(m).high,
+            "low": climate.month(m).low,
+            "rainy_days": climate.month(m).rainy_days,
+            "rainy": m in climate.rainy_season,
+            "typhoon": m in climate.typhoon_season,
+        }
+        for m in sorted(set(months))
+    ]
 
 
 def _has_pet(guest_tags: Iterable[str]) -> bool:
@@ -123,9 +156,15 @@ def _has_pet(guest_tags: Iterable[str]) -> bool:
 
 
 # ---- weather and packing ------------------------------------------------------------------------
-def weather_answer(trip: Trip, forecasts: Sequence[DailyForecast], today: date, *,
-                   kb: KnowledgeBase | None = None,
-                   horizon_days: int = DEFAULT_HORIZON_DAYS, remind: bool = True) -> str:
+def weather_answer(
+    trip: Trip,
+    forecasts: Sequence[DailyForecast],
+    today: date,
+    *,
+    kb: KnowledgeBase | None = None,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    remind: bool = True,
+) -> str:
     """The weather for the stay (check-in to check-out day) from the forecast; the part beyond
     the forecast horizon as 往年同期 climate norms, with the T-3 forecast promised (`remind`:
     only for a booked stay, the touchpoint needs a booking to keep the promise)."""
@@ -142,8 +181,9 @@ def weather_answer(trip: Trip, forecasts: Sequence[DailyForecast], today: date, 
     horizon_end = max(today + timedelta(days=horizon_days - 1), last_known or today)
     climate = _climate_for(trip, kb)
     reminder = start - timedelta(days=REMINDER_DAYS_BEFORE)
-    context.update(horizon_end=horizon_end, reminder=reminder,
-                   will_remind=remind and reminder > today)
+    context.update(
+        horizon_end=horizon_end, reminder=reminder, will_remind=remind and reminder > today
+    )
 
     if covered:
         days = [by_date[d] for d in covered]
@@ -152,11 +192,21 @@ def weather_answer(trip: Trip, forecasts: Sequence[DailyForecast], today: date, 
         texts = Counter(f.text_day for f in days)
         context.update(
             mode="partial" if later else "forecast",
-            covered_start=covered[0], covered_end=covered[-1],
-            days=[{"date": f.date, "temp_min": f.temp_min, "temp_max": f.temp_max,
-                   "text": f.text_day if f.text_night == f.text_day else f"{f.text_day}转{f.text_night}"}
-                  for f in days],
-            temp_min=min(f.temp_min for f in days), temp_max=max(f.temp_max for f in days),
+            covered_start=covered[0],
+            covered_end=covered[-1],
+            days=[
+                {
+                    "date": f.date,
+                    "temp_min": f.temp_min,
+                    "temp_max": f.temp_max,
+                    "text": f.text_day
+                    if f.text_night == f.text_day
+                    else f"{f.text_day}转{f.text_night}",
+                }
+                for f in days
+            ],
+            temp_min=min(f.temp_min for f in days),
+            temp_max=max(f.temp_max for f in days),
             main_text="、".join(t for t, _ in texts.most_common(2)),
             rainy_dates=[f.date for f in days if is_rainy(f, rules.rain_threshold_mm)],
             next_day=later[0] if later else None,
@@ -168,8 +218,9 @@ def weather_answer(trip: Trip, forecasts: Sequence[DailyForecast], today: date, 
     return _render("weather", **context)
 
 
-def packing_answer(trip: Trip, forecasts: Sequence[DailyForecast], *,
-                   kb: KnowledgeBase | None = None) -> str:
+def packing_answer(
+    trip: Trip, forecasts: Sequence[DailyForecast], *, kb: KnowledgeBase | None = None
+) -> str:
     """What to wear and bring: forecast (or climate norms past the horizon) + purpose + property."""
     kb = _kb(kb)
     rules = PackingRules.load(kb.packing_rules_path)
@@ -179,10 +230,16 @@ def packing_answer(trip: Trip, forecasts: Sequence[DailyForecast], *,
     in_stay = sorted((f for f in forecasts if stay[0] <= f.date <= stay[-1]), key=lambda f: f.date)
     # Days before the first forecast day are already past; only later days need the norms.
     later = [d for d in stay if d > in_stay[-1].date] if in_stay else stay
-    from_forecast = WeatherSummary.from_forecasts(in_stay, rules.rain_threshold_mm) if in_stay else None
-    from_climate = (WeatherSummary.from_climate(climate, (d.month for d in later),
-                                                rules.climate_rain_likely_days)
-                    if climate and later else None)
+    from_forecast = (
+        WeatherSummary.from_forecasts(in_stay, rules.rain_threshold_mm) if in_stay else None
+    )
+    from_climate = (
+        WeatherSummary.from_climate(
+            climate, (d.month for d in later), rules.climate_rain_likely_days
+        )
+        if climate and later
+        else None
+    )
     if from_forecast and from_climate:
         weather, basis = from_forecast.merged(from_climate), "mixed"
     elif from_forecast:
@@ -191,12 +248,23 @@ def packing_answer(trip: Trip, forecasts: Sequence[DailyForecast], *,
         weather, basis = from_climate, "climate"
     else:
         weather, basis = None, "none"
-    advice = advise(rules, weather, purpose=trip.purpose,
-                    property_type=prop.type if prop else None,
-                    property_tags=prop.tags if prop else ())
-    return _render("packing", city=trip.city, start=stay[0], end=stay[-1], basis=basis,
-                   weather=weather, lines=advice.lines,
-                   months=sorted({d.month for d in later}))
+    advice = advise(
+        rules,
+        weather,
+        purpose=trip.purpose,
+        property_type=prop.type if prop else None,
+        property_tags=prop.tags if prop else (),
+    )
+    return _render(
+        "packing",
+        city=trip.city,
+        start=stay[0],
+        end=stay[-1],
+        basis=basis,
+        weather=weather,
+        lines=advice.lines,
+        months=sorted({d.month for d in later}),
+    )
 
 
 # ---- the guest's bookings -----------------------------------------------------------------------
@@ -211,11 +279,24 @@ def itinerary_answer(trips: Sequence[Trip], *, kb: KnowledgeBase | None = None) 
         addons = []
         for entry in trip.addons:
             item, scheduled_at, status = entry
-            addons.append({"item": item, "when": _fmt_when(scheduled_at),
-                           "status": ORDER_STATUS.get(str(status).lower(), str(status))})
-        rows.append({"name": prop.name if prop else f"{trip.city}的住宿",
-                     "check_in": trip.check_in, "check_out": trip.check_out, "nights": trip.nights,
-                     "room_type": trip.room_type, "party_size": trip.party_size, "addons": addons})
+            addons.append(
+                {
+                    "item": item,
+                    "when": _fmt_when(scheduled_at),
+                    "status": ORDER_STATUS.get(str(status).lower(), str(status)),
+                }
+            )
+        rows.append(
+            {
+                "name": prop.name if prop else f"{trip.city}的住宿",
+                "check_in": trip.check_in,
+                "check_out": trip.check_out,
+                "nights": trip.nights,
+                "room_type": trip.room_type,
+                "party_size": trip.party_size,
+                "addons": addons,
+            }
+        )
     return _render("itinerary", trips=rows)
 
 
@@ -243,8 +324,9 @@ def checkout_answer(prop: Property) -> str:
     return _render("checkout", prop=prop, luggage=prop.amenity("luggage"))
 
 
-def amenity_answer(prop: Property, key: str, guest_tags: Iterable[str] = (), *,
-                   kb: KnowledgeBase | None = None) -> str:
+def amenity_answer(
+    prop: Property, key: str, guest_tags: Iterable[str] = (), *, kb: KnowledgeBase | None = None
+) -> str:
     """One amenity from the knowledge base (`key` may be a canonical key or a guest word).
 
     Not listed for this property -> the unknown-fact answer. A guest tagged with a pet also hears
@@ -265,7 +347,7 @@ def amenity_answer(prop: Property, key: str, guest_tags: Iterable[str] = (), *,
 
 
 def amenity_overview_answer(prop: Property, guest_tags: Iterable[str] = ()) -> str:
-    """"What does the hotel have?": the labels of the amenities the property lists."""
+    """ "What does the hotel have?": the labels of the amenities the property lists."""
     pet_policy = prop.amenity("pet_policy")
     pet = ("listed" if pet_policy else "unlisted") if _has_pet(guest_tags) else None
     labels = [a.label for key, a in prop.amenities.items() if key != "pet_policy"]
@@ -273,7 +355,7 @@ def amenity_overview_answer(prop: Property, guest_tags: Iterable[str] = ()) -> s
 
 
 def amenity_label(key_or_text: str, *, kb: KnowledgeBase | None = None) -> str:
-    """"kids_club" or "儿童乐园" -> "儿童俱乐部"; any other text is returned as it is."""
+    """ "kids_club" or "儿童乐园" -> "儿童俱乐部"; any other text is returned as it is."""
     return _kb(kb).amenity_label(key_or_text)
 
 
@@ -302,13 +384,17 @@ def unknown_fact_answer(prop: Property | None, what: str) -> str:
 
 
 # ---- touchpoint ---------------------------------------------------------------------------------
-def pretrip_reminder(trip: Trip, forecasts: Sequence[DailyForecast], today: date, *,
-                     kb: KnowledgeBase | None = None) -> str:
+def pretrip_reminder(
+    trip: Trip, forecasts: Sequence[DailyForecast], today: date, *, kb: KnowledgeBase | None = None
+) -> str:
     """The T-3 message: weather for the stay, what to pack, emergency contacts, a dining tip."""
     kb = _kb(kb)
     prop = kb.property(trip.property_id)
     return _render(
-        "reminder", trip=trip, prop=prop, name=prop.name if prop else f"{trip.city}的住宿",
+        "reminder",
+        trip=trip,
+        prop=prop,
+        name=prop.name if prop else f"{trip.city}的住宿",
         weather=weather_answer(trip, forecasts, today, kb=kb),
         packing=packing_answer(trip, forecasts, kb=kb),
         tip=prop.dining_tips[0] if prop and prop.dining_tips else None,

@@ -12,6 +12,7 @@ Layout of the directory:
 
 Nothing is read at import time; `KnowledgeBase.load(dir)` reads once per process and directory.
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,9 +37,9 @@ class KnowledgeError(DataError):
 # ---- the facts, as plain dataclasses ----------------------------------------------------------
 @dataclass(frozen=True)
 class Amenity:
-    key: str                     # canonical key from amenities.yml, e.g. "breakfast"
-    label: str                   # what the bot calls it, e.g. "早餐"
-    summary: str                 # one sentence, always present
+    key: str  # canonical key from amenities.yml, e.g. "breakfast"
+    label: str  # what the bot calls it, e.g. "早餐"
+    summary: str  # one sentence, always present
     hours: str | None = None
     location: str | None = None
     price: str | None = None
@@ -48,12 +49,12 @@ class Amenity:
 
 @dataclass(frozen=True)
 class Route:
-    key: str                     # airport | rail | self_drive | ... (free, per property)
-    origin: str                  # "三亚凤凰国际机场"
-    aliases: tuple[str, ...]     # words a guest may use for the origin
+    key: str  # airport | rail | self_drive | ... (free, per property)
+    origin: str  # "三亚凤凰国际机场"
+    aliases: tuple[str, ...]  # words a guest may use for the origin
     distance_km: float | None
     duration: str | None
-    how: tuple[str, ...]         # one line per way to come (taxi, metro, pickup ...)
+    how: tuple[str, ...]  # one line per way to come (taxi, metro, pickup ...)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class Property:
     id: str
     name: str
     city: str
-    type: str                    # resort | city
+    type: str  # resort | city
     demo: bool
     address: str
     phone: str
@@ -168,8 +169,12 @@ class KnowledgeBase:
     _cache: dict[Path, "KnowledgeBase"] = {}
     _lock = threading.Lock()
 
-    def __init__(self, directory: Path, properties: Mapping[str, Property],
-                 vocabulary: Mapping[str, AmenityTerm]):
+    def __init__(
+        self,
+        directory: Path,
+        properties: Mapping[str, Property],
+        vocabulary: Mapping[str, AmenityTerm],
+    ):
         self.directory = directory
         self._properties = dict(properties)
         self.vocabulary = dict(vocabulary)
@@ -356,7 +361,9 @@ class _Fields:
 
     def ints(self, key: str) -> tuple[int, ...]:
         value = self.data.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, int) and 1 <= v <= 12 for v in value):
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and 1 <= v <= 12 for v in value
+        ):
             raise self.error("must be a list of month numbers 1-12", key)
         return tuple(value)
 
@@ -381,8 +388,9 @@ def _parse_vocabulary(file: Path, data: Any) -> dict[str, AmenityTerm]:
     vocab = {}
     for key in top.data:
         entry = top.sub(str(key))
-        vocab[str(key)] = AmenityTerm(key=str(key), label=entry.text("label"),
-                                      aliases=entry.texts("aliases"))
+        vocab[str(key)] = AmenityTerm(
+            key=str(key), label=entry.text("label"), aliases=entry.texts("aliases")
+        )
     return vocab
 
 
@@ -405,14 +413,19 @@ def _parse_property(file: Path, data: Any, vocabulary: Mapping[str, AmenityTerm]
         address=top.text("address"),
         phone=top.text("phone"),
         tags=top.texts("tags"),
-        checkin=CheckIn(time=checkin.text("time"), early=checkin.text("early", False),
-                        requirements=checkin.text("requirements", False)),
+        checkin=CheckIn(
+            time=checkin.text("time"),
+            early=checkin.text("early", False),
+            requirements=checkin.text("requirements", False),
+        ),
         checkout=CheckOut(time=checkout.text("time"), late=checkout.text("late", False)),
         amenities=_parse_amenities(top.sub("amenities"), vocabulary),
         directions=tuple(_parse_route(r) for r in top.items("directions")),
         emergency=_parse_emergency(top.sub("emergency")),
-        dining_tips=tuple(DiningTip(name=t.text("name"), text=t.text("text"))
-                          for t in top.items("dining_tips", required=False)),
+        dining_tips=tuple(
+            DiningTip(name=t.text("name"), text=t.text("text"))
+            for t in top.items("dining_tips", required=False)
+        ),
         climate=_parse_climate(top.sub("climate")),
         source=file,
         codes=top.texts("codes"),
@@ -428,18 +441,27 @@ def _parse_amenities(section: _Fields, vocabulary: Mapping[str, AmenityTerm]) ->
             raise section.error(f"is not an amenity key in {VOCABULARY_FILE} (known: {known})", key)
         a = section.sub(key)
         amenities[key] = Amenity(
-            key=key, label=vocabulary[key].label, summary=a.text("summary"),
-            hours=a.text("hours", False), location=a.text("location", False),
-            price=a.text("price", False), booking=a.text("booking", False),
+            key=key,
+            label=vocabulary[key].label,
+            summary=a.text("summary"),
+            hours=a.text("hours", False),
+            location=a.text("location", False),
+            price=a.text("price", False),
+            booking=a.text("booking", False),
             notes=a.texts("notes"),
         )
     return amenities
 
 
 def _parse_route(r: _Fields) -> Route:
-    return Route(key=r.text("key"), origin=r.text("origin"), aliases=r.texts("aliases"),
-                 distance_km=r.number("distance_km", False), duration=r.text("duration", False),
-                 how=r.texts("how", required=True))
+    return Route(
+        key=r.text("key"),
+        origin=r.text("origin"),
+        aliases=r.texts("aliases"),
+        distance_km=r.number("distance_km", False),
+        duration=r.text("duration", False),
+        how=r.texts("how", required=True),
+    )
 
 
 def _parse_emergency(e: _Fields) -> Emergency:
@@ -447,14 +469,28 @@ def _parse_emergency(e: _Fields) -> Emergency:
     c = e.sub("consulate", required=False)
     return Emergency(
         front_desk=e.text("front_desk"),
-        hospital=Hospital(name=h.text("name"), address=h.text("address"), phone=h.text("phone"),
-                          hours=h.text("hours", False), languages=h.texts("languages"),
-                          demo_note=h.text("demo_note", False)) if h else None,
-        police=e.text("police"), ambulance=e.text("ambulance"), fire=e.text("fire"),
+        hospital=Hospital(
+            name=h.text("name"),
+            address=h.text("address"),
+            phone=h.text("phone"),
+            hours=h.text("hours", False),
+            languages=h.texts("languages"),
+            demo_note=h.text("demo_note", False),
+        )
+        if h
+        else None,
+        police=e.text("police"),
+        ambulance=e.text("ambulance"),
+        fire=e.text("fire"),
         tourism_complaint=e.text("tourism_complaint", False),
-        consulate=Consulate(name=c.text("name"), phone=c.text("phone"),
-                            address=c.text("address", False),
-                            notes=c.text("notes", False)) if c else None,
+        consulate=Consulate(
+            name=c.text("name"),
+            phone=c.text("phone"),
+            address=c.text("address", False),
+            notes=c.text("notes", False),
+        )
+        if c
+        else None,
     )
 
 
@@ -466,12 +502,20 @@ def _parse_climate(c: _Fields) -> Climate:
             raise months_section.error("is required (all 12 months)", str(m))
         mc = _Fields(c.file, months_section.data[m], f"{months_section.path}.{m}")
         months[m] = MonthClimate(
-            month=m, high=mc.number("high"), low=mc.number("low"),
-            rainy_days=int(mc.number("rainy_days")), rain_mm=mc.number("rain_mm"),
-            humidity=int(mc.number("humidity")), uv=int(mc.number("uv")),
+            month=m,
+            high=mc.number("high"),
+            low=mc.number("low"),
+            rainy_days=int(mc.number("rainy_days")),
+            rain_mm=mc.number("rain_mm"),
+            humidity=int(mc.number("humidity")),
+            uv=int(mc.number("uv")),
             wind_scale=int(mc.number("wind_scale")),
         )
         if months[m].low > months[m].high:
             raise mc.error(f"low {months[m].low} is above high {months[m].high}", "low")
-    return Climate(source=c.text("source"), months=months,
-                   rainy_season=c.ints("rainy_season"), typhoon_season=c.ints("typhoon_season"))
+    return Climate(
+        source=c.text("source"),
+        months=months,
+        rainy_season=c.ints("rainy_season"),
+        typhoon_season=c.ints("typhoon_season"),
+    )

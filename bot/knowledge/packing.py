@@ -5,6 +5,7 @@ want "泳衣" for its hot-spring hotel too), so it is edited in YAML and this mo
 conditions. The weather side is reduced to a few numbers (`WeatherSummary`): from the forecast
 when there is one, from the month's climate norms when the stay is beyond the forecast horizon.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,13 @@ class PackingRule:
     group: str
     items: tuple[str, ...]
 
-    def matches(self, metrics: Mapping[str, float | None], purpose: str | None,
-                property_type: str | None, property_tags: Iterable[str]) -> bool:
+    def matches(
+        self,
+        metrics: Mapping[str, float | None],
+        purpose: str | None,
+        property_type: str | None,
+        property_tags: Iterable[str],
+    ) -> bool:
         for cond, value in self.when.items():
             if cond == "purpose_in":
                 ok = purpose in value
@@ -55,7 +61,7 @@ class PackingRules:
     climate_rain_likely_days: int
     max_items_per_group: int
     purpose_aliases: Mapping[str, tuple[str, ...]]
-    groups: tuple[tuple[str, str], ...]              # (key, label), in answer order
+    groups: tuple[tuple[str, str], ...]  # (key, label), in answer order
     rules: tuple[PackingRule, ...]
 
     @classmethod
@@ -63,7 +69,7 @@ class PackingRules:
         return _load_rules(Path(path).resolve())
 
     def canonical_purpose(self, text: str | None) -> str | None:
-        """"honeymoon", "蜜月旅行" -> "蜜月"; None when the purpose is not one we advise on."""
+        """ "honeymoon", "蜜月旅行" -> "蜜月"; None when the purpose is not one we advise on."""
         if not text:
             return None
         needle = text.strip().lower()
@@ -94,25 +100,37 @@ def _load_rules(path: Path) -> PackingRules:
             elif cond in _SET_CONDITIONS:
                 when.texts(str(cond), required=True)
             else:
-                raise when.error(f"is not a known condition (metrics: {', '.join(METRICS)} with "
-                                 f"_gte/_lt; or {', '.join(_SET_CONDITIONS)})", str(cond))
+                raise when.error(
+                    f"is not a known condition (metrics: {', '.join(METRICS)} with "
+                    f"_gte/_lt; or {', '.join(_SET_CONDITIONS)})",
+                    str(cond),
+                )
         group = r.text("group")
         if group not in group_keys:
             raise r.error(f"names group {group!r}, not one of {sorted(group_keys)}", "group")
-        rules.append(PackingRule(
-            id=r.text("id"),
-            when={k: tuple(v) if isinstance(v, list) else v for k, v in when.data.items()},
-            group=group, items=r.texts("items", required=True)))
+        rules.append(
+            PackingRule(
+                id=r.text("id"),
+                when={k: tuple(v) if isinstance(v, list) else v for k, v in when.data.items()},
+                group=group,
+                items=r.texts("items", required=True),
+            )
+        )
     return PackingRules(
         rain_threshold_mm=float(top.number("rain_threshold_mm")),
         climate_rain_likely_days=int(top.number("climate_rain_likely_days")),
         max_items_per_group=int(top.number("max_items_per_group")),
-        purpose_aliases=purpose_aliases, groups=groups, rules=tuple(rules))
+        purpose_aliases=purpose_aliases,
+        groups=groups,
+        rules=tuple(rules),
+    )
 
 
 # ---- the weather, reduced to numbers ----------------------------------------------------------
 def is_rainy(f: DailyForecast, threshold_mm: float) -> bool:
-    return f.precip_mm >= threshold_mm or any(w in f"{f.text_day}{f.text_night}" for w in ("雨", "雪"))
+    return f.precip_mm >= threshold_mm or any(
+        w in f"{f.text_day}{f.text_night}" for w in ("雨", "雪")
+    )
 
 
 @dataclass(frozen=True)
@@ -124,11 +142,13 @@ class WeatherSummary:
     uv_max: int | None
     wind_scale_max: int | None
     rainy_dates: tuple[date, ...] = ()
-    from_forecast: bool = True                          # False: climate norms (往年同期)
+    from_forecast: bool = True  # False: climate norms (往年同期)
     climate_months: tuple[int, ...] = field(default=())  # months the norms came from
 
     @classmethod
-    def from_forecasts(cls, forecasts: Sequence[DailyForecast], rain_threshold_mm: float) -> "WeatherSummary":
+    def from_forecasts(
+        cls, forecasts: Sequence[DailyForecast], rain_threshold_mm: float
+    ) -> "WeatherSummary":
         rainy = tuple(f.date for f in forecasts if is_rainy(f, rain_threshold_mm))
         uvs = [f.uv_index for f in forecasts if f.uv_index is not None]
         winds = [f.wind_scale_max for f in forecasts if f.wind_scale_max is not None]
@@ -136,26 +156,35 @@ class WeatherSummary:
             temp_max=max(f.temp_max for f in forecasts),
             temp_min=min(f.temp_min for f in forecasts),
             temp_swing=max(f.temp_max - f.temp_min for f in forecasts),
-            rain_days=len(rainy), uv_max=max(uvs) if uvs else None,
-            wind_scale_max=max(winds) if winds else None, rainy_dates=rainy,
+            rain_days=len(rainy),
+            uv_max=max(uvs) if uvs else None,
+            wind_scale_max=max(winds) if winds else None,
+            rainy_dates=rainy,
         )
 
     @classmethod
-    def from_climate(cls, climate: Climate, months: Iterable[int], rain_likely_days: int) -> "WeatherSummary":
+    def from_climate(
+        cls, climate: Climate, months: Iterable[int], rain_likely_days: int
+    ) -> "WeatherSummary":
         norms = [climate.month(m) for m in sorted(set(months))]
         return cls(
-            temp_max=max(n.high for n in norms), temp_min=min(n.low for n in norms),
+            temp_max=max(n.high for n in norms),
+            temp_min=min(n.low for n in norms),
             temp_swing=max(n.high - n.low for n in norms),
             rain_days=1 if any(n.rainy_days >= rain_likely_days for n in norms) else 0,
-            uv_max=max(n.uv for n in norms), wind_scale_max=max(n.wind_scale for n in norms),
-            from_forecast=False, climate_months=tuple(n.month for n in norms),
+            uv_max=max(n.uv for n in norms),
+            wind_scale_max=max(n.wind_scale for n in norms),
+            from_forecast=False,
+            climate_months=tuple(n.month for n in norms),
         )
 
     def merged(self, other: "WeatherSummary") -> "WeatherSummary":
         """Forecast for the days it covers plus norms for the rest: the wider of both."""
+
         def pick(f, a, b):
             vals = [v for v in (a, b) if v is not None]
             return f(vals) if vals else None
+
         return WeatherSummary(
             temp_max=pick(max, self.temp_max, other.temp_max),
             temp_min=pick(min, self.temp_min, other.temp_min),
@@ -174,14 +203,20 @@ class WeatherSummary:
 
 @dataclass(frozen=True)
 class PackingAdvice:
-    lines: tuple[tuple[str, tuple[str, ...]], ...]     # (group label, items), non-empty groups only
-    rule_ids: tuple[str, ...]                          # which rules fired (for tests and logs)
+    lines: tuple[tuple[str, tuple[str, ...]], ...]  # (group label, items), non-empty groups only
+    rule_ids: tuple[str, ...]  # which rules fired (for tests and logs)
     weather: WeatherSummary | None
     purpose: str | None
 
 
-def advise(rules: PackingRules, weather: WeatherSummary | None, *, purpose: str | None,
-           property_type: str | None, property_tags: Iterable[str] = ()) -> PackingAdvice:
+def advise(
+    rules: PackingRules,
+    weather: WeatherSummary | None,
+    *,
+    purpose: str | None,
+    property_type: str | None,
+    property_tags: Iterable[str] = (),
+) -> PackingAdvice:
     """Apply the rules in order; each group keeps its first `max_items_per_group` distinct items."""
     purpose = rules.canonical_purpose(purpose)
     metrics = weather.metrics() if weather else {}

@@ -3,6 +3,7 @@
 Why a separate small type: the answers must not depend on the CRM's models, so the pre-trip
 service copies the few booking fields they use into this plain dataclass.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,9 +14,9 @@ from typing import NamedTuple, Union
 class Addon(NamedTuple):
     """An add-on already ordered for the stay; a plain (item, scheduled_at, status) tuple works too."""
 
-    item: str                                         # "接机", "潜水", "蜜月布置" ...
+    item: str  # "接机", "潜水", "蜜月布置" ...
     scheduled_at: Union[datetime, date, str, None]
-    status: str                                       # "pending", "confirmed", ... or Chinese
+    status: str  # "pending", "confirmed", ... or Chinese
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,9 @@ class Trip:
     check_in: date
     check_out: date
     room_type: str | None = None
-    purpose: str | None = None                        # 商务/度假/会议/亲子/蜜月/纪念日 (or English)
+    purpose: str | None = None  # 商务/度假/会议/亲子/蜜月/纪念日 (or English)
     party_size: int | None = None
-    addons: list = field(default_factory=list)        # of Addon or (item, scheduled_at, status)
+    addons: list = field(default_factory=list)  # of Addon or (item, scheduled_at, status)
 
     @property
     def nights(self) -> int:

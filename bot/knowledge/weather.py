@@ -9,6 +9,7 @@ climate norms in the knowledge base, saying so, instead of inventing a forecast.
 Failures (bad key, quota, timeout, unknown city) raise one typed error, `WeatherUnavailable`, so the
 caller has exactly one thing to catch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,18 +48,17 @@ QWEATHER_CODES = {
 RETRYABLE_CODES = {"429", "500", "timeout", "network"}
 
 
-
 @dataclass(frozen=True)
 class DailyForecast:
     date: date
-    text_day: str                # "多云"
-    text_night: str              # "晴"
-    temp_min: float              # °C
-    temp_max: float              # °C
+    text_day: str  # "多云"
+    text_night: str  # "晴"
+    temp_min: float  # °C
+    temp_max: float  # °C
     precip_mm: float
-    humidity: int | None         # %
+    humidity: int | None  # %
     uv_index: int | None
-    wind: str                    # "东北风3-4级", for people
+    wind: str  # "东北风3-4级", for people
     wind_scale_max: int | None = None  # 4 for "3-4", for rules
 
     def to_json(self) -> str:
@@ -184,12 +184,24 @@ class QWeatherProvider:
     covered is cached too, so asking for days past the horizon does not call the API again.
     """
 
-    def __init__(self, *, api_host: str, key: str, timeout_s: float = 3.0,
-                 geo_base: str | None = None, days: str = "7d", cache_ttl_s: int = 3600,
-                 redis: Any = None, session: requests.Session | None = None,
-                 clock: Callable[[], float] = time.time, lang: str = "zh"):
+    def __init__(
+        self,
+        *,
+        api_host: str,
+        key: str,
+        timeout_s: float = 3.0,
+        geo_base: str | None = None,
+        days: str = "7d",
+        cache_ttl_s: int = 3600,
+        redis: Any = None,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        lang: str = "zh",
+    ):
         if days not in FORECAST_DAYS:
-            raise ValueError(f"QWeather forecast length must be one of {FORECAST_DAYS}, got {days!r}")
+            raise ValueError(
+                f"QWeather forecast length must be one of {FORECAST_DAYS}, got {days!r}"
+            )
         if not key:
             raise ValueError("QWeather needs an API key (QWEATHER_KEY)")
         self._api_base = _with_scheme(api_host)
@@ -210,8 +222,11 @@ class QWeatherProvider:
             return []
         found = self._cached_days(city, wanted)
         covered = self._cached_coverage(city)
-        missing = [d for d in wanted if d not in found
-                   and not (covered and not covered[0] <= d <= covered[1])]
+        missing = [
+            d
+            for d in wanted
+            if d not in found and not (covered and not covered[0] <= d <= covered[1])
+        ]
         if missing:
             fresh = self._fetch(city)
             self._store(city, fresh)
@@ -267,16 +282,23 @@ class QWeatherProvider:
         try:
             return [self._parse_day(d) for d in body.get("daily") or []]
         except (KeyError, TypeError, ValueError) as exc:
-            raise WeatherUnavailable("bad_response", f"unexpected daily forecast shape: {exc!r}") from None
+            raise WeatherUnavailable(
+                "bad_response", f"unexpected daily forecast shape: {exc!r}"
+            ) from None
 
     def _get(self, url: str, params: dict) -> dict:
         try:
-            resp = self._session.get(url, params={**params, "lang": self._lang, "key": self._key},
-                                     timeout=self._timeout)
+            resp = self._session.get(
+                url, params={**params, "lang": self._lang, "key": self._key}, timeout=self._timeout
+            )
         except requests.Timeout:
-            raise WeatherUnavailable("timeout", f"no answer within {self._timeout}s from {_origin(url)}") from None
+            raise WeatherUnavailable(
+                "timeout", f"no answer within {self._timeout}s from {_origin(url)}"
+            ) from None
         except requests.RequestException as exc:  # `from None`: the URL in exc carries the key
-            raise WeatherUnavailable("network", f"{type(exc).__name__} calling {_origin(url)}") from None
+            raise WeatherUnavailable(
+                "network", f"{type(exc).__name__} calling {_origin(url)}"
+            ) from None
         try:
             body = resp.json()
         except ValueError:
@@ -285,13 +307,17 @@ class QWeatherProvider:
             # Error code v2: the HTTP status is the code, details in {"error": {...}}.
             error = body.get("error") if isinstance(body, dict) else None
             code = str((error or {}).get("status") or resp.status_code)
-            title = (error or {}).get("title") or QWEATHER_CODES.get(code, f"HTTP {resp.status_code}")
+            title = (error or {}).get("title") or QWEATHER_CODES.get(
+                code, f"HTTP {resp.status_code}"
+            )
             raise WeatherUnavailable(code, title)
         if not isinstance(body, dict):
             raise WeatherUnavailable("bad_response", f"{_origin(url)} did not answer JSON")
         code = str(body.get("code", ""))
         if code != "200":  # error code v1: HTTP 200 with the code in the body
-            raise WeatherUnavailable(code or "bad_response", QWEATHER_CODES.get(code, "unexpected code"))
+            raise WeatherUnavailable(
+                code or "bad_response", QWEATHER_CODES.get(code, "unexpected code")
+            )
         return body
 
     @staticmethod
@@ -337,7 +363,9 @@ class DemoWeatherProvider:
     def daily(self, city: str, start: date, end: date) -> list[DailyForecast]:
         climate = self._kb.climate(city)
         if climate is None:
-            raise WeatherUnavailable("unknown_city", f"no climate norms for {city!r} in the knowledge base")
+            raise WeatherUnavailable(
+                "unknown_city", f"no climate norms for {city!r} in the knowledge base"
+            )
         today = self._today()
         first = max(start, today)
         last = min(end, today + timedelta(days=self.horizon_days - 1))
@@ -370,17 +398,28 @@ class DemoWeatherProvider:
             uv = max(1, norm.uv - (2 if text_day == "阴" else rng.randint(0, 1)))
         scale = max(1, norm.wind_scale + rng.choice((-1, 0, 0, 1)))
         return DailyForecast(
-            date=day, text_day=text_day, text_night=text_night,
-            temp_min=float(temp_min), temp_max=float(temp_max), precip_mm=precip,
-            humidity=max(30, min(100, norm.humidity + rng.randint(-6, 6))), uv_index=uv,
-            wind=f"{rng.choice(_WIND_DIRS)}{scale}-{scale + 1}级", wind_scale_max=scale + 1,
+            date=day,
+            text_day=text_day,
+            text_night=text_night,
+            temp_min=float(temp_min),
+            temp_max=float(temp_max),
+            precip_mm=precip,
+            humidity=max(30, min(100, norm.humidity + rng.randint(-6, 6))),
+            uv_index=uv,
+            wind=f"{rng.choice(_WIND_DIRS)}{scale}-{scale + 1}级",
+            wind_scale_max=scale + 1,
         )
 
 
 # ---- factory ------------------------------------------------------------------------------------
-def get_weather_provider(settings, kb, *, redis: Any = None,
-                         today: Callable[[], date] | None = None,
-                         session: requests.Session | None = None) -> WeatherProvider:
+def get_weather_provider(
+    settings,
+    kb,
+    *,
+    redis: Any = None,
+    today: Callable[[], date] | None = None,
+    session: requests.Session | None = None,
+) -> WeatherProvider:
     """The provider the settings ask for: "demo" (default, offline) or "qweather"."""
     kind = (settings.weather_provider or "demo").strip().lower()
     if kind == "demo":
@@ -393,11 +432,13 @@ def get_weather_provider(settings, kb, *, redis: Any = None,
 
             redis = redis_lib.Redis.from_url(settings.redis_url)  # connects on first command
         return QWeatherProvider(
-            api_host=settings.qweather_api_host, key=settings.qweather_key,
+            api_host=settings.qweather_api_host,
+            key=settings.qweather_key,
             timeout_s=settings.weather_timeout_s,
             geo_base=getattr(settings, "qweather_geo_base", None),
             days=getattr(settings, "qweather_forecast_days", "7d"),
             cache_ttl_s=getattr(settings, "weather_cache_ttl_s", 3600),
-            redis=redis, session=session,
+            redis=redis,
+            session=session,
         )
     raise ValueError(f"unknown WEATHER_PROVIDER {kind!r}: use 'demo' or 'qweather'")

@@ -10,6 +10,7 @@ Reasons a segment member is left out, checked in this order:
 - `over_cap`: the guest already got the policy's number of mass messages this period;
 - `quiet_hours`: it would go out in the quiet hours (the send waits until they end).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +25,14 @@ from bot.marketing.facts import GuestFacts
 from bot.marketing.models import MassSend
 from bot.marketing.policy import MarketingPolicy
 
-REASONS = ("no_consent", "no_wecom_identity", "not_a_contact", "outside_48h_window", "over_cap",
-           "quiet_hours")
+REASONS = (
+    "no_consent",
+    "no_wecom_identity",
+    "not_a_contact",
+    "outside_48h_window",
+    "over_cap",
+    "quiet_hours",
+)
 KF_WINDOW = dt.timedelta(hours=48)
 
 
@@ -37,13 +44,21 @@ def group_target(chat_id: str) -> str:
     return f"group:{chat_id}"
 
 
-def cap_counts(engine: Engine, policy: MarketingPolicy, now: dt.datetime,
-               targets: Optional[Iterable[str]] = None, *, conn=None) -> Counter:
+def cap_counts(
+    engine: Engine,
+    policy: MarketingPolicy,
+    now: dt.datetime,
+    targets: Optional[Iterable[str]] = None,
+    *,
+    conn=None,
+) -> Counter:
     """Mass messages each target got in the cap period `now` is in."""
     start, end = policy.cap.window(now)
-    stmt = (select(MassSend.target, func.count()).where(MassSend.sent_at >= start,
-                                                        MassSend.sent_at < end)
-            .group_by(MassSend.target))
+    stmt = (
+        select(MassSend.target, func.count())
+        .where(MassSend.sent_at >= start, MassSend.sent_at < end)
+        .group_by(MassSend.target)
+    )
     wanted = None if targets is None else set(targets)
     if wanted is not None and len(wanted) <= 500:
         stmt = stmt.where(MassSend.target.in_(wanted))
@@ -64,8 +79,11 @@ def kf_windows(engine: Engine, now: dt.datetime) -> set[tuple[str, str]]:
     from bot.wecom.models import KfQuota
 
     with engine.connect() as conn:
-        rows = conn.execute(select(KfQuota.open_kfid, KfQuota.external_userid)
-                            .where(KfQuota.last_guest_msg_at >= now - KF_WINDOW))
+        rows = conn.execute(
+            select(KfQuota.open_kfid, KfQuota.external_userid).where(
+                KfQuota.last_guest_msg_at >= now - KF_WINDOW
+            )
+        )
         return {(r[0], r[1]) for r in rows}
 
 
@@ -79,9 +97,16 @@ class Audience:
         return {reason: counter[reason] for reason in REASONS if counter[reason]}
 
 
-def audience(members: Iterable[GuestFacts], *, surface: str, policy: MarketingPolicy,
-             now: dt.datetime, caps: Counter, kf_open: Optional[set] = None,
-             marketing: bool = True) -> Audience:
+def audience(
+    members: Iterable[GuestFacts],
+    *,
+    surface: str,
+    policy: MarketingPolicy,
+    now: dt.datetime,
+    caps: Counter,
+    kf_open: Optional[set] = None,
+    marketing: bool = True,
+) -> Audience:
     """Split segment members into those who may get the message now and those left out (why).
     `marketing=False` (service messages) skips consent and the cap, never the quiet hours."""
     result = Audience()

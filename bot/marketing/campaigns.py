@@ -21,6 +21,7 @@ The flow, and why:
 
 All methods are async; database work runs in worker threads (`asyncio.to_thread`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +55,11 @@ SURFACES = ("single", "group", "kf")
 MAX_PER_CALL = 10_000
 LEASE = dt.timedelta(minutes=10)
 MAX_REMINDS_PER_DAY = 3
-ATTACHMENT_FIELDS = {"image": ("media_id", "pic_url"), "link": ("title", "url"),
-                     "miniprogram": ("title", "pic_media_id", "appid", "page")}
+ATTACHMENT_FIELDS = {
+    "image": ("media_id", "pic_url"),
+    "link": ("title", "url"),
+    "miniprogram": ("title", "pic_media_id", "appid", "page"),
+}
 SPEC_KEYS = {"name", "kind", "surface", "segment", "template", "attachments", "schedule", "groups"}
 # WeCom's per-recipient statuses (get_groupmsg_send_result) to ours.
 RESULT_STATUS = {0: "queued", 1: "sent", 2: "not_contact", 3: "limit"}
@@ -88,8 +92,10 @@ def _check_attachments(items: Any) -> list:
     for n, item in enumerate(items, 1):
         kind = item.get("msgtype") if isinstance(item, dict) else None
         if kind not in ATTACHMENT_FIELDS:
-            raise CampaignError(f"attachments[{n}]: msgtype must be one of "
-                                f"{', '.join(ATTACHMENT_FIELDS)}, got {kind!r}")
+            raise CampaignError(
+                f"attachments[{n}]: msgtype must be one of "
+                f"{', '.join(ATTACHMENT_FIELDS)}, got {kind!r}"
+            )
         body = item.get(kind)
         needed = ATTACHMENT_FIELDS[kind]
         if not isinstance(body, dict):
@@ -116,8 +122,9 @@ def _schedule(value: Any, now: dt.datetime) -> dt.datetime:
         try:
             when = dt.datetime.fromisoformat(str(value))
         except ValueError:
-            raise CampaignError(f"schedule: an ISO time like 2026-12-08T10:00:00+08:00, "
-                                f"got {value!r}") from None
+            raise CampaignError(
+                f"schedule: an ISO time like 2026-12-08T10:00:00+08:00, " f"got {value!r}"
+            ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=CHINA_TZ)  # marketers write China time
     return when.astimezone(dt.timezone.utc)
@@ -129,8 +136,10 @@ def validate_spec(spec: Any, now: dt.datetime) -> dict:
         raise CampaignError("a campaign is a mapping (name, segment, template, ...)")
     unknown = set(spec) - SPEC_KEYS
     if unknown:
-        raise CampaignError(f"unknown key(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(sorted(SPEC_KEYS))}")
+        raise CampaignError(
+            f"unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(SPEC_KEYS))}"
+        )
     name = str(spec.get("name") or "").strip()
     if not name or len(name) > 128:
         raise CampaignError("name: required, at most 128 characters")
@@ -151,22 +160,40 @@ def validate_spec(spec: Any, now: dt.datetime) -> dict:
         raise CampaignError(str(exc)) from None
     groups = spec.get("groups") or {}
     if surface == "group":
-        if not isinstance(groups, dict) or not groups or not all(
+        if (
+            not isinstance(groups, dict)
+            or not groups
+            or not all(
                 isinstance(v, list) and v and all(isinstance(c, str) for c in v)
-                for v in groups.values()):
+                for v in groups.values()
+            )
+        ):
             raise CampaignError("groups: for surface group, a mapping advisor -> [chat ids]")
     elif groups:
         raise CampaignError("groups: only for surface group")
-    return {"name": name, "kind": kind, "surface": surface, "segment": segment.spec,
-            "template": template, "attachments": _check_attachments(spec.get("attachments")),
-            "chat_ids": groups, "scheduled_at": _schedule(spec.get("schedule"), now)}
+    return {
+        "name": name,
+        "kind": kind,
+        "surface": surface,
+        "segment": segment.spec,
+        "template": template,
+        "attachments": _check_attachments(spec.get("attachments")),
+        "chat_ids": groups,
+        "scheduled_at": _schedule(spec.get("schedule"), now),
+    }
 
 
 class CampaignService:
     """The marketer's campaigns. `wecom` is a `GroupMsgAPI` (needed for send/report/cancel/remind)."""
 
-    def __init__(self, engine: Engine, policy: MarketingPolicy, *, wecom=None,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policy: MarketingPolicy,
+        *,
+        wecom=None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
         self.engine = engine
         self.policy = policy
         self.wecom = wecom
@@ -188,8 +215,15 @@ class CampaignService:
             row = Campaign(**values, status="scheduled", created_by=actor, created_at=now)
             s.add(row)
             s.flush()
-            s.add(cm.AuditLog(actor=actor, action="campaign.create", subject_type="campaign",
-                              subject_id=str(row.id), detail={"name": values["name"]}))
+            s.add(
+                cm.AuditLog(
+                    actor=actor,
+                    action="campaign.create",
+                    subject_type="campaign",
+                    subject_id=str(row.id),
+                    detail={"name": values["name"]},
+                )
+            )
             return row.id
 
     def get(self, campaign_id: int) -> dict:
@@ -201,57 +235,94 @@ class CampaignService:
 
     def list(self) -> list[dict]:
         with self._session() as s:
-            return [self._as_dict(r) for r in s.execute(select(Campaign).order_by(Campaign.id))
-                    .scalars()]
+            return [
+                self._as_dict(r)
+                for r in s.execute(select(Campaign).order_by(Campaign.id)).scalars()
+            ]
 
     @staticmethod
     def _as_dict(row: Campaign) -> dict:
         def iso(v):
             return _aware(v).isoformat() if v else None
 
-        return {"id": row.id, "name": row.name, "kind": row.kind, "surface": row.surface,
-                "status": row.status, "segment": row.segment, "template": row.template,
-                "attachments": row.attachments, "groups": row.chat_ids,
-                "scheduled_at": iso(row.scheduled_at), "created_by": row.created_by,
-                "created_at": iso(row.created_at), "sent_at": iso(row.sent_at),
-                "cancelled_at": iso(row.cancelled_at), "error": row.error}
+        return {
+            "id": row.id,
+            "name": row.name,
+            "kind": row.kind,
+            "surface": row.surface,
+            "status": row.status,
+            "segment": row.segment,
+            "template": row.template,
+            "attachments": row.attachments,
+            "groups": row.chat_ids,
+            "scheduled_at": iso(row.scheduled_at),
+            "created_by": row.created_by,
+            "created_at": iso(row.created_at),
+            "sent_at": iso(row.sent_at),
+            "cancelled_at": iso(row.cancelled_at),
+            "error": row.error,
+        }
 
     # ---- audience ----------------------------------------------------------------------------
-    def _members(self, campaign: dict, now: dt.datetime,
-                 outside: Optional[list] = None) -> tuple[list[GuestFacts], int]:
+    def _members(
+        self, campaign: dict, now: dt.datetime, outside: Optional[list] = None
+    ) -> tuple[list[GuestFacts], int]:
         """Segment members at `now`; non-members with the rules they fail go to `outside`."""
         today = self._today(now)
         segment = parse_segment(campaign["segment"])
         # Templates and the audience checks read bookings, tags and consent; the tiers a
         # member cannot have are skipped in SQL (and listed cheaply for the preview).
-        facts = load_facts(self.engine, today, tiers=segment.tiers,
-                           needs=segment.needs | {"bookings", "tags", "consent"})
+        facts = load_facts(
+            self.engine,
+            today,
+            tiers=segment.tiers,
+            needs=segment.needs | {"bookings", "tags", "consent"},
+        )
         total = len(facts)
         if segment.tiers is not None:
             total = count_guests(self.engine)
             if outside is not None:
-                outside.extend({"sender_id": sid, "name": name, "reason": "outside_segment",
-                                "rules": [segment.tier_rule()]}
-                               for sid, name in guests_outside_tiers(self.engine, segment.tiers,
-                                                                     200))
+                outside.extend(
+                    {
+                        "sender_id": sid,
+                        "name": name,
+                        "reason": "outside_segment",
+                        "rules": [segment.tier_rule()],
+                    }
+                    for sid, name in guests_outside_tiers(self.engine, segment.tiers, 200)
+                )
         members = []
         for f in facts:
             failed = segment.evaluate(f, today, self.policy)
             if not failed:
                 members.append(f)
             elif outside is not None:
-                outside.append({"sender_id": f.sender_id, "name": f.name,
-                                "reason": "outside_segment", "rules": failed})
+                outside.append(
+                    {
+                        "sender_id": f.sender_id,
+                        "name": f.name,
+                        "reason": "outside_segment",
+                        "rules": failed,
+                    }
+                )
         return members, total
 
-    def _audience(self, campaign: dict, members: list[GuestFacts], now: dt.datetime,
-                  caps=None) -> aud.Audience:
+    def _audience(
+        self, campaign: dict, members: list[GuestFacts], now: dt.datetime, caps=None
+    ) -> aud.Audience:
         if caps is None:
-            caps = aud.cap_counts(self.engine, self.policy, now,
-                                  [aud.guest_target(f.id) for f in members])
+            caps = aud.cap_counts(
+                self.engine, self.policy, now, [aud.guest_target(f.id) for f in members]
+            )
         kf_open = aud.kf_windows(self.engine, now) if campaign["surface"] == "kf" else None
-        return aud.audience(members, surface=campaign["surface"], policy=self.policy, now=now,
-                            caps=caps, kf_open=kf_open)
+        return aud.audience(
+            members,
+            surface=campaign["surface"],
+            policy=self.policy,
+            now=now,
+            caps=caps,
+            kf_open=kf_open,
+        )
 
     def preview(self, campaign_id: int, *, samples: int = 3) -> dict:
         """The dry run, evaluated at the scheduled time (or now, if that has passed)."""
@@ -262,25 +333,41 @@ class CampaignService:
         template = self._env.from_string(campaign["template"])
         today = self._today(at)
         if campaign["surface"] == "group":
-            return {**self._preview_groups(campaign, template, at, today),
-                    "held_by_quiet_hours": at != wanted}
+            return {
+                **self._preview_groups(campaign, template, at, today),
+                "held_by_quiet_hours": at != wanted,
+            }
         outside: list[dict] = []
         members, total = self._members(campaign, at, outside)
         result = self._audience(campaign, members, at)
         return {
-            "campaign": campaign_id, "name": campaign["name"], "status": campaign["status"],
-            "evaluated_at": at.isoformat(), "guests": total, "segment_members": len(members),
+            "campaign": campaign_id,
+            "name": campaign["name"],
+            "status": campaign["status"],
+            "evaluated_at": at.isoformat(),
+            "guests": total,
+            "segment_members": len(members),
             "recipients": len(result.eligible),
-            "recipient_list": [{"sender_id": f.sender_id, "name": f.name,
-                                "external_userid": f.external_userid,
-                                "advisor": f.owner_userid} for f in result.eligible],
+            "recipient_list": [
+                {
+                    "sender_id": f.sender_id,
+                    "name": f.name,
+                    "external_userid": f.external_userid,
+                    "advisor": f.owner_userid,
+                }
+                for f in result.eligible
+            ],
             "left_out": result.counts(),
-            "left_out_list": [{"sender_id": f.sender_id, "name": f.name, "reason": r}
-                              for f, r in result.left_out] + outside[:200],
+            "left_out_list": [
+                {"sender_id": f.sender_id, "name": f.name, "reason": r} for f, r in result.left_out
+            ]
+            + outside[:200],
             "outside_segment": total - len(members),
             "held_by_quiet_hours": at != wanted,
-            "samples": [{"sender_id": f.sender_id, "text": render(template, f, today)}
-                        for f in result.eligible[:samples]],
+            "samples": [
+                {"sender_id": f.sender_id, "text": render(template, f, today)}
+                for f in result.eligible[:samples]
+            ],
         }
 
     def _group_rows(self, campaign: dict) -> list[tuple[str, str]]:
@@ -290,15 +377,26 @@ class CampaignService:
         rows = self._group_rows(campaign)
         caps = aud.cap_counts(self.engine, self.policy, at, [aud.group_target(c) for _, c in rows])
         limit, quiet = self.policy.cap.limit_at(at), self.policy.in_quiet_hours(at)
-        left = [{"chat_id": c, "reason": "over_cap" if caps[aud.group_target(c)] >= limit
-                 else "quiet_hours"} for _, c in rows
-                if caps[aud.group_target(c)] >= limit or quiet]
+        left = [
+            {
+                "chat_id": c,
+                "reason": "over_cap" if caps[aud.group_target(c)] >= limit else "quiet_hours",
+            }
+            for _, c in rows
+            if caps[aud.group_target(c)] >= limit or quiet
+        ]
         text = template.render(**_group_context(today)).strip()
-        return {"campaign": campaign["id"], "name": campaign["name"], "status": campaign["status"],
-                "evaluated_at": at.isoformat(), "groups": len(rows),
-                "recipients": len(rows) - len(left), "left_out_list": left,
-                "left_out": dict(_count(r["reason"] for r in left)),
-                "samples": [{"chat_id": rows[0][1], "text": text}] if rows else []}
+        return {
+            "campaign": campaign["id"],
+            "name": campaign["name"],
+            "status": campaign["status"],
+            "evaluated_at": at.isoformat(),
+            "groups": len(rows),
+            "recipients": len(rows) - len(left),
+            "left_out_list": left,
+            "left_out": dict(_count(r["reason"] for r in left)),
+            "samples": [{"chat_id": rows[0][1], "text": text}] if rows else [],
+        }
 
     # ---- send --------------------------------------------------------------------------------
     def _claim(self, campaign_id: int, worker_id: str, now: dt.datetime) -> Optional[dict]:
@@ -311,22 +409,35 @@ class CampaignService:
             if s.execute(stmt).scalar_one_or_none() is None:
                 return None
             claimed = s.execute(
-                update(Campaign).where(
+                update(Campaign)
+                .where(
                     Campaign.id == campaign_id,
-                    or_(and_(Campaign.status == "scheduled", Campaign.scheduled_at <= now),
-                        and_(Campaign.status == "sending", Campaign.claimed_at < now - LEASE)))
+                    or_(
+                        and_(Campaign.status == "scheduled", Campaign.scheduled_at <= now),
+                        and_(Campaign.status == "sending", Campaign.claimed_at < now - LEASE),
+                    ),
+                )
                 .values(status="sending", claimed_by=worker_id, claimed_at=now)
-                .execution_options(synchronize_session=False)).rowcount
+                .execution_options(synchronize_session=False)
+            ).rowcount
             if claimed != 1:
                 return None
         return self.get(campaign_id)
 
     def due(self, now: dt.datetime) -> list[int]:
         with self._session() as s:
-            return list(s.execute(select(Campaign.id).where(or_(
-                and_(Campaign.status == "scheduled", Campaign.scheduled_at <= now),
-                and_(Campaign.status == "sending", Campaign.claimed_at < now - LEASE)))
-                .order_by(Campaign.scheduled_at)).scalars())
+            return list(
+                s.execute(
+                    select(Campaign.id)
+                    .where(
+                        or_(
+                            and_(Campaign.status == "scheduled", Campaign.scheduled_at <= now),
+                            and_(Campaign.status == "sending", Campaign.claimed_at < now - LEASE),
+                        )
+                    )
+                    .order_by(Campaign.scheduled_at)
+                ).scalars()
+            )
 
     async def send_due(self, worker_id: Optional[str] = None) -> list[dict]:
         results = []
@@ -334,8 +445,9 @@ class CampaignService:
             results.append(await self.send(campaign_id, worker_id=worker_id))
         return results
 
-    async def send(self, campaign_id: int, *, worker_id: Optional[str] = None,
-                   force_now: bool = False) -> dict:
+    async def send(
+        self, campaign_id: int, *, worker_id: Optional[str] = None, force_now: bool = False
+    ) -> dict:
         """Send a due campaign (`force_now`: a scheduled one now). Returns what happened; a
         campaign another worker holds, or already sent, is a no-op that says so."""
         worker_id = worker_id or default_worker_id()
@@ -346,13 +458,21 @@ class CampaignService:
         claimed = await asyncio.to_thread(self._claim, campaign_id, worker_id, now)
         if claimed is None:
             current = await asyncio.to_thread(self.get, campaign_id)
-            return {"campaign": campaign_id, "sent": False, "status": current["status"],
-                    "why": _not_claimed_why(current, now)}
+            return {
+                "campaign": campaign_id,
+                "sent": False,
+                "status": current["status"],
+                "why": _not_claimed_why(current, now),
+            }
         if self.policy.in_quiet_hours(now):
             until = self.policy.quiet_ends(now)
             await asyncio.to_thread(self._release, campaign_id, until)
-            return {"campaign": campaign_id, "sent": False, "status": "scheduled",
-                    "why": f"quiet hours: rescheduled to {until.isoformat()}"}
+            return {
+                "campaign": campaign_id,
+                "sent": False,
+                "status": "scheduled",
+                "why": f"quiet hours: rescheduled to {until.isoformat()}",
+            }
         try:
             if claimed["surface"] == "group":
                 plan = await asyncio.to_thread(self._plan_groups, claimed, now)
@@ -368,21 +488,30 @@ class CampaignService:
 
     def _reschedule(self, campaign_id: int, when: dt.datetime) -> None:
         with self._session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign_id,
-                                             Campaign.status == "scheduled")
-                      .values(scheduled_at=when).execution_options(synchronize_session=False))
+            s.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status == "scheduled")
+                .values(scheduled_at=when)
+                .execution_options(synchronize_session=False)
+            )
 
     def _release(self, campaign_id: int, until: dt.datetime) -> None:
         with self._session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign_id)
-                      .values(status="scheduled", scheduled_at=until, claimed_by=None,
-                              claimed_at=None).execution_options(synchronize_session=False))
+            s.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(status="scheduled", scheduled_at=until, claimed_by=None, claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
 
     def _finish(self, campaign_id: int, status: str, error: Optional[str]) -> None:
         with self._session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign_id)
-                      .values(status=status, error=error, sent_at=self.clock())
-                      .execution_options(synchronize_session=False))
+            s.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(status=status, error=error, sent_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
 
     def _lock_ledger(self, s) -> None:
         """Two campaigns must not both take a guest's last cap slot: one at a time reserves."""
@@ -400,16 +529,33 @@ class CampaignService:
         calls: list[dict] = []
         with self._session() as s:
             self._lock_ledger(s)
-            done = set(s.execute(select(CampaignRecipient.guest_id).where(
-                CampaignRecipient.campaign_id == campaign["id"])).scalars())
+            done = set(
+                s.execute(
+                    select(CampaignRecipient.guest_id).where(
+                        CampaignRecipient.campaign_id == campaign["id"]
+                    )
+                ).scalars()
+            )
             members = [f for f in members if f.id not in done]
-            caps = aud.cap_counts(self.engine, self.policy, now,
-                                  [aud.guest_target(f.id) for f in members], conn=s.connection())
+            caps = aud.cap_counts(
+                self.engine,
+                self.policy,
+                now,
+                [aud.guest_target(f.id) for f in members],
+                conn=s.connection(),
+            )
             result = self._audience(campaign, members, now, caps=caps)
             for f, reason in result.left_out:
-                s.add(CampaignRecipient(campaign_id=campaign["id"], guest_id=f.id,
-                                        target=aud.guest_target(f.id), status="left_out",
-                                        reason=reason, advisor_userid=f.owner_userid))
+                s.add(
+                    CampaignRecipient(
+                        campaign_id=campaign["id"],
+                        guest_id=f.id,
+                        target=aud.guest_target(f.id),
+                        status="left_out",
+                        reason=reason,
+                        advisor_userid=f.owner_userid,
+                    )
+                )
             grouped: dict[tuple, list] = defaultdict(list)
             for f in result.eligible:
                 text = render(template, f, today)
@@ -417,26 +563,44 @@ class CampaignService:
                 grouped[key].append(f)
             for (owner, text), guests in grouped.items():
                 for start in range(0, len(guests), MAX_PER_CALL):
-                    chunk = guests[start:start + MAX_PER_CALL]
-                    task = CampaignTask(campaign_id=campaign["id"], advisor_userid=owner,
-                                        chat_type=campaign["surface"], recipients=len(chunk),
-                                        status="creating")
+                    chunk = guests[start : start + MAX_PER_CALL]
+                    task = CampaignTask(
+                        campaign_id=campaign["id"],
+                        advisor_userid=owner,
+                        chat_type=campaign["surface"],
+                        recipients=len(chunk),
+                        status="creating",
+                    )
                     s.add(task)
                     s.flush()
                     ids = []
                     for f in chunk:
                         row = CampaignRecipient(
-                            campaign_id=campaign["id"], guest_id=f.id,
-                            target=(f.external_userid if campaign["surface"] == "single"
-                                    else f.kf_external_userid),
-                            advisor_userid=owner, task_id=task.id, text=text, status="pending")
+                            campaign_id=campaign["id"],
+                            guest_id=f.id,
+                            target=(
+                                f.external_userid
+                                if campaign["surface"] == "single"
+                                else f.kf_external_userid
+                            ),
+                            advisor_userid=owner,
+                            task_id=task.id,
+                            text=text,
+                            status="pending",
+                        )
                         s.add(row)
                         s.add(MassSend(target=aud.guest_target(f.id), source=source, sent_at=now))
                         ids.append(row)
                     s.flush()
-                    calls.append({"task_id": task.id, "sender": owner, "text": text,
-                                  "targets": [r.target for r in ids],
-                                  "ledger": [aud.guest_target(f.id) for f in chunk]})
+                    calls.append(
+                        {
+                            "task_id": task.id,
+                            "sender": owner,
+                            "text": text,
+                            "targets": [r.target for r in ids],
+                            "ledger": [aud.guest_target(f.id) for f in chunk],
+                        }
+                    )
             return calls
 
     def _plan_groups(self, campaign: dict, now: dt.datetime) -> list[dict]:
@@ -447,31 +611,66 @@ class CampaignService:
         calls = []
         with self._session() as s:
             self._lock_ledger(s)
-            done = set(s.execute(select(CampaignRecipient.target).where(
-                CampaignRecipient.campaign_id == campaign["id"])).scalars())
+            done = set(
+                s.execute(
+                    select(CampaignRecipient.target).where(
+                        CampaignRecipient.campaign_id == campaign["id"]
+                    )
+                ).scalars()
+            )
             rows = [(a, c) for a, c in self._group_rows(campaign) if c not in done]
-            caps = aud.cap_counts(self.engine, self.policy, now,
-                                  [aud.group_target(c) for _, c in rows], conn=s.connection())
+            caps = aud.cap_counts(
+                self.engine,
+                self.policy,
+                now,
+                [aud.group_target(c) for _, c in rows],
+                conn=s.connection(),
+            )
             by_advisor: dict[str, list[str]] = defaultdict(list)
             for advisor, chat in rows:
                 if caps[aud.group_target(chat)] >= limit:
-                    s.add(CampaignRecipient(campaign_id=campaign["id"], target=chat,
-                                            advisor_userid=advisor, status="left_out",
-                                            reason="over_cap"))
+                    s.add(
+                        CampaignRecipient(
+                            campaign_id=campaign["id"],
+                            target=chat,
+                            advisor_userid=advisor,
+                            status="left_out",
+                            reason="over_cap",
+                        )
+                    )
                 else:
                     by_advisor[advisor].append(chat)
             for advisor, chats in by_advisor.items():
-                task = CampaignTask(campaign_id=campaign["id"], advisor_userid=advisor,
-                                    chat_type="group", recipients=len(chats), status="creating")
+                task = CampaignTask(
+                    campaign_id=campaign["id"],
+                    advisor_userid=advisor,
+                    chat_type="group",
+                    recipients=len(chats),
+                    status="creating",
+                )
                 s.add(task)
                 s.flush()
                 for chat in chats:
-                    s.add(CampaignRecipient(campaign_id=campaign["id"], target=chat,
-                                            advisor_userid=advisor, task_id=task.id, text=text,
-                                            status="pending"))
+                    s.add(
+                        CampaignRecipient(
+                            campaign_id=campaign["id"],
+                            target=chat,
+                            advisor_userid=advisor,
+                            task_id=task.id,
+                            text=text,
+                            status="pending",
+                        )
+                    )
                     s.add(MassSend(target=aud.group_target(chat), source=source, sent_at=now))
-                calls.append({"task_id": task.id, "sender": advisor, "text": text,
-                              "targets": chats, "ledger": [aud.group_target(c) for c in chats]})
+                calls.append(
+                    {
+                        "task_id": task.id,
+                        "sender": advisor,
+                        "text": text,
+                        "targets": chats,
+                        "ledger": [aud.group_target(c) for c in chats],
+                    }
+                )
         return calls
 
     async def _deliver(self, campaign: dict, calls: list[dict]) -> dict:
@@ -492,45 +691,78 @@ class CampaignService:
         surface = campaign["surface"]
         try:
             answer = await self.wecom.add_msg_template(
-                sender=call["sender"], chat_type=surface, text=call["text"],
+                sender=call["sender"],
+                chat_type=surface,
+                text=call["text"],
                 external_userid=call["targets"] if surface == "single" else None,
                 chat_id_list=call["targets"] if surface == "group" else None,
-                attachments=campaign["attachments"])
+                attachments=campaign["attachments"],
+            )
         except TransportError as exc:  # WeCom may have the task: never send it again
             await asyncio.to_thread(self._task_outcome, call, "unknown", None, [], str(exc))
             return {"unknown": len(call["targets"])}
         except WeComAPIError as exc:
-            await asyncio.to_thread(self._task_outcome, call, "failed", None, call["targets"],
-                                    f"{exc.errcode} {exc.errmsg}")
+            await asyncio.to_thread(
+                self._task_outcome,
+                call,
+                "failed",
+                None,
+                call["targets"],
+                f"{exc.errcode} {exc.errmsg}",
+            )
             return {"failed": len(call["targets"])}
         fail = [str(x) for x in answer.get("fail_list") or []]
-        await asyncio.to_thread(self._task_outcome, call, "created", answer.get("msgid"), fail,
-                                None)
+        await asyncio.to_thread(
+            self._task_outcome, call, "created", answer.get("msgid"), fail, None
+        )
         return {"tasks": 1, "queued": len(call["targets"]) - len(fail), "not_contact": len(fail)}
 
     async def _deliver_kf(self, campaign: dict, call: dict) -> dict:
         outcome = {"queued": 0, "failed": 0}
         sent, refused = [], []
         for target in call["targets"]:
-            result = await self.wecom.kf_text(call["sender"], target, call["text"],
-                                              dedupe_key=f"campaign:{campaign['id']}:{target}")
+            result = await self.wecom.kf_text(
+                call["sender"],
+                target,
+                call["text"],
+                dedupe_key=f"campaign:{campaign['id']}:{target}",
+            )
             (sent if result.ok else refused).append(target)
-        await asyncio.to_thread(self._task_outcome, call, "confirmed", None, refused, None,
-                                fail_status="failed", ok_status="sent")
+        await asyncio.to_thread(
+            self._task_outcome,
+            call,
+            "confirmed",
+            None,
+            refused,
+            None,
+            fail_status="failed",
+            ok_status="sent",
+        )
         outcome["queued"], outcome["failed"] = len(sent), len(refused)
         return outcome
 
-    def _task_outcome(self, call: dict, status: str, msgid: Optional[str], failed: list,
-                      error: Optional[str], *, fail_status: Optional[str] = None,
-                      ok_status: str = "queued") -> None:
+    def _task_outcome(
+        self,
+        call: dict,
+        status: str,
+        msgid: Optional[str],
+        failed: list,
+        error: Optional[str],
+        *,
+        fail_status: Optional[str] = None,
+        ok_status: str = "queued",
+    ) -> None:
         """Record a task's answer; recipients WeCom refused (or all, on failure) give back their
         cap slot."""
         failed_set = set(failed)
         with self._session() as s:
             task = s.get(CampaignTask, call["task_id"])
             task.status, task.msgid, task.error = status, msgid, error
-            rows = s.execute(select(CampaignRecipient).where(
-                CampaignRecipient.task_id == task.id)).scalars().all()
+            rows = (
+                s.execute(select(CampaignRecipient).where(CampaignRecipient.task_id == task.id))
+                .scalars()
+                .all()
+            )
             release = []
             for row in rows:
                 if status == "unknown":
@@ -548,25 +780,43 @@ class CampaignService:
             task.fail_list = [row.id for row in rows if row.target in failed_set]
             source = f"campaign:{task.campaign_id}"
             for row in release:
-                target = (aud.guest_target(row.guest_id) if row.guest_id is not None
-                          else aud.group_target(row.target))
-                slot = s.execute(select(MassSend.id).where(
-                    MassSend.target == target, MassSend.source == source).limit(1)).scalar()
+                target = (
+                    aud.guest_target(row.guest_id)
+                    if row.guest_id is not None
+                    else aud.group_target(row.target)
+                )
+                slot = s.execute(
+                    select(MassSend.id)
+                    .where(MassSend.target == target, MassSend.source == source)
+                    .limit(1)
+                ).scalar()
                 if slot is not None:
                     s.execute(delete(MassSend).where(MassSend.id == slot))
 
     def _left_out_counts(self, campaign_id: int) -> dict:
         with self._session() as s:
-            rows = s.execute(select(CampaignRecipient.reason, func.count()).where(
-                CampaignRecipient.campaign_id == campaign_id,
-                CampaignRecipient.status == "left_out").group_by(CampaignRecipient.reason))
+            rows = s.execute(
+                select(CampaignRecipient.reason, func.count())
+                .where(
+                    CampaignRecipient.campaign_id == campaign_id,
+                    CampaignRecipient.status == "left_out",
+                )
+                .group_by(CampaignRecipient.reason)
+            )
             return {reason: count for reason, count in rows}
 
     # ---- report ------------------------------------------------------------------------------
     def _tasks(self, campaign_id: int) -> list[CampaignTask]:
         with self._session() as s:
-            rows = s.execute(select(CampaignTask).where(CampaignTask.campaign_id == campaign_id)
-                             .order_by(CampaignTask.id)).scalars().all()
+            rows = (
+                s.execute(
+                    select(CampaignTask)
+                    .where(CampaignTask.campaign_id == campaign_id)
+                    .order_by(CampaignTask.id)
+                )
+                .scalars()
+                .all()
+            )
             s.expunge_all()
             return rows
 
@@ -596,8 +846,9 @@ class CampaignService:
         # it: capping it at the service clock broke whenever that clock lagged the database's.
         start = int(min(_aware(t.created_at) for t in created).timestamp()) - 60
         end = start + 30 * 86400
-        found = await self.wecom.list_v2(chat_type=campaign["surface"], start_time=start,
-                                         end_time=end)
+        found = await self.wecom.list_v2(
+            chat_type=campaign["surface"], start_time=start, end_time=end
+        )
         return {row.get("msgid") for row in found}
 
     def _apply_results(self, task_id: int, confirmed: bool, results: list[dict]) -> None:
@@ -608,42 +859,71 @@ class CampaignService:
             task = s.get(CampaignTask, task_id)
             if confirmed and task.status == "created":
                 task.status = "confirmed"
-            for row in s.execute(select(CampaignRecipient).where(
-                    CampaignRecipient.task_id == task_id)).scalars():
+            for row in s.execute(
+                select(CampaignRecipient).where(CampaignRecipient.task_id == task_id)
+            ).scalars():
                 if row.target in by_target and row.status not in ("cancelled", "failed"):
                     row.status = RESULT_STATUS.get(by_target[row.target], "failed")
 
     def _report_rows(self, campaign: dict, tasks, listed) -> dict:
         with self._session() as s:
-            counts = {status: n for status, n in s.execute(
-                select(CampaignRecipient.status, func.count()).where(
-                    CampaignRecipient.campaign_id == campaign["id"])
-                .group_by(CampaignRecipient.status))}
-            reasons = {r: n for r, n in s.execute(
-                select(CampaignRecipient.reason, func.count()).where(
-                    CampaignRecipient.campaign_id == campaign["id"],
-                    CampaignRecipient.status == "left_out").group_by(CampaignRecipient.reason))}
+            counts = {
+                status: n
+                for status, n in s.execute(
+                    select(CampaignRecipient.status, func.count())
+                    .where(CampaignRecipient.campaign_id == campaign["id"])
+                    .group_by(CampaignRecipient.status)
+                )
+            }
+            reasons = {
+                r: n
+                for r, n in s.execute(
+                    select(CampaignRecipient.reason, func.count())
+                    .where(
+                        CampaignRecipient.campaign_id == campaign["id"],
+                        CampaignRecipient.status == "left_out",
+                    )
+                    .group_by(CampaignRecipient.reason)
+                )
+            }
             attribution = self._attribution(s, campaign)
         task_rows = []
         advisors: dict[str, dict] = {}
         for t in tasks:
             confirmed = t.status == "confirmed"
-            task_rows.append({"task": t.id, "advisor": t.advisor_userid, "msgid": t.msgid,
-                              "status": t.status, "recipients": t.recipients,
-                              "confirmed": confirmed,
-                              "listed_by_wecom": (t.msgid in listed) if listed is not None
-                              and t.msgid else None,
-                              "reminders_today": t.reminders, "fail_list": t.fail_list,
-                              "error": t.error})
+            task_rows.append(
+                {
+                    "task": t.id,
+                    "advisor": t.advisor_userid,
+                    "msgid": t.msgid,
+                    "status": t.status,
+                    "recipients": t.recipients,
+                    "confirmed": confirmed,
+                    "listed_by_wecom": (t.msgid in listed)
+                    if listed is not None and t.msgid
+                    else None,
+                    "reminders_today": t.reminders,
+                    "fail_list": t.fail_list,
+                    "error": t.error,
+                }
+            )
             if t.status in ("created", "confirmed"):
                 who = advisors.setdefault(t.advisor_userid, {"tasks": 0, "confirmed": 0})
                 who["tasks"] += 1
                 who["confirmed"] += confirmed
         for who in advisors.values():
             who["all_confirmed"] = who["tasks"] == who["confirmed"]
-        return {"campaign": campaign["id"], "name": campaign["name"], "status": campaign["status"],
-                "sent_at": campaign["sent_at"], "recipients": counts, "left_out": reasons,
-                "advisors": advisors, "tasks": task_rows, "attribution": attribution}
+        return {
+            "campaign": campaign["id"],
+            "name": campaign["name"],
+            "status": campaign["status"],
+            "sent_at": campaign["sent_at"],
+            "recipients": counts,
+            "left_out": reasons,
+            "advisors": advisors,
+            "tasks": task_rows,
+            "attribution": attribution,
+        }
 
     def _attribution(self, s, campaign: dict) -> dict:
         """Replies (messages the guest sent) and add-on orders within the attribution window
@@ -655,18 +935,29 @@ class CampaignService:
         guests = select(CampaignRecipient.guest_id).where(
             CampaignRecipient.campaign_id == campaign["id"],
             CampaignRecipient.status.in_(("sent", "queued")),
-            CampaignRecipient.guest_id.isnot(None))
-        orders = s.execute(select(func.count()).select_from(cm.Order).where(
-            cm.Order.guest_id.in_(guests), cm.Order.created_at >= start,
-            cm.Order.created_at < end)).scalar()
+            CampaignRecipient.guest_id.isnot(None),
+        )
+        orders = s.execute(
+            select(func.count())
+            .select_from(cm.Order)
+            .where(
+                cm.Order.guest_id.in_(guests),
+                cm.Order.created_at >= start,
+                cm.Order.created_at < end,
+            )
+        ).scalar()
         replies = 0
         try:
             from bot.wecom.models import InboxMessage
 
             senders = select(cm.Guest.sender_id).where(cm.Guest.id.in_(guests))
-            replies = s.execute(select(func.count(func.distinct(InboxMessage.sender_id))).where(
-                InboxMessage.sender_id.in_(senders), InboxMessage.received_at >= start,
-                InboxMessage.received_at < end)).scalar()
+            replies = s.execute(
+                select(func.count(func.distinct(InboxMessage.sender_id))).where(
+                    InboxMessage.sender_id.in_(senders),
+                    InboxMessage.received_at >= start,
+                    InboxMessage.received_at < end,
+                )
+            ).scalar()
         except Exception as exc:  # no inbox table (a CRM-only database): say 0, log why
             log.warning("campaign #%s: replies not counted: %s", campaign["id"], exc)
         return {"days": self.policy.attribution_days, "replies": replies, "orders": orders}
@@ -682,8 +973,11 @@ class CampaignService:
         if stopped:
             return {"campaign": campaign_id, "cancelled": True, "tasks_cancelled": 0}
         if campaign["status"] == "sending":
-            return {"campaign": campaign_id, "cancelled": False,
-                    "why": "being sent right now: cancel again when it has been sent"}
+            return {
+                "campaign": campaign_id,
+                "cancelled": False,
+                "why": "being sent right now: cancel again when it has been sent",
+            }
         await self.report(campaign_id)  # the current confirmations first
         cancelled, errors = 0, []
         for task in await asyncio.to_thread(self._tasks, campaign_id):
@@ -697,18 +991,31 @@ class CampaignService:
             await asyncio.to_thread(self._cancel_task, task.id)
             cancelled += 1
         await asyncio.to_thread(self._mark_cancelled, campaign_id, actor)
-        return {"campaign": campaign_id, "cancelled": True, "tasks_cancelled": cancelled,
-                "errors": errors}
+        return {
+            "campaign": campaign_id,
+            "cancelled": True,
+            "tasks_cancelled": cancelled,
+            "errors": errors,
+        }
 
     def _cancel_scheduled(self, campaign_id: int, actor: str) -> bool:
         with self._session() as s:
-            n = s.execute(update(Campaign).where(Campaign.id == campaign_id,
-                                                 Campaign.status == "scheduled")
-                          .values(status="cancelled", cancelled_at=self.clock())
-                          .execution_options(synchronize_session=False)).rowcount
+            n = s.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status == "scheduled")
+                .values(status="cancelled", cancelled_at=self.clock())
+                .execution_options(synchronize_session=False)
+            ).rowcount
             if n:
-                s.add(cm.AuditLog(actor=actor, action="campaign.cancel", subject_type="campaign",
-                                  subject_id=str(campaign_id), detail={"was": "scheduled"}))
+                s.add(
+                    cm.AuditLog(
+                        actor=actor,
+                        action="campaign.cancel",
+                        subject_type="campaign",
+                        subject_id=str(campaign_id),
+                        detail={"was": "scheduled"},
+                    )
+                )
             return n == 1
 
     def _cancel_task(self, task_id: int) -> None:
@@ -716,14 +1023,22 @@ class CampaignService:
             task = s.get(CampaignTask, task_id)
             task.status = "cancelled"
             source = f"campaign:{task.campaign_id}"
-            for row in s.execute(select(CampaignRecipient).where(
-                    CampaignRecipient.task_id == task_id,
-                    CampaignRecipient.status == "queued")).scalars():
+            for row in s.execute(
+                select(CampaignRecipient).where(
+                    CampaignRecipient.task_id == task_id, CampaignRecipient.status == "queued"
+                )
+            ).scalars():
                 row.status = "cancelled"
-                target = (aud.guest_target(row.guest_id) if row.guest_id is not None
-                          else aud.group_target(row.target))
-                slot = s.execute(select(MassSend.id).where(
-                    MassSend.target == target, MassSend.source == source).limit(1)).scalar()
+                target = (
+                    aud.guest_target(row.guest_id)
+                    if row.guest_id is not None
+                    else aud.group_target(row.target)
+                )
+                slot = s.execute(
+                    select(MassSend.id)
+                    .where(MassSend.target == target, MassSend.source == source)
+                    .limit(1)
+                ).scalar()
                 if slot is not None:
                     s.execute(delete(MassSend).where(MassSend.id == slot))
 
@@ -731,8 +1046,15 @@ class CampaignService:
         with self._session() as s:
             row = s.get(Campaign, campaign_id)
             row.status, row.cancelled_at = "cancelled", self.clock()
-            s.add(cm.AuditLog(actor=actor, action="campaign.cancel", subject_type="campaign",
-                              subject_id=str(campaign_id), detail={"was": "sent"}))
+            s.add(
+                cm.AuditLog(
+                    actor=actor,
+                    action="campaign.cancel",
+                    subject_type="campaign",
+                    subject_id=str(campaign_id),
+                    detail={"was": "sent"},
+                )
+            )
 
     async def remind(self, campaign_id: int) -> dict:
         """Remind advisors who have not confirmed; at most MAX_REMINDS_PER_DAY per task a day."""
@@ -744,8 +1066,13 @@ class CampaignService:
                 continue
             used = task.reminders if task.reminders_day == today else 0
             if used >= MAX_REMINDS_PER_DAY:
-                skipped.append({"task": task.id, "advisor": task.advisor_userid,
-                                "why": f"{MAX_REMINDS_PER_DAY} reminders today already"})
+                skipped.append(
+                    {
+                        "task": task.id,
+                        "advisor": task.advisor_userid,
+                        "why": f"{MAX_REMINDS_PER_DAY} reminders today already",
+                    }
+                )
                 continue
             try:
                 await self.wecom.remind(task.msgid)
@@ -764,8 +1091,16 @@ class CampaignService:
 
 def _group_context(today: dt.date) -> dict:
     """Group messages have no single guest: the template sees neutral values."""
-    return {"name": "各位", "tier": "", "points": 0, "next_stay": None, "last_stay": None,
-            "tags": [], "stays": 0, "today": today}
+    return {
+        "name": "各位",
+        "tier": "",
+        "points": 0,
+        "next_stay": None,
+        "last_stay": None,
+        "tags": [],
+        "stays": 0,
+        "today": today,
+    }
 
 
 def _count(items) -> dict:

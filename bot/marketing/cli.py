@@ -14,6 +14,7 @@ bot.cli.COMMAND_MODULES). JSON goes to stdout, messages to stderr.
     concierge touchpoints show PROPERTY [--json]
     concierge marketing worker [--poll 30] [--touchpoints-every 300] [--once]
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,11 @@ def register(subparsers) -> None:
     count.add_argument("segment", help="a segment YAML file or a name in data/marketing/segments")
     count.add_argument("--json", action="store_true")
     count.add_argument("--list", type=int, default=0, metavar="N", help="also list N members")
-    count.add_argument("--outside", action="store_true",
-                       help="with --list: also guests outside it and the rules they fail")
+    count.add_argument(
+        "--outside",
+        action="store_true",
+        help="with --list: also guests outside it and the rules they fail",
+    )
     count.add_argument("--actor", default=_actor(), help="who is looking (audit log, with --list)")
     count.set_defaults(func=_segment_count)
 
@@ -66,10 +70,13 @@ def register(subparsers) -> None:
     lst = sub.add_parser("list", help="every campaign")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=_campaign_list)
-    for name, helptext in (("preview", "dry run: recipients, left out and why, sample texts"),
-                           ("send", "send now"), ("report", "delivery report and attribution"),
-                           ("cancel", "cancel a scheduled campaign or unconfirmed tasks"),
-                           ("remind", "remind advisors who have not confirmed (3 a day)")):
+    for name, helptext in (
+        ("preview", "dry run: recipients, left out and why, sample texts"),
+        ("send", "send now"),
+        ("report", "delivery report and attribution"),
+        ("cancel", "cancel a scheduled campaign or unconfirmed tasks"),
+        ("remind", "remind advisors who have not confirmed (3 a day)"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("id", type=int)
         p.add_argument("--json", action="store_true")
@@ -103,8 +110,12 @@ def register(subparsers) -> None:
     sub = mk.add_subparsers(dest="marketing_command", required=True)
     worker = sub.add_parser("worker", help="send due campaigns and touchpoints, every --poll s")
     worker.add_argument("--poll", type=float, default=30.0, help="seconds between campaign looks")
-    worker.add_argument("--touchpoints-every", type=float, default=300.0,
-                        help="seconds between touchpoint runs (default 300)")
+    worker.add_argument(
+        "--touchpoints-every",
+        type=float,
+        default=300.0,
+        help="seconds between touchpoint runs (default 300)",
+    )
     worker.add_argument("--once", action="store_true")
     worker.add_argument("--worker-id")
     worker.set_defaults(func=_worker)
@@ -121,8 +132,9 @@ def _audited(args, m, action: str, subject_type: str, subject_id, read):
     from bot.audit import Staff, staff_read
     from bot.crm.store import CRMStore
 
-    return staff_read(CRMStore(m.engine), Staff.from_actor(args.actor), action, subject_type,
-                      subject_id, read)
+    return staff_read(
+        CRMStore(m.engine), Staff.from_actor(args.actor), action, subject_type, subject_id, read
+    )
 
 
 def _guarded(fn):
@@ -147,6 +159,7 @@ def _guarded(fn):
             return _fail(str(exc), EXIT_UNAVAILABLE)
         except WeComError as exc:
             return _fail(f"WeCom: {exc}", EXIT_UNAVAILABLE)
+
     return wrapper
 
 
@@ -154,9 +167,14 @@ def _guarded(fn):
 def _segment_count(args) -> int:
     m = _build(args, wecom=False)
     if args.list:  # names guests: a staff read, audited first
-        data = _audited(args, m, "segment.list", "segment", str(args.segment),
-                        lambda: m.segments.list(args.segment, limit=args.list,
-                                                include_outside=args.outside))
+        data = _audited(
+            args,
+            m,
+            "segment.list",
+            "segment",
+            str(args.segment),
+            lambda: m.segments.list(args.segment, limit=args.list, include_outside=args.outside),
+        )
         data["count"] = m.segments.count(args.segment)["count"]
     else:
         data = m.segments.count(args.segment)
@@ -165,8 +183,10 @@ def _segment_count(args) -> int:
     else:
         print(f"{data['count']} guests")
         for row in data.get("members", []):
-            print(f"  {row['sender_id']:<24} {row['name'] or '-':<8} {row['tier']} "
-                  f"{row['lifecycle']} value={row['value']} health={row['health']}")
+            print(
+                f"  {row['sender_id']:<24} {row['name'] or '-':<8} {row['tier']} "
+                f"{row['lifecycle']} value={row['value']} health={row['health']}"
+            )
     return EXIT_OK
 
 
@@ -201,9 +221,16 @@ def _campaign_action(args) -> int:
     action = args.action
     if action == "preview":
         m = _build(args, wecom=False)
-        data = _audited(args, m, "campaign.preview", "campaign", args.id,
-                        lambda: m.campaigns.preview(args.id, samples=args.samples))
+        data = _audited(
+            args,
+            m,
+            "campaign.preview",
+            "campaign",
+            args.id,
+            lambda: m.campaigns.preview(args.id, samples=args.samples),
+        )
     else:
+
         async def go():
             m = _build(args)
             try:
@@ -269,8 +296,10 @@ def _touchpoints_show(args) -> int:
         _out(steps)
     else:
         for s in steps:
-            print(f"{s['kind']:<12} {'on ' if s['enabled'] else 'off'} "
-                  f"{'marketing' if s['marketing'] else 'service'}")
+            print(
+                f"{s['kind']:<12} {'on ' if s['enabled'] else 'off'} "
+                f"{'marketing' if s['marketing'] else 'service'}"
+            )
     return EXIT_OK
 
 
@@ -278,8 +307,9 @@ def _touchpoints_show(args) -> int:
 def _worker(args) -> int:
     from bot.marketing.runtime import run_worker
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from bot.preflight import start_process
 
     start_process("marketing")  # production: refuses default secrets and embedded stores
@@ -287,8 +317,13 @@ def _worker(args) -> int:
     async def go():
         m = _build(args)
         try:
-            await run_worker(m, poll_s=args.poll, once=args.once, worker_id=args.worker_id,
-                             touchpoints_every_s=args.touchpoints_every)
+            await run_worker(
+                m,
+                poll_s=args.poll,
+                once=args.once,
+                worker_id=args.worker_id,
+                touchpoints_every_s=args.touchpoints_every,
+            )
         finally:
             await m.close()
 

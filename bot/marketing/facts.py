@@ -7,6 +7,7 @@ bookings import's own definitions: `bot.bookings.facts.compute_facts`, run on th
 here (the stored `guest_facts` rows are as of their last refresh; a segment is evaluated at the
 caller's `today`). A stay is a booking `checked_in` or `completed`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,11 +49,11 @@ class GuestFacts:
     kf_external_userid: Optional[str]
     kf_open_kfid: Optional[str]
     is_demo: bool
-    stays: list[Stay] = field(default_factory=list)        # completed, oldest first
-    upcoming: list[Stay] = field(default_factory=list)     # booked / checked in, soonest first
-    tags: set[str] = field(default_factory=set)            # "category:value" and bare values
+    stays: list[Stay] = field(default_factory=list)  # completed, oldest first
+    upcoming: list[Stay] = field(default_factory=list)  # booked / checked in, soonest first
+    tags: set[str] = field(default_factory=set)  # "category:value" and bare values
     tag_pairs: list[tuple[str, str]] = field(default_factory=list)
-    marketing_consent: Optional[bool] = None               # None: never asked
+    marketing_consent: Optional[bool] = None  # None: never asked
     open_complaints: int = 0
     last_interaction: Optional[dt.datetime] = None
     bookings: list[Stay] = field(default_factory=list, repr=False)  # every booking
@@ -64,8 +65,9 @@ class GuestFacts:
         """bot.bookings.facts as of the evaluation day, computed on first use (most segments
         never need spend, and computing it for 100,000 guests is a third of a count)."""
         if self._booking_facts is None:
-            self._booking_facts = compute_facts(self.bookings, tier=self.tier,
-                                                birthday=self.birthday, as_of=self.as_of)
+            self._booking_facts = compute_facts(
+                self.bookings, tier=self.tier, birthday=self.birthday, as_of=self.as_of
+            )
         return self._booking_facts
 
     # ---- derived ---------------------------------------------------------------------------
@@ -100,9 +102,15 @@ class GuestFacts:
 ALL_NEEDS = frozenset({"bookings", "tags", "consent", "complaints", "interactions"})
 
 
-def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[int]] = None,
-               demo: Optional[bool] = None, needs: Iterable[str] = ALL_NEEDS,
-               tiers: Optional[Iterable[str]] = None) -> list[GuestFacts]:
+def load_facts(
+    engine: Engine,
+    today: dt.date,
+    *,
+    guest_ids: Optional[Iterable[int]] = None,
+    demo: Optional[bool] = None,
+    needs: Iterable[str] = ALL_NEEDS,
+    tiers: Optional[Iterable[str]] = None,
+) -> list[GuestFacts]:
     """Facts of every guest (or of `guest_ids`, or of the guests in `tiers`), as of the China
     date `today`. `needs` limits what is read besides the guest row (a segment on tier and
     consent reads no bookings): bookings, tags, consent, complaints, interactions."""
@@ -126,12 +134,35 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
     def limit(stmt, column):
         return stmt if scope is None else stmt.where(column.in_(scope))
 
-    guest_stmt = limit(select(g.id, g.sender_id, g.display_name, g.tier, g.points, g.birthday,
-                              g.owner_userid, g.wecom_external_userid, g.kf_external_userid,
-                              g.kf_open_kfid, g.is_demo), g.id)
+    guest_stmt = limit(
+        select(
+            g.id,
+            g.sender_id,
+            g.display_name,
+            g.tier,
+            g.points,
+            g.birthday,
+            g.owner_userid,
+            g.wecom_external_userid,
+            g.kf_external_userid,
+            g.kf_open_kfid,
+            g.is_demo,
+        ),
+        g.id,
+    )
     b = m.Booking
-    booking_cols = [b.id, b.guest_id, b.property_id, b.city, b.check_in, b.check_out, b.status,
-                    b.purpose, b.amount, b.channel]
+    booking_cols = [
+        b.id,
+        b.guest_id,
+        b.property_id,
+        b.city,
+        b.check_in,
+        b.check_out,
+        b.status,
+        b.purpose,
+        b.amount,
+        b.channel,
+    ]
     if "interactions" in needs:
         booking_cols.append(b.created_at)
     since = dt.datetime.combine(today - dt.timedelta(days=90), dt.time(0), tzinfo=dt.timezone.utc)
@@ -139,11 +170,19 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
         facts: dict[int, GuestFacts] = {}
         for row in conn.execute(guest_stmt.order_by(g.id)):
             facts[row.id] = GuestFacts(
-                id=row.id, sender_id=row.sender_id, name=row.display_name, tier=row.tier,
-                points=row.points or 0, birthday=row.birthday, owner_userid=row.owner_userid,
+                id=row.id,
+                sender_id=row.sender_id,
+                name=row.display_name,
+                tier=row.tier,
+                points=row.points or 0,
+                birthday=row.birthday,
+                owner_userid=row.owner_userid,
                 external_userid=row.wecom_external_userid,
-                kf_external_userid=row.kf_external_userid, kf_open_kfid=row.kf_open_kfid,
-                is_demo=bool(row.is_demo), as_of=today)
+                kf_external_userid=row.kf_external_userid,
+                kf_open_kfid=row.kf_open_kfid,
+                is_demo=bool(row.is_demo),
+                as_of=today,
+            )
         last_touch: dict[int, dt.datetime] = {}
 
         def touch(gid: int, when) -> None:
@@ -155,14 +194,23 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
                 last_touch[gid] = when
 
         if "bookings" in needs or "interactions" in needs:
-            for row in conn.execute(limit(select(*booking_cols), b.guest_id)
-                                    .order_by(b.guest_id, b.check_in)):
+            for row in conn.execute(
+                limit(select(*booking_cols), b.guest_id).order_by(b.guest_id, b.check_in)
+            ):
                 f = facts.get(row.guest_id)
                 if f is None:
                     continue
-                stay = Stay(row.id, row.property_id, row.city, row.check_in, row.check_out,
-                            row.status, row.purpose,
-                            float(row.amount) if row.amount is not None else None, row.channel)
+                stay = Stay(
+                    row.id,
+                    row.property_id,
+                    row.city,
+                    row.check_in,
+                    row.check_out,
+                    row.status,
+                    row.purpose,
+                    float(row.amount) if row.amount is not None else None,
+                    row.channel,
+                )
                 f.bookings.append(stay)
                 if row.status in m.STAY_BOOKING_STATUSES and row.check_out <= today:
                     f.stays.append(stay)
@@ -172,36 +220,50 @@ def load_facts(engine: Engine, today: dt.date, *, guest_ids: Optional[Iterable[i
                     touch(row.guest_id, row.created_at)
         if "tags" in needs:
             t = m.PreferenceTag
-            for row in conn.execute(limit(select(t.guest_id, t.category, t.value)
-                                          .where(t.active.is_(True)), t.guest_id)):
+            for row in conn.execute(
+                limit(select(t.guest_id, t.category, t.value).where(t.active.is_(True)), t.guest_id)
+            ):
                 f = facts.get(row.guest_id)
                 if f is not None and row.category not in m.SENSITIVE_TAG_CATEGORIES:
                     f.tags.update((row.value, f"{row.category}:{row.value}"))
                     f.tag_pairs.append((row.category, row.value))
         if "consent" in needs:
             c = m.Consent
-            latest = limit(select(c.guest_id, func.max(c.id).label("id"))
-                           .where(c.purpose == MARKETING), c.guest_id).group_by(c.guest_id) \
+            latest = (
+                limit(
+                    select(c.guest_id, func.max(c.id).label("id")).where(c.purpose == MARKETING),
+                    c.guest_id,
+                )
+                .group_by(c.guest_id)
                 .subquery()
+            )
             stmt = select(c.guest_id, c.granted).join(latest, c.id == latest.c.id)
             for row in conn.execute(stmt):
                 if row.guest_id in facts:
                     facts[row.guest_id].marketing_consent = bool(row.granted)
         if "complaints" in needs:
             k = m.Ticket
-            for row in conn.execute(limit(
-                    select(k.guest_id, func.count())
-                    .where(k.kind.in_(("complaint", "service_recovery")),
-                           k.status.in_(("open", "acknowledged"))), k.guest_id)
-                    .group_by(k.guest_id)):
+            for row in conn.execute(
+                limit(
+                    select(k.guest_id, func.count()).where(
+                        k.kind.in_(("complaint", "service_recovery")),
+                        k.status.in_(("open", "acknowledged")),
+                    ),
+                    k.guest_id,
+                ).group_by(k.guest_id)
+            ):
                 if row[0] in facts:
                     facts[row[0]].open_complaints = row[1]
         if "interactions" in needs:
             for model in (m.Order, m.Ticket, m.Feedback):
-                for row in conn.execute(limit(
-                        select(model.guest_id, func.max(model.created_at))
-                        .where(model.created_at >= since), model.guest_id)
-                        .group_by(model.guest_id)):
+                for row in conn.execute(
+                    limit(
+                        select(model.guest_id, func.max(model.created_at)).where(
+                            model.created_at >= since
+                        ),
+                        model.guest_id,
+                    ).group_by(model.guest_id)
+                ):
                     touch(row[0], row[1])
     for gid, when in last_touch.items():
         if gid in facts:
@@ -221,6 +283,12 @@ def guests_outside_tiers(engine: Engine, tiers: Iterable[str], limit: int) -> li
     """(sender_id, name) of up to `limit` guests not in `tiers` (a preview's left-out list)."""
     g = m.Guest
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(
-            select(g.sender_id, g.display_name).where(g.tier.notin_(list(tiers)))
-            .order_by(g.id).limit(limit))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(g.sender_id, g.display_name)
+                .where(g.tier.notin_(list(tiers)))
+                .order_by(g.id)
+                .limit(limit)
+            )
+        ]

@@ -15,6 +15,7 @@ bot/crm/migrations/versions/0005_marketing.py creates them).
   `UNIQUE(guest_id, kind, occasion)` means it can be inserted, and so sent, only once.
 - `touchpoint_settings`: a marketer turned a touchpoint off (or back on) for one property.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -32,8 +33,16 @@ from sqlalchemy import (
 from bot.crm.models import Base, UTCDateTime, utcnow
 
 CAMPAIGN_STATUSES = ("scheduled", "sending", "sent", "cancelled", "failed")
-RECIPIENT_STATUSES = ("left_out", "queued", "sent", "not_contact", "limit", "failed", "cancelled",
-                      "unknown")
+RECIPIENT_STATUSES = (
+    "left_out",
+    "queued",
+    "sent",
+    "not_contact",
+    "limit",
+    "failed",
+    "cancelled",
+    "unknown",
+)
 TASK_STATUSES = ("creating", "created", "confirmed", "cancelled", "failed", "unknown")
 
 
@@ -84,8 +93,9 @@ class CampaignTask(Base):
     __tablename__ = "campaign_tasks"
 
     id = Column(Integer, primary_key=True)
-    campaign_id = Column(Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False,
-                         index=True)
+    campaign_id = Column(
+        Integer, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     advisor_userid = Column(String(64))
     chat_type = Column(String(8), nullable=False)
     msgid = Column(String(128))

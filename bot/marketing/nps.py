@@ -7,6 +7,7 @@ SLA class, so the paging worker pages an advisor under its SLA at once; the gues
 acts and by when. 9-10 (promoter) gets the review invitation. Anything that is not a score
 returns None and the message goes on to the bot as usual.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,15 +27,30 @@ from bot.marketing.touchpoints import TEMPLATE_DIR
 from bot.sla_terms import COMPLAINT_ROUTINE, SlaTerms
 
 ANSWER_WINDOW = dt.timedelta(days=14)
-_CN_NUM = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
-           "七": 7, "八": 8, "九": 9, "十": 10}
+_CN_NUM = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+    "十": 10,
+}
 # Words without a number: what they most plausibly mean on a 0-10 scale.
 _WORDS = [
     (re.compile(r"(非常|特别|超级?|很|挺)?(满意|完美|超赞|很棒|太棒|好极了|推荐)"), None),
     (re.compile(r"(很差|太差|非常差|特别差|极差|糟糕|垃圾|失望|再也不|不会推荐|差劲)"), 2),
     (re.compile(r"^(一般|还行|凑合|马马虎虎|普通)"), 6),
 ]
-_NUMBER = re.compile(r"(?<![\d.])(10|[0-9])(?![\d.])\s*(分|星)?|([零〇一二两三四五六七八九十])\s*分")
+_NUMBER = re.compile(
+    r"(?<![\d.])(10|[0-9])(?![\d.])\s*(分|星)?|([零〇一二两三四五六七八九十])\s*分"
+)
 _TOO_LONG = 60  # a long message is a conversation, not a score
 
 
@@ -66,8 +82,9 @@ def parse_nps(text: str) -> Optional[int]:
         if match:
             if score is None:
                 negated = re.search(r"不(太)?(满意|推荐)", clean)
-                return 2 if negated else 10 if match.group(1) in ("非常", "特别", "超", "超级") \
-                    else 9
+                return (
+                    2 if negated else 10 if match.group(1) in ("非常", "特别", "超", "超级") else 9
+                )
             return score
     return None
 
@@ -85,9 +102,13 @@ class NpsService:
 
     def __post_init__(self) -> None:
         self._factory = make_session_factory(self.engine)
-        self._env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)),
-                                undefined=StrictUndefined, autoescape=False, lstrip_blocks=True,
-                                trim_blocks=True)
+        self._env = Environment(
+            loader=FileSystemLoader(str(TEMPLATE_DIR)),
+            undefined=StrictUndefined,
+            autoescape=False,
+            lstrip_blocks=True,
+            trim_blocks=True,
+        )
 
     def maybe_record(self, sender_id: str, text: str) -> Optional[str]:
         """If `sender_id` owes a survey answer and `text` is a score: store it, act on it, and
@@ -97,45 +118,78 @@ class NpsService:
             return None
         now = self.clock()
         with session_scope(self._factory) as s:
-            guest = s.execute(select(cm.Guest).where(cm.Guest.sender_id == sender_id)
-                              ).scalar_one_or_none()
+            guest = s.execute(
+                select(cm.Guest).where(cm.Guest.sender_id == sender_id)
+            ).scalar_one_or_none()
             if guest is None:
                 return None
-            stmt = (select(TouchpointRun).where(
-                TouchpointRun.guest_id == guest.id, TouchpointRun.kind == "t_plus_7",
-                TouchpointRun.status == "sent", TouchpointRun.answered_at.is_(None),
-                TouchpointRun.fired_at >= now - ANSWER_WINDOW)
-                .order_by(TouchpointRun.fired_at.desc()).limit(1))
+            stmt = (
+                select(TouchpointRun)
+                .where(
+                    TouchpointRun.guest_id == guest.id,
+                    TouchpointRun.kind == "t_plus_7",
+                    TouchpointRun.status == "sent",
+                    TouchpointRun.answered_at.is_(None),
+                    TouchpointRun.fired_at >= now - ANSWER_WINDOW,
+                )
+                .order_by(TouchpointRun.fired_at.desc())
+                .limit(1)
+            )
             if s.bind.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)  # two messages at once: one wins
             run = s.execute(stmt).scalar_one_or_none()
             if run is None:
                 return None
             run.answered_at = now
-            s.add(cm.Feedback(guest_id=guest.id, booking_id=run.booking_id, kind="nps",
-                              score=score, text=text, created_at=now))
+            s.add(
+                cm.Feedback(
+                    guest_id=guest.id,
+                    booking_id=run.booking_id,
+                    kind="nps",
+                    score=score,
+                    text=text,
+                    created_at=now,
+                )
+            )
             ticket_id = None
             property_id = None
             if band(score) == "detractor":
                 booking = s.get(cm.Booking, run.booking_id) if run.booking_id else None
                 property_id = booking.property_id if booking else None
-                ticket = cm.Ticket(guest_id=guest.id, booking_id=run.booking_id,
-                                   kind="service_recovery", category="nps_detractor",
-                                   severity="routine", nature="service_failure",
-                                   description=f"NPS {score}: {text}",
-                                   sla_class=COMPLAINT_ROUTINE, status="open", created_at=now)
+                ticket = cm.Ticket(
+                    guest_id=guest.id,
+                    booking_id=run.booking_id,
+                    kind="service_recovery",
+                    category="nps_detractor",
+                    severity="routine",
+                    nature="service_failure",
+                    description=f"NPS {score}: {text}",
+                    sla_class=COMPLAINT_ROUTINE,
+                    status="open",
+                    created_at=now,
+                )
                 s.add(ticket)
                 s.flush()
                 ticket_id = ticket.id
-            s.add(cm.AuditLog(actor=f"guest:{sender_id}", action="nps.answer",
-                              subject_type="guest", subject_id=sender_id,
-                              detail={"score": score, "ticket_id": ticket_id}))
+            s.add(
+                cm.AuditLog(
+                    actor=f"guest:{sender_id}",
+                    action="nps.answer",
+                    subject_type="guest",
+                    subject_id=sender_id,
+                    detail={"score": score, "ticket_id": ticket_id},
+                )
+            )
         who_when = "顾问会尽快"
         if ticket_id is not None:
             promise = self.terms.promise(COMPLAINT_ROUTINE, property_id)
             if promise.ack_text:
                 who_when = f"顾问会在{promise.ack_text}内"
         text_out = self._env.get_template("nps_thanks.j2").render(
-            band=band(score), score=score, ticket_id=ticket_id, who_when=who_when,
-            review_url=self.review_url)
+            band=band(score),
+            score=score,
+            ticket_id=ticket_id,
+            who_when=who_when,
+            review_url=self.review_url,
+        )
         return "\n".join(line.strip() for line in text_out.splitlines() if line.strip())

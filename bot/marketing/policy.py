@@ -4,6 +4,7 @@ lifecycle windows, value/frequency/health bands, attribution window and the touc
 Validated on load: a wrong key or value is a `PolicyError` naming the key, never a surprise at
 send time.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -30,7 +31,7 @@ def _time(value: Any, where: str) -> dt.time:
         hour, minute = (int(x) for x in str(value).split(":"))
         return dt.time(hour % 24, minute)
     except (ValueError, TypeError):
-        raise PolicyError(f"{where}: expected \"HH:MM\", got {value!r}") from None
+        raise PolicyError(f'{where}: expected "HH:MM", got {value!r}') from None
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,24 @@ class MarketingPolicy:
     quiet_from: Optional[dt.time] = dt.time(22, 0)
     quiet_to: Optional[dt.time] = dt.time(8, 0)
     dormant_after_months: Mapping[str, int] = field(
-        default_factory=lambda: {"hotel": 6, "trip": 12})
+        default_factory=lambda: {"hotel": 6, "trip": 12}
+    )
     property_types: Mapping[str, str] = field(default_factory=dict)
-    value: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: {
-        "high": {"stays": 4, "spend": 20000}, "potential": {"stays": 2, "spend": 5000}})
+    value: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: {
+            "high": {"stays": 4, "spend": 20000},
+            "potential": {"stays": 2, "spend": 5000},
+        }
+    )
     frequency: Mapping[str, int] = field(default_factory=lambda: {"high": 6, "mid": 2})
-    health: Mapping[str, Any] = field(default_factory=lambda: {
-        "per_month_since_stay": 5, "per_open_complaint": 25, "no_interaction_90d": 15,
-        "bands": {"good": 70, "watch": 40}})
+    health: Mapping[str, Any] = field(
+        default_factory=lambda: {
+            "per_month_since_stay": 5,
+            "per_open_complaint": 25,
+            "no_interaction_90d": 15,
+            "bands": {"good": 70, "watch": 40},
+        }
+    )
     attribution_days: int = 7
     coupons: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     review_url: Optional[str] = None
@@ -111,12 +122,25 @@ class MarketingPolicy:
 def parse_policy(data: Any, source: str = "(inline)") -> MarketingPolicy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: expected a mapping at the top")
-    known = {"version", "cap", "quiet_hours", "dormant_after_months", "property_types", "value",
-             "frequency", "health", "attribution_days", "coupons", "review_url"}
+    known = {
+        "version",
+        "cap",
+        "quiet_hours",
+        "dormant_after_months",
+        "property_types",
+        "value",
+        "frequency",
+        "health",
+        "attribution_days",
+        "coupons",
+        "review_url",
+    }
     unknown = set(data) - known
     if unknown:
-        raise PolicyError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(known))}")
+        raise PolicyError(
+            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
     kw: dict[str, Any] = {"source": source}
     cap = data.get("cap") or {}
     period = cap.get("period", "month")

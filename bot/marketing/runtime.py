@@ -1,10 +1,11 @@
 """Wiring for real processes (the CLI, the worker, the console): everything built on call.
 
-    m = build_marketing(database_url)        # CRM engine, policy, sequences, WeCom, KB, weather
-    await m.campaigns.send(7)
-    await m.touchpoints.run(dry_run=True)
-    await m.close()
+m = build_marketing(database_url)        # CRM engine, policy, sequences, WeCom, KB, weather
+await m.campaigns.send(7)
+await m.touchpoints.run(dry_run=True)
+await m.close()
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,14 @@ class Marketing:
             await self.wecom_services.close()
 
 
-def build_marketing(database_url: Optional[str] = None, *, services=None, wecom: bool = True,
-                    policy: Optional[MarketingPolicy] = None, clock=None) -> Marketing:
+def build_marketing(
+    database_url: Optional[str] = None,
+    *,
+    services=None,
+    wecom: bool = True,
+    policy: Optional[MarketingPolicy] = None,
+    clock=None,
+) -> Marketing:
     """`services`: a `WeComServices` to share (the connector's); `wecom=False`: no WeCom client
     (counts, previews, dry runs)."""
     from bot.crm.db import as_engine
@@ -64,23 +71,38 @@ def build_marketing(database_url: Optional[str] = None, *, services=None, wecom:
             services = WeComServices(db=Database(engine))
         api = GroupMsgAPI(services)
     kb = KnowledgeBase.load(settings.knowledge_dir)
-    pretrip = PreTripService(store=CRMStore(engine), kb=kb,
-                             weather=get_weather_provider(settings, kb))
+    pretrip = PreTripService(
+        store=CRMStore(engine), kb=kb, weather=get_weather_provider(settings, kb)
+    )
     extra = {"clock": clock} if clock else {}
     return Marketing(
-        engine=engine, policy=policy,
+        engine=engine,
+        policy=policy,
         segments=SegmentService(engine, policy, **extra),
         campaigns=CampaignService(engine, policy, wecom=api, **extra),
         touchpoints=TouchpointService(
-            engine, policy, load_sequences(), pretrip=pretrip, catalogue=Catalogue.default(),
-            messenger=TouchpointMessenger(engine, api) if api else None, **extra),
+            engine,
+            policy,
+            load_sequences(),
+            pretrip=pretrip,
+            catalogue=Catalogue.default(),
+            messenger=TouchpointMessenger(engine, api) if api else None,
+            **extra,
+        ),
         nps=NpsService(engine, review_url=policy.review_url),
-        wecom_services=services if wecom else None)
+        wecom_services=services if wecom else None,
+    )
 
 
-async def run_worker(m: Marketing, *, poll_s: float = 30.0, once: bool = False,
-                     worker_id: Optional[str] = None, touchpoints_every_s: float = 300.0,
-                     monotonic=None) -> None:
+async def run_worker(
+    m: Marketing,
+    *,
+    poll_s: float = 30.0,
+    once: bool = False,
+    worker_id: Optional[str] = None,
+    touchpoints_every_s: float = 300.0,
+    monotonic=None,
+) -> None:
     """Send due campaigns every `poll_s` and fire due touchpoints every `touchpoints_every_s`
     (they read every guest's facts: a few seconds at 100,000 guests) until SIGINT/SIGTERM."""
     import time
@@ -103,8 +125,12 @@ async def run_worker(m: Marketing, *, poll_s: float = 30.0, once: bool = False,
                 last_touchpoints = now
                 report = await m.touchpoints.run()
                 if report["sent"] or report["skipped"]:
-                    log.info("touchpoints: %d sent, %d skipped, %d deferred",
-                             len(report["sent"]), len(report["skipped"]), len(report["deferred"]))
+                    log.info(
+                        "touchpoints: %d sent, %d skipped, %d deferred",
+                        len(report["sent"]),
+                        len(report["skipped"]),
+                        len(report["deferred"]),
+                    )
         except Exception:  # a database or WeCom outage: log it, try again next round
             log.exception("marketing worker round failed; retrying in %.0fs", poll_s)
         if once:

@@ -23,6 +23,7 @@ An unknown field or value raises `SegmentError` naming it. `evaluate()` returns 
 guest fails (empty: a member), which is also how previews explain who is left out. Consent here
 only *selects*; the send path checks marketing consent itself whatever the segment says.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,8 +37,13 @@ from bot.marketing.facts import GuestFacts
 from bot.marketing.policy import MarketingPolicy
 from bot.core.data import read_yaml
 
-SCENARIOS = {"business": {"商务"}, "leisure": {"度假", "纪念日"}, "meeting": {"会议"},
-             "family": {"亲子"}, "honeymoon": {"蜜月"}}
+SCENARIOS = {
+    "business": {"商务"},
+    "leisure": {"度假", "纪念日"},
+    "meeting": {"会议"},
+    "family": {"亲子"},
+    "honeymoon": {"蜜月"},
+}
 LIFECYCLES = ("new", "active", "dormant")
 BANDS = ("high", "potential", "low")
 FREQUENCIES = ("high", "mid", "low")
@@ -60,8 +66,10 @@ def _choices(spec: dict, key: str, allowed: Iterable[str]) -> frozenset:
     values = _list(spec, key)
     bad = [v for v in values if v not in allowed]
     if bad or not values:
-        raise SegmentError(f"segment.{key}: unknown value(s) {', '.join(map(str, bad)) or '(none)'}"
-                           f"; allowed: {', '.join(allowed)}")
+        raise SegmentError(
+            f"segment.{key}: unknown value(s) {', '.join(map(str, bad)) or '(none)'}"
+            f"; allowed: {', '.join(allowed)}"
+        )
     return frozenset(values)
 
 
@@ -76,8 +84,9 @@ def _when(value: Any, key: str) -> Callable[[dt.date], dt.date]:
     try:
         day = dt.date.fromisoformat(text)
     except ValueError:
-        raise SegmentError(f"segment.{key}: expected a date (2026-06-01) or days (-90d), "
-                           f"got {value!r}") from None
+        raise SegmentError(
+            f"segment.{key}: expected a date (2026-06-01) or days (-90d), " f"got {value!r}"
+        ) from None
     return lambda today: day
 
 
@@ -102,7 +111,7 @@ class Segment:
         if "tier" in self.spec:
             allowed &= set(_list(self.spec, "tier"))
         if "tier_at_least" in self.spec:
-            allowed &= set(TIERS[TIERS.index(self.spec["tier_at_least"]):])
+            allowed &= set(TIERS[TIERS.index(self.spec["tier_at_least"]) :])
         return None if allowed == set(TIERS) else frozenset(allowed)
 
     def tier_rule(self) -> Optional[str]:
@@ -112,12 +121,14 @@ class Segment:
         """The rules `facts` fails (empty list: the guest is in the segment)."""
         return [name for name, test in self.rules if not test(facts, today, policy)]
 
-    def members(self, facts: Iterable[GuestFacts], today: dt.date,
-                policy: MarketingPolicy) -> list[GuestFacts]:
+    def members(
+        self, facts: Iterable[GuestFacts], today: dt.date, policy: MarketingPolicy
+    ) -> list[GuestFacts]:
         return [f for f in facts if not self.evaluate(f, today, policy)]
 
 
 # ---- derived bands (also shown in segment listings) ---------------------------------------------
+
 
 def lifecycle(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> str:
     last = f.last_stay
@@ -139,7 +150,9 @@ def value_band(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> str:
     stays, spend = _year(f, today)
     for band in ("high", "potential"):
         t = policy.value[band]
-        if stays >= t.get("stays", float("inf")) or (spend and spend >= t.get("spend", float("inf"))):
+        if stays >= t.get("stays", float("inf")) or (
+            spend and spend >= t.get("spend", float("inf"))
+        ):
             return band
     return "low"
 
@@ -184,6 +197,7 @@ def _month(word: Any, today: dt.date) -> int:
 
 # ---- parsing ------------------------------------------------------------------------------------
 
+
 def parse_segment(spec: Any) -> Segment:
     """Validate a segment mapping and compile its rules."""
     if spec is None:
@@ -193,7 +207,9 @@ def parse_segment(spec: Any) -> Segment:
     rules: list[tuple[str, Callable]] = []
     for key in spec:
         if key not in FIELDS:
-            raise SegmentError(f"segment: unknown field {key!r}; known: {', '.join(sorted(FIELDS))}")
+            raise SegmentError(
+                f"segment: unknown field {key!r}; known: {', '.join(sorted(FIELDS))}"
+            )
     for key in spec:
         if key == "name":
             continue
@@ -209,9 +225,10 @@ def _tier(spec):
 def _tier_at_least(spec):
     floor = spec["tier_at_least"]
     if floor not in TIERS:
-        raise SegmentError(f"segment.tier_at_least: unknown tier {floor!r}; "
-                           f"allowed: {', '.join(TIERS)}")
-    allowed = set(TIERS[TIERS.index(floor):])
+        raise SegmentError(
+            f"segment.tier_at_least: unknown tier {floor!r}; " f"allowed: {', '.join(TIERS)}"
+        )
+    allowed = set(TIERS[TIERS.index(floor) :])
     return lambda f, today, p: f.tier in allowed
 
 
@@ -223,20 +240,23 @@ def _tags(mode):
             raise SegmentError(f"segment.{key}: give at least one non-empty tag")
         test = any if mode == "any" else all
         return lambda f, today, p: test(v in f.tags for v in wanted)
+
     return build
 
 
 def _scenario(spec):
     wanted = _choices(spec, "scenario", SCENARIOS)
     purposes = set().union(*(SCENARIOS[s] for s in wanted))
-    return lambda f, today, p: bool(purposes & (f.purposes | {v for c, v in f.tag_pairs
-                                                              if c == "trip_purpose"}))
+    return lambda f, today, p: bool(
+        purposes & (f.purposes | {v for c, v in f.tag_pairs if c == "trip_purpose"})
+    )
 
 
 def _band(key, allowed, fn):
     def build(spec):
         wanted = _choices(spec, key, allowed)
         return lambda f, today, p: fn(f, today, p) in wanted
+
     return build
 
 
@@ -245,8 +265,11 @@ def _last_stay(direction):
         key = f"last_stay_{direction}"
         when = _when(spec[key], key)
         if direction == "before":
-            return lambda f, today, p: f.last_stay is not None and f.last_stay.check_out < when(today)
+            return lambda f, today, p: f.last_stay is not None and f.last_stay.check_out < when(
+                today
+            )
         return lambda f, today, p: f.last_stay is not None and f.last_stay.check_out > when(today)
+
     return build
 
 
@@ -263,6 +286,7 @@ def _in_set(key, attr):
         if not wanted:
             raise SegmentError(f"segment.{key}: give at least one value")
         return lambda f, today, p: bool(wanted & getattr(f, attr))
+
     return build
 
 
@@ -277,8 +301,9 @@ def _birthday(spec):
     words = _list(spec, "birthday_month")
     for w in words:
         _month(w, dt.date(2000, 1, 1))
-    return lambda f, today, p: (f.birthday is not None
-                                and f.birthday.month in {_month(w, today) for w in words})
+    return lambda f, today, p: (
+        f.birthday is not None and f.birthday.month in {_month(w, today) for w in words}
+    )
 
 
 def _consent(spec):
@@ -300,11 +325,19 @@ def _demo(spec):
 
 # What each rule reads besides the guest row (bot.marketing.facts.load_facts `needs`).
 NEEDS = {
-    "tags_any": {"tags"}, "tags_all": {"tags"}, "scenario": {"bookings", "tags"},
-    "lifecycle": {"bookings"}, "value": {"bookings"}, "frequency": {"bookings"},
-    "health": {"bookings", "complaints", "interactions"}, "last_stay_before": {"bookings"},
-    "last_stay_after": {"bookings"}, "upcoming_within_days": {"bookings"},
-    "property": {"bookings"}, "city": {"bookings"}, "channel": {"bookings"},
+    "tags_any": {"tags"},
+    "tags_all": {"tags"},
+    "scenario": {"bookings", "tags"},
+    "lifecycle": {"bookings"},
+    "value": {"bookings"},
+    "frequency": {"bookings"},
+    "health": {"bookings", "complaints", "interactions"},
+    "last_stay_before": {"bookings"},
+    "last_stay_after": {"bookings"},
+    "upcoming_within_days": {"bookings"},
+    "property": {"bookings"},
+    "city": {"bookings"},
+    "channel": {"bookings"},
     "consent": {"consent"},
 }
 
@@ -335,11 +368,15 @@ def describe(f: GuestFacts, today: dt.date, policy: MarketingPolicy) -> dict:
     """The derived facts a marketer sees next to a guest in a segment listing."""
     last, nxt = f.last_stay, f.next_stay
     return {
-        "sender_id": f.sender_id, "name": f.name, "tier": f.tier,
-        "lifecycle": lifecycle(f, today, policy), "value": value_band(f, today, policy),
+        "sender_id": f.sender_id,
+        "name": f.name,
+        "tier": f.tier,
+        "lifecycle": lifecycle(f, today, policy),
+        "value": value_band(f, today, policy),
         "frequency": frequency_band(f, today, policy),
         "health": health_score(f, today, policy),
-        "stays": len(f.stays), "last_stay": last.check_out.isoformat() if last else None,
+        "stays": len(f.stays),
+        "last_stay": last.check_out.isoformat() if last else None,
         "spend_12m": float(f.booking_facts.spend_12m) if f.as_of else 0.0,
         "channel": f.booking_facts.channel if f.as_of else None,
         "next_stay": nxt.check_in.isoformat() if nxt else None,

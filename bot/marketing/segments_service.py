@@ -2,6 +2,7 @@
 
 A segment comes as a mapping, a YAML file, or a name: `data/marketing/segments/NAME.yml`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,8 +15,7 @@ from sqlalchemy.engine import Engine
 from bot.crm.store import CHINA_TZ
 from bot.marketing.facts import count_guests, load_facts
 from bot.marketing.policy import MarketingPolicy
-from bot.marketing.segments import Segment, SegmentError, describe, load_segment_file, \
-    parse_segment
+from bot.marketing.segments import Segment, SegmentError, describe, load_segment_file, parse_segment
 from bot.settings import PROJECT_ROOT
 
 SEGMENTS_DIR = PROJECT_ROOT / "data" / "marketing" / "segments"
@@ -29,17 +29,25 @@ def resolve_segment(ref: Any) -> Segment:
     if not path.exists():
         named = SEGMENTS_DIR / f"{ref}.yml"
         if not named.exists():
-            known = sorted(p.stem for p in SEGMENTS_DIR.glob("*.yml")) if SEGMENTS_DIR.exists() \
-                else []
-            raise SegmentError(f"no segment file or name {ref!r}; named segments: "
-                               f"{', '.join(known) or '(none)'}")
+            known = (
+                sorted(p.stem for p in SEGMENTS_DIR.glob("*.yml")) if SEGMENTS_DIR.exists() else []
+            )
+            raise SegmentError(
+                f"no segment file or name {ref!r}; named segments: "
+                f"{', '.join(known) or '(none)'}"
+            )
         path = named
     return load_segment_file(path)
 
 
 class SegmentService:
-    def __init__(self, engine: Engine, policy: MarketingPolicy, *,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(
+        self,
+        engine: Engine,
+        policy: MarketingPolicy,
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ):
         self.engine = engine
         self.policy = policy
         self.clock = clock
@@ -65,11 +73,22 @@ class SegmentService:
                 excluded.update(failed)
             else:
                 members += 1
-        return {"segment": segment.spec, "today": day.isoformat(), "count": members,
-                "guests": total, "excluded_by_rule": dict(excluded)}
+        return {
+            "segment": segment.spec,
+            "today": day.isoformat(),
+            "count": members,
+            "guests": total,
+            "excluded_by_rule": dict(excluded),
+        }
 
-    def list(self, ref: Any, *, limit: int = 100, include_outside: bool = False,
-             today: Optional[dt.date] = None) -> dict:
+    def list(
+        self,
+        ref: Any,
+        *,
+        limit: int = 100,
+        include_outside: bool = False,
+        today: Optional[dt.date] = None,
+    ) -> dict:
         """Members with their derived facts (and, if asked, non-members with the failed rules)."""
         segment = resolve_segment(ref)
         day = self._today(today)

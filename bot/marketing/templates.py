@@ -7,6 +7,7 @@ attribute that does not exist on one (rendered against two sample guests, one wi
 filled, one with nothing, so `{{ next_stay.city }}` without an `if next_stay` is caught too);
 anything the sandbox forbids.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -56,8 +57,9 @@ def _cn_date(value: Any) -> str:
 
 
 def make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                       keep_trailing_newline=False)
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
     env.filters["cn_date"] = _cn_date
     # Only our variables: no lipsum/cycler/joiner/namespace/dict to poke at (range stays, capped
     # by the sandbox at MAX_RANGE items).
@@ -67,21 +69,45 @@ def make_environment() -> ImmutableSandboxedEnvironment:
 
 def context_for(f: GuestFacts, today: dt.date) -> dict:
     def view(stay) -> Optional[StayView]:
-        return StayView(stay.property_id, stay.city, stay.check_in, stay.check_out) if stay else None
+        return (
+            StayView(stay.property_id, stay.city, stay.check_in, stay.check_out) if stay else None
+        )
 
-    return {"name": f.name or "您", "tier": f.tier, "points": f.points,
-            "next_stay": view(f.next_stay), "last_stay": view(f.last_stay),
-            "tags": sorted(v for c, v in f.tag_pairs), "stays": len(f.stays), "today": today}
+    return {
+        "name": f.name or "您",
+        "tier": f.tier,
+        "points": f.points,
+        "next_stay": view(f.next_stay),
+        "last_stay": view(f.last_stay),
+        "tags": sorted(v for c, v in f.tag_pairs),
+        "stays": len(f.stays),
+        "today": today,
+    }
 
 
 def _samples(today: dt.date) -> list[dict]:
-    full = {"name": "林晓", "tier": "金卡", "points": 1200,
-            "next_stay": StayView("sanya-haitang-resort", "三亚", today, today + dt.timedelta(3)),
-            "last_stay": StayView("shanghai-bund-hotel", "上海", today - dt.timedelta(90),
-                                  today - dt.timedelta(88)),
-            "tags": ["潜水", "海景房"], "stays": 3, "today": today}
-    empty = {"name": "您", "tier": "普通", "points": 0, "next_stay": None, "last_stay": None,
-             "tags": [], "stays": 0, "today": today}
+    full = {
+        "name": "林晓",
+        "tier": "金卡",
+        "points": 1200,
+        "next_stay": StayView("sanya-haitang-resort", "三亚", today, today + dt.timedelta(3)),
+        "last_stay": StayView(
+            "shanghai-bund-hotel", "上海", today - dt.timedelta(90), today - dt.timedelta(88)
+        ),
+        "tags": ["潜水", "海景房"],
+        "stays": 3,
+        "today": today,
+    }
+    empty = {
+        "name": "您",
+        "tier": "普通",
+        "points": 0,
+        "next_stay": None,
+        "last_stay": None,
+        "tags": [],
+        "stays": 0,
+        "today": today,
+    }
     return [full, empty]
 
 
@@ -115,8 +141,10 @@ def check_template(source: str, env: Optional[ImmutableSandboxedEnvironment] = N
         raise TemplateRejected(exc.message or "syntax error", exc.lineno) from None
     unknown = sorted(declared - set(VARIABLES))
     if unknown:
-        raise TemplateRejected(f"unknown variable {unknown[0]!r}; available: "
-                               f"{', '.join(VARIABLES)}", _find_line(source, unknown[0]))
+        raise TemplateRejected(
+            f"unknown variable {unknown[0]!r}; available: " f"{', '.join(VARIABLES)}",
+            _find_line(source, unknown[0]),
+        )
     template = env.from_string(source)
     for sample in _samples(dt.date(2026, 5, 20)):
         try:
@@ -124,8 +152,10 @@ def check_template(source: str, env: Optional[ImmutableSandboxedEnvironment] = N
         except SecurityError as exc:
             raise TemplateRejected(f"not allowed: {exc}", _line_of(exc, source)) from None
         except UndefinedError as exc:
-            raise TemplateRejected(f"{exc.message} (guard optional values with "
-                                   f"{{% if ... %}})", _line_of(exc, source)) from None
+            raise TemplateRejected(
+                f"{exc.message} (guard optional values with " f"{{% if ... %}})",
+                _line_of(exc, source),
+            ) from None
         except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
             raise TemplateRejected(f"{type(exc).__name__}: {exc}", _line_of(exc, source)) from None
         if len(text.encode("utf-8")) > MAX_TEXT_BYTES:

@@ -16,6 +16,7 @@ Why it is safe to run from several workers and after a restart:
   marketing consent and a free cap slot (the same `mass_sends` ledger as campaigns); service
   steps (T-3 practical information, the T+7 survey) do not.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,15 +72,18 @@ class Sequences:
     properties: dict
 
     def step(self, property_id: Optional[str], kind: str) -> Step:
-        values = {**self.default.get(kind, {}), **self.properties.get(property_id or "", {})
-                  .get(kind, {})}
+        values = {
+            **self.default.get(kind, {}),
+            **self.properties.get(property_id or "", {}).get(kind, {}),
+        }
         return Step(kind=kind, **values)
 
 
 def _check_step(where: str, kind: str, values: Any) -> dict:
     if kind not in KINDS:
-        raise TouchpointConfigError(f"{where}: unknown touchpoint {kind!r}; known: "
-                                    f"{', '.join(KINDS)}")
+        raise TouchpointConfigError(
+            f"{where}: unknown touchpoint {kind!r}; known: " f"{', '.join(KINDS)}"
+        )
     if not isinstance(values, dict):
         raise TouchpointConfigError(f"{where}.{kind}: expected a mapping")
     unknown = set(values) - STEP_KEYS
@@ -104,8 +108,9 @@ def parse_sequences(data: Any, source: str = "(inline)") -> Sequences:
     for prop, steps in (data.get("properties") or {}).items():
         if not isinstance(steps, dict):
             raise TouchpointConfigError(f"{source}: properties.{prop}: expected a mapping")
-        props[prop] = {k: _check_step(f"{source}: properties.{prop}", k, v)
-                       for k, v in steps.items()}
+        props[prop] = {
+            k: _check_step(f"{source}: properties.{prop}", k, v) for k, v in steps.items()
+        }
     return Sequences(default, props)
 
 
@@ -146,9 +151,17 @@ class TouchpointService:
     see `TouchpointMessenger`. `pretrip` is a `bot.pretrip.PreTripService` (the T-3 practical
     part); `catalogue` a `bot.orders.catalogue.Catalogue` (the add-on offer)."""
 
-    def __init__(self, engine: Engine, policy: MarketingPolicy, sequences: Sequences, *,
-                 messenger=None, pretrip=None, catalogue=None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+    def __init__(
+        self,
+        engine: Engine,
+        policy: MarketingPolicy,
+        sequences: Sequences,
+        *,
+        messenger=None,
+        pretrip=None,
+        catalogue=None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ):
         self.engine = engine
         self.policy = policy
         self.sequences = sequences
@@ -157,9 +170,13 @@ class TouchpointService:
         self.catalogue = catalogue
         self.clock = clock
         self._factory = make_session_factory(engine)
-        self._env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)),
-                                undefined=StrictUndefined, autoescape=False, lstrip_blocks=True,
-                                trim_blocks=True)
+        self._env = Environment(
+            loader=FileSystemLoader(str(TEMPLATE_DIR)),
+            undefined=StrictUndefined,
+            autoescape=False,
+            lstrip_blocks=True,
+            trim_blocks=True,
+        )
         self._env.filters["cn_date"] = _cn_date
 
     def _session(self):
@@ -172,15 +189,20 @@ class TouchpointService:
         with self._session() as s:
             row = s.get(TouchpointSetting, (property_id, kind))
             if row is None:
-                s.add(TouchpointSetting(property_id=property_id, kind=kind, enabled=enabled,
-                                        updated_by=actor))
+                s.add(
+                    TouchpointSetting(
+                        property_id=property_id, kind=kind, enabled=enabled, updated_by=actor
+                    )
+                )
             else:
                 row.enabled, row.updated_by = enabled, actor
 
     def overrides(self) -> dict[tuple[str, str], bool]:
         with self._session() as s:
-            return {(r.property_id, r.kind): r.enabled
-                    for r in s.execute(select(TouchpointSetting)).scalars()}
+            return {
+                (r.property_id, r.kind): r.enabled
+                for r in s.execute(select(TouchpointSetting)).scalars()
+            }
 
     def sequence(self, property_id: str) -> list[dict]:
         """The effective steps for one property (file + switches), for the console."""
@@ -201,13 +223,24 @@ class TouchpointService:
         facts = load_facts(self.engine, today)
         over = self.overrides()
         with self._session() as s:
-            done = {(g, k, o) for g, k, o in s.execute(
-                select(TouchpointRun.guest_id, TouchpointRun.kind, TouchpointRun.occasion))}
+            done = {
+                (g, k, o)
+                for g, k, o in s.execute(
+                    select(TouchpointRun.guest_id, TouchpointRun.kind, TouchpointRun.occasion)
+                )
+            }
         found: list[Due] = []
 
-        def consider(f: GuestFacts, kind: str, occasion: str, day: dt.date,
-                     prop: Optional[str], booking_id: Optional[int] = None,
-                     until: Optional[dt.date] = None, **context: Any) -> None:
+        def consider(
+            f: GuestFacts,
+            kind: str,
+            occasion: str,
+            day: dt.date,
+            prop: Optional[str],
+            booking_id: Optional[int] = None,
+            until: Optional[dt.date] = None,
+            **context: Any,
+        ) -> None:
             if (f.id, kind, occasion) in done:
                 return
             step = self.sequences.step(prop, kind)
@@ -219,22 +252,48 @@ class TouchpointService:
                 last_day = min(last_day, until)
             if now < due_at or today > last_day:
                 return
-            found.append(Due(f, kind, occasion, step, due_at, late=today > day,
-                             property_id=prop, booking_id=booking_id, context=context))
+            found.append(
+                Due(
+                    f,
+                    kind,
+                    occasion,
+                    step,
+                    due_at,
+                    late=today > day,
+                    property_id=prop,
+                    booking_id=booking_id,
+                    context=context,
+                )
+            )
 
         for f in facts:
             for stay in f.upcoming:
                 step = self.sequences.step(stay.property_id, "t_minus_3")
-                consider(f, "t_minus_3", str(stay.booking_id),
-                         stay.check_in - dt.timedelta(days=step.days), stay.property_id,
-                         stay.booking_id, until=stay.check_in - dt.timedelta(days=1))
+                consider(
+                    f,
+                    "t_minus_3",
+                    str(stay.booking_id),
+                    stay.check_in - dt.timedelta(days=step.days),
+                    stay.property_id,
+                    stay.booking_id,
+                    until=stay.check_in - dt.timedelta(days=1),
+                )
             for stay in f.stays:
                 step = self.sequences.step(stay.property_id, "t_plus_7")
-                consider(f, "t_plus_7", str(stay.booking_id),
-                         stay.check_out + dt.timedelta(days=step.days), stay.property_id,
-                         stay.booking_id, stay=stay)
-            home = f.last_stay.property_id if f.last_stay else (
-                f.next_stay.property_id if f.next_stay else None)
+                consider(
+                    f,
+                    "t_plus_7",
+                    str(stay.booking_id),
+                    stay.check_out + dt.timedelta(days=step.days),
+                    stay.property_id,
+                    stay.booking_id,
+                    stay=stay,
+                )
+            home = (
+                f.last_stay.property_id
+                if f.last_stay
+                else (f.next_stay.property_id if f.next_stay else None)
+            )
             if f.birthday:
                 day = _this_year(f.birthday, today.year)
                 if day > today:  # early January: last year's birthday may still be late-due
@@ -249,9 +308,15 @@ class TouchpointService:
                     consider(f, "anniversary", str(day.year), day, home)
             last = f.last_stay
             if last and not f.upcoming and lifecycle(f, today, self.policy) == "dormant":
-                consider(f, "winback", f"since:{last.check_out.isoformat()}",
-                         last.check_out + dt.timedelta(days=self.policy.dormant_days(
-                             last.property_id) + 1), last.property_id, stay=last)
+                consider(
+                    f,
+                    "winback",
+                    f"since:{last.check_out.isoformat()}",
+                    last.check_out
+                    + dt.timedelta(days=self.policy.dormant_days(last.property_id) + 1),
+                    last.property_id,
+                    stay=last,
+                )
         return found
 
     @staticmethod
@@ -286,18 +351,27 @@ class TouchpointService:
             offer = None
             if step.addon and self.catalogue is not None:
                 offer = self.catalogue.offer(booking.property_id, step.addon)
-            return self._render("t_minus_3", reminder=self.pretrip.reminder(booking, today),
-                                offer=offer)
+            return self._render(
+                "t_minus_3", reminder=self.pretrip.reminder(booking, today), offer=offer
+            )
         if item.kind == "t_plus_7":
             stay = item.context["stay"]
-            return self._render("t_plus_7", name=name, check_out=stay.check_out,
-                                property=self._property_name(stay.property_id),
-                                coupon=self._coupon(step, f))
+            return self._render(
+                "t_plus_7",
+                name=name,
+                check_out=stay.check_out,
+                property=self._property_name(stay.property_id),
+                coupon=self._coupon(step, f),
+            )
         if item.kind == "winback":
             stay = item.context["stay"]
-            return self._render("winback", name=name, last_check_out=stay.check_out,
-                                property=self._property_name(stay.property_id),
-                                coupon=self._coupon(step, f))
+            return self._render(
+                "winback",
+                name=name,
+                last_check_out=stay.check_out,
+                property=self._property_name(stay.property_id),
+                coupon=self._coupon(step, f),
+            )
         return self._render(item.kind, name=name, coupon=self._coupon(step, f))
 
     def _render(self, template: str, **context: Any) -> str:
@@ -312,25 +386,42 @@ class TouchpointService:
             with self._session() as s:
                 if item.step.marketing:
                     if s.bind.dialect.name == "postgresql":
-                        s.execute(sql_text(
-                            "SELECT pg_advisory_xact_lock(hashtext('concierge.mass_sends'))"))
+                        s.execute(
+                            sql_text(
+                                "SELECT pg_advisory_xact_lock(hashtext('concierge.mass_sends'))"
+                            )
+                        )
                     target = aud.guest_target(item.guest.id)
-                    used = aud.cap_counts(self.engine, self.policy, now, [target],
-                                          conn=s.connection())[target]
+                    used = aud.cap_counts(
+                        self.engine, self.policy, now, [target], conn=s.connection()
+                    )[target]
                     if used >= self.policy.cap.limit_at(now):
                         return None, "over_cap"
                     s.add(MassSend(target=target, source=f"touchpoint:{item.kind}", sent_at=now))
-                run = TouchpointRun(guest_id=item.guest.id, booking_id=item.booking_id,
-                                    kind=item.kind, occasion=item.occasion, status="sending",
-                                    due_at=item.due_at, fired_at=now, late=item.late)
+                run = TouchpointRun(
+                    guest_id=item.guest.id,
+                    booking_id=item.booking_id,
+                    kind=item.kind,
+                    occasion=item.occasion,
+                    status="sending",
+                    due_at=item.due_at,
+                    fired_at=now,
+                    late=item.late,
+                )
                 s.add(run)
                 s.flush()
                 return run.id, None
         except IntegrityError:
             return None, "already_fired"
 
-    def _end(self, run_id: int, status: str, channel: Optional[str], reason: Optional[str],
-             text: Optional[str]) -> None:
+    def _end(
+        self,
+        run_id: int,
+        status: str,
+        channel: Optional[str],
+        reason: Optional[str],
+        text: Optional[str],
+    ) -> None:
         with self._session() as s:
             run = s.get(TouchpointRun, run_id)
             run.status, run.channel, run.reason, run.text = status, channel, reason, text
@@ -340,18 +431,29 @@ class TouchpointService:
         now = now or self.clock()
         today = now.astimezone(CHINA_TZ).date()
         items = await asyncio.to_thread(self.due, now)
-        report: dict[str, Any] = {"now": now.isoformat(), "dry_run": dry_run, "due": len(items),
-                                  "sent": [], "skipped": [], "deferred": []}
+        report: dict[str, Any] = {
+            "now": now.isoformat(),
+            "dry_run": dry_run,
+            "due": len(items),
+            "sent": [],
+            "skipped": [],
+            "deferred": [],
+        }
         quiet = self.policy.in_quiet_hours(now)
         for item in items:
-            entry = {"sender_id": item.guest.sender_id, "kind": item.kind,
-                     "occasion": item.occasion, "late": item.late}
+            entry = {
+                "sender_id": item.guest.sender_id,
+                "kind": item.kind,
+                "occasion": item.occasion,
+                "late": item.late,
+            }
             if item.step.marketing and item.guest.marketing_consent is not True:
                 report["skipped"].append({**entry, "reason": "no_consent"})
                 continue
             if quiet:
-                report["deferred"].append({**entry, "until": self.policy.quiet_ends(now)
-                                           .isoformat()})
+                report["deferred"].append(
+                    {**entry, "until": self.policy.quiet_ends(now).isoformat()}
+                )
                 continue
             try:
                 text = await asyncio.to_thread(self.text, item, today)
@@ -368,18 +470,21 @@ class TouchpointService:
                 continue
             try:
                 status, channel = await self.messenger(
-                    item.guest, text, marketing=item.step.marketing,
-                    key=f"touchpoint:{item.kind}:{item.guest.id}:{item.occasion}")
+                    item.guest,
+                    text,
+                    marketing=item.step.marketing,
+                    key=f"touchpoint:{item.kind}:{item.guest.id}:{item.occasion}",
+                )
             except Exception as exc:
                 log.exception("touchpoint %s for %s failed", item.kind, item.guest.sender_id)
                 status, channel = "failed", None
                 entry["error"] = str(exc)[:200]
             reason = None if status in ("sent", "queued") else status
-            await asyncio.to_thread(self._end, run_id, "sent" if reason is None else "failed",
-                                    channel, reason, text)
+            await asyncio.to_thread(
+                self._end, run_id, "sent" if reason is None else "failed", channel, reason, text
+            )
             if reason is None:
-                report["sent"].append({**entry, "channel": channel, "status": status,
-                                       "text": text})
+                report["sent"].append({**entry, "channel": channel, "status": status, "text": text})
             else:
                 report["skipped"].append({**entry, "reason": reason, "channel": channel})
         return report
@@ -398,14 +503,18 @@ class TouchpointMessenger:
         if guest.kf_external_userid and guest.kf_open_kfid:
             windows = await asyncio.to_thread(aud.kf_windows, self.engine, now)
             if (guest.kf_open_kfid, guest.kf_external_userid) in windows:
-                result = await self.wecom.kf_text(guest.kf_open_kfid, guest.kf_external_userid,
-                                                  text, dedupe_key=key)
+                result = await self.wecom.kf_text(
+                    guest.kf_open_kfid, guest.kf_external_userid, text, dedupe_key=key
+                )
                 if result.ok:
                     return "sent", "kf"
         if guest.external_userid and guest.owner_userid:
             answer = await self.wecom.add_msg_template(
-                sender=guest.owner_userid, chat_type="single", text=text,
-                external_userid=[guest.external_userid])
+                sender=guest.owner_userid,
+                chat_type="single",
+                text=text,
+                external_userid=[guest.external_userid],
+            )
             if guest.external_userid in (answer.get("fail_list") or []):
                 return "not_a_contact", "task"
             return "queued", "task"

@@ -4,6 +4,7 @@
 created the task (a timeout), resending would push the same message twice to the advisor, so the
 caller records the task as `unknown` instead (marketing is at-most-once). Reads are retried.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
@@ -23,16 +24,22 @@ class GroupMsgAPI:
     def _client(self):
         client = self.services.app_client
         if client is None:
-            raise WeComAPIError(-3, "no WECOM_APP_SECRET: the app cannot call 客户联系",
-                                BASE + "add_msg_template")
+            raise WeComAPIError(
+                -3, "no WECOM_APP_SECRET: the app cannot call 客户联系", BASE + "add_msg_template"
+            )
         return client
 
-    async def add_msg_template(self, *, sender: str, chat_type: str, text: str,
-                               external_userid: Optional[List[str]] = None,
-                               chat_id_list: Optional[List[str]] = None,
-                               attachments: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
-        body: Dict[str, Any] = {"chat_type": chat_type, "sender": sender,
-                                "text": {"content": text}}
+    async def add_msg_template(
+        self,
+        *,
+        sender: str,
+        chat_type: str,
+        text: str,
+        external_userid: Optional[List[str]] = None,
+        chat_id_list: Optional[List[str]] = None,
+        attachments: Optional[List[Dict[str, Any]]] = None,
+    ) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"chat_type": chat_type, "sender": sender, "text": {"content": text}}
         if external_userid:
             body["external_userid"] = list(external_userid)
         if chat_id_list:
@@ -51,10 +58,16 @@ class GroupMsgAPI:
             if not cursor:
                 return rows
 
-    async def list_v2(self, *, chat_type: str, start_time: int, end_time: int,
-                      creator: Optional[str] = None) -> List[Dict[str, Any]]:
-        body: Dict[str, Any] = {"chat_type": chat_type, "start_time": start_time,
-                                "end_time": end_time, "filter_type": 2, "limit": 100}
+    async def list_v2(
+        self, *, chat_type: str, start_time: int, end_time: int, creator: Optional[str] = None
+    ) -> List[Dict[str, Any]]:
+        body: Dict[str, Any] = {
+            "chat_type": chat_type,
+            "start_time": start_time,
+            "end_time": end_time,
+            "filter_type": 2,
+            "limit": 100,
+        }
         if creator:
             body["creator"] = creator
         return await self._pages("get_groupmsg_list_v2", body, "group_msg_list")
@@ -63,8 +76,11 @@ class GroupMsgAPI:
         return await self._pages("get_groupmsg_task", {"msgid": msgid, "limit": 1000}, "task_list")
 
     async def send_result(self, msgid: str, userid: str) -> List[Dict[str, Any]]:
-        return await self._pages("get_groupmsg_send_result",
-                                 {"msgid": msgid, "userid": userid, "limit": 1000}, "send_list")
+        return await self._pages(
+            "get_groupmsg_send_result",
+            {"msgid": msgid, "userid": userid, "limit": 1000},
+            "send_list",
+        )
 
     async def cancel(self, msgid: str) -> None:
         await self._client.call(BASE + "cancel_groupmsg_send", {"msgid": msgid}, retries=1)
@@ -74,6 +90,9 @@ class GroupMsgAPI:
 
     async def kf_text(self, open_kfid: str, external_userid: str, text: str, dedupe_key: str):
         """微信客服: only inside the 48-hour window (KfService.send checks state and budget)."""
-        return await self.services.kf.send(open_kfid, external_userid,
-                                           {"msgtype": "text", "text": {"content": text}},
-                                           dedupe_key=dedupe_key)
+        return await self.services.kf.send(
+            open_kfid,
+            external_userid,
+            {"msgtype": "text", "text": {"content": text}},
+            dedupe_key=dedupe_key,
+        )

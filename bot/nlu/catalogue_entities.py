@@ -10,6 +10,7 @@ for facility questions, `addon_item` for orders (the same word, 接机 or SPA, c
 
     - name: bot.nlu.catalogue_entities.CatalogueEntityExtractor   # after the EntitySynonymMapper
 """
+
 from __future__ import annotations
 
 import os
@@ -43,7 +44,7 @@ AMENITIES_FILE = PROJECT_ROOT / "data" / "knowledge" / "amenities.yml"
 def _words(*groups: Any) -> List[str]:
     out = []
     for g in groups:
-        for w in ([g] if isinstance(g, str) else (g or [])):
+        for w in [g] if isinstance(g, str) else (g or []):
             if isinstance(w, str) and w.strip():
                 out.append(w.strip().lower())
     return out
@@ -119,8 +120,13 @@ class CatalogueEntityExtractor(GraphComponent, EntityExtractorMixin):
         self._tables = Tables(Path(config["catalogue_file"]), Path(config["amenities_file"]))
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "CatalogueEntityExtractor":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "CatalogueEntityExtractor":
         return cls({**cls.get_default_config(), **config})
 
     def entities_for(self, text: str, intent: Optional[str]) -> List[Dict[str, Any]]:
@@ -130,8 +136,16 @@ class CatalogueEntityExtractor(GraphComponent, EntityExtractorMixin):
             if intent not in INTENTS_FOR[etype]:
                 continue
             for start, end, key in find(text, tables[etype]):
-                out.append({"entity": etype, "start": start, "end": end, "value": key,
-                            "confidence_entity": 1.0, "extractor": self.__class__.__name__})
+                out.append(
+                    {
+                        "entity": etype,
+                        "start": start,
+                        "end": end,
+                        "value": key,
+                        "confidence_entity": 1.0,
+                        "extractor": self.__class__.__name__,
+                    }
+                )
         return out
 
     def process(self, messages: List[Message]) -> List[Message]:
@@ -142,10 +156,19 @@ class CatalogueEntityExtractor(GraphComponent, EntityExtractorMixin):
             ours = self.entities_for(text, (message.get(INTENT) or {}).get(INTENT_NAME_KEY))
             if not ours:
                 continue
-            kept = [e for e in message.get(ENTITIES, []) if not any(
-                e.get("entity") == o["entity"] and e.get("start", 0) < o["end"] and o["start"] < e.get("end", 0)
-                for o in ours)]
-            message.set(ENTITIES, sorted(kept + ours, key=lambda e: e.get("start", 0)), add_to_output=True)
+            kept = [
+                e
+                for e in message.get(ENTITIES, [])
+                if not any(
+                    e.get("entity") == o["entity"]
+                    and e.get("start", 0) < o["end"]
+                    and o["start"] < e.get("end", 0)
+                    for o in ours
+                )
+            ]
+            message.set(
+                ENTITIES, sorted(kept + ours, key=lambda e: e.get("start", 0)), add_to_output=True
+            )
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

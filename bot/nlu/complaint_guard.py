@@ -7,6 +7,7 @@ and the evaluation.
     - name: bot.nlu.complaint_guard.ComplaintGuard
       cues_file: data/complaints/second_opinion.yml   # optional
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Text
@@ -16,7 +17,13 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, TEXT, PREDICTED_CONFIDENCE_KEY
+from rasa.shared.nlu.constants import (
+    INTENT,
+    INTENT_NAME_KEY,
+    INTENT_RANKING_KEY,
+    TEXT,
+    PREDICTED_CONFIDENCE_KEY,
+)
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -35,10 +42,17 @@ def raise_complaint(message: Message) -> None:
     intent = message.get(INTENT) or {}
     top = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
     conf = min(1.0, max(MIN_CONFIDENCE, top + MARGIN))
-    ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != COMPLAIN]
-    message.set(INTENT, {INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True)
-    message.set(INTENT_RANKING_KEY, [{INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
-                add_to_output=True)
+    ranking = [
+        r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != COMPLAIN
+    ]
+    message.set(
+        INTENT, {INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True
+    )
+    message.set(
+        INTENT_RANKING_KEY,
+        [{INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
+        add_to_output=True,
+    )
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -52,8 +66,13 @@ class ComplaintGuard(GraphComponent, IntentClassifier):
         self._opinion: Optional[ComplaintSecondOpinion] = None
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "ComplaintGuard":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "ComplaintGuard":
         return cls(config)
 
     @property
@@ -72,8 +91,16 @@ class ComplaintGuard(GraphComponent, IntentClassifier):
             op = self.opinion.judge(text, intent)
             if message.get(NEAR_DOMAIN_KEY):  # about another company's service: not ours to page
                 op.complaint = False
-            message.set(OUTPUT_KEY, {"score": op.score, "cues": op.cues, "raised": op.complaint,
-                                     "classifier_intent": intent}, add_to_output=True)
+            message.set(
+                OUTPUT_KEY,
+                {
+                    "score": op.score,
+                    "cues": op.cues,
+                    "raised": op.complaint,
+                    "classifier_intent": intent,
+                },
+                add_to_output=True,
+            )
             if op.complaint:
                 raise_complaint(message)
         return messages

@@ -15,6 +15,7 @@ scales them with the training set's mean and standard deviation (persisted with 
       scale: 1.0        # weight of the dense block (after standardising)
       threads: 1        # OpenMP threads of the encoder (the machine is shared: 1 is fastest)
 """
+
 from __future__ import annotations
 
 import logging
@@ -89,9 +90,15 @@ class E5Featurizer(DenseFeaturizer, GraphComponent):
     def validate_config(cls, config: Dict[Text, Any]) -> None:
         pass
 
-    def __init__(self, config: Dict[Text, Any], name: Text, model_storage: ModelStorage,
-                 resource: Resource, mean: Optional[np.ndarray] = None,
-                 std: Optional[np.ndarray] = None) -> None:
+    def __init__(
+        self,
+        config: Dict[Text, Any],
+        name: Text,
+        model_storage: ModelStorage,
+        resource: Resource,
+        mean: Optional[np.ndarray] = None,
+        std: Optional[np.ndarray] = None,
+    ) -> None:
         super().__init__(name, config)
         self._model_storage = model_storage
         self._resource = resource
@@ -99,13 +106,24 @@ class E5Featurizer(DenseFeaturizer, GraphComponent):
         self._std = std
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "E5Featurizer":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "E5Featurizer":
         return cls(config, execution_context.node_name, model_storage, resource)
 
     @classmethod
-    def load(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-             execution_context: ExecutionContext, **kwargs: Any) -> "E5Featurizer":
+    def load(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> "E5Featurizer":
         mean = std = None
         try:
             with model_storage.read_from(resource) as path:
@@ -137,8 +155,9 @@ class E5Featurizer(DenseFeaturizer, GraphComponent):
             vecs = (vecs - self._mean) / self._std
         vecs = vecs * float(self._config["scale"])
         for m, v in zip(msgs, vecs):
-            self.add_features_to_message(sequence=None, sentence=v[None, :].astype(np.float32),
-                                         attribute=TEXT, message=m)
+            self.add_features_to_message(
+                sequence=None, sentence=v[None, :].astype(np.float32), attribute=TEXT, message=m
+            )
 
     def process(self, messages: List[Message]) -> List[Message]:
         self._featurize(messages)

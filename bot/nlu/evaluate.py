@@ -38,6 +38,7 @@ How the figures are counted (also in docs/NLU.md):
 This module imports Rasa only inside the functions that need a model: the metric code is plain
 Python + scikit-learn and is unit-tested in tests/nlu/test_evaluate.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -149,31 +150,39 @@ def _example_from_obj(obj: Any, where: str) -> Example:
         raise InputFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for key in ("text", "intent"):
         if key not in obj:
-            raise InputFormatError(f"{where}: missing \"{key}\"")
+            raise InputFormatError(f'{where}: missing "{key}"')
         if not isinstance(obj[key], str) or not obj[key].strip():
-            raise InputFormatError(f"{where}: \"{key}\" must be a non-empty string")
+            raise InputFormatError(f'{where}: "{key}" must be a non-empty string')
     text = obj["text"]
     has_entities = "entities" in obj
     entities = obj.get("entities")
     if entities is None:
         entities = []
     if not isinstance(entities, list):
-        raise InputFormatError(f"{where}: \"entities\" must be a list")
+        raise InputFormatError(f'{where}: "entities" must be a list')
     checked = []
     for i, ent in enumerate(entities):
         if not isinstance(ent, dict) or not isinstance(ent.get("entity"), str):
-            raise InputFormatError(f"{where}: entities[{i}] needs an \"entity\" name")
+            raise InputFormatError(f'{where}: entities[{i}] needs an "entity" name')
         start, end = ent.get("start"), ent.get("end")
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
             raise InputFormatError(
                 f"{where}: entities[{i}] needs integer start < end within the text (0..{len(text)})"
             )
         checked.append(
-            {"entity": ent["entity"], "start": start, "end": end,
-             "value": ent.get("value", text[start:end])}
+            {
+                "entity": ent["entity"],
+                "start": start,
+                "end": end,
+                "value": ent.get("value", text[start:end]),
+            }
         )
-    return Example(text=text, intent=obj["intent"].strip(), entities=checked,
-                   has_entity_annotations=has_entities)
+    return Example(
+        text=text,
+        intent=obj["intent"].strip(),
+        entities=checked,
+        has_entity_annotations=has_entities,
+    )
 
 
 def load_rasa_nlu(path: os.PathLike | str) -> List[Example]:
@@ -184,8 +193,12 @@ def load_rasa_nlu(path: os.PathLike | str) -> List[Example]:
     examples = []
     for msg in data.intent_examples:
         ents = [
-            {"entity": e["entity"], "start": e["start"], "end": e["end"],
-             "value": e.get("value", msg.get("text")[e["start"]:e["end"]])}
+            {
+                "entity": e["entity"],
+                "start": e["start"],
+                "end": e["end"],
+                "value": e.get("value", msg.get("text")[e["start"] : e["end"]]),
+            }
             for e in msg.get("entities") or []
         ]
         examples.append(Example(text=msg.get("text"), intent=msg.get("intent"), entities=ents))
@@ -214,7 +227,11 @@ def data_fingerprint(*paths: str) -> str:
     h = hashlib.sha256()
     for root in paths:
         p = Path(root)
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
+        files = (
+            sorted(f for f in p.rglob("*") if f.is_file())
+            if p.is_dir()
+            else ([p] if p.exists() else [])
+        )
         for f in files:
             h.update(str(f).encode())
             h.update(f.read_bytes())
@@ -225,8 +242,12 @@ def git_head() -> Optional[str]:
     import subprocess
 
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except Exception:  # pragma: no cover - not a git checkout
         return None
 
@@ -272,11 +293,13 @@ def convert_example(ex: Example, convert: Callable[[str], str]) -> Example:
         new_text = convert(ex.text)
         if len(new_text) != len(ex.text):
             raise ValueError(f"cannot convert overlapping entities in {ex.text!r}")
-        return Example(new_text, ex.intent, [dict(e) for e in ex.entities], ex.has_entity_annotations)
+        return Example(
+            new_text, ex.intent, [dict(e) for e in ex.entities], ex.has_entity_annotations
+        )
     for e in ents:
-        pieces.append(convert(ex.text[pos:e["start"]]))
+        pieces.append(convert(ex.text[pos : e["start"]]))
         start = sum(len(p) for p in pieces)
-        pieces.append(convert(ex.text[e["start"]:e["end"]]))
+        pieces.append(convert(ex.text[e["start"] : e["end"]]))
         end = sum(len(p) for p in pieces)
         new_ents.append({**e, "start": start, "end": end})
         pos = e["end"]
@@ -304,7 +327,12 @@ def intent_report(golds: Sequence[str], preds: Sequence[str]) -> Dict[str, Any]:
     labels = sorted(set(golds))
     p, r, f, s = precision_recall_fscore_support(golds, eff, labels=labels, zero_division=0)
     per = {
-        lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        lab: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
         for i, lab in enumerate(labels)
     }
     return {
@@ -314,15 +342,15 @@ def intent_report(golds: Sequence[str], preds: Sequence[str]) -> Dict[str, Any]:
     }
 
 
-def confused_pairs(golds: Sequence[str], preds: Sequence[str], top: int = 10) -> List[Tuple[str, str, int]]:
+def confused_pairs(
+    golds: Sequence[str], preds: Sequence[str], top: int = 10
+) -> List[Tuple[str, str, int]]:
     """The most frequent (gold, predicted) mistakes, most frequent first.
 
     A fallback on an out-of-scope message is not a mistake; the predicted label is shown as the
     model gave it (``nlu_fallback`` stays visible).
     """
-    counts = Counter(
-        (g, p) for g, p in zip(golds, preds) if effective_intent(p) != g
-    )
+    counts = Counter((g, p) for g, p in zip(golds, preds) if effective_intent(p) != g)
     return [(g, p, n) for (g, p), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:top]
 
 
@@ -366,12 +394,17 @@ def closing_recall(golds: Sequence[str], preds: Sequence[str]) -> Optional[float
     return sum(g == p for g, p in pairs) / len(pairs)
 
 
-def second_opinion_cost(golds: Sequence[str], predictions: Sequence["Prediction"]) -> Dict[str, Any]:
+def second_opinion_cost(
+    golds: Sequence[str], predictions: Sequence["Prediction"]
+) -> Dict[str, Any]:
     """What the complaint second opinion did: complaints it caught, and its false alarms on praise,
     on other in-scope messages and on out-of-scope ones (each as a count and a share of that group)."""
-    groups = {"complaints": lambda g: g == COMPLAIN, "praise": lambda g: g == PRAISE,
-              "neutral": lambda g: g not in (COMPLAIN, PRAISE, OUT_OF_SCOPE),
-              "out_of_scope": lambda g: g == OUT_OF_SCOPE}
+    groups = {
+        "complaints": lambda g: g == COMPLAIN,
+        "praise": lambda g: g == PRAISE,
+        "neutral": lambda g: g not in (COMPLAIN, PRAISE, OUT_OF_SCOPE),
+        "out_of_scope": lambda g: g == OUT_OF_SCOPE,
+    }
     out: Dict[str, Any] = {}
     for name, member in groups.items():
         idx = [i for i, g in enumerate(golds) if member(g)]
@@ -401,12 +434,20 @@ def entity_keys(
     keys: Counter = Counter()
     for e in entities:
         start, end = e.get("start"), e.get("end")
-        span = text[start:end] if isinstance(start, int) and isinstance(end, int) else str(e.get("value", ""))
+        span = (
+            text[start:end]
+            if isinstance(start, int) and isinstance(end, int)
+            else str(e.get("value", ""))
+        )
         value = e.get("value", span)
         if synonyms is not None:
             nv = normalize(str(value)).strip()
             value = synonyms.get(nv.lower(), nv)
-        key = (e["entity"], _canon(span, normalize), _canon(value, normalize) if match_value else "")
+        key = (
+            e["entity"],
+            _canon(span, normalize),
+            _canon(value, normalize) if match_value else "",
+        )
         place = (key, start, end)
         if place in seen:
             continue
@@ -445,8 +486,13 @@ def entity_errors(
     out = []
     for ex, g, p in zip(examples, gold, pred):
         if g != p:
-            out.append({"text": ex.text, "missed": sorted((g - p).elements()),
-                        "spurious": sorted((p - g).elements())})
+            out.append(
+                {
+                    "text": ex.text,
+                    "missed": sorted((g - p).elements()),
+                    "spurious": sorted((p - g).elements()),
+                }
+            )
     return out[:top]
 
 
@@ -472,8 +518,13 @@ DEFAULT_AMBIGUITIES = _frange(0.0, 0.3, 0.01)
 
 
 def _sweep_key(r: Dict[str, Any]) -> Tuple[float, float, float, float, float]:
-    return ((r["oos_recall"] or 0.0), round(r["macro_f1"], 9), -(r["false_fallback_rate"] or 0.0),
-            r["threshold"], r["ambiguity_threshold"])
+    return (
+        (r["oos_recall"] or 0.0),
+        round(r["macro_f1"], 9),
+        -(r["false_fallback_rate"] or 0.0),
+        r["threshold"],
+        r["ambiguity_threshold"],
+    )
 
 
 def sweep_thresholds(
@@ -494,14 +545,16 @@ def sweep_thresholds(
         for a in ambiguities:
             preds = [decide(r, t, a) for r in rankings]
             rep = intent_report(golds, preds)
-            rows.append({
-                "threshold": t,
-                "ambiguity_threshold": a,
-                "oos_recall": oos_recall(golds, preds),
-                "false_fallback_rate": false_fallback_rate(golds, preds),
-                "macro_f1": rep["macro_f1"],
-                "complain_recall": rep["per_intent"].get(COMPLAIN, {}).get("recall"),
-            })
+            rows.append(
+                {
+                    "threshold": t,
+                    "ambiguity_threshold": a,
+                    "oos_recall": oos_recall(golds, preds),
+                    "false_fallback_rate": false_fallback_rate(golds, preds),
+                    "macro_f1": rep["macro_f1"],
+                    "complain_recall": rep["per_intent"].get(COMPLAIN, {}).get("recall"),
+                }
+            )
     feasible = [r for r in rows if (r["false_fallback_rate"] or 0.0) <= max_false_fallback + 1e-12]
     best = None
     if feasible:
@@ -513,7 +566,11 @@ def confidence_histogram(
     golds: Sequence[str], rankings: Sequence[Sequence[Tuple[str, float]]], bins: int = 10
 ) -> Dict[str, List[int]]:
     """Top-1 classifier confidence counts per bin for: in-scope right, in-scope wrong, out-of-scope."""
-    hist = {"in_scope_correct": [0] * bins, "in_scope_wrong": [0] * bins, "out_of_scope": [0] * bins}
+    hist = {
+        "in_scope_correct": [0] * bins,
+        "in_scope_wrong": [0] * bins,
+        "out_of_scope": [0] * bins,
+    }
     for g, r in zip(golds, rankings):
         if not r:
             continue
@@ -568,17 +625,33 @@ def summarize(
     annotated = [i for i, e in enumerate(examples) if e.has_entity_annotations]
     if annotated:
         ex_a = [examples[i] for i in annotated]
-        gold_keys = [entity_keys(examples[i].entities, examples[i].text, normalize, synonyms or {})
-                     for i in annotated]
-        pred_keys = [entity_keys(predictions[i].entities, predictions[i].text or examples[i].text,
-                                 normalize) for i in annotated]
+        gold_keys = [
+            entity_keys(examples[i].entities, examples[i].text, normalize, synonyms or {})
+            for i in annotated
+        ]
+        pred_keys = [
+            entity_keys(predictions[i].entities, predictions[i].text or examples[i].text, normalize)
+            for i in annotated
+        ]
         ent = entity_report(gold_keys, pred_keys)
         out["entities"] = ent
         out["entities_span_only"] = entity_report(
-            [entity_keys(examples[i].entities, examples[i].text, normalize, None, match_value=False)
-             for i in annotated],
-            [entity_keys(predictions[i].entities, predictions[i].text or examples[i].text, normalize,
-                         match_value=False) for i in annotated])
+            [
+                entity_keys(
+                    examples[i].entities, examples[i].text, normalize, None, match_value=False
+                )
+                for i in annotated
+            ],
+            [
+                entity_keys(
+                    predictions[i].entities,
+                    predictions[i].text or examples[i].text,
+                    normalize,
+                    match_value=False,
+                )
+                for i in annotated
+            ],
+        )
         out["entity_f1"] = ent["f1"] if ent["support"] or ent["predicted"] else None
         out["entity_errors"] = entity_errors(ex_a, gold_keys, pred_keys, top=15)
     else:
@@ -604,14 +677,18 @@ def _percentile(values: Sequence[float], q: float) -> Optional[float]:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def check_targets(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]]) -> Dict[str, Optional[bool]]:
+def check_targets(
+    simpl: Dict[str, Any], trad: Optional[Dict[str, Any]]
+) -> Dict[str, Optional[bool]]:
     """Which issue-6 targets are met (None when the figure is not available)."""
     res: Dict[str, Optional[bool]] = {}
     for key, (op, val) in TARGETS.items():
         v = simpl.get(key)
         res[key] = None if v is None else (v >= val if op == ">=" else v <= val)
     if trad is not None and simpl.get("macro_f1") is not None:
-        res["traditional_macro_f1_drop"] = simpl["macro_f1"] - trad["macro_f1"] <= TRADITIONAL_MAX_DROP + 1e-12
+        res["traditional_macro_f1_drop"] = (
+            simpl["macro_f1"] - trad["macro_f1"] <= TRADITIONAL_MAX_DROP + 1e-12
+        )
     return res
 
 
@@ -647,7 +724,9 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
     checks = check_targets(simpl, trad)
     checks_t = check_targets(trad, None) if trad else {}
     w(f"== NLU evaluation{': ' + title if title else ''} ==")
-    w(f"{simpl['n']} messages ({simpl['n_in_scope']} in scope, {simpl['n_out_of_scope']} out of scope)")
+    w(
+        f"{simpl['n']} messages ({simpl['n_in_scope']} in scope, {simpl['n_out_of_scope']} out of scope)"
+    )
     w("")
     hdr = f"{'':34}{'simplified':>11}{'traditional':>13}{'Δ':>8}   {'target':<9}{'simpl.':<8}{'trad.':<8}"
     w(hdr)
@@ -670,37 +749,51 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
         t = trad.get(key) if trad else None
         if pct is None:  # milliseconds
             tgt = _target_text(key) if key in TARGETS else ""
-            w(f"{label:34}{_ms1(s):>11}{_ms1(t):>13}{'':>8}   {tgt:<9}"
-              f"{_mark(checks.get(key)):<8}{_mark(checks_t.get(key)) if trad else '':<8}")
+            w(
+                f"{label:34}{_ms1(s):>11}{_ms1(t):>13}{'':>8}   {tgt:<9}"
+                f"{_mark(checks.get(key)):<8}{_mark(checks_t.get(key)) if trad else '':<8}"
+            )
             continue
-        delta = "" if s is None or t is None else (f"{100 * (t - s):+6.1f}" if pct else f"{t - s:+.3f}")
+        delta = (
+            "" if s is None or t is None else (f"{100 * (t - s):+6.1f}" if pct else f"{t - s:+.3f}")
+        )
         tgt = _target_text(key) if key in TARGETS else ""
-        w(f"{label:34}{_f(s, pct):>11}{_f(t, pct):>13}{delta:>8}   {tgt:<9}"
-          f"{_mark(checks.get(key)):<8}{_mark(checks_t.get(key)) if trad else '':<8}")
+        w(
+            f"{label:34}{_f(s, pct):>11}{_f(t, pct):>13}{delta:>8}   {tgt:<9}"
+            f"{_mark(checks.get(key)):<8}{_mark(checks_t.get(key)) if trad else '':<8}"
+        )
     if trad:
         drop = simpl["macro_f1"] - trad["macro_f1"]
-        w(f"{'traditional macro-F1 drop':34}{'':>11}{100 * drop:>12.1f}p{'':>8}   {'≤ 2 pts':<9}"
-          f"{_mark(checks.get('traditional_macro_f1_drop')):<8}")
+        w(
+            f"{'traditional macro-F1 drop':34}{'':>11}{100 * drop:>12.1f}p{'':>8}   {'≤ 2 pts':<9}"
+            f"{_mark(checks.get('traditional_macro_f1_drop')):<8}"
+        )
     ms, mt = simpl["ms_per_message"], (trad or {}).get("ms_per_message", {})
     w(f"{'ms / message (mean, p95)':34}{_ms(ms):>11}{_ms(mt):>13}")
     co = simpl["classifier_only"]
-    w(f"{'classifier alone (no fallback) F1':34}{_f(co['macro_f1']):>11}"
-      f"{_f(trad['classifier_only']['macro_f1']) if trad else '':>13}")
+    w(
+        f"{'classifier alone (no fallback) F1':34}{_f(co['macro_f1']):>11}"
+        f"{_f(trad['classifier_only']['macro_f1']) if trad else '':>13}"
+    )
     w("")
 
     so = simpl.get("second_opinion") or {}
     if so and any(v["raised"] for v in so.values()):
-        w("Complaint second opinion (simplified): raised on "
-          + ", ".join(f"{k} {v['raised']}/{v['of']}" for k, v in so.items())
-          + "  (complaints: caught; the others: false alarms)")
+        w(
+            "Complaint second opinion (simplified): raised on "
+            + ", ".join(f"{k} {v['raised']}/{v['of']}" for k, v in so.items())
+            + "  (complaints: caught; the others: false alarms)"
+        )
         w("")
     w("Per intent (simplified P / R / F1, traditional F1):")
     w(f"  {'intent':26}{'n':>4}{'P':>7}{'R':>7}{'F1':>7}{'F1 trad':>9}")
     for lab, m in simpl["per_intent"].items():
         tf = trad["per_intent"].get(lab, {}).get("f1") if trad else None
         flag = "  <" if m["f1"] < 0.9 else ""
-        w(f"  {lab:26}{m['support']:>4}{m['precision']:>7.2f}{m['recall']:>7.2f}{m['f1']:>7.2f}"
-          f"{_f(tf):>9}{flag}")
+        w(
+            f"  {lab:26}{m['support']:>4}{m['precision']:>7.2f}{m['recall']:>7.2f}{m['f1']:>7.2f}"
+            f"{_f(tf):>9}{flag}"
+        )
     w("")
     w("Most confused (gold -> predicted: simplified count / traditional count):")
     tc = {(g, p): n for g, p, n in (trad or {}).get("confused_pairs", [])}
@@ -711,18 +804,24 @@ def format_report(simpl: Dict[str, Any], trad: Optional[Dict[str, Any]], title: 
     w("")
     if simpl.get("entities"):
         w("Entities (exact span + value after synonyms): P / R / F1 (support), traditional F1,")
-        w("  and F1 on the span alone (value ignored: shows spans found with a non-canonical value)")
+        w(
+            "  and F1 on the span alone (value ignored: shows spans found with a non-canonical value)"
+        )
         w(f"  {'entity':26}{'P':>6}{'R':>6}{'F1':>6} {'(n)':>5}{'F1 trad':>9}{'span F1':>9}")
         et = (trad or {}).get("entities") or {"by_type": {}}
         so = simpl.get("entities_span_only") or {"by_type": {}}
         for typ, m in simpl["entities"]["by_type"].items():
             tf = et["by_type"].get(typ, {}).get("f1")
             sf = so["by_type"].get(typ, {}).get("f1")
-            w(f"  {typ:26}{m['precision']:>6.2f}{m['recall']:>6.2f}{m['f1']:>6.2f} ({m['support']:>3})"
-              f"{_f(tf):>9}{_f(sf):>9}")
+            w(
+                f"  {typ:26}{m['precision']:>6.2f}{m['recall']:>6.2f}{m['f1']:>6.2f} ({m['support']:>3})"
+                f"{_f(tf):>9}{_f(sf):>9}"
+            )
         e = simpl["entities"]
-        w(f"  {'ALL':26}{e['precision']:>6.2f}{e['recall']:>6.2f}{e['f1']:>6.2f} ({e['support']:>3})"
-          f"{_f(et.get('f1')):>9}{_f(so.get('f1')):>9}")
+        w(
+            f"  {'ALL':26}{e['precision']:>6.2f}{e['recall']:>6.2f}{e['f1']:>6.2f} ({e['support']:>3})"
+            f"{_f(et.get('f1')):>9}{_f(so.get('f1')):>9}"
+        )
     else:
         w("Entities: no entity annotations in this input.")
     return "\n".join(lines)
@@ -740,44 +839,69 @@ def _ms(m: Dict[str, Any]) -> str:
 
 def format_histogram(hist: Dict[str, List[int]]) -> str:
     bins = len(next(iter(hist.values())))
-    lines = ["Top-1 classifier confidence (count per bin): in-scope right | in-scope wrong | out-of-scope"]
+    lines = [
+        "Top-1 classifier confidence (count per bin): in-scope right | in-scope wrong | out-of-scope"
+    ]
     for b in range(bins):
         lo, hi = b / bins, (b + 1) / bins
         c, wr, o = hist["in_scope_correct"][b], hist["in_scope_wrong"][b], hist["out_of_scope"][b]
-        lines.append(f"  {lo:.1f}-{hi:.1f} {c:>5} {wr:>5} {o:>5}  {'#' * min(40, c // 5)}{'x' * min(20, wr)}{'o' * min(30, o)}")
+        lines.append(
+            f"  {lo:.1f}-{hi:.1f} {c:>5} {wr:>5} {o:>5}  {'#' * min(40, c // 5)}{'x' * min(20, wr)}{'o' * min(30, o)}"
+        )
     return "\n".join(lines)
 
 
 def format_sweep(sweep: Dict[str, Any], current: Optional[Tuple[float, float]] = None) -> str:
     """For every threshold, the ambiguity threshold with the best OOS recall under the limit."""
-    lines = [f"Threshold sweep (false-fallback limit {100 * sweep['max_false_fallback']:.0f}%): "
-             "for each threshold the best feasible ambiguity_threshold"]
-    lines.append(f"  {'threshold':>9} {'ambiguity':>9} {'OOS rec':>8} {'false-fb':>8} {'macro-F1':>8} {'complain R':>10}")
+    lines = [
+        f"Threshold sweep (false-fallback limit {100 * sweep['max_false_fallback']:.0f}%): "
+        "for each threshold the best feasible ambiguity_threshold"
+    ]
+    lines.append(
+        f"  {'threshold':>9} {'ambiguity':>9} {'OOS rec':>8} {'false-fb':>8} {'macro-F1':>8} {'complain R':>10}"
+    )
     by_t: Dict[float, List[Dict[str, Any]]] = defaultdict(list)
     for r in sweep["rows"]:
         by_t[r["threshold"]].append(r)
     for t in sorted(by_t):
         rows = by_t[t]
-        feas = [r for r in rows if (r["false_fallback_rate"] or 0) <= sweep["max_false_fallback"] + 1e-12]
-        r = max(feas, key=_sweep_key) if feas \
+        feas = [
+            r
+            for r in rows
+            if (r["false_fallback_rate"] or 0) <= sweep["max_false_fallback"] + 1e-12
+        ]
+        r = (
+            max(feas, key=_sweep_key)
+            if feas
             else min(rows, key=lambda r: r["false_fallback_rate"] or 0)
+        )
         mark = " <= best" if sweep["best"] is r else ("" if feas else "  (over the limit)")
-        lines.append(f"  {t:>9.2f} {r['ambiguity_threshold']:>9.2f} {_f(r['oos_recall'], True):>8} "
-                     f"{_f(r['false_fallback_rate'], True):>8} {r['macro_f1']:>8.3f} "
-                     f"{_f(r['complain_recall']):>10}{mark}")
+        lines.append(
+            f"  {t:>9.2f} {r['ambiguity_threshold']:>9.2f} {_f(r['oos_recall'], True):>8} "
+            f"{_f(r['false_fallback_rate'], True):>8} {r['macro_f1']:>8.3f} "
+            f"{_f(r['complain_recall']):>10}{mark}"
+        )
     if current:
-        cur = [r for r in sweep["rows"] if abs(r["threshold"] - current[0]) < 1e-9
-               and abs(r["ambiguity_threshold"] - current[1]) < 1e-9]
+        cur = [
+            r
+            for r in sweep["rows"]
+            if abs(r["threshold"] - current[0]) < 1e-9
+            and abs(r["ambiguity_threshold"] - current[1]) < 1e-9
+        ]
         if cur:
             r = cur[0]
-            lines.append(f"  current config ({current[0]}, {current[1]}): OOS {_f(r['oos_recall'], True)}, "
-                         f"false-fb {_f(r['false_fallback_rate'], True)}, macro-F1 {r['macro_f1']:.3f}")
+            lines.append(
+                f"  current config ({current[0]}, {current[1]}): OOS {_f(r['oos_recall'], True)}, "
+                f"false-fb {_f(r['false_fallback_rate'], True)}, macro-F1 {r['macro_f1']:.3f}"
+            )
     b = sweep["best"]
     if b:
-        lines.append(f"Recommended: FallbackClassifier threshold {b['threshold']:.2f}, "
-                     f"ambiguity_threshold {b['ambiguity_threshold']:.2f} "
-                     f"(OOS recall {_f(b['oos_recall'], True)}, false-fallback {_f(b['false_fallback_rate'], True)}, "
-                     f"macro-F1 {b['macro_f1']:.3f})")
+        lines.append(
+            f"Recommended: FallbackClassifier threshold {b['threshold']:.2f}, "
+            f"ambiguity_threshold {b['ambiguity_threshold']:.2f} "
+            f"(OOS recall {_f(b['oos_recall'], True)}, false-fallback {_f(b['false_fallback_rate'], True)}, "
+            f"macro-F1 {b['macro_f1']:.3f})"
+        )
     else:
         lines.append("No threshold pair keeps false-fallback under the limit.")
     return "\n".join(lines)
@@ -824,8 +948,11 @@ def load_agent(model_path: str) -> Any:
 
 
 def _prediction_from_parse(result: Dict[str, Any], ms: float) -> Prediction:
-    ranking = [(r["name"], float(r.get("confidence") or 0.0))
-               for r in result.get("intent_ranking") or [] if r.get("name") != NLU_FALLBACK]
+    ranking = [
+        (r["name"], float(r.get("confidence") or 0.0))
+        for r in result.get("intent_ranking") or []
+        if r.get("name") != NLU_FALLBACK
+    ]
     intent = result.get("intent") or {}
     if not ranking and intent.get("name") and intent.get("name") != NLU_FALLBACK:
         ranking = [(intent["name"], float(intent.get("confidence") or 0.0))]
@@ -833,8 +960,10 @@ def _prediction_from_parse(result: Dict[str, Any], ms: float) -> Prediction:
         intent=intent.get("name") or NLU_FALLBACK,
         confidence=float(intent.get("confidence") or 0.0),
         ranking=ranking,
-        entities=[{k: e.get(k) for k in ("entity", "start", "end", "value", "extractor")}
-                  for e in result.get("entities") or []],
+        entities=[
+            {k: e.get(k) for k in ("entity", "start", "end", "value", "extractor")}
+            for e in result.get("entities") or []
+        ],
         text=result.get("text") or "",
         ms=ms,
         raised_complaint=bool((result.get("complaint_second_opinion") or {}).get("raised")),
@@ -862,8 +991,16 @@ def write_rasa_nlu(examples: Sequence[Example], path: Path) -> None:
     from rasa.shared.nlu.training_data.message import Message
     from rasa.shared.nlu.training_data.training_data import TrainingData
 
-    msgs = [Message(data={"text": e.text, "intent": e.intent,
-                          **({"entities": e.entities} if e.entities else {})}) for e in examples]
+    msgs = [
+        Message(
+            data={
+                "text": e.text,
+                "intent": e.intent,
+                **({"entities": e.entities} if e.entities else {}),
+            }
+        )
+        for e in examples
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     RasaYAMLWriter().dump(str(path), TrainingData(training_examples=msgs))
 
@@ -877,11 +1014,23 @@ def run_rasa_report(agent: Any, data_path: Path, out_dir: Path) -> Dict[str, Any
     out_dir.mkdir(parents=True, exist_ok=True)
     domain = "domain.yml" if Path("domain.yml").exists() else None
     # Rasa prints its reports, a progress bar and warnings: they go to a log file next to them.
-    with open(out_dir / "rasa_test.log", "w", encoding="utf-8") as log, \
-            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        res = asyncio.run(run_evaluation(str(data_path), agent.processor, output_directory=str(out_dir),
-                                         successes=False, errors=True, disable_plotting=False,
-                                         report_as_dict=True, domain_path=domain))
+    with (
+        open(out_dir / "rasa_test.log", "w", encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        res = asyncio.run(
+            run_evaluation(
+                str(data_path),
+                agent.processor,
+                output_directory=str(out_dir),
+                successes=False,
+                errors=True,
+                disable_plotting=False,
+                report_as_dict=True,
+                domain_path=domain,
+            )
+        )
     quiet_rasa()
     return res
 
@@ -917,16 +1066,33 @@ def evaluate_model(
     return result
 
 
-def write_predictions(path: Path, examples: Sequence[Example], preds: Sequence[Prediction],
-                      variant: str, mode: str = "w") -> None:
+def write_predictions(
+    path: Path,
+    examples: Sequence[Example],
+    preds: Sequence[Prediction],
+    variant: str,
+    mode: str = "w",
+) -> None:
     with open(path, mode, encoding="utf-8") as fh:
         for e, p in zip(examples, preds):
-            fh.write(json.dumps({
-                "variant": variant, "text": e.text, "intent": e.intent, "predicted": p.intent,
-                "correct": effective_intent(p.intent) == e.intent, "confidence": round(p.confidence, 4),
-                "ranking": [[n, round(c, 4)] for n, c in p.ranking[:3]],
-                "gold_entities": e.entities, "entities": p.entities, "ms": round(p.ms, 2),
-            }, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "variant": variant,
+                        "text": e.text,
+                        "intent": e.intent,
+                        "predicted": p.intent,
+                        "correct": effective_intent(p.intent) == e.intent,
+                        "confidence": round(p.confidence, 4),
+                        "ranking": [[n, round(c, 4)] for n, c in p.ranking[:3]],
+                        "gold_entities": e.entities,
+                        "entities": p.entities,
+                        "ms": round(p.ms, 2),
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
 
 
 def rss_mb() -> Optional[float]:
@@ -966,10 +1132,14 @@ def check_process_targets(figures: Dict[str, Optional[float]]) -> Dict[str, Opti
 
 
 HEADLINE = [
-    ("macro-F1", "macro_f1", False), ("complain R", "complain_recall", False),
-    ("praise->complain", "praise_as_complain_rate", True), ("OOS R", "oos_recall", False),
-    ("false-fb", "false_fallback_rate", True), ("thanks/bye R", "closing_recall", False),
-    ("amenity R", "amenity_recall", False), ("entity F1", "entity_f1", False),
+    ("macro-F1", "macro_f1", False),
+    ("complain R", "complain_recall", False),
+    ("praise->complain", "praise_as_complain_rate", True),
+    ("OOS R", "oos_recall", False),
+    ("false-fb", "false_fallback_rate", True),
+    ("thanks/bye R", "closing_recall", False),
+    ("amenity R", "amenity_recall", False),
+    ("entity F1", "entity_f1", False),
     ("p95 ms", "p95_ms", None),
 ]
 
@@ -987,24 +1157,44 @@ def format_headline(summaries: Dict[str, Dict[str, Any]], process: Dict[str, Any
             for variant in ("simplified", "traditional"):
                 v = (summaries[n].get(variant) or {}).get(key)
                 vals.append(_ms1(v) if pct is None else _f(v, pct).strip())
-            ok = [summaries[n]["targets_met"].get(key), summaries[n].get("targets_met_traditional", {}).get(key)]
-            flag = "" if all(o is None for o in ok) else ("" if all(o in (True, None) for o in ok) else " !")
+            ok = [
+                summaries[n]["targets_met"].get(key),
+                summaries[n].get("targets_met_traditional", {}).get(key),
+            ]
+            flag = (
+                ""
+                if all(o is None for o in ok)
+                else ("" if all(o in (True, None) for o in ok) else " !")
+            )
             cells.append(f"{' / '.join(vals)}{flag}")
-        lines.append(f"  {label:18}{_target_text(key):>9}  " + "".join(f"{c:>{width}}" for c in cells))
+        lines.append(
+            f"  {label:18}{_target_text(key):>9}  " + "".join(f"{c:>{width}}" for c in cells)
+        )
     checks = check_process_targets(process)
     rss = process.get("rss_mb")
-    lines.append(f"  {'RSS MB (this process, model loaded)':36}{_ms1(rss):>8}   {_target_text('rss_mb'):<7}"
-                 f"{_mark(checks.get('rss_mb'))}")
+    lines.append(
+        f"  {'RSS MB (this process, model loaded)':36}{_ms1(rss):>8}   {_target_text('rss_mb'):<7}"
+        f"{_mark(checks.get('rss_mb'))}"
+    )
     tr = process.get("full_training_s")
-    lines.append(f"  {'full training s (rasa train, empty cache)':42}{_ms1(tr):>8}   "
-                 f"{_target_text('full_training_s'):<7}{_mark(checks.get('full_training_s'))}"
-                 + ("" if tr is not None else "  (none recorded for these inputs: make bench, or make train on an empty .rasa/cache)"))
-    lines.append("  ('!' = a target missed in that set; praise->complain and false-fb are rates, lower is better)")
+    lines.append(
+        f"  {'full training s (rasa train, empty cache)':42}{_ms1(tr):>8}   "
+        f"{_target_text('full_training_s'):<7}{_mark(checks.get('full_training_s'))}"
+        + (
+            ""
+            if tr is not None
+            else "  (none recorded for these inputs: make bench, or make train on an empty .rasa/cache)"
+        )
+    )
+    lines.append(
+        "  ('!' = a target missed in that set; praise->complain and false-fb are rates, lower is better)"
+    )
     return "\n".join(lines)
 
 
-def evaluate_source(agent: Any, source: str, out: Path, args: Any, synonyms: Dict[str, str],
-                    load_s: float) -> Optional[Dict[str, Any]]:
+def evaluate_source(
+    agent: Any, source: str, out: Path, args: Any, synonyms: Dict[str, str], load_s: float
+) -> Optional[Dict[str, Any]]:
     """Evaluate one set, print its full report, write its results into ``out``."""
     try:
         examples = load_examples(source)
@@ -1026,15 +1216,22 @@ def evaluate_source(agent: Any, source: str, out: Path, args: Any, synonyms: Dic
     else:
         b = sweep["best"]
         if b and b["oos_recall"] is not None:
-            print(f"Fallback thresholds in the model: {current}; best on this set (python -m "
-                  f"bot.nlu.evaluate --sweep): threshold {b['threshold']:.2f}, ambiguity "
-                  f"{b['ambiguity_threshold']:.2f} -> OOS recall {_f(b['oos_recall'], True)}, "
-                  f"false-fallback {_f(b['false_fallback_rate'], True)}")
+            print(
+                f"Fallback thresholds in the model: {current}; best on this set (python -m "
+                f"bot.nlu.evaluate --sweep): threshold {b['threshold']:.2f}, ambiguity "
+                f"{b['ambiguity_threshold']:.2f} -> OOS recall {_f(b['oos_recall'], True)}, "
+                f"false-fallback {_f(b['false_fallback_rate'], True)}"
+            )
 
     write_predictions(out / "predictions.jsonl", examples, res["_preds"], "simplified")
     if trad:
-        write_predictions(out / "predictions.jsonl", res["_trad_examples"], res["_trad_preds"],
-                          "traditional", mode="a")
+        write_predictions(
+            out / "predictions.jsonl",
+            res["_trad_examples"],
+            res["_trad_preds"],
+            "traditional",
+            mode="a",
+        )
     rasa_dirs = {}
     if not args.no_rasa_report:
         data_path = Path(source)
@@ -1050,46 +1247,85 @@ def evaluate_source(agent: Any, source: str, out: Path, args: Any, synonyms: Dic
             rasa_dirs["traditional"] = str(out / "rasa_traditional")
 
     summary = {
-        "model": args.model, "input": source, "model_load_seconds": round(load_s, 2),
-        "git_head": git_head(), "data_fingerprint": data_fingerprint(args.nlu_data, source),
-        "fallback_thresholds": current, "targets": {k: list(v) for k, v in TARGETS.items()},
+        "model": args.model,
+        "input": source,
+        "model_load_seconds": round(load_s, 2),
+        "git_head": git_head(),
+        "data_fingerprint": data_fingerprint(args.nlu_data, source),
+        "fallback_thresholds": current,
+        "targets": {k: list(v) for k, v in TARGETS.items()},
         "targets_met": check_targets(simpl, trad),
         "targets_met_traditional": check_targets(trad, None) if trad else {},
-        "simplified": simpl, "traditional": trad,
-        "recommended_thresholds": sweep["best"], "rasa_reports": rasa_dirs,
+        "simplified": simpl,
+        "traditional": trad,
+        "recommended_thresholds": sweep["best"],
+        "rasa_reports": rasa_dirs,
     }
-    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / "summary.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
     print()
-    print(f"Written: {out / 'summary.json'}, {out / 'predictions.jsonl'}"
-          + (f", Rasa reports and confusion matrix in {', '.join(rasa_dirs.values())}" if rasa_dirs else ""))
+    print(
+        f"Written: {out / 'summary.json'}, {out / 'predictions.jsonl'}"
+        + (
+            f", Rasa reports and confusion matrix in {', '.join(rasa_dirs.values())}"
+            if rasa_dirs
+            else ""
+        )
+    )
     print()
     return summary
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bot.nlu.evaluate", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=DEFAULT_MODEL, help=f"trained model (default {DEFAULT_MODEL})")
-    ap.add_argument("--input", help="a .jsonl file of {\"text\", \"intent\"[, \"entities\"]} lines "
-                                    "(default: the holdout sets)")
-    ap.add_argument("--holdout", action="append",
-                    help="Rasa NLU YAML held-out set; repeat for several (default: "
-                         + ", ".join(DEFAULT_HOLDOUTS) + ", those that exist)")
-    ap.add_argument("--nlu-data", default=DEFAULT_NLU_DATA, help="training data (for entity synonyms)")
-    ap.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT}; one "
-                                                       "sub-folder per set when there are several)")
-    ap.add_argument("--no-traditional", action="store_true", help="skip the traditional-character pass")
-    ap.add_argument("--no-rasa-report", action="store_true", help="skip Rasa's own reports and plots")
+    ap = argparse.ArgumentParser(
+        prog="python -m bot.nlu.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"trained model (default {DEFAULT_MODEL})"
+    )
+    ap.add_argument(
+        "--input",
+        help='a .jsonl file of {"text", "intent"[, "entities"]} lines '
+        "(default: the holdout sets)",
+    )
+    ap.add_argument(
+        "--holdout",
+        action="append",
+        help="Rasa NLU YAML held-out set; repeat for several (default: "
+        + ", ".join(DEFAULT_HOLDOUTS)
+        + ", those that exist)",
+    )
+    ap.add_argument(
+        "--nlu-data", default=DEFAULT_NLU_DATA, help="training data (for entity synonyms)"
+    )
+    ap.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"results folder (default {DEFAULT_OUT}; one "
+        "sub-folder per set when there are several)",
+    )
+    ap.add_argument(
+        "--no-traditional", action="store_true", help="skip the traditional-character pass"
+    )
+    ap.add_argument(
+        "--no-rasa-report", action="store_true", help="skip Rasa's own reports and plots"
+    )
     ap.add_argument("--sweep", action="store_true", help="print the full fallback threshold sweep")
     args = ap.parse_args(argv)
     import warnings
 
-    warnings.showwarning = lambda *a, **k: None  # Rasa re-enables warnings on import; we do not want them
+    warnings.showwarning = (
+        lambda *a, **k: None
+    )  # Rasa re-enables warnings on import; we do not want them
     quiet_rasa()
 
     if args.input:
         sources = [args.input]
     else:
-        sources = args.holdout or [h for h in DEFAULT_HOLDOUTS if Path(h).exists()] or [DEFAULT_HOLDOUT]
+        sources = (
+            args.holdout or [h for h in DEFAULT_HOLDOUTS if Path(h).exists()] or [DEFAULT_HOLDOUT]
+        )
     missing = [s for s in sources if not Path(s).exists()]
     if missing:
         print(f"error: {missing[0]}: no such file", file=sys.stderr)
@@ -1118,9 +1354,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     training = full_training_seconds()
     process = {"rss_mb": rss_mb(), "full_training_s": training.get("seconds") if training else None}
     print(format_headline(summaries, process))
-    (out / "process.json").write_text(json.dumps(
-        {**process, "training_record": training,
-         "targets_met": check_process_targets(process)}, indent=2), encoding="utf-8")
+    (out / "process.json").write_text(
+        json.dumps(
+            {**process, "training_record": training, "targets_met": check_process_targets(process)},
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     return 0
 
 

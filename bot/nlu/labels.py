@@ -14,6 +14,7 @@ Refused, with the reason (`LabelRefused`):
 - an entity whose text is not in the message.
 A text already in the training data under the same intent is not written twice (`written=False`).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -97,7 +98,9 @@ INDEPENDENT_HOLDOUT = "nlu_holdout_independent"
 def held_out_intent(text: str, holdout_dir: Path) -> Optional[tuple[str, Path]]:
     k = key(text)
     holdout_dir = Path(holdout_dir)
-    paths = sorted(holdout_dir.glob("*.yml")) + sorted((holdout_dir.parent / INDEPENDENT_HOLDOUT).glob("*.yml"))
+    paths = sorted(holdout_dir.glob("*.yml")) + sorted(
+        (holdout_dir.parent / INDEPENDENT_HOLDOUT).glob("*.yml")
+    )
     for path in paths:
         for intent, example in _examples(path):
             if key(example) == k:
@@ -174,12 +177,19 @@ def _insert(lines: list[str], intent: str, example: str) -> Optional[list[str]]:
         new = f"{indent}- {example}\n"
         if not lines[last].endswith("\n"):
             lines[last] += "\n"
-        return lines[: last + 1] + [new] + lines[last + 1:]
+        return lines[: last + 1] + [new] + lines[last + 1 :]
     return None
 
 
-def add_example(text: str, intent: str, *, nlu_dir: Path, holdout_dir: Path, domain_path: Path,
-                entities: Sequence[Entity] = ()) -> LabelResult:
+def add_example(
+    text: str,
+    intent: str,
+    *,
+    nlu_dir: Path,
+    holdout_dir: Path,
+    domain_path: Path,
+    entities: Sequence[Entity] = (),
+) -> LabelResult:
     """Write one labelled example (see the module docstring for what is refused)."""
     text = " ".join(text.split())
     if not text:
@@ -192,7 +202,8 @@ def add_example(text: str, intent: str, *, nlu_dir: Path, holdout_dir: Path, dom
     if held is not None:
         raise LabelRefused(
             f"this text is in the held-out set ({held[1].name}, as {held[0]}): training on it "
-            "would leak the test that every model version is measured on")
+            "would leak the test that every model version is measured on"
+        )
     example = markup(text, entities)
     k = key(text)
     with _locked(nlu_dir):
@@ -202,8 +213,10 @@ def add_example(text: str, intent: str, *, nlu_dir: Path, holdout_dir: Path, dom
                 if key(have_text) == k:
                     if have_intent == intent:
                         return LabelResult(path, example, written=False)
-                    raise LabelRefused(f"this text is already a {have_intent} example in "
-                                       f"{path.name}; change it there if it is wrong")
+                    raise LabelRefused(
+                        f"this text is already a {have_intent} example in "
+                        f"{path.name}; change it there if it is wrong"
+                    )
                 if target is None and have_intent == intent:
                     target = path
         if target is None:
@@ -233,8 +246,12 @@ def _check(new: str, old: str, intent: str, text: str, entities: Sequence[Entity
         after = reader.reads(new).intent_examples
     except Exception as exc:  # Rasa's YAML errors come in several types
         raise LabelRefused(f"Rasa could not read the file with this example: {exc}") from None
-    added = [msg for msg in after if (msg.get("intent"), msg.get("text")) not in
-             {(b.get("intent"), b.get("text")) for b in before}]
+    added = [
+        msg
+        for msg in after
+        if (msg.get("intent"), msg.get("text"))
+        not in {(b.get("intent"), b.get("text")) for b in before}
+    ]
     if len(after) != len(before) + 1 or len(added) != 1:
         raise LabelRefused("Rasa would not read this example back as one new example")
     msg = added[0]

@@ -39,6 +39,7 @@ is_trainable=False)``; it implements ``process(messages)`` and
 use. Lookup tables matched by RegexFeaturizer/RegexEntityExtractor need
 ``use_word_boundaries: false`` in Chinese (``\\b`` never falls between two CJK characters).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,24 +56,26 @@ INTENT_TRIGGER_PREFIX = "/"
 # emoji
 # --------------------------------------------------------------------------------------------
 _EMOJI_BASE = (
-    "\U0001F000-\U0001FAFF"  # mahjong .. symbols & pictographs extended-A (incl. flags' letters)
-    "\u2600-\u27BF"  # misc symbols, dingbats
-    "\u2B05-\u2B07\u2B1B\u2B1C\u2B50\u2B55"
-    "\u231A\u231B\u2328\u23CF\u23E9-\u23F3\u23F8-\u23FA"
-    "\u2934\u2935\u3030\u303D\u2194-\u2199\u21A9\u21AA"
+    "\U0001f000-\U0001faff"  # mahjong .. symbols & pictographs extended-A (incl. flags' letters)
+    "\u2600-\u27bf"  # misc symbols, dingbats
+    "\u2b05-\u2b07\u2b1b\u2b1c\u2b50\u2b55"
+    "\u231a\u231b\u2328\u23cf\u23e9-\u23f3\u23f8-\u23fa"
+    "\u2934\u2935\u3030\u303d\u2194-\u2199\u21a9\u21aa"
 )
-_EMOJI_MOD = "\uFE0E\uFE0F\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F\u20E3"
+_EMOJI_MOD = "\ufe0e\ufe0f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f\u20e3"
 _EMOJI_RE = re.compile(
-    "(?:[\U0001F1E6-\U0001F1FF]{2})"  # flag: two regional indicators
-    "|(?:[0-9#*]\uFE0F?\u20E3)"  # keycap 1️⃣
-    f"|(?:[{_EMOJI_BASE}][{_EMOJI_MOD}]*(?:\u200D[{_EMOJI_BASE}][{_EMOJI_MOD}]*)*)"
+    "(?:[\U0001f1e6-\U0001f1ff]{2})"  # flag: two regional indicators
+    "|(?:[0-9#*]\ufe0f?\u20e3)"  # keycap 1️⃣
+    f"|(?:[{_EMOJI_BASE}][{_EMOJI_MOD}]*(?:\u200d[{_EMOJI_BASE}][{_EMOJI_MOD}]*)*)"
     # WeChat sends its built-in emoticons as bracketed codes: [微笑] [捂脸] [Facepalm]
     "|(?:\\[[\u4e00-\u9fffA-Za-z]{1,6}\\])"
 )
 
 # Removed outside emoji sequences (all are Unicode category Cf or invisible): ZWSP, ZWNJ, ZWJ,
 # LRM/RLM, word joiner, invisible operators, BOM, soft hyphen, Mongolian vowel separator.
-_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e")
+_ZERO_WIDTH = frozenset(
+    "\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e"
+)
 
 _CJK_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]+")
 
@@ -214,9 +217,7 @@ def normalize(text: Optional[Text]) -> Text:
     return normalize_with_offsets(text)[0]
 
 
-def map_span(
-    sources: Sequence[Optional[int]], start: int, end: int
-) -> Optional[Tuple[int, int]]:
+def map_span(sources: Sequence[Optional[int]], start: int, end: int) -> Optional[Tuple[int, int]]:
     """Where the input span [start, end) ended up in the output, or None if nothing of it is left.
 
     Leading/trailing spaces that the normaliser produced inside the span are trimmed off.
@@ -243,7 +244,10 @@ def _remap_entities(
         if span is None:
             logger.warning(
                 "Entity %r at %s-%s vanished during normalisation of %r; dropped.",
-                entity.get("entity"), start, end, old_text,
+                entity.get("entity"),
+                start,
+                end,
+                old_text,
             )
             continue
         new_entity = dict(entity)

@@ -6,6 +6,7 @@ fallback. The cues and replies are data: data/scope/near_domain.yml.
 
     - name: bot.nlu.scope_guard.NearDomainGuard
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Text
@@ -15,8 +16,13 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.nlu.constants import (INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY,
-                                       PREDICTED_CONFIDENCE_KEY, TEXT)
+from rasa.shared.nlu.constants import (
+    INTENT,
+    INTENT_NAME_KEY,
+    INTENT_RANKING_KEY,
+    PREDICTED_CONFIDENCE_KEY,
+    TEXT,
+)
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -32,10 +38,17 @@ def mark_out_of_scope(message: Message) -> None:
     intent = message.get(INTENT) or {}
     top = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
     conf = min(1.0, max(MIN_CONFIDENCE, top + MARGIN))
-    ranking = [r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != OUT_OF_SCOPE]
-    message.set(INTENT, {INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True)
-    message.set(INTENT_RANKING_KEY, [{INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
-                add_to_output=True)
+    ranking = [
+        r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != OUT_OF_SCOPE
+    ]
+    message.set(
+        INTENT, {INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True
+    )
+    message.set(
+        INTENT_RANKING_KEY,
+        [{INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
+        add_to_output=True,
+    )
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -49,8 +62,13 @@ class NearDomainGuard(GraphComponent, IntentClassifier):
         self._near: Optional[NearDomain] = None
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "NearDomainGuard":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "NearDomainGuard":
         return cls(config)
 
     @property
@@ -69,7 +87,9 @@ class NearDomainGuard(GraphComponent, IntentClassifier):
             if not category:
                 continue
             intent = message.get(INTENT) or {}
-            if self.near.overrules(intent.get(INTENT_NAME_KEY), float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)):
+            if self.near.overrules(
+                intent.get(INTENT_NAME_KEY), float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
+            ):
                 message.set(OUTPUT_KEY, category, add_to_output=True)
                 mark_out_of_scope(message)
         return messages

@@ -11,6 +11,7 @@ answer first, then the order form, which asks its own questions.
 
     - name: bot.nlu.second_request.SecondRequestDetector
 """
+
 from __future__ import annotations
 
 import re
@@ -22,7 +23,13 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
-from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
+from rasa.shared.nlu.constants import (
+    INTENT,
+    INTENT_NAME_KEY,
+    INTENT_RANKING_KEY,
+    PREDICTED_CONFIDENCE_KEY,
+    TEXT,
+)
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -45,14 +52,21 @@ class SecondRequestError(ValueError):
     """The cue file is malformed."""
 
 
-def load_cues(path: Path | str = CUES_FILE) -> Tuple[Tuple[str, ...], Dict[str, List[Tuple[str, ...]]]]:
+def load_cues(
+    path: Path | str = CUES_FILE,
+) -> Tuple[Tuple[str, ...], Dict[str, List[Tuple[str, ...]]]]:
     data = read_yaml(Path(path), SecondRequestError)
     if not isinstance(data, dict) or not isinstance(data.get("intents"), dict):
         raise SecondRequestError(f"{path}: expected 'intents' (a mapping)")
     intents = {}
     for intent, groups in data["intents"].items():
-        if not isinstance(groups, list) or not groups or not all(
-                isinstance(g, list) and g and all(isinstance(w, str) for w in g) for g in groups):
+        if (
+            not isinstance(groups, list)
+            or not groups
+            or not all(
+                isinstance(g, list) and g and all(isinstance(w, str) for w in g) for g in groups
+            )
+        ):
             raise SecondRequestError(f"{path}: intents.{intent} must be a list of word lists")
         intents[str(intent)] = [tuple(w.lower() for w in g) for g in groups]
     joiners = tuple(str(j) for j in (data.get("joiners") or []))
@@ -65,8 +79,9 @@ def clauses(text: str, joiners: Sequence[str]) -> List[str]:
     return [c.strip() for c in re.split(pattern, text or "") if c and c.strip()]
 
 
-def clause_intent(clause: str, intents: Dict[str, List[Tuple[str, ...]]],
-                  catalogue_words: Sequence[str]) -> Optional[str]:
+def clause_intent(
+    clause: str, intents: Dict[str, List[Tuple[str, ...]]], catalogue_words: Sequence[str]
+) -> Optional[str]:
     low = clause.lower()
     for intent, groups in intents.items():
         if all(any(w in low for w in g) for g in groups):
@@ -76,9 +91,13 @@ def clause_intent(clause: str, intents: Dict[str, List[Tuple[str, ...]]],
     return None
 
 
-def detect(text: str, main_intent: Optional[str], joiners: Sequence[str],
-           intents: Dict[str, List[Tuple[str, ...]]],
-           catalogue_words: Sequence[str]) -> Optional[Tuple[str, str, Optional[str]]]:
+def detect(
+    text: str,
+    main_intent: Optional[str],
+    joiners: Sequence[str],
+    intents: Dict[str, List[Tuple[str, ...]]],
+    catalogue_words: Sequence[str],
+) -> Optional[Tuple[str, str, Optional[str]]]:
     """(second intent, its clause, the intent to answer first if it changes) or None."""
     parts = clauses(text, joiners)
     if len(parts) < 2:
@@ -89,8 +108,11 @@ def detect(text: str, main_intent: Optional[str], joiners: Sequence[str],
         orders = [p for i, p in tagged if i == ORDER]
         if questions and orders:  # answer the question first, then take the order
             return ORDER, orders[0], questions[0]
-    others = [(i, p) for i, p in tagged if i and i != main_intent
-              and frozenset({i, main_intent}) not in ANSWERED_TOGETHER]
+    others = [
+        (i, p)
+        for i, p in tagged
+        if i and i != main_intent and frozenset({i, main_intent}) not in ANSWERED_TOGETHER
+    ]
     if not others:
         return None
     return others[0][0], others[0][1], None
@@ -108,8 +130,13 @@ class SecondRequestDetector(GraphComponent, IntentClassifier):
         self._catalogue = None
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "SecondRequestDetector":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "SecondRequestDetector":
         return cls(config)
 
     def _load(self):
@@ -137,13 +164,26 @@ class SecondRequestDetector(GraphComponent, IntentClassifier):
             # Both intents are answered, so the classifier hesitating between them is no reason
             # for the FallbackClassifier to ask again: the second leaves the ranking and the
             # first gets at least MIN_CONFIDENCE, a margin above the next one.
-            ranking = [r for r in (message.get(INTENT_RANKING_KEY) or [])
-                       if r.get(INTENT_NAME_KEY) not in (main, second)]
+            ranking = [
+                r
+                for r in (message.get(INTENT_RANKING_KEY) or [])
+                if r.get(INTENT_NAME_KEY) not in (main, second)
+            ]
             nxt = float(ranking[0].get(PREDICTED_CONFIDENCE_KEY) or 0.0) if ranking else 0.0
-            conf = min(1.0, max(MIN_CONFIDENCE, float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0), nxt + MARGIN))
-            message.set(INTENT, {INTENT_NAME_KEY: main, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True)
-            message.set(INTENT_RANKING_KEY, [{INTENT_NAME_KEY: main, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
-                        add_to_output=True)
+            conf = min(
+                1.0,
+                max(
+                    MIN_CONFIDENCE, float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0), nxt + MARGIN
+                ),
+            )
+            message.set(
+                INTENT, {INTENT_NAME_KEY: main, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True
+            )
+            message.set(
+                INTENT_RANKING_KEY,
+                [{INTENT_NAME_KEY: main, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
+                add_to_output=True,
+            )
             message.set(OUTPUT_KEY, {"intent": second, "text": clause}, add_to_output=True)
         return messages
 

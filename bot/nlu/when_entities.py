@@ -9,6 +9,7 @@ moment (the training data annotates "下午两点", not "下午两点前").
 
     - name: bot.nlu.when_entities.JioNLPWhenExtractor   # after the CRFEntityExtractor
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,8 +81,13 @@ class JioNLPWhenExtractor(GraphComponent, EntityExtractorMixin):
         self._skip = frozenset(config.get("skip") or [])
 
     @classmethod
-    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
-               execution_context: ExecutionContext) -> "JioNLPWhenExtractor":
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "JioNLPWhenExtractor":
         return cls({**cls.get_default_config(), **config})
 
     def process(self, messages: List[Message]) -> List[Message]:
@@ -90,17 +96,27 @@ class JioNLPWhenExtractor(GraphComponent, EntityExtractorMixin):
             if not text or text.startswith("/"):
                 continue
             entities = list(message.get(ENTITIES, []))
-            taken = [(e.get("start", 0), e.get("end", 0)) for e in entities if e.get("entity") == WHEN]
+            taken = [
+                (e.get("start", 0), e.get("end", 0)) for e in entities if e.get("entity") == WHEN
+            ]
             added = False
             for s in time_spans(text, self._skip):
                 if any(s["start"] < e and b < s["end"] for b, e in taken):
                     continue  # the CRF already has this moment (its span follows our conventions)
-                entities.append({"entity": WHEN, **s, "confidence_entity": 1.0,
-                                 "extractor": self.__class__.__name__})
+                entities.append(
+                    {
+                        "entity": WHEN,
+                        **s,
+                        "confidence_entity": 1.0,
+                        "extractor": self.__class__.__name__,
+                    }
+                )
                 taken.append((s["start"], s["end"]))
                 added = True
             if added:
-                message.set(ENTITIES, sorted(entities, key=lambda e: e.get("start", 0)), add_to_output=True)
+                message.set(
+                    ENTITIES, sorted(entities, key=lambda e: e.get("start", 0)), add_to_output=True
+                )
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

@@ -1,6 +1,7 @@
 """Liveness and readiness. `/healthz`: the process answers (a supervisor restarts it if not).
 `/readyz`: it can do its work -- every check passes (the database answers, Rasa's model is
 loaded); a load balancer sends traffic only to a ready replica."""
+
 from __future__ import annotations
 
 import asyncio

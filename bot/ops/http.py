@@ -1,6 +1,7 @@
 """`/metrics`, `/healthz` and `/readyz` on every process: routes for an aiohttp application (the
 intake server, the console), for a Sanic application (Rasa, the action server), and a small
 aiohttp server of its own for processes without one (the worker)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -49,8 +50,9 @@ def add_sanic_routes(app, exposition: Exposition, readiness: Readiness) -> None:
     app.add_route(readyz, "/readyz", methods=["GET"], name="ops_readyz")
 
 
-async def start_server(exposition: Exposition, readiness: Readiness, host: str,
-                       port: int) -> Optional[web.AppRunner]:
+async def start_server(
+    exposition: Exposition, readiness: Readiness, host: str, port: int
+) -> Optional[web.AppRunner]:
     """Serve the three routes on host:port until the returned runner is cleaned up; None when
     port is 0 (turned off)."""
     if not port:
@@ -63,8 +65,7 @@ async def start_server(exposition: Exposition, readiness: Readiness, host: str,
     return runner
 
 
-def build(service: str, engine, *, queue_depths: bool = True,
-          checks: Optional[dict] = None):
+def build(service: str, engine, *, queue_depths: bool = True, checks: Optional[dict] = None):
     """A process's (Exposition, Readiness): the database check, plus `checks`; the queue depths
     read through `engine` unless `queue_depths` is False."""
     from bot.ops.health import database_check

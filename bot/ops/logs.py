@@ -6,6 +6,7 @@ stores the callback, the inbox worker while Rasa handles the row and the reply g
 (bot/wecom/delivery/pipeline.py), the action server from the tracker's latest message (its id is the same
 msgid). It lives in a context variable, so asyncio tasks started meanwhile inherit it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,11 +17,15 @@ import logging
 from typing import Any, Dict, Iterator, Mapping, Optional
 
 CORRELATION_ID: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
-    "concierge_correlation_id", default=None)
+    "concierge_correlation_id", default=None
+)
 
 # LogRecord attributes that are not extra fields.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime",
-                                                                          "correlation_id"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "correlation_id",
+}
 
 
 def correlation_of(dedupe_key: str, payload: Optional[Mapping[str, Any]]) -> str:
@@ -54,7 +59,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: Dict[str, Any] = {
             "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(
-                timespec="milliseconds"),
+                timespec="milliseconds"
+            ),
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
@@ -63,7 +69,9 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                entry[key] = (
+                    value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                )
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -80,7 +88,9 @@ def configure_logging(service: str, fmt: str = "text", level: str = "INFO") -> l
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level.upper())  # also for loggers that set a lower level of their own
     handler.addFilter(CorrelationFilter())
-    handler.setFormatter(JsonFormatter(service) if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(
+        JsonFormatter(service) if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -5,6 +5,7 @@ Rasa server's every 10 s, the worker's) with a fresh set of attempts.
 
 The listing shows where a send went and why it failed, never what it said (the body holds the
 guest's words: read it through the audited guest commands)."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,18 @@ def _dead(args) -> int:
     except Exception as exc:
         print(f"concierge: the outbox is unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    rows = [{"id": i.id, "app": i.app, "path": safe_path(i.path), "recipient": i.recipient,
-             "attempts": i.attempts, "errcode": i.errcode, "errmsg": i.errmsg} for i in items]
+    rows = [
+        {
+            "id": i.id,
+            "app": i.app,
+            "path": safe_path(i.path),
+            "recipient": i.recipient,
+            "attempts": i.attempts,
+            "errcode": i.errcode,
+            "errmsg": i.errmsg,
+        }
+        for i in items
+    ]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -53,16 +64,17 @@ def _dead(args) -> int:
         print("no dead sends")
         return EXIT_OK
     for r in rows:
-        print(f"{r['id']:>8}  {r['app']:<5} {r['path']:<40} {r['recipient'] or '-':<32} "
-              f"attempts={r['attempts']} errcode={r['errcode']} {r['errmsg'] or ''}")
+        print(
+            f"{r['id']:>8}  {r['app']:<5} {r['path']:<40} {r['recipient'] or '-':<32} "
+            f"attempts={r['attempts']} errcode={r['errcode']} {r['errmsg'] or ''}"
+        )
     print(f"{len(rows)} dead send(s); `concierge outbox requeue ID` sends one again")
     return EXIT_OK
 
 
 def _requeue(args) -> int:
     if bool(args.ids) == bool(args.all):
-        print("concierge: name the dead sends to requeue (IDs) or --all, not both",
-              file=sys.stderr)
+        print("concierge: name the dead sends to requeue (IDs) or --all, not both", file=sys.stderr)
         return EXIT_UNAVAILABLE
     try:
         outcome = _outbox(args).requeue_sync(None if args.all else list(args.ids))

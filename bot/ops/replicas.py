@@ -14,6 +14,7 @@ intake, the TLS proxy spreads them (an nginx `upstream` of the intake ports,
 docs/OPERATIONS.md). The case pages (/webhooks/paging/cases/) stay on the first Rasa replica, or
 an upstream of all of them.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,15 +57,23 @@ def replicate(procfile: str, replicas: int) -> str:
         if line.startswith("#") or not command:
             out.append(line)
         elif name == "rasa":
-            numbered("rasa", command, ports, lambda i: (
-                f"ACTION_ENDPOINT_URL=http://127.0.0.1:{action_ports[i]}/webhook "
-                if replicas > 1 else ""))
+            numbered(
+                "rasa",
+                command,
+                ports,
+                lambda i: (
+                    f"ACTION_ENDPOINT_URL=http://127.0.0.1:{action_ports[i]}/webhook "
+                    if replicas > 1
+                    else ""
+                ),
+            )
         elif name == "actions":
             numbered("actions", command, action_ports)
         elif name == "intake":
             notify = ",".join(u + INBOX_PATH for u in urls)
-            numbered("intake", command, intake_ports,
-                     lambda i: f"WECOM_INTAKE_NOTIFY_URL={notify} ")
+            numbered(
+                "intake", command, intake_ports, lambda i: f"WECOM_INTAKE_NOTIFY_URL={notify} "
+            )
         elif name == "console":
             out.append(f"console: RASA_URLS={','.join(urls)}{command}")
         else:

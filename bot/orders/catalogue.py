@@ -4,6 +4,7 @@ which, when, for how many and at what price (`data/catalogue/<property_id>.yml`)
 Data, not code: hotel staff change spa hours, not Python. Files are checked when loaded and an
 error names the file and key. Nothing is read at import time.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,7 +44,7 @@ class Item:
 class Offer:
     item: Item
     property_id: str
-    hours: tuple[tuple[int, int], ...]       # minutes after midnight, end exclusive (<= 1440)
+    hours: tuple[tuple[int, int], ...]  # minutes after midnight, end exclusive (<= 1440)
     lead_time: dt.timedelta
     max_party: Optional[int]
     price: Optional[str]
@@ -56,7 +57,9 @@ class Offer:
 
     @property
     def hours_text(self) -> str:
-        return "、".join(f"{s // 60:02d}:{s % 60:02d}–{e // 60:02d}:{e % 60:02d}" for s, e in self.hours)
+        return "、".join(
+            f"{s // 60:02d}:{s % 60:02d}–{e // 60:02d}:{e % 60:02d}" for s, e in self.hours
+        )
 
     @property
     def always_open(self) -> bool:
@@ -65,16 +68,18 @@ class Offer:
 
 def _hours(values: Any, where: str) -> tuple[tuple[int, int], ...]:
     if not isinstance(values, list) or not values:
-        raise CatalogueError(f"{where}: hours must be a list like [\"10:00-23:00\"]")
+        raise CatalogueError(f'{where}: hours must be a list like ["10:00-23:00"]')
     out = []
     for value in values:
         m = _HOURS_RE.match(str(value).strip())
         if not m:
-            raise CatalogueError(f"{where}: bad hours {value!r} (use \"HH:MM-HH:MM\")")
+            raise CatalogueError(f'{where}: bad hours {value!r} (use "HH:MM-HH:MM")')
         h1, m1, h2, m2 = map(int, m.groups())
         start, end = h1 * 60 + m1, h2 * 60 + m2
         if not (0 <= start < end <= 1440):
-            raise CatalogueError(f"{where}: hours {value!r} must start before they end, within a day")
+            raise CatalogueError(
+                f"{where}: hours {value!r} must start before they end, within a day"
+            )
         out.append((start, end))
     return tuple(out)
 
@@ -111,9 +116,13 @@ class Catalogue:
             window = spec.get("window", "stay")
             if window not in WINDOWS:
                 raise CatalogueError(f"{where}: window must be one of {', '.join(WINDOWS)}")
-            items[item_id] = Item(item_id, str(spec["name"]),
-                                  tuple(str(s).lower() for s in spec.get("synonyms") or ()),
-                                  needs, window)
+            items[item_id] = Item(
+                item_id,
+                str(spec["name"]),
+                tuple(str(s).lower() for s in spec.get("synonyms") or ()),
+                needs,
+                window,
+            )
         offers: dict[str, dict[str, Offer]] = {}
         for path in sorted(directory.glob("*.yml")):
             if path.name == ITEMS_FILE:
@@ -132,10 +141,13 @@ class Catalogue:
                 if max_party is not None and (not isinstance(max_party, int) or max_party < 1):
                     raise CatalogueError(f"{where}: max_party must be a positive integer")
                 offers[prop][item_id] = Offer(
-                    item=items[item_id], property_id=prop,
+                    item=items[item_id],
+                    property_id=prop,
                     hours=_hours(spec.get("hours", ["00:00-24:00"]), where),
                     lead_time=_duration(spec.get("lead_time"), where),
-                    max_party=max_party, price=spec.get("price"), supplier=spec.get("supplier"),
+                    max_party=max_party,
+                    price=spec.get("price"),
+                    supplier=spec.get("supplier"),
                     note=spec.get("note"),
                 )
         return cls(items, offers)

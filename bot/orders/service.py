@@ -11,6 +11,7 @@ outside the item's hours, a party below 1 or above the item's maximum, a malform
 Soft rule (accepted, and said): shorter notice than the item's lead time -- whether it can still
 be done is the supplier's call, made by the advisor the order pages.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,28 +40,51 @@ TEMPLATE_DIR = PROJECT_ROOT / "bot" / "templates" / "orders"
 
 _FLIGHT_RE = re.compile(r"(?<![a-z0-9])([a-z]{2}|[a-z]\d|\d[a-z])\s?(\d{3,4})(?![0-9])", re.I)
 _TRAIN_RE = re.compile(r"(?<![a-z0-9])([gdckzt])(\d{1,4})(?![0-9])", re.I)
-_CN_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "仨": 3, "四": 4, "五": 5,
-              "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_DIGITS = {
+    "零": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "俩": 2,
+    "三": 3,
+    "仨": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
 _PARTY_RE = re.compile(
-    r"(\d{1,4}|[零一二两俩三仨四五六七八九十百]{1,4})\s*(?:个人|个大人|位大人|位客人|位|人|口人|大人)")
+    r"(\d{1,4}|[零一二两俩三仨四五六七八九十百]{1,4})\s*(?:个人|个大人|位大人|位客人|位|人|口人|大人)"
+)
 _NUM = r"(\d{1,3}|[一二两俩三仨四五六七八九十]{1,3})"
 # "两大一小", "2大1小", "三个大人两个小孩": adults and children add up
-_MIXED_RE = re.compile(_NUM + r"\s*(?:个|位)?\s*(?:大人|成人|大)\s*[，, 和加带]?\s*" + _NUM
-                       + r"\s*(?:个|位)?\s*(?:小孩|孩子|儿童|小朋友|小)")
+_MIXED_RE = re.compile(
+    _NUM
+    + r"\s*(?:个|位)?\s*(?:大人|成人|大)\s*[，, 和加带]?\s*"
+    + _NUM
+    + r"\s*(?:个|位)?\s*(?:小孩|孩子|儿童|小朋友|小)"
+)
 # "我们四个", "一共五个", "总共3个"
 _GROUP_RE = re.compile(r"(?:我们|咱们|一共|总共|共)\s*" + _NUM + r"\s*个(?!小时|月|晚|房)")
 # "一家三口", "一家六口人", "三口之家": any number of family members
 _FAMILY_RE = re.compile(r"一家" + _NUM + r"口|" + _NUM + r"口之家")
 _PARTY_PHRASES = (
-    (re.compile(r"我们俩|我俩|咱俩|两口子|(?:夫妻|母女|父子|母子|父女|姐妹|兄弟|闺蜜)俩|俩个?人"
-                r"|我和(?:老公|老婆|太太|先生|爱人|男朋友|女朋友|朋友)"), 2),
+    (
+        re.compile(
+            r"我们俩|我俩|咱俩|两口子|(?:夫妻|母女|父子|母子|父女|姐妹|兄弟|闺蜜)俩|俩个?人"
+            r"|我和(?:老公|老婆|太太|先生|爱人|男朋友|女朋友|朋友)"
+        ),
+        2,
+    ),
     (re.compile(r"就我一个|我一个人|我自己|就我自己|只有我"), 1),
 )
 _ORDER_ID_RE = re.compile(r"(?:订单号?|单号|#)\s*(\d{1,9})|(\d{1,9})\s*号订单")
 
 
 def chinese_number(text: str) -> Optional[int]:
-    """"3" / "三" / "十二" / "二十" / "两百" -> int (what guests type for party sizes)."""
+    """ "3" / "三" / "十二" / "二十" / "两百" -> int (what guests type for party sizes)."""
     text = text.strip()
     if text.isdigit():
         return int(text)
@@ -108,7 +132,7 @@ def parse_party(text: str, *, bare_number: bool = False) -> Optional[int]:
 
 
 def parse_flight(text: str) -> Optional[str]:
-    """"ca 1234" -> "CA1234"; train numbers ("G1234") too. None if the message has none."""
+    """ "ca 1234" -> "CA1234"; train numbers ("G1234") too. None if the message has none."""
     if not text:
         return None
     m = _FLIGHT_RE.search(text)
@@ -137,7 +161,7 @@ class Draft:
     """A half-filled or finished order, as the form's slots hold it."""
 
     item_id: str
-    at: Optional[str] = None          # ISO datetime, China time
+    at: Optional[str] = None  # ISO datetime, China time
     party: Optional[int] = None
     flight_no: Optional[str] = None
     notes: Optional[str] = None
@@ -164,8 +188,12 @@ def render(template: str, **context: Any) -> str:
     global _env
     with _env_lock:
         if _env is None:
-            _env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined,
-                               autoescape=False, lstrip_blocks=True)
+            _env = Environment(
+                loader=FileSystemLoader(str(TEMPLATE_DIR)),
+                undefined=StrictUndefined,
+                autoescape=False,
+                lstrip_blocks=True,
+            )
     text = _env.get_template(f"{template}.j2").render(**context)
     return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
@@ -210,13 +238,17 @@ class OrderService:
         return self.catalogue.items.get(item_id) if item_id else None
 
     # ---- checks ------------------------------------------------------------------------------
-    def check_item(self, sender_id: str, text_or_id: str, *, booking_id: int | None = None) -> Check:
+    def check_item(
+        self, sender_id: str, text_or_id: str, *, booking_id: int | None = None
+    ) -> Check:
         item = self.catalogue.items.get(text_or_id) or self.catalogue.find_item(text_or_id or "")
         bookings = self.bookings(sender_id)
         if bookings is not None and not bookings:
-            return Check(message="我这边没有查到您接下来的住宿预订，附加服务需要挂在一个住宿订单上。"
-                                 "如果您是用其他手机号或名字预订的，可以说“转人工”，顾问帮您查。",
-                         stop=True)
+            return Check(
+                message="我这边没有查到您接下来的住宿预订，附加服务需要挂在一个住宿订单上。"
+                "如果您是用其他手机号或名字预订的，可以说“转人工”，顾问帮您查。",
+                stop=True,
+            )
         properties = self._properties(bookings, booking_id)
         first = properties[0] if properties else None
         # (the form's next question lists what can be booked: not repeated here)
@@ -224,12 +256,21 @@ class OrderService:
             return Check(message="抱歉，我没听出您想预订哪项服务。")
         offering = [p for p in properties if self.catalogue.offer(p, item.id)]
         if not offering:
-            return Check(message=f"{self.property_name(first)}暂不提供{item.name}服务。如果一定需要，"
-                                 "可以说“转人工”，顾问帮您问问其他办法。")
+            return Check(
+                message=f"{self.property_name(first)}暂不提供{item.name}服务。如果一定需要，"
+                "可以说“转人工”，顾问帮您问问其他办法。"
+            )
         return Check(value=item.id)
 
-    def check_when(self, sender_id: str, item_id: str, when: When, *,
-                   known_day: Optional[dt.date] = None, booking_id: int | None = None) -> Check:
+    def check_when(
+        self,
+        sender_id: str,
+        item_id: str,
+        when: When,
+        *,
+        known_day: Optional[dt.date] = None,
+        booking_id: int | None = None,
+    ) -> Check:
         item = self.item(item_id)
         now = self.now()
         if when.has_time and not when.has_day and known_day is not None:
@@ -247,26 +288,41 @@ class OrderService:
         if problem:
             return Check(message=problem, slots={"order_day": None})
         if offer is not None and not offer.open_at(when.at.timetz()):
-            return Check(message=f"{item.name}的服务时间是{offer.hours_text}，{when.at:%H:%M}不在服务时间内。",
-                         slots={"order_day": when.at.date().isoformat()})
-        return Check(value=when.at.isoformat(),
-                     slots={"order_day": when.at.date().isoformat(),
-                            "order_booking_id": booking.id if booking is not None else None})
+            return Check(
+                message=f"{item.name}的服务时间是{offer.hours_text}，{when.at:%H:%M}不在服务时间内。",
+                slots={"order_day": when.at.date().isoformat()},
+            )
+        return Check(
+            value=when.at.isoformat(),
+            slots={
+                "order_day": when.at.date().isoformat(),
+                "order_booking_id": booking.id if booking is not None else None,
+            },
+        )
 
-    def _place(self, item: Item, at: dt.datetime, bookings: Optional[list],
-               booking_id: Optional[int]) -> tuple[Any, Optional[Offer], Optional[str]]:
+    def _place(
+        self, item: Item, at: dt.datetime, bookings: Optional[list], booking_id: Optional[int]
+    ) -> tuple[Any, Optional[Offer], Optional[str]]:
         """The booking an order at `at` belongs to, its offer, or the reason there is none."""
         if bookings is None:  # CRM down: accept, the advisor checks the stay
             return None, None, None
         candidates = [b for b in bookings if booking_id in (None, b.id)] or bookings
         offered = [b for b in candidates if self.catalogue.offer(b.property_id, item.id)]
         for booking in offered:
-            if _in_window(item.window, at.astimezone(CHINA_TZ), booking.check_in, booking.check_out):
+            if _in_window(
+                item.window, at.astimezone(CHINA_TZ), booking.check_in, booking.check_out
+            ):
                 return booking, self.catalogue.offer(booking.property_id, item.id), None
         if not offered:
             first = candidates[0]
-            return None, None, (f"{self.property_name(first.property_id)}暂不提供{item.name}服务。"
-                                f"可以预订的有：{self.menu(first.property_id)}。")
+            return (
+                None,
+                None,
+                (
+                    f"{self.property_name(first.property_id)}暂不提供{item.name}服务。"
+                    f"可以预订的有：{self.menu(first.property_id)}。"
+                ),
+            )
         b = offered[0]
         stay = f"{_md(b.check_in)}入住、{_md(b.check_out)}退房"
         asked = describe(at, with_time=False, now=self.now())
@@ -276,11 +332,23 @@ class OrderService:
             hint = f"{item.name}安排在退房当天（{_md(b.check_out)}）"
         else:
             hint = "请选入住期间的日期"
-        return None, None, (f"您在{self.property_name(b.property_id)}的行程是{stay}，{asked}不在行程内，"
-                            f"{hint}。")
+        return (
+            None,
+            None,
+            (
+                f"您在{self.property_name(b.property_id)}的行程是{stay}，{asked}不在行程内，"
+                f"{hint}。"
+            ),
+        )
 
-    def check_party(self, item_id: Optional[str], size: Any, *, booking_id: int | None = None,
-                    sender_id: str | None = None) -> Check:
+    def check_party(
+        self,
+        item_id: Optional[str],
+        size: Any,
+        *,
+        booking_id: int | None = None,
+        sender_id: str | None = None,
+    ) -> Check:
         try:
             n = int(size)
         except (TypeError, ValueError):
@@ -291,14 +359,17 @@ class OrderService:
         offer = self._offer_for(item, booking_id, sender_id)
         limit = offer.max_party if offer is not None else None
         if limit is not None and n > limit:
-            return Check(message=f"{item.name}每单最多{limit}位，{n}位需要顾问为您单独安排。"
-                                 f"可以按{limit}位以内下单，或者说“转人工”请顾问帮您安排。")
+            return Check(
+                message=f"{item.name}每单最多{limit}位，{n}位需要顾问为您单独安排。"
+                f"可以按{limit}位以内下单，或者说“转人工”请顾问帮您安排。"
+            )
         if limit is None and n > 50:
             return Check(message=f"{n}位是团队规模了，需要顾问为您单独安排，请说“转人工”。")
         return Check(value=n)
 
-    def _offer_for(self, item: Optional[Item], booking_id: Optional[int],
-                   sender_id: Optional[str]) -> Optional[Offer]:
+    def _offer_for(
+        self, item: Optional[Item], booking_id: Optional[int], sender_id: Optional[str]
+    ) -> Optional[Offer]:
         if item is None:
             return None
         if booking_id is not None:
@@ -321,8 +392,10 @@ class OrderService:
     def check_flight(value: Any) -> Check:
         flight = parse_flight(str(value or ""))
         if flight is None:
-            return Check(message="这个航班号好像不太对，航班号一般是两位字母或数字加3–4位数字（如 HU7081），"
-                                 "高铁车次如 G1234。")
+            return Check(
+                message="这个航班号好像不太对，航班号一般是两位字母或数字加3–4位数字（如 HU7081），"
+                "高铁车次如 G1234。"
+            )
         return Check(value=flight)
 
     # ---- confirm and create -------------------------------------------------------------------
@@ -373,10 +446,17 @@ class OrderService:
         except StoreUnavailable:
             return []
         day = at.astimezone(CHINA_TZ).date()
-        return [{"id": o.id, "when": describe(o.scheduled_at, now=self.now()),
-                 "status": state.LABELS.get(o.status, o.status)}
-                for o in orders if o.item == item.name and o.scheduled_at is not None
-                and o.scheduled_at.astimezone(CHINA_TZ).date() == day]
+        return [
+            {
+                "id": o.id,
+                "when": describe(o.scheduled_at, now=self.now()),
+                "status": state.LABELS.get(o.status, o.status),
+            }
+            for o in orders
+            if o.item == item.name
+            and o.scheduled_at is not None
+            and o.scheduled_at.astimezone(CHINA_TZ).date() == day
+        ]
 
     def create(self, sender_id: str, draft: Draft) -> Reply:
         """Write the order (status requested, SLA class addon_order). Raises StoreUnavailable."""
@@ -386,20 +466,35 @@ class OrderService:
         self.store.get_or_create_guest(sender_id)
         if draft.booking_id is None and draft.scheduled_at is not None:
             # taken while the CRM was down (replayed from the spool): place it on its stay now
-            booking, _, _ = self._place(item, draft.scheduled_at,
-                                        self.store.upcoming_bookings(sender_id, self.now().date()), None)
+            booking, _, _ = self._place(
+                item,
+                draft.scheduled_at,
+                self.store.upcoming_bookings(sender_id, self.now().date()),
+                None,
+            )
             if booking is not None:
                 draft = dataclasses.replace(draft, booking_id=booking.id)
         facts = self._facts(draft)
         order = self.store.create_order(
-            sender_id, item=item.name, booking_id=draft.booking_id,
-            property_id=facts["property_id"], scheduled_at=draft.scheduled_at,
-            party_size=facts["party"], flight_no=facts["flight"], notes=draft.notes,
-            status=state.REQUESTED, sla_class=ADDON_ORDER)
+            sender_id,
+            item=item.name,
+            booking_id=draft.booking_id,
+            property_id=facts["property_id"],
+            scheduled_at=draft.scheduled_at,
+            party_size=facts["party"],
+            flight_no=facts["flight"],
+            notes=draft.notes,
+            status=state.REQUESTED,
+            sla_class=ADDON_ORDER,
+        )
         promise = self.terms.promise(ADDON_ORDER, facts["property_id"])
-        text = render("created", order_id=order.id, ack=promise.ack_text,
-                      resolve=promise.resolve_text, **{k: v for k, v in facts.items()
-                                                        if k not in ("property_id",)})
+        text = render(
+            "created",
+            order_id=order.id,
+            ack=promise.ack_text,
+            resolve=promise.resolve_text,
+            **{k: v for k, v in facts.items() if k not in ("property_id",)},
+        )
         return Reply.of(text, record_ids={"order": order.id})
 
     def apply_spooled(self, entry: dict) -> None:
@@ -411,17 +506,29 @@ class OrderService:
     # ---- status and cancel ----------------------------------------------------------------------
     def _open_orders(self, sender_id: str) -> list:
         now = self.now()
-        return [o for o in self.store.orders(sender_id)
-                if o.status in state.OPEN and (o.scheduled_at is None or o.scheduled_at >= now)]
+        return [
+            o
+            for o in self.store.orders(sender_id)
+            if o.status in state.OPEN and (o.scheduled_at is None or o.scheduled_at >= now)
+        ]
 
     def status(self, sender_id: str) -> Reply:
         now = self.now()
-        orders = [o for o in self.store.orders(sender_id)
-                  if o.scheduled_at is None or o.scheduled_at >= now - dt.timedelta(days=1)]
-        rows = [{"id": o.id, "item": o.item,
-                 "when": describe(o.scheduled_at, now=now) if o.scheduled_at else None,
-                 "party": o.party_size, "status": state.LABELS.get(o.status, o.status)}
-                for o in sorted(orders, key=lambda o: (o.scheduled_at or now))]
+        orders = [
+            o
+            for o in self.store.orders(sender_id)
+            if o.scheduled_at is None or o.scheduled_at >= now - dt.timedelta(days=1)
+        ]
+        rows = [
+            {
+                "id": o.id,
+                "item": o.item,
+                "when": describe(o.scheduled_at, now=now) if o.scheduled_at else None,
+                "party": o.party_size,
+                "status": state.LABELS.get(o.status, o.status),
+            }
+            for o in sorted(orders, key=lambda o: (o.scheduled_at or now))
+        ]
         return Reply.of(render("status", orders=rows))
 
     def cancel(self, sender_id: str, text: str = "") -> Reply:
@@ -442,8 +549,11 @@ class OrderService:
             now = self.now()
             listing = "；".join(
                 f"{o.item}（订单号 {o.id}{'，' + describe(o.scheduled_at, now=now) if o.scheduled_at else ''}）"
-                for o in (chosen or open_orders))
-            return Reply.of(f"您有这些订单：{listing}。要取消哪一个？告诉我订单号就可以，比如“取消订单{(chosen or open_orders)[0].id}”。")
+                for o in (chosen or open_orders)
+            )
+            return Reply.of(
+                f"您有这些订单：{listing}。要取消哪一个？告诉我订单号就可以，比如“取消订单{(chosen or open_orders)[0].id}”。"
+            )
         order = chosen[0]
         state.check_move(order.status, state.CANCELLED)
         self.store.set_order_status(order.id, state.CANCELLED)
@@ -451,10 +561,14 @@ class OrderService:
         item = self.catalogue.item_by_name(order.item)
         if item is not None and order.property_id:
             offer = self.catalogue.offer(order.property_id, item.id)
-        text = render("cancelled", item=order.item, order_id=order.id,
-                      when=describe(order.scheduled_at, now=self.now()) if order.scheduled_at else None,
-                      supplier=(offer.supplier if offer and offer.supplier else "酒店"),
-                      other_open=len(open_orders) > 1)
+        text = render(
+            "cancelled",
+            item=order.item,
+            order_id=order.id,
+            when=describe(order.scheduled_at, now=self.now()) if order.scheduled_at else None,
+            supplier=(offer.supplier if offer and offer.supplier else "酒店"),
+            other_open=len(open_orders) > 1,
+        )
         return Reply.of(text, record_ids={"order": order.id})
 
 

@@ -1,10 +1,11 @@
 """The order life cycle: requested -> confirmed -> done, and cancelled from either open state.
 
-    requested  the guest asked; the supplier/advisor has not confirmed yet (the SLA clock runs)
-    confirmed  the supplier/advisor confirmed it can be done
-    done       it happened
-    cancelled  the guest or the hotel called it off (kept for history)
+requested  the guest asked; the supplier/advisor has not confirmed yet (the SLA clock runs)
+confirmed  the supplier/advisor confirmed it can be done
+done       it happened
+cancelled  the guest or the hotel called it off (kept for history)
 """
+
 from __future__ import annotations
 
 REQUESTED, CONFIRMED, DONE, CANCELLED = "requested", "confirmed", "done", "cancelled"

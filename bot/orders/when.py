@@ -13,6 +13,7 @@ What we add on top, each covered by tests:
   they gave a day ("8点" alone means the next 8 o'clock);
 - "两点" with no part of day means 14:00, not 02:00 (nobody books a spa at 2 am without saying 凌晨).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,13 @@ _jio_lock = threading.Lock()
 
 # Spelled out before parsing: JioNLP misses these short forms.
 _SHORT_FORMS = (
-    ("明早", "明天早上"), ("明晨", "明天早上"), ("今早", "今天早上"), ("明儿", "明天"),
-    ("后早", "后天早上"), ("礼拜天", "周日"), ("星期天", "周日"),
+    ("明早", "明天早上"),
+    ("明晨", "明天早上"),
+    ("今早", "今天早上"),
+    ("明儿", "明天"),
+    ("后早", "后天早上"),
+    ("礼拜天", "周日"),
+    ("星期天", "周日"),
 )
 _HAS_CLOCK = re.compile(r"[点时:：]|\d{1,2}\s*[:：]\s*\d{2}")
 _HAS_DAY = re.compile(r"[今明后昨前天日号周月年/\-]|星期|礼拜")
@@ -100,7 +106,11 @@ def find_all(text: str, now: dt.datetime | None = None) -> list[When]:
     for entity in entities:
         detail = entity.get("detail") or {}
         times = detail.get("time")
-        if not isinstance(times, list) or len(times) != 2 or not all(isinstance(t, str) for t in times):
+        if (
+            not isinstance(times, list)
+            or len(times) != 2
+            or not all(isinstance(t, str) for t in times)
+        ):
             continue  # durations, periodic times ("每天"): not a moment
         try:
             start = dt.datetime.strptime(times[0], "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA_TZ)
@@ -132,7 +142,7 @@ def month_day(text: str, now: dt.datetime | None = None) -> Optional[str]:
 
 
 def describe(at: dt.datetime, *, with_time: bool = True, now: dt.datetime | None = None) -> str:
-    """"11月24日（周二）08:00" in China time; "明天" / "今天" where that is clearer."""
+    """ "11月24日（周二）08:00" in China time; "明天" / "今天" where that is clearer."""
     local = at.astimezone(CHINA_TZ)
     now = (now or china_now()).astimezone(CHINA_TZ)
     weekday = "一二三四五六日"[local.weekday()]

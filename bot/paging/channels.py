@@ -7,6 +7,7 @@ the step counts as handed over; `dead` and anything else raise `SendFailed` and 
 is retried with its own back-off. Dedupe keys carry the step's attempt, so a retry after a dead
 send is a new message, while a repeat of the same attempt is refused by the outbox.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,9 @@ def _check(result, what: str) -> None:
 
 
 class WeComMessenger:
-    def __init__(self, rasa: Optional[RasaAPI] = None, *, services=None,
-                 guest_output_channel: str = "wecom"):
+    def __init__(
+        self, rasa: Optional[RasaAPI] = None, *, services=None, guest_output_channel: str = "wecom"
+    ):
         self.rasa = rasa or RasaAPI()
         self._services = services
         self.guest_output_channel = guest_output_channel
@@ -41,20 +43,24 @@ class WeComMessenger:
         if self._services is not None:
             return self._services
         from bot.wecom.services import get_services
+
         return get_services()
 
-    async def app_textcard(self, userid: str, title: str, description: str, url: str,
-                           btntxt: str, *, dedupe_key: str) -> None:
-        result = await self.services.app.send_textcard(userid, title, description, url, btntxt,
-                                                       dedupe_key=dedupe_key)
+    async def app_textcard(
+        self, userid: str, title: str, description: str, url: str, btntxt: str, *, dedupe_key: str
+    ) -> None:
+        result = await self.services.app.send_textcard(
+            userid, title, description, url, btntxt, dedupe_key=dedupe_key
+        )
         _check(result, f"textcard to {userid}")
 
     async def app_text(self, userid: str, text: str, *, dedupe_key: Optional[str] = None) -> None:
         result = await self.services.app.send_text(userid, text, dedupe_key=dedupe_key)
         _check(result, f"app text to {userid}")
 
-    async def group_post(self, webhook: str, text: str, mention: Sequence[str], *,
-                         dedupe_key: str) -> None:
+    async def group_post(
+        self, webhook: str, text: str, mention: Sequence[str], *, dedupe_key: str
+    ) -> None:
         from bot.wecom.messages import ROBOT_TEXT_MAX_BYTES, truncate_utf8
 
         s = self.services
@@ -62,10 +68,16 @@ class WeComMessenger:
         if mention:
             body["text"]["mentioned_list"] = list(mention)
         key = webhook.split("key=", 1)[-1].split("&", 1)[0]
-        result = await s.robot_client.send(webhook, body, recipient=f"robot:{key[:8]}",
-                                           dedupe_key=dedupe_key, auth=False,
-                                           limiter=s.robot_limiter, limiter_keys=(f"robot:{key}",),
-                                           max_wait_s=3.0)
+        result = await s.robot_client.send(
+            webhook,
+            body,
+            recipient=f"robot:{key[:8]}",
+            dedupe_key=dedupe_key,
+            auth=False,
+            limiter=s.robot_limiter,
+            limiter_keys=(f"robot:{key}",),
+            max_wait_s=3.0,
+        )
         _check(result, "group robot post")
 
     async def guest_text(self, sender_id: str, text: str, *, dedupe_key: str) -> None:

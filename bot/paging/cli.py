@@ -1,9 +1,10 @@
 """`concierge worker` and `concierge sla-report` (registered through bot.cli.COMMAND_MODULES).
 
-    concierge worker [--poll 0.5] [--once] [--worker-id ID]
-    concierge sla-report [--since 7d | 2026-11-01] [--class complaint_routine] [--json]
-    concierge sla-policy check [FILE]
+concierge worker [--poll 0.5] [--once] [--worker-id ID]
+concierge sla-report [--since 7d | 2026-11-01] [--class complaint_routine] [--json]
+concierge sla-policy check [FILE]
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 
 def register(subparsers) -> None:
     worker = subparsers.add_parser("worker", help="run the SLA paging worker (pages, escalations)")
-    worker.add_argument("--poll", type=float, default=0.5,
-                        help="seconds between looks for new cases (default 0.5)")
+    worker.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between looks for new cases (default 0.5)"
+    )
     worker.add_argument("--once", action="store_true", help="one tick, then exit")
     worker.add_argument("--worker-id", help="name in the step claims (default host:pid:random)")
     worker.set_defaults(func=_worker)
@@ -83,8 +85,12 @@ def _worker(args) -> int:
     from bot.paging.runtime import get_policy
 
     # validated above; the worker gets the live policy so SLA edits need no restart
-    worker = build_worker(database_url=args.database_url, policy=get_policy(), poll_s=args.poll,
-                          worker_id=args.worker_id)
+    worker = build_worker(
+        database_url=args.database_url,
+        policy=get_policy(),
+        poll_s=args.poll,
+        worker_id=args.worker_id,
+    )
     if args.once:
         report = asyncio.run(tick_once(worker))
         print(report)
@@ -103,8 +109,9 @@ async def _run_with_ops(worker, database_url) -> None:
     exposition, readiness = build("worker", get_engine(database_url))
     runner = None
     try:
-        runner = await start_server(exposition, readiness, "127.0.0.1",
-                                    get_settings().worker_metrics_port)
+        runner = await start_server(
+            exposition, readiness, "127.0.0.1", get_settings().worker_metrics_port
+        )
     except OSError as exc:  # a second worker on this host: it works, only without the endpoint
         log.warning("worker metrics port not available (%s): /metrics off", exc)
     try:
@@ -140,7 +147,9 @@ def _sla_report(args) -> int:
     try:
         since = parse_since(args.since, now)
     except ValueError:
-        return _fail(f"--since {args.since!r}: use 7d, 24h or a date like 2026-11-01", EXIT_NOT_FOUND)
+        return _fail(
+            f"--since {args.since!r}: use 7d, 24h or a date like 2026-11-01", EXIT_NOT_FOUND
+        )
     store = PagingStore(args.database_url)
     try:
         clocks = store.clocks(since=since, sla_class=args.sla_class)

@@ -9,6 +9,7 @@
 - `outcome`: met / missed / pending for a deadline. Acknowledging exactly at the deadline meets it.
 - `guest_promise`: what the guest is told at creation (who acts, by when), in Chinese.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -54,12 +55,12 @@ class PlannedStep:
 class ClockPlan:
     sla_class: str
     property_id: str
-    created_at: dt.datetime     # when the subject was created
-    started_at: dt.datetime     # when the clock runs from (later outside service hours)
+    created_at: dt.datetime  # when the subject was created
+    started_at: dt.datetime  # when the clock runs from (later outside service hours)
     ack_due_at: dt.datetime
     resolve_due_at: Optional[dt.datetime]
     steps: Tuple[PlannedStep, ...]
-    deferred: bool = False      # created outside service hours: started at the next opening
+    deferred: bool = False  # created outside service hours: started at the next opening
 
 
 def _aware(moment: dt.datetime, name: str) -> dt.datetime:
@@ -68,8 +69,9 @@ def _aware(moment: dt.datetime, name: str) -> dt.datetime:
     return moment.astimezone(dt.timezone.utc)
 
 
-def plan_clock(policy: Policy, sla_class: str, created_at: dt.datetime,
-               property_id: Optional[str] = None) -> ClockPlan:
+def plan_clock(
+    policy: Policy, sla_class: str, created_at: dt.datetime, property_id: Optional[str] = None
+) -> ClockPlan:
     """Deadlines and steps for a subject of `sla_class` created at `created_at`.
 
     A class measured in service hours only (`service_hours_only`) starts its clock when service
@@ -87,10 +89,15 @@ def plan_clock(policy: Policy, sla_class: str, created_at: dt.datetime,
         deferred = opening > created
         started = opening.astimezone(dt.timezone.utc)
     steps = tuple(
-        PlannedStep(name=s.name if k == 0 else f"{s.name}_{k + 1}",
-                    due_at=started + s.offset(cls) + k * (s.every or dt.timedelta(0)),
-                    notify=s.notify, until=s.until)
-        for s in cls.steps for k in range(s.times if s.every else 1))
+        PlannedStep(
+            name=s.name if k == 0 else f"{s.name}_{k + 1}",
+            due_at=started + s.offset(cls) + k * (s.every or dt.timedelta(0)),
+            notify=s.notify,
+            until=s.until,
+        )
+        for s in cls.steps
+        for k in range(s.times if s.every else 1)
+    )
     return ClockPlan(
         sla_class=cls.name,
         property_id=prop.id,
@@ -103,9 +110,14 @@ def plan_clock(policy: Policy, sla_class: str, created_at: dt.datetime,
     )
 
 
-def step_decision(until: str, state: str, *, due_at: Optional[dt.datetime] = None,
-                  acknowledged_at: Optional[dt.datetime] = None,
-                  resolved_at: Optional[dt.datetime] = None) -> str:
+def step_decision(
+    until: str,
+    state: str,
+    *,
+    due_at: Optional[dt.datetime] = None,
+    acknowledged_at: Optional[dt.datetime] = None,
+    resolved_at: Optional[dt.datetime] = None,
+) -> str:
     """FIRE or SKIPPED for a due step whose clock is in `state`.
 
     A step fires unless the clock got where its `until` says *no later than the step fell due*:
@@ -139,8 +151,7 @@ def is_late(due_at: dt.datetime, fired_at: dt.datetime, grace: dt.timedelta) -> 
     return lateness(due_at, fired_at) > grace
 
 
-def outcome(due_at: Optional[dt.datetime], done_at: Optional[dt.datetime],
-            now: dt.datetime) -> str:
+def outcome(due_at: Optional[dt.datetime], done_at: Optional[dt.datetime], now: dt.datetime) -> str:
     """'met' (done at or before the deadline), 'missed' (done after it, or not done and the
     deadline has passed), 'pending' (not done, deadline ahead), 'none' (no deadline)."""
     if due_at is None:
@@ -153,11 +164,11 @@ def outcome(due_at: Optional[dt.datetime], done_at: Optional[dt.datetime],
 
 @dataclass(frozen=True)
 class Promise:
-    who: str                        # 值班顾问 / 应急小组 ...
+    who: str  # 值班顾问 / 应急小组 ...
     ack_by: dt.datetime
     resolve_by: Optional[dt.datetime]
     deferred: bool
-    text: str                       # the sentence for the guest
+    text: str  # the sentence for the guest
 
 
 def local_time_text(policy: Policy, moment: dt.datetime, now: dt.datetime) -> str:
@@ -171,8 +182,9 @@ def local_time_text(policy: Policy, moment: dt.datetime, now: dt.datetime) -> st
     return f"{local.month}月{local.day}日 " + local.strftime("%H:%M")
 
 
-def guest_promise(policy: Policy, sla_class: str, created_at: dt.datetime,
-                  property_id: Optional[str] = None) -> Promise:
+def guest_promise(
+    policy: Policy, sla_class: str, created_at: dt.datetime, property_id: Optional[str] = None
+) -> Promise:
     """What to tell the guest when their ticket/order/handoff is created: who and by when.
 
     The conversation flows call this (through `bot.paging.promise_for`) so the guest hears the
@@ -185,12 +197,19 @@ def guest_promise(policy: Policy, sla_class: str, created_at: dt.datetime,
     ack_text = local_time_text(policy, plan.ack_due_at, created_at)
     if plan.deferred:
         prop = policy.property(plan.property_id)
-        text = (f"现在不在人工服务时间（{roster.service_hours_text(prop)}），"
-                f"{who}会在 {ack_text} 前联系您。")
+        text = (
+            f"现在不在人工服务时间（{roster.service_hours_text(prop)}），"
+            f"{who}会在 {ack_text} 前联系您。"
+        )
     else:
         text = f"已通知{who}，{format_duration(cls.ack_within)}内（{ack_text} 前）会联系您"
         if plan.resolve_due_at is not None:
             text += f"，{local_time_text(policy, plan.resolve_due_at, created_at)} 前给您处理方案"
         text += "。"
-    return Promise(who=who, ack_by=plan.ack_due_at, resolve_by=plan.resolve_due_at,
-                   deferred=plan.deferred, text=text)
+    return Promise(
+        who=who,
+        ack_by=plan.ack_due_at,
+        resolve_by=plan.resolve_due_at,
+        deferred=plan.deferred,
+        text=text,
+    )

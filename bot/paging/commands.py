@@ -17,6 +17,7 @@ no space (`接单12`), traditional characters (接單, 備註, 解決, 交還, �
 extra spaces, Chinese or Western punctuation between the number and the text. The case number
 may be left out of 接单 / 接管 / 交还 when the advisor holds exactly one matching case.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,7 +26,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 ACK, TAKEOVER, REPLY, NOTE, RESOLVE, HANDBACK, QUEUE, HELP = (
-    "ack", "takeover", "reply", "note", "resolve", "handback", "queue", "help")
+    "ack",
+    "takeover",
+    "reply",
+    "note",
+    "resolve",
+    "handback",
+    "queue",
+    "help",
+)
 CONFIRM, DECLINE, COMPENSATE = "confirm", "decline", "compensate"
 
 # Longest aliases first (the matcher tries them in this order).
@@ -39,11 +48,25 @@ ALIASES = {
     QUEUE: ("我的队列", "队列", "隊列", "列表", "queue"),
     HELP: ("帮助", "幫助", "help", "菜单", "菜單", "?", "？"),
     CONFIRM: ("确认", "確認", "供应商确认", "供應商確認", "confirm"),
-    DECLINE: ("婉拒", "供应商拒绝", "供應商拒絕", "无法安排", "無法安排", "拒单", "拒單", "decline"),
+    DECLINE: (
+        "婉拒",
+        "供应商拒绝",
+        "供應商拒絕",
+        "无法安排",
+        "無法安排",
+        "拒单",
+        "拒單",
+        "decline",
+    ),
     COMPENSATE: ("补偿", "補償", "compensate"),
 }
-NEEDS_TEXT = {NOTE: "备注内容", RESOLVE: "处理说明", REPLY: "回复内容", DECLINE: "原因（客人会看到）",
-              COMPENSATE: "补偿内容"}
+NEEDS_TEXT = {
+    NOTE: "备注内容",
+    RESOLVE: "处理说明",
+    REPLY: "回复内容",
+    DECLINE: "原因（客人会看到）",
+    COMPENSATE: "补偿内容",
+}
 NEEDS_CASE = (NOTE, RESOLVE, REPLY, CONFIRM, DECLINE, COMPENSATE)
 MAX_CASE_ID = 2_000_000_000
 
@@ -67,7 +90,7 @@ HELP_TEXT = (
 class Command:
     verb: str
     case_id: Optional[int] = None
-    guest: Optional[str] = None   # 接管 by guest name (or sender id)
+    guest: Optional[str] = None  # 接管 by guest name (or sender id)
     text: Optional[str] = None
 
 
@@ -98,8 +121,9 @@ def normalize(text: str) -> str:
     return folded.lstrip("/").strip()
 
 
-_CASE_RE = re.compile(r"(?:#|no\.? *|编号 *|單號 *|单号 *)?(\d+) *(?:号|號)?(?=$|[ ,，:：;；.。、!！])",
-                      re.IGNORECASE)
+_CASE_RE = re.compile(
+    r"(?:#|no\.? *|编号 *|單號 *|单号 *)?(\d+) *(?:号|號)?(?=$|[ ,，:：;；.。、!！])", re.IGNORECASE
+)
 _SEPARATORS = " ,，:：;；.。、-—"
 
 
@@ -117,13 +141,15 @@ def _skip(folded: str, pos: int) -> int:
 
 def _match_verb(folded: str, pos: int) -> tuple[Optional[str], int]:
     lowered = folded.lower()
-    candidates = sorted(((alias, verb) for verb, aliases in ALIASES.items() for alias in aliases),
-                        key=lambda pair: -len(pair[0]))
+    candidates = sorted(
+        ((alias, verb) for verb, aliases in ALIASES.items() for alias in aliases),
+        key=lambda pair: -len(pair[0]),
+    )
     for alias, verb in candidates:
         if lowered.startswith(alias.lower(), pos):
             end = pos + len(alias)
             # a Latin alias must end at a word boundary ("acknowledge" is not "ack")
-            if alias.isascii() and alias.isalpha() and folded[end:end + 1].isalpha():
+            if alias.isascii() and alias.isalpha() and folded[end : end + 1].isalpha():
                 continue
             return verb, end
     return None, pos
@@ -172,8 +198,11 @@ def parse(text: str) -> Command:
             raise CommandError("说明太长了（最多 500 字）。")
         return Command(verb, case_id=case_id, text=remainder or None)
     # note / resolve / reply: a case number and some text
-    example = f"{ALIASES[verb][0]} 12 " + {RESOLVE: "已更换房间并致歉", DECLINE: "当天船已订满",
-                                           COMPENSATE: "500积分+下次8折"}.get(verb, "已联系客人")
+    example = f"{ALIASES[verb][0]} 12 " + {
+        RESOLVE: "已更换房间并致歉",
+        DECLINE: "当天船已订满",
+        COMPENSATE: "500积分+下次8折",
+    }.get(verb, "已联系客人")
     if case_id is None:
         raise CommandError(f"请写上编号和{NEEDS_TEXT[verb]}，例如：{example}")
     if not remainder:

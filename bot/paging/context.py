@@ -1,6 +1,7 @@
 """The guest card a page shows: CRM profile (name, tier, tags) and the last messages the guest
 wrote (from Rasa's tracker, best effort: a page never waits long for them, nor fails without them).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,8 +19,15 @@ LastMessages = Callable[[str, int], Awaitable[list]]
 class GuestContext:
     """Builds `GuestCard`s from the CRM store (sync, run in a thread) and a last-messages source."""
 
-    def __init__(self, crm=None, last_messages: Optional[LastMessages] = None, *,
-                 messages: int = 3, timeout_s: float = 2.0, cache_s: float = 10.0):
+    def __init__(
+        self,
+        crm=None,
+        last_messages: Optional[LastMessages] = None,
+        *,
+        messages: int = 3,
+        timeout_s: float = 2.0,
+        cache_s: float = 10.0,
+    ):
         self.crm = crm
         self.last_messages = last_messages
         self.messages = messages
@@ -40,12 +48,21 @@ class GuestContext:
                 sensitive = True
                 continue
             tags.append(tag.value)
-        channel = ("kf" if getattr(guest, "kf_external_userid", None) else
-                   "wecom" if getattr(guest, "wecom_external_userid", None) else "")
-        return GuestCard(sender_id=sender_id, name=guest.display_name or "客人",
-                         tier=guest.tier or "普通", tags=tuple(dict.fromkeys(tags)),
-                         has_sensitive_notes=sensitive or bool(getattr(guest, "health_notes", None)),
-                         channel=channel)
+        channel = (
+            "kf"
+            if getattr(guest, "kf_external_userid", None)
+            else "wecom"
+            if getattr(guest, "wecom_external_userid", None)
+            else ""
+        )
+        return GuestCard(
+            sender_id=sender_id,
+            name=guest.display_name or "客人",
+            tier=guest.tier or "普通",
+            tags=tuple(dict.fromkeys(tags)),
+            has_sensitive_notes=sensitive or bool(getattr(guest, "health_notes", None)),
+            channel=channel,
+        )
 
     async def audit_sent(self, userid: str, clock, step: str) -> None:
         """Record that a page showed `userid` this case's guest card (name, tier, tags, last
@@ -55,11 +72,19 @@ class GuestContext:
         from bot.audit import Staff, staff_read_async
 
         try:
-            await staff_read_async(self.crm, Staff("advisor", userid), "case.page",
-                                   clock.subject_type, clock.subject_id, lambda: None,
-                                   detail={"case": clock.id, "step": step,
-                                           "fields": ["name", "tier", "tags", "summary",
-                                                      "last_messages"]})
+            await staff_read_async(
+                self.crm,
+                Staff("advisor", userid),
+                "case.page",
+                clock.subject_type,
+                clock.subject_id,
+                lambda: None,
+                detail={
+                    "case": clock.id,
+                    "step": step,
+                    "fields": ["name", "tier", "tags", "summary", "last_messages"],
+                },
+            )
         except Exception as exc:
             log.error("case #%s: the page to %s was not audited: %s", clock.id, userid, exc)
 
@@ -79,8 +104,9 @@ class GuestContext:
         if self.last_messages is None:
             return card
         try:
-            messages = await asyncio.wait_for(self.last_messages(sender_id, self.messages),
-                                              self.timeout_s)
+            messages = await asyncio.wait_for(
+                self.last_messages(sender_id, self.messages), self.timeout_s
+            )
         except Exception as exc:
             log.info("last messages of %s unavailable for the page: %s", sender_id, exc)
             return card

@@ -12,6 +12,7 @@
   person and nobody is on duty, back to 1 (the bot) on hand-back.
 - Groups / 智能机器人 chats: the takeover notice @-mentions the advisor.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,14 @@ class RasaUnavailable(Exception):
 class RasaAPI:
     """The few calls of Rasa's HTTP API paging needs; every call has a timeout."""
 
-    def __init__(self, base_url: Optional[str] = None, token: Optional[str] = None, *,
-                 timeout_s: float = 5.0, retries: int = 2):
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout_s: float = 5.0,
+        retries: int = 2,
+    ):
         from bot.settings import get_settings
 
         settings = get_settings()
@@ -51,8 +58,9 @@ class RasaAPI:
     def _url(self, sender_id: str, tail: str) -> str:
         return f"{self.base_url}/conversations/{quote(sender_id, safe=':@')}/{tail}"
 
-    async def _request(self, method: str, url: str, *, params: dict | None = None,
-                       body: Any = None) -> Any:
+    async def _request(
+        self, method: str, url: str, *, params: dict | None = None, body: Any = None
+    ) -> Any:
         params = dict(params or {})
         if self.token:
             params["token"] = self.token
@@ -71,20 +79,29 @@ class RasaAPI:
                 if "HTTP 4" in str(exc):  # our request is wrong (401, 404...): do not insist
                     break
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                last = RasaUnavailable(f"Rasa at {self.base_url} unreachable: {type(exc).__name__} {exc}")
+                last = RasaUnavailable(
+                    f"Rasa at {self.base_url} unreachable: {type(exc).__name__} {exc}"
+                )
             if attempt + 1 < self.retries:
                 await asyncio.sleep(0.3 * (attempt + 1))
         raise last or RasaUnavailable("Rasa call failed")
 
-    async def append_events(self, sender_id: str, events: list, *, output_channel: str | None = None,
-                            side_effects: bool = False) -> Any:
+    async def append_events(
+        self,
+        sender_id: str,
+        events: list,
+        *,
+        output_channel: str | None = None,
+        side_effects: bool = False,
+    ) -> Any:
         params = {"include_events": "NONE"}
         if output_channel:
             params["output_channel"] = output_channel
         if side_effects:
             params["execute_side_effects"] = "true"
-        return await self._request("POST", self._url(sender_id, "tracker/events"), params=params,
-                                   body=events)
+        return await self._request(
+            "POST", self._url(sender_id, "tracker/events"), params=params, body=events
+        )
 
     async def pause(self, sender_id: str) -> None:
         await self.append_events(sender_id, [{"event": "pause"}])
@@ -94,36 +111,48 @@ class RasaAPI:
 
     async def say(self, sender_id: str, text: str, *, output_channel: str = "wecom") -> None:
         """A bot message to the guest, sent through `output_channel` and kept in the tracker."""
-        await self.append_events(sender_id, [{"event": "bot", "text": text,
-                                              "metadata": {"source": "paging"}}],
-                                 output_channel=output_channel, side_effects=True)
+        await self.append_events(
+            sender_id,
+            [{"event": "bot", "text": text, "metadata": {"source": "paging"}}],
+            output_channel=output_channel,
+            side_effects=True,
+        )
 
     async def is_paused(self, sender_id: str) -> bool:
-        data = await self._request("GET", self._url(sender_id, "tracker"),
-                                   params={"include_events": "NONE"})
+        data = await self._request(
+            "GET", self._url(sender_id, "tracker"), params={"include_events": "NONE"}
+        )
         return bool((data or {}).get("paused"))
 
     async def conversation(self, sender_id: str, limit: int = 80) -> list[dict]:
         """The guest's and the bot's turns from the tracker, oldest first: {who, text, time}
         (who: guest | bot | staff, staff being paging's notices and advisors' replies)."""
-        data = await self._request("GET", self._url(sender_id, "tracker"),
-                                   params={"include_events": "ALL"})
+        data = await self._request(
+            "GET", self._url(sender_id, "tracker"), params={"include_events": "ALL"}
+        )
         turns = []
         for event in (data or {}).get("events") or []:
             kind, text = event.get("event"), event.get("text")
             if kind not in ("user", "bot") or not text or str(text).startswith("/"):
                 continue
             meta = event.get("metadata") or {}
-            who = "guest" if kind == "user" else ("staff" if meta.get("source") == "paging"
-                                                  else "bot")
+            who = (
+                "guest"
+                if kind == "user"
+                else ("staff" if meta.get("source") == "paging" else "bot")
+            )
             turns.append({"who": who, "text": str(text), "time": event.get("timestamp")})
         return turns[-limit:]
 
     async def last_user_messages(self, sender_id: str, count: int = 3) -> list[str]:
-        data = await self._request("GET", self._url(sender_id, "tracker"),
-                                   params={"include_events": "AFTER_RESTART"})
-        texts = [e.get("text") for e in (data or {}).get("events") or []
-                 if e.get("event") == "user" and e.get("text") and not str(e["text"]).startswith("/")]
+        data = await self._request(
+            "GET", self._url(sender_id, "tracker"), params={"include_events": "AFTER_RESTART"}
+        )
+        texts = [
+            e.get("text")
+            for e in (data or {}).get("events") or []
+            if e.get("event") == "user" and e.get("text") and not str(e["text"]).startswith("/")
+        ]
         return [t[:120] for t in texts[-count:]]
 
 
@@ -152,7 +181,9 @@ class HandoffController:
             open_kfid = await self.wecom.kf.last_open_kfid(external_userid)
         return (open_kfid, external_userid) if open_kfid else None
 
-    async def _kf_transfer(self, sender_id: str, state: int, servicer: Optional[str] = None) -> Optional[str]:
+    async def _kf_transfer(
+        self, sender_id: str, state: int, servicer: Optional[str] = None
+    ) -> Optional[str]:
         if self.wecom is None or getattr(self.wecom, "kf_client", None) is None:
             return None
         identity = await self._kf_identity(sender_id)
@@ -161,8 +192,9 @@ class HandoffController:
         await self.wecom.kf.transfer(identity[0], identity[1], state, servicer)
         return f"微信客服会话状态 → {state}"
 
-    async def take_over(self, sender_id: str, advisor_userid: str, *,
-                        move_kf: bool = True) -> list[str]:
+    async def take_over(
+        self, sender_id: str, advisor_userid: str, *, move_kf: bool = True
+    ) -> list[str]:
         """Bot silent for the guest; 微信客服 session to the advisor. Returns problems (empty: ok).
 
         `move_kf=False` (a takeover from the staff console) leaves the 微信客服 session with the

@@ -8,6 +8,7 @@ opens one case, for the person it was sent to, for CASE_LINK_TTL_S; the page aud
 Whatever arrives in `sig` is untrusted: any malformed value (non-ASCII, wrong shape, bad base64)
 is a `LinkInvalid`, never an exception the server turns into a 500.
 """
+
 from __future__ import annotations
 
 import base64

@@ -13,6 +13,7 @@ bot/crm/migrations/versions/0003_paging.py creates them).
   steps too, so they are delivered exactly once and retried like pages.
 - `sla_notes`: advisors' notes, resolutions, relayed messages, the guest's rating comment.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -92,7 +93,7 @@ class SlaStep(Base):
     attempts = Column(Integer, nullable=False, default=0)
     fired_at = Column(UTCDateTime)
     recipients = Column(JSON)  # who it went to, e.g. ["app:advisor_li", "group:应急处理群"]
-    delivered = Column(JSON)   # targets already delivered (a retry skips them)
+    delivered = Column(JSON)  # targets already delivered (a retry skips them)
     error = Column(Text)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
@@ -104,6 +105,6 @@ class SlaNote(Base):
     id = Column(Integer, primary_key=True)
     clock_id = Column(Integer, ForeignKey("sla_clocks.id", ondelete="CASCADE"), nullable=False)
     author = Column(String(64), nullable=False)  # advisor userid, or "guest"
-    kind = Column(String(16), nullable=False)    # note | resolution | relay | rating
+    kind = Column(String(16), nullable=False)  # note | resolution | relay | rating
     text = Column(EncryptedText, nullable=False)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)

@@ -10,6 +10,7 @@ Content only (pure functions of the clock, the guest card and `now`):
 `Messenger` is what the worker and the command handler send through; `bot.paging.wecom_messenger`
 adapts the project's WeCom client and the Rasa API to it, tests use `RecordingMessenger`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,13 +33,17 @@ class SendFailed(Exception):
 
 
 class Messenger(Protocol):
-    async def app_textcard(self, userid: str, title: str, description: str, url: str,
-                           btntxt: str, *, dedupe_key: str) -> None: ...
+    async def app_textcard(
+        self, userid: str, title: str, description: str, url: str, btntxt: str, *, dedupe_key: str
+    ) -> None: ...
 
-    async def app_text(self, userid: str, text: str, *, dedupe_key: Optional[str] = None) -> None: ...
+    async def app_text(
+        self, userid: str, text: str, *, dedupe_key: Optional[str] = None
+    ) -> None: ...
 
-    async def group_post(self, webhook: str, text: str, mention: Sequence[str], *,
-                         dedupe_key: str) -> None: ...
+    async def group_post(
+        self, webhook: str, text: str, mention: Sequence[str], *, dedupe_key: str
+    ) -> None: ...
 
     async def guest_text(self, sender_id: str, text: str, *, dedupe_key: str) -> None: ...
 
@@ -60,8 +65,16 @@ class RecordingMessenger:
         self.sent.append({"kind": kind, "to": to, **payload})
 
     async def app_textcard(self, userid, title, description, url, btntxt, *, dedupe_key):
-        self._record("app", userid, msgtype="textcard", title=title, description=description,
-                     url=url, btntxt=btntxt, dedupe_key=dedupe_key)
+        self._record(
+            "app",
+            userid,
+            msgtype="textcard",
+            title=title,
+            description=description,
+            url=url,
+            btntxt=btntxt,
+            dedupe_key=dedupe_key,
+        )
 
     async def app_text(self, userid, text, *, dedupe_key=None):
         self._record("app", userid, msgtype="text", text=text, dedupe_key=dedupe_key)
@@ -139,31 +152,38 @@ class CardFacts:
     ack_due_at: dt.datetime
     resolve_due_at: Optional[dt.datetime]
     acknowledged: bool
-    holder_name: Optional[str]      # who has (or was paged for) it
-    escalation: bool                # this card goes to someone above the advisor
+    holder_name: Optional[str]  # who has (or was paged for) it
+    escalation: bool  # this card goes to someone above the advisor
     late_by: Optional[dt.timedelta] = None
     nobody_on_duty: bool = False
-    nature: Optional[str] = None      # a complaint's nature as advisors read it (服务失误 …)
-    remedy: Optional[str] = None      # what the policy offers for that nature
-    offered: Optional[str] = None     # what the advisor recorded as offered on this case
-    past: tuple = ()                  # earlier complaints of the guest, as short texts
-    dedicated: Optional[str] = None   # the advisor who handled the last one
-    media: str = ""                   # what the guest sent with it, e.g. "照片 2 张"
+    nature: Optional[str] = None  # a complaint's nature as advisors read it (服务失误 …)
+    remedy: Optional[str] = None  # what the policy offers for that nature
+    offered: Optional[str] = None  # what the advisor recorded as offered on this case
+    past: tuple = ()  # earlier complaints of the guest, as short texts
+    dedicated: Optional[str] = None  # the advisor who handled the last one
+    media: str = ""  # what the guest sent with it, e.g. "照片 2 张"
 
 
-def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *,
-              viewer: str, links=None) -> dict:
+def page_card(
+    policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *, viewer: str, links=None
+) -> dict:
     """The textcard: {title, description, url, btntxt}, within WeCom's byte limits."""
     flag = "·曾投诉" if facts.past else ""
-    title = clip(f"【{step_title(facts.step, facts.label, escalation=facts.escalation)}】"
-                 f"#{facts.case_id} {guest.name}·{guest.tier}{flag}", TITLE_MAX_BYTES)
+    title = clip(
+        f"【{step_title(facts.step, facts.label, escalation=facts.escalation)}】"
+        f"#{facts.case_id} {guest.name}·{guest.tier}{flag}",
+        TITLE_MAX_BYTES,
+    )
     esc = html.escape
     ack_by = local_time_text(policy, facts.ack_due_at, now)
     if facts.step in ("escalate_resolve", "update_reminder") and facts.resolve_due_at:
         deadline = f"解决时限：{local_time_text(policy, facts.resolve_due_at, now)} 前"
     elif facts.acknowledged:
-        deadline = (f"解决时限：{local_time_text(policy, facts.resolve_due_at, now)} 前"
-                    if facts.resolve_due_at else "请持续向客人更新进展")
+        deadline = (
+            f"解决时限：{local_time_text(policy, facts.resolve_due_at, now)} 前"
+            if facts.resolve_due_at
+            else "请持续向客人更新进展"
+        )
     else:
         deadline = f"接单时限：{ack_by} 前"
     if facts.escalation and not facts.acknowledged:
@@ -179,10 +199,14 @@ def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.dateti
     if guest.has_sensitive_notes:
         tags += "（另有健康/过敏备注，见详情）"
 
-    head = [f'<div class="gray">{esc(now.astimezone(policy.tz).strftime("%m-%d %H:%M"))}'
-            f'{" · 无人值班，转您处理" if facts.nobody_on_duty else ""}</div>']
+    head = [
+        f'<div class="gray">{esc(now.astimezone(policy.tz).strftime("%m-%d %H:%M"))}'
+        f'{" · 无人值班，转您处理" if facts.nobody_on_duty else ""}</div>'
+    ]
     if facts.late_by is not None:
-        head.append(f'<div class="highlight">延迟发送（晚了{esc(format_duration(facts.late_by))}）</div>')
+        head.append(
+            f'<div class="highlight">延迟发送（晚了{esc(format_duration(facts.late_by))}）</div>'
+        )
     body = [
         f'<div class="normal">客人：{esc(guest.name)}（{esc(guest.tier)}）</div>',
         f'<div class="normal">诉求：{esc(facts.summary)}</div>',
@@ -191,25 +215,34 @@ def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.dateti
         body.append(f'<div class="highlight">客人附件：{esc(facts.media)}（点“详情”查看）</div>')
     if facts.past:
         who = f"，专属顾问 {facts.dedicated}" if facts.dedicated else ""
-        body.append(f'<div class="highlight">曾投诉：{esc("；".join(facts.past))}{esc(who)}，'
-                    f'请优先跟进</div>')
+        body.append(
+            f'<div class="highlight">曾投诉：{esc("；".join(facts.past))}{esc(who)}，'
+            f'请优先跟进</div>'
+        )
     if facts.nature:
         policy_line = f"性质：{facts.nature}"
         if facts.remedy:
             policy_line += f"。政策：{facts.remedy}"
         body.append(f'<div class="normal">{esc(policy_line)}</div>')
-        offered = (f"已记录补偿：{facts.offered}" if facts.offered
-                   else f"记录所给补偿：回复“补偿 {facts.case_id} 内容”")
+        offered = (
+            f"已记录补偿：{facts.offered}"
+            if facts.offered
+            else f"记录所给补偿：回复“补偿 {facts.case_id} 内容”"
+        )
         body.append(f'<div class="normal">{esc(offered)}</div>')
     body.append(f'<div class="normal">标签：{esc(tags)}</div>')
-    tail = [f'<div class="highlight">{esc(deadline)}</div>',
-            f'<div class="normal">{esc(action)}</div>']
+    tail = [
+        f'<div class="highlight">{esc(deadline)}</div>',
+        f'<div class="normal">{esc(action)}</div>',
+    ]
     fixed = "".join(head + tail)
     description = fixed
     # Fill what is left, most important first, clipping a line that does not fit.
     budget = DESCRIPTION_MAX_BYTES - _utf8_len(fixed)
     middle = []
-    lines = body + [f'<div class="gray">客人：“{esc(msg)}”</div>' for msg in guest.last_messages[-3:]]
+    lines = body + [
+        f'<div class="gray">客人：“{esc(msg)}”</div>' for msg in guest.last_messages[-3:]
+    ]
     for line in lines:
         if _utf8_len(line) <= budget:
             middle.append(line)
@@ -223,35 +256,54 @@ def page_card(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.dateti
     description = "".join(head + middle + tail)
     if _utf8_len(description) > DESCRIPTION_MAX_BYTES:  # cannot happen with sane inputs; be safe
         description = clip(description, DESCRIPTION_MAX_BYTES)
-    return {"title": title, "description": description,
-            "url": policy.link_for(facts.case_id, viewer, links),
-            "btntxt": "详情"}
+    return {
+        "title": title,
+        "description": description,
+        "url": policy.link_for(facts.case_id, viewer, links),
+        "btntxt": "详情",
+    }
 
 
-def group_text(policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *,
-               group: str, links=None) -> str:
+def group_text(
+    policy: Policy, facts: CardFacts, guest: GuestCard, now: dt.datetime, *, group: str, links=None
+) -> str:
     ack_by = local_time_text(policy, facts.ack_due_at, now)
     if facts.step == "page":
         lead = f"【{facts.label} #{facts.case_id}】请应急小组立即响应，{ack_by} 前启动处理。"
     else:
-        lead = (f"【{facts.label} #{facts.case_id} 升级】{ack_by} 前仍未启动处理"
-                if not facts.acknowledged else f"【{facts.label} #{facts.case_id} 升级】")
-    lines = [lead,
-             f"客人：{guest.name}（{guest.tier}）",
-             f"情况：{facts.summary}",
-             f"值班：{facts.holder_name or '无人值班'}",
-             f"接单：在企业微信应用中回复“接单 {facts.case_id}”",
-             policy.link_for(facts.case_id, f"group:{group}", links)]
+        lead = (
+            f"【{facts.label} #{facts.case_id} 升级】{ack_by} 前仍未启动处理"
+            if not facts.acknowledged
+            else f"【{facts.label} #{facts.case_id} 升级】"
+        )
+    lines = [
+        lead,
+        f"客人：{guest.name}（{guest.tier}）",
+        f"情况：{facts.summary}",
+        f"值班：{facts.holder_name or '无人值班'}",
+        f"接单：在企业微信应用中回复“接单 {facts.case_id}”",
+        policy.link_for(facts.case_id, f"group:{group}", links),
+    ]
     if facts.late_by is not None:
         lines.insert(1, f"（延迟发送，晚了{format_duration(facts.late_by)}）")
     return clip("\n".join(lines), GROUP_TEXT_MAX_BYTES)
 
 
-def guest_text(kind: str, policy: Policy, *, label: str, case_id: int, now: dt.datetime,
-               advisor_name: Optional[str] = None, resolve_by: Optional[dt.datetime] = None,
-               ack_by: Optional[dt.datetime] = None, resolution: Optional[str] = None,
-               escalated_to: str = "主管", acknowledged: bool = False,
-               ask_rating: bool = True) -> str:
+def guest_text(
+    kind: str,
+    policy: Policy,
+    *,
+    label: str,
+    case_id: int,
+    now: dt.datetime,
+    advisor_name: Optional[str] = None,
+    resolve_by: Optional[dt.datetime] = None,
+    ack_by: Optional[dt.datetime] = None,
+    resolution: Optional[str] = None,
+    escalated_to: str = "主管",
+    acknowledged: bool = False,
+    ask_rating: bool = True,
+) -> str:
     """The sentence the guest gets for a notice of `kind`."""
     who = advisor_name or "顾问"
     if kind == "guest_ack":
@@ -274,17 +326,25 @@ def guest_text(kind: str, policy: Policy, *, label: str, case_id: int, now: dt.d
     if kind == "guest_slip_ack":
         if acknowledged:
             return f"抱歉让您久等了，{who}正在处理您的{label}，会尽快给您答复。"
-        return (f"抱歉让您久等了。您的{label}（编号 {case_id}）还没有顾问接手，"
-                f"我们已升级给{escalated_to}，会尽快联系您。")
+        return (
+            f"抱歉让您久等了。您的{label}（编号 {case_id}）还没有顾问接手，"
+            f"我们已升级给{escalated_to}，会尽快联系您。"
+        )
     if kind == "guest_slip_resolve":
-        return (f"抱歉，您的{label}（编号 {case_id}）处理超出了承诺的时间，"
-                f"我们已升级给{escalated_to}跟进，会尽快给您答复。")
+        return (
+            f"抱歉，您的{label}（编号 {case_id}）处理超出了承诺的时间，"
+            f"我们已升级给{escalated_to}跟进，会尽快给您答复。"
+        )
     if kind == "guest_update":
         if acknowledged:
-            return (f"关于您的{label}（编号 {case_id}），{who}仍在持续跟进处理，"
-                    "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。")
-        return (f"关于您的{label}（编号 {case_id}），我们仍在全力协调处理，"
-                "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。")
+            return (
+                f"关于您的{label}（编号 {case_id}），{who}仍在持续跟进处理，"
+                "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。"
+            )
+        return (
+            f"关于您的{label}（编号 {case_id}），我们仍在全力协调处理，"
+            "有新进展会第一时间告诉您。有任何情况可以直接在这里告诉我们。"
+        )
     if kind == "guest_rating_thanks":
         return "感谢您的评分！您的反馈我们会认真对待。"
     raise ValueError(f"unknown guest notice {kind!r}")

@@ -35,6 +35,7 @@ fires once unless the clock has reached `until` by then (`ack` by default; `reso
 Every problem in the file is reported at once, each with its path, e.g.
 `classes.complaint_routine.steps[2].notify: unknown target 'supervsor'`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,8 +50,13 @@ import yaml
 from bot.core.errors import DataError
 
 # The sla_class names the conversation flows put on tickets, orders and handoffs.
-KNOWN_CLASSES = ("complaint_routine", "complaint_major", "addon_order", "human_request",
-                 "data_deletion")
+KNOWN_CLASSES = (
+    "complaint_routine",
+    "complaint_major",
+    "addon_order",
+    "human_request",
+    "data_deletion",
+)
 
 # Who a step can notify.
 #   on_duty       the advisor on duty (least loaded) -- becomes the clock's paged advisor
@@ -62,8 +68,16 @@ KNOWN_CLASSES = ("complaint_routine", "complaint_major", "addon_order", "human_r
 #   guest         tells the guest the deadline slipped and what happens now
 #   guest_update  tells the guest the case is still being worked on and by whom (with `every`:
 #                 the major-incident updates "until closed")
-TARGETS = ("on_duty", "paged", "next_on_duty", "supervisor", "duty_manager", "emergency_group",
-           "guest", "guest_update")
+TARGETS = (
+    "on_duty",
+    "paged",
+    "next_on_duty",
+    "supervisor",
+    "duty_manager",
+    "emergency_group",
+    "guest",
+    "guest_update",
+)
 # A step with `every` repeats that often, `times` times in all (default 12), named name, name_2 …
 DEFAULT_REPEAT_TIMES = 12
 MAX_REPEAT_TIMES = 99
@@ -89,6 +103,7 @@ class PolicyError(DataError):
 
 
 # ---- value types --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Window:
@@ -187,7 +202,10 @@ class Policy:
         return ZoneInfo(self.timezone)
 
     def property(self, property_id: Optional[str]) -> PropertyPolicy:
-        return self.properties.get(property_id or DEFAULT_PROPERTY) or self.properties[DEFAULT_PROPERTY]
+        return (
+            self.properties.get(property_id or DEFAULT_PROPERTY)
+            or self.properties[DEFAULT_PROPERTY]
+        )
 
     def sla_class(self, name: str, property_id: Optional[str] = None) -> SlaClass:
         """The class as it applies at `property_id` (its override, else the shared one)."""
@@ -196,8 +214,10 @@ class Policy:
             return prop.classes[name]
         if name in self.classes:
             return self.classes[name]
-        raise KeyError(f"SLA class {name!r} is not in the policy {self.source} "
-                       f"(known: {', '.join(sorted(self.classes))})")
+        raise KeyError(
+            f"SLA class {name!r} is not in the policy {self.source} "
+            f"(known: {', '.join(sorted(self.classes))})"
+        )
 
     def has_class(self, name: Optional[str]) -> bool:
         return bool(name) and name in self.classes
@@ -207,6 +227,7 @@ class Policy:
         `links` (a bot.paging.links.CaseLinks; default: from the settings)."""
         if links is None:
             from bot.paging.links import CaseLinks
+
             links = CaseLinks.from_settings()
         return self.link.format(case_id=case_id, sig=links.sign(case_id, viewer))
 
@@ -214,15 +235,20 @@ class Policy:
         """Every staff member the policy names, by WeCom userid (roster, supervisors, managers)."""
         found: dict[str, Person] = {}
         for prop in self.properties.values():
-            for person in (*prop.roster, *prop.supervisors,
-                           *([prop.duty_manager] if prop.duty_manager else [])):
+            for person in (
+                *prop.roster,
+                *prop.supervisors,
+                *([prop.duty_manager] if prop.duty_manager else []),
+            ):
                 found.setdefault(person.userid, person)
         return found
 
 
 # ---- parsing helpers ----------------------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_DURATION_RE = re.compile(
+    r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
+)
 _TIME_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
@@ -238,8 +264,9 @@ def parse_duration(value: Any) -> Duration:
         match = _DURATION_RE.match(value.strip().lower())
         if match and any(match.groups()):
             d, h, m, s = match.groups()
-            return dt.timedelta(days=int(d or 0), hours=int(h or 0), minutes=int(m or 0),
-                                seconds=float(s or 0))
+            return dt.timedelta(
+                days=int(d or 0), hours=int(h or 0), minutes=int(m or 0), seconds=float(s or 0)
+            )
     raise ValueError(f"expected a duration like 30s, 10m, 2h or 1h30m, got {value!r}")
 
 
@@ -276,7 +303,7 @@ def _parse_time(value: Any) -> int:
             hours, minutes = int(match.group(1)), int(match.group(2))
             if (hours < 24 and minutes < 60) or (hours == 24 and minutes == 0):
                 return hours * 60 + minutes
-    raise ValueError(f"expected a time like \"09:00\" (00:00-24:00), got {value!r}")
+    raise ValueError(f'expected a time like "09:00" (00:00-24:00), got {value!r}')
 
 
 def _parse_date(value: Any) -> dt.date:
@@ -301,8 +328,14 @@ class _Checker:
     def error(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
 
-    def mapping(self, value: Any, path: str, *, required: Sequence[str] = (),
-                allowed: Sequence[str] | None = None) -> dict | None:
+    def mapping(
+        self,
+        value: Any,
+        path: str,
+        *,
+        required: Sequence[str] = (),
+        allowed: Sequence[str] | None = None,
+    ) -> dict | None:
         if not isinstance(value, dict):
             self.error(path, f"expected a mapping, got {type(value).__name__}")
             return None
@@ -312,8 +345,10 @@ class _Checker:
         if allowed is not None:
             for key in value:
                 if key not in allowed:
-                    self.error(f"{path}.{key}" if path else str(key),
-                               f"unknown key (allowed: {', '.join(allowed)})")
+                    self.error(
+                        f"{path}.{key}" if path else str(key),
+                        f"unknown key (allowed: {', '.join(allowed)})",
+                    )
         return value
 
     def list_of(self, value: Any, path: str) -> list:
@@ -356,8 +391,10 @@ def _days(check: _Checker, value: Any, path: str) -> frozenset:
         if key in WEEKDAYS:
             days.add(WEEKDAYS.index(key))
         else:
-            check.error(f"{path}[{i}]" if isinstance(value, list) else path,
-                        f"unknown day {item!r} (use mon..sun, weekdays, weekends or all)")
+            check.error(
+                f"{path}[{i}]" if isinstance(value, list) else path,
+                f"unknown day {item!r} (use mon..sun, weekdays, weekends or all)",
+            )
     return frozenset(days)
 
 
@@ -378,8 +415,11 @@ def _windows(check: _Checker, value: Any, path: str) -> Tuple[Window, ...]:
             check.error(f"{wpath}.from", "a window cannot start at 24:00")
             continue
         if start == end:
-            check.error(wpath, f"empty window {_hhmm(start)}-{_hhmm(end)} "
-                               "(use from: \"00:00\", to: \"24:00\" for the whole day)")
+            check.error(
+                wpath,
+                f"empty window {_hhmm(start)}-{_hhmm(end)} "
+                '(use from: "00:00", to: "24:00" for the whole day)',
+            )
             continue
         windows.append(Window(_days(check, item.get("days"), f"{wpath}.days"), start, end))
     return tuple(windows)
@@ -417,8 +457,12 @@ def _holidays(check: _Checker, value: Any, path: str) -> dict:
 
 
 def _step(check: _Checker, raw: Any, path: str, cls_has_resolve: bool) -> Step | None:
-    item = check.mapping(raw, path, required=("name", "after", "notify"),
-                         allowed=("name", "after", "notify", "until", "every", "times"))
+    item = check.mapping(
+        raw,
+        path,
+        required=("name", "after", "notify"),
+        allowed=("name", "after", "notify", "until", "every", "times"),
+    )
     if item is None or not all(k in item for k in ("name", "after", "notify")):
         return None
     name = check.text(item["name"], f"{path}.name")
@@ -436,8 +480,10 @@ def _step(check: _Checker, raw: Any, path: str, cls_has_resolve: bool) -> Step |
     targets = []
     for j, target in enumerate(notify):
         if target not in TARGETS:
-            check.error(f"{path}.notify[{j}]" if isinstance(notify_raw, list) else f"{path}.notify",
-                        f"unknown target {target!r} (expected one of: {', '.join(TARGETS)})")
+            check.error(
+                f"{path}.notify[{j}]" if isinstance(notify_raw, list) else f"{path}.notify",
+                f"unknown target {target!r} (expected one of: {', '.join(TARGETS)})",
+            )
         else:
             targets.append(target)
     if not notify:
@@ -451,43 +497,60 @@ def _step(check: _Checker, raw: Any, path: str, cls_has_resolve: bool) -> Step |
         if every is not None and every <= dt.timedelta(0):
             check.error(f"{path}.every", "must be longer than 0s")
         times = item.get("times", DEFAULT_REPEAT_TIMES)
-        if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT_TIMES:
+        if (
+            not isinstance(times, int)
+            or isinstance(times, bool)
+            or not 1 <= times <= MAX_REPEAT_TIMES
+        ):
             check.error(f"{path}.times", f"expected a whole number 1-{MAX_REPEAT_TIMES}")
             times = 1
         if name and len(f"{name}_{times}") > 32:
             check.error(f"{path}.name", "too long for a repeated step (name_N must fit 32)")
         if until == "none":
-            check.error(f"{path}.until", "a repeated step needs until: ack or resolve (it stops then)")
+            check.error(
+                f"{path}.until", "a repeated step needs until: ack or resolve (it stops then)"
+            )
     elif "times" in item:
         check.error(f"{path}.times", "'times' needs 'every'")
     if name is None or after is None:
         return None
-    return Step(name=name, after=after, notify=tuple(targets), until=until, every=every,
-                times=times)
+    return Step(
+        name=name, after=after, notify=tuple(targets), until=until, every=every, times=times
+    )
 
 
 _CLASS_KEYS = ("label", "ack_within", "resolve_within", "steps", "service_hours_only", "ask_rating")
 
 
-def _sla_class(check: _Checker, name: str, raw: Any, path: str,
-               base: SlaClass | None = None) -> SlaClass | None:
-    item = check.mapping(raw, path, required=() if base else ("ack_within", "steps"),
-                         allowed=_CLASS_KEYS)
+def _sla_class(
+    check: _Checker, name: str, raw: Any, path: str, base: SlaClass | None = None
+) -> SlaClass | None:
+    item = check.mapping(
+        raw, path, required=() if base else ("ack_within", "steps"), allowed=_CLASS_KEYS
+    )
     if item is None:
         return None
     label = check.text(item.get("label", base.label if base else name), f"{path}.label") or name
-    ack = (check.convert(parse_duration, item["ack_within"], f"{path}.ack_within")
-           if "ack_within" in item else (base.ack_within if base else None))
+    ack = (
+        check.convert(parse_duration, item["ack_within"], f"{path}.ack_within")
+        if "ack_within" in item
+        else (base.ack_within if base else None)
+    )
     if "resolve_within" in item:
-        resolve = (None if item["resolve_within"] in (None, "none") else
-                   check.convert(parse_duration, item["resolve_within"], f"{path}.resolve_within"))
+        resolve = (
+            None
+            if item["resolve_within"] in (None, "none")
+            else check.convert(parse_duration, item["resolve_within"], f"{path}.resolve_within")
+        )
     else:
         resolve = base.resolve_within if base else None
     if ack is not None and ack.total_seconds() <= 0:
         check.error(f"{path}.ack_within", "must be longer than 0s")
     if ack is not None and resolve is not None and resolve < ack:
-        check.error(f"{path}.resolve_within",
-                    f"shorter than ack_within ({format_duration(resolve)} < {format_duration(ack)})")
+        check.error(
+            f"{path}.resolve_within",
+            f"shorter than ack_within ({format_duration(resolve)} < {format_duration(ack)})",
+        )
     if "steps" in item:
         steps = []
         raw_steps = check.list_of(item["steps"], f"{path}.steps")
@@ -506,8 +569,10 @@ def _sla_class(check: _Checker, name: str, raw: Any, path: str,
         if base and resolve is None:
             for i, step in enumerate(steps_t):
                 if step.after == "resolve":
-                    check.error(f"{path}.resolve_within",
-                                f"inherited step {step.name!r} needs resolve_within")
+                    check.error(
+                        f"{path}.resolve_within",
+                        f"inherited step {step.name!r} needs resolve_within",
+                    )
     flags = {}
     for flag, default in (("service_hours_only", False), ("ask_rating", True)):
         value = item.get(flag, getattr(base, flag) if base else default)
@@ -517,16 +582,30 @@ def _sla_class(check: _Checker, name: str, raw: Any, path: str,
         flags[flag] = value
     if ack is None:
         return None
-    return SlaClass(name=name, label=label, ack_within=ack, resolve_within=resolve,
-                    steps=steps_t, **flags)
+    return SlaClass(
+        name=name, label=label, ack_within=ack, resolve_within=resolve, steps=steps_t, **flags
+    )
 
 
-_PROPERTY_KEYS = ("service_hours", "holidays", "roster", "supervisors", "duty_manager",
-                  "emergency_group", "classes")
+_PROPERTY_KEYS = (
+    "service_hours",
+    "holidays",
+    "roster",
+    "supervisors",
+    "duty_manager",
+    "emergency_group",
+    "classes",
+)
 
 
-def _property(check: _Checker, prop_id: str, raw: Any, path: str,
-              shared: Mapping[str, SlaClass], default: PropertyPolicy | None) -> PropertyPolicy | None:
+def _property(
+    check: _Checker,
+    prop_id: str,
+    raw: Any,
+    path: str,
+    shared: Mapping[str, SlaClass],
+    default: PropertyPolicy | None,
+) -> PropertyPolicy | None:
     item = check.mapping(raw if raw is not None else {}, path, allowed=_PROPERTY_KEYS)
     if item is None:
         return None
@@ -536,8 +615,10 @@ def _property(check: _Checker, prop_id: str, raw: Any, path: str,
             return parse(item[key], f"{path}.{key}")
         return getattr(default, key) if default else parse(None, f"{path}.{key}")
 
-    service_hours = inherit("service_hours", lambda v, p: _windows(
-        check, v if v is not None else [{"from": "00:00", "to": "24:00"}], p))
+    service_hours = inherit(
+        "service_hours",
+        lambda v, p: _windows(check, v if v is not None else [{"from": "00:00", "to": "24:00"}], p),
+    )
     holidays = inherit("holidays", lambda v, p: _holidays(check, v, p))
 
     def roster(value, rpath):
@@ -547,10 +628,14 @@ def _property(check: _Checker, prop_id: str, raw: Any, path: str,
             person = _person(check, raw_adv, apath, extra=("on_duty", "off"))
             if person is None:
                 continue
-            on_duty = _windows(check, person.get("on_duty", [{"from": "00:00", "to": "24:00"}]),
-                               f"{apath}.on_duty")
-            off = frozenset(d for j, raw_d in enumerate(check.list_of(person.get("off"), f"{apath}.off"))
-                            if (d := check.convert(_parse_date, raw_d, f"{apath}.off[{j}]")))
+            on_duty = _windows(
+                check, person.get("on_duty", [{"from": "00:00", "to": "24:00"}]), f"{apath}.on_duty"
+            )
+            off = frozenset(
+                d
+                for j, raw_d in enumerate(check.list_of(person.get("off"), f"{apath}.off"))
+                if (d := check.convert(_parse_date, raw_d, f"{apath}.off[{j}]"))
+            )
             advisors.append(Advisor(person["userid"], person["name"], on_duty, off))
         ids = [a.userid for a in advisors]
         for dup in sorted({u for u in ids if ids.count(u) > 1}):
@@ -574,7 +659,9 @@ def _property(check: _Checker, prop_id: str, raw: Any, path: str,
     def group(value, gpath):
         if value is None:
             return None
-        g = check.mapping(value, gpath, required=("webhook",), allowed=("name", "webhook", "mention"))
+        g = check.mapping(
+            value, gpath, required=("webhook",), allowed=("name", "webhook", "mention")
+        )
         if g is None or "webhook" not in g:
             return None
         webhook = check.text(g["webhook"], f"{gpath}.webhook")
@@ -590,8 +677,10 @@ def _property(check: _Checker, prop_id: str, raw: Any, path: str,
         for name, raw_cls in mapping.items():
             base = shared.get(name)
             if base is None:
-                check.error(f"{path}.classes.{name}",
-                            "overrides a class that is not under the top-level classes")
+                check.error(
+                    f"{path}.classes.{name}",
+                    "overrides a class that is not under the top-level classes",
+                )
                 continue
             cls = _sla_class(check, name, raw_cls, f"{path}.classes.{name}", base)
             if cls:
@@ -609,8 +698,9 @@ def _property(check: _Checker, prop_id: str, raw: Any, path: str,
     )
 
 
-def _check_targets(check: _Checker, policy_classes: Mapping[str, SlaClass],
-                   prop: PropertyPolicy, path: str) -> None:
+def _check_targets(
+    check: _Checker, policy_classes: Mapping[str, SlaClass], prop: PropertyPolicy, path: str
+) -> None:
     """Every target a class's steps notify must exist at this property."""
     classes = {**policy_classes, **prop.classes}
     needs = {t for cls in classes.values() for s in cls.steps for t in s.notify}
@@ -629,8 +719,9 @@ def _check_targets(check: _Checker, policy_classes: Mapping[str, SlaClass],
 _TOP_KEYS = ("version", "timezone", "grace", "link", "properties", "classes")
 
 
-def parse_policy(data: Any, source: str = "<policy>", *,
-                 require_classes: Sequence[str] = KNOWN_CLASSES) -> Policy:
+def parse_policy(
+    data: Any, source: str = "<policy>", *, require_classes: Sequence[str] = KNOWN_CLASSES
+) -> Policy:
     """Validate parsed YAML and build the `Policy`; raises `PolicyError` listing every problem."""
     check = _Checker()
     top = check.mapping(data, "", required=("version", "properties", "classes"), allowed=_TOP_KEYS)
@@ -669,8 +760,14 @@ def parse_policy(data: Any, source: str = "<policy>", *,
         check.error("properties", f"missing '{DEFAULT_PROPERTY}' (used for any other property)")
     default = None
     if DEFAULT_PROPERTY in raw_props:
-        default = _property(check, DEFAULT_PROPERTY, raw_props[DEFAULT_PROPERTY],
-                            f"properties.{DEFAULT_PROPERTY}", classes, None)
+        default = _property(
+            check,
+            DEFAULT_PROPERTY,
+            raw_props[DEFAULT_PROPERTY],
+            f"properties.{DEFAULT_PROPERTY}",
+            classes,
+            None,
+        )
         if default:
             properties[DEFAULT_PROPERTY] = default
     for prop_id, raw_prop in raw_props.items():
@@ -684,22 +781,32 @@ def parse_policy(data: Any, source: str = "<policy>", *,
 
     if check.problems:
         raise PolicyError(source, check.problems)
-    return Policy(source=source, timezone=timezone, grace=grace, link=link,
-                  properties=properties, classes=classes)
+    return Policy(
+        source=source,
+        timezone=timezone,
+        grace=grace,
+        link=link,
+        properties=properties,
+        classes=classes,
+    )
 
 
-def load_policy(path: Union[str, Path, None] = None, *,
-                require_classes: Sequence[str] = KNOWN_CLASSES) -> Policy:
+def load_policy(
+    path: Union[str, Path, None] = None, *, require_classes: Sequence[str] = KNOWN_CLASSES
+) -> Policy:
     """Read and validate the policy file (default: settings' SLA_POLICY_FILE)."""
     if path is None:
         from bot.settings import get_settings
+
         path = get_settings().sla_policy_file
     path = Path(path)
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(source, [f"file not found (set SLA_POLICY_FILE or create {path})"]) from None
+        raise PolicyError(
+            source, [f"file not found (set SLA_POLICY_FILE or create {path})"]
+        ) from None
     except OSError as exc:
         raise PolicyError(source, [f"cannot read the file: {exc}"]) from None
     try:
@@ -707,5 +814,7 @@ def load_policy(path: Union[str, Path, None] = None, *,
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise PolicyError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+        raise PolicyError(
+            source, [f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"]
+        ) from None
     return parse_policy(data, source, require_classes=require_classes)

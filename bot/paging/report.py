@@ -5,6 +5,7 @@ the console.
 Attribution: a missed acknowledgement counts against the advisor who was paged last (or, if
 nobody was on duty, "(无人值班)"); a missed resolution against the advisor holding the case.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -88,14 +89,20 @@ class SlaReport:
             if isinstance(value, dict):
                 return {k: conv(v) for k, v in value.items()}
             return value
+
         data = asdict(self)
         for figures, raw in zip(self.classes, data["classes"]):
             raw["ack_met_pct"] = figures.ack_met_pct
         return conv(data)
 
 
-def build_report(policy: Policy, clocks: Iterable[ClockDTO], steps: Iterable[StepDTO],
-                 now: dt.datetime, since: Optional[dt.datetime] = None) -> SlaReport:
+def build_report(
+    policy: Policy,
+    clocks: Iterable[ClockDTO],
+    steps: Iterable[StepDTO],
+    now: dt.datetime,
+    since: Optional[dt.datetime] = None,
+) -> SlaReport:
     clocks = list(clocks)
     by_clock: dict[int, list[StepDTO]] = {}
     for step in steps:
@@ -124,10 +131,18 @@ def build_report(policy: Policy, clocks: Iterable[ClockDTO], steps: Iterable[Ste
         f.cases += 1
         f.open += int(c.state in rules.OPEN_STATES)
         if c.acknowledged_at:
-            ack_times.setdefault(c.sla_class, []).append((c.acknowledged_at - c.started_at).total_seconds())
+            ack_times.setdefault(c.sla_class, []).append(
+                (c.acknowledged_at - c.started_at).total_seconds()
+            )
         if c.resolved_at:
-            resolve_times.setdefault(c.sla_class, []).append((c.resolved_at - c.started_at).total_seconds())
-        ack = rules.outcome(c.ack_due_at, c.acknowledged_at or (c.resolved_at if c.state == rules.RESOLVED else None), now)
+            resolve_times.setdefault(c.sla_class, []).append(
+                (c.resolved_at - c.started_at).total_seconds()
+            )
+        ack = rules.outcome(
+            c.ack_due_at,
+            c.acknowledged_at or (c.resolved_at if c.state == rules.RESOLVED else None),
+            now,
+        )
         if c.state == rules.CANCELLED and ack == "pending":
             ack = "none"
         if ack == "met":
@@ -174,10 +189,13 @@ def build_report(policy: Policy, clocks: Iterable[ClockDTO], steps: Iterable[Ste
 
     order = {name: i for i, name in enumerate(policy.classes)}
     return SlaReport(
-        since=since, until=now,
+        since=since,
+        until=now,
         classes=sorted(figures.values(), key=lambda f: (order.get(f.sla_class, 99), f.sla_class)),
-        advisors=sorted(advisors.values(),
-                        key=lambda a: (-(a.ack_breaches + a.resolve_breaches), -a.handled, a.userid)),
+        advisors=sorted(
+            advisors.values(),
+            key=lambda a: (-(a.ack_breaches + a.resolve_breaches), -a.handled, a.userid),
+        ),
     )
 
 
@@ -191,8 +209,10 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     def width(text: str) -> int:  # CJK characters take two columns in a terminal
         return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
 
-    widths = [max(width(h), *(width(r[i]) for r in rows)) if rows else width(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(width(h), *(width(r[i]) for r in rows)) if rows else width(h)
+        for i, h in enumerate(headers)
+    ]
 
     def line(cells):
         return "  ".join(c + " " * (w - width(c)) for c, w in zip(cells, widths)).rstrip()
@@ -208,22 +228,52 @@ def format_report(report: SlaReport) -> str:
     rows = []
     for f in report.classes:
         pct = f"{f.ack_met_pct:.0f}%" if f.ack_met_pct is not None else "—"
-        rows.append([
-            f"{f.label} ({f.sla_class})", str(f.cases), str(f.open),
-            f"{_dur(f.ack.median_s)} / {_dur(f.ack.p90_s)}",
-            f"{f.ack_met}/{f.ack_missed}/{f.ack_pending}", pct,
-            f"{_dur(f.resolve.median_s)} / {_dur(f.resolve.p90_s)}",
-            f"{f.resolve_met}/{f.resolve_missed}/{f.resolve_pending}",
-            f"{f.steps_late}/{f.steps_sent}" + (f" ({f.steps_failed} failed)" if f.steps_failed else ""),
-            f"{f.rating_avg:.1f} ({f.ratings})" if f.rating_avg is not None else "—",
-        ])
-    out.append(_table(["class", "cases", "open", "ack median/p90", "ack met/missed/pending",
-                       "ack met %", "resolve median/p90", "resolve met/missed/pending",
-                       "late/sent pages", "rating"], rows))
+        rows.append(
+            [
+                f"{f.label} ({f.sla_class})",
+                str(f.cases),
+                str(f.open),
+                f"{_dur(f.ack.median_s)} / {_dur(f.ack.p90_s)}",
+                f"{f.ack_met}/{f.ack_missed}/{f.ack_pending}",
+                pct,
+                f"{_dur(f.resolve.median_s)} / {_dur(f.resolve.p90_s)}",
+                f"{f.resolve_met}/{f.resolve_missed}/{f.resolve_pending}",
+                f"{f.steps_late}/{f.steps_sent}"
+                + (f" ({f.steps_failed} failed)" if f.steps_failed else ""),
+                f"{f.rating_avg:.1f} ({f.ratings})" if f.rating_avg is not None else "—",
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "class",
+                "cases",
+                "open",
+                "ack median/p90",
+                "ack met/missed/pending",
+                "ack met %",
+                "resolve median/p90",
+                "resolve met/missed/pending",
+                "late/sent pages",
+                "rating",
+            ],
+            rows,
+        )
+    )
     out += ["", "Breaches by advisor"]
-    arows = [[f"{a.name} ({a.userid})", str(a.handled), str(a.ack_breaches), str(a.resolve_breaches),
-              f"{a.rating_avg:.1f} ({a.ratings})" if a.rating_avg is not None else "—"]
-             for a in report.advisors]
-    out.append(_table(["advisor", "handled", "ack breaches", "resolve breaches", "rating"], arows)
-               if arows else "No advisor has handled or missed a case yet.")
+    arows = [
+        [
+            f"{a.name} ({a.userid})",
+            str(a.handled),
+            str(a.ack_breaches),
+            str(a.resolve_breaches),
+            f"{a.rating_avg:.1f} ({a.ratings})" if a.rating_avg is not None else "—",
+        ]
+        for a in report.advisors
+    ]
+    out.append(
+        _table(["advisor", "handled", "ack breaches", "resolve breaches", "rating"], arows)
+        if arows
+        else "No advisor has handled or missed a case yet."
+    )
     return "\n".join(out)

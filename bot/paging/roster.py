@@ -10,6 +10,7 @@ Rules (the tests pin them down):
   then in roster order. Nobody on duty is a normal answer (an empty list), never an error.
 - Moments are aware datetimes (any zone); the policy's time zone decides the local day.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,7 +29,9 @@ def _require_aware(moment: dt.datetime) -> None:
         raise ValueError(f"naive datetime {moment!r}: pass a timezone-aware datetime")
 
 
-def _window_intervals(window: Window, day: dt.date, tz, *, ignore_days: bool = False) -> Iterator[Interval]:
+def _window_intervals(
+    window: Window, day: dt.date, tz, *, ignore_days: bool = False
+) -> Iterator[Interval]:
     if not ignore_days and day.weekday() not in window.days:
         return
     midnight = dt.datetime(day.year, day.month, day.day, tzinfo=tz)
@@ -40,9 +43,15 @@ def _window_intervals(window: Window, day: dt.date, tz, *, ignore_days: bool = F
     yield start, end
 
 
-def intervals(windows: Sequence[Window], tz, first_day: dt.date, last_day: dt.date, *,
-              holidays: Mapping[dt.date, Holiday] | None = None,
-              off: Iterable[dt.date] = ()) -> list[Interval]:
+def intervals(
+    windows: Sequence[Window],
+    tz,
+    first_day: dt.date,
+    last_day: dt.date,
+    *,
+    holidays: Mapping[dt.date, Holiday] | None = None,
+    off: Iterable[dt.date] = (),
+) -> list[Interval]:
     """Concrete open intervals of windows starting on first_day..last_day, sorted by start."""
     holidays = holidays or {}
     off = set(off)
@@ -72,23 +81,31 @@ def _local_day(policy: Policy, moment: dt.datetime) -> dt.date:
 
 # ---- service hours ------------------------------------------------------------------------------
 
+
 def in_service_hours(policy: Policy, prop: PropertyPolicy, moment: dt.datetime) -> bool:
     day = _local_day(policy, moment)
-    spans = intervals(prop.service_hours, policy.tz, day - dt.timedelta(days=1), day,
-                      holidays=prop.holidays)
+    spans = intervals(
+        prop.service_hours, policy.tz, day - dt.timedelta(days=1), day, holidays=prop.holidays
+    )
     return _covers(spans, moment)
 
 
-def next_service_opening(policy: Policy, prop: PropertyPolicy,
-                         moment: dt.datetime) -> Optional[dt.datetime]:
+def next_service_opening(
+    policy: Policy, prop: PropertyPolicy, moment: dt.datetime
+) -> Optional[dt.datetime]:
     """`moment` itself when service hours are open then, else when they next open (None: never)."""
     day = _local_day(policy, moment)
     # Look ahead in chunks so an ordinary week costs little.
     start_day = day - dt.timedelta(days=1)
     for chunk in range(0, LOOKAHEAD_DAYS, 14):
         first = start_day + dt.timedelta(days=chunk)
-        spans = intervals(prop.service_hours, policy.tz, first, first + dt.timedelta(days=14),
-                          holidays=prop.holidays)
+        spans = intervals(
+            prop.service_hours,
+            policy.tz,
+            first,
+            first + dt.timedelta(days=14),
+            holidays=prop.holidays,
+        )
         for start, end in spans:
             if end > moment:
                 return max(start, moment).astimezone(moment.tzinfo)
@@ -99,7 +116,9 @@ def service_hours_text(prop: PropertyPolicy) -> str:
     """“每天 09:00-22:00” style summary for guest notices."""
     if not prop.service_hours:
         return "暂无人工服务时间"
-    if all(w.days == frozenset(range(7)) and w.start == 0 and w.end == 1440 for w in prop.service_hours):
+    if all(
+        w.days == frozenset(range(7)) and w.start == 0 and w.end == 1440 for w in prop.service_hours
+    ):
         return "全天24小时"
     names = "一二三四五六日"
     parts = []
@@ -116,31 +135,47 @@ def service_hours_text(prop: PropertyPolicy) -> str:
 
 # ---- the roster ---------------------------------------------------------------------------------
 
+
 def is_on_duty(policy: Policy, advisor: Advisor, moment: dt.datetime) -> bool:
     day = _local_day(policy, moment)
     spans = intervals(advisor.on_duty, policy.tz, day - dt.timedelta(days=1), day, off=advisor.off)
     return _covers(spans, moment)
 
 
-def on_duty(policy: Policy, prop: PropertyPolicy, moment: dt.datetime, *,
-            load: Mapping[str, int] | None = None, exclude: Iterable[str] = ()) -> list[Advisor]:
+def on_duty(
+    policy: Policy,
+    prop: PropertyPolicy,
+    moment: dt.datetime,
+    *,
+    load: Mapping[str, int] | None = None,
+    exclude: Iterable[str] = (),
+) -> list[Advisor]:
     """Advisors on duty at `moment`, least loaded first, then roster order."""
     load = load or {}
     excluded = set(exclude)
-    found = [(load.get(a.userid, 0), i, a) for i, a in enumerate(prop.roster)
-             if a.userid not in excluded and is_on_duty(policy, a, moment)]
+    found = [
+        (load.get(a.userid, 0), i, a)
+        for i, a in enumerate(prop.roster)
+        if a.userid not in excluded and is_on_duty(policy, a, moment)
+    ]
     return [a for _, _, a in sorted(found, key=lambda t: (t[0], t[1]))]
 
 
-def pick_on_duty(policy: Policy, prop: PropertyPolicy, moment: dt.datetime, *,
-                 load: Mapping[str, int] | None = None,
-                 exclude: Iterable[str] = ()) -> Optional[Advisor]:
+def pick_on_duty(
+    policy: Policy,
+    prop: PropertyPolicy,
+    moment: dt.datetime,
+    *,
+    load: Mapping[str, int] | None = None,
+    exclude: Iterable[str] = (),
+) -> Optional[Advisor]:
     advisors = on_duty(policy, prop, moment, load=load, exclude=exclude)
     return advisors[0] if advisors else None
 
 
-def next_on_duty(policy: Policy, prop: PropertyPolicy, moment: dt.datetime,
-                 after_userid: Optional[str]) -> Optional[Advisor]:
+def next_on_duty(
+    policy: Policy, prop: PropertyPolicy, moment: dt.datetime, after_userid: Optional[str]
+) -> Optional[Advisor]:
     """The next advisor on the roster after `after_userid` (wrapping round) who is on duty now,
     never `after_userid` themself; None when nobody else is on duty."""
     roster = list(prop.roster)

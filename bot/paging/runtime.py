@@ -2,6 +2,7 @@
 process' composition root attaches to the WeCom channel (`build_service`). Everything is built on
 call, nothing at import time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,9 @@ def check_schema(database_url: Optional[str] = None) -> Optional[str]:
     return None
 
 
-def build_service(*, database_url: Optional[str] = None, policy: Optional[Policy] = None,
-                  services=None):
+def build_service(
+    *, database_url: Optional[str] = None, policy: Optional[Policy] = None, services=None
+):
     """A PagingService on the real plumbing (WeCom client, Rasa API, CRM store). `services`: the
     process' WeComServices (the Rasa server passes the WeCom channel's)."""
     from bot.crm.store import CRMStore
@@ -57,9 +59,15 @@ def build_service(*, database_url: Optional[str] = None, policy: Optional[Policy
     wecom = services if services is not None else WeComServices()  # the caller's, or its own
     messenger = WeComMessenger(rasa, services=wecom)
     handoff = HandoffController(rasa, wecom=wecom, crm=crm)
-    return PagingService(store, policy or get_policy(), messenger, crm=crm, handoff=handoff,
-                         context=GuestContext(crm, rasa.last_user_messages),
-                         eraser=_eraser_on_this_loop(crm))
+    return PagingService(
+        store,
+        policy or get_policy(),
+        messenger,
+        crm=crm,
+        handoff=handoff,
+        context=GuestContext(crm, rasa.last_user_messages),
+        eraser=_eraser_on_this_loop(crm),
+    )
 
 
 def _eraser_on_this_loop(crm):
@@ -72,7 +80,8 @@ def _eraser_on_this_loop(crm):
     except RuntimeError:
         return build_eraser(crm)
     return build_eraser(
-        crm, run=lambda coro: asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60))
+        crm, run=lambda coro: asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=60)
+    )
 
 
 def worker_engine(url: str):
@@ -88,8 +97,14 @@ def worker_engine(url: str):
     return make_engine(url)
 
 
-def build_worker(*, database_url: Optional[str] = None, policy: Optional[Policy] = None,
-                 poll_s: float = 0.5, worker_id: Optional[str] = None, services=None):
+def build_worker(
+    *,
+    database_url: Optional[str] = None,
+    policy: Optional[Policy] = None,
+    poll_s: float = 0.5,
+    worker_id: Optional[str] = None,
+    services=None,
+):
     """The worker process' composition root: one WeComServices (clients are bound to the event
     loop lazily, so building them here, before the loop, is fine) shared by the messenger, the
     hand-over and the outbox sweep."""
@@ -113,9 +128,15 @@ def build_worker(*, database_url: Optional[str] = None, policy: Optional[Policy]
     async def queue_guest(clock) -> None:
         await handoff.queue(clock.sender_id)
 
-    return PagingWorker(store, policy or get_policy(), WeComMessenger(rasa, services=wecom),
-                        context=GuestContext(crm, rasa.last_user_messages),
-                        on_nobody_free=queue_guest, poll_s=poll_s, worker_id=worker_id)
+    return PagingWorker(
+        store,
+        policy or get_policy(),
+        WeComMessenger(rasa, services=wecom),
+        context=GuestContext(crm, rasa.last_user_messages),
+        on_nobody_free=queue_guest,
+        poll_s=poll_s,
+        worker_id=worker_id,
+    )
 
 
 OUTBOX_SWEEP_S = 30.0
@@ -174,7 +195,8 @@ def use_worker_threads(worker) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=worker.concurrency + 4, thread_name_prefix="paging"))
+        ThreadPoolExecutor(max_workers=worker.concurrency + 4, thread_name_prefix="paging")
+    )
 
 
 PRIVACY_SWEEP_S = 300.0
@@ -195,9 +217,11 @@ async def _privacy_jobs(stop: asyncio.Event, crm) -> None:
         try:
             erased = await asyncio.to_thread(auto_erase_due, eraser)
             if erased:
-                log.info("auto-erasure: %d guest(s) erased (deletion requests past 24 h)",
-                         len(erased))
+                log.info(
+                    "auto-erasure: %d guest(s) erased (deletion requests past 24 h)", len(erased)
+                )
             from bot.retention import run_retention
+
             await asyncio.to_thread(run_retention, crm, eraser.tracker)
         except Exception as exc:
             log.warning("privacy jobs failed (retried in %ds): %s", PRIVACY_SWEEP_S, exc)

@@ -9,6 +9,7 @@ the worker would deliver it anyway if this process died now) and returns the con
 `on_app_message` is the command handler the Rasa server's composition root (`bot/wiring.py`) adds to the
 WeCom channel's `bot.wecom.surfaces.app.AppCommandRouter`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,11 +84,19 @@ def parse_rating(text: str) -> Optional[int]:
 
 
 class PagingService:
-    def __init__(self, store: PagingStore, policy: Policy, messenger: Messenger, *,
-                 crm=None, handoff: Optional[HandoffController] = None,
-                 context: Optional[GuestContext] = None,
-                 clock: Callable[[], dt.datetime] = utcnow, worker_id: Optional[str] = None,
-                 eraser=None):
+    def __init__(
+        self,
+        store: PagingStore,
+        policy: Policy,
+        messenger: Messenger,
+        *,
+        crm=None,
+        handoff: Optional[HandoffController] = None,
+        context: Optional[GuestContext] = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        worker_id: Optional[str] = None,
+        eraser=None,
+    ):
         self.store = store
         self.policy = policy
         self.access = StaffAccess(policy)  # advisors act only on their properties' cases
@@ -96,10 +105,19 @@ class PagingService:
         self.crm = crm
         self.handoff = handoff
         self.clock = clock
-        self.notices = PagingWorker(store, policy, messenger, context=context, clock=clock,
-                                    worker_id=worker_id or f"app:{os.getpid()}")
-        self.supplier = (SupplierDesk(crm, store, messenger, names=self._name, clock=clock)
-                         if crm is not None else None)
+        self.notices = PagingWorker(
+            store,
+            policy,
+            messenger,
+            context=context,
+            clock=clock,
+            worker_id=worker_id or f"app:{os.getpid()}",
+        )
+        self.supplier = (
+            SupplierDesk(crm, store, messenger, names=self._name, clock=clock)
+            if crm is not None
+            else None
+        )
 
     # ---- helpers --------------------------------------------------------------------------
     def _name(self, userid: Optional[str]) -> str:
@@ -127,9 +145,14 @@ class PagingService:
         if self.crm is None:
             return
         try:
-            await asyncio.to_thread(self.crm.record_audit, f"{_surface.get()}:{userid}", action,
-                                    clock.subject_type, clock.subject_id,
-                                    {"case": clock.id, **detail})
+            await asyncio.to_thread(
+                self.crm.record_audit,
+                f"{_surface.get()}:{userid}",
+                action,
+                clock.subject_type,
+                clock.subject_id,
+                {"case": clock.id, **detail},
+            )
         except Exception as exc:
             log.error("audit %s on case #%s not recorded: %s", action, clock.id, exc)
 
@@ -143,25 +166,38 @@ class PagingService:
             elif clock.subject_type == "order":
                 await asyncio.to_thread(self.crm.set_order_status, clock.subject_id, status)
             else:
-                await asyncio.to_thread(self.crm.set_handoff_status, clock.subject_id, status,
-                                        advisor_userid=advisor)
+                await asyncio.to_thread(
+                    self.crm.set_handoff_status, clock.subject_id, status, advisor_userid=advisor
+                )
         except Exception as exc:
-            log.error("case #%s: %s %s not set to %s: %s", clock.id, clock.subject_type,
-                      clock.subject_id, status, exc)
+            log.error(
+                "case #%s: %s %s not set to %s: %s",
+                clock.id,
+                clock.subject_type,
+                clock.subject_id,
+                status,
+                exc,
+            )
 
     async def fire_notices(self, case_id: int) -> None:
         """Deliver the case's due guest notices now (claimed like any step: exactly once)."""
         now = self.clock()
         for step in await asyncio.to_thread(self.store.steps, case_id, statuses=[rules.PENDING]):
             if step.step.startswith("guest_") and step.due_at <= now:
-                claimed = await asyncio.to_thread(self.store.claim_step, step.id,
-                                                  self.notices.worker_id, now,
-                                                  lease=self.notices.lease)
+                claimed = await asyncio.to_thread(
+                    self.store.claim_step,
+                    step.id,
+                    self.notices.worker_id,
+                    now,
+                    lease=self.notices.lease,
+                )
                 if claimed:
                     try:
                         await self.notices.fire(step.id)
                     except Exception:
-                        log.exception("notice %s of case #%s: left to the worker", step.step, case_id)
+                        log.exception(
+                            "notice %s of case #%s: left to the worker", step.step, case_id
+                        )
 
     def _deadline_note(self, clock: ClockDTO, now: dt.datetime) -> str:
         if clock.resolve_due_at is None:
@@ -198,15 +234,19 @@ class PagingService:
 
     async def _case_by_guest(self, userid: str, name: str) -> ClockDTO | str:
         """接管 客人: the guest's open case (their newest), matched by name or sender id."""
-        candidates = [c for c in await asyncio.to_thread(self.store.clocks,
-                                                         states=rules.OPEN_STATES)
-                      if self.access.allows(userid, c.property_id)]
+        candidates = [
+            c
+            for c in await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+            if self.access.allows(userid, c.property_id)
+        ]
         matches = []
         for clock in candidates:
             if clock.sender_id == name or await self._guest_name(clock) == name:
                 matches.append(clock)
         if not matches:
-            return f"没有找到“{name}”的待处理单。请用“接管 N”（N 为卡片上的编号），或发送“队列”查看。"
+            return (
+                f"没有找到“{name}”的待处理单。请用“接管 N”（N 为卡片上的编号），或发送“队列”查看。"
+            )
         senders = {c.sender_id for c in matches}
         if len(senders) > 1:
             numbers = "、".join(f"#{c.id}" for c in matches[:10])
@@ -223,8 +263,10 @@ class PagingService:
         if command.verb == HELP:
             return HELP_TEXT
         if userid not in self.policy.people():
-            return (f"您（{userid}）不在值班名单中，不能处理单。请主管把您加入 SLA 策略文件"
-                    f"（{os.path.basename(self.policy.source)}）的 roster。")
+            return (
+                f"您（{userid}）不在值班名单中，不能处理单。请主管把您加入 SLA 策略文件"
+                f"（{os.path.basename(self.policy.source)}）的 roster。"
+            )
         if command.verb == QUEUE:
             return await self.queue_text(userid)
         if command.verb == TAKEOVER and command.case_id is None and command.guest:
@@ -234,18 +276,34 @@ class PagingService:
         if isinstance(clock, str):
             return clock
         if not self.access.allows(userid, clock.property_id):
-            log.info("advisor %s refused case #%s (property %s)", userid, clock.id,
-                     clock.property_id)
-            return (f"#{clock.id} 不属于您值班的酒店，不能处理。"
-                    "如需协助，请联系该酒店的值班主管。")
-        handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
-                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
-                   CONFIRM: self._supplier, DECLINE: self._supplier,
-                   COMPENSATE: self._compensate}[command.verb]
+            log.info(
+                "advisor %s refused case #%s (property %s)", userid, clock.id, clock.property_id
+            )
+            return (
+                f"#{clock.id} 不属于您值班的酒店，不能处理。" "如需协助，请联系该酒店的值班主管。"
+            )
+        handler = {
+            ACK: self._ack,
+            TAKEOVER: self._take_over,
+            NOTE: self._note,
+            RESOLVE: self._resolve,
+            HANDBACK: self._hand_back,
+            REPLY: self._reply,
+            CONFIRM: self._supplier,
+            DECLINE: self._supplier,
+            COMPENSATE: self._compensate,
+        }[command.verb]
         return await handler(userid, clock, command)
 
-    async def act(self, userid: str, case_id: int, verb: str, text: Optional[str] = None, *,
-                  surface: str = "console") -> str:
+    async def act(
+        self,
+        userid: str,
+        case_id: int,
+        verb: str,
+        text: Optional[str] = None,
+        *,
+        surface: str = "console",
+    ) -> str:
         """One action on one case from another staff surface (the console): the same rules,
         notices, audit and confirmations as the WeCom command, and the same property rule."""
         if verb not in VERBS:
@@ -259,9 +317,16 @@ class PagingService:
             return f"没有编号为 {case_id} 的单。"
         if not self.access.allows(userid, clock.property_id):  # the caller checked too
             return f"#{clock.id} 不属于您值班的酒店，不能处理。"
-        handler = {ACK: self._ack, TAKEOVER: self._take_over, NOTE: self._note,
-                   RESOLVE: self._resolve, HANDBACK: self._hand_back, REPLY: self._reply,
-                   CONFIRM: self._supplier, DECLINE: self._supplier}[verb]
+        handler = {
+            ACK: self._ack,
+            TAKEOVER: self._take_over,
+            NOTE: self._note,
+            RESOLVE: self._resolve,
+            HANDBACK: self._hand_back,
+            REPLY: self._reply,
+            CONFIRM: self._supplier,
+            DECLINE: self._supplier,
+        }[verb]
         token = _surface.set(surface)
         try:
             return await handler(userid, clock, Command(verb, case_id, text=text))
@@ -283,9 +348,11 @@ class PagingService:
             _surface.reset(token)
         try:
             await self.messenger.app_text(
-                to_userid, f"{self._name(userid)} 把 #{clock.id}（{self._label(clock)} · "
+                to_userid,
+                f"{self._name(userid)} 把 #{clock.id}（{self._label(clock)} · "
                 f"{await self._guest_name(clock)}）转给了您。{self._deadline_note(clock, now)}。",
-                dedupe_key=f"paging:reassign:{clock.id}:{to_userid}:{int(now.timestamp())}")
+                dedupe_key=f"paging:reassign:{clock.id}:{to_userid}:{int(now.timestamp())}",
+            )
         except Exception as exc:
             log.warning("reassign notice of #%s to %s failed: %s", clock.id, to_userid, exc)
             return f"已把 #{clock.id} 转给 {self._name(to_userid)}，但企业微信通知未发出：{exc}"
@@ -300,21 +367,30 @@ class PagingService:
         if outcome == "closed":
             return f"#{clock.id} {STATE_WORDS.get(clock.state, clock.state)}，无需接单。"
         if outcome == "taken":
-            return (f"#{clock.id} 已由 {self._name(clock.assignee_userid)} 于 "
-                    f"{local_time_text(self.policy, clock.acknowledged_at, now)} 接单。")
+            return (
+                f"#{clock.id} 已由 {self._name(clock.assignee_userid)} 于 "
+                f"{local_time_text(self.policy, clock.acknowledged_at, now)} 接单。"
+            )
         if outcome == "already_yours":
             return f"您已接过 #{clock.id}（{label} · {guest}）。{self._deadline_note(clock, now)}。"
         await self._mirror(clock, ACK_STATUS.get(clock.subject_type))
         await self._audit(userid, "sla.acknowledge", clock, late=bool(self._ack_late(clock)))
         await self.fire_notices(clock.id)
         if clock.subject_type == "order":
-            return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
-                    f"客人已收到通知。请联系供应商：能安排回复“确认 {clock.id}”，"
-                    f"安排不了回复“婉拒 {clock.id} 原因”。{self._deadline_note(clock, now)}。")
-        then = ("完成后填写结案说明" if _surface.get() == "console"
-                else f"完成后回复“解决 {clock.id} 说明”")
-        return (f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
-                f"客人已收到通知。{self._deadline_note(clock, now)}，{then}。")
+            return (
+                f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
+                f"客人已收到通知。请联系供应商：能安排回复“确认 {clock.id}”，"
+                f"安排不了回复“婉拒 {clock.id} 原因”。{self._deadline_note(clock, now)}。"
+            )
+        then = (
+            "完成后填写结案说明"
+            if _surface.get() == "console"
+            else f"完成后回复“解决 {clock.id} 说明”"
+        )
+        return (
+            f"已接单 #{clock.id}（{label} · {guest}）{self._ack_late(clock)}。"
+            f"客人已收到通知。{self._deadline_note(clock, now)}，{then}。"
+        )
 
     async def _take_over(self, userid: str, clock: ClockDTO, command: Command) -> str:
         now = self.clock()
@@ -335,12 +411,16 @@ class PagingService:
             problems = await self.handoff.take_over(clock.sender_id, userid)
         await self._audit(userid, "sla.take_over", clock, problems=problems or None)
         if _surface.get() == "console":
-            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
-                    f"请在本页直接回复客人；结束后点“交还机器人”。")
+            text = (
+                f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                f"请在本页直接回复客人；结束后点“交还机器人”。"
+            )
         else:
-            text = (f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
-                    f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
-                    f"结束后回复“交还 {clock.id}”。")
+            text = (
+                f"已接管 #{clock.id}{self._ack_late(clock)}：机器人对 {guest} 已暂停，"
+                f"请直接与客人对话（微信客服客人在企业微信的微信客服里回复）。"
+                f"结束后回复“交还 {clock.id}”。"
+            )
         if problems:
             text += "\n注意：" + "；".join(problems)
         return text
@@ -364,8 +444,10 @@ class PagingService:
             return f"#{clock.id} 不是投诉，“补偿”只用于投诉。"
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "compensation", command.text)
         await self._audit(userid, "ticket.compensation", clock, offered=command.text)
-        return (f"已记录 #{clock.id} 的补偿：{command.text}。客人之后的来单会标注“曾投诉”并显示此记录；"
-                f"如需告诉客人，请用“回复 {clock.id} 内容”。")
+        return (
+            f"已记录 #{clock.id} 的补偿：{command.text}。客人之后的来单会标注“曾投诉”并显示此记录；"
+            f"如需告诉客人，请用“回复 {clock.id} 内容”。"
+        )
 
     async def _note(self, userid: str, clock: ClockDTO, command: Command) -> str:
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "note", command.text)
@@ -373,12 +455,19 @@ class PagingService:
         return f"已备注 #{clock.id}。"
 
     async def _reply(self, userid: str, clock: ClockDTO, command: Command) -> str:
-        if (_surface.get() != "console" and SenderId.parse(clock.sender_id).is_kf
-                and clock.takeover_userid and clock.handed_back_at is None):
+        if (
+            _surface.get() != "console"
+            and SenderId.parse(clock.sender_id).is_kf
+            and clock.takeover_userid
+            and clock.handed_back_at is None
+        ):
             return "该客人正由您在微信客服中接待，请直接在微信客服里回复。"
         try:
-            await self.messenger.guest_text(clock.sender_id, f"{self._name(userid)}：{command.text}",
-                                            dedupe_key=f"relay:{clock.id}:{int(self.clock().timestamp() * 1000)}")
+            await self.messenger.guest_text(
+                clock.sender_id,
+                f"{self._name(userid)}：{command.text}",
+                dedupe_key=f"relay:{clock.id}:{int(self.clock().timestamp() * 1000)}",
+            )
         except Exception as exc:
             return f"#{clock.id} 回复未发出：{exc}"
         await asyncio.to_thread(self.store.add_note, clock.id, userid, "relay", command.text)
@@ -390,19 +479,24 @@ class PagingService:
         problems = []
         if clock.takeover_userid and clock.handed_back_at is None and self.handoff:
             problems = await self.handoff.hand_back(clock.sender_id)
-        clock, outcome = await asyncio.to_thread(self.store.resolve, clock.id, userid,
-                                                 command.text, now)
+        clock, outcome = await asyncio.to_thread(
+            self.store.resolve, clock.id, userid, command.text, now
+        )
         if outcome == "closed":
             return f"#{clock.id} {STATE_WORDS.get(clock.state, clock.state)}。"
         await self._mirror(clock, RESOLVE_STATUS[clock.subject_type])
         ack = rules.outcome(clock.ack_due_at, clock.acknowledged_at, now)
         res = rules.outcome(clock.resolve_due_at, clock.resolved_at, now)
-        await self._audit(userid, "sla.resolve", clock, ack=ack, resolve=res, problems=problems or None)
+        await self._audit(
+            userid, "sla.resolve", clock, ack=ack, resolve=res, problems=problems or None
+        )
         await self.fire_notices(clock.id)
         words = {"met": "按时", "missed": "超时", "none": "—", "pending": "—"}
         cls = self.policy.sla_class(clock.sla_class, clock.property_id)
-        text = (f"已结案 #{clock.id}（接单{words[ack]}，解决{words[res]}）。客人已收到处理说明"
-                f"{'并被邀请评分' if cls.ask_rating else ''}。")
+        text = (
+            f"已结案 #{clock.id}（接单{words[ack]}，解决{words[res]}）。客人已收到处理说明"
+            f"{'并被邀请评分' if cls.ask_rating else ''}。"
+        )
         if problems:
             text += "\n注意：" + "；".join(problems)
         erased = await self._erase_if_deletion(userid, clock, command.text or "")
@@ -419,9 +513,12 @@ class PagingService:
         from bot.erasure import ErasureIncomplete, LegalHold
 
         try:
-            await asyncio.to_thread(self.eraser.erase, clock.sender_id,
-                                    actor=f"advisor:{userid}",
-                                    reason=f"deletion request #{ticket.id} resolved: {note}"[:500])
+            await asyncio.to_thread(
+                self.eraser.erase,
+                clock.sender_id,
+                actor=f"advisor:{userid}",
+                reason=f"deletion request #{ticket.id} resolved: {note}"[:500],
+            )
         except LegalHold:
             return "\n该客人处于法律保全（legal hold）状态，资料未删除，请联系主管。"
         except ErasureIncomplete as exc:
@@ -438,8 +535,9 @@ class PagingService:
         if outcome != "handed_back":
             return f"#{clock.id} 目前没有人工接管，机器人正常接待。"
         if clock.subject_type == "handoff":  # the person the guest asked for has been and gone
-            clock, _ = await asyncio.to_thread(self.store.resolve, clock.id, userid,
-                                               "人工服务结束，交还机器人", now, notice=False)
+            clock, _ = await asyncio.to_thread(
+                self.store.resolve, clock.id, userid, "人工服务结束，交还机器人", now, notice=False
+            )
             await self._mirror(clock, RESOLVE_STATUS["handoff"])
         await self._audit(userid, "sla.hand_back", clock, problems=problems or None)
         await self.fire_notices(clock.id)
@@ -452,9 +550,11 @@ class PagingService:
 
     async def queue_text(self, userid: str) -> str:
         now = self.clock()
-        open_cases = [c for c in await asyncio.to_thread(self.store.clocks,
-                                                         states=rules.OPEN_STATES)
-                      if self.access.allows(userid, c.property_id)]
+        open_cases = [
+            c
+            for c in await asyncio.to_thread(self.store.clocks, states=rules.OPEN_STATES)
+            if self.access.allows(userid, c.property_id)
+        ]
         mine = [c for c in open_cases if c.holder == userid]
         waiting = [c for c in open_cases if c.state == rules.RUNNING and c.holder != userid]
 
@@ -463,7 +563,9 @@ class PagingService:
                 due, what = c.ack_due_at, "接单"
             else:
                 due, what = c.resolve_due_at, "解决"
-            deadline = "" if due is None else f" · {what} {local_time_text(self.policy, due, now)} 前"
+            deadline = (
+                "" if due is None else f" · {what} {local_time_text(self.policy, due, now)} 前"
+            )
             if due is not None and now > due:
                 deadline += f"（已超时 {format_duration(now - due)}）"
             talking = " · 接管中" if c.takeover_userid and c.handed_back_at is None else ""
@@ -477,9 +579,14 @@ class PagingService:
             from bot.audit import Staff
 
             try:
-                await asyncio.to_thread(self.crm.record_audit, Staff("advisor", userid).actor,
-                                        "case.queue", None, None,
-                                        {"cases": [c.id for c in (mine[:15] + waiting[:15])]})
+                await asyncio.to_thread(
+                    self.crm.record_audit,
+                    Staff("advisor", userid).actor,
+                    "case.queue",
+                    None,
+                    None,
+                    {"cases": [c.id for c in (mine[:15] + waiting[:15])]},
+                )
             except Exception as exc:
                 log.error("queue of %s not audited: %s", userid, exc)
                 return "暂时无法查看队列，请稍后再试。"
@@ -510,15 +617,26 @@ class PagingService:
             return None
         if self.crm is not None and clock.subject_type == "ticket":
             try:
-                await asyncio.to_thread(self.crm.set_ticket_status, clock.subject_id, "resolved",
-                                        rating=score)
+                await asyncio.to_thread(
+                    self.crm.set_ticket_status, clock.subject_id, "resolved", rating=score
+                )
             except Exception as exc:
-                log.error("rating of case #%s not copied to ticket %s: %s", clock.id, clock.subject_id, exc)
+                log.error(
+                    "rating of case #%s not copied to ticket %s: %s",
+                    clock.id,
+                    clock.subject_id,
+                    exc,
+                )
         if self.crm is not None:
             try:
-                await asyncio.to_thread(self.crm.record_audit, f"guest:{sender_id}", "sla.rating",
-                                        clock.subject_type, clock.subject_id,
-                                        {"case": clock.id, "rating": score})
+                await asyncio.to_thread(
+                    self.crm.record_audit,
+                    f"guest:{sender_id}",
+                    "sla.rating",
+                    clock.subject_type,
+                    clock.subject_id,
+                    {"case": clock.id, "rating": score},
+                )
             except Exception as exc:
                 log.error("audit of the rating of case #%s failed: %s", clock.id, exc)
         if score <= 2:  # a poor rating is worth a supervisor's look
@@ -529,11 +647,13 @@ class PagingService:
                         person.userid,
                         f"客人 {await self._guest_name(clock)} 对 #{clock.id}（{self._label(clock)}，"
                         f"处理人 {self._name(clock.resolved_by)}）评分 {score} 分，请关注。",
-                        dedupe_key=f"paging:lowrating:{clock.id}:{person.userid}")
+                        dedupe_key=f"paging:lowrating:{clock.id}:{person.userid}",
+                    )
                 except Exception as exc:
                     log.warning("low rating alert to %s failed: %s", person.userid, exc)
-        return guest_text("guest_rating_thanks", self.policy, label=self._label(clock),
-                          case_id=clock.id, now=now)
+        return guest_text(
+            "guest_rating_thanks", self.policy, label=self._label(clock), case_id=clock.id, now=now
+        )
 
     async def forward_guest_message(self, sender_id: str, text: str) -> bool:
         """While an advisor has taken over (bot paused), what the guest writes goes to them in the
@@ -543,5 +663,6 @@ class PagingService:
             return False
         await self.messenger.app_text(
             clock.takeover_userid,
-            f"【#{clock.id} {await self._guest_name(clock)}】{text}\n（回复客人：回复 {clock.id} 内容）")
+            f"【#{clock.id} {await self._guest_name(clock)}】{text}\n（回复客人：回复 {clock.id} 内容）",
+        )
         return True

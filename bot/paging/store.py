@@ -16,6 +16,7 @@ Concurrency, the part that makes "exactly once" true:
   as delivered).
 - `UNIQUE(subject_type, subject_id, step)`: a step exists once, so it cannot be sent twice.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,7 +43,11 @@ log = logging.getLogger(__name__)
 OPEN_SUBJECT_STATUS = {"ticket": ("open",), "order": ("requested",), "handoff": ("requested",)}
 # Targets of the notices advisors' actions create (not usable in the policy file).
 GUEST_ACK, GUEST_RESOLVED, GUEST_TAKEOVER, GUEST_HANDBACK = (
-    "guest_ack", "guest_resolved", "guest_takeover", "guest_handback")
+    "guest_ack",
+    "guest_resolved",
+    "guest_takeover",
+    "guest_handback",
+)
 # The one message to the advisor who had a case when its subject went away (the guest
 # cancelled the order); it fires although the clock is cancelled.
 ADVISOR_CANCELLED = "advisor_cancelled"
@@ -78,7 +83,7 @@ class PastComplaint:
 
     ticket_id: int
     created_at: dt.datetime
-    advisor: Optional[str]       # who handled it (resolved, else took it)
+    advisor: Optional[str]  # who handled it (resolved, else took it)
     compensation: Optional[str]  # what the advisor recorded as offered (补偿), the latest
 
 
@@ -161,12 +166,24 @@ def _clock_dto(row: SlaClock) -> ClockDTO:
 
 def _step_dto(row: SlaStep) -> StepDTO:
     return StepDTO(
-        id=row.id, clock_id=row.clock_id, subject_type=row.subject_type,
-        subject_id=row.subject_id, step=row.step, notify=tuple(row.notify or ()),
-        until=row.until, due_at=_utc(row.due_at), status=row.status, late=row.late,
-        claimed_by=row.claimed_by, lease_until=_utc(row.lease_until), attempts=row.attempts,
-        fired_at=_utc(row.fired_at), recipients=tuple(row.recipients or ()),
-        delivered=tuple(row.delivered or ()), error=row.error)
+        id=row.id,
+        clock_id=row.clock_id,
+        subject_type=row.subject_type,
+        subject_id=row.subject_id,
+        step=row.step,
+        notify=tuple(row.notify or ()),
+        until=row.until,
+        due_at=_utc(row.due_at),
+        status=row.status,
+        late=row.late,
+        claimed_by=row.claimed_by,
+        lease_until=_utc(row.lease_until),
+        attempts=row.attempts,
+        fired_at=_utc(row.fired_at),
+        recipients=tuple(row.recipients or ()),
+        delivered=tuple(row.delivered or ()),
+        error=row.error,
+    )
 
 
 def _note_dto(row: SlaNote) -> NoteDTO:
@@ -185,8 +202,7 @@ class PagingStore:
     Guests' tickets, orders, handoffs and bookings are read through `records` (the port in
     bot.paging.ports, which bot.crm implements); by default the CRM's, on the same database."""
 
-    def __init__(self, engine_or_url: EngineOrUrl = None,
-                 records: Optional[GuestRecords] = None):
+    def __init__(self, engine_or_url: EngineOrUrl = None, records: Optional[GuestRecords] = None):
         self._owns_engine = not isinstance(engine_or_url, Engine)
         self.engine: Engine = as_engine(engine_or_url)
         self._factory = make_session_factory(self.engine)
@@ -220,18 +236,25 @@ class PagingStore:
         pick = (current or upcoming or stays[-1:] or [None])[0]
         return pick.property_id if pick else None
 
-    def _info(self, subject: Subject, stays: dict[int, list[Stay]],
-              now: dt.datetime) -> SubjectInfo:
+    def _info(
+        self, subject: Subject, stays: dict[int, list[Stay]], now: dt.datetime
+    ) -> SubjectInfo:
         return SubjectInfo(
-            subject_type=subject.subject_type, subject_id=subject.subject_id,
-            guest_id=subject.guest_id, sender_id=subject.sender_id,
+            subject_type=subject.subject_type,
+            subject_id=subject.subject_id,
+            guest_id=subject.guest_id,
+            sender_id=subject.sender_id,
             sla_class=subject.sla_class or "",
             property_id=self._property_of(subject, stays.get(subject.guest_id, []), now),
             summary=case_summary(subject.subject_type, subject.details),
-            created_at=_utc(subject.created_at), status=subject.status, nature=subject.nature)
+            created_at=_utc(subject.created_at),
+            status=subject.status,
+            nature=subject.nature,
+        )
 
-    def unclocked_subjects(self, since: dt.datetime, now: dt.datetime,
-                           limit: int = 500) -> list[SubjectInfo]:
+    def unclocked_subjects(
+        self, since: dt.datetime, now: dt.datetime, limit: int = 500
+    ) -> list[SubjectInfo]:
         """New tickets/orders/handoffs with an SLA class, created after `since`, still open, and
         without a clock yet (oldest first)."""
         found: list[Subject] = []
@@ -239,48 +262,75 @@ class PagingStore:
             # A subject created after `since` that has a clock got it after `since` too: these
             # are all the subjects to leave out, however many rows the CRM holds.
             with self._session() as s:
-                clocked = set(s.execute(select(SlaClock.subject_id).where(
-                    SlaClock.subject_type == subject_type,
-                    SlaClock.created_at >= since)).scalars())
-            found.extend(self.records.open_subjects(subject_type, statuses, since,
-                                                    exclude_ids=clocked, limit=limit))
+                clocked = set(
+                    s.execute(
+                        select(SlaClock.subject_id).where(
+                            SlaClock.subject_type == subject_type, SlaClock.created_at >= since
+                        )
+                    ).scalars()
+                )
+            found.extend(
+                self.records.open_subjects(
+                    subject_type, statuses, since, exclude_ids=clocked, limit=limit
+                )
+            )
         stays = self.records.stays([f.guest_id for f in found])
         infos = [self._info(f, stays, now) for f in found]
         return sorted(infos, key=lambda i: i.created_at)[:limit]
 
-    def subject(self, subject_type: str, subject_id: int, now: dt.datetime) -> Optional[SubjectInfo]:
+    def subject(
+        self, subject_type: str, subject_id: int, now: dt.datetime
+    ) -> Optional[SubjectInfo]:
         found = self.records.subject(subject_type, subject_id)
         if found is None or not found.sla_class:
             return None
         return self._info(found, self.records.stays([found.guest_id]), now)
 
-    def past_complaints(self, guest_id: int, before: dt.datetime,
-                        exclude_ticket: Optional[int] = None) -> list[PastComplaint]:
+    def past_complaints(
+        self, guest_id: int, before: dt.datetime, exclude_ticket: Optional[int] = None
+    ) -> list[PastComplaint]:
         """The guest's complaints opened before `before` (newest first), with who handled each
         and what was offered: SPEC's "after a complaint, a dedicated advisor and priority"."""
         tickets = self.records.complaints_before(guest_id, before, exclude_ticket, 20)
         if not tickets:
             return []
         with self._session() as s:
-            clocks = {c.subject_id: c for c in s.execute(
-                select(SlaClock).where(SlaClock.subject_type == "ticket",
-                                       SlaClock.subject_id.in_([t for t, _ in tickets])))
-                .scalars()}
+            clocks = {
+                c.subject_id: c
+                for c in s.execute(
+                    select(SlaClock).where(
+                        SlaClock.subject_type == "ticket",
+                        SlaClock.subject_id.in_([t for t, _ in tickets]),
+                    )
+                ).scalars()
+            }
             offered: dict[int, str] = {}
             if clocks:
                 for clock_id, text in s.execute(
-                        select(SlaNote.clock_id, SlaNote.text)
-                        .where(SlaNote.clock_id.in_([c.id for c in clocks.values()]),
-                               SlaNote.kind == "compensation")
-                        .order_by(SlaNote.id)).all():
+                    select(SlaNote.clock_id, SlaNote.text)
+                    .where(
+                        SlaNote.clock_id.in_([c.id for c in clocks.values()]),
+                        SlaNote.kind == "compensation",
+                    )
+                    .order_by(SlaNote.id)
+                ).all():
                     offered[clock_id] = text
             out = []
             for ticket_id, created in tickets:
                 clock = clocks.get(ticket_id)
-                advisor = (clock.resolved_by or clock.takeover_userid or clock.assignee_userid
-                           if clock is not None else None)
-                out.append(PastComplaint(ticket_id, _utc(created), advisor,
-                                         offered.get(clock.id) if clock is not None else None))
+                advisor = (
+                    clock.resolved_by or clock.takeover_userid or clock.assignee_userid
+                    if clock is not None
+                    else None
+                )
+                out.append(
+                    PastComplaint(
+                        ticket_id,
+                        _utc(created),
+                        advisor,
+                        offered.get(clock.id) if clock is not None else None,
+                    )
+                )
             return out
 
     def ticket_media(self, ticket_id: int) -> list[tuple[int, str]]:
@@ -292,13 +342,20 @@ class PagingStore:
         """Delete the pages about a guest's tickets, orders and handoffs (erasure: run before the
         guest's rows go, while their ids can still be found). Returns how many went."""
         subjects = self.records.guest_subjects(guest_id)
-        parts = [and_(Page.subject_type == kind, Page.subject_id.in_(ids))
-                 for kind, ids in subjects.items() if ids]
+        parts = [
+            and_(Page.subject_type == kind, Page.subject_id.in_(ids))
+            for kind, ids in subjects.items()
+            if ids
+        ]
         if not parts:
             return 0
         with self._session() as s:
-            return s.execute(delete(Page).where(or_(*parts))
-                             .execution_options(synchronize_session=False)).rowcount or 0
+            return (
+                s.execute(
+                    delete(Page).where(or_(*parts)).execution_options(synchronize_session=False)
+                ).rowcount
+                or 0
+            )
 
     # ---- clocks ---------------------------------------------------------------------------
     def create_clock(self, info: SubjectInfo, plan: ClockPlan) -> tuple[ClockDTO, bool]:
@@ -307,19 +364,35 @@ class PagingStore:
         try:
             with self._session() as s:
                 clock = SlaClock(
-                    subject_type=info.subject_type, subject_id=info.subject_id,
-                    guest_id=info.guest_id, sender_id=info.sender_id, sla_class=plan.sla_class,
-                    property_id=plan.property_id, summary=info.summary[:2000],
-                    created_at=plan.created_at, started_at=plan.started_at,
-                    ack_due_at=plan.ack_due_at, resolve_due_at=plan.resolve_due_at,
-                    state=rules.RUNNING)
+                    subject_type=info.subject_type,
+                    subject_id=info.subject_id,
+                    guest_id=info.guest_id,
+                    sender_id=info.sender_id,
+                    sla_class=plan.sla_class,
+                    property_id=plan.property_id,
+                    summary=info.summary[:2000],
+                    created_at=plan.created_at,
+                    started_at=plan.started_at,
+                    ack_due_at=plan.ack_due_at,
+                    resolve_due_at=plan.resolve_due_at,
+                    state=rules.RUNNING,
+                )
                 s.add(clock)
                 s.flush()
                 for step in plan.steps:
-                    s.add(SlaStep(clock_id=clock.id, subject_type=info.subject_type,
-                                  subject_id=info.subject_id, step=step.name,
-                                  notify=list(step.notify), until=step.until, due_at=step.due_at,
-                                  status=rules.PENDING, attempts=0))
+                    s.add(
+                        SlaStep(
+                            clock_id=clock.id,
+                            subject_type=info.subject_type,
+                            subject_id=info.subject_id,
+                            step=step.name,
+                            notify=list(step.notify),
+                            until=step.until,
+                            due_at=step.due_at,
+                            status=rules.PENDING,
+                            attempts=0,
+                        )
+                    )
                 s.flush()
                 return _clock_dto(clock), True
         except IntegrityError:
@@ -344,33 +417,60 @@ class PagingStore:
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         now = utcnow()
-        rows = [dict(subject_type=info.subject_type, subject_id=info.subject_id,
-                     guest_id=info.guest_id, sender_id=info.sender_id, sla_class=plan.sla_class,
-                     property_id=plan.property_id, summary=info.summary[:2000],
-                     created_at=plan.created_at, started_at=plan.started_at,
-                     ack_due_at=plan.ack_due_at, resolve_due_at=plan.resolve_due_at,
-                     state=rules.RUNNING, updated_at=now) for info, plan in items]
+        rows = [
+            dict(
+                subject_type=info.subject_type,
+                subject_id=info.subject_id,
+                guest_id=info.guest_id,
+                sender_id=info.sender_id,
+                sla_class=plan.sla_class,
+                property_id=plan.property_id,
+                summary=info.summary[:2000],
+                created_at=plan.created_at,
+                started_at=plan.started_at,
+                ack_due_at=plan.ack_due_at,
+                resolve_due_at=plan.resolve_due_at,
+                state=rules.RUNNING,
+                updated_at=now,
+            )
+            for info, plan in items
+        ]
         plans = {(info.subject_type, info.subject_id): plan for info, plan in items}
         with self._session() as s:
             inserted = s.execute(
-                pg_insert(SlaClock).values(rows)
+                pg_insert(SlaClock)
+                .values(rows)
                 .on_conflict_do_nothing(index_elements=["subject_type", "subject_id"])
-                .returning(SlaClock.id, SlaClock.subject_type, SlaClock.subject_id)).all()
+                .returning(SlaClock.id, SlaClock.subject_type, SlaClock.subject_id)
+            ).all()
             steps = []
             for case_id, subject_type, subject_id in inserted:
                 for step in plans[(subject_type, subject_id)].steps:
-                    steps.append(dict(clock_id=case_id, subject_type=subject_type,
-                                      subject_id=subject_id, step=step.name,
-                                      notify=list(step.notify), until=step.until,
-                                      due_at=step.due_at, status=rules.PENDING, attempts=0,
-                                      created_at=now))
+                    steps.append(
+                        dict(
+                            clock_id=case_id,
+                            subject_type=subject_type,
+                            subject_id=subject_id,
+                            step=step.name,
+                            notify=list(step.notify),
+                            until=step.until,
+                            due_at=step.due_at,
+                            status=rules.PENDING,
+                            attempts=0,
+                            created_at=now,
+                        )
+                    )
             if steps:
                 s.execute(SlaStep.__table__.insert(), steps)
             ids = [r[0] for r in inserted]
             if not ids:
                 return []
-            return [_clock_dto(c) for c in s.execute(
-                select(SlaClock).where(SlaClock.id.in_(ids)).order_by(SlaClock.id)).scalars()]
+            return [
+                _clock_dto(c)
+                for c in s.execute(
+                    select(SlaClock).where(SlaClock.id.in_(ids)).order_by(SlaClock.id)
+                ).scalars()
+            ]
 
     def clock(self, case_id: int) -> ClockDTO:
         with self._session() as s:
@@ -381,23 +481,36 @@ class PagingStore:
 
     def clock_for(self, subject_type: str, subject_id: int) -> Optional[ClockDTO]:
         with self._session() as s:
-            row = s.execute(select(SlaClock).where(SlaClock.subject_type == subject_type,
-                                                   SlaClock.subject_id == subject_id)).scalar()
+            row = s.execute(
+                select(SlaClock).where(
+                    SlaClock.subject_type == subject_type, SlaClock.subject_id == subject_id
+                )
+            ).scalar()
             return _clock_dto(row) if row else None
 
-    def clocks(self, *, states: Iterable[str] | None = None, sender_id: str | None = None,
-               holder: str | None = None, since: dt.datetime | None = None,
-               sla_class: str | None = None, limit: int | None = None) -> list[ClockDTO]:
+    def clocks(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        sender_id: str | None = None,
+        holder: str | None = None,
+        since: dt.datetime | None = None,
+        sla_class: str | None = None,
+        limit: int | None = None,
+    ) -> list[ClockDTO]:
         stmt = select(SlaClock).order_by(SlaClock.id)
         if states is not None:
             stmt = stmt.where(SlaClock.state.in_(list(states)))
         if sender_id is not None:
             stmt = stmt.where(SlaClock.sender_id == sender_id)
         if holder is not None:
-            stmt = stmt.where(or_(SlaClock.takeover_userid == holder,
-                                  SlaClock.assignee_userid == holder,
-                                  and_(SlaClock.assignee_userid.is_(None),
-                                       SlaClock.paged_userid == holder)))
+            stmt = stmt.where(
+                or_(
+                    SlaClock.takeover_userid == holder,
+                    SlaClock.assignee_userid == holder,
+                    and_(SlaClock.assignee_userid.is_(None), SlaClock.paged_userid == holder),
+                )
+            )
         if since is not None:
             stmt = stmt.where(SlaClock.created_at >= since)
         if sla_class is not None:
@@ -410,10 +523,12 @@ class PagingStore:
     def load(self, exclude_case: int | None = None) -> dict[str, int]:
         """Open cases per advisor (held or paged), for least-loaded picking; `exclude_case` leaves
         out the case being routed (its own page does not count against its advisor)."""
-        holder = func.coalesce(SlaClock.takeover_userid, SlaClock.assignee_userid,
-                               SlaClock.paged_userid)
-        stmt = select(holder, func.count()).where(SlaClock.state.in_(rules.OPEN_STATES),
-                                                  holder.isnot(None))
+        holder = func.coalesce(
+            SlaClock.takeover_userid, SlaClock.assignee_userid, SlaClock.paged_userid
+        )
+        stmt = select(holder, func.count()).where(
+            SlaClock.state.in_(rules.OPEN_STATES), holder.isnot(None)
+        )
         if exclude_case is not None:
             stmt = stmt.where(SlaClock.id != exclude_case)
         with self._session() as s:
@@ -422,8 +537,11 @@ class PagingStore:
 
     def set_paged(self, case_id: int, userid: str) -> None:
         with self._session() as s:
-            s.execute(update(SlaClock).where(SlaClock.id == case_id)
-                      .values(paged_userid=userid, updated_at=utcnow()))
+            s.execute(
+                update(SlaClock)
+                .where(SlaClock.id == case_id)
+                .values(paged_userid=userid, updated_at=utcnow())
+            )
 
     def _locked_clock(self, s, case_id: int) -> SlaClock:
         stmt = select(SlaClock).where(SlaClock.id == case_id)
@@ -434,35 +552,64 @@ class PagingStore:
             raise ClockNotFound(case_id)
         return row
 
-    def _cancel_future_steps(self, s, case_id: int, untils: Sequence[str], now: dt.datetime,
-                             why: str) -> int:
+    def _cancel_future_steps(
+        self, s, case_id: int, untils: Sequence[str], now: dt.datetime, why: str
+    ) -> int:
         """Steps not yet due are settled now; steps already due stay for the worker, which fires
         them unless the clock got where they wait for no later than their due time."""
-        result = s.execute(update(SlaStep).where(
-            SlaStep.clock_id == case_id, SlaStep.status == rules.PENDING,
-            SlaStep.until.in_(list(untils)), SlaStep.due_at > now,
-        ).values(status=rules.SKIPPED, error=why).execution_options(synchronize_session=False))
+        result = s.execute(
+            update(SlaStep)
+            .where(
+                SlaStep.clock_id == case_id,
+                SlaStep.status == rules.PENDING,
+                SlaStep.until.in_(list(untils)),
+                SlaStep.due_at > now,
+            )
+            .values(status=rules.SKIPPED, error=why)
+            .execution_options(synchronize_session=False)
+        )
         return result.rowcount or 0
 
     def _add_notice(self, s, clock: SlaClock, name: str, target: str, now: dt.datetime) -> None:
         """A one-off notice (to the guest) delivered by the step machinery, exactly once."""
-        exists = s.execute(select(SlaStep.id).where(
-            SlaStep.subject_type == clock.subject_type, SlaStep.subject_id == clock.subject_id,
-            SlaStep.step == name)).first()
+        exists = s.execute(
+            select(SlaStep.id).where(
+                SlaStep.subject_type == clock.subject_type,
+                SlaStep.subject_id == clock.subject_id,
+                SlaStep.step == name,
+            )
+        ).first()
         if exists:
             return
-        s.add(SlaStep(clock_id=clock.id, subject_type=clock.subject_type,
-                      subject_id=clock.subject_id, step=name, notify=[target], until="none",
-                      due_at=now, status=rules.PENDING, attempts=0))
+        s.add(
+            SlaStep(
+                clock_id=clock.id,
+                subject_type=clock.subject_type,
+                subject_id=clock.subject_id,
+                step=name,
+                notify=[target],
+                until="none",
+                due_at=now,
+                status=rules.PENDING,
+                attempts=0,
+            )
+        )
 
     def _touch_pages(self, s, clock: SlaClock, now: dt.datetime) -> None:
-        s.execute(update(Page).where(Page.subject_type == clock.subject_type,
-                                     Page.subject_id == clock.subject_id,
-                                     Page.acknowledged_at.is_(None))
-                  .values(acknowledged_at=now).execution_options(synchronize_session=False))
+        s.execute(
+            update(Page)
+            .where(
+                Page.subject_type == clock.subject_type,
+                Page.subject_id == clock.subject_id,
+                Page.acknowledged_at.is_(None),
+            )
+            .values(acknowledged_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
-    def acknowledge(self, case_id: int, userid: str, now: dt.datetime, *,
-                    notice: bool = True) -> tuple[ClockDTO, str]:
+    def acknowledge(
+        self, case_id: int, userid: str, now: dt.datetime, *, notice: bool = True
+    ) -> tuple[ClockDTO, str]:
         """接单. Returns (clock, outcome): 'acknowledged', 'already_yours', 'taken' (by someone
         else: the clock shows who), or 'closed'."""
         with self._session() as s:
@@ -504,8 +651,9 @@ class PagingStore:
             clock.takeover_at = now
             clock.handed_back_at = None
             # A takeover after a hand-back needs its own notice row (unique per subject+step).
-            self._add_notice(s, clock, f"{GUEST_TAKEOVER}_{int(now.timestamp())}"[:32],
-                             GUEST_TAKEOVER, now)
+            self._add_notice(
+                s, clock, f"{GUEST_TAKEOVER}_{int(now.timestamp())}"[:32], GUEST_TAKEOVER, now
+            )
             s.flush()
             return _clock_dto(clock), "taken_over"
 
@@ -528,8 +676,9 @@ class PagingStore:
             s.flush()
             return _clock_dto(clock), "reassigned"
 
-    def hand_back(self, case_id: int, userid: str, now: dt.datetime, *,
-                  notice: bool = True) -> tuple[ClockDTO, str]:
+    def hand_back(
+        self, case_id: int, userid: str, now: dt.datetime, *, notice: bool = True
+    ) -> tuple[ClockDTO, str]:
         """交还: the bot answers the guest again. Outcomes: 'handed_back', 'not_taken_over'."""
         with self._session() as s:
             clock = self._locked_clock(s, case_id)
@@ -537,13 +686,15 @@ class PagingStore:
                 return _clock_dto(clock), "not_taken_over"
             clock.handed_back_at = now
             if notice:
-                self._add_notice(s, clock, f"{GUEST_HANDBACK}_{int(now.timestamp())}"[:32],
-                                 GUEST_HANDBACK, now)
+                self._add_notice(
+                    s, clock, f"{GUEST_HANDBACK}_{int(now.timestamp())}"[:32], GUEST_HANDBACK, now
+                )
             s.flush()
             return _clock_dto(clock), "handed_back"
 
-    def resolve(self, case_id: int, userid: str, text: str, now: dt.datetime, *,
-                notice: bool = True) -> tuple[ClockDTO, str]:
+    def resolve(
+        self, case_id: int, userid: str, text: str, now: dt.datetime, *, notice: bool = True
+    ) -> tuple[ClockDTO, str]:
         """解决. Outcomes: 'resolved', 'closed' (already resolved or cancelled)."""
         with self._session() as s:
             clock = self._locked_clock(s, case_id)
@@ -560,8 +711,9 @@ class PagingStore:
             clock.resolution = text
             if clock.takeover_userid and clock.handed_back_at is None:
                 clock.handed_back_at = now
-            self._cancel_future_steps(s, case_id, ("ack", "resolve", "none"), now,
-                                      f"resolved by {userid}")
+            self._cancel_future_steps(
+                s, case_id, ("ack", "resolve", "none"), now, f"resolved by {userid}"
+            )
             s.add(SlaNote(clock_id=clock.id, author=userid, kind="resolution", text=text))
             if notice:
                 self._add_notice(s, clock, GUEST_RESOLVED, GUEST_RESOLVED, now)
@@ -582,9 +734,15 @@ class PagingStore:
             return False
         clock.state = rules.CANCELLED
         # every step not yet fired is settled now (due or not: nothing more about this case)
-        s.execute(update(SlaStep).where(
-            SlaStep.clock_id == clock.id, SlaStep.status == rules.PENDING,
-        ).values(status=rules.SKIPPED, error=why).execution_options(synchronize_session=False))
+        s.execute(
+            update(SlaStep)
+            .where(
+                SlaStep.clock_id == clock.id,
+                SlaStep.status == rules.PENDING,
+            )
+            .values(status=rules.SKIPPED, error=why)
+            .execution_options(synchronize_session=False)
+        )
         s.add(SlaNote(clock_id=clock.id, author="system", kind="cancelled", text=why[:2000]))
         if clock.takeover_userid or clock.assignee_userid or clock.paged_userid:
             self._add_notice(s, clock, ADVISOR_CANCELLED, ADVISOR_CANCELLED, now)
@@ -596,17 +754,28 @@ class PagingStore:
         cancelled = []
         for subject_type, statuses in GONE_SUBJECT_STATUS.items():
             with self._session() as s:
-                open_ids = set(s.execute(select(SlaClock.subject_id).where(
-                    SlaClock.subject_type == subject_type,
-                    SlaClock.state.in_(list(rules.OPEN_STATES)))).scalars())
+                open_ids = set(
+                    s.execute(
+                        select(SlaClock.subject_id).where(
+                            SlaClock.subject_type == subject_type,
+                            SlaClock.state.in_(list(rules.OPEN_STATES)),
+                        )
+                    ).scalars()
+                )
             gone = self.records.subjects_in_status(subject_type, open_ids, statuses)
             if not gone:
                 continue
             with self._session() as s:
-                stmt = (select(SlaClock).where(SlaClock.subject_type == subject_type,
-                                               SlaClock.subject_id.in_(list(gone)),
-                                               SlaClock.state.in_(list(rules.OPEN_STATES)))
-                        .order_by(SlaClock.id).limit(limit))
+                stmt = (
+                    select(SlaClock)
+                    .where(
+                        SlaClock.subject_type == subject_type,
+                        SlaClock.subject_id.in_(list(gone)),
+                        SlaClock.state.in_(list(rules.OPEN_STATES)),
+                    )
+                    .order_by(SlaClock.id)
+                    .limit(limit)
+                )
                 if self.is_postgres:
                     stmt = stmt.with_for_update(skip_locked=True)
                 for clock in s.execute(stmt).scalars():
@@ -627,8 +796,12 @@ class PagingStore:
 
     def notes(self, case_id: int) -> list[NoteDTO]:
         with self._session() as s:
-            return [_note_dto(r) for r in s.execute(
-                select(SlaNote).where(SlaNote.clock_id == case_id).order_by(SlaNote.id)).scalars()]
+            return [
+                _note_dto(r)
+                for r in s.execute(
+                    select(SlaNote).where(SlaNote.clock_id == case_id).order_by(SlaNote.id)
+                ).scalars()
+            ]
 
     def record_rating(self, case_id: int, rating: int, now: dt.datetime) -> tuple[ClockDTO, bool]:
         """Store the guest's 1-5 rating once; (clock, stored)."""
@@ -643,31 +816,49 @@ class PagingStore:
             s.flush()
             return _clock_dto(clock), True
 
-    def awaiting_rating(self, sender_id: str, now: dt.datetime,
-                        within: dt.timedelta = dt.timedelta(days=3)) -> Optional[ClockDTO]:
+    def awaiting_rating(
+        self, sender_id: str, now: dt.datetime, within: dt.timedelta = dt.timedelta(days=3)
+    ) -> Optional[ClockDTO]:
         """The guest's most recently resolved case whose rating request went out and is unanswered."""
         asked = or_(SlaStep.step == GUEST_RESOLVED, SlaStep.step.like(f"{GUEST_HANDBACK}%"))
-        stmt = (select(SlaClock).join(SlaStep, and_(SlaStep.clock_id == SlaClock.id, asked,
-                                                    SlaStep.status == rules.SENT))
-                .where(SlaClock.sender_id == sender_id, SlaClock.state == rules.RESOLVED,
-                       SlaClock.rating.is_(None), SlaClock.resolved_at >= now - within)
-                .order_by(SlaClock.resolved_at.desc()).limit(1))
+        stmt = (
+            select(SlaClock)
+            .join(
+                SlaStep, and_(SlaStep.clock_id == SlaClock.id, asked, SlaStep.status == rules.SENT)
+            )
+            .where(
+                SlaClock.sender_id == sender_id,
+                SlaClock.state == rules.RESOLVED,
+                SlaClock.rating.is_(None),
+                SlaClock.resolved_at >= now - within,
+            )
+            .order_by(SlaClock.resolved_at.desc())
+            .limit(1)
+        )
         with self._session() as s:
             row = s.execute(stmt).scalar()
             return _clock_dto(row) if row else None
 
     def active_takeover(self, sender_id: str) -> Optional[ClockDTO]:
         """The case whose advisor is talking to this guest now (bot paused), if any."""
-        stmt = (select(SlaClock).where(SlaClock.sender_id == sender_id,
-                                       SlaClock.takeover_userid.isnot(None),
-                                       SlaClock.handed_back_at.is_(None))
-                .order_by(SlaClock.takeover_at.desc()).limit(1))
+        stmt = (
+            select(SlaClock)
+            .where(
+                SlaClock.sender_id == sender_id,
+                SlaClock.takeover_userid.isnot(None),
+                SlaClock.handed_back_at.is_(None),
+            )
+            .order_by(SlaClock.takeover_at.desc())
+            .limit(1)
+        )
         with self._session() as s:
             row = s.execute(stmt).scalar()
             return _clock_dto(row) if row else None
 
     # ---- steps ----------------------------------------------------------------------------
-    def steps(self, case_id: int | None = None, *, statuses: Iterable[str] | None = None) -> list[StepDTO]:
+    def steps(
+        self, case_id: int | None = None, *, statuses: Iterable[str] | None = None
+    ) -> list[StepDTO]:
         stmt = select(SlaStep).order_by(SlaStep.due_at, SlaStep.id)
         if case_id is not None:
             stmt = stmt.where(SlaStep.clock_id == case_id)
@@ -678,63 +869,93 @@ class PagingStore:
 
     def next_due_at(self) -> Optional[dt.datetime]:
         with self._session() as s:
-            value = s.execute(select(func.min(SlaStep.due_at))
-                              .where(SlaStep.status == rules.PENDING)).scalar()
+            value = s.execute(
+                select(func.min(SlaStep.due_at)).where(SlaStep.status == rules.PENDING)
+            ).scalar()
             return _utc(value)
 
-    def claim_due(self, now: dt.datetime, worker_id: str, *, lease: dt.timedelta,
-                  limit: int = 50) -> list[tuple[int, int]]:
+    def claim_due(
+        self, now: dt.datetime, worker_id: str, *, lease: dt.timedelta, limit: int = 50
+    ) -> list[tuple[int, int]]:
         """Claim up to `limit` due steps for `worker_id`; returns (step id, case id) pairs,
         oldest due first.
 
         PostgreSQL: one statement, `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)
         RETURNING`, so concurrent workers take disjoint batches without waiting on each other.
         SQLite: select, then a compare-and-set UPDATE per step (pending → firing)."""
-        due = (select(SlaStep.id)
-               .where(SlaStep.status == rules.PENDING, SlaStep.due_at <= now,
-                      or_(SlaStep.lease_until.is_(None), SlaStep.lease_until <= now))
-               .order_by(SlaStep.due_at, SlaStep.id).limit(limit))
-        claim = dict(status=rules.FIRING, claimed_by=worker_id, lease_until=now + lease,
-                     attempts=SlaStep.attempts + 1)
+        due = (
+            select(SlaStep.id)
+            .where(
+                SlaStep.status == rules.PENDING,
+                SlaStep.due_at <= now,
+                or_(SlaStep.lease_until.is_(None), SlaStep.lease_until <= now),
+            )
+            .order_by(SlaStep.due_at, SlaStep.id)
+            .limit(limit)
+        )
+        claim = dict(
+            status=rules.FIRING,
+            claimed_by=worker_id,
+            lease_until=now + lease,
+            attempts=SlaStep.attempts + 1,
+        )
         with self._session() as s:
             if self.is_postgres:
                 locked = due.with_for_update(skip_locked=True).scalar_subquery()
-                rows = s.execute(update(SlaStep)
-                                 .where(SlaStep.id.in_(locked), SlaStep.status == rules.PENDING)
-                                 .values(**claim)
-                                 .returning(SlaStep.id, SlaStep.clock_id, SlaStep.due_at)
-                                 .execution_options(synchronize_session=False)).all()
+                rows = s.execute(
+                    update(SlaStep)
+                    .where(SlaStep.id.in_(locked), SlaStep.status == rules.PENDING)
+                    .values(**claim)
+                    .returning(SlaStep.id, SlaStep.clock_id, SlaStep.due_at)
+                    .execution_options(synchronize_session=False)
+                ).all()
                 return [(r.id, r.clock_id) for r in sorted(rows, key=lambda r: (r.due_at, r.id))]
             candidates = s.execute(due.add_columns(SlaStep.clock_id)).all()
             claimed = []
             for step_id, clock_id in candidates:
                 result = s.execute(
-                    update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.PENDING)
-                    .values(**claim).execution_options(synchronize_session=False))
+                    update(SlaStep)
+                    .where(SlaStep.id == step_id, SlaStep.status == rules.PENDING)
+                    .values(**claim)
+                    .execution_options(synchronize_session=False)
+                )
                 if result.rowcount == 1:
                     claimed.append((step_id, clock_id))
             return claimed
 
-    def claim_step(self, step_id: int, worker_id: str, now: dt.datetime, *,
-                   lease: dt.timedelta) -> bool:
+    def claim_step(
+        self, step_id: int, worker_id: str, now: dt.datetime, *, lease: dt.timedelta
+    ) -> bool:
         """Claim one given step (e.g. a notice an advisor's action just created), if still pending."""
         with self._session() as s:
             result = s.execute(
-                update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.PENDING,
-                                      SlaStep.due_at <= now)
-                .values(status=rules.FIRING, claimed_by=worker_id, lease_until=now + lease,
-                        attempts=SlaStep.attempts + 1)
-                .execution_options(synchronize_session=False))
+                update(SlaStep)
+                .where(
+                    SlaStep.id == step_id, SlaStep.status == rules.PENDING, SlaStep.due_at <= now
+                )
+                .values(
+                    status=rules.FIRING,
+                    claimed_by=worker_id,
+                    lease_until=now + lease,
+                    attempts=SlaStep.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
             return result.rowcount == 1
 
     def release_expired(self, now: dt.datetime) -> int:
         """Steps left `firing` by a worker that died: back to pending, to be fired again."""
         with self._session() as s:
             result = s.execute(
-                update(SlaStep).where(SlaStep.status == rules.FIRING, SlaStep.lease_until < now)
-                .values(status=rules.PENDING, lease_until=None,
-                        error="lease expired: the worker firing it stopped; firing again")
-                .execution_options(synchronize_session=False))
+                update(SlaStep)
+                .where(SlaStep.status == rules.FIRING, SlaStep.lease_until < now)
+                .values(
+                    status=rules.PENDING,
+                    lease_until=None,
+                    error="lease expired: the worker firing it stopped; firing again",
+                )
+                .execution_options(synchronize_session=False)
+            )
             return result.rowcount or 0
 
     def step_with_clock(self, step_id: int) -> tuple[StepDTO, ClockDTO]:
@@ -745,68 +966,121 @@ class PagingStore:
         if not step_ids:
             return []
         with self._session() as s:
-            rows = s.execute(select(SlaStep, SlaClock).join(SlaClock, SlaClock.id == SlaStep.clock_id)
-                             .where(SlaStep.id.in_(list(step_ids)))).all()
+            rows = s.execute(
+                select(SlaStep, SlaClock)
+                .join(SlaClock, SlaClock.id == SlaStep.clock_id)
+                .where(SlaStep.id.in_(list(step_ids)))
+            ).all()
             found = {step.id: (_step_dto(step), _clock_dto(clock)) for step, clock in rows}
         return [found[i] for i in step_ids if i in found]
 
-    def mark_delivered(self, step_id: int, worker_id: str, delivered: Sequence[str],
-                       recipients: Sequence[str], *, paged: Optional[str] = None,
-                       case_id: Optional[int] = None) -> bool:
+    def mark_delivered(
+        self,
+        step_id: int,
+        worker_id: str,
+        delivered: Sequence[str],
+        recipients: Sequence[str],
+        *,
+        paged: Optional[str] = None,
+        case_id: Optional[int] = None,
+    ) -> bool:
         """Record what a step this worker holds has delivered so far (the whole lists: only the
         claim holder writes them), and for a page to a newly picked advisor make them the
         case's paged advisor. False if the claim was lost."""
         with self._session() as s:
             result = s.execute(
-                update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.FIRING,
-                                      SlaStep.claimed_by == worker_id)
+                update(SlaStep)
+                .where(
+                    SlaStep.id == step_id,
+                    SlaStep.status == rules.FIRING,
+                    SlaStep.claimed_by == worker_id,
+                )
                 .values(delivered=list(delivered), recipients=list(recipients))
-                .execution_options(synchronize_session=False))
+                .execution_options(synchronize_session=False)
+            )
             if result.rowcount != 1:
                 return False
             if paged and case_id is not None:
-                s.execute(update(SlaClock).where(SlaClock.id == case_id)
-                          .values(paged_userid=paged, updated_at=utcnow())
-                          .execution_options(synchronize_session=False))
+                s.execute(
+                    update(SlaClock)
+                    .where(SlaClock.id == case_id)
+                    .values(paged_userid=paged, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
             return True
 
-    def finish_step(self, step_id: int, worker_id: str, status: str, *, fired_at: dt.datetime,
-                    late: Optional[bool] = None, error: Optional[str] = None,
-                    page_recipient: Optional[str] = None, step: Optional[StepDTO] = None,
-                    clock: Optional[ClockDTO] = None, delivered: Optional[Sequence[str]] = None,
-                    recipients: Optional[Sequence[str]] = None, paged: Optional[str] = None) -> bool:
+    def finish_step(
+        self,
+        step_id: int,
+        worker_id: str,
+        status: str,
+        *,
+        fired_at: dt.datetime,
+        late: Optional[bool] = None,
+        error: Optional[str] = None,
+        page_recipient: Optional[str] = None,
+        step: Optional[StepDTO] = None,
+        clock: Optional[ClockDTO] = None,
+        delivered: Optional[Sequence[str]] = None,
+        recipients: Optional[Sequence[str]] = None,
+        paged: Optional[str] = None,
+    ) -> bool:
         """firing → sent / skipped / failed, only by the worker holding it, in one transaction
         with the complete `delivered` / `recipients` lists and the paged advisor. A sent page is
         mirrored into the CRM's `pages` table (what `concierge guest show` lists)."""
         with self._session() as s:
-            values: dict = dict(status=status, fired_at=fired_at if status == rules.SENT else None,
-                                late=late, error=error, lease_until=None)
+            values: dict = dict(
+                status=status,
+                fired_at=fired_at if status == rules.SENT else None,
+                late=late,
+                error=error,
+                lease_until=None,
+            )
             if delivered is not None:
                 values["delivered"] = list(delivered)
                 values["recipients"] = list(recipients or ())
             result = s.execute(
-                update(SlaStep).where(SlaStep.id == step_id, SlaStep.status == rules.FIRING,
-                                      SlaStep.claimed_by == worker_id)
-                .values(**values).execution_options(synchronize_session=False))
+                update(SlaStep)
+                .where(
+                    SlaStep.id == step_id,
+                    SlaStep.status == rules.FIRING,
+                    SlaStep.claimed_by == worker_id,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
             if result.rowcount != 1:
                 return False
             if paged:
                 case_id = step.clock_id if step is not None else s.get(SlaStep, step_id).clock_id
-                s.execute(update(SlaClock).where(SlaClock.id == case_id)
-                          .values(paged_userid=paged, updated_at=utcnow())
-                          .execution_options(synchronize_session=False))
+                s.execute(
+                    update(SlaClock)
+                    .where(SlaClock.id == case_id)
+                    .values(paged_userid=paged, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
             if status == rules.SENT and page_recipient is not None:
                 if step is None or clock is None:
                     step = _step_dto(s.get(SlaStep, step_id))
                     clock = _clock_dto(s.get(SlaClock, step.clock_id))
-                s.add(Page(subject_type=step.subject_type, subject_id=step.subject_id,
-                           step=step.step, recipient=page_recipient[:64], due_at=step.due_at,
-                           sent_at=fired_at, status="late" if late else "sent",
-                           attempt=step.attempts, acknowledged_at=clock.acknowledged_at))
+                s.add(
+                    Page(
+                        subject_type=step.subject_type,
+                        subject_id=step.subject_id,
+                        step=step.step,
+                        recipient=page_recipient[:64],
+                        due_at=step.due_at,
+                        sent_at=fired_at,
+                        status="late" if late else "sent",
+                        attempt=step.attempts,
+                        acknowledged_at=clock.acknowledged_at,
+                    )
+                )
             return True
 
-    def retry_later(self, step_id: int, worker_id: str, at: dt.datetime, error: str, *,
-                    max_attempts: int) -> str:
+    def retry_later(
+        self, step_id: int, worker_id: str, at: dt.datetime, error: str, *, max_attempts: int
+    ) -> str:
         """A send failed: pending again after `at`, or failed for good after max_attempts."""
         with self._session() as s:
             row = s.get(SlaStep, step_id)

@@ -17,6 +17,7 @@ found by that poll), and wakes at once on `wake()` or, on PostgreSQL, on a NOTIF
 insert triggers of migration 0003 (so a new complaint is paged within a fraction of a second).
 Time comes from an injectable `clock` so tests can move it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,14 @@ log = logging.getLogger(__name__)
 ADVISOR_TARGETS = ("on_duty", "paged", "next_on_duty")
 GUEST_UPDATE = "guest_update"  # a policy target: "still on it" to the guest, e.g. every hour
 NOTICE_TARGETS = (GUEST_ACK, GUEST_TAKEOVER, GUEST_HANDBACK, GUEST_RESOLVED, GUEST_UPDATE)
-ROLE_WORDS = {"supervisor": "主管", "duty_manager": "值班经理", "next_on_duty": "其他值班顾问",
-              "emergency_group": "应急小组", "on_duty": "值班顾问", "paged": "值班顾问"}
+ROLE_WORDS = {
+    "supervisor": "主管",
+    "duty_manager": "值班经理",
+    "next_on_duty": "其他值班顾问",
+    "emergency_group": "应急小组",
+    "on_duty": "值班顾问",
+    "paged": "值班顾问",
+}
 NOTIFY_CHANNEL = "concierge_paging"
 
 
@@ -75,27 +82,33 @@ class TickReport:
 
 @dataclass
 class _Delivery:
-    key: str            # e.g. "supervisor:supervisor_wang" (recorded in the step's `delivered`)
-    recipient: str      # e.g. "app:supervisor_wang"
+    key: str  # e.g. "supervisor:supervisor_wang" (recorded in the step's `delivered`)
+    recipient: str  # e.g. "app:supervisor_wang"
     send: Callable[[], Awaitable[None]]
-    is_page: bool       # goes to staff (mirrored into the CRM's pages table)
+    is_page: bool  # goes to staff (mirrored into the CRM's pages table)
     paged: Optional[str] = None  # a newly picked advisor: becomes the case's paged advisor
 
 
 class PagingWorker:
-    def __init__(self, store: PagingStore, policy: Policy, messenger: Messenger, *,
-                 context: Optional[GuestContext] = None,
-                 on_nobody_free: Optional[Callable[[ClockDTO], Awaitable[None]]] = None,
-                 clock: Callable[[], dt.datetime] = utcnow,
-                 worker_id: Optional[str] = None,
-                 poll_s: float = 0.5,
-                 lease: dt.timedelta = dt.timedelta(seconds=60),
-                 batch: int = 50,
-                 concurrency: int = 16,
-                 max_attempts: int = 5,
-                 retry_after: dt.timedelta = dt.timedelta(seconds=15),
-                 discovery_window: dt.timedelta = dt.timedelta(days=1),
-                 links=None):
+    def __init__(
+        self,
+        store: PagingStore,
+        policy: Policy,
+        messenger: Messenger,
+        *,
+        context: Optional[GuestContext] = None,
+        on_nobody_free: Optional[Callable[[ClockDTO], Awaitable[None]]] = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        worker_id: Optional[str] = None,
+        poll_s: float = 0.5,
+        lease: dt.timedelta = dt.timedelta(seconds=60),
+        batch: int = 50,
+        concurrency: int = 16,
+        max_attempts: int = 5,
+        retry_after: dt.timedelta = dt.timedelta(seconds=15),
+        discovery_window: dt.timedelta = dt.timedelta(days=1),
+        links=None,
+    ):
         self.store = store
         self.links = links  # bot.paging.links.CaseLinks (None: built from the settings per link)
         self.policy = policy
@@ -123,15 +136,20 @@ class PagingWorker:
         report.released = await asyncio.to_thread(self.store.release_expired, now)
         # Before anything fires: a case whose order the guest cancelled pages nobody again.
         for clock in await asyncio.to_thread(self.store.cancel_gone_subjects, now):
-            log.info("case #%s: %s %s went away, clock cancelled", clock.id, clock.subject_type,
-                     clock.subject_id)
+            log.info(
+                "case #%s: %s %s went away, clock cancelled",
+                clock.id,
+                clock.subject_type,
+                clock.subject_id,
+            )
         for _ in range(100):  # bounded: the loop gets its turn again soon
             # New cases are looked for before every batch, so a backlog of due steps does not
             # hold back the first page of a complaint that just came in.
             report.created += await self.discover(now)
             now = self.clock()
-            claimed = await asyncio.to_thread(self.store.claim_due, now, self.worker_id,
-                                              lease=self.lease, limit=self.batch)
+            claimed = await asyncio.to_thread(
+                self.store.claim_due, now, self.worker_id, lease=self.lease, limit=self.batch
+            )
             if not claimed:
                 break
             # Steps of one case fire one after the other, in due order (the page before the
@@ -139,8 +157,12 @@ class PagingWorker:
             by_case: dict[int, list[int]] = {}
             for step_id, clock_id in claimed:
                 by_case.setdefault(clock_id, []).append(step_id)
-            loaded = {step.id: (step, clock) for step, clock in await asyncio.to_thread(
-                self.store.steps_with_clocks, [c[0] for c in claimed])}
+            loaded = {
+                step.id: (step, clock)
+                for step, clock in await asyncio.to_thread(
+                    self.store.steps_with_clocks, [c[0] for c in claimed]
+                )
+            }
             self._load = await asyncio.to_thread(self.store.load)
             semaphore = asyncio.Semaphore(self.concurrency)
 
@@ -160,8 +182,9 @@ class PagingWorker:
 
     async def discover(self, now: dt.datetime) -> int:
         """Clocks for new subjects; returns how many were created by this worker."""
-        subjects = await asyncio.to_thread(self.store.unclocked_subjects,
-                                           now - self.discovery_window, now)
+        subjects = await asyncio.to_thread(
+            self.store.unclocked_subjects, now - self.discovery_window, now
+        )
         plans = []
         for info in subjects:
             key = (info.subject_type, info.subject_id)
@@ -169,19 +192,34 @@ class PagingWorker:
                 continue
             if not self.policy.has_class(info.sla_class):
                 self._ignored.add(key)
-                log.error("%s %s has SLA class %r, which the policy %s does not define: no clock",
-                          info.subject_type, info.subject_id, info.sla_class, self.policy.source)
+                log.error(
+                    "%s %s has SLA class %r, which the policy %s does not define: no clock",
+                    info.subject_type,
+                    info.subject_id,
+                    info.sla_class,
+                    self.policy.source,
+                )
                 continue
             try:
-                plans.append((info, plan_clock(self.policy, info.sla_class, info.created_at,
-                                               info.property_id)))
+                plans.append(
+                    (
+                        info,
+                        plan_clock(self.policy, info.sla_class, info.created_at, info.property_id),
+                    )
+                )
             except (KeyError, ValueError) as exc:
                 self._ignored.add(key)
                 log.error("cannot start the clock of %s %s: %s", *key, exc)
         created = await asyncio.to_thread(self.store.create_clocks, plans)
         for clock in created:
-            log.info("case #%s: %s %s (%s) ack by %s", clock.id, clock.subject_type,
-                     clock.subject_id, clock.sla_class, clock.ack_due_at.isoformat())
+            log.info(
+                "case #%s: %s %s (%s) ack by %s",
+                clock.id,
+                clock.subject_type,
+                clock.subject_id,
+                clock.sla_class,
+                clock.ack_due_at.isoformat(),
+            )
         return len(created)
 
     # ---- one step -------------------------------------------------------------------------
@@ -192,14 +230,24 @@ class PagingWorker:
         if step.status != rules.FIRING or step.claimed_by != self.worker_id:
             return report
         now = self.clock()
-        decision = rules.step_decision(step.until, clock.state, due_at=step.due_at,
-                                       acknowledged_at=clock.acknowledged_at,
-                                       resolved_at=clock.resolved_at)
+        decision = rules.step_decision(
+            step.until,
+            clock.state,
+            due_at=step.due_at,
+            acknowledged_at=clock.acknowledged_at,
+            resolved_at=clock.resolved_at,
+        )
         if step.step == ADVISOR_CANCELLED:  # the one step that exists because it was cancelled
             decision = rules.FIRE
         if decision == rules.SKIPPED:
-            await asyncio.to_thread(self.store.finish_step, step.id, self.worker_id, rules.SKIPPED,
-                                    fired_at=now, error=f"clock {clock.state} before it fell due")
+            await asyncio.to_thread(
+                self.store.finish_step,
+                step.id,
+                self.worker_id,
+                rules.SKIPPED,
+                fired_at=now,
+                error=f"clock {clock.state} before it fell due",
+            )
             report.skipped += 1
             return report
         try:
@@ -216,8 +264,13 @@ class PagingWorker:
                 await delivery.send()
             except Exception as exc:
                 errors.append(f"{delivery.recipient}: {exc}")
-                log.warning("case #%s step %s to %s failed: %s", clock.id, step.step,
-                            delivery.recipient, exc)
+                log.warning(
+                    "case #%s step %s to %s failed: %s",
+                    clock.id,
+                    step.step,
+                    delivery.recipient,
+                    exc,
+                )
                 if delivery.paged:  # remember whom we tried: the retry picks someone else
                     await asyncio.to_thread(self.store.set_paged, clock.id, delivery.paged)
                 continue
@@ -226,41 +279,75 @@ class PagingWorker:
             if i == len(deliveries) - 1 and not errors:
                 last_paged = delivery.paged  # recorded with the step's end, in one transaction
                 continue
-            ok = await asyncio.to_thread(self.store.mark_delivered, step.id, self.worker_id,
-                                         delivered, recipients, paged=delivery.paged,
-                                         case_id=clock.id)
+            ok = await asyncio.to_thread(
+                self.store.mark_delivered,
+                step.id,
+                self.worker_id,
+                delivered,
+                recipients,
+                paged=delivery.paged,
+                case_id=clock.id,
+            )
             if not ok:  # our lease ran out and someone else took the step: stop here
                 log.warning("case #%s step %s: claim lost mid-send", clock.id, step.step)
                 return report
         if errors:
             if delivered != list(step.delivered):
-                await asyncio.to_thread(self.store.mark_delivered, step.id, self.worker_id,
-                                        delivered, recipients)
+                await asyncio.to_thread(
+                    self.store.mark_delivered, step.id, self.worker_id, delivered, recipients
+                )
             return await self._failed(step, now, "; ".join(errors), report)
 
         fired_at = self.clock()
         late = rules.is_late(step.due_at, fired_at, self.policy.grace)
         pages = [r for r in dict.fromkeys(recipients) if not r.startswith("guest:")]
         done = await asyncio.to_thread(
-            self.store.finish_step, step.id, self.worker_id, rules.SENT, fired_at=fired_at,
-            late=late, page_recipient=",".join(pages) if pages else None, step=step, clock=clock,
-            delivered=delivered, recipients=recipients, paged=last_paged)
+            self.store.finish_step,
+            step.id,
+            self.worker_id,
+            rules.SENT,
+            fired_at=fired_at,
+            late=late,
+            page_recipient=",".join(pages) if pages else None,
+            step=step,
+            clock=clock,
+            delivered=delivered,
+            recipients=recipients,
+            paged=last_paged,
+        )
         if done:
             report.fired += 1
             report.late += int(late)
             if late:
-                log.warning("case #%s step %s fired %.1fs late", clock.id, step.step,
-                            (fired_at - step.due_at).total_seconds())
+                log.warning(
+                    "case #%s step %s fired %.1fs late",
+                    clock.id,
+                    step.step,
+                    (fired_at - step.due_at).total_seconds(),
+                )
         return report
 
-    async def _failed(self, step: StepDTO, now: dt.datetime, error: str, report: TickReport) -> TickReport:
+    async def _failed(
+        self, step: StepDTO, now: dt.datetime, error: str, report: TickReport
+    ) -> TickReport:
         backoff = self.retry_after * (2 ** max(0, step.attempts - 1))
-        outcome = await asyncio.to_thread(self.store.retry_later, step.id, self.worker_id,
-                                          now + backoff, error[:2000], max_attempts=self.max_attempts)
+        outcome = await asyncio.to_thread(
+            self.store.retry_later,
+            step.id,
+            self.worker_id,
+            now + backoff,
+            error[:2000],
+            max_attempts=self.max_attempts,
+        )
         if outcome == rules.FAILED:
             report.failed += 1
-            log.error("step %s (%s) failed for good after %s attempts: %s", step.id, step.step,
-                      step.attempts, error)
+            log.error(
+                "step %s (%s) failed for good after %s attempts: %s",
+                step.id,
+                step.step,
+                step.attempts,
+                error,
+            )
         elif outcome == rules.PENDING:
             report.retried += 1
         return report
@@ -271,7 +358,9 @@ class PagingWorker:
         person = self.policy.people().get(userid)
         return person.name if person else userid
 
-    async def _deliveries(self, step: StepDTO, clock: ClockDTO, now: dt.datetime) -> list[_Delivery]:
+    async def _deliveries(
+        self, step: StepDTO, clock: ClockDTO, now: dt.datetime
+    ) -> list[_Delivery]:
         policy = self.policy
         prop = policy.property(clock.property_id)
         cls = policy.sla_class(clock.sla_class, prop.id)
@@ -279,26 +368,39 @@ class PagingWorker:
         late_by = now - step.due_at if rules.is_late(step.due_at, now, policy.grace) else None
         acknowledged = clock.acknowledged_at is not None
         deliveries: list[_Delivery] = []
-        needs_card = any(t not in NOTICE_TARGETS and t not in ("guest", ADVISOR_CANCELLED)
-                         for t in step.notify)
+        needs_card = any(
+            t not in NOTICE_TARGETS and t not in ("guest", ADVISOR_CANCELLED) for t in step.notify
+        )
         guest = await self.context.card(clock.sender_id) if needs_card else None
         holder = clock.holder
         case = await self._case_facts(clock) if needs_card else {}
 
-        def facts(card_step: str, escalation: bool, holder_name: Optional[str],
-                  nobody: bool = False) -> CardFacts:
-            return CardFacts(case_id=clock.id, label=cls.label, step=card_step,
-                             summary=case.get("summary") or clock.summary or "",
-                             ack_due_at=clock.ack_due_at,
-                             resolve_due_at=clock.resolve_due_at, acknowledged=acknowledged,
-                             holder_name=holder_name, escalation=escalation, late_by=late_by,
-                             nobody_on_duty=nobody, nature=case.get("nature"),
-                             remedy=case.get("remedy"), offered=case.get("offered"),
-                             past=case.get("past", ()),
-                             dedicated=self._name(case.get("dedicated")),
-                             media=case.get("media", ""))
+        def facts(
+            card_step: str, escalation: bool, holder_name: Optional[str], nobody: bool = False
+        ) -> CardFacts:
+            return CardFacts(
+                case_id=clock.id,
+                label=cls.label,
+                step=card_step,
+                summary=case.get("summary") or clock.summary or "",
+                ack_due_at=clock.ack_due_at,
+                resolve_due_at=clock.resolve_due_at,
+                acknowledged=acknowledged,
+                holder_name=holder_name,
+                escalation=escalation,
+                late_by=late_by,
+                nobody_on_duty=nobody,
+                nature=case.get("nature"),
+                remedy=case.get("remedy"),
+                offered=case.get("offered"),
+                past=case.get("past", ()),
+                dedicated=self._name(case.get("dedicated")),
+                media=case.get("media", ""),
+            )
 
-        def card_to(target: str, userid: str, card_facts: CardFacts, paged: Optional[str] = None) -> None:
+        def card_to(
+            target: str, userid: str, card_facts: CardFacts, paged: Optional[str] = None
+        ) -> None:
             key = f"{target}:{userid}"
             if key in delivered:
                 return
@@ -308,8 +410,15 @@ class PagingWorker:
             async def send() -> None:
                 # What the card shows the advisor is a staff read of the guest: audited.
                 await self.context.audit_sent(userid, clock, card_facts.step)
-                await self.messenger.app_textcard(userid, card["title"], card["description"],
-                                                  card["url"], card["btntxt"], dedupe_key=dedupe)
+                await self.messenger.app_textcard(
+                    userid,
+                    card["title"],
+                    card["description"],
+                    card["url"],
+                    card["btntxt"],
+                    dedupe_key=dedupe,
+                )
+
             deliveries.append(_Delivery(key, f"app:{userid}", send, True, paged))
 
         async def current_load() -> dict:
@@ -342,17 +451,25 @@ class PagingWorker:
             if target == "on_duty":
                 load = await current_load()
                 # A page that could not reach the paged advisor tries someone else on duty.
-                failed_before = {clock.paged_userid} if step.attempts > 1 and clock.paged_userid else set()
-                advisor = (self._dedicated_on_duty(prop, case.get("dedicated"), now, failed_before)
-                           or roster.pick_on_duty(policy, prop, now, load=load, exclude=failed_before)
-                           or roster.pick_on_duty(policy, prop, now, load=load))
+                failed_before = (
+                    {clock.paged_userid} if step.attempts > 1 and clock.paged_userid else set()
+                )
+                advisor = (
+                    self._dedicated_on_duty(prop, case.get("dedicated"), now, failed_before)
+                    or roster.pick_on_duty(policy, prop, now, load=load, exclude=failed_before)
+                    or roster.pick_on_duty(policy, prop, now, load=load)
+                )
                 if advisor is None:
                     await nobody_free(target)
                     continue
                 holder = advisor.userid
                 count_page(advisor.userid)
-                card_to(target, advisor.userid, facts(step.step, False, advisor.name),
-                        paged=advisor.userid)
+                card_to(
+                    target,
+                    advisor.userid,
+                    facts(step.step, False, advisor.name),
+                    paged=advisor.userid,
+                )
             elif target == "paged":
                 userid, paged = holder, None
                 if userid is None:
@@ -368,38 +485,63 @@ class PagingWorker:
                 if advisor is None:
                     await nobody_free(target)
                     continue
-                card_to(target, advisor.userid, facts("reroute", False, advisor.name),
-                        paged=None if acknowledged else advisor.userid)
+                card_to(
+                    target,
+                    advisor.userid,
+                    facts("reroute", False, advisor.name),
+                    paged=None if acknowledged else advisor.userid,
+                )
             elif target == "supervisor":
                 for person in prop.supervisors:
                     card_to(target, person.userid, facts(step.step, True, self._name(holder)))
             elif target == "duty_manager":
                 if prop.duty_manager:
-                    card_to(target, prop.duty_manager.userid,
-                            facts(step.step, True, self._name(holder)))
+                    card_to(
+                        target, prop.duty_manager.userid, facts(step.step, True, self._name(holder))
+                    )
             elif target == "emergency_group":
                 group = prop.emergency_group
                 key = f"emergency_group:{group.name}" if group else ""
                 if group and key not in delivered:
-                    text = group_text(policy, facts(step.step, True, self._name(holder)), guest,
-                                      now, group=group.name, links=self.links)
+                    text = group_text(
+                        policy,
+                        facts(step.step, True, self._name(holder)),
+                        guest,
+                        now,
+                        group=group.name,
+                        links=self.links,
+                    )
                     dedupe = f"sla:{step.id}:{key}"
-                    deliveries.append(_Delivery(
-                        key, f"group:{group.name}",
-                        lambda g=group, t=text, d=dedupe: self.messenger.group_post(
-                            g.webhook, t, g.mention, dedupe_key=d), True))
+                    deliveries.append(
+                        _Delivery(
+                            key,
+                            f"group:{group.name}",
+                            lambda g=group, t=text, d=dedupe: self.messenger.group_post(
+                                g.webhook, t, g.mention, dedupe_key=d
+                            ),
+                            True,
+                        )
+                    )
             elif target == ADVISOR_CANCELLED:
                 userid = clock.holder
                 key = f"{target}:{userid}"
                 if userid is None or key in delivered:
                     continue
-                text = (f"#{clock.id} {cls.label}已取消：{clock.summary or ''}。"
-                        "客人已自行取消，无需再处理；如已联系供应商，请告知对方取消。")
+                text = (
+                    f"#{clock.id} {cls.label}已取消：{clock.summary or ''}。"
+                    "客人已自行取消，无需再处理；如已联系供应商，请告知对方取消。"
+                )
                 dedupe = f"sla:{step.id}:{key}"
-                deliveries.append(_Delivery(
-                    key, f"app:{userid}",
-                    lambda u=userid, t=text, d=dedupe: self.messenger.app_text(u, t, dedupe_key=d),
-                    False))
+                deliveries.append(
+                    _Delivery(
+                        key,
+                        f"app:{userid}",
+                        lambda u=userid, t=text, d=dedupe: self.messenger.app_text(
+                            u, t, dedupe_key=d
+                        ),
+                        False,
+                    )
+                )
             elif target == "guest" and clock.state == rules.RESOLVED:
                 continue  # a late escalation of a case since resolved: the guest has been told
             elif target == "guest" or target in NOTICE_TARGETS:
@@ -408,10 +550,16 @@ class PagingWorker:
                     continue
                 text = self._guest_notice(target, step, clock, cls, now)
                 dedupe = f"sla:{step.id}:{key}"
-                deliveries.append(_Delivery(
-                    key, f"guest:{clock.sender_id}",
-                    lambda t=text, d=dedupe: self.messenger.guest_text(clock.sender_id, t, dedupe_key=d),
-                    False))
+                deliveries.append(
+                    _Delivery(
+                        key,
+                        f"guest:{clock.sender_id}",
+                        lambda t=text, d=dedupe: self.messenger.guest_text(
+                            clock.sender_id, t, dedupe_key=d
+                        ),
+                        False,
+                    )
+                )
             else:
                 raise ValueError(f"unknown target {target!r}")
         return deliveries
@@ -440,17 +588,24 @@ class PagingWorker:
                 facts["offered"] = offered[-1] if offered else None
         if clock.subject_type == "ticket":
             kinds = [kind for _, kind in self.store.ticket_media(clock.subject_id)]
-            words = [f"{word} {kinds.count(kind)} {unit}" for kind, word, unit in
-                     (("image", "照片", "张"), ("voice", "语音", "条")) if kind in kinds]
+            words = [
+                f"{word} {kinds.count(kind)} {unit}"
+                for kind, word, unit in (("image", "照片", "张"), ("voice", "语音", "条"))
+                if kind in kinds
+            ]
             facts["media"] = "、".join(words)
         past = self.store.past_complaints(
-            clock.guest_id, clock.created_at,
-            exclude_ticket=clock.subject_id if clock.subject_type == "ticket" else None)
+            clock.guest_id,
+            clock.created_at,
+            exclude_ticket=clock.subject_id if clock.subject_type == "ticket" else None,
+        )
         if past:
             tz = self.policy.tz
             facts["past"] = tuple(
                 f"#{p.ticket_id}（{p.created_at.astimezone(tz):%Y-%m-%d}"
-                f"{'，已补偿：' + p.compensation if p.compensation else ''}）" for p in past[:3])
+                f"{'，已补偿：' + p.compensation if p.compensation else ''}）"
+                for p in past[:3]
+            )
             facts["dedicated"] = next((p.advisor for p in past if p.advisor), None)
         return facts
 
@@ -463,30 +618,57 @@ class PagingWorker:
             return advisor
         return None
 
-    def _guest_notice(self, target: str, step: StepDTO, clock: ClockDTO, cls, now: dt.datetime) -> str:
+    def _guest_notice(
+        self, target: str, step: StepDTO, clock: ClockDTO, cls, now: dt.datetime
+    ) -> str:
         common = dict(label=cls.label, case_id=clock.id, now=now)
         if target == "guest":
             others = [ROLE_WORDS[t] for t in step.notify if t in ROLE_WORDS]
             escalated = "、".join(dict.fromkeys(others)) or "主管"
             kind = "guest_slip_resolve" if step.until == "resolve" else "guest_slip_ack"
-            return guest_text(kind, self.policy, escalated_to=escalated,
-                              acknowledged=clock.acknowledged_at is not None,
-                              advisor_name=self._name(clock.holder), **common)
+            return guest_text(
+                kind,
+                self.policy,
+                escalated_to=escalated,
+                acknowledged=clock.acknowledged_at is not None,
+                advisor_name=self._name(clock.holder),
+                **common,
+            )
         if target == GUEST_UPDATE:
-            return guest_text(GUEST_UPDATE, self.policy, advisor_name=self._name(clock.holder),
-                              acknowledged=clock.acknowledged_at is not None, **common)
+            return guest_text(
+                GUEST_UPDATE,
+                self.policy,
+                advisor_name=self._name(clock.holder),
+                acknowledged=clock.acknowledged_at is not None,
+                **common,
+            )
         if target == GUEST_ACK:
-            return guest_text(target, self.policy, advisor_name=self._name(clock.assignee_userid),
-                              resolve_by=clock.resolve_due_at, **common)
+            return guest_text(
+                target,
+                self.policy,
+                advisor_name=self._name(clock.assignee_userid),
+                resolve_by=clock.resolve_due_at,
+                **common,
+            )
         if target in (GUEST_TAKEOVER, GUEST_HANDBACK):
-            text = guest_text(target, self.policy, advisor_name=self._name(clock.takeover_userid),
-                              **common)
-            if (target == GUEST_HANDBACK and clock.subject_type == "handoff"
-                    and clock.state == rules.RESOLVED and cls.ask_rating):
+            text = guest_text(
+                target, self.policy, advisor_name=self._name(clock.takeover_userid), **common
+            )
+            if (
+                target == GUEST_HANDBACK
+                and clock.subject_type == "handoff"
+                and clock.state == rules.RESOLVED
+                and cls.ask_rating
+            ):
                 text += "请为刚才的人工服务打分：直接回复 1-5 的数字（5 分最满意）。"
             return text
-        return guest_text(GUEST_RESOLVED, self.policy, resolution=clock.resolution,
-                          ask_rating=cls.ask_rating, **common)
+        return guest_text(
+            GUEST_RESOLVED,
+            self.policy,
+            resolution=clock.resolution,
+            ask_rating=cls.ask_rating,
+            **common,
+        )
 
     # ---- the loop -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -505,8 +687,12 @@ class PagingWorker:
         listener = _PgListener(self.store, self.wake) if listen and self.store.is_postgres else None
         if listener:
             listener.start()
-        log.info("paging worker %s started (policy %s, poll %.1fs)", self.worker_id,
-                 self.policy.source, self.poll_s)
+        log.info(
+            "paging worker %s started (policy %s, poll %.1fs)",
+            self.worker_id,
+            self.policy.source,
+            self.poll_s,
+        )
         try:
             while not self._stop.is_set():
                 wait = self.poll_s
@@ -569,7 +755,11 @@ class _PgListener:
         if self.conn is None:
             return
         try:
-            dbapi = self.conn.dbapi_connection if hasattr(self.conn, "dbapi_connection") else self.conn.connection
+            dbapi = (
+                self.conn.dbapi_connection
+                if hasattr(self.conn, "dbapi_connection")
+                else self.conn.connection
+            )
             asyncio.get_running_loop().remove_reader(dbapi.fileno())
         except Exception:
             pass

@@ -8,6 +8,7 @@ synonyms, each over the text the earlier passes have not used; among synonyms th
 wins at a position (不吸烟 beats 吸烟). A match directly after a negation cue in the same clause
 is a take-back.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -92,8 +93,9 @@ class PreferenceExtractor:
                     day = month_day(m.group("date"), now)
                     if day is None:
                         continue
-                    found.append(TagMatch(cat.key, day, DATE_CONFIDENCE, m.start(), m.end(),
-                                          m.group(0)))
+                    found.append(
+                        TagMatch(cat.key, day, DATE_CONFIDENCE, m.start(), m.end(), m.group(0))
+                    )
                     use(m.start(), m.end())
         # 2. templates around terms: 对海鲜过敏, 不吃香菜
         for pattern, terms in self._templates:
@@ -103,15 +105,33 @@ class PreferenceExtractor:
                     entry = terms.get(term)
                     if entry is None:
                         continue
-                    found.append(TagMatch(entry.category, entry.value, TEMPLATE_CONFIDENCE,
-                                          m.start(), m.end(), m.group(0), retract=retract))
+                    found.append(
+                        TagMatch(
+                            entry.category,
+                            entry.value,
+                            TEMPLATE_CONFIDENCE,
+                            m.start(),
+                            m.end(),
+                            m.group(0),
+                            retract=retract,
+                        )
+                    )
                 use(m.start(), m.end())
         # 3. literal synonyms, longest first
         if self._synonym_re is not None:
             for m in self._synonym_re.finditer("".join(masked)):
                 entry, confidence = self.vocab.phrase_index[m.group(0)]
-                found.append(TagMatch(entry.category, entry.value, confidence, m.start(), m.end(),
-                                      m.group(0), retract=self._negated(norm, m.start())))
+                found.append(
+                    TagMatch(
+                        entry.category,
+                        entry.value,
+                        confidence,
+                        m.start(),
+                        m.end(),
+                        m.group(0),
+                        retract=self._negated(norm, m.start()),
+                    )
+                )
         return _settle(sorted(found, key=lambda t: t.start))
 
     def _negated(self, text: str, start: int) -> bool:
@@ -128,10 +148,20 @@ def _settle(matches: list[TagMatch]) -> list[TagMatch]:
     for match in matches:
         key = (match.category, match.value)
         previous = by_tag.get(key)
-        if previous is not None and previous.retract == match.retract \
-                and previous.confidence > match.confidence:
-            match = TagMatch(match.category, match.value, previous.confidence, match.start,
-                             match.end, match.phrase, match.retract)
+        if (
+            previous is not None
+            and previous.retract == match.retract
+            and previous.confidence > match.confidence
+        ):
+            match = TagMatch(
+                match.category,
+                match.value,
+                previous.confidence,
+                match.start,
+                match.end,
+                match.phrase,
+                match.retract,
+            )
         by_tag.pop(key, None)
         by_tag[key] = match
     return sorted(by_tag.values(), key=lambda t: t.start)

@@ -7,6 +7,7 @@ Only categories marked `mirror: true` in the vocabulary are ever passed (never a
 diet: health data stays encrypted in the CRM), and only for guests who are WeCom external
 contacts. A mirror failure is logged and never reaches the guest.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CorpTag:
-    group: str   # the corp tag group, e.g. "出行目的" (the vocabulary category label)
-    name: str    # the tag, e.g. "蜜月"
+    group: str  # the corp tag group, e.g. "出行目的" (the vocabulary category label)
+    name: str  # the tag, e.g. "蜜月"
 
 
 class TagMirror(Protocol):

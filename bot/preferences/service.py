@@ -12,6 +12,7 @@
 - The confirmation is one natural sentence built from the vocabulary's phrasing; it promises
   nothing the hotel has not agreed to ("会参考", not "一定安排").
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,19 +33,23 @@ OP_RECORD = "preferences.record"
 
 # guests.birthday when only month and day were said (leap, so 02-29 is a valid date).
 BIRTHDAY_YEAR_UNKNOWN = 1904
-_SOMEONE_ELSE = re.compile(r"老公|老婆|太太|先生|丈夫|妻子|爱人|孩子|儿子|女儿|宝宝|妈|爸|父亲|母亲|朋友|同事")
+_SOMEONE_ELSE = re.compile(
+    r"老公|老婆|太太|先生|丈夫|妻子|爱人|孩子|儿子|女儿|宝宝|妈|爸|父亲|母亲|朋友|同事"
+)
 _YEAR = re.compile(r"((?:19|20)\d{2})\s*年")
 
-NOTHING_FOUND_TEXT = ("抱歉，我没能从这句话里听出具体的偏好。可以直接告诉我，比如“想要高楼层”"
-                      "“对海鲜过敏”“这次是蜜月旅行”，我会记到您的档案里。")
+NOTHING_FOUND_TEXT = (
+    "抱歉，我没能从这句话里听出具体的偏好。可以直接告诉我，比如“想要高楼层”"
+    "“对海鲜过敏”“这次是蜜月旅行”，我会记到您的档案里。"
+)
 
 
 @dataclass(frozen=True)
 class Outcome:
     added: tuple[TagMatch, ...]
-    removed: tuple[tuple[str, str], ...]       # (category, value) no longer true
+    removed: tuple[tuple[str, str], ...]  # (category, value) no longer true
     replaced: tuple[tuple[str, str, str], ...]  # (category, old value, new value)
-    amenities: tuple[str, ...] = ()            # KB amenities worth telling (pets -> pet_policy)
+    amenities: tuple[str, ...] = ()  # KB amenities worth telling (pets -> pet_policy)
 
 
 @dataclass
@@ -63,8 +68,10 @@ class PreferenceService:
         """Extract, store, mirror and confirm. Raises StoreUnavailable (nothing half-written
         matters: replaying the same text again gives the same tags)."""
         outcome = self.apply(sender_id, text, at=at)
-        return Reply.of(*self.confirmation(outcome),
-                        slots={"preference_amenity": outcome.amenities[0] if outcome.amenities else None})
+        return Reply.of(
+            *self.confirmation(outcome),
+            slots={"preference_amenity": outcome.amenities[0] if outcome.amenities else None},
+        )
 
     def apply(self, sender_id: str, text: str, *, at: dt.datetime | None = None) -> Outcome:
         matches = self.extractor.extract(text, now=at or self.now())
@@ -89,8 +96,13 @@ class PreferenceService:
                     self.store.deactivate_tag(sender_id, *other)
                     active.discard(other)
                     replaced.append((match.category, other[1], match.value))
-            self.store.upsert_tag(sender_id, match.category, match.value, source_message=text,
-                                  confidence=match.confidence)
+            self.store.upsert_tag(
+                sender_id,
+                match.category,
+                match.value,
+                source_message=text,
+                confidence=match.confidence,
+            )
             active.add(key)
             added.append(match)
         # a take-back followed by its replacement ("不是蜜月，是纪念日") reads as one correction
@@ -101,9 +113,13 @@ class PreferenceService:
                 replaced.append((cat, old, new))
         self._mirror(guest, added, removed + [(c, old) for c, old, _ in replaced])
         self._birthday(sender_id, guest, [m for m in added if m.category == "birthday"], text)
-        amenities = tuple(dict.fromkeys(
-            self.vocab.categories[m.category].amenity for m in added
-            if self.vocab.categories[m.category].amenity))
+        amenities = tuple(
+            dict.fromkeys(
+                self.vocab.categories[m.category].amenity
+                for m in added
+                if self.vocab.categories[m.category].amenity
+            )
+        )
         return Outcome(tuple(added), tuple(removed), tuple(replaced), amenities)
 
     def apply_spooled(self, entry: dict) -> None:
@@ -156,7 +172,9 @@ class PreferenceService:
 
     # ---- WeCom corp tags ------------------------------------------------------------------
     def _mirror(self, guest, added, removed) -> None:
-        external = getattr(guest, "wecom_external_userid", None) or getattr(guest, "kf_external_userid", None)
+        external = getattr(guest, "wecom_external_userid", None) or getattr(
+            guest, "kf_external_userid", None
+        )
         if not external:
             return
         cats = self.vocab.categories

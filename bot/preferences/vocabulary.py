@@ -3,6 +3,7 @@
 Synonyms, categories and phrasing are data: adding "荞麦皮枕头" is a YAML edit. The file is checked
 when loaded and an error names the entry, because the person fixing it is editing YAML.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,7 +44,7 @@ class Entry:
     category: str
     value: str
     say: str
-    synonyms: tuple[tuple[str, float], ...] = ()   # (phrase, confidence)
+    synonyms: tuple[tuple[str, float], ...] = ()  # (phrase, confidence)
     terms: tuple[str, ...] = ()
     confidence: float = SYNONYM_CONFIDENCE
 
@@ -104,9 +105,13 @@ def parse_vocabulary(data: Any, source: str = "<vocabulary>") -> Vocabulary:
             if "{term}" not in template:
                 raise VocabularyError(f"{where}.templates: {template!r} has no {{term}}")
         categories[key] = Category(
-            key=key, label=str(raw["label"]), multi=bool(raw.get("multi", False)),
-            mirror=bool(raw.get("mirror", False)), say=str(raw["say"]),
-            templates=tuple(raw.get("templates") or ()), date_templates=date_templates,
+            key=key,
+            label=str(raw["label"]),
+            multi=bool(raw.get("multi", False)),
+            mirror=bool(raw.get("mirror", False)),
+            say=str(raw["say"]),
+            templates=tuple(raw.get("templates") or ()),
+            date_templates=date_templates,
             amenity=raw.get("amenity"),
         )
     entries = []
@@ -124,19 +129,26 @@ def parse_vocabulary(data: Any, source: str = "<vocabulary>") -> Vocabulary:
             raise VocabularyError(f"{where}: needs synonyms or terms")
         if terms and not categories[raw["category"]].templates:
             raise VocabularyError(f"{where}: terms given but category has no templates")
-        entry = Entry(category=raw["category"], value=str(raw["value"]),
-                      say=str(raw.get("say", raw["value"])), synonyms=synonyms, terms=terms,
-                      confidence=default)
+        entry = Entry(
+            category=raw["category"],
+            value=str(raw["value"]),
+            say=str(raw.get("say", raw["value"])),
+            synonyms=synonyms,
+            terms=terms,
+            confidence=default,
+        )
         entries.append(entry)
         for phrase, confidence in synonyms:
             if phrase in index and index[phrase][0] is not entry:
                 other = index[phrase][0]
-                raise VocabularyError(f"{where}: synonym {phrase!r} also means "
-                                      f"{other.category}:{other.value}")
+                raise VocabularyError(
+                    f"{where}: synonym {phrase!r} also means " f"{other.category}:{other.value}"
+                )
             index[phrase] = (entry, confidence)
     cues = tuple(sorted((str(c) for c in data.get("negation_cues") or ()), key=len, reverse=True))
-    return Vocabulary(categories=categories, entries=tuple(entries), negation_cues=cues,
-                      phrase_index=index)
+    return Vocabulary(
+        categories=categories, entries=tuple(entries), negation_cues=cues, phrase_index=index
+    )
 
 
 @functools.lru_cache(maxsize=4)

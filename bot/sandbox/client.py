@@ -1,5 +1,6 @@
 """A small async client for the sandbox's control API, for end-to-end tests and benchmarks:
 play a guest or an advisor, then wait for what the bot answered."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,11 @@ from bot.wecom import dev_defaults
 
 
 class SandboxClient:
-    def __init__(self, base: str = dev_defaults.SANDBOX_API_BASE, session: Optional[aiohttp.ClientSession] = None):
+    def __init__(
+        self,
+        base: str = dev_defaults.SANDBOX_API_BASE,
+        session: Optional[aiohttp.ClientSession] = None,
+    ):
         self.base = base.rstrip("/")
         self._session = session
         self._own = session is None
@@ -38,13 +43,17 @@ class SandboxClient:
 
     # ---- acting -----------------------------------------------------------------------------
     async def guest_kf(self, external_userid: str, text: str = "", **extra: Any) -> Dict[str, Any]:
-        return await self._post("/_sandbox/guest/kf", {"external_userid": external_userid, "text": text, **extra})
+        return await self._post(
+            "/_sandbox/guest/kf", {"external_userid": external_userid, "text": text, **extra}
+        )
 
     async def guest_kf_enter(self, external_userid: str) -> Dict[str, Any]:
         return await self._post("/_sandbox/guest/kf/enter", {"external_userid": external_userid})
 
     async def guest_group(self, chatid: str, userid: str, text: str) -> Dict[str, Any]:
-        return await self._post("/_sandbox/guest/group", {"chatid": chatid, "userid": userid, "text": text})
+        return await self._post(
+            "/_sandbox/guest/group", {"chatid": chatid, "userid": userid, "text": text}
+        )
 
     async def advisor_app(self, userid: str, text: str) -> Dict[str, Any]:
         return await self._post("/_sandbox/advisor/app", {"userid": userid, "text": text})
@@ -69,18 +78,31 @@ class SandboxClient:
         feed = await self.feed()
         return feed[-1]["seq"] if feed else 0
 
-    async def wait_for_bot(self, channel: str, key: str, *, since: int = 0, count: int = 1,
-                           timeout: float = 30.0, poll_s: float = 0.2) -> List[Dict[str, Any]]:
+    async def wait_for_bot(
+        self,
+        channel: str,
+        key: str,
+        *,
+        since: int = 0,
+        count: int = 1,
+        timeout: float = 30.0,
+        poll_s: float = 0.2,
+    ) -> List[Dict[str, Any]]:
         """The bot's messages to `key` on `channel` (kf | group | single | app) after `since`;
         waits until `count` arrived or raises TimeoutError."""
         deadline = time.monotonic() + timeout
         while True:
-            got = [f for f in await self.feed(since) if f["channel"] == channel and f["key"] == key
-                   and f["from"] == "bot"]
+            got = [
+                f
+                for f in await self.feed(since)
+                if f["channel"] == channel and f["key"] == key and f["from"] == "bot"
+            ]
             if len(got) >= count:
                 return got
             if time.monotonic() > deadline:
-                raise asyncio.TimeoutError(f"{len(got)}/{count} bot messages to {channel}:{key} after {timeout}s")
+                raise asyncio.TimeoutError(
+                    f"{len(got)}/{count} bot messages to {channel}:{key} after {timeout}s"
+                )
             await asyncio.sleep(poll_s)
 
     async def ask_kf(self, external_userid: str, text: str, timeout: float = 30.0) -> str:

@@ -11,6 +11,7 @@ People seed contacts with `POST /_sandbox/externalcontact {external_userid, name
 Advisors' contact lists set for mass sending (`POST /_sandbox/contacts {userid, external_userid}`,
 bot/sandbox/groupmsg.py) count too: those advisors are in the guest's `follow_user`.
 """
+
 from __future__ import annotations
 
 import time
@@ -25,7 +26,6 @@ NOT_A_CONTACT = 84061
 INVALID_EXTERNAL_USERID = 40096
 
 
-
 async def externalcontact_get(request: web.Request) -> Dict[str, Any]:
     state = request.app[common.STATE]
     ext = (request.query.get("external_userid") or "").strip()
@@ -37,14 +37,22 @@ async def externalcontact_get(request: web.Request) -> Dict[str, Any]:
     cursor = request.query.get("cursor") or ""
     start = int(cursor) if cursor.isdigit() else 0
     follow: List[Dict[str, Any]] = contact["follow_user"]
-    page = follow[start:start + FOLLOW_USER_PAGE]
+    page = follow[start : start + FOLLOW_USER_PAGE]
     end = start + len(page)
-    external = {"external_userid": ext, "name": contact["name"], "type": 1, "gender": 0,
-                "avatar": ""}
+    external = {
+        "external_userid": ext,
+        "name": contact["name"],
+        "type": 1,
+        "gender": 0,
+        "avatar": "",
+    }
     if contact.get("unionid"):  # WeCom gives it only with a bound 公众号/小程序: seed it to test
         external["unionid"] = contact["unionid"]
-    return {"external_contact": external,
-            "follow_user": page, "next_cursor": str(end) if end < len(follow) else ""}
+    return {
+        "external_contact": external,
+        "follow_user": page,
+        "next_cursor": str(end) if end < len(follow) else "",
+    }
 
 
 def _contact(state, ext: str):
@@ -57,7 +65,8 @@ def _contact(state, ext: str):
     contact = dict(contact or {"name": ext, "follow_user": []})
     known = {f["userid"] for f in contact["follow_user"]}
     contact["follow_user"] = list(contact["follow_user"]) + [
-        _follow(u, i) for i, u in enumerate(holders) if u not in known]
+        _follow(u, i) for i, u in enumerate(holders) if u not in known
+    ]
     return contact
 
 
@@ -75,10 +84,16 @@ def _follow(item: Any, index: int) -> Dict[str, Any]:
         item = {"userid": item}
     if not isinstance(item, dict) or not str(item.get("userid") or "").strip():
         raise web.HTTPBadRequest(text="each follow_user needs a userid")
-    return {"userid": str(item["userid"]).strip(), "remark": str(item.get("remark") or ""),
-            "description": "", "createtime": int(item.get("createtime") or time.time() + index),
-            "tags": list(item.get("tags") or []), "add_way": 1, "oper_userid": str(item["userid"]),
-            "remark_mobiles": [str(m) for m in item.get("remark_mobiles") or []]}
+    return {
+        "userid": str(item["userid"]).strip(),
+        "remark": str(item.get("remark") or ""),
+        "description": "",
+        "createtime": int(item.get("createtime") or time.time() + index),
+        "tags": list(item.get("tags") or []),
+        "add_way": 1,
+        "oper_userid": str(item["userid"]),
+        "remark_mobiles": [str(m) for m in item.get("remark_mobiles") or []],
+    }
 
 
 async def seed_contact(request: web.Request) -> web.Response:
@@ -87,9 +102,11 @@ async def seed_contact(request: web.Request) -> web.Response:
     follow = data.get("follow_user")
     if not ext or not isinstance(follow, list) or not follow:
         raise web.HTTPBadRequest(text="external_userid and a non-empty follow_user list required")
-    state.contacts[ext] = {"name": str(data.get("name") or ext),
-                           "follow_user": [_follow(f, i) for i, f in enumerate(follow)],
-                           "unionid": str(data.get("unionid") or "")}
+    state.contacts[ext] = {
+        "name": str(data.get("name") or ext),
+        "follow_user": [_follow(f, i) for i, f in enumerate(follow)],
+        "unionid": str(data.get("unionid") or ""),
+    }
     return web.json_response({"ok": True, "contact": state.contacts[ext]})
 
 

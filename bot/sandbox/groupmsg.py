@@ -23,6 +23,7 @@ Errcodes: 40058 for invalid parameters (WeCom's general one), 41063 when a task 
 pending, 45033 for the reminder limit; the exact codes WeCom uses for the last two are not
 published, these are the sandbox's choice.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -110,6 +111,7 @@ def _int(body: Dict[str, Any], key: str, default: int, low: int, high: int) -> i
 
 # ---- the WeCom API ------------------------------------------------------------------------------
 
+
 async def add_msg_template(request: web.Request) -> Dict[str, Any]:
     ApiError = _api_error()
     gm, body = _gm(request), request["body"]
@@ -158,16 +160,24 @@ async def add_msg_template(request: web.Request) -> Dict[str, Any]:
                 continue
             task.advisors[userid] = {"status": 0, "send_time": 0}
             for ext in targets:
-                task.results[ext] = {"external_userid": ext, "userid": userid, "status": NOT_SENT,
-                                     "send_time": 0}
+                task.results[ext] = {
+                    "external_userid": ext,
+                    "userid": userid,
+                    "status": NOT_SENT,
+                    "send_time": 0,
+                }
     else:
         if not sender:
             raise ApiError(40058, "sender (the group owner) required for chat_type group")
         chats = body.get("chat_id_list") or gm.groups.get(sender) or []
         task.advisors[sender] = {"status": 0, "send_time": 0}
         for chat_id in chats:
-            task.results[chat_id] = {"chat_id": chat_id, "userid": sender, "status": NOT_SENT,
-                                     "send_time": 0}
+            task.results[chat_id] = {
+                "chat_id": chat_id,
+                "userid": sender,
+                "status": NOT_SENT,
+                "send_time": 0,
+            }
     if not task.advisors:
         return {"fail_list": fail_list, "msgid": ""}
     gm.tasks[msgid] = task
@@ -185,7 +195,7 @@ def _page(items: List[Any], body: Dict[str, Any], limit_max: int):
     limit = _int(body, "limit", limit_max, 1, limit_max)
     cursor = str(body.get("cursor") or "")
     start = int(cursor) if cursor.isdigit() else 0
-    page = items[start:start + limit]
+    page = items[start : start + limit]
     nxt = str(start + limit) if start + limit < len(items) else ""
     return page, nxt
 
@@ -201,13 +211,28 @@ async def get_groupmsg_list_v2(request: web.Request) -> Dict[str, Any]:
         raise ApiError(40058, "the time range must be at most one month")
     chat_type = body.get("chat_type", "single")
     creator = body.get("creator")
-    found = [t for t in gm.tasks.values()
-             if t.chat_type == chat_type and start <= t.create_time <= end
-             and (not creator or t.creator == creator)]
+    found = [
+        t
+        for t in gm.tasks.values()
+        if t.chat_type == chat_type
+        and start <= t.create_time <= end
+        and (not creator or t.creator == creator)
+    ]
     page, nxt = _page(found, body, 100)
-    return {"next_cursor": nxt, "group_msg_list": [
-        {"msgid": t.msgid, "creator": t.creator, "create_type": 0, "create_time": t.create_time,
-         "text": {"content": t.text or ""}, "attachments": t.attachments} for t in page]}
+    return {
+        "next_cursor": nxt,
+        "group_msg_list": [
+            {
+                "msgid": t.msgid,
+                "creator": t.creator,
+                "create_type": 0,
+                "create_time": t.create_time,
+                "text": {"content": t.text or ""},
+                "attachments": t.attachments,
+            }
+            for t in page
+        ],
+    }
 
 
 async def get_groupmsg_task(request: web.Request) -> Dict[str, Any]:
@@ -250,6 +275,7 @@ async def remind_groupmsg_send(request: web.Request) -> Dict[str, Any]:
 
 # ---- playing the advisor --------------------------------------------------------------------------
 
+
 async def confirm(request: web.Request) -> web.Response:
     """The advisor sends the task in WeCom: each recipient gets it, unless not a contact (2) or
     over the monthly cap (3)."""
@@ -281,17 +307,39 @@ async def confirm(request: web.Request) -> web.Response:
             state.add_feed("groupmsg", key, userid, task.text or "[附件]", msgid=task.msgid)
         counts[row["status"]] += 1
     task.advisors[userid] = {"status": 2, "send_time": int(now)}
-    return web.json_response({"ok": True, "msgid": task.msgid, "sent": counts[SENT],
-                              "not_contact": counts[NOT_CONTACT], "over_limit": counts[OVER_LIMIT]})
+    return web.json_response(
+        {
+            "ok": True,
+            "msgid": task.msgid,
+            "sent": counts[SENT],
+            "not_contact": counts[NOT_CONTACT],
+            "over_limit": counts[OVER_LIMIT],
+        }
+    )
 
 
 async def list_tasks(request: web.Request) -> web.Response:
     gm = _gm(request)
-    return web.json_response({"monthly_limit": gm.monthly_limit, "tasks": [
-        {"msgid": t.msgid, "creator": t.creator, "chat_type": t.chat_type, "text": t.text,
-         "attachments": t.attachments, "create_time": t.create_time, "cancelled": t.cancelled,
-         "advisors": t.advisors, "results": list(t.results.values()), "reminders": t.reminders}
-        for t in gm.tasks.values()]})
+    return web.json_response(
+        {
+            "monthly_limit": gm.monthly_limit,
+            "tasks": [
+                {
+                    "msgid": t.msgid,
+                    "creator": t.creator,
+                    "chat_type": t.chat_type,
+                    "text": t.text,
+                    "attachments": t.attachments,
+                    "create_time": t.create_time,
+                    "cancelled": t.cancelled,
+                    "advisors": t.advisors,
+                    "results": list(t.results.values()),
+                    "reminders": t.reminders,
+                }
+                for t in gm.tasks.values()
+            ],
+        }
+    )
 
 
 async def settings(request: web.Request) -> web.Response:
@@ -313,8 +361,9 @@ async def contacts(request: web.Request) -> web.Response:
         gm.contacts[userid] = set(data.get("external_userid") or [])
         if "chat_id_list" in data:
             gm.groups[userid] = list(data["chat_id_list"])
-    return web.json_response({"contacts": {u: sorted(b) for u, b in gm.contacts.items()},
-                              "groups": dict(gm.groups)})
+    return web.json_response(
+        {"contacts": {u: sorted(b) for u, b in gm.contacts.items()}, "groups": dict(gm.groups)}
+    )
 
 
 CGI_ROUTES = [

@@ -8,6 +8,7 @@ unknown id; media is served to the app that owns it (kf media with the kf token,
 `media/upload?type=...` (multipart field `media`) stores an app's file and answers its media_id;
 `message/send` of a `voice`/`image`/`file` needs such a media_id.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,16 +22,19 @@ from bot.sandbox import common
 
 # a 1x1 PNG and the AMR-NB magic with one empty frame: small, but real files of their kind
 SAMPLE = {
-    "image": (base64.b64decode(
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="),
-        "image/png", "photo.png"),
+    "image": (
+        base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        ),
+        "image/png",
+        "photo.png",
+    ),
     "voice": (b"#!AMR\n" + b"\x3c" + bytes(31), "audio/amr", "voice.amr"),
     "video": (b"\x00\x00\x00\x18ftypmp42", "video/mp4", "video.mp4"),
     "file": (b"sandbox file\n", "application/octet-stream", "file.bin"),
 }
 UPLOAD_TYPES = ("image", "voice", "video", "file")
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # WeCom: voice 2 MB, image 10 MB, file 20 MB (kept small here)
-
 
 
 def register_guest_media(state, item: Dict[str, Any], data: Dict[str, Any]) -> None:
@@ -46,8 +50,13 @@ def register_guest_media(state, item: Dict[str, Any], data: Dict[str, Any]) -> N
         except (binascii.Error, ValueError):
             raise web.HTTPBadRequest(text="content_base64 is not base64")
         ctype = str(data.get("content_type") or ctype)
-    state.media[media_id] = {"data": content, "content_type": ctype, "filename": name,
-                             "app": "kf", "created": time.time()}
+    state.media[media_id] = {
+        "data": content,
+        "content_type": ctype,
+        "filename": name,
+        "app": "kf",
+        "created": time.time(),
+    }
 
 
 async def media_get(request: web.Request):
@@ -55,8 +64,11 @@ async def media_get(request: web.Request):
     media = state.media.get(request.query.get("media_id") or "")
     if media is None or media["app"] != request.get("app_name"):
         raise common.ApiError(40007, "invalid media_id")
-    return web.Response(body=media["data"], content_type=media["content_type"], headers={
-        "Content-Disposition": f'attachment; filename="{media["filename"]}"'})
+    return web.Response(
+        body=media["data"],
+        content_type=media["content_type"],
+        headers={"Content-Disposition": f'attachment; filename="{media["filename"]}"'},
+    )
 
 
 async def media_upload(request: web.Request) -> Dict[str, Any]:
@@ -77,9 +89,14 @@ async def media_upload(request: web.Request) -> Dict[str, Any]:
     if len(content) > MAX_UPLOAD_BYTES:
         raise common.ApiError(40006, "invalid file size")
     media_id = state.new_id("appmedia")
-    state.media[media_id] = {"data": content, "content_type": field.content_type or "",
-                             "filename": field.filename or kind, "app": request.get("app_name"),
-                             "created": time.time(), "type": kind}
+    state.media[media_id] = {
+        "data": content,
+        "content_type": field.content_type or "",
+        "filename": field.filename or kind,
+        "app": request.get("app_name"),
+        "created": time.time(),
+        "type": kind,
+    }
     return {"type": kind, "media_id": media_id, "created_at": str(int(time.time()))}
 
 

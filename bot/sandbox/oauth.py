@@ -10,6 +10,7 @@
 
 Never run in production (the preflight refuses a WECOM_OAUTH_BASE on this machine).
 """
+
 from __future__ import annotations
 
 import html
@@ -26,12 +27,18 @@ USERID_MAX = 64
 
 
 def _page(body: str, status: int = 200) -> web.Response:
-    return web.Response(status=status, content_type="text/html", charset="utf-8", text=(
-        "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        "<title>企业微信登录（沙箱）</title><style>body{font-family:sans-serif;max-width:28em;"
-        "margin:2em auto;padding:0 1em}input,button{font-size:1.1em;padding:.4em}</style>"
-        f"</head><body>{body}</body></html>"))
+    return web.Response(
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        text=(
+            "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+            "<title>企业微信登录（沙箱）</title><style>body{font-family:sans-serif;max-width:28em;"
+            "margin:2em auto;padding:0 1em}input,button{font-size:1.1em;padding:.4em}</style>"
+            f"</head><body>{body}</body></html>"
+        ),
+    )
 
 
 def _check_request(params, corp_id: str) -> str | None:
@@ -54,14 +61,17 @@ async def authorize_page(request: web.Request) -> web.Response:
     problem = _check_request(params, _state(request).secrets.corp_id)
     if problem:
         return _page(f"<h2>授权请求无效</h2><p>{html.escape(problem)}</p>", status=400)
-    hidden = "".join(f"<input type='hidden' name='{k}' value='{html.escape(params.get(k, ''))}'>"
-                     for k in ("appid", "redirect_uri", "scope", "state", "agentid"))
+    hidden = "".join(
+        f"<input type='hidden' name='{k}' value='{html.escape(params.get(k, ''))}'>"
+        for k in ("appid", "redirect_uri", "scope", "state", "agentid")
+    )
     return _page(
         "<h2>企业微信登录（本地沙箱）</h2><p>真实环境中企业微信会确认您的身份；"
         "沙箱里请输入要登录的成员账号（userid）。</p>"
         f"<form method='post'>{hidden}<p><label>成员账号 <input name='userid' "
         "autocomplete='off' required maxlength='64'></label></p>"
-        "<p><button type='submit'>确认登录</button></p></form>")
+        "<p><button type='submit'>确认登录</button></p></form>"
+    )
 
 
 async def authorize_submit(request: web.Request) -> web.Response:
@@ -92,8 +102,7 @@ async def getuserinfo(request: web.Request) -> Dict[str, Any]:
     if info is None or info["used"] or time.time() - info["issued"] > CODE_TTL_S:
         raise ApiError(40029, "invalid code")
     info["used"] = True
-    return {"userid": info["userid"], "user_ticket": secrets.token_urlsafe(16),
-            "expires_in": 1800}
+    return {"userid": info["userid"], "user_ticket": secrets.token_urlsafe(16), "expires_in": 1800}
 
 
 def register(app: web.Application) -> None:

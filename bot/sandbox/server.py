@@ -8,6 +8,7 @@ kf_msg_or_event notice; the connector then pulls the message with sync_msg), ret
 when the connector does not answer 200. Every API call is logged (`GET /_sandbox/calls`) and can
 be made to fail (`POST /_sandbox/faults`). `/` is a chat page for people.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.sandbox import contacts, media, oauth
+
 # What the route modules share with this one (kept apart so they need not import the server).
 from bot.sandbox.common import HTTP, STATE, ApiError  # noqa: F401 - re-exported
 from bot.sandbox.common import read_json as _json
@@ -48,13 +50,26 @@ APP_OF_PATH = {  # which app's token a path needs (48002 otherwise, as WeCom ans
     "/cgi-bin/auth/": "app",
     "/cgi-bin/externalcontact/": "app",
 }
-KF_MSGTYPES = {"text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location", "ca_link"}
+KF_MSGTYPES = {
+    "text",
+    "image",
+    "voice",
+    "video",
+    "file",
+    "link",
+    "miniprogram",
+    "msgmenu",
+    "location",
+    "ca_link",
+}
+
 
 def _utf8_len(text: str) -> int:
     return len((text or "").encode("utf-8"))
 
 
 # ==== the WeCom API ==============================================================================
+
 
 @web.middleware
 async def cgi_middleware(request: web.Request, handler):
@@ -70,9 +85,17 @@ async def cgi_middleware(request: web.Request, handler):
             body = json.loads(raw.decode("utf-8")) if raw else {}
         except (ValueError, UnicodeDecodeError):
             body = {"_unparsable": raw[:200].decode("utf-8", "replace")}
-    query = {k: ("***" if k in ("corpsecret", "access_token") else v) for k, v in request.query.items()}
-    call = {"seq": state.next_seq(), "time": time.time(), "method": request.method, "path": request.path,
-            "query": query, "body": body}
+    query = {
+        k: ("***" if k in ("corpsecret", "access_token") else v) for k, v in request.query.items()
+    }
+    call = {
+        "seq": state.next_seq(),
+        "time": time.time(),
+        "method": request.method,
+        "path": request.path,
+        "query": query,
+        "body": body,
+    }
     state.calls.append(call)
 
     fault = state.take_fault(request.path)
@@ -85,18 +108,28 @@ async def cgi_middleware(request: web.Request, handler):
             return web.Response(status=fault.status, text="sandbox fault")
         if fault.errcode is not None:
             call["errcode"] = fault.errcode
-            return web.json_response({"errcode": fault.errcode, "errmsg": f"sandbox fault {fault.errcode}"})
+            return web.json_response(
+                {"errcode": fault.errcode, "errmsg": f"sandbox fault {fault.errcode}"}
+            )
     try:
         if isinstance(body, dict) and "_unparsable" in body:
             raise ApiError(47001, "data format error")
         if request.path not in NO_TOKEN_PATHS:
             app, errcode = state.token_status(request.query.get("access_token"))
             if errcode:
-                raise ApiError(errcode, {41001: "access_token missing", 40014: "invalid access_token",
-                                         42001: "access_token expired"}[errcode])
+                raise ApiError(
+                    errcode,
+                    {
+                        41001: "access_token missing",
+                        40014: "invalid access_token",
+                        42001: "access_token expired",
+                    }[errcode],
+                )
             for prefix, needed in APP_OF_PATH.items():
                 if request.path.startswith(prefix) and app != needed:
-                    raise ApiError(48002, f"api forbidden: this path needs the {needed} app's token")
+                    raise ApiError(
+                        48002, f"api forbidden: this path needs the {needed} app's token"
+                    )
             request["app_name"] = app
         request["body"] = body if isinstance(body, dict) else {}
         result = await handler(request)
@@ -130,13 +163,24 @@ async def message_send(request: web.Request) -> Dict[str, Any]:
     if not touser:
         raise ApiError(40031, "invalid userid list")
     msgtype = body.get("msgtype")
-    if msgtype not in ("text", "textcard", "markdown", "news", "template_card", "image", "file",
-                       "voice"):
+    if msgtype not in (
+        "text",
+        "textcard",
+        "markdown",
+        "news",
+        "template_card",
+        "image",
+        "file",
+        "voice",
+    ):
         raise ApiError(40008, "invalid message type")
     if msgtype in ("image", "file", "voice"):
         media.check_app_media(state, body)
     for user in touser:
-        if not (state.rate_hit(f"app-min:{user}", 30, 60) and state.rate_hit(f"app-hour:{user}", 1000, 3600)):
+        if not (
+            state.rate_hit(f"app-min:{user}", 30, 60)
+            and state.rate_hit(f"app-hour:{user}", 1000, 3600)
+        ):
             raise ApiError(45009, "api freq out of limit (30/min, 1000/h per member)")
     msgid = state.new_id("app")
     for user in touser:
@@ -150,7 +194,9 @@ async def message_send(request: web.Request) -> Dict[str, Any]:
             card = body.get("textcard") or {}
             if not card.get("title") or not card.get("description") or not card.get("url"):
                 raise ApiError(41054, "textcard needs title, description, url")
-            state.add_feed("app", user, "bot", f"【{card['title']}】\n{card['description']}", card=card)
+            state.add_feed(
+                "app", user, "bot", f"【{card['title']}】\n{card['description']}", card=card
+            )
         elif msgtype == "markdown":
             state.add_feed("app", user, "bot", (body.get("markdown") or {}).get("content") or "")
         else:
@@ -180,7 +226,7 @@ async def kf_sync_msg(request: web.Request) -> Dict[str, Any]:
         raise ApiError(40058, "invalid limit") from None
     horizon = time.time() - 3 * 86400  # WeCom keeps three days
     messages = state.kf_messages[open_kfid]
-    page = [m for m in messages[start:start + limit] if m["send_time"] >= horizon]
+    page = [m for m in messages[start : start + limit] if m["send_time"] >= horizon]
     end = min(len(messages), start + limit)
     return {"next_cursor": f"c{end}", "has_more": 1 if end < len(messages) else 0, "msg_list": page}
 
@@ -201,7 +247,10 @@ def _kf_validate_message(body: Dict[str, Any]) -> str:
         items = menu.get("list") or []
         if len(items) > 10:
             raise ApiError(40058, "msgmenu.list holds 10 items at most")
-        if _utf8_len(menu.get("head_content") or "") > 1024 or _utf8_len(menu.get("tail_content") or "") > 1024:
+        if (
+            _utf8_len(menu.get("head_content") or "") > 1024
+            or _utf8_len(menu.get("tail_content") or "") > 1024
+        ):
             raise ApiError(45002, "msgmenu head/tail content over 1024 bytes")
         titles = []
         for item in items:
@@ -232,7 +281,11 @@ async def kf_send_msg(request: web.Request) -> Dict[str, Any]:
         raise ApiError(40058, "duplicate msgid")
     state.kf_msgids[open_kfid].add(msgid)
     session.sent_since_guest_msg += 1
-    extra = {"menu": (body.get("msgmenu") or {}).get("list")} if body.get("msgtype") == "msgmenu" else {}
+    extra = (
+        {"menu": (body.get("msgmenu") or {}).get("list")}
+        if body.get("msgtype") == "msgmenu"
+        else {}
+    )
     state.add_feed("kf", touser, "bot", text, msgtype=body.get("msgtype"), **extra)
     return {"msgid": msgid}
 
@@ -247,8 +300,20 @@ async def kf_send_msg_on_event(request: web.Request) -> Dict[str, Any]:
         raise ApiError(40008, "send_msg_on_event takes text or msgmenu")
     text = _kf_validate_message(body)
     info["used"] = True
-    extra = {"menu": (body.get("msgmenu") or {}).get("list")} if body.get("msgtype") == "msgmenu" else {}
-    state.add_feed("kf", info["external_userid"], "bot", text, msgtype=body.get("msgtype"), welcome=True, **extra)
+    extra = (
+        {"menu": (body.get("msgmenu") or {}).get("list")}
+        if body.get("msgtype") == "msgmenu"
+        else {}
+    )
+    state.add_feed(
+        "kf",
+        info["external_userid"],
+        "bot",
+        text,
+        msgtype=body.get("msgtype"),
+        welcome=True,
+        **extra,
+    )
     return {"msgid": body.get("msgid") or state.new_id("kfe")}
 
 
@@ -276,7 +341,12 @@ async def kf_state_trans(request: web.Request) -> Dict[str, Any]:
     session = state.session(open_kfid, ext)
     session.state = new_state
     session.servicer_userid = body.get("servicer_userid") if new_state == 3 else None
-    label = {1: "由智能助手接待", 2: "进入排队", 3: f"转给顾问 {session.servicer_userid}", 4: "会话结束"}[new_state]
+    label = {
+        1: "由智能助手接待",
+        2: "进入排队",
+        3: f"转给顾问 {session.servicer_userid}",
+        4: "会话结束",
+    }[new_state]
     state.add_feed("kf", ext, "system", f"（会话状态：{label}）")
     return {"msg_code": state.new_id("mc") if new_state in (3, 4) else ""}
 
@@ -300,7 +370,11 @@ async def webhook_send(request: web.Request) -> Dict[str, Any]:
     if not state.rate_hit(f"robot:{key}", 20, 60):
         raise ApiError(45009, "api freq out of limit (20/min per robot)")
     msgtype = body.get("msgtype")
-    content = (body.get(msgtype) or {}).get("content") if msgtype in ("text", "markdown") else f"[{msgtype}]"
+    content = (
+        (body.get(msgtype) or {}).get("content")
+        if msgtype in ("text", "markdown")
+        else f"[{msgtype}]"
+    )
     if not content:
         raise ApiError(44004, "empty content")
     state.add_feed("robot", key, "bot", content)
@@ -326,6 +400,7 @@ async def aibot_response(request: web.Request) -> Dict[str, Any]:
 
 # ==== playing WeCom towards the connector =======================================================
 
+
 def _crypto(state: SandboxState, surface: str) -> CallbackCrypto:
     s = state.secrets
     token, key, receive_id = {
@@ -336,7 +411,9 @@ def _crypto(state: SandboxState, surface: str) -> CallbackCrypto:
     return CallbackCrypto(token, key, receive_id, max_skew_s=None)
 
 
-async def deliver(app: web.Application, surface: str, body: str, params: Dict[str, str]) -> Dict[str, Any]:
+async def deliver(
+    app: web.Application, surface: str, body: str, params: Dict[str, str]
+) -> Dict[str, Any]:
     """POST a callback the way WeCom does: retried on timeouts, refused connections and 5xx."""
     state: SandboxState = app[STATE]
     # SANDBOX_CONNECTOR_URL may list several intake servers (a load balancer in front of
@@ -351,8 +428,12 @@ async def deliver(app: web.Application, surface: str, body: str, params: Dict[st
         url = result["url"] = f"{bases[(first + attempt) % len(bases)]}/webhooks/wecom/{surface}"
         started, handle_ms = time.monotonic(), None
         try:
-            async with http.post(url, params=params, data=body.encode("utf-8"),
-                                 timeout=aiohttp.ClientTimeout(total=state.callback_timeout_s)) as resp:
+            async with http.post(
+                url,
+                params=params,
+                data=body.encode("utf-8"),
+                timeout=aiohttp.ClientTimeout(total=state.callback_timeout_s),
+            ) as resp:
                 result["status"], result["body"] = resp.status, await resp.text()
                 handle_ms = resp.headers.get(HANDLE_MS_HEADER)
         except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
@@ -364,8 +445,14 @@ async def deliver(app: web.Application, surface: str, body: str, params: Dict[st
                 result["connector_ms"] = float(handle_ms)
             except ValueError:
                 pass
-        state.deliveries.append({"time": time.time(), "surface": surface, "status": result["status"],
-                                 "elapsed_ms": result["elapsed_ms"]})
+        state.deliveries.append(
+            {
+                "time": time.time(),
+                "surface": surface,
+                "status": result["status"],
+                "elapsed_ms": result["elapsed_ms"],
+            }
+        )
         if result["status"] == 200:
             result["delivered"] = True
             return result
@@ -375,14 +462,17 @@ async def deliver(app: web.Application, surface: str, body: str, params: Dict[st
     return result
 
 
-async def deliver_with_replays(app: web.Application, surface: str, body: str, params: Dict[str, str],
-                               replays: int) -> Dict[str, Any]:
+async def deliver_with_replays(
+    app: web.Application, surface: str, body: str, params: Dict[str, str], replays: int
+) -> Dict[str, Any]:
     """Deliver a callback, then the very same callback `replays` more times at once (a replay
     attack, or WeCom retrying a callback whose 200 it missed): the connector must act once."""
     result = await deliver(app, surface, body, params)
     if replays > 0:
         again = await asyncio.gather(*(deliver(app, surface, body, params) for _ in range(replays)))
-        result["replays"] = [{"status": r["status"], "elapsed_ms": r.get("elapsed_ms")} for r in again]
+        result["replays"] = [
+            {"status": r["status"], "elapsed_ms": r.get("elapsed_ms")} for r in again
+        ]
     return result
 
 
@@ -396,29 +486,46 @@ def _replays(data: Dict[str, Any]) -> int:
 def _kf_callback(state: SandboxState, open_kfid: str):
     token = "ENC" + state.new_id()
     state.kf_callback_tokens[token] = time.time()
-    xml = ("<xml><ToUserName><![CDATA[{corp}]]></ToUserName><CreateTime>{ts}</CreateTime>"
-           "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>"
-           "<Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{kfid}]]></OpenKfId></xml>").format(
-        corp=state.secrets.corp_id, ts=int(time.time()), token=token, kfid=open_kfid)
+    xml = (
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><CreateTime>{ts}</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>"
+        "<Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{kfid}]]></OpenKfId></xml>"
+    ).format(corp=state.secrets.corp_id, ts=int(time.time()), token=token, kfid=open_kfid)
     return _crypto(state, "kf").encrypt_xml(xml, to_user=state.secrets.corp_id)
 
 
-def _kf_item(state: SandboxState, open_kfid: str, external_userid: str, msgtype: str, data: Dict[str, Any]):
-    item: Dict[str, Any] = {"msgid": state.new_id("kfm"), "open_kfid": open_kfid, "external_userid": external_userid,
-                            "send_time": int(time.time()), "origin": 3, "msgtype": msgtype}
+def _kf_item(
+    state: SandboxState, open_kfid: str, external_userid: str, msgtype: str, data: Dict[str, Any]
+):
+    item: Dict[str, Any] = {
+        "msgid": state.new_id("kfm"),
+        "open_kfid": open_kfid,
+        "external_userid": external_userid,
+        "send_time": int(time.time()),
+        "origin": 3,
+        "msgtype": msgtype,
+    }
     if msgtype == "text":
         text: Dict[str, Any] = {"content": data.get("text") or ""}
         if data.get("menu_id"):
             text["menu_id"] = data["menu_id"]
         item["text"] = text
     elif msgtype == "location":
-        item["location"] = {"latitude": data.get("latitude", 18.25), "longitude": data.get("longitude", 109.51),
-                            "name": data.get("name", "三亚凤凰国际机场"), "address": data.get("address", "海南省三亚市天涯区")}
+        item["location"] = {
+            "latitude": data.get("latitude", 18.25),
+            "longitude": data.get("longitude", 109.51),
+            "name": data.get("name", "三亚凤凰国际机场"),
+            "address": data.get("address", "海南省三亚市天涯区"),
+        }
     elif msgtype in ("image", "voice", "video", "file"):
         item[msgtype] = {"media_id": state.new_id("media")}
     elif msgtype == "link":
-        item["link"] = {"title": data.get("title", "链接"), "desc": "", "url": data.get("url", "https://example.com"),
-                        "pic_url": ""}
+        item["link"] = {
+            "title": data.get("title", "链接"),
+            "desc": "",
+            "url": data.get("url", "https://example.com"),
+            "pic_url": "",
+        }
     else:
         item[msgtype] = data.get(msgtype) or {}
     return item
@@ -459,14 +566,26 @@ async def guest_kf_enter(request: web.Request) -> web.Response:
     session = state.session(open_kfid, ext)
     if session.state == 4:
         session.state = 0
-    item = {"msgid": state.new_id("kfe"), "send_time": int(time.time()), "origin": 4, "msgtype": "event",
-            "event": {"event_type": "enter_session", "open_kfid": open_kfid, "external_userid": ext,
-                      "scene": data.get("scene", "sandbox"), "scene_param": data.get("scene_param", ""),
-                      "welcome_code": code}}
+    item = {
+        "msgid": state.new_id("kfe"),
+        "send_time": int(time.time()),
+        "origin": 4,
+        "msgtype": "event",
+        "event": {
+            "event_type": "enter_session",
+            "open_kfid": open_kfid,
+            "external_userid": ext,
+            "scene": data.get("scene", "sandbox"),
+            "scene_param": data.get("scene_param", ""),
+            "welcome_code": code,
+        },
+    }
     state.kf_messages[open_kfid].append(item)
     state.add_feed("kf", ext, "system", "（客人进入会话）")
     body, params = _kf_callback(state, open_kfid)
-    return web.json_response({"welcome_code": code, "delivery": await deliver(request.app, "kf", body, params)})
+    return web.json_response(
+        {"welcome_code": code, "delivery": await deliver(request.app, "kf", body, params)}
+    )
 
 
 async def guest_kf_recall(request: web.Request) -> web.Response:
@@ -475,10 +594,20 @@ async def guest_kf_recall(request: web.Request) -> web.Response:
     if not ext or not msgid:
         raise web.HTTPBadRequest(text="external_userid and msgid required")
     open_kfid = data.get("open_kfid") or state.open_kfid
-    state.kf_messages[open_kfid].append({
-        "msgid": state.new_id("kfe"), "send_time": int(time.time()), "origin": 4, "msgtype": "event",
-        "event": {"event_type": "user_recall_msg", "open_kfid": open_kfid, "external_userid": ext,
-                  "recall_msgid": msgid}})
+    state.kf_messages[open_kfid].append(
+        {
+            "msgid": state.new_id("kfe"),
+            "send_time": int(time.time()),
+            "origin": 4,
+            "msgtype": "event",
+            "event": {
+                "event_type": "user_recall_msg",
+                "open_kfid": open_kfid,
+                "external_userid": ext,
+                "recall_msgid": msgid,
+            },
+        }
+    )
     state.add_feed("kf", ext, "system", "（客人撤回了一条消息）")
     body, params = _kf_callback(state, open_kfid)
     return web.json_response({"delivery": await deliver(request.app, "kf", body, params)})
@@ -496,14 +625,25 @@ async def guest_group(request: web.Request) -> web.Response:
     channel, key = ("group", chatid) if chattype == "group" else ("single", userid)
     state.add_feed(channel, key, "guest", text, userid=userid)
     if chattype == "group" and f"@{state.aibot_name}" not in text:
-        return web.json_response({"delivery": {"delivered": False, "reason": f"not @{state.aibot_name}"}})
+        return web.json_response(
+            {"delivery": {"delivered": False, "reason": f"not @{state.aibot_name}"}}
+        )
     code = state.new_id("rc")
-    state.response_codes[code] = {"issued": time.time(), "used": False, "channel": channel, "key": key}
+    state.response_codes[code] = {
+        "issued": time.time(),
+        "used": False,
+        "channel": channel,
+        "key": key,
+    }
     base = f"{request.scheme}://{request.host}"
     msg: Dict[str, Any] = {
-        "msgid": state.new_id("aib"), "aibotid": state.aibot_id, "chattype": chattype,
-        "from": {"userid": userid}, "response_url": f"{base}/cgi-bin/aibot/response?response_code={code}",
-        "msgtype": "text", "text": {"content": text},
+        "msgid": state.new_id("aib"),
+        "aibotid": state.aibot_id,
+        "chattype": chattype,
+        "from": {"userid": userid},
+        "response_url": f"{base}/cgi-bin/aibot/response?response_code={code}",
+        "msgtype": "text",
+        "text": {"content": text},
     }
     if chattype == "group":
         msg["chatid"] = chatid
@@ -518,9 +658,15 @@ async def guest_aibot_enter(request: web.Request) -> web.Response:
     userid = str(data.get("userid") or "").strip()
     if not userid:
         raise web.HTTPBadRequest(text="userid required")
-    msg = {"msgid": state.new_id("aibe"), "aibotid": state.aibot_id, "chattype": "single",
-           "from": {"userid": userid}, "create_time": int(time.time()), "msgtype": "event",
-           "event": {"eventtype": "enter_chat"}}
+    msg = {
+        "msgid": state.new_id("aibe"),
+        "aibotid": state.aibot_id,
+        "chattype": "single",
+        "from": {"userid": userid},
+        "create_time": int(time.time()),
+        "msgtype": "event",
+        "event": {"eventtype": "enter_chat"},
+    }
     crypto = _crypto(state, "aibot")
     body, params = crypto.encrypt_json(msg)
     delivery = await deliver(request.app, "aibot", body, params)
@@ -528,9 +674,15 @@ async def guest_aibot_enter(request: web.Request) -> web.Response:
     if delivery.get("delivered") and delivery.get("body"):
         try:
             envelope = json.loads(delivery["body"])
-            welcome = crypto.decrypt_json(json.dumps({"encrypt": envelope["encrypt"]}), envelope["msgsignature"],
-                                          envelope["timestamp"], envelope["nonce"])
-            state.add_feed("single", userid, "bot", (welcome.get("text") or {}).get("content") or "")
+            welcome = crypto.decrypt_json(
+                json.dumps({"encrypt": envelope["encrypt"]}),
+                envelope["msgsignature"],
+                envelope["timestamp"],
+                envelope["nonce"],
+            )
+            state.add_feed(
+                "single", userid, "bot", (welcome.get("text") or {}).get("content") or ""
+            )
         except Exception as exc:  # a wrong passive reply is what the sandbox should reveal
             delivery["reply_error"] = f"{type(exc).__name__}: {exc}"
     return web.json_response({"delivery": delivery, "welcome": welcome})
@@ -543,18 +695,29 @@ async def advisor_app(request: web.Request) -> web.Response:
     if not userid:
         raise web.HTTPBadRequest(text="userid required")
     msgid = str(int(time.time() * 1000)) + str(state.next_seq())
-    xml = ("<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
-           "<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
-           "<MsgId>{msgid}</MsgId><AgentID>{agent}</AgentID></xml>").format(
-        corp=state.secrets.corp_id, user=userid, ts=int(time.time()), text=text.replace("]]>", "]]]]><![CDATA[>"),
-        msgid=msgid, agent=state.secrets.app_agent_id)
+    xml = (
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+        "<CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{text}]]></Content>"
+        "<MsgId>{msgid}</MsgId><AgentID>{agent}</AgentID></xml>"
+    ).format(
+        corp=state.secrets.corp_id,
+        user=userid,
+        ts=int(time.time()),
+        text=text.replace("]]>", "]]]]><![CDATA[>"),
+        msgid=msgid,
+        agent=state.secrets.app_agent_id,
+    )
     state.add_feed("app", userid, "advisor", text)
-    body, params = _crypto(state, "app").encrypt_xml(xml, to_user=state.secrets.corp_id,
-                                                     agent_id=state.secrets.app_agent_id)
-    return web.json_response({"msgid": msgid, "delivery": await deliver(request.app, "app", body, params)})
+    body, params = _crypto(state, "app").encrypt_xml(
+        xml, to_user=state.secrets.corp_id, agent_id=state.secrets.app_agent_id
+    )
+    return web.json_response(
+        {"msgid": msgid, "delivery": await deliver(request.app, "app", body, params)}
+    )
 
 
 # ==== inspection and control =====================================================================
+
 
 async def get_calls(request: web.Request) -> web.Response:
     state = _state(request)
@@ -567,7 +730,7 @@ async def get_calls(request: web.Request) -> web.Response:
 def _after(entries: List[Dict[str, Any]], since: int) -> List[Dict[str, Any]]:
     """Entries with seq > since. The logs are in seq order: a bisection, not a scan, because
     pollers ask every few milliseconds and the logs grow through a long session."""
-    return entries[bisect.bisect_right(entries, since, key=lambda e: e["seq"]):]
+    return entries[bisect.bisect_right(entries, since, key=lambda e: e["seq"]) :]
 
 
 async def clear_calls(request: web.Request) -> web.Response:
@@ -579,8 +742,13 @@ async def add_fault(request: web.Request) -> web.Response:
     data = await _json(request)
     if not data.get("path") or not any(k in data for k in ("errcode", "delay_s", "status")):
         raise web.HTTPBadRequest(text="path and one of errcode / delay_s / status required")
-    fault = Fault(path=str(data["path"]), errcode=data.get("errcode"), delay_s=float(data.get("delay_s") or 0),
-                  status=data.get("status"), times=int(data.get("times") or 1))
+    fault = Fault(
+        path=str(data["path"]),
+        errcode=data.get("errcode"),
+        delay_s=float(data.get("delay_s") or 0),
+        status=data.get("status"),
+        times=int(data.get("times") or 1),
+    )
     _state(request).faults.append(fault)
     return web.json_response({"ok": True, "fault": fault.as_dict()})
 
@@ -605,13 +773,26 @@ async def kf_state(request: web.Request) -> web.Response:
     state = _state(request)
     if request.method == "POST":
         data = await _json(request)
-        session = state.session(data.get("open_kfid") or state.open_kfid, str(data.get("external_userid") or ""))
+        session = state.session(
+            data.get("open_kfid") or state.open_kfid, str(data.get("external_userid") or "")
+        )
         session.state = int(data.get("service_state", session.state))
         session.servicer_userid = data.get("servicer_userid")
-    return web.json_response({"sessions": [
-        {"open_kfid": k[0], "external_userid": k[1], "service_state": s.state, "servicer_userid": s.servicer_userid,
-         "sent_since_guest_msg": s.sent_since_guest_msg, "last_guest_msg_at": s.last_guest_msg_at}
-        for k, s in state.kf_sessions.items()]})
+    return web.json_response(
+        {
+            "sessions": [
+                {
+                    "open_kfid": k[0],
+                    "external_userid": k[1],
+                    "service_state": s.state,
+                    "servicer_userid": s.servicer_userid,
+                    "sent_since_guest_msg": s.sent_since_guest_msg,
+                    "last_guest_msg_at": s.last_guest_msg_at,
+                }
+                for k, s in state.kf_sessions.items()
+            ]
+        }
+    )
 
 
 async def expire_tokens(request: web.Request) -> web.Response:
@@ -625,11 +806,18 @@ async def reset(request: web.Request) -> web.Response:
 
 async def info(request: web.Request) -> web.Response:
     state = _state(request)
-    return web.json_response({
-        "connector_url": state.connector_url, "open_kfid": state.open_kfid, "aibot_name": state.aibot_name,
-        "corp_id": state.secrets.corp_id, "app_agent_id": state.secrets.app_agent_id,
-        "robot_keys": list(state.robot_keys), "tags": state.tags, "msg_templates": state.msg_templates,
-    })
+    return web.json_response(
+        {
+            "connector_url": state.connector_url,
+            "open_kfid": state.open_kfid,
+            "aibot_name": state.aibot_name,
+            "corp_id": state.secrets.corp_id,
+            "app_agent_id": state.secrets.app_agent_id,
+            "robot_keys": list(state.robot_keys),
+            "tags": state.tags,
+            "msg_templates": state.msg_templates,
+        }
+    )
 
 
 async def index(request: web.Request) -> web.Response:
@@ -637,6 +825,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 # ==== the application ===========================================================================
+
 
 async def _open_http(app: web.Application) -> None:
     app[HTTP] = aiohttp.ClientSession()

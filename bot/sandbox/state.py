@@ -1,5 +1,6 @@
 """In-memory state of the WeCom sandbox: issued tokens, the API call log, injected faults, and the
 three kinds of conversation (微信客服 guests, groups with the 智能机器人, advisors in the app)."""
+
 from __future__ import annotations
 
 import itertools
@@ -44,11 +45,15 @@ class Secrets:
 
         return cls(
             corp_id=get_settings().wecom_corp_id or d.CORP_ID,
-            kf_token=pick("KF_TOKEN", d.KF_TOKEN), kf_aes_key=pick("KF_AES_KEY", d.KF_AES_KEY),
+            kf_token=pick("KF_TOKEN", d.KF_TOKEN),
+            kf_aes_key=pick("KF_AES_KEY", d.KF_AES_KEY),
             kf_secret=pick("KF_SECRET", d.KF_SECRET),
-            aibot_token=pick("AIBOT_TOKEN", d.AIBOT_TOKEN), aibot_aes_key=pick("AIBOT_AES_KEY", d.AIBOT_AES_KEY),
-            app_token=pick("APP_TOKEN", d.APP_TOKEN), app_aes_key=pick("APP_AES_KEY", d.APP_AES_KEY),
-            app_secret=pick("APP_SECRET", d.APP_SECRET), app_agent_id=pick("APP_AGENT_ID", d.APP_AGENT_ID),
+            aibot_token=pick("AIBOT_TOKEN", d.AIBOT_TOKEN),
+            aibot_aes_key=pick("AIBOT_AES_KEY", d.AIBOT_AES_KEY),
+            app_token=pick("APP_TOKEN", d.APP_TOKEN),
+            app_aes_key=pick("APP_AES_KEY", d.APP_AES_KEY),
+            app_secret=pick("APP_SECRET", d.APP_SECRET),
+            app_agent_id=pick("APP_AGENT_ID", d.APP_AGENT_ID),
         )
 
 
@@ -61,8 +66,13 @@ class Fault:
     times: int = 1
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"path": self.path, "errcode": self.errcode, "delay_s": self.delay_s, "status": self.status,
-                "times": self.times}
+        return {
+            "path": self.path,
+            "errcode": self.errcode,
+            "delay_s": self.delay_s,
+            "status": self.status,
+            "times": self.times,
+        }
 
 
 @dataclass
@@ -81,11 +91,15 @@ class SandboxState:
     connector_url: str = field(default_factory=lambda: load_sandbox_settings().connector_url)
     token_ttl_s: int = field(default_factory=lambda: load_sandbox_settings().token_ttl_s)
     callback_retries: int = field(default_factory=lambda: load_sandbox_settings().callback_retries)
-    callback_timeout_s: float = field(default_factory=lambda: load_sandbox_settings().callback_timeout_s)
+    callback_timeout_s: float = field(
+        default_factory=lambda: load_sandbox_settings().callback_timeout_s
+    )
     open_kfid: str = dev_defaults.SANDBOX_OPEN_KFID
     aibot_id: str = dev_defaults.SANDBOX_AIBOT_ID
-    aibot_name: str = field(default_factory=lambda: load_sandbox_settings().aibot_name
-                            or dev_defaults.SANDBOX_AIBOT_NAME)
+    aibot_name: str = field(
+        default_factory=lambda: load_sandbox_settings().aibot_name
+        or dev_defaults.SANDBOX_AIBOT_NAME
+    )
     robot_keys: Tuple[str, ...] = (dev_defaults.SANDBOX_ROBOT_KEY,)
 
     def __post_init__(self) -> None:
@@ -97,7 +111,9 @@ class SandboxState:
         self.calls: List[Dict[str, Any]] = []
         self.faults: List[Fault] = []
         self.feed: List[Dict[str, Any]] = []  # what the chat page shows
-        self.kf_messages: Dict[str, List[Dict[str, Any]]] = defaultdict(list)  # open_kfid -> sync_msg items
+        self.kf_messages: Dict[str, List[Dict[str, Any]]] = defaultdict(
+            list
+        )  # open_kfid -> sync_msg items
         self.kf_callback_tokens: Dict[str, float] = {}
         self.kf_sessions: Dict[Tuple[str, str], KfSession] = {}
         self.kf_msgids: Dict[str, set] = defaultdict(set)
@@ -161,9 +177,18 @@ class SandboxState:
         events.append(now)
         return True
 
-    def add_feed(self, channel: str, key: str, sender: str, text: str, **extra: Any) -> Dict[str, Any]:
-        item = {"seq": self.next_seq(), "time": time.time(), "channel": channel, "key": key, "from": sender,
-                "text": text, **extra}
+    def add_feed(
+        self, channel: str, key: str, sender: str, text: str, **extra: Any
+    ) -> Dict[str, Any]:
+        item = {
+            "seq": self.next_seq(),
+            "time": time.time(),
+            "channel": channel,
+            "key": key,
+            "from": sender,
+            "text": text,
+            **extra,
+        }
         self.feed.append(item)
         return item
 

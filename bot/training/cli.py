@@ -15,6 +15,7 @@
 Every action is audited with `--actor` (default cli:<login name>). JSON goes to stdout, messages
 to stderr. Exit codes as bot.cli: 0 ok, 1 refused / not found, 2 unusable configuration.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,13 @@ def register(subparsers) -> None:
     p = sub.add_parser("label", help="label an item: it becomes a training example")
     p.add_argument("item", type=int)
     p.add_argument("intent", help="an intent of domain.yml (out_of_scope: out of scope)")
-    p.add_argument("--entity", action="append", default=[], metavar="TYPE=TEXT[=VALUE]",
-                   help="mark an entity, e.g. amenity=泳池=pool (repeatable)")
+    p.add_argument(
+        "--entity",
+        action="append",
+        default=[],
+        metavar="TYPE=TEXT[=VALUE]",
+        help="mark an entity, e.g. amenity=泳池=pool (repeatable)",
+    )
     p.add_argument("--actor", **actor)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_label)
@@ -110,6 +116,7 @@ def register(subparsers) -> None:
 
 # ---- nlu ------------------------------------------------------------------------------------
 
+
 def _collect(args) -> int:
     loop = _loop(args)
     try:
@@ -137,18 +144,25 @@ def _inbox(args) -> int:
             try:
                 loop.collect()
             except Exception as exc:  # the tracker store may be away: show what we have
-                print(f"concierge: could not collect new messages: {str(exc).splitlines()[0]}",
-                      file=sys.stderr)
+                print(
+                    f"concierge: could not collect new messages: {str(exc).splitlines()[0]}",
+                    file=sys.stderr,
+                )
         items = loop.inbox.items(None if args.status == "all" else args.status, args.limit)
     finally:
         loop.close()
-    lines = [f"#{i['id']:<5} ×{i['count']:<3} {i['text']}\n"
-             f"       predicted {i['predicted']} ({i['confidence']}), alternatives "
-             f"{', '.join(f'{n} {c:.2f}' for n, c in (i['alternatives'] or [])[:3]) or '-'}; "
-             f"why: {_reasons(i['reasons'])}"
-             + (f"; label: {i['label']['intent']}" if i.get("label") and
-                i["label"].get("intent") else "")
-             for i in items]
+    lines = [
+        f"#{i['id']:<5} ×{i['count']:<3} {i['text']}\n"
+        f"       predicted {i['predicted']} ({i['confidence']}), alternatives "
+        f"{', '.join(f'{n} {c:.2f}' for n, c in (i['alternatives'] or [])[:3]) or '-'}; "
+        f"why: {_reasons(i['reasons'])}"
+        + (
+            f"; label: {i['label']['intent']}"
+            if i.get("label") and i["label"].get("intent")
+            else ""
+        )
+        for i in items
+    ]
     _out(args, items, "\n".join(lines) if lines else f"no {args.status} items")
     return EXIT_OK
 
@@ -163,11 +177,17 @@ def _show(args) -> int:
         return _err(str(exc))
     finally:
         loop.close()
-    convo = "\n".join(f"  {'>>' if c.get('this') else '  '} {c['who']}: {c['text']}"
-                      for c in item.get("context") or [])
-    _out(args, item, f"#{item['id']} [{item['status']}] ×{item['count']} {item['text']}\n"
-                     f"  predicted {item['predicted']} ({item['confidence']}); alternatives "
-                     f"{item['alternatives']}; why: {_reasons(item['reasons'])}\n{convo}")
+    convo = "\n".join(
+        f"  {'>>' if c.get('this') else '  '} {c['who']}: {c['text']}"
+        for c in item.get("context") or []
+    )
+    _out(
+        args,
+        item,
+        f"#{item['id']} [{item['status']}] ×{item['count']} {item['text']}\n"
+        f"  predicted {item['predicted']} ({item['confidence']}); alternatives "
+        f"{item['alternatives']}; why: {_reasons(item['reasons'])}\n{convo}",
+    )
     return EXIT_OK
 
 
@@ -190,8 +210,9 @@ def _label(args) -> int:
         return _err(str(exc))
     loop = _loop(args)
     try:
-        item = loop.inbox.label(args.item, args.intent, actor=args.actor or _actor_default(),
-                                entities=entities)
+        item = loop.inbox.label(
+            args.item, args.intent, actor=args.actor or _actor_default(), entities=entities
+        )
     except (ItemNotFound, ItemClosed) as exc:
         return _err(str(exc))
     except LabelRefused as exc:
@@ -200,8 +221,11 @@ def _label(args) -> int:
         loop.close()
     label = item["label"]
     how = "written to" if label["written"] else "already in"
-    _out(args, item, f"#{item['id']} labelled {args.intent}: {how} {label['file']}: "
-                     f"- {label['line']}")
+    _out(
+        args,
+        item,
+        f"#{item['id']} labelled {args.intent}: {how} {label['file']}: " f"- {label['line']}",
+    )
     return EXIT_OK
 
 
@@ -221,6 +245,7 @@ def _discard(args) -> int:
 
 # ---- model ----------------------------------------------------------------------------------
 
+
 def _figures(row: dict) -> str:
     fig = (row.get("figures") or {}).get("simplified")
     if not fig:
@@ -230,8 +255,10 @@ def _figures(row: dict) -> str:
         v = fig.get(key)
         return "-" if v is None else f"{v:.3f}"
 
-    return (f"macro-F1 {pct('macro_f1')} complain-R {pct('complain_recall')} "
-            f"OOS-R {pct('oos_recall')} false-fallback {pct('false_fallback_rate')}")
+    return (
+        f"macro-F1 {pct('macro_f1')} complain-R {pct('complain_recall')} "
+        f"OOS-R {pct('oos_recall')} false-fallback {pct('false_fallback_rate')}"
+    )
 
 
 def _train(args) -> int:
@@ -241,13 +268,17 @@ def _train(args) -> int:
     finally:
         loop.close()
     if args.wait:
-        text = (f"{row['version']} {row['status']}: {_figures(row)}; trained in "
-                f"{row['train_seconds']} s, evaluated in {row['eval_seconds']} s"
-                if row["status"] == "ready"
-                else f"{row['version']} {row['status']}: {row['error']}")
+        text = (
+            f"{row['version']} {row['status']}: {_figures(row)}; trained in "
+            f"{row['train_seconds']} s, evaluated in {row['eval_seconds']} s"
+            if row["status"] == "ready"
+            else f"{row['version']} {row['status']}: {row['error']}"
+        )
     else:
-        text = (f"{row['version']} queued: training in the background "
-                f"(`concierge model list` shows when it is ready)")
+        text = (
+            f"{row['version']} queued: training in the background "
+            f"(`concierge model list` shows when it is ready)"
+        )
     _out(args, row, text)
     return EXIT_OK if row["status"] in ("ready", "queued", "training") else EXIT_REFUSED
 
@@ -258,9 +289,14 @@ def _list(args) -> int:
         rows = loop.registry.versions()
     finally:
         loop.close()
-    text = "\n".join(
-        f"{'*' if r['deployed'] else ' '} {r['version']:<26} {r['status']:<10} "
-        f"{r['created'][:16]} {r['created_by']:<16} {_figures(r)}" for r in rows) or "no versions"
+    text = (
+        "\n".join(
+            f"{'*' if r['deployed'] else ' '} {r['version']:<26} {r['status']:<10} "
+            f"{r['created'][:16]} {r['created_by']:<16} {_figures(r)}"
+            for r in rows
+        )
+        or "no versions"
+    )
     _out(args, rows, text)
     return EXIT_OK
 
@@ -271,19 +307,27 @@ def _deploy(args) -> int:
 
     loop = _loop(args)
     try:
-        result = loop.deployer.deploy(args.version, actor=args.actor or _actor_default(),
-                                      override=args.override)
+        result = loop.deployer.deploy(
+            args.version, actor=args.actor or _actor_default(), override=args.override
+        )
     except GateRefused as exc:
-        return _err("refused by the regression gate:\n  " + "\n  ".join(exc.reasons)
-                    + "\ndeploy it anyway only with --override REASON (audited)")
+        return _err(
+            "refused by the regression gate:\n  "
+            + "\n  ".join(exc.reasons)
+            + "\ndeploy it anyway only with --override REASON (audited)"
+        )
     except (VersionNotFound, DeployError, RegistryError) as exc:
         return _err(str(exc))
     finally:
         loop.close()
     note = " (gate overridden)" if result["overridden"] else ""
-    _out(args, result, f"deployed {result['version']}{note} to {', '.join(result['replicas'])}; "
-                       f"fingerprint {result['fingerprint']}; previous {result['previous']} "
-                       "(`concierge model rollback` goes back)")
+    _out(
+        args,
+        result,
+        f"deployed {result['version']}{note} to {', '.join(result['replicas'])}; "
+        f"fingerprint {result['fingerprint']}; previous {result['previous']} "
+        "(`concierge model rollback` goes back)",
+    )
     return EXIT_OK
 
 
@@ -298,33 +342,47 @@ def _rollback(args) -> int:
         return _err(str(exc))
     finally:
         loop.close()
-    _out(args, result, f"rolled back to {result['version']} (from {result['previous']}); "
-                       f"fingerprint {result['fingerprint']}")
+    _out(
+        args,
+        result,
+        f"rolled back to {result['version']} (from {result['previous']}); "
+        f"fingerprint {result['fingerprint']}",
+    )
     return EXIT_OK
 
 
 def _status(args) -> int:
     loop = _loop(args)
     try:
-        payload = {"deployed": loop.registry.deployed_version(),
-                   "replicas": loop.deployer.fingerprints()}
+        payload = {
+            "deployed": loop.registry.deployed_version(),
+            "replicas": loop.deployer.fingerprints(),
+        }
         if payload["deployed"]:
             payload["fingerprint"] = loop.registry.get(payload["deployed"])["fingerprint"]
     finally:
         loop.close()
-    _out(args, payload, f"deployed: {payload['deployed'] or '(nothing deployed yet)'} "
-                        f"{payload.get('fingerprint') or ''}\n"
-                        + "\n".join(f"  {u}: {f}" for u, f in payload["replicas"].items()))
+    _out(
+        args,
+        payload,
+        f"deployed: {payload['deployed'] or '(nothing deployed yet)'} "
+        f"{payload.get('fingerprint') or ''}\n"
+        + "\n".join(f"  {u}: {f}" for u, f in payload["replicas"].items()),
+    )
     return EXIT_OK
 
 
 # ---- data -----------------------------------------------------------------------------------
 
+
 def register_data(subparsers) -> None:
     data = subparsers.add_parser("data", help="the data files admins edit")
     sub = data.add_subparsers(dest="data_command", required=True)
-    p = sub.add_parser("check", help="validate every data file (knowledge base, catalogue, SLA "
-                                     "and marketing policies, rules, staff, demo, NLU, ...)")
+    p = sub.add_parser(
+        "check",
+        help="validate every data file (knowledge base, catalogue, SLA "
+        "and marketing policies, rules, staff, demo, NLU, ...)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_data_check)
 

@@ -21,6 +21,7 @@ Each signal is attributed when the later event that reveals it arrives, so one p
 events in id order is enough and nothing waits for a settling time. Collecting twice is harmless:
 messages are unique per (source, event id) and a second signal only adds a reason.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -74,8 +75,15 @@ class Event:
             data = json.loads(row.data) if row.data else {}
         except (TypeError, ValueError):  # a damaged row: keep going, it has no text to file
             data = {}
-        return cls(row.id, row.sender_id, row.type_name, row.timestamp or 0.0, row.intent_name,
-                   row.action_name, data if isinstance(data, dict) else {})
+        return cls(
+            row.id,
+            row.sender_id,
+            row.type_name,
+            row.timestamp or 0.0,
+            row.intent_name,
+            row.action_name,
+            data if isinstance(data, dict) else {},
+        )
 
     @property
     def text(self) -> str:
@@ -91,16 +99,25 @@ def _tracker_engine(url: str) -> Engine:
 
 
 # Rasa's SQLTrackerStore table, read as it is (plain JSON text in `data`).
-RASA_EVENTS = table("events", column("id", Integer), column("sender_id", String),
-                    column("type_name", String), column("timestamp", Float),
-                    column("intent_name", String), column("action_name", String),
-                    column("data", Text))
+RASA_EVENTS = table(
+    "events",
+    column("id", Integer),
+    column("sender_id", String),
+    column("type_name", String),
+    column("timestamp", Float),
+    column("intent_name", String),
+    column("action_name", String),
+    column("data", Text),
+)
 
 
 def classifier_ranking(parse: dict) -> list[list]:
     """The classifier's alternatives, best first, without the fallback pseudo-intent."""
-    ranking = [[r.get("name"), round(float(r.get("confidence") or 0.0), 4)]
-               for r in parse.get("intent_ranking") or [] if r.get("name") != NLU_FALLBACK]
+    ranking = [
+        [r.get("name"), round(float(r.get("confidence") or 0.0), 4)]
+        for r in parse.get("intent_ranking") or []
+        if r.get("name") != NLU_FALLBACK
+    ]
     if not ranking:
         intent = parse.get("intent") or {}
         if intent.get("name") and intent.get("name") != NLU_FALLBACK:
@@ -111,9 +128,17 @@ def classifier_ranking(parse: dict) -> list[list]:
 class InboxCollector:
     """One tracker store → the inbox tables in the CRM database."""
 
-    def __init__(self, crm_engine: Engine, tracker: Engine | str | None = None, *,
-                 hash_key: str, low_confidence: float = 0.5, rephrase_window_s: float = 180.0,
-                 source: Optional[str] = None, batch: int = 500):
+    def __init__(
+        self,
+        crm_engine: Engine,
+        tracker: Engine | str | None = None,
+        *,
+        hash_key: str,
+        low_confidence: float = 0.5,
+        rephrase_window_s: float = 180.0,
+        source: Optional[str] = None,
+        batch: int = 500,
+    ):
         """`tracker` None: the CRM's conversation_events (the event stream; cursor "events");
         a URL or engine: that tracker store's `events` table (cursor "rasa")."""
         from bot.events.models import ConversationEvent
@@ -180,8 +205,15 @@ class InboxCollector:
 
     def _select(self):
         t = self.table
-        return select(t.c.id, t.c.sender_id, t.c.type_name, t.c.timestamp, t.c.intent_name,
-                      t.c.action_name, t.c.data)
+        return select(
+            t.c.id,
+            t.c.sender_id,
+            t.c.type_name,
+            t.c.timestamp,
+            t.c.intent_name,
+            t.c.action_name,
+            t.c.data,
+        )
 
     def _events_after(self, last_id: int) -> list[Event]:
         c = self.table.c
@@ -189,30 +221,38 @@ class InboxCollector:
 
     def _previous_user(self, sender_id: str, before_id: int) -> Optional[Event]:
         c = self.table.c
-        rows = self._query(self._select().where(
-            c.sender_id == sender_id, c.type_name == "user", c.id < before_id)
-            .order_by(c.id.desc()).limit(1))
+        rows = self._query(
+            self._select()
+            .where(c.sender_id == sender_id, c.type_name == "user", c.id < before_id)
+            .order_by(c.id.desc())
+            .limit(1)
+        )
         return rows[0] if rows else None
 
     def _between(self, sender_id: str, after_id: int, before_id: int) -> list[Event]:
         c = self.table.c
-        return self._query(self._select().where(
-            c.sender_id == sender_id, c.id > after_id, c.id < before_id).order_by(c.id))
+        return self._query(
+            self._select()
+            .where(c.sender_id == sender_id, c.id > after_id, c.id < before_id)
+            .order_by(c.id)
+        )
 
     def _context(self, ev: Event) -> list[dict]:
         c = self.table.c
-        spoken = self._select().where(c.sender_id == ev.sender_id,
-                                      c.type_name.in_(("user", "bot")))
-        before = self._query(spoken.where(c.id < ev.id).order_by(c.id.desc())
-                             .limit(CONTEXT_EVENTS))
+        spoken = self._select().where(c.sender_id == ev.sender_id, c.type_name.in_(("user", "bot")))
+        before = self._query(spoken.where(c.id < ev.id).order_by(c.id.desc()).limit(CONTEXT_EVENTS))
         after = self._query(spoken.where(c.id > ev.id).order_by(c.id).limit(CONTEXT_EVENTS))
         lines = []
         for e in [*reversed(before), ev, *after]:
             if e.type_name == "bot" and not e.text:
                 continue
-            lines.append({"who": "guest" if e.type_name == "user" else "bot",
-                          "text": display_text(e.text) if e.type_name == "user" else e.text,
-                          "this": e.id == ev.id})
+            lines.append(
+                {
+                    "who": "guest" if e.type_name == "user" else "bot",
+                    "text": display_text(e.text) if e.type_name == "user" else e.text,
+                    "this": e.id == ev.id,
+                }
+            )
         return lines
 
     # ---- which messages a new event sends to the inbox -------------------------------------
@@ -239,8 +279,9 @@ class InboxCollector:
                 yield last, "handoff"
         elif ev.type_name == "pause":
             last = self._previous_user(ev.sender_id, ev.id)
-            if last is not None and any(e.type_name == "bot" and e.text
-                                        for e in self._between(ev.sender_id, last.id, ev.id)):
+            if last is not None and any(
+                e.type_name == "bot" and e.text for e in self._between(ev.sender_id, last.id, ev.id)
+            ):
                 yield last, "takeover"
 
     def _within_window(self, first: Event, second: Event) -> bool:
@@ -255,8 +296,10 @@ class InboxCollector:
 
     # ---- writing the inbox ----------------------------------------------------------------
     def _file(self, s: Session, ev: Event, reason: str) -> None:
-        existing = s.execute(select(m.InboxMessage).where(
-            m.InboxMessage.source == self.source, m.InboxMessage.event_id == ev.id)
+        existing = s.execute(
+            select(m.InboxMessage).where(
+                m.InboxMessage.source == self.source, m.InboxMessage.event_id == ev.id
+            )
         ).scalar_one_or_none()
         if existing is not None:
             if reason not in existing.reasons:
@@ -266,28 +309,44 @@ class InboxCollector:
         said_at = dt.datetime.fromtimestamp(ev.timestamp, dt.timezone.utc)
         item = self._item_for(s, shown, said_at)
         intent = ev.parse.get("intent") or {}
-        s.add(m.InboxMessage(
-            item_id=item.id, source=self.source, event_id=ev.id,
-            sender_hash=sender_hash(ev.sender_id, self.hash_key), text=shown, reasons=[reason],
-            intent=intent.get("name"), confidence=intent.get("confidence"),
-            ranking=classifier_ranking(ev.parse),
-            context=json.dumps(self._context(ev), ensure_ascii=False), said_at=said_at))
+        s.add(
+            m.InboxMessage(
+                item_id=item.id,
+                source=self.source,
+                event_id=ev.id,
+                sender_hash=sender_hash(ev.sender_id, self.hash_key),
+                text=shown,
+                reasons=[reason],
+                intent=intent.get("name"),
+                confidence=intent.get("confidence"),
+                ranking=classifier_ranking(ev.parse),
+                context=json.dumps(self._context(ev), ensure_ascii=False),
+                said_at=said_at,
+            )
+        )
         s.flush()
 
     def _item_for(self, s: Session, shown: str, said_at: dt.datetime) -> m.InboxItem:
         """The item of an identical text (any status), else a near-identical open one, else new."""
         key = group_key(shown)
-        item = s.execute(select(m.InboxItem).where(m.InboxItem.group_key == key)
-                         .order_by(m.InboxItem.id)).scalars().first()
+        item = (
+            s.execute(
+                select(m.InboxItem).where(m.InboxItem.group_key == key).order_by(m.InboxItem.id)
+            )
+            .scalars()
+            .first()
+        )
         if item is None:
-            for candidate in s.execute(select(m.InboxItem).where(m.InboxItem.status == "open")
-                                       ).scalars():
+            for candidate in s.execute(
+                select(m.InboxItem).where(m.InboxItem.status == "open")
+            ).scalars():
                 if similarity(candidate.text, shown) >= NEAR_DUPLICATE:
                     item = candidate
                     break
         if item is None:
-            item = m.InboxItem(group_key=key, text=shown, status="open", first_seen=said_at,
-                               last_seen=said_at)
+            item = m.InboxItem(
+                group_key=key, text=shown, status="open", first_seen=said_at, last_seen=said_at
+            )
             s.add(item)
             s.flush()
         else:

@@ -14,6 +14,7 @@ The regression gate (bot.training.gate) runs before anything is switched; an ove
 reason, and the override, the refusal and every deploy/rollback are audited with who did it.
 The archives must be readable by the replicas at the same path (one machine or a shared volume).
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,15 +43,23 @@ class DeployError(RuntimeError):
 class GateRefused(DeployError):
     def __init__(self, version: str, reasons: list[str]):
         self.version, self.reasons = version, reasons
-        super().__init__(f"{version} is worse than the deployed model: " + "; ".join(reasons)
-                         + ". Deploy it anyway only with --override REASON.")
+        super().__init__(
+            f"{version} is worse than the deployed model: "
+            + "; ".join(reasons)
+            + ". Deploy it anyway only with --override REASON."
+        )
 
 
 class RasaReplicas:
     """The HTTP side: status and model swap of each configured Rasa URL."""
 
-    def __init__(self, urls: tuple, token: Optional[str], timeout_s: float = LOAD_TIMEOUT_S,
-                 session: Optional[requests.Session] = None):
+    def __init__(
+        self,
+        urls: tuple,
+        token: Optional[str],
+        timeout_s: float = LOAD_TIMEOUT_S,
+        session: Optional[requests.Session] = None,
+    ):
         if not urls:
             raise DeployError("no Rasa URL configured (RASA_URLS)")
         self.urls, self.token, self.timeout_s = tuple(urls), token, timeout_s
@@ -66,8 +75,12 @@ class RasaReplicas:
         return resp.json()
 
     def load(self, url: str, model_path: Path) -> None:
-        resp = self.http.put(f"{url}/model", params=self._params(),
-                             json={"model_file": str(model_path)}, timeout=self.timeout_s)
+        resp = self.http.put(
+            f"{url}/model",
+            params=self._params(),
+            json={"model_file": str(model_path)},
+            timeout=self.timeout_s,
+        )
         if resp.status_code != 204:
             raise DeployError(f"{url} refused the model ({resp.status_code}): {resp.text[:300]}")
 
@@ -103,44 +116,71 @@ class Deployer:
         fingerprint = model_fingerprint(self.deployed_path)
         if running != {fingerprint}:
             return None  # replicas run something else (or disagree): nothing known to compare
-        version = self.registry.import_archive(self.deployed_path, actor,
-                                               note="running before the first deploy")
+        version = self.registry.import_archive(
+            self.deployed_path, actor, note="running before the first deploy"
+        )
         row = self.registry.get(version)
         if row["status"] != "ready" and self.evaluate is not None:
             row = self.evaluate(version)
-        self.registry.record_deployment(version, None, "baseline", actor,
-                                        {u: "running" for u in self.replicas.urls})
+        self.registry.record_deployment(
+            version, None, "baseline", actor, {u: "running" for u in self.replicas.urls}
+        )
         return row
 
     # ---- switching -------------------------------------------------------------------------
     def deploy(self, version: str, *, actor: str, override: Optional[str] = None) -> dict:
         target = self.registry.get(version)
         if target["status"] != "ready":
-            raise DeployError(f"{version} is {target['status']}, not ready"
-                              + (f": {target['error']}" if target.get("error") else ""))
+            raise DeployError(
+                f"{version} is {target['status']}, not ready"
+                + (f": {target['error']}" if target.get("error") else "")
+            )
         current = self._baseline(actor)
         if current is not None and current["version"] == version:
             raise DeployError(f"{version} is already deployed")
-        reasons = (regressions(target["figures"], current["figures"], self.policy)
-                   if current is not None else
-                   ["the running model is not in the registry: nothing to compare with"])
+        reasons = (
+            regressions(target["figures"], current["figures"], self.policy)
+            if current is not None
+            else ["the running model is not in the registry: nothing to compare with"]
+        )
         if reasons:
             if not (override and override.strip()):
-                self.store.record_audit(actor, "model.deploy_refused", "model_version", version,
-                                        {"reasons": reasons})
+                self.store.record_audit(
+                    actor, "model.deploy_refused", "model_version", version, {"reasons": reasons}
+                )
                 raise GateRefused(version, reasons)
-            self.store.record_audit(actor, "model.gate_override", "model_version", version,
-                                    {"reasons": reasons, "override": override.strip()})
+            self.store.record_audit(
+                actor,
+                "model.gate_override",
+                "model_version",
+                version,
+                {"reasons": reasons, "override": override.strip()},
+            )
         previous = current["version"] if current else None
         replicas = self._switch(target, current)
-        self.registry.record_deployment(version, previous, "deploy", actor, replicas,
-                                        override.strip() if reasons and override else None)
-        self.store.record_audit(actor, "model.deploy", "model_version", version,
-                                {"previous": previous, "replicas": replicas,
-                                 "gate": reasons or "passed"})
-        return {"version": version, "previous": previous, "replicas": replicas,
-                "fingerprint": target["fingerprint"], "gate": reasons,
-                "overridden": bool(reasons)}
+        self.registry.record_deployment(
+            version,
+            previous,
+            "deploy",
+            actor,
+            replicas,
+            override.strip() if reasons and override else None,
+        )
+        self.store.record_audit(
+            actor,
+            "model.deploy",
+            "model_version",
+            version,
+            {"previous": previous, "replicas": replicas, "gate": reasons or "passed"},
+        )
+        return {
+            "version": version,
+            "previous": previous,
+            "replicas": replicas,
+            "fingerprint": target["fingerprint"],
+            "gate": reasons,
+            "overridden": bool(reasons),
+        }
 
     def rollback(self, *, actor: str) -> dict:
         """Back to the version deployed before the current one (no gate: it ran before)."""
@@ -149,12 +189,22 @@ class Deployer:
             raise DeployError("nothing to roll back to: no earlier deployed version")
         target = self.registry.get(current["previous_version"])
         replicas = self._switch(target, self.registry.get(current["version"]))
-        self.registry.record_deployment(target["version"], current["version"], "rollback", actor,
-                                        replicas)
-        self.store.record_audit(actor, "model.rollback", "model_version", target["version"],
-                                {"from": current["version"], "replicas": replicas})
-        return {"version": target["version"], "previous": current["version"],
-                "replicas": replicas, "fingerprint": target["fingerprint"]}
+        self.registry.record_deployment(
+            target["version"], current["version"], "rollback", actor, replicas
+        )
+        self.store.record_audit(
+            actor,
+            "model.rollback",
+            "model_version",
+            target["version"],
+            {"from": current["version"], "replicas": replicas},
+        )
+        return {
+            "version": target["version"],
+            "previous": current["version"],
+            "replicas": replicas,
+            "fingerprint": target["fingerprint"],
+        }
 
     def _switch(self, target: dict, current: Optional[dict]) -> dict:
         path = Path(target["path"]).resolve()
@@ -167,15 +217,22 @@ class Deployer:
                 done.append(url)
                 got = self.replicas.status(url).get("model_id")
                 if got != target["fingerprint"]:
-                    raise DeployError(f"{url} reports fingerprint {got}, expected "
-                                      f"{target['fingerprint']}")
+                    raise DeployError(
+                        f"{url} reports fingerprint {got}, expected " f"{target['fingerprint']}"
+                    )
         except (requests.RequestException, DeployError) as exc:
             undone = self._revert(done, current)
-            self.store.record_audit("system", "model.deploy_failed", "model_version",
-                                    target["version"], {"error": str(exc), "reverted": undone})
-            raise DeployError(f"deploy of {target['version']} failed: {exc}; "
-                              f"replicas put back on the previous model: {undone or 'none'}"
-                              ) from None
+            self.store.record_audit(
+                "system",
+                "model.deploy_failed",
+                "model_version",
+                target["version"],
+                {"error": str(exc), "reverted": undone},
+            )
+            raise DeployError(
+                f"deploy of {target['version']} failed: {exc}; "
+                f"replicas put back on the previous model: {undone or 'none'}"
+            ) from None
         self._keep_for_restart(path)
         return {url: "ok" for url in done}
 
@@ -204,5 +261,9 @@ class Deployer:
         except OSError as exc:  # the replicas run it already: say so, do not undo the deploy
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            log.warning("deployed, but %s was not updated (a restarted replica would load the "
-                        "old model): %s", target, exc)
+            log.warning(
+                "deployed, but %s was not updated (a restarted replica would load the "
+                "old model): %s",
+                target,
+                exc,
+            )

@@ -6,6 +6,7 @@ the normalised text (personal numbers masked), how often it came, why it was col
 model predicted with which confidence and alternatives, and the conversation around the latest
 occurrence; never who wrote it. Every decision is audited with who made it.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,8 +50,9 @@ def _utcnow() -> dt.datetime:
 
 
 class InboxService:
-    def __init__(self, engine_or_url: Engine | str | None, store: CRMStore,
-                 paths: DataPaths = DataPaths()):
+    def __init__(
+        self, engine_or_url: Engine | str | None, store: CRMStore, paths: DataPaths = DataPaths()
+    ):
         self.engine = as_engine(engine_or_url)
         self.store = store
         self.paths = paths
@@ -59,10 +61,17 @@ class InboxService:
     def items(self, status: Optional[str] = "open", limit: int = 100) -> list[dict]:
         """Items, most frequent first (then most recent); `status=None` lists every status."""
         with Session(self.engine, future=True) as s:
-            counts = (select(m.InboxMessage.item_id, func.count().label("n"))
-                      .group_by(m.InboxMessage.item_id).subquery())
-            q = (select(m.InboxItem, counts.c.n).join(counts, counts.c.item_id == m.InboxItem.id)
-                 .order_by(counts.c.n.desc(), m.InboxItem.last_seen.desc()).limit(limit))
+            counts = (
+                select(m.InboxMessage.item_id, func.count().label("n"))
+                .group_by(m.InboxMessage.item_id)
+                .subquery()
+            )
+            q = (
+                select(m.InboxItem, counts.c.n)
+                .join(counts, counts.c.item_id == m.InboxItem.id)
+                .order_by(counts.c.n.desc(), m.InboxItem.last_seen.desc())
+                .limit(limit)
+            )
             if status is not None:
                 q = q.where(m.InboxItem.status == status)
             rows = s.execute(q).all()
@@ -78,43 +87,71 @@ class InboxService:
 
     @staticmethod
     def _describe(s: Session, item: m.InboxItem, n: int, *, with_context: bool) -> dict:
-        msgs = s.execute(select(m.InboxMessage).where(m.InboxMessage.item_id == item.id)
-                         .order_by(m.InboxMessage.said_at.desc())).scalars().all()
+        msgs = (
+            s.execute(
+                select(m.InboxMessage)
+                .where(m.InboxMessage.item_id == item.id)
+                .order_by(m.InboxMessage.said_at.desc())
+            )
+            .scalars()
+            .all()
+        )
         latest = msgs[0] if msgs else None
         reasons = Counter(r for msg in msgs for r in msg.reasons)
         variants = sorted({msg.text for msg in msgs} - {item.text})
         out: dict[str, Any] = {
-            "id": item.id, "text": item.text, "status": item.status, "count": n,
-            "variants": variants[:5], "reasons": dict(reasons),
+            "id": item.id,
+            "text": item.text,
+            "status": item.status,
+            "count": n,
+            "variants": variants[:5],
+            "reasons": dict(reasons),
             "predicted": latest.intent if latest else None,
             "confidence": round(latest.confidence, 4) if latest and latest.confidence else None,
             "alternatives": latest.ranking if latest else [],
-            "first_seen": item.first_seen.isoformat(), "last_seen": item.last_seen.isoformat(),
-            "label": item.label, "decided_by": item.decided_by,
+            "first_seen": item.first_seen.isoformat(),
+            "last_seen": item.last_seen.isoformat(),
+            "label": item.label,
+            "decided_by": item.decided_by,
         }
         if with_context and latest is not None and latest.context:
             out["context"] = json.loads(latest.context)
         return out
 
     # ---- deciding --------------------------------------------------------------------------
-    def label(self, item_id: int, intent: str, *, actor: str,
-              entities: Sequence[Entity] = ()) -> dict:
+    def label(
+        self, item_id: int, intent: str, *, actor: str, entities: Sequence[Entity] = ()
+    ) -> dict:
         """Write the item's text as an `intent` example into data/nlu (see bot.nlu.labels).
         Raises ItemNotFound, ItemClosed, LabelRefused (the reason is the message)."""
         item = self._open_item(item_id)
         try:
-            result = add_example(item["text"], intent, nlu_dir=self.paths.nlu_dir,
-                                 holdout_dir=self.paths.holdout_dir,
-                                 domain_path=self.paths.domain, entities=entities)
+            result = add_example(
+                item["text"],
+                intent,
+                nlu_dir=self.paths.nlu_dir,
+                holdout_dir=self.paths.holdout_dir,
+                domain_path=self.paths.domain,
+                entities=entities,
+            )
         except LabelRefused as exc:
-            self.store.record_audit(actor, "nlu.label_refused", "nlu_inbox_item", item_id,
-                                    {"intent": intent, "reason": str(exc)})
+            self.store.record_audit(
+                actor,
+                "nlu.label_refused",
+                "nlu_inbox_item",
+                item_id,
+                {"intent": intent, "reason": str(exc)},
+            )
             raise
-        label = {"intent": intent, "entities": [e.__dict__ for e in entities],
-                 "file": str(result.file.relative_to(self.paths.nlu_dir.parent.parent))
-                 if result.file.is_relative_to(self.paths.nlu_dir.parent.parent)
-                 else str(result.file),
-                 "line": result.line, "written": result.written}
+        label = {
+            "intent": intent,
+            "entities": [e.__dict__ for e in entities],
+            "file": str(result.file.relative_to(self.paths.nlu_dir.parent.parent))
+            if result.file.is_relative_to(self.paths.nlu_dir.parent.parent)
+            else str(result.file),
+            "line": result.line,
+            "written": result.written,
+        }
         self._close(item_id, "labelled", actor, label)
         self.store.record_audit(actor, "nlu.label", "nlu_inbox_item", item_id, label)
         return {**item, "status": "labelled", "label": label}
@@ -125,15 +162,18 @@ class InboxService:
     def discard(self, item_id: int, *, actor: str, reason: str | None = None) -> dict:
         item = self._open_item(item_id)
         self._close(item_id, "discarded", actor, {"reason": reason} if reason else None)
-        self.store.record_audit(actor, "nlu.discard", "nlu_inbox_item", item_id,
-                                {"reason": reason} if reason else None)
+        self.store.record_audit(
+            actor, "nlu.discard", "nlu_inbox_item", item_id, {"reason": reason} if reason else None
+        )
         return {**item, "status": "discarded"}
 
     def _open_item(self, item_id: int) -> dict:
         item = self.item(item_id)
         if item["status"] != "open":
-            raise ItemClosed(f"inbox item {item_id} is already {item['status']}"
-                             + (f" by {item['decided_by']}" if item["decided_by"] else ""))
+            raise ItemClosed(
+                f"inbox item {item_id} is already {item['status']}"
+                + (f" by {item['decided_by']}" if item["decided_by"] else "")
+            )
         return item
 
     def _close(self, item_id: int, status: str, actor: str, label: Optional[dict]) -> None:
@@ -154,12 +194,22 @@ def erase_sender(engine_or_url: Engine | str | None, sender_id: str, hash_key: s
     `erase_sender(engine, sender_id, get_settings().training.hash_key)`."""
     h = sender_hash(sender_id, hash_key)
     with Session(as_engine(engine_or_url), future=True) as s, s.begin():
-        items = set(s.execute(select(m.InboxMessage.item_id)
-                              .where(m.InboxMessage.sender_hash == h)).scalars())
+        items = set(
+            s.execute(
+                select(m.InboxMessage.item_id).where(m.InboxMessage.sender_hash == h)
+            ).scalars()
+        )
         gone = s.execute(delete(m.InboxMessage).where(m.InboxMessage.sender_hash == h)).rowcount
         for item_id in items:
-            left = s.execute(select(m.InboxMessage).where(m.InboxMessage.item_id == item_id)
-                             .order_by(m.InboxMessage.said_at)).scalars().first()
+            left = (
+                s.execute(
+                    select(m.InboxMessage)
+                    .where(m.InboxMessage.item_id == item_id)
+                    .order_by(m.InboxMessage.said_at)
+                )
+                .scalars()
+                .first()
+            )
             item = s.get(m.InboxItem, item_id)
             if left is None:
                 s.delete(item)

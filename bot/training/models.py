@@ -11,6 +11,7 @@ history: bot/crm/migrations/versions/0006_training.py creates them).
 - `model_versions`: the model registry (file, data hash, config, figures, who, how long).
 - `model_deployments`: every deploy/rollback, newest last; the newest row is what runs.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import (
@@ -28,8 +29,13 @@ from sqlalchemy import (
 from bot.crm.crypto import EncryptedText
 from bot.crm.models import Base, UTCDateTime, utcnow
 
-TRAINING_TABLES = ("nlu_inbox_items", "nlu_inbox_messages", "nlu_inbox_cursor",
-                   "model_versions", "model_deployments")
+TRAINING_TABLES = (
+    "nlu_inbox_items",
+    "nlu_inbox_messages",
+    "nlu_inbox_cursor",
+    "model_versions",
+    "model_deployments",
+)
 ITEM_STATUSES = ("open", "labelled", "discarded")
 VERSION_STATUSES = ("queued", "training", "evaluating", "ready", "failed")
 
@@ -58,8 +64,7 @@ class InboxMessage(Base):
     )
 
     id = Column(Integer, primary_key=True)
-    item_id = Column(Integer, ForeignKey("nlu_inbox_items.id", ondelete="CASCADE"),
-                     nullable=False)
+    item_id = Column(Integer, ForeignKey("nlu_inbox_items.id", ondelete="CASCADE"), nullable=False)
     source = Column(String(32), nullable=False)  # which tracker store (cursor name)
     event_id = Column(Integer, nullable=False)  # the user event's id in that store
     sender_hash = Column(String(64), nullable=False)

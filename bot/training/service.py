@@ -12,6 +12,7 @@ Everything here blocks (SQL, subprocesses, HTTP to Rasa): call it from a worker 
 (`asyncio.to_thread`) in an async server. Exceptions carry the message to show the admin:
 ItemNotFound, ItemClosed, LabelRefused, VersionNotFound, DeployError (GateRefused).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,26 +54,39 @@ class TrainingLoop:
         self.store.close()
 
 
-def build_training_loop(settings: Settings, database_url: Optional[str] = None,
-                        project_root: Path = PROJECT_ROOT) -> TrainingLoop:
+def build_training_loop(
+    settings: Settings, database_url: Optional[str] = None, project_root: Path = PROJECT_ROOT
+) -> TrainingLoop:
     t = settings.training
     store = CRMStore(database_url or settings.database_url)
     registry = ModelRegistry(store.engine, store, t.registry_dir, project_root)
-    paths = DataPaths(nlu_dir=project_root / "data" / "nlu",
-                      holdout_dir=project_root / "tests" / "nlu_holdout",
-                      domain=project_root / "domain.yml")
-    deployer = Deployer(registry=registry,
-                        replicas=RasaReplicas(t.rasa_urls, settings.rasa_auth_token),
-                        store=store, deployed_path=t.deployed_model_path,
-                        policy=GatePolicy(t.gate_margin, t.gate_intent_margin),
-                        evaluate=lambda version: train_version(registry, version))
+    paths = DataPaths(
+        nlu_dir=project_root / "data" / "nlu",
+        holdout_dir=project_root / "tests" / "nlu_holdout",
+        domain=project_root / "domain.yml",
+    )
+    deployer = Deployer(
+        registry=registry,
+        replicas=RasaReplicas(t.rasa_urls, settings.rasa_auth_token),
+        store=store,
+        deployed_path=t.deployed_model_path,
+        policy=GatePolicy(t.gate_margin, t.gate_intent_margin),
+        evaluate=lambda version: train_version(registry, version),
+    )
     if t.inbox_source not in ("events", "tracker"):
         raise ValueError(f"NLU_INBOX_SOURCE must be events or tracker, not {t.inbox_source!r}")
-    collector = InboxCollector(store.engine,
-                               None if t.inbox_source == "events" else t.tracker_db_url,
-                               hash_key=t.hash_key,
-                               low_confidence=t.low_confidence,
-                               rephrase_window_s=t.rephrase_window_s)
-    return TrainingLoop(settings=settings, store=store,
-                        inbox=InboxService(store.engine, store, paths), registry=registry,
-                        deployer=deployer, collector=collector)
+    collector = InboxCollector(
+        store.engine,
+        None if t.inbox_source == "events" else t.tracker_db_url,
+        hash_key=t.hash_key,
+        low_confidence=t.low_confidence,
+        rephrase_window_s=t.rephrase_window_s,
+    )
+    return TrainingLoop(
+        settings=settings,
+        store=store,
+        inbox=InboxService(store.engine, store, paths),
+        registry=registry,
+        deployer=deployer,
+        collector=collector,
+    )

@@ -1,5 +1,6 @@
 """How inbox texts are shown and compared: normalised like the NLU sees them, with personal
 numbers masked, and a comparison key under which near-identical texts fall together."""
+
 from __future__ import annotations
 
 import difflib

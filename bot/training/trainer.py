@@ -9,6 +9,7 @@ the foreground with `concierge model train --wait`. Steps, each recorded on the 
    .rasa/cache is shared with `make train`, so unchanged parts are not retrained);
 4. `python -m bot.nlu.evaluate` on the held-out set (the `make eval` figures), kept in the row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,12 +53,18 @@ def _run(cmd: list[str], cwd: Path, log: Path) -> None:
     with open(log, "ab") as out:
         out.write(f"$ {' '.join(cmd)}\n".encode())
         out.flush()
-        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                              env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"})
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"},
+        )
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL:]
-        raise RegistryError(f"{cmd[2]} {cmd[3] if len(cmd) > 3 else ''} exited "
-                            f"{proc.returncode}:\n{tail}")
+        raise RegistryError(
+            f"{cmd[2]} {cmd[3] if len(cmd) > 3 else ''} exited " f"{proc.returncode}:\n{tail}"
+        )
 
 
 def snapshot(root: Path, into: Path) -> None:
@@ -70,12 +77,23 @@ def snapshot(root: Path, into: Path) -> None:
             shutil.copyfile(src, dst)
 
 
-def evaluate(model: Path, out_dir: Path, root: Path, log: Path,
-             nlu_data: Optional[Path] = None) -> dict:
+def evaluate(
+    model: Path, out_dir: Path, root: Path, log: Path, nlu_data: Optional[Path] = None
+) -> dict:
     """The held-out figures of one model archive (bot.nlu.evaluate's summary, trimmed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "bot.nlu.evaluate", "--model", str(model), "--out", str(out_dir),
-           "--holdout", str(root / HOLDOUT), "--no-rasa-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bot.nlu.evaluate",
+        "--model",
+        str(model),
+        "--out",
+        str(out_dir),
+        "--holdout",
+        str(root / HOLDOUT),
+        "--no-rasa-report",
+    ]
     if nlu_data is not None:
         cmd += ["--nlu-data", str(nlu_data)]
     _run(cmd, root, log)
@@ -93,31 +111,62 @@ def train_version(registry: ModelRegistry, version: str) -> dict:
             if row["status"] == "evaluating" and row["path"]:  # an imported archive
                 t0 = time.monotonic()
                 figures = evaluate(Path(row["path"]), out / f"{version}-eval", root, log)
-                registry.update(version, status="ready", figures=figures,
-                                eval_seconds=round(time.monotonic() - t0, 1))
+                registry.update(
+                    version,
+                    status="ready",
+                    figures=figures,
+                    eval_seconds=round(time.monotonic() - t0, 1),
+                )
                 return registry.get(version)
             with tempfile.TemporaryDirectory(prefix="concierge-train-") as tmp:
                 snap = Path(tmp)
                 snapshot(root, snap)
                 config = (snap / "config.yml").read_text(encoding="utf-8")
-                registry.update(version, status="training", data_hash=data_hash(snap),
-                                config=config)
+                registry.update(
+                    version, status="training", data_hash=data_hash(snap), config=config
+                )
                 t0 = time.monotonic()
-                _run([sys.executable, "-m", "bot.rasa_main", "train",
-                      "--data", str(snap / "data/nlu"), str(snap / "data/rules"),
-                      str(snap / "data/stories"), "--domain", str(snap / "domain.yml"),
-                      "--config", str(snap / "config.yml"), "--out", str(out),
-                      "--fixed-model-name", version], root, log)
+                _run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bot.rasa_main",
+                        "train",
+                        "--data",
+                        str(snap / "data/nlu"),
+                        str(snap / "data/rules"),
+                        str(snap / "data/stories"),
+                        "--domain",
+                        str(snap / "domain.yml"),
+                        "--config",
+                        str(snap / "config.yml"),
+                        "--out",
+                        str(out),
+                        "--fixed-model-name",
+                        version,
+                    ],
+                    root,
+                    log,
+                )
                 train_s = time.monotonic() - t0
                 model = out / f"{version}.tar.gz"
-                registry.update(version, status="evaluating", path=str(model),
-                                fingerprint=model_fingerprint(model),
-                                train_seconds=round(train_s, 1))
+                registry.update(
+                    version,
+                    status="evaluating",
+                    path=str(model),
+                    fingerprint=model_fingerprint(model),
+                    train_seconds=round(train_s, 1),
+                )
                 t0 = time.monotonic()
-                figures = evaluate(model, out / f"{version}-eval", root, log,
-                                   nlu_data=snap / "data/nlu")
-                registry.update(version, status="ready", figures=figures,
-                                eval_seconds=round(time.monotonic() - t0, 1))
+                figures = evaluate(
+                    model, out / f"{version}-eval", root, log, nlu_data=snap / "data/nlu"
+                )
+                registry.update(
+                    version,
+                    status="ready",
+                    figures=figures,
+                    eval_seconds=round(time.monotonic() - t0, 1),
+                )
     except Exception as exc:
         registry.update(version, status="failed", error=str(exc)[-LOG_TAIL:])
     return registry.get(version)
@@ -134,8 +183,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     settings = get_settings()
     store = CRMStore(settings.database_url)
     try:
-        registry = ModelRegistry(store.engine, store, settings.training.registry_dir,
-                                 Path(args.root))
+        registry = ModelRegistry(
+            store.engine, store, settings.training.registry_dir, Path(args.root)
+        )
         row = train_version(registry, args.version)
     finally:
         store.close()

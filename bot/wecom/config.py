@@ -2,6 +2,7 @@
 else the public dev defaults -- the last only while the API base is this machine (the sandbox), so
 a production deployment with a missing secret fails closed instead of accepting forged callbacks.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,9 +77,18 @@ class WeComConfig:
         cfg = cls(
             api_base=api_base,
             corp_id=corp_id,
-            kf=SurfaceConfig("kf", pick("kf_token", "KF_TOKEN"), pick("kf_aes_key", "KF_AES_KEY"), corp_id),
-            aibot=SurfaceConfig("aibot", pick("aibot_token", "AIBOT_TOKEN"), pick("aibot_aes_key", "AIBOT_AES_KEY"), ""),
-            app=SurfaceConfig("app", pick("app_token", "APP_TOKEN"), pick("app_aes_key", "APP_AES_KEY"), corp_id),
+            kf=SurfaceConfig(
+                "kf", pick("kf_token", "KF_TOKEN"), pick("kf_aes_key", "KF_AES_KEY"), corp_id
+            ),
+            aibot=SurfaceConfig(
+                "aibot",
+                pick("aibot_token", "AIBOT_TOKEN"),
+                pick("aibot_aes_key", "AIBOT_AES_KEY"),
+                "",
+            ),
+            app=SurfaceConfig(
+                "app", pick("app_token", "APP_TOKEN"), pick("app_aes_key", "APP_AES_KEY"), corp_id
+            ),
             kf_secret=pick("kf_secret", "KF_SECRET"),
             app_secret=pick("app_secret", "APP_SECRET"),
             app_agent_id=pick("app_agent_id", "APP_AGENT_ID"),
@@ -90,5 +100,7 @@ class WeComConfig:
         )
         for surface in (cfg.kf, cfg.aibot, cfg.app):
             if not surface.enabled:
-                logger.warning("WeCom %s surface has no token/AES key: its callbacks are refused", surface.name)
+                logger.warning(
+                    "WeCom %s surface has no token/AES key: its callbacks are refused", surface.name
+                )
         return cfg

@@ -4,6 +4,7 @@ wechatpy checks the signature but not the timestamp, and raises a zoo of excepti
 this wrapper adds a freshness window (stale or replayed-late callbacks are refused) and turns every
 failure into one of three exceptions the connector maps to HTTP statuses, never to a 500.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,13 @@ class CallbackCrypto:
         return _get_signature(self.token, timestamp, nonce, encrypt)
 
     # Callback query arguments may be missing (None): refused here, with 403.
-    def _check(self, msg_signature: Optional[str], timestamp: Optional[str], nonce: Optional[str],
-               encrypt: Optional[str]) -> None:
+    def _check(
+        self,
+        msg_signature: Optional[str],
+        timestamp: Optional[str],
+        nonce: Optional[str],
+        encrypt: Optional[str],
+    ) -> None:
         if not (msg_signature and timestamp and nonce and encrypt):
             raise SignatureError("missing msg_signature/timestamp/nonce/payload")
         if not _safe_eq(self.signature(timestamp, nonce, encrypt), msg_signature):
@@ -75,21 +81,36 @@ class CallbackCrypto:
             raise DecryptError(f"cannot decrypt: {type(exc).__name__}") from None
 
     # -- inbound -----------------------------------------------------------------------------
-    def verify_url(self, msg_signature: Optional[str], timestamp: Optional[str], nonce: Optional[str],
-                   echostr: str) -> str:
+    def verify_url(
+        self,
+        msg_signature: Optional[str],
+        timestamp: Optional[str],
+        nonce: Optional[str],
+        echostr: str,
+    ) -> str:
         """GET verification: returns the plaintext echo to answer with."""
         self._check(msg_signature, timestamp, nonce, echostr)
         return self._decrypt(echostr)
 
-    def decrypt_xml(self, body: bytes | str, msg_signature: Optional[str], timestamp: Optional[str],
-                    nonce: Optional[str]) -> str:
+    def decrypt_xml(
+        self,
+        body: bytes | str,
+        msg_signature: Optional[str],
+        timestamp: Optional[str],
+        nonce: Optional[str],
+    ) -> str:
         """POST XML envelope (<xml><Encrypt>..</Encrypt></xml>) -> plaintext XML."""
         encrypt = extract_xml_encrypt(body)
         self._check(msg_signature, timestamp, nonce, encrypt)
         return self._decrypt(encrypt)
 
-    def decrypt_json(self, body: bytes | str, msg_signature: Optional[str], timestamp: Optional[str],
-                     nonce: Optional[str]) -> Dict[str, Any]:
+    def decrypt_json(
+        self,
+        body: bytes | str,
+        msg_signature: Optional[str],
+        timestamp: Optional[str],
+        nonce: Optional[str],
+    ) -> Dict[str, Any]:
         """POST JSON envelope ({"encrypt": ...}, 智能机器人) -> the decrypted JSON object."""
         try:
             envelope = json.loads(to_text(body) if body else "")
@@ -108,7 +129,9 @@ class CallbackCrypto:
         return message
 
     # -- outbound (passive replies; the sandbox uses these to play WeCom) ---------------------
-    def encrypt(self, plaintext: str, nonce: Optional[str] = None, timestamp: Optional[str] = None) -> Dict[str, str]:
+    def encrypt(
+        self, plaintext: str, nonce: Optional[str] = None, timestamp: Optional[str] = None
+    ) -> Dict[str, str]:
         nonce = nonce or random_string(10)
         timestamp = timestamp or str(int(self.clock()))
         encrypt = to_text(PrpCrypto(self._crypto.key).encrypt(plaintext, self.receive_id))
@@ -119,7 +142,9 @@ class CallbackCrypto:
             "nonce": nonce,
         }
 
-    def encrypt_xml(self, plaintext: str, to_user: str = "", agent_id: str = "", nonce=None, timestamp=None):
+    def encrypt_xml(
+        self, plaintext: str, to_user: str = "", agent_id: str = "", nonce=None, timestamp=None
+    ):
         """-> (xml_body, query params) as WeCom POSTs an XML callback."""
         sealed = self.encrypt(plaintext, nonce, timestamp)
         body = (
@@ -149,7 +174,11 @@ class CallbackCrypto:
 
 
 def _query(sealed: Dict[str, str]) -> Dict[str, str]:
-    return {"msg_signature": sealed["msgsignature"], "timestamp": sealed["timestamp"], "nonce": sealed["nonce"]}
+    return {
+        "msg_signature": sealed["msgsignature"],
+        "timestamp": sealed["timestamp"],
+        "nonce": sealed["nonce"],
+    }
 
 
 def extract_xml_encrypt(body: bytes | str) -> str:

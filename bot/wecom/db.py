@@ -1,5 +1,6 @@
 """Database access for the WeCom tables: the CRM's engine factory, one engine per URL, and a way
 to run the (blocking) SQLAlchemy calls off the event loop."""
+
 from __future__ import annotations
 
 import asyncio
@@ -48,6 +49,6 @@ class Database:
         return session_scope(self.factory)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
-
-
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(fn, *args, **kwargs)
+        )

@@ -6,6 +6,7 @@ apart (per WeCom's advice). The inbox table's unique key is what really guarante
 marker here only saves a database round trip for retries and is set *after* the message is stored,
 so a failed store can never hide a message from WeCom's next retry.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,18 @@ from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional
 
 EVENT_DISTINGUISHING_FIELDS = (
-    "EventKey", "ChangeType", "ExternalUserID", "UserID", "ChatId", "State", "WelcomeCode",
-    "TaskId", "OpenKfId", "Token", "JobId", "Status",
+    "EventKey",
+    "ChangeType",
+    "ExternalUserID",
+    "UserID",
+    "ChatId",
+    "State",
+    "WelcomeCode",
+    "TaskId",
+    "OpenKfId",
+    "Token",
+    "JobId",
+    "Status",
 )
 
 
@@ -45,8 +56,14 @@ def kf_message_key(msg: Mapping[str, Any]) -> str:
     if msgid:
         return kf_msgid_key(str(msgid))
     event: Dict[str, Any] = msg.get("event") or {}
-    return "kf:evt:" + _digest(msg.get("send_time"), event.get("event_type"), event.get("external_userid"),
-                               event.get("open_kfid"), event.get("welcome_code"), event.get("fail_msgid"))
+    return "kf:evt:" + _digest(
+        msg.get("send_time"),
+        event.get("event_type"),
+        event.get("external_userid"),
+        event.get("open_kfid"),
+        event.get("welcome_code"),
+        event.get("fail_msgid"),
+    )
 
 
 def aibot_key(msg: Mapping[str, Any]) -> str:
@@ -55,8 +72,13 @@ def aibot_key(msg: Mapping[str, Any]) -> str:
         return f"aibot:msg:{msgid}"
     sender = (msg.get("from") or {}).get("userid")
     event = msg.get("event") or {}
-    return "aibot:evt:" + _digest(sender, msg.get("chatid"), msg.get("create_time"), event.get("eventtype"),
-                                  msg.get("msgtype"))
+    return "aibot:evt:" + _digest(
+        sender,
+        msg.get("chatid"),
+        msg.get("create_time"),
+        event.get("eventtype"),
+        msg.get("msgtype"),
+    )
 
 
 class MemoryDeduper:

@@ -4,6 +4,7 @@ They are public (they are in this file), so they are used only when the WeCom AP
 this machine (the sandbox): `bot.wecom.config` refuses them for the real qyapi.weixin.qq.com.
 `.env.example` and the Makefile use the same values; set the real ones in production.
 """
+
 from __future__ import annotations
 
 CORP_ID = "ww_sandbox_corp"  # the same default as bot.settings (WECOM_CORP_ID)

@@ -1,4 +1,5 @@
 """Exceptions of the WeCom layer, so callers can tell "retry later" from "give up"."""
+
 from __future__ import annotations
 
 from typing import Optional

@@ -16,6 +16,7 @@ Environment: WECOM_INTAKE_PORT (5006), WECOM_INTAKE_NOTIFY_URL (where to tell Ra
 http://127.0.0.1:5005/webhooks/wecom/inbox; with several Rasa replicas a comma-separated list,
 told in turn, the next one tried when one is down), plus the WECOM_* secrets and DATABASE_URL/REDIS_URL.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,14 @@ DEFAULT_NOTIFY_URL = "http://127.0.0.1:5005/webhooks/wecom/inbox"
 class RasaNotifier:
     """Batches the senders with new inbox rows and tells Rasa; keeps them until Rasa took them."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, *, retry_s: float = 1.0,
-                 token: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        *,
+        retry_s: float = 1.0,
+        token: Optional[str] = None,
+    ) -> None:
         self.url = url
         self.urls = [u.strip() for u in url.split(",") if u.strip()] or [url]
         self._next = 0
@@ -78,8 +85,12 @@ class RasaNotifier:
         for i in range(len(self.urls)):
             url = self.urls[(self._next + i) % len(self.urls)]
             try:
-                async with self.session.post(url, json={"senders": senders}, headers=self.headers,
-                                             timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                async with self.session.post(
+                    url,
+                    json={"senders": senders},
+                    headers=self.headers,
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as resp:
                     if resp.status == 200:
                         self._next = (self._next + i + 1) % len(self.urls)
                         return True
@@ -88,8 +99,11 @@ class RasaNotifier:
                 problems.append(f"{url}: {type(exc).__name__}: {exc}")
         self.pending.update(senders)  # Rasa also drains the inbox at start: this only saves time
         self.failures += 1
-        logger.warning("could not tell Rasa about %d sender(s) (%s); retrying", len(senders),
-                       "; ".join(problems))
+        logger.warning(
+            "could not tell Rasa about %d sender(s) (%s); retrying",
+            len(senders),
+            "; ".join(problems),
+        )
         return False
 
     async def _run(self) -> None:
@@ -102,10 +116,18 @@ class RasaNotifier:
 
 
 class IntakeServer:
-    def __init__(self, config: WeComConfig, notify_url: str, *, sweep_interval_s: float = 30.0,
-                 services: Optional[WeComServices] = None, notify_token: Optional[str] = None,
-                 max_request_bytes: int = 1024 * 1024, ops=None,
-                 tasks: Optional[BackgroundTasks] = None) -> None:
+    def __init__(
+        self,
+        config: WeComConfig,
+        notify_url: str,
+        *,
+        sweep_interval_s: float = 30.0,
+        services: Optional[WeComServices] = None,
+        notify_token: Optional[str] = None,
+        max_request_bytes: int = 1024 * 1024,
+        ops=None,
+        tasks: Optional[BackgroundTasks] = None,
+    ) -> None:
         self.config = config
         self.ops = ops  # bot.ops.http.build(...): /metrics, /healthz, /readyz on this port
         self.notify_url = notify_url
@@ -145,9 +167,14 @@ class IntakeServer:
         self.notifier = RasaNotifier(self.notify_url, self._session, token=self.notify_token)
         self.notifier.start()
         # The same receiving code as Rasa's channel; stored senders are told to Rasa.
-        self.host = DeliveryHost(self.config, self.services, on_stored=self.notifier.add,
-                                 sweep_interval_s=self.sweep_interval_s, tasks=self.tasks,
-                                 clock=self.services.clock)
+        self.host = DeliveryHost(
+            self.config,
+            self.services,
+            on_stored=self.notifier.add,
+            sweep_interval_s=self.sweep_interval_s,
+            tasks=self.tasks,
+            clock=self.services.clock,
+        )
         await self.host.start()
 
     async def _cleanup(self, app: web.Application) -> None:
@@ -163,8 +190,13 @@ class IntakeServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         assert self.host is not None
-        return web.json_response({"status": "ok", "surfaces": self.host.intake.surfaces(),
-                                  "notify_pending": len(self.notifier.pending) if self.notifier else 0})
+        return web.json_response(
+            {
+                "status": "ok",
+                "surfaces": self.host.intake.surfaces(),
+                "notify_pending": len(self.notifier.pending) if self.notifier else 0,
+            }
+        )
 
     def _route(self, surface: str):
         async def handler(request: web.Request) -> web.Response:
@@ -172,11 +204,18 @@ class IntakeServer:
             started = time.perf_counter()
             body = await request.read() if request.method == "POST" else b""
             args = {key: request.query.get(key) for key in request.query}
-            answer = await self.host.intake.handle(surface, request.method, args, body, request.remote or "")
+            answer = await self.host.intake.handle(
+                surface, request.method, args, body, request.remote or ""
+            )
             content_type, _, charset = answer.content_type.partition("; charset=")
-            return web.Response(status=answer.status, text=answer.text, content_type=content_type,
-                                charset=charset or "utf-8",
-                                headers={HANDLE_MS_HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"})
+            return web.Response(
+                status=answer.status,
+                text=answer.text,
+                content_type=content_type,
+                charset=charset or "utf-8",
+                headers={HANDLE_MS_HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"},
+            )
+
         return handler
 
 
@@ -184,7 +223,9 @@ def main(argv=None) -> None:
     from bot.settings import get_settings
 
     settings = get_settings()
-    parser = argparse.ArgumentParser(prog="python -m bot.wecom.intake_server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.wecom.intake_server", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--host", default=settings.intake.host)
     parser.add_argument("--port", type=int, default=settings.intake.port)
     parser.add_argument("--notify-url", default=settings.intake.notify_url)
@@ -195,10 +236,13 @@ def main(argv=None) -> None:
 
     setup_logging("intake", settings)
     start_process("intake", settings)
-    server = IntakeServer(WeComConfig.load(), args.notify_url,
-                          notify_token=settings.wecom_inbox_token,
-                          max_request_bytes=settings.max_request_bytes,
-                          ops=build("intake", get_engine(settings.database_url)))
+    server = IntakeServer(
+        WeComConfig.load(),
+        args.notify_url,
+        notify_token=settings.wecom_inbox_token,
+        max_request_bytes=settings.max_request_bytes,
+        ops=build("intake", get_engine(settings.database_url)),
+    )
     web.run_app(server.app(), host=args.host, port=args.port, access_log=None, print=None)
 
 

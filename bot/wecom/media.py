@@ -3,6 +3,7 @@ kf app's token), `media/upload` puts a file up for the self-built app to send (e
 voice message passed to an advisor). Both answer JSON errcodes on failure; `get` answers the
 bytes on success. Sizes are capped (a guest cannot make us hold a huge file in memory).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,9 +46,9 @@ async def download(client, media_id: str, *, max_bytes: int) -> Media:
     for attempt in (0, 1):
         token = await client.tokens.get()
         try:
-            async with client.http().get(client.url(GET_PATH),
-                                              params={"access_token": token,
-                                                      "media_id": media_id}) as resp:
+            async with client.http().get(
+                client.url(GET_PATH), params={"access_token": token, "media_id": media_id}
+            ) as resp:
                 if resp.status >= 500:
                     raise TransportError(f"HTTP {resp.status}", GET_PATH)
                 if resp.status >= 400:
@@ -67,7 +68,9 @@ async def download(client, media_id: str, *, max_bytes: int) -> Media:
             try:
                 answer = json.loads(data.decode("utf-8"))
             except (ValueError, UnicodeDecodeError):
-                raise TransportError("media/get answered neither media nor JSON", GET_PATH) from None
+                raise TransportError(
+                    "media/get answered neither media nor JSON", GET_PATH
+                ) from None
             errcode = int(answer.get("errcode") or 0)
             if errcode in TOKEN_ERRCODES and attempt == 0:
                 await client.tokens.invalidate(token)
@@ -88,9 +91,9 @@ async def upload(client, kind: str, data: bytes, filename: str, content_type: st
         form = aiohttp.FormData()
         form.add_field("media", data, filename=filename, content_type=content_type)
         try:
-            async with client.http().post(client.url(UPLOAD_PATH), data=form,
-                                               params={"access_token": token,
-                                                       "type": kind}) as resp:
+            async with client.http().post(
+                client.url(UPLOAD_PATH), data=form, params={"access_token": token, "type": kind}
+            ) as resp:
                 if resp.status >= 500:
                     raise TransportError(f"HTTP {resp.status}", UPLOAD_PATH)
                 answer = await resp.json(content_type=None)
@@ -103,7 +106,8 @@ async def upload(client, kind: str, data: bytes, filename: str, content_type: st
             await client.tokens.invalidate(token)
             continue
         if errcode or not answer.get("media_id"):
-            raise WeComAPIError(errcode or -2, str(answer.get("errmsg", "no media_id")),
-                                UPLOAD_PATH)
+            raise WeComAPIError(
+                errcode or -2, str(answer.get("errmsg", "no media_id")), UPLOAD_PATH
+            )
         return str(answer["media_id"])
     raise AssertionError("unreachable")

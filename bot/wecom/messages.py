@@ -1,5 +1,6 @@
 """Text helpers shared by the surfaces: WeCom's byte limits, and the Chinese answers to input the
 bot cannot read (images, voice, files...), which must never be dropped silently."""
+
 from __future__ import annotations
 
 import re
@@ -34,10 +35,26 @@ REPLIES = {
     "app_unhandled": "消息已收到。当前没有可处理这条消息的功能，如需帮助请联系管理员。",
 }
 
-MEDIA_KINDS = {"image": "image", "voice": "voice", "video": "video", "file": "file", "location": "location",
-               "link": "link", "miniprogram": "link", "business_card": "other", "channels_shop_product": "link",
-               "channels_shop_order": "other", "merged_msg": "other", "channels": "link", "meeting": "other",
-               "schedule": "other", "note": "other", "mixed": "image", "shortvideo": "video", "emotion": "image"}
+MEDIA_KINDS = {
+    "image": "image",
+    "voice": "voice",
+    "video": "video",
+    "file": "file",
+    "location": "location",
+    "link": "link",
+    "miniprogram": "link",
+    "business_card": "other",
+    "channels_shop_product": "link",
+    "channels_shop_order": "other",
+    "merged_msg": "other",
+    "channels": "link",
+    "meeting": "other",
+    "schedule": "other",
+    "note": "other",
+    "mixed": "image",
+    "shortvideo": "video",
+    "emotion": "image",
+}
 
 
 def reply_for_kind(kind: str, payload: Optional[Dict[str, Any]] = None) -> str:
@@ -59,7 +76,7 @@ def truncate_utf8(text: str, max_bytes: int, ellipsis: str = "…") -> str:
     if utf8_len(text) <= max_bytes:
         return text
     budget = max_bytes - utf8_len(ellipsis)
-    raw = text.encode("utf-8")[:max(0, budget)]
+    raw = text.encode("utf-8")[: max(0, budget)]
     return raw.decode("utf-8", errors="ignore") + ellipsis
 
 

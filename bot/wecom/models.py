@@ -11,6 +11,7 @@ history: bot/crm/migrations/versions/0002_wecom_channel.py creates them).
   reprocessed after a crash is not answered twice; failed sends wait here for retry or end `dead`.
 - `wecom_menu_payload`: 菜单消息 ids -> Rasa button payloads too long for a 64-byte menu id.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import Column, Index, Integer, String, Text, UniqueConstraint

@@ -3,6 +3,7 @@
 redis.asyncio connections belong to the loop that opened them; Sanic workers, the sandbox and tests
 each run their own loop, so the cache is keyed by loop as well.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,6 +5,7 @@ rate limiters, and the kf / aibot / app services. The connector builds one; code
 Redis clients and aiohttp sessions belong to an event loop, so `get_services()` keeps one
 instance per running loop. Nothing connects at import time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,9 +32,19 @@ logger = logging.getLogger(__name__)
 
 
 class WeComServices:
-    def __init__(self, config: Optional[WeComConfig] = None, *, db: Optional[Database] = None,
-                 redis=..., token_store=None, timeout_s: float = 10.0, retries: int = 3,
-                 backoff_s: float = 0.5, clock: Clock = SYSTEM, sleep=None) -> None:
+    def __init__(
+        self,
+        config: Optional[WeComConfig] = None,
+        *,
+        db: Optional[Database] = None,
+        redis=...,
+        token_store=None,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        clock: Clock = SYSTEM,
+        sleep=None,
+    ) -> None:
         self.config = config or WeComConfig.load()
         self.clock = clock  # the one clock of this WeCom layer (tests pass a ManualClock)
         sleep = sleep or clock.sleep
@@ -42,11 +53,23 @@ class WeComServices:
         self.inbox = Inbox(self.db, clock=clock)
         self.outbox = Outbox(self.db, clock=clock)
         store = token_store or default_store(self.redis)  # default: Redis, else shared in-process
-        common = dict(token_store=store, outbox=self.outbox, timeout_s=timeout_s, retries=retries,
-                      backoff_s=backoff_s, sleep=sleep)
+        common = dict(
+            token_store=store,
+            outbox=self.outbox,
+            timeout_s=timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            sleep=sleep,
+        )
         c = self.config
-        self.kf_client = WeComClient("kf", c.corp_id, c.kf_secret, c.api_base, **common) if c.kf_secret else None
-        self.app_client = WeComClient("app", c.corp_id, c.app_secret, c.api_base, **common) if c.app_secret else None
+        self.kf_client = (
+            WeComClient("kf", c.corp_id, c.kf_secret, c.api_base, **common) if c.kf_secret else None
+        )
+        self.app_client = (
+            WeComClient("app", c.corp_id, c.app_secret, c.api_base, **common)
+            if c.app_secret
+            else None
+        )
         self.robot_client = WeComClient("robot", c.corp_id, None, c.api_base, **common)
         self.app_limiter = make_limiter(APP_MEMBER_LIMITS, self.redis)
         self.robot_limiter = make_limiter(ROBOT_LIMITS, self.redis)
@@ -88,12 +111,22 @@ class WeComServices:
                 # taken, i.e. the message was delivered before the crash.
                 errcode_status = {INVALID_PARAMETER: "sent"}
             attempted += 1
-            await client.attempt(item.id, item.path, item.body, auth=auth, limiter=limiter, limiter_keys=keys,
-                                 retries=1, errcode_status=errcode_status)
+            await client.attempt(
+                item.id,
+                item.path,
+                item.body,
+                auth=auth,
+                limiter=limiter,
+                limiter_keys=keys,
+                retries=1,
+                errcode_status=errcode_status,
+            )
         return attempted
 
 
-_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WeComServices]" = weakref.WeakKeyDictionary()
+_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WeComServices]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def get_services() -> WeComServices:

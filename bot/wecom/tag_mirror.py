@@ -10,6 +10,7 @@ tag library, so they are configuration: a YAML file (`WECOM_CORP_TAGS_FILE`) wit
 → tag id`. No file, no mirroring. A tag with no id in the file is skipped and logged (an admin
 adds it to the tag library and the file).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,17 +37,26 @@ class WeComTagMirror:
     get_contact: Optional[GetContact] = None
 
     @classmethod
-    def from_file(cls, path: Path | str, mark_tag: Optional[MarkTag] = None,
-                  get_contact: Optional[GetContact] = None) -> "WeComTagMirror":
+    def from_file(
+        cls,
+        path: Path | str,
+        mark_tag: Optional[MarkTag] = None,
+        get_contact: Optional[GetContact] = None,
+    ) -> "WeComTagMirror":
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         groups = data.get("groups")
         if not isinstance(groups, dict):
             raise ValueError(f"{path}: needs a 'groups' mapping of tag ids")
         owner = data.get("owner_userid")
-        return cls(tag_ids={str(g): {str(n): str(i) for n, i in (names or {}).items()}
-                            for g, names in groups.items()},
-                   owner_userid=str(owner) if owner else None,
-                   mark_tag=mark_tag, get_contact=get_contact)
+        return cls(
+            tag_ids={
+                str(g): {str(n): str(i) for n, i in (names or {}).items()}
+                for g, names in groups.items()
+            },
+            owner_userid=str(owner) if owner else None,
+            mark_tag=mark_tag,
+            get_contact=get_contact,
+        )
 
     def _ids(self, tags: Sequence[CorpTag]) -> list[str]:
         ids = []
@@ -68,8 +78,9 @@ class WeComTagMirror:
             return self.owner_userid
         return min(follow, key=lambda f: (f.createtime or 0, f.userid)).userid
 
-    async def sync_async(self, external_userid: str, add: Sequence[CorpTag],
-                         remove: Sequence[CorpTag]) -> Optional[str]:
+    async def sync_async(
+        self, external_userid: str, add: Sequence[CorpTag], remove: Sequence[CorpTag]
+    ) -> Optional[str]:
         """Mark the tags through the owning advisor; returns that advisor, or None if skipped."""
         add_ids, remove_ids = self._ids(add), self._ids(remove)
         if not add_ids and not remove_ids:
@@ -83,8 +94,11 @@ class WeComTagMirror:
         contact = await get_contact(external_userid)
         owner = self.pick_owner(contact) if contact is not None else None
         if owner is None:
-            log.info("guest %s is no advisor's WeCom contact: corp tags not mirrored (the CRM "
-                     "has them)", external_userid)
+            log.info(
+                "guest %s is no advisor's WeCom contact: corp tags not mirrored (the CRM "
+                "has them)",
+                external_userid,
+            )
             return None
         await mark_tag(owner, external_userid, add_tag=add_ids, remove_tag=remove_ids)
         return owner
@@ -93,8 +107,9 @@ class WeComTagMirror:
         """Called from a worker thread (the actions' `call`), so it runs its own event loop."""
         asyncio.run(self._sync_once(external_userid, add, remove))
 
-    async def _sync_once(self, external_userid: str, add: Sequence[CorpTag],
-                         remove: Sequence[CorpTag]) -> None:
+    async def _sync_once(
+        self, external_userid: str, add: Sequence[CorpTag], remove: Sequence[CorpTag]
+    ) -> None:
         try:
             await self.sync_async(external_userid, add, remove)
         finally:

@@ -1,5 +1,6 @@
 """Out of scope with manners (actions/scope.py): a near-domain request gets "I can't, but ..."
 with the human offer; any other out-of-scope message the generic answer."""
+
 from __future__ import annotations
 
 from rasa_sdk.executor import CollectingDispatcher

@@ -1,5 +1,6 @@
 """The benchmark's statistics code: percentiles, run summaries, the ratio table. No timing here:
 speed is measured by `make bench`, never asserted in tests."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,8 +38,16 @@ def test_latency_summary_is_in_milliseconds():
 
 
 def test_run_result_throughput_and_dict():
-    r = RunResult(name="saturation", mode="closed", duration_s=10, ok=250, errors=1, timeouts=2,
-                  latencies=[0.05] * 250, ack_latencies=[0.004] * 250)
+    r = RunResult(
+        name="saturation",
+        mode="closed",
+        duration_s=10,
+        ok=250,
+        errors=1,
+        timeouts=2,
+        latencies=[0.05] * 250,
+        ack_latencies=[0.004] * 250,
+    )
     assert r.throughput == 25.0
     d = r.as_dict()
     assert d["throughput"] == 25.0
@@ -59,8 +68,10 @@ def test_ratio_and_direction():
 
 
 def test_format_table_aligns_and_marks_missing():
-    text = format_table([Row("throughput", 150, 30, "msg/s", better="higher"),
-                         Row("回复 p95", 50.0, None, "ms")], title="t")
+    text = format_table(
+        [Row("throughput", 150, 30, "msg/s", better="higher"), Row("回复 p95", 50.0, None, "ms")],
+        title="t",
+    )
     lines = text.splitlines()
     assert lines[0] == "t"
     assert "5.00" in lines[3] and "5.0x" in lines[3]
@@ -72,12 +83,24 @@ def test_comparison_rows_from_results_json():
         "meta": {"guests": 5, "duration_s": 3, "cpus": 2},
         "training": {"ours": {"seconds": 40}, "baseline": {"seconds": 200}},
         "stacks": {
-            "ours": {"runs": {"rest": {"saturation": {"throughput": 120, "reply_ms": {"p50": 30}},
-                                       "fixed_rate": {"offered_rate": 12.5, "reply_ms": {"p95": 60}}}},
-                     "memory": {"rasa": {"peak_rss_mb": 500}}},
-            "baseline": {"runs": {"rest": {"saturation": {"throughput": 25, "reply_ms": {"p50": 900}},
-                                           "fixed_rate": {"offered_rate": 12.5, "reply_ms": {"p95": 600}}}},
-                         "memory": {"rasa": {"peak_rss_mb": 1500}}},
+            "ours": {
+                "runs": {
+                    "rest": {
+                        "saturation": {"throughput": 120, "reply_ms": {"p50": 30}},
+                        "fixed_rate": {"offered_rate": 12.5, "reply_ms": {"p95": 60}},
+                    }
+                },
+                "memory": {"rasa": {"peak_rss_mb": 500}},
+            },
+            "baseline": {
+                "runs": {
+                    "rest": {
+                        "saturation": {"throughput": 25, "reply_ms": {"p50": 900}},
+                        "fixed_rate": {"offered_rate": 12.5, "reply_ms": {"p95": 600}},
+                    }
+                },
+                "memory": {"rasa": {"peak_rss_mb": 1500}},
+            },
         },
     }
     rows = {r.label: r for r in comparison_rows(results)}
@@ -118,9 +141,17 @@ def test_profile_charges_the_outermost_owner_and_sets_idle_apart():
     connector = "_handle_kf (/work/main/connectors/wecom.py:599)"
     logreg = "process (/x/site-packages/rasa/nlu/classifiers/logistic_regression_classifier.py:150)"
     idle = "serve (/x/site-packages/sanic/server/runners.py:155)"
-    cats = categorize([([root, connector, store, sqla], 3), ([root, connector, logreg], 2),
-                       ([root, connector], 1), ([root, sqla], 4), ([root, idle], 7)], RASA_CATEGORIES)
-    assert cats["tracker store (SQL)"] == 3          # not SQLAlchemy, not the connector
+    cats = categorize(
+        [
+            ([root, connector, store, sqla], 3),
+            ([root, connector, logreg], 2),
+            ([root, connector], 1),
+            ([root, sqla], 4),
+            ([root, idle], 7),
+        ],
+        RASA_CATEGORIES,
+    )
+    assert cats["tracker store (SQL)"] == 3  # not SQLAlchemy, not the connector
     assert cats["NLU LogisticRegressionClassifier"] == 2
     assert cats["WeCom connector (crypto, inbox, API)"] == 1
     assert cats["SQLAlchemy (other)"] == 4

@@ -1,4 +1,5 @@
 """Tying WeCom senders to booking profiles: parsing, verification, lockout, merge."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,38 +17,72 @@ from bot.knowledge.kb import KnowledgeBase
 from tests.bookings.helpers import ZH_HEADERS, write_csv
 
 ROWS = [
-    ["SYHT01", "HT20261205A", "林晓", "13800138000", "2026-12-05", "2026-12-09", "海景房", "2",
-     "已确认", "携程", "4800", "金卡", "", ""],
-    ["SHBD01", "BD7788", "陈明", "13900139000", "2026-12-10", "2026-12-12", "", "1", "已确认",
-     "", "", "", "", ""],
+    [
+        "SYHT01",
+        "HT20261205A",
+        "林晓",
+        "13800138000",
+        "2026-12-05",
+        "2026-12-09",
+        "海景房",
+        "2",
+        "已确认",
+        "携程",
+        "4800",
+        "金卡",
+        "",
+        "",
+    ],
+    [
+        "SHBD01",
+        "BD7788",
+        "陈明",
+        "13900139000",
+        "2026-12-10",
+        "2026-12-12",
+        "",
+        "1",
+        "已确认",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ],
 ]
 
 
-@pytest.mark.parametrize("text, claim", [
-    ("我的订单号是HT20261205A", Claim("booking", "HT20261205A")),
-    ("訂單號：ht20261205a", Claim("booking", "ht20261205a")),
-    ("手机138 0013 8000", Claim("phone", "13800138000")),
-    ("+86 13800138000 订单号 BD7788", Claim("phone", "13800138000")),
-    ("ＢＤ７７８８", Claim("booking", "BD7788")),
-    ("订单号BD7788，尾号9000", Claim("booking", "BD7788")),
-    ("不记得了", None),
-    ("12月5号入住", None),
-])
+@pytest.mark.parametrize(
+    "text, claim",
+    [
+        ("我的订单号是HT20261205A", Claim("booking", "HT20261205A")),
+        ("訂單號：ht20261205a", Claim("booking", "ht20261205a")),
+        ("手机138 0013 8000", Claim("phone", "13800138000")),
+        ("+86 13800138000 订单号 BD7788", Claim("phone", "13800138000")),
+        ("ＢＤ７７８８", Claim("booking", "BD7788")),
+        ("订单号BD7788，尾号9000", Claim("booking", "BD7788")),
+        ("不记得了", None),
+        ("12月5号入住", None),
+    ],
+)
 def test_parse_claim(text, claim):
     assert parse_claim(text) == claim
 
 
-@pytest.mark.parametrize("text, claim, proof", [
-    ("尾号8000", Claim("booking", "X"), "last4:8000"),
-    ("手機後四位是 8000 喔", Claim("booking", "X"), "last4:8000"),
-    ("8000", Claim("booking", "X"), "last4:8000"),
-    ("13800138000", Claim("booking", "X"), "last4:8000"),
-    ("订单号BD7788，尾号9000", Claim("booking", "BD7788"), "last4:9000"),
-    ("订单是HT20261205A", Claim("phone", "13800138000"), "ref:HT20261205A"),
-    ("12月5号入住", Claim("phone", "13800138000"), "date:--12-05"),
-    ("2026年12月5日", Claim("phone", "13800138000"), "date:2026-12-05"),
-    ("不知道", Claim("phone", "13800138000"), None),
-])
+@pytest.mark.parametrize(
+    "text, claim, proof",
+    [
+        ("尾号8000", Claim("booking", "X"), "last4:8000"),
+        ("手機後四位是 8000 喔", Claim("booking", "X"), "last4:8000"),
+        ("8000", Claim("booking", "X"), "last4:8000"),
+        ("13800138000", Claim("booking", "X"), "last4:8000"),
+        ("订单号BD7788，尾号9000", Claim("booking", "BD7788"), "last4:9000"),
+        ("订单是HT20261205A", Claim("phone", "13800138000"), "ref:HT20261205A"),
+        ("12月5号入住", Claim("phone", "13800138000"), "date:--12-05"),
+        ("2026年12月5日", Claim("phone", "13800138000"), "date:2026-12-05"),
+        ("不知道", Claim("phone", "13800138000"), None),
+    ],
+)
 def test_parse_proof(text, claim, proof):
     assert parse_proof(text, claim) == proof
 
@@ -78,8 +113,7 @@ def test_booking_number_and_last_four_link_and_merge_the_wecom_profile(store, li
 
 def test_phone_with_booking_number_or_check_in_date(store, linker):
     assert linker.attempt("kf:a", Claim("phone", "13900139000"), "ref:bd7788").outcome == "linked"
-    assert linker.attempt("kf:b", Claim("phone", "13900139000"), "date:--12-10").outcome == \
-        "linked"
+    assert linker.attempt("kf:b", Claim("phone", "13900139000"), "date:--12-10").outcome == "linked"
     assert store.find_guest("kf:a").id == store.find_guest("kf:b").id  # one profile, two senders
 
 
@@ -97,22 +131,23 @@ def test_three_failures_lock_and_never_reveal_existence(store, linker):
     assert third.outcome == "locked"
     assert third.locked_until == linker.locked_until("kf:x") == clock[0] + linker.lock
     # Even the right answer is refused while locked; after the lock it works.
-    assert linker.attempt("kf:x", Claim("booking", "HT20261205A"), "last4:8000").outcome == \
-        "locked"
+    assert linker.attempt("kf:x", Claim("booking", "HT20261205A"), "last4:8000").outcome == "locked"
     clock[0] += dt.timedelta(minutes=31)
     assert linker.locked_until("kf:x") is None
-    assert linker.attempt("kf:x", Claim("booking", "HT20261205A"), "last4:8000").outcome == \
-        "linked"
+    assert linker.attempt("kf:x", Claim("booking", "HT20261205A"), "last4:8000").outcome == "linked"
 
 
 def test_advisor_link_and_auto_link(store, linker):
     assert linker.link("wecom:wmCHEN", phone="+86 139 0013 9000", actor="advisor:li")
-    assert store.upcoming_bookings("wecom:wmCHEN", dt.date(2026, 12, 1))[0].confirmation_no == \
-        "BD7788"
+    assert (
+        store.upcoming_bookings("wecom:wmCHEN", dt.date(2026, 12, 1))[0].confirmation_no == "BD7788"
+    )
     with pytest.raises(GuestNotFound):
         linker.link("kf:z", confirmation_no="NOPE", actor="advisor:li")
-    contact = {"external_contact": {"external_userid": "wmLIN2", "unionid": "ou_lin"},
-               "follow_user": [{"userid": "li", "remark_mobiles": ["13800138000"]}]}
+    contact = {
+        "external_contact": {"external_userid": "wmLIN2", "unionid": "ou_lin"},
+        "follow_user": [{"userid": "li", "remark_mobiles": ["13800138000"]}],
+    }
     profile = linker.auto_link("kf:wmLIN2", contact)
     assert profile == store.find_guest("kf:wmLIN2").sender_id
     assert store.find_guest("kf:wmLIN2").unionid == "ou_lin"
@@ -144,8 +179,22 @@ def test_merge_keeps_every_record(store, linker):
 def test_cli_link_and_merge(store, linker, db_url, capsys):
     from bot.cli import main
 
-    assert main(["--database-url", db_url, "guest", "link", "kf:wmC", "--booking", "bd7788",
-                 "--actor", "advisor:li"]) == 0
+    assert (
+        main(
+            [
+                "--database-url",
+                db_url,
+                "guest",
+                "link",
+                "kf:wmC",
+                "--booking",
+                "bd7788",
+                "--actor",
+                "advisor:li",
+            ]
+        )
+        == 0
+    )
     assert store.upcoming_bookings("kf:wmC", dt.date(2026, 12, 1))[0].confirmation_no == "BD7788"
     assert main(["--database-url", db_url, "guest", "link", "kf:wmC", "--phone", "12345"]) == 1
     assert "not a mainland mobile" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """`concierge bookings import` on files shaped like real PMS/OTA exports."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,12 +20,54 @@ from tests.bookings.helpers import EN_HEADERS, ZH_HEADERS, write_csv, write_xlsx
 TODAY = dt.date(2026, 12, 1)
 
 GOOD_ZH = [
-    ["SYHT01", "C1001", "林晓", "138 0013 8000", "2026-12-05", "2026/12/9", "海景大床房", "2",
-     "已确认", "携程", "￥4,800.00", "金卡", "1990年5月2日", "蜜月，需要玫瑰"],
-    ["SHBD01", "C2001", "陈明", "+86 139-0013-9000", "2026年12月3日", "2026年12月5日", "行政房",
-     "1", "已离店", "官网", "2100", "铂金", "", ""],
-    ["sanya-haitang-resort", "C1002", "林晓", "8613800138000", "2026/1/10", "2026/1/12",
-     "园景房", "2", "已离店", "美团", "1200.5", "金卡", "", ""],
+    [
+        "SYHT01",
+        "C1001",
+        "林晓",
+        "138 0013 8000",
+        "2026-12-05",
+        "2026/12/9",
+        "海景大床房",
+        "2",
+        "已确认",
+        "携程",
+        "￥4,800.00",
+        "金卡",
+        "1990年5月2日",
+        "蜜月，需要玫瑰",
+    ],
+    [
+        "SHBD01",
+        "C2001",
+        "陈明",
+        "+86 139-0013-9000",
+        "2026年12月3日",
+        "2026年12月5日",
+        "行政房",
+        "1",
+        "已离店",
+        "官网",
+        "2100",
+        "铂金",
+        "",
+        "",
+    ],
+    [
+        "sanya-haitang-resort",
+        "C1002",
+        "林晓",
+        "8613800138000",
+        "2026/1/10",
+        "2026/1/12",
+        "园景房",
+        "2",
+        "已离店",
+        "美团",
+        "1200.5",
+        "金卡",
+        "",
+        "",
+    ],
 ]
 
 
@@ -45,20 +88,118 @@ def _count(store, model) -> int:
 
 def test_gbk_csv_with_chinese_headers_and_bad_rows(tmp_path, store, importer):
     bad = [
-        ["XXXX99", "C3001", "王五", "13700137000", "2026-12-05", "2026-12-06", "", "", "", "", "",
-         "", "", ""],                                                       # unknown property
-        ["SYHT01", "C3002", "赵六", "13600136000", "2026-12-08", "2026-12-06", "", "", "", "", "",
-         "", "", ""],                                                       # check-out first
-        ["SYHT01", "C3003", "孙七", "1380013", "2026-12-05", "2026-12-06", "", "", "", "", "", "",
-         "", ""],                                                           # malformed phone
-        ["SYHT01", "", "周八", "13500135000", "2026-12-05", "2026-12-06", "", "", "", "", "", "",
-         "", ""],                                                           # missing required
-        ["SYHT01", "C1001", "林晓", "13800138000", "2026-12-05", "2026-12-09", "", "", "", "", "",
-         "", "", ""],                                                       # duplicate of row 2
-        ["SYHT01", "C3004", "吴九", "13400134000", "2026-13-05", "2026-12-06", "", "", "", "", "",
-         "", "", ""],                                                       # not a date
-        ["SYHT01", "C3005", "郑十", "13300133000", "2026-12-05", "2026-12-06", "", "2", "待定",
-         "", "", "", "", ""],                                               # unknown status
+        [
+            "XXXX99",
+            "C3001",
+            "王五",
+            "13700137000",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # unknown property
+        [
+            "SYHT01",
+            "C3002",
+            "赵六",
+            "13600136000",
+            "2026-12-08",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # check-out first
+        [
+            "SYHT01",
+            "C3003",
+            "孙七",
+            "1380013",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # malformed phone
+        [
+            "SYHT01",
+            "",
+            "周八",
+            "13500135000",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # missing required
+        [
+            "SYHT01",
+            "C1001",
+            "林晓",
+            "13800138000",
+            "2026-12-05",
+            "2026-12-09",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # duplicate of row 2
+        [
+            "SYHT01",
+            "C3004",
+            "吴九",
+            "13400134000",
+            "2026-13-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # not a date
+        [
+            "SYHT01",
+            "C3005",
+            "郑十",
+            "13300133000",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "2",
+            "待定",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # unknown status
     ]
     path = write_csv(tmp_path / "订单.csv", ZH_HEADERS, GOOD_ZH + bad, encoding="gbk")
     report = importer.import_file(path, as_of=TODAY)
@@ -83,7 +224,10 @@ def test_gbk_csv_with_chinese_headers_and_bad_rows(tmp_path, store, importer):
     sanya = bookings["C1001"]
     assert (sanya.property_id, sanya.city) == ("sanya-haitang-resort", "三亚")
     assert (sanya.check_in, sanya.check_out, sanya.party_size) == (
-        dt.date(2026, 12, 5), dt.date(2026, 12, 9), 2)
+        dt.date(2026, 12, 5),
+        dt.date(2026, 12, 9),
+        2,
+    )
     assert (sanya.status, sanya.channel, sanya.amount) == ("booked", "携程", Decimal("4800.00"))
     assert sanya.notes == "蜜月，需要玫瑰"
     facts = FactsService(store.engine).get(guest.sender_id)
@@ -97,22 +241,120 @@ def test_gbk_csv_with_chinese_headers_and_bad_rows(tmp_path, store, importer):
 
 def test_every_other_rejection_reason(tmp_path, importer):
     rows = [
-        ["SYHT01", "D1", "甲", "13800138001", "2026-12-05", "2026-12-06", "", "0", "", "", "", "",
-         "", ""],
-        ["SYHT01", "D2", "乙", "13800138002", "2026-12-05", "2026-12-06", "", "", "", "", "abc", "",
-         "", ""],
-        ["SYHT01", "D3", "丙", "13800138003", "2026-12-05", "2026-12-06", "", "", "", "", "", "黑卡",
-         "", ""],
-        ["SYHT01", "D4", "丁", "13800138004", "2026-12-05", "2026-12-06", "", "", "", "", "", "",
-         "1800-01-01", ""],
-        ["SYHT01", "D5", "", "13800138005", "2026-12-05", "2026-12-06", "", "", "", "", "", "", "",
-         ""],
+        [
+            "SYHT01",
+            "D1",
+            "甲",
+            "13800138001",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "0",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            "SYHT01",
+            "D2",
+            "乙",
+            "13800138002",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "abc",
+            "",
+            "",
+            "",
+        ],
+        [
+            "SYHT01",
+            "D3",
+            "丙",
+            "13800138003",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "黑卡",
+            "",
+            "",
+        ],
+        [
+            "SYHT01",
+            "D4",
+            "丁",
+            "13800138004",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "1800-01-01",
+            "",
+        ],
+        [
+            "SYHT01",
+            "D5",
+            "",
+            "13800138005",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],
         ["SYHT01", "D6", "戊", "", "2026-12-05", "2026-12-06", "", "", "", "", "", "", "", ""],
         ["SYHT01", "D7", "己", "13800138007", "", "2026-12-06", "", "", "", "", "", "", "", ""],
-        ["SYHT01", "D8" * 20, "庚", "13800138008", "2026-12-05", "2026-12-06", "", "", "", "", "",
-         "", "", ""],
-        ["SYHT01", "D9", "辛", "13800138009", "2026-12-05", "2028-12-06", "", "", "", "", "", "",
-         "", ""],
+        [
+            "SYHT01",
+            "D8" * 20,
+            "庚",
+            "13800138008",
+            "2026-12-05",
+            "2026-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],
+        [
+            "SYHT01",
+            "D9",
+            "辛",
+            "13800138009",
+            "2026-12-05",
+            "2028-12-06",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],
     ]
     report = importer.import_file(write_csv(tmp_path / "x.csv", ZH_HEADERS, rows), as_of=TODAY)
     reasons = [r["reason"] for r in sorted(report.rejected, key=lambda r: r["row"])]
@@ -130,10 +372,38 @@ def test_every_other_rejection_reason(tmp_path, importer):
 
 def test_utf8_bom_with_english_headers_and_mixed_dates(tmp_path, store, importer):
     rows = [
-        ["SYHT01", "E1", "Lin Xiao", "13800138000", "2026-12-05", "2026/12/7", "", "2",
-         "confirmed", "direct", "3000", "gold", "", ""],
-        ["SHBD01", "E2", "Chen", "13900139000", "2026年12月10日", "2026-12-12 00:00:00", "", "1",
-         "checked_out", "ctrip", "", "platinum", "1985/3/4", ""],
+        [
+            "SYHT01",
+            "E1",
+            "Lin Xiao",
+            "13800138000",
+            "2026-12-05",
+            "2026/12/7",
+            "",
+            "2",
+            "confirmed",
+            "direct",
+            "3000",
+            "gold",
+            "",
+            "",
+        ],
+        [
+            "SHBD01",
+            "E2",
+            "Chen",
+            "13900139000",
+            "2026年12月10日",
+            "2026-12-12 00:00:00",
+            "",
+            "1",
+            "checked_out",
+            "ctrip",
+            "",
+            "platinum",
+            "1985/3/4",
+            "",
+        ],
     ]
     path = write_csv(tmp_path / "export.csv", EN_HEADERS, rows, bom=True)
     report = importer.import_file(path, as_of=TODAY)
@@ -142,12 +412,31 @@ def test_utf8_bom_with_english_headers_and_mixed_dates(tmp_path, store, importer
     assert (chen.tier, chen.birthday) == ("铂金", dt.date(1985, 3, 4))
     [booking] = store.bookings(chen.sender_id)
     assert (booking.check_in, booking.check_out, booking.status) == (
-        dt.date(2026, 12, 10), dt.date(2026, 12, 12), "completed")
+        dt.date(2026, 12, 10),
+        dt.date(2026, 12, 12),
+        "completed",
+    )
 
 
 def test_xlsx_with_date_cells(tmp_path, store, importer):
-    rows = [["SYHT01", 90001, "林晓", 13800138000, dt.datetime(2026, 12, 5),
-             dt.datetime(2026, 12, 8), "海景房", 2, "已确认", "飞猪", 3600.0, "金卡", None, None]]
+    rows = [
+        [
+            "SYHT01",
+            90001,
+            "林晓",
+            13800138000,
+            dt.datetime(2026, 12, 5),
+            dt.datetime(2026, 12, 8),
+            "海景房",
+            2,
+            "已确认",
+            "飞猪",
+            3600.0,
+            "金卡",
+            None,
+            None,
+        ]
+    ]
     path = write_xlsx(tmp_path / "订单.xlsx", ZH_HEADERS, rows)
     report = importer.import_file(path, as_of=TODAY)
     assert (report.created, report.rejected) == (1, [])
@@ -167,7 +456,9 @@ def test_moved_and_cancelled_bookings_update_and_are_reported(tmp_path, store, i
     kinds = {c.kind: c for c in report.changes}
     assert set(kinds) == {"moved", "cancelled"}
     assert (kinds["moved"].old_check_in, kinds["moved"].check_in) == (
-        dt.date(2026, 12, 5), dt.date(2026, 12, 6))
+        dt.date(2026, 12, 5),
+        dt.date(2026, 12, 6),
+    )
     chen = next(g for g in store.list_guests() if g.display_name == "陈明")
     assert FactsService(store.engine).get(chen.sender_id).stays == 0  # facts followed
 
@@ -179,13 +470,16 @@ def test_dry_run_counts_but_writes_nothing(tmp_path, store, importer):
     assert _count(store, m.Booking) == 0 and _count(store, m.Guest) == 0
 
 
-@pytest.mark.parametrize("content, why", [
-    (b"", "is empty"),
-    ("酒店,订单\n".encode("utf-16"), "binary"),
-    (b"\xff\xfe\xfa\x80\x81 not text at all \xc3\x28", "neither UTF-8 nor GBK"),
-    ("房型,人数\n海景房,2\n".encode("utf-8"), "missing required column"),
-    (b"PK\x03\x04 broken zip", "not a readable XLSX"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "is empty"),
+        ("酒店,订单\n".encode("utf-16"), "binary"),
+        (b"\xff\xfe\xfa\x80\x81 not text at all \xc3\x28", "neither UTF-8 nor GBK"),
+        ("房型,人数\n海景房,2\n".encode("utf-8"), "missing required column"),
+        (b"PK\x03\x04 broken zip", "not a readable XLSX"),
+    ],
+)
 def test_unreadable_files_raise(tmp_path, importer, content, why):
     path = tmp_path / "bad.csv"
     path.write_bytes(content)
@@ -194,13 +488,38 @@ def test_unreadable_files_raise(tmp_path, importer, content, why):
 
 
 def test_cli_json_counts_and_exit_codes(tmp_path, store, db_url, capsys):
-    path = write_csv(tmp_path / "订单.csv", ZH_HEADERS, GOOD_ZH + [
-        ["XXXX99", "C9", "王五", "13700137000", "2026-12-05", "2026-12-06", "", "", "", "", "", "",
-         "", ""]], encoding="gbk")
+    path = write_csv(
+        tmp_path / "订单.csv",
+        ZH_HEADERS,
+        GOOD_ZH
+        + [
+            [
+                "XXXX99",
+                "C9",
+                "王五",
+                "13700137000",
+                "2026-12-05",
+                "2026-12-06",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        ],
+        encoding="gbk",
+    )
     assert main(["--database-url", db_url, "bookings", "import", str(path), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert out == {"created": 3, "updated": 0, "unchanged": 0,
-                   "rejected": [{"row": 5, "reason": "unknown property 'XXXX99'"}]}
+    assert out == {
+        "created": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": [{"row": 5, "reason": "unknown property 'XXXX99'"}],
+    }
     assert main(["--database-url", db_url, "bookings", "import", str(path), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["unchanged"] == 3
     assert store.audit_entries(action="bookings.import")[0].detail["created"] == 0

@@ -1,4 +1,5 @@
 """A booking that moves or is cancelled re-plans its add-ons and tells the guest once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,22 @@ from bot.crm.store import CHINA_TZ
 from bot.knowledge.kb import KnowledgeBase
 from tests.bookings.helpers import ZH_HEADERS, write_csv
 
-ROW = ["SYHT01", "R1", "林晓", "13800138000", "2026-12-05", "2026-12-09", "海景房", "2", "已确认",
-       "携程", "4800", "金卡", "", ""]
+ROW = [
+    "SYHT01",
+    "R1",
+    "林晓",
+    "13800138000",
+    "2026-12-05",
+    "2026-12-09",
+    "海景房",
+    "2",
+    "已确认",
+    "携程",
+    "4800",
+    "金卡",
+    "",
+    "",
+]
 
 
 def _at(day: int, hour: int) -> dt.datetime:
@@ -25,15 +40,22 @@ def _at(day: int, hour: int) -> dt.datetime:
 
 def _setup(tmp_path, store):
     replanner = Replanner(store)
-    importer = BookingImporter(BookingWriter(store.engine), KnowledgeBase.default(),
-                               on_changes=replanner.handle)
+    importer = BookingImporter(
+        BookingWriter(store.engine), KnowledgeBase.default(), on_changes=replanner.handle
+    )
     importer.import_file(write_csv(tmp_path / "a.csv", ZH_HEADERS, [ROW]))
     guest = store.list_guests()[0]
     [booking] = store.bookings(guest.sender_id)
-    pickup = store.create_order(guest.sender_id, item="airport_pickup", booking_id=booking.id,
-                                scheduled_at=_at(5, 14))
-    spa = store.create_order(guest.sender_id, item="spa", booking_id=booking.id,
-                             scheduled_at=_at(8, 19), status="confirmed")
+    pickup = store.create_order(
+        guest.sender_id, item="airport_pickup", booking_id=booking.id, scheduled_at=_at(5, 14)
+    )
+    spa = store.create_order(
+        guest.sender_id,
+        item="spa",
+        booking_id=booking.id,
+        scheduled_at=_at(8, 19),
+        status="confirmed",
+    )
     return importer, guest, booking, pickup, spa
 
 
@@ -50,7 +72,10 @@ def test_moved_dates_flag_orders_outside_the_new_stay(tmp_path, store):
     assert report.updated == 1
     [ticket] = store.tickets(guest.sender_id)
     assert (ticket.kind, ticket.sla_class, ticket.booking_id) == (
-        "booking_change", "addon_order", booking.id)
+        "booking_change",
+        "addon_order",
+        booking.id,
+    )
     assert f"#{pickup.id}" in ticket.description and f"#{spa.id}" not in ticket.description
     assert store.order(pickup.id).status == "requested"  # the advisor decides, not the bot
     assert _rows(store, m.GuestNotice) == []  # a move is the advisor's conversation
@@ -58,14 +83,18 @@ def test_moved_dates_flag_orders_outside_the_new_stay(tmp_path, store):
 
 def test_cancellation_cancels_open_orders_and_tells_the_guest_once(tmp_path, store):
     importer, guest, booking, pickup, spa = _setup(tmp_path, store)
-    done = store.create_order(guest.sender_id, item="late_checkout", booking_id=booking.id,
-                              status="done")
+    done = store.create_order(
+        guest.sender_id, item="late_checkout", booking_id=booking.id, status="done"
+    )
     cancelled = list(ROW)
     cancelled[8] = "已取消"
     path = write_csv(tmp_path / "c.csv", ZH_HEADERS, [cancelled])
     importer.import_file(path)
     assert [store.order(o.id).status for o in (pickup, spa, done)] == [
-        "cancelled", "cancelled", "done"]
+        "cancelled",
+        "cancelled",
+        "done",
+    ]
     [notice] = _rows(store, m.GuestNotice)
     assert notice.key == f"booking:{booking.id}:cancelled" and notice.status == "pending"
     # The same cancellation again (re-import, a replayed push): nothing new to say.
@@ -92,9 +121,15 @@ def _row(cells):
 def test_notice_goes_to_the_linked_wecom_sender_and_retries(tmp_path, store):
     importer, guest, booking, *_ = _setup(tmp_path, store)
     with store.engine.begin() as conn:
-        conn.execute(m.GuestIdentity.__table__.insert().values(
-            guest_id=guest.id, kind="sender", value="kf:wmLIN", source="test",
-            created_at=m.utcnow()))
+        conn.execute(
+            m.GuestIdentity.__table__.insert().values(
+                guest_id=guest.id,
+                kind="sender",
+                value="kf:wmLIN",
+                source="test",
+                created_at=m.utcnow(),
+            )
+        )
     cancelled = list(ROW)
     cancelled[8] = "已取消"
     importer.import_file(write_csv(tmp_path / "c.csv", ZH_HEADERS, [cancelled]))

@@ -1,4 +1,5 @@
 """The PMS push: HMAC per source, timestamp window, replays, idempotent by version."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,20 +16,36 @@ from bot.knowledge.kb import KnowledgeBase
 
 NOW = 1_796_000_000
 SECRET = "s3cret-for-opera-0123456789abcdef"
-BOOKING = {"property_code": "SYHT01", "confirmation_no": "P100", "guest_name": "林晓",
-           "phone": "13800138000", "check_in": "2026-12-05", "check_out": "2026-12-09",
-           "status": "confirmed", "amount": "4800", "version": "3"}
+BOOKING = {
+    "property_code": "SYHT01",
+    "confirmation_no": "P100",
+    "guest_name": "林晓",
+    "phone": "13800138000",
+    "check_in": "2026-12-05",
+    "check_out": "2026-12-09",
+    "status": "confirmed",
+    "amount": "4800",
+    "version": "3",
+}
 
 
 @pytest.fixture
 def sync(store):
-    return PmsSync(BookingWriter(store.engine, source="sync"), KnowledgeBase.default(),
-                   {"opera": SECRET}, on_changes=Replanner(store).handle, clock=lambda: NOW)
+    return PmsSync(
+        BookingWriter(store.engine, source="sync"),
+        KnowledgeBase.default(),
+        {"opera": SECRET},
+        on_changes=Replanner(store).handle,
+        clock=lambda: NOW,
+    )
 
 
 def _headers(body: bytes, *, source="opera", secret=SECRET, at=NOW) -> dict:
-    return {"X-PMS-Source": source, "X-PMS-Timestamp": str(at),
-            "X-PMS-Signature": sign(secret, at, body)}
+    return {
+        "X-PMS-Source": source,
+        "X-PMS-Timestamp": str(at),
+        "X-PMS-Signature": sign(secret, at, body),
+    }
 
 
 def _push(sync, payload, **kw):
@@ -51,12 +68,15 @@ def test_a_signed_push_creates_then_is_idempotent(sync, store):
     assert booking.source == "sync"
 
 
-@pytest.mark.parametrize("change, status, reason", [
-    ({"secret": "wrong"}, 401, "bad signature"),
-    ({"source": "nobody"}, 401, "unknown source"),
-    ({"at": NOW - 301}, 401, "outside the 300 s window"),
-    ({"at": NOW + 301}, 401, "outside the 300 s window"),
-])
+@pytest.mark.parametrize(
+    "change, status, reason",
+    [
+        ({"secret": "wrong"}, 401, "bad signature"),
+        ({"source": "nobody"}, 401, "unknown source"),
+        ({"at": NOW - 301}, 401, "outside the 300 s window"),
+        ({"at": NOW + 301}, 401, "outside the 300 s window"),
+    ],
+)
 def test_authentication_failures(sync, change, status, reason):
     body = json.dumps(BOOKING).encode()
     answer = sync.handle(_headers(body, **change), body)
@@ -71,15 +91,21 @@ def test_replayed_request_is_refused(sync):
     assert replay.status == 409 and "replay" in replay.body["error"]
 
 
-@pytest.mark.parametrize("body, status, reason", [
-    (b"{not json", 400, "malformed JSON"),
-    (b"\xff\xfe", 400, "malformed JSON"),
-    (b"[1, 2]", 400, "expected a booking object"),
-    (json.dumps({"bookings": []}).encode(), 400, "expected a booking object"),
-    (json.dumps({k: v for k, v in BOOKING.items() if k != "version"}).encode(), 422,
-     "version or updated_at is required"),
-    (json.dumps({**BOOKING, "check_out": "2026-12-01"}).encode(), 422, "not after check_in"),
-])
+@pytest.mark.parametrize(
+    "body, status, reason",
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b"\xff\xfe", 400, "malformed JSON"),
+        (b"[1, 2]", 400, "expected a booking object"),
+        (json.dumps({"bookings": []}).encode(), 400, "expected a booking object"),
+        (
+            json.dumps({k: v for k, v in BOOKING.items() if k != "version"}).encode(),
+            422,
+            "version or updated_at is required",
+        ),
+        (json.dumps({**BOOKING, "check_out": "2026-12-01"}).encode(), 422, "not after check_in"),
+    ],
+)
 def test_bad_input_gets_4xx_with_the_reason(sync, body, status, reason):
     answer = sync.handle(_headers(body), body)
     assert answer.status == status
@@ -87,13 +113,23 @@ def test_bad_input_gets_4xx_with_the_reason(sync, body, status, reason):
 
 
 def test_a_push_with_some_bad_bookings_takes_the_good_ones(sync):
-    payload = {"bookings": [BOOKING, {**BOOKING, "confirmation_no": "P101", "phone": "123"},
-                            {**BOOKING, "confirmation_no": "P102", "updated_at":
-                             "2026-11-30T10:00:00+08:00", "version": None}]}
+    payload = {
+        "bookings": [
+            BOOKING,
+            {**BOOKING, "confirmation_no": "P101", "phone": "123"},
+            {
+                **BOOKING,
+                "confirmation_no": "P102",
+                "updated_at": "2026-11-30T10:00:00+08:00",
+                "version": None,
+            },
+        ]
+    }
     answer = _push(sync, payload)
     assert answer.status == 200 and answer.body["created"] == 2
-    assert answer.body["rejected"] == [{"index": 1, "reason":
-                                        "phone '123' is not a mainland mobile number"}]
+    assert answer.body["rejected"] == [
+        {"index": 1, "reason": "phone '123' is not a mainland mobile number"}
+    ]
 
 
 def test_http_endpoint_and_secret_rules(sync):
@@ -105,6 +141,7 @@ def test_http_endpoint_and_secret_rules(sync):
             resp = await client.post("/pms/bookings", data=b"{}", headers={})
             assert resp.status == 401 and "X-PMS-Source" in (await resp.json())["error"]
             assert (await (await client.get("/healthz")).json())["sources"] == ["opera"]
+
     asyncio.run(run())
     assert parse_secrets(" opera:abc , bad, ctrip:def ") == {"opera": "abc", "ctrip": "def"}
     assert "not set" in secret_problems({})[0]

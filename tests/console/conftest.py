@@ -1,6 +1,7 @@
 """The staff console on real stores (SQLite per test) and the real paging service; Rasa is a
 small fake (pause/resume and the conversation), the messenger records what would be sent.
 Browser tests (test_browser.py) build the same console on the WeCom sandbox instead."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,10 @@ from bot.settings import PROJECT_ROOT, get_settings
 from tests.paging.conftest import FakeClock
 
 POLICY = PROJECT_ROOT / "tests" / "fixtures" / "console_policy.yml"
-EXTRA_STAFF = {"marketer_sun": ("孙市场", frozenset({"marketer"})),
-               "admin_qian": ("钱管理员", frozenset({"admin"}))}
+EXTRA_STAFF = {
+    "marketer_sun": ("孙市场", frozenset({"marketer"})),
+    "admin_qian": ("钱管理员", frozenset({"admin"})),
+}
 SECRET = "console-test-secret-0123456789abcdef"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -56,6 +59,7 @@ class FakeRasa:
     async def conversation(self, sender, limit=80):
         if self.down:
             from bot.paging.handoff import RasaUnavailable
+
             raise RasaUnavailable("Rasa at test unreachable")
         return list(self.turns.get(sender, []))[-limit:]
 
@@ -85,18 +89,34 @@ class Console:
     epoch: Epoch
     cases: dict = field(default_factory=dict)
 
-    def complaint(self, sender: str, name: str, text: str, *, property_id: str | None = None,
-                  tier: str = "金卡") -> int:
+    def complaint(
+        self,
+        sender: str,
+        name: str,
+        text: str,
+        *,
+        property_id: str | None = None,
+        tier: str = "金卡",
+    ) -> int:
         """A guest's complaint as the flow opens it; returns the ticket id (the worker clocks
         and pages it)."""
         self.crm.get_or_create_guest(sender, name=name)
         self.crm.update_guest(sender, tier=tier)
         if property_id:
             today = self.clock().date()
-            self.crm.add_booking(sender, property_id=property_id, check_in=today,
-                                 check_out=today + dt.timedelta(days=3))
-        ticket = self.crm.create_ticket(sender, kind="complaint", category="卫生",
-                                        description=text, sla_class="complaint_routine")
+            self.crm.add_booking(
+                sender,
+                property_id=property_id,
+                check_in=today,
+                check_out=today + dt.timedelta(days=3),
+            )
+        ticket = self.crm.create_ticket(
+            sender,
+            kind="complaint",
+            category="卫生",
+            description=text,
+            sla_class="complaint_routine",
+        )
         self.rasa.add(sender, "guest", text)
         return ticket.id
 
@@ -106,8 +126,17 @@ class Console:
         return self.store.clock_for("ticket", ticket_id).id
 
 
-def build_console(db_url: str, *, messenger=None, rasa=None, handoff=None, wecom_app_client=None,
-                  base_url: str | None = None, clock=None, epoch=None) -> Console:
+def build_console(
+    db_url: str,
+    *,
+    messenger=None,
+    rasa=None,
+    handoff=None,
+    wecom_app_client=None,
+    base_url: str | None = None,
+    clock=None,
+    epoch=None,
+) -> Console:
     upgrade(db_url)
     policy = load_policy(POLICY)
     crm, store = CRMStore(db_url), PagingStore(db_url)
@@ -115,18 +144,29 @@ def build_console(db_url: str, *, messenger=None, rasa=None, handoff=None, wecom
     epoch = epoch or Epoch(clock().timestamp())
     messenger = messenger if messenger is not None else RecordingMessenger()
     rasa = rasa if rasa is not None else FakeRasa()
-    paging = PagingService(store, policy, messenger, crm=crm, clock=clock,
-                           handoff=handoff or HandoffController(rasa, crm=crm))
+    paging = PagingService(
+        store,
+        policy,
+        messenger,
+        crm=crm,
+        clock=clock,
+        handoff=handoff or HandoffController(rasa, crm=crm),
+    )
     settings = get_settings()
     if base_url:
         settings = dataclasses.replace(settings, console_base_url=base_url)
     deps = ConsoleDeps(
-        settings=settings, auth=Auth(SECRET, session_ttl_s=3600, link_ttl_s=600, clock=epoch),
-        staff=StaffDirectory(policy, EXTRA_STAFF), paging=paging, crm=crm,
+        settings=settings,
+        auth=Auth(SECRET, session_ttl_s=3600, link_ttl_s=600, clock=epoch),
+        staff=StaffDirectory(policy, EXTRA_STAFF),
+        paging=paging,
+        crm=crm,
         rasa=getattr(paging.handoff, "rasa", rasa) if handoff else rasa,
         wecom_app_client=wecom_app_client or (lambda: None),
         canned=load_canned_replies(PROJECT_ROOT / "data" / "canned_replies.yml"),
-        now=clock, epoch=epoch)
+        now=clock,
+        epoch=epoch,
+    )
     worker = PagingWorker(store, policy, messenger, clock=clock, worker_id="test")
     return Console(deps, crm, store, worker, messenger, rasa, clock, epoch)
 
@@ -175,6 +215,7 @@ FIXTURES = Path(__file__).parent
 
 # ---- the marketing and training services (/marketing, /admin) -----------------------------------
 
+
 class FakeReplica:
     """A Rasa replica's /status and PUT /model, as the deployer drives them (runs in a thread)."""
 
@@ -206,13 +247,26 @@ def add_inbox_item(engine, text: str, predicted: str = "nlu_fallback") -> int:
 
     now = dt.datetime.now(dt.timezone.utc)
     with Session(engine, future=True) as s, s.begin():
-        item = tm.InboxItem(group_key=group_key(text), text=text, status="open", first_seen=now,
-                            last_seen=now)
+        item = tm.InboxItem(
+            group_key=group_key(text), text=text, status="open", first_seen=now, last_seen=now
+        )
         s.add(item)
         s.flush()
-        s.add(tm.InboxMessage(item_id=item.id, source="rasa", event_id=item.id, sender_hash="h",
-                              text=text, reasons=["fallback"], intent=predicted, confidence=0.2,
-                              ranking=[], context="[]", said_at=now))
+        s.add(
+            tm.InboxMessage(
+                item_id=item.id,
+                source="rasa",
+                event_id=item.id,
+                sender_hash="h",
+                text=text,
+                reasons=["fallback"],
+                intent=predicted,
+                confidence=0.2,
+                ranking=[],
+                context="[]",
+                said_at=now,
+            )
+        )
         return item.id
 
 
@@ -234,16 +288,31 @@ def attach_areas(console: Console, tmp_path: Path, replica_url: str, replica: Fa
     shutil.copytree(PROJECT_ROOT / "data" / "nlu", tmp_path / "data" / "nlu")
     shutil.copytree(PROJECT_ROOT / "tests" / "nlu_holdout", tmp_path / "tests" / "nlu_holdout")
     shutil.copyfile(PROJECT_ROOT / "domain.yml", tmp_path / "domain.yml")
-    paths = DataPaths(nlu_dir=tmp_path / "data" / "nlu",
-                      holdout_dir=tmp_path / "tests" / "nlu_holdout",
-                      domain=tmp_path / "domain.yml")
+    paths = DataPaths(
+        nlu_dir=tmp_path / "data" / "nlu",
+        holdout_dir=tmp_path / "tests" / "nlu_holdout",
+        domain=tmp_path / "domain.yml",
+    )
     registry = ModelRegistry(engine, console.crm, tmp_path / "registry", tmp_path)
-    deployer = Deployer(registry=registry, replicas=RasaReplicas((replica_url,), None),
-                        store=console.crm, deployed_path=tmp_path / "deployed.tar.gz",
-                        policy=GatePolicy(0.0, 0.0))
-    figures = {"simplified": {"n": 100, "accuracy": 0.9, "macro_f1": 0.88, "complain_recall": 0.9,
-                              "oos_recall": 0.8, "false_fallback_rate": 0.02, "entity_f1": 0.8,
-                              "per_intent_recall": {}}}
+    deployer = Deployer(
+        registry=registry,
+        replicas=RasaReplicas((replica_url,), None),
+        store=console.crm,
+        deployed_path=tmp_path / "deployed.tar.gz",
+        policy=GatePolicy(0.0, 0.0),
+    )
+    figures = {
+        "simplified": {
+            "n": 100,
+            "accuracy": 0.9,
+            "macro_f1": 0.88,
+            "complain_recall": 0.9,
+            "oos_recall": 0.8,
+            "false_fallback_rate": 0.02,
+            "entity_f1": 0.8,
+            "per_intent_recall": {},
+        }
+    }
     versions = []
     for n, f1 in ((1, 0.88), (2, 0.90)):
         version = registry.new_version("cli:setup", note=f"v{n}")
@@ -251,16 +320,23 @@ def attach_areas(console: Console, tmp_path: Path, replica_url: str, replica: Fa
         archive.parent.mkdir(parents=True, exist_ok=True)
         archive.write_bytes(f"model {n}".encode())
         fig = {"simplified": {**figures["simplified"], "macro_f1": f1}}
-        registry.update(version, status="ready", path=str(archive), fingerprint=f"fp{n}",
-                        figures=fig)
+        registry.update(
+            version, status="ready", path=str(archive), fingerprint=f"fp{n}", figures=fig
+        )
         replica.fingerprints[str(archive.resolve())] = f"fp{n}"
         versions.append(version)
     registry.record_deployment(versions[0], None, "baseline", "cli:setup", {replica_url: "ok"})
     replica.loaded = str((tmp_path / "registry" / f"{versions[0]}.tar.gz").resolve())
-    training = TrainingLoop(settings=console.deps.settings, store=console.crm,
-                            inbox=InboxService(engine, console.crm, paths), registry=registry,
-                            deployer=deployer, collector=None)
-    console.deps.extras = {"marketing": build_marketing(str(engine.url), wecom=False,
-                                                        clock=console.clock),
-                           "training": training}
+    training = TrainingLoop(
+        settings=console.deps.settings,
+        store=console.crm,
+        inbox=InboxService(engine, console.crm, paths),
+        registry=registry,
+        deployer=deployer,
+        collector=None,
+    )
+    console.deps.extras = {
+        "marketing": build_marketing(str(engine.url), wecom=False, clock=console.clock),
+        "training": training,
+    }
     return versions, paths

@@ -8,6 +8,7 @@ replies go Rasa API → WeCom channel → kf/send_msg in the sandbox) on a free 
 Only Rasa is played (its message handler and the three HTTP API calls paging makes); Rasa's own
 behaviour is tested in tests/e2e.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,9 +60,13 @@ class FakeRasaServer:
             name, tier = GUESTS.get(sender, ("林晓", "金卡"))
             self.crm.get_or_create_guest(sender)
             self.crm.update_guest(sender, name=name, tier=tier)
-            self.crm.create_ticket(sender, kind="complaint",
-                                   category="噪音" if "太吵" in text else "卫生",
-                                   description=text, sla_class="complaint_routine")
+            self.crm.create_ticket(
+                sender,
+                kind="complaint",
+                category="噪音" if "太吵" in text else "卫生",
+                description=text,
+                sla_class="complaint_routine",
+            )
             reply = "非常抱歉给您带来不好的体验，已通知值班顾问，10分钟内会联系您。"
         else:
             reply = f"收到：{text}"
@@ -88,8 +93,13 @@ class FakeRasaServer:
         sender = request.match_info["sender"]
         if request.query.get("token") != TOKEN:
             return web.Response(status=401)
-        return web.json_response({"sender_id": sender, "paused": sender in self.paused,
-                                  "events": self.events.get(sender, [])})
+        return web.json_response(
+            {
+                "sender_id": sender,
+                "paused": sender in self.paused,
+                "events": self.events.get(sender, []),
+            }
+        )
 
 
 @dataclass
@@ -103,8 +113,11 @@ class Stack:
     channel: Any
 
     async def guest_says(self, external_userid: str, text: str) -> None:
-        await post_json(self.http, f"{self.sandbox}/_sandbox/guest/kf",
-                        {"external_userid": external_userid, "text": text})
+        await post_json(
+            self.http,
+            f"{self.sandbox}/_sandbox/guest/kf",
+            {"external_userid": external_userid, "text": text},
+        )
         await self.channel.wait_idle(10)
 
     async def calls(self, path=None) -> list:
@@ -124,6 +137,7 @@ async def console_stack(db_url: str, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", db_url)
     get_settings.cache_clear()
     from bot.crm.db import upgrade
+
     upgrade(db_url)
     fake = FakeRasaServer(CRMStore(db_url))
     rasa_app = web.Application()
@@ -136,8 +150,9 @@ async def console_stack(db_url: str, monkeypatch):
 
     connector_port, console_port = free_port(), free_port()
     console_url = f"http://127.0.0.1:{console_port}"
-    async with run_sandbox(connector_url=f"http://127.0.0.1:{connector_port}", callback_retries=1,
-                           callback_timeout_s=5) as (sandbox, state):
+    async with run_sandbox(
+        connector_url=f"http://127.0.0.1:{connector_port}", callback_retries=1, callback_timeout_s=5
+    ) as (sandbox, state):
         monkeypatch.setenv("WECOM_API_BASE", sandbox)
         monkeypatch.setenv("WECOM_OAUTH_BASE", sandbox)
         get_settings.cache_clear()
@@ -146,16 +161,22 @@ async def console_stack(db_url: str, monkeypatch):
         fake.channel = channel
         rasa_api = RasaAPI(f"http://127.0.0.1:{rasa_port}", TOKEN, timeout_s=3)
         console = build_console(
-            db_url, messenger=WeComMessenger(rasa_api, services=services),
+            db_url,
+            messenger=WeComMessenger(rasa_api, services=services),
             handoff=HandoffController(rasa_api, wecom=services, crm=fake.crm),
-            wecom_app_client=lambda: services.app_client, base_url=console_url,
-            clock=lambda: dt.datetime.now(dt.timezone.utc), epoch=_RealEpoch())
+            wecom_app_client=lambda: services.app_client,
+            base_url=console_url,
+            clock=lambda: dt.datetime.now(dt.timezone.utc),
+            epoch=_RealEpoch(),
+        )
         runner = web.AppRunner(make_app(console.deps), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", console_port).start()
         try:
-            async with run_sanic(channel, fake.handle_message, connector_port), \
-                    aiohttp.ClientSession() as http:
+            async with (
+                run_sanic(channel, fake.handle_message, connector_port),
+                aiohttp.ClientSession() as http,
+            ):
                 yield Stack(console, console_url, sandbox, state, fake, http, channel)
         finally:
             await runner.cleanup()

@@ -3,6 +3,7 @@ chromium`; .ci/run installs it) against the console on the WeCom sandbox (tests/
 
 Set CONSOLE_SCREENSHOTS=DIR to also save the screenshots the README shows (docs/console/).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,16 @@ from tests.conftest import IN_CI
 from tests.console.stack import console_stack
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 GUEST = "wm_browser_guest"
 SENDER = f"kf:{GUEST}"
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
@@ -49,8 +58,7 @@ async def browser_on_stack(tmp_path, monkeypatch):
     async with async_playwright() as p:
         chromium = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            async with console_stack(f"sqlite:///{tmp_path / 'browser.db'}",
-                                     monkeypatch) as stack:
+            async with console_stack(f"sqlite:///{tmp_path / 'browser.db'}", monkeypatch) as stack:
                 yield chromium, stack
         finally:
             await chromium.close()
@@ -81,8 +89,11 @@ async def test_advisor_signs_in_with_wecom_takes_over_replies_and_resolves(tmp_p
 
         case = await _paged_complaint(stack)
         # The worker paged advisor_li in WeCom (a textcard through the sandbox).
-        cards = [c["body"] for c in await stack.calls("/cgi-bin/message/send")
-                 if c["body"].get("msgtype") == "textcard"]
+        cards = [
+            c["body"]
+            for c in await stack.calls("/cgi-bin/message/send")
+            if c["body"].get("msgtype") == "textcard"
+        ]
         assert cards and cards[0]["touser"] == "advisor_li"
 
         page = await browser.new_page(viewport={"width": 1280, "height": 860})
@@ -116,7 +127,7 @@ async def test_advisor_signs_in_with_wecom_takes_over_replies_and_resolves(tmp_p
         await expect(page.locator(".profile")).to_contain_text("金卡")
         await page.get_by_role("button", name="接管对话").click()
         await expect(page.locator(".flash")).to_contain_text("已接管")
-        assert SENDER in stack.rasa.paused                      # the bot is silent for the guest
+        assert SENDER in stack.rasa.paused  # the bot is silent for the guest
         # The 微信客服 session stays with the API (state 1), so the console's replies can be sent.
         trans = [c["body"] for c in await stack.calls("/cgi-bin/kf/service_state/trans")]
         assert not [t for t in trans if t.get("service_state") == 3]
@@ -230,8 +241,10 @@ async def test_marketer_creates_and_previews_a_campaign(tmp_path, monkeypatch):
 
     from tests.console.conftest import attach_areas
 
-    async with browser_on_stack(tmp_path, monkeypatch) as (browser, stack), \
-            _replica() as (replica, replica_url):
+    async with (
+        browser_on_stack(tmp_path, monkeypatch) as (browser, stack),
+        _replica() as (replica, replica_url),
+    ):
         attach_areas(stack.console, tmp_path, replica_url, replica)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await _link_sign_in(page, stack, "marketer_sun")
@@ -241,7 +254,9 @@ async def test_marketer_creates_and_previews_a_campaign(tmp_path, monkeypatch):
         await _shot(page, "marketing")
         await page.get_by_label("活动名称").fill("12月会员日")
         await page.get_by_label("发给分群").select_option("gold_and_above")
-        await page.get_by_label("内容模板").fill("{{ name }}您好！今天是{{ tier }}会员日，会员价再9折。")
+        await page.get_by_label("内容模板").fill(
+            "{{ name }}您好！今天是{{ tier }}会员日，会员价再9折。"
+        )
         await page.get_by_role("button", name="保存并预览").click()
         await expect(page.locator(".flash")).to_contain_text("已保存活动")
         await expect(page.locator("h1")).to_contain_text("12月会员日")
@@ -267,8 +282,10 @@ async def test_admin_labels_an_inbox_message_and_deploys_a_model(tmp_path, monke
 
     from tests.console.conftest import add_inbox_item, attach_areas
 
-    async with browser_on_stack(tmp_path, monkeypatch) as (browser, stack), \
-            _replica() as (replica, replica_url):
+    async with (
+        browser_on_stack(tmp_path, monkeypatch) as (browser, stack),
+        _replica() as (replica, replica_url),
+    ):
         versions, paths = attach_areas(stack.console, tmp_path, replica_url, replica)
         add_inbox_item(stack.console.crm.engine, "泳池边能点外卖进来吃吗")
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
@@ -293,6 +310,9 @@ async def test_admin_labels_an_inbox_message_and_deploys_a_model(tmp_path, monke
         await page.get_by_role("button", name="回滚到上一个版本").click()
         await expect(page.locator(".flash")).to_contain_text(f"已回滚到 {versions[0]}")
         assert loop.registry.deployed_version() == versions[0]
-        actions = [e.action for e in stack.console.crm.audit_entries(limit=30)
-                   if e.actor == "console:admin_qian"]
+        actions = [
+            e.action
+            for e in stack.console.crm.audit_entries(limit=30)
+            if e.actor == "console:admin_qian"
+        ]
         assert {"nlu.label", "model.deploy", "model.rollback"} <= set(actions)

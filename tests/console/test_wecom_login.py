@@ -1,6 +1,7 @@
 """WeCom web login through the sandbox's OAuth stand-in (bot/sandbox/oauth.py): the happy path,
 a forged or missing state, a used or unknown code, someone who is not on the staff list, and an
 open redirect in `next`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,15 +25,22 @@ async def _authorize(http, url: str, userid: str) -> str:
         html = await page.text()
         assert page.status == 200, html
     fields = dict(re.findall(r"name='(\w+)' value='([^']*)'", html))
-    async with http.post(url.split("?")[0], data={**fields, "userid": userid},
-                         allow_redirects=False) as resp:
+    async with http.post(
+        url.split("?")[0], data={**fields, "userid": userid}, allow_redirects=False
+    ) as resp:
         assert resp.status == 302
         return resp.headers["Location"]
 
 
 async def _setup(tmp_path, sandbox):
-    client = WeComClient("app", dev_defaults.CORP_ID, dev_defaults.APP_SECRET, sandbox,
-                         token_store=MemoryTokenStore(), timeout_s=3)
+    client = WeComClient(
+        "app",
+        dev_defaults.CORP_ID,
+        dev_defaults.APP_SECRET,
+        sandbox,
+        token_store=MemoryTokenStore(),
+        timeout_s=3,
+    )
     console = build_console(f"sqlite:///{tmp_path / 'login.db'}", wecom_app_client=lambda: client)
     console.deps.settings = dataclasses.replace(console.deps.settings, wecom_oauth_base=sandbox)
     return console, client
@@ -42,8 +50,9 @@ async def test_wecom_login_round_trip_and_its_failures(tmp_path):
     async with run_sandbox() as (sandbox, _state), aiohttp.ClientSession() as http:
         console, app_client = await _setup(tmp_path, sandbox)
         async with TestClient(TestServer(make_app(console.deps))) as c:
-            start = await c.get("/login/wecom", params={"next": "//evil.example/x"},
-                                allow_redirects=False)
+            start = await c.get(
+                "/login/wecom", params={"next": "//evil.example/x"}, allow_redirects=False
+            )
             authorize = start.headers["Location"]
             assert authorize.startswith(f"{sandbox}/connect/oauth2/authorize")
             assert URL(authorize).query["scope"] == "snsapi_privateinfo"
@@ -80,12 +89,21 @@ async def test_wecom_login_round_trip_and_its_failures(tmp_path):
 async def test_sandbox_authorize_refuses_a_wrong_corp_or_scope():
     async with run_sandbox() as (sandbox, _state), aiohttp.ClientSession() as http:
         base = f"{sandbox}/connect/oauth2/authorize"
-        good = {"appid": dev_defaults.CORP_ID, "redirect_uri": "http://127.0.0.1:1/cb",
-                "response_type": "code", "scope": "snsapi_privateinfo", "state": "s"}
-        for bad in ({"appid": "ww_other"}, {"scope": "snsapi_userinfo"},
-                    {"redirect_uri": "javascript:alert(1)"}):
+        good = {
+            "appid": dev_defaults.CORP_ID,
+            "redirect_uri": "http://127.0.0.1:1/cb",
+            "response_type": "code",
+            "scope": "snsapi_privateinfo",
+            "state": "s",
+        }
+        for bad in (
+            {"appid": "ww_other"},
+            {"scope": "snsapi_userinfo"},
+            {"redirect_uri": "javascript:alert(1)"},
+        ):
             async with http.get(base, params={**good, **bad}) as resp:
                 assert resp.status == 400
-        async with http.get(f"{sandbox}/cgi-bin/auth/getuserinfo",
-                            params={"code": "nope", "access_token": "x"}) as resp:
+        async with http.get(
+            f"{sandbox}/cgi-bin/auth/getuserinfo", params={"code": "nope", "access_token": "x"}
+        ) as resp:
             assert (await resp.json())["errcode"] in (40014, 40029)

@@ -1,5 +1,6 @@
 """CRM test fixtures: every store test runs once on SQLite and once on PostgreSQL, each on its
 own empty database (a tmp_path file / a database created for the test)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """`concierge` commands, called through main(argv) on the test's own SQLite file
 (tests/conftest.py points DATABASE_URL at tmp_path)."""
+
 from __future__ import annotations
 
 import json

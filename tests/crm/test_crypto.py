@@ -1,4 +1,5 @@
 """Key handling for the encrypted columns."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Demo data: the four guests the whole team relies on, idempotent, never in production."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,8 +26,14 @@ def _count(store: CRMStore, table: str) -> int:
 def test_demo_guests_and_bookings(store):
     load_demo(store.engine, today=TODAY)
     assert [g.sender_id for g in store.list_guests(demo=True)] == [
-        "demo-lin", "demo-chen", "demo-wang", "demo-zhao", "demo-sun", "kf:wm_guest_001",
-        "wecom:wm_guest_002"]
+        "demo-lin",
+        "demo-chen",
+        "demo-wang",
+        "demo-zhao",
+        "demo-sun",
+        "kf:wm_guest_001",
+        "wecom:wm_guest_002",
+    ]
     zhou = store.find_guest("kf:wm_guest_001")
     assert (zhou.kf_external_userid, zhou.kf_open_kfid) == ("wm_guest_001", "wk_sandbox_concierge")
     lin = store.find_guest("demo-lin")
@@ -35,7 +42,12 @@ def test_demo_guests_and_bookings(store):
 
     [stay] = store.upcoming_bookings("demo-lin", TODAY)
     assert (stay.property_id, stay.city, stay.room_type, stay.purpose, stay.party_size) == (
-        "sanya-haitang-resort", "三亚", "海景大床房", "蜜月", 2)
+        "sanya-haitang-resort",
+        "三亚",
+        "海景大床房",
+        "蜜月",
+        2,
+    )
     assert (stay.check_in, stay.check_out) == (_day(6), _day(10))
     [pickup] = store.orders_for_booking(stay.id)
     assert pickup.status == "confirmed"
@@ -43,13 +55,15 @@ def test_demo_guests_and_bookings(store):
 
     chen = store.upcoming_bookings("demo-chen", TODAY)
     assert [(b.property_id, b.check_in, b.check_out, b.purpose, b.room_type) for b in chen] == [
-        ("shanghai-bund-hotel", _day(2), _day(4), "商务", "行政大床房")]
+        ("shanghai-bund-hotel", _day(2), _day(4), "商务", "行政大床房")
+    ]
     past = [b for b in store.bookings("demo-chen") if b.status == "completed"]
     assert len(past) == 1 and -95 <= (past[0].check_in - TODAY).days <= -85
 
     wang = store.upcoming_bookings("demo-wang", TODAY)
-    assert [(b.city, b.check_in, b.check_out, b.purpose, b.party_size, b.room_type)
-            for b in wang] == [
+    assert [
+        (b.city, b.check_in, b.check_out, b.purpose, b.party_size, b.room_type) for b in wang
+    ] == [
         ("上海", _day(3), _day(5), "亲子", 3, "家庭房"),
         ("三亚", _day(20), _day(25), "亲子", 3, "家庭套房"),
     ]

@@ -1,4 +1,5 @@
 """The Alembic history runs on both backends and matches the models."""
+
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
@@ -8,9 +9,22 @@ from sqlalchemy import inspect
 from bot.crm import models
 from bot.crm.db import current_revision, downgrade, head_revision, make_engine, upgrade
 
-CRM_TABLES = {"guests", "bookings", "preference_tags", "orders", "tickets", "handoffs", "pages",
-              "consents", "audit_log", "guest_identities", "identity_link_attempts",
-              "guest_facts", "guest_notices", "pms_sync_requests"}
+CRM_TABLES = {
+    "guests",
+    "bookings",
+    "preference_tags",
+    "orders",
+    "tickets",
+    "handoffs",
+    "pages",
+    "consents",
+    "audit_log",
+    "guest_identities",
+    "identity_link_attempts",
+    "guest_facts",
+    "guest_notices",
+    "pms_sync_requests",
+}
 
 
 def _crm_only(obj, name, type_, reflected, compare_to):
@@ -39,7 +53,8 @@ def test_models_and_migrations_agree(db_url):
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "include_object": _crm_only})
+                conn, opts={"compare_type": True, "include_object": _crm_only}
+            )
             assert compare_metadata(context, models.Base.metadata) == []
     finally:
         engine.dispose()

@@ -1,4 +1,5 @@
 """CRMStore behaviour, on SQLite and PostgreSQL alike (see conftest.db_url)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +11,13 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from bot.crm.store import (
-    CHINA_TZ, BookingDTO, CRMStore, GuestDTO, GuestNotFound, NotFound, StoreUnavailable,
+    CHINA_TZ,
+    BookingDTO,
+    CRMStore,
+    GuestDTO,
+    GuestNotFound,
+    NotFound,
+    StoreUnavailable,
 )
 
 TODAY = dt.date(2026, 11, 23)
@@ -26,6 +33,7 @@ def _raw(store: CRMStore, sql: str, **params):
 
 
 # ---- guests -----------------------------------------------------------------------------------
+
 
 def test_get_or_create_guest_is_idempotent(store):
     first = store.get_or_create_guest("kf:wm123", name="林晓", kf_external_userid="wm123")
@@ -93,19 +101,43 @@ def test_phone_is_encrypted_at_rest(store, crm_key):
 
 # ---- bookings ---------------------------------------------------------------------------------
 
+
 def test_upcoming_bookings_filters_and_orders(store):
     store.get_or_create_guest("g")
     add = store.add_booking
-    later = add("g", property_id="sanya-haitang-resort", city="三亚", check_in=_day(20),
-                check_out=_day(25), purpose="亲子", party_size=3)
-    soon = add("g", property_id="shanghai-bund-hotel", city="上海", check_in=_day(3),
-               check_out=_day(5))
-    staying = add("g", property_id="shanghai-bund-hotel", check_in=_day(-2), check_out=_day(0),
-                  status="checked_in")
-    add("g", property_id="shanghai-bund-hotel", check_in=_day(-90), check_out=_day(-88),
-        status="completed")
-    add("g", property_id="shanghai-bund-hotel", check_in=_day(7), check_out=_day(8),
-        status="cancelled")
+    later = add(
+        "g",
+        property_id="sanya-haitang-resort",
+        city="三亚",
+        check_in=_day(20),
+        check_out=_day(25),
+        purpose="亲子",
+        party_size=3,
+    )
+    soon = add(
+        "g", property_id="shanghai-bund-hotel", city="上海", check_in=_day(3), check_out=_day(5)
+    )
+    staying = add(
+        "g",
+        property_id="shanghai-bund-hotel",
+        check_in=_day(-2),
+        check_out=_day(0),
+        status="checked_in",
+    )
+    add(
+        "g",
+        property_id="shanghai-bund-hotel",
+        check_in=_day(-90),
+        check_out=_day(-88),
+        status="completed",
+    )
+    add(
+        "g",
+        property_id="shanghai-bund-hotel",
+        check_in=_day(7),
+        check_out=_day(8),
+        status="cancelled",
+    )
     add("g", property_id="shanghai-bund-hotel", check_in=_day(-5), check_out=_day(-1))  # over
 
     upcoming = store.upcoming_bookings("g", TODAY)
@@ -128,6 +160,7 @@ def test_add_booking_validation(store):
 
 
 # ---- tags -------------------------------------------------------------------------------------
+
 
 def test_tag_upsert_does_not_duplicate(store):
     store.get_or_create_guest("g")
@@ -159,14 +192,22 @@ def test_health_tags_are_encrypted_and_still_deduplicated(store):
 
 # ---- orders, tickets, handoffs, pages, consents ------------------------------------------------
 
+
 def test_orders_belong_to_a_booking_and_keep_aware_times(store):
     store.get_or_create_guest("g")
     store.get_or_create_guest("other")
-    booking = store.add_booking("g", property_id="sanya-haitang-resort", city="三亚",
-                                check_in=_day(6), check_out=_day(10))
+    booking = store.add_booking(
+        "g", property_id="sanya-haitang-resort", city="三亚", check_in=_day(6), check_out=_day(10)
+    )
     pickup_local = dt.datetime(2026, 11, 29, 14, 30, tzinfo=CHINA_TZ)
-    order = store.create_order("g", item="接机", booking_id=booking.id, scheduled_at=pickup_local,
-                               party_size=2, flight_no="HU7081")
+    order = store.create_order(
+        "g",
+        item="接机",
+        booking_id=booking.id,
+        scheduled_at=pickup_local,
+        party_size=2,
+        flight_no="HU7081",
+    )
     assert order.property_id == "sanya-haitang-resort" and order.status == "requested"
     assert order.scheduled_at == pickup_local
     assert order.scheduled_at.utcoffset() == dt.timedelta(0)
@@ -184,9 +225,17 @@ def test_orders_belong_to_a_booking_and_keep_aware_times(store):
 
 def test_ticket_and_handoff_lifecycles(store):
     store.get_or_create_guest("g")
-    ticket = store.create_ticket("g", kind="complaint", category="noise", severity="routine",
-                                 nature="service_failure", description="隔壁太吵",
-                                 location="1208", since_text="昨晚", sla_class="routine_complaint")
+    ticket = store.create_ticket(
+        "g",
+        kind="complaint",
+        category="noise",
+        severity="routine",
+        nature="service_failure",
+        description="隔壁太吵",
+        location="1208",
+        since_text="昨晚",
+        sla_class="routine_complaint",
+    )
     assert ticket.status == "open" and ticket.resolved_at is None
     resolved = store.set_ticket_status(ticket.id, "resolved", rating=5)
     assert resolved.resolved_at is not None and resolved.rating == 5
@@ -214,20 +263,44 @@ def test_consent_history_latest_wins(store):
 
 # ---- profile, audit, deletion -----------------------------------------------------------------
 
+
 def _full_guest(store: CRMStore) -> None:
-    store.get_or_create_guest("g", name="林晓", tier="金卡", phone="+86 138-1234-5678",
-                              passport_number="E12345678", wecom_external_userid="wmABC")
-    booking = store.add_booking("g", property_id="sanya-haitang-resort", city="三亚",
-                                check_in=_day(6), check_out=_day(10), purpose="蜜月", party_size=2)
-    order = store.create_order("g", item="接机", booking_id=booking.id,
-                               scheduled_at=dt.datetime(2026, 11, 29, 6, 30, tzinfo=dt.timezone.utc))
+    store.get_or_create_guest(
+        "g",
+        name="林晓",
+        tier="金卡",
+        phone="+86 138-1234-5678",
+        passport_number="E12345678",
+        wecom_external_userid="wmABC",
+    )
+    booking = store.add_booking(
+        "g",
+        property_id="sanya-haitang-resort",
+        city="三亚",
+        check_in=_day(6),
+        check_out=_day(10),
+        purpose="蜜月",
+        party_size=2,
+    )
+    order = store.create_order(
+        "g",
+        item="接机",
+        booking_id=booking.id,
+        scheduled_at=dt.datetime(2026, 11, 29, 6, 30, tzinfo=dt.timezone.utc),
+    )
     store.upsert_tag("g", "trip_purpose", "蜜月", source_message="我们来度蜜月")
     ticket = store.create_ticket("g", kind="complaint", category="hygiene")
     store.create_handoff("g", reason="angry")
     store.set_consent("g", "marketing", True, source="demo")
     # pages are written by the paging store only; a test writes the rows it needs directly
-    _add_page(store, "ticket", ticket.id, step="ack", recipient="zhangsan",
-              due_at=dt.datetime.now(dt.timezone.utc))
+    _add_page(
+        store,
+        "ticket",
+        ticket.id,
+        step="ack",
+        recipient="zhangsan",
+        due_at=dt.datetime.now(dt.timezone.utc),
+    )
     _add_page(store, "order", order.id, step="supplier", recipient="ground-team")
     _add_page(store, "ticket", 424242, step="ack")  # someone else's ticket: not in this profile
 
@@ -237,8 +310,15 @@ def _add_page(store: CRMStore, subject_type: str, subject_id: int, **fields) -> 
     from bot.crm.models import Page
 
     with session_scope(make_session_factory(store.engine)) as s:
-        s.add(Page(subject_type=subject_type, subject_id=subject_id, status="pending", attempt=0,
-                   **fields))
+        s.add(
+            Page(
+                subject_type=subject_type,
+                subject_id=subject_id,
+                status="pending",
+                attempt=0,
+                **fields,
+            )
+        )
 
 
 def test_profile_is_json_with_masked_phone(store):
@@ -292,6 +372,7 @@ def test_delete_guest_erases_everything_and_logs_it(store):
 
 
 # ---- failure paths ----------------------------------------------------------------------------
+
 
 def test_unreachable_postgres_raises_store_unavailable():
     store = CRMStore("postgresql+psycopg2://postgres@127.0.0.1:1/nowhere")  # no I/O yet

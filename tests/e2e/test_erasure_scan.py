@@ -3,6 +3,7 @@ a deletion request), their words also sit in the WeCom inbox/outbox, the spool a
 `concierge guest export` (which must hold all of it) `concierge guest erase` leaves none of the
 guest's name, phone or message text in any table of the CRM, the tracker store, the spool files
 or Redis."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,8 +37,14 @@ NEEDLES = [NAME, PHONE, *[m for m in MESSAGES if len(m) >= 4]]
 
 
 def cli(stack, env, *args, check=True):
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+    )
 
 
 def readable(value) -> str:
@@ -46,6 +53,7 @@ def readable(value) -> str:
     text = str(value)
     if text.startswith("gAAAAA"):  # a Fernet token: scan what it protects
         from bot.crm.crypto import decrypt
+
         text = decrypt(text)
     try:
         return json.dumps(json.loads(text), ensure_ascii=False)
@@ -103,9 +111,15 @@ def test_erase_leaves_nothing(rasa_stack, tmp_path):
         store.get_or_create_guest(sender, name=NAME)
         store.update_guest(sender, phone=PHONE, kf_external_userid=external)
         today = china_today()
-        store.add_booking(sender, property_id="sanya-haitang-resort", city="三亚",
-                          check_in=today + dt.timedelta(days=1),
-                          check_out=today + dt.timedelta(days=5), purpose="蜜月", party_size=2)
+        store.add_booking(
+            sender,
+            property_id="sanya-haitang-resort",
+            city="三亚",
+            check_in=today + dt.timedelta(days=1),
+            check_out=today + dt.timedelta(days=5),
+            purpose="蜜月",
+            party_size=2,
+        )
     finally:
         store.close()
     for text in MESSAGES:
@@ -119,14 +133,26 @@ def test_erase_leaves_nothing(rasa_stack, tmp_path):
 
     engine = make_engine(stack.database_url)
     db = Database(engine)
-    row_id = Inbox(db).add_sync(Inbound(f"kf:{uuid.uuid4().hex}", "kf", sender, "text",
-                                        {"text": MESSAGES[0], "external_userid": external}))
+    row_id = Inbox(db).add_sync(
+        Inbound(
+            f"kf:{uuid.uuid4().hex}",
+            "kf",
+            sender,
+            "text",
+            {"text": MESSAGES[0], "external_userid": external},
+        )
+    )
     with engine.begin() as conn:  # already handled: the running Rasa must not pick it up
         from sqlalchemy import text as sql
+
         conn.execute(sql("UPDATE wecom_inbox SET status = 'done' WHERE id = :id"), {"id": row_id})
-    Outbox(db).begin_sync("app", "/cgi-bin/message/send",
-                          {"textcard": {"description": f"客人：{NAME} “{MESSAGES[3]}”"}},
-                          "advisor_li", f"sla:{uuid.uuid4().hex}:x")
+    Outbox(db).begin_sync(
+        "app",
+        "/cgi-bin/message/send",
+        {"textcard": {"description": f"客人：{NAME} “{MESSAGES[3]}”"}},
+        "advisor_li",
+        f"sla:{uuid.uuid4().hex}:x",
+    )
     engine.dispose()
     spool_file = tmp_path / "spool" / "crm-writes.jsonl"
     from bot.spool import FileSpool, RedisSpool, new_entry
@@ -135,14 +161,17 @@ def test_erase_leaves_nothing(rasa_stack, tmp_path):
     other = new_entry("preferences.record", "kf:someone-else", {"text": "我想要安静的房间呀"})
     FileSpool(spool_file).append(other)
     client = redis.Redis.from_url(REDIS_TEST_URL)
-    RedisSpool(REDIS_TEST_URL).append(
-        new_entry("tickets.complaint", sender, {"text": MESSAGES[3]}))
+    RedisSpool(REDIS_TEST_URL).append(new_entry("tickets.complaint", sender, {"text": MESSAGES[3]}))
     client.set(f"concierge:wecom:rl:kf:{external}", "3", ex=600)
     client.set(f"lock:{sender}", "1", ex=600)
 
     tracker_url = f"sqlite:///{Path(stack.endpoints).parent / 'tracker.db'}"
-    env = {**stack.env, "TRACKER_DATABASE_URL": tracker_url, "CONCIERGE_SPOOL_FILE": str(spool_file),
-           "REDIS_URL": REDIS_TEST_URL}
+    env = {
+        **stack.env,
+        "TRACKER_DATABASE_URL": tracker_url,
+        "CONCIERGE_SPOOL_FILE": str(spool_file),
+        "REDIS_URL": REDIS_TEST_URL,
+    }
     env.pop("WECOM_CORP_TAGS_FILE", None)
 
     before = scan_database(stack.database_url) + scan_database(tracker_url)
@@ -155,8 +184,18 @@ def test_erase_leaves_nothing(rasa_stack, tmp_path):
     assert export["profile"]["orders"] and export["profile"]["tickets"]
     assert export["wecom_inbox"][0]["payload"]["text"] == MESSAGES[0]
 
-    done = cli(stack, env, "guest", "erase", sender, "--reason", "guest asked (test)", "--json",
-               "--actor", "cli:dpo")
+    done = cli(
+        stack,
+        env,
+        "guest",
+        "erase",
+        sender,
+        "--reason",
+        "guest asked (test)",
+        "--json",
+        "--actor",
+        "cli:dpo",
+    )
     report = json.loads(done.stdout)["erased"]
     assert report["guest"] == 1 and report["tracker_events"] > 0
 

@@ -7,6 +7,7 @@ its SLA class.
 The guest is a demo-like guest created here (demo-lin's stay in demo.yml starts in six days, and
 a pickup is only valid on the arrival day): a 三亚 honeymoon stay from tomorrow.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,17 +35,30 @@ def guest(rasa_stack):
     try:
         store.get_or_create_guest(SENDER, name="林晓（测试）", is_demo=True)
         today = china_today()
-        store.add_booking(SENDER, property_id="sanya-haitang-resort", city="三亚",
-                          check_in=today + dt.timedelta(days=1), check_out=today + dt.timedelta(days=5),
-                          room_type="海景大床房", purpose="蜜月", party_size=2)
+        store.add_booking(
+            SENDER,
+            property_id="sanya-haitang-resort",
+            city="三亚",
+            check_in=today + dt.timedelta(days=1),
+            check_out=today + dt.timedelta(days=5),
+            room_type="海景大床房",
+            purpose="蜜月",
+            party_size=2,
+        )
     finally:
         store.close()
     return SENDER
 
 
 def profile(stack, sender):
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "guest", "show", sender, "--json"],
-                         cwd=PROJECT_ROOT, env=stack.env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "guest", "show", sender, "--json"],
+        cwd=PROJECT_ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -68,11 +82,17 @@ def test_done_when_over_rest(rasa_stack, guest):
     assert "顾问" in reply
 
     data = profile(rasa_stack, guest)
-    assert {(t["category"], t["value"]) for t in data["tags"] if t["active"]} == \
-        {("purpose", "蜜月"), ("allergy", "海鲜"), ("floor", "高楼层")}
-    assert [(o["item"], o["flight_no"], o["sla_class"]) for o in data["orders"]] == \
-        [("接机", "CA1234", "addon_order")]
-    assert [(t["kind"], t["severity"], t["sla_class"]) for t in data["tickets"]] == \
-        [("complaint", "routine", "complaint_routine")]
-    assert [(h["reason"], h["sla_class"]) for h in data["handoffs"]] == \
-        [("request_human", "human_request")]
+    assert {(t["category"], t["value"]) for t in data["tags"] if t["active"]} == {
+        ("purpose", "蜜月"),
+        ("allergy", "海鲜"),
+        ("floor", "高楼层"),
+    }
+    assert [(o["item"], o["flight_no"], o["sla_class"]) for o in data["orders"]] == [
+        ("接机", "CA1234", "addon_order")
+    ]
+    assert [(t["kind"], t["severity"], t["sla_class"]) for t in data["tickets"]] == [
+        ("complaint", "routine", "complaint_routine")
+    ]
+    assert [(h["reason"], h["sla_class"]) for h in data["handoffs"]] == [
+        ("request_human", "human_request")
+    ]

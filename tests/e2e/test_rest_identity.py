@@ -2,6 +2,7 @@
 ids the WeCom connector gives 微信客服 guests): a new guest links with a booking number and the
 last four digits of the phone, and their next weather question is answered for their stay; a
 guest without any booking who names 三亚 and next week gets 三亚's forecast."""
+
 from __future__ import annotations
 
 import datetime as dt

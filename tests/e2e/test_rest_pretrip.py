@@ -1,5 +1,6 @@
 """The done-when of the foundation: a demo guest asks in Chinese over the REST channel and gets
 an answer built from their own booking dates and the forecast."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,15 +44,24 @@ def _route(prop, key):
 
 # What only the right answer says, read from demo-lin's hotel in the knowledge base (the
 # fallback, utter_default, also says "早餐" and "转人工": a word it shares proves nothing).
-@pytest.mark.parametrize("message, facts", [
-    ("几点可以办入住呀", lambda p: [p.checkin.time, p.checkin.requirements]),
-    ("請問早餐幾點開始？", lambda p: [p.amenity("breakfast").hours,
-                                 p.amenity("breakfast").location]),
-    ("从凤凰机场怎么过去酒店", lambda p: [_route(p, "airport").duration,
-                                   _route(p, "airport").how[0]]),
-    ("万一孩子生病了附近有医院吗", lambda p: [p.emergency.hospital.name,
-                                     p.emergency.hospital.phone]),
-])
+@pytest.mark.parametrize(
+    "message, facts",
+    [
+        ("几点可以办入住呀", lambda p: [p.checkin.time, p.checkin.requirements]),
+        (
+            "請問早餐幾點開始？",
+            lambda p: [p.amenity("breakfast").hours, p.amenity("breakfast").location],
+        ),
+        (
+            "从凤凰机场怎么过去酒店",
+            lambda p: [_route(p, "airport").duration, _route(p, "airport").how[0]],
+        ),
+        (
+            "万一孩子生病了附近有医院吗",
+            lambda p: [p.emergency.hospital.name, p.emergency.hospital.phone],
+        ),
+    ],
+)
 def test_pretrip_questions_in_natural_chinese(rasa_stack, message, facts):
     answer = texts(rasa_stack.say("demo-lin", message))
     expected = facts(_sanya())
@@ -86,8 +96,8 @@ def test_guest_without_booking_is_asked_once_then_offered_a_human(rasa_stack):
 def test_two_things_in_one_message_both_get_an_answer(rasa_stack):
     """Issue 17: the weather is answered, then the pickup order starts (not dropped)."""
     replies = texts(rasa_stack.say("demo-lin", "三亚天气怎么样？顺便帮我订个接机"))
-    assert "°C" in replies                     # the forecast
-    assert "帮我订个接机" in replies            # the second request acknowledged ...
+    assert "°C" in replies  # the forecast
+    assert "帮我订个接机" in replies  # the second request acknowledged ...
     assert "落地" in replies or "几点" in replies  # ... and the order form asks its first question
 
 

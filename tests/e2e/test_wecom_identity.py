@@ -3,6 +3,7 @@ Rasa and action server → CRM → kf/send_msg): a new guest gives their booking
 last four digits of their phone, is linked, and their next weather question is answered for
 their stay's city and dates; a guest with no booking who names 三亚 and next week gets 三亚's
 forecast."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,9 @@ NEW_GUEST, NO_BOOKING = "wm_e2e_link_lin", "wm_e2e_no_booking"
 
 
 def _said_after(stack, ext, count, what):
-    return wait_for(what, lambda: (lambda r: r[count:] if len(r) > count else None)(
-        kf_replies(stack, ext)))
+    return wait_for(
+        what, lambda: (lambda r: r[count:] if len(r) > count else None)(kf_replies(stack, ext))
+    )
 
 
 def test_new_kf_guest_links_then_gets_their_stays_weather(rasa_stack):

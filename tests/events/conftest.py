@@ -12,9 +12,14 @@ def queue(monkeypatch):
     shared by everything on this machine), as EVENT_BROKER_QUEUE/EXCHANGE."""
     require_service("RabbitMQ", *RABBIT)
     name = new_queue_name()
-    for key, value in (("EVENT_BROKER_HOST", RABBIT[0]), ("EVENT_BROKER_PORT", str(RABBIT[1])),
-                       ("EVENT_BROKER_USERNAME", "guest"), ("EVENT_BROKER_PASSWORD", "guest"),
-                       ("EVENT_BROKER_QUEUE", name), ("EVENT_BROKER_EXCHANGE", name)):
+    for key, value in (
+        ("EVENT_BROKER_HOST", RABBIT[0]),
+        ("EVENT_BROKER_PORT", str(RABBIT[1])),
+        ("EVENT_BROKER_USERNAME", "guest"),
+        ("EVENT_BROKER_PASSWORD", "guest"),
+        ("EVENT_BROKER_QUEUE", name),
+        ("EVENT_BROKER_EXCHANGE", name),
+    ):
         monkeypatch.setenv(key, value)
     yield name
     delete_queue(name)

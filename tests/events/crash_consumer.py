@@ -1,5 +1,6 @@
 """A consumer that is killed (SIGKILL) right after its first insert committed, before it could
 acknowledge the delivery: `python -m tests.events.crash_consumer` (test_consumer.py)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """RabbitMQ for the event-stream tests: the machine's broker (127.0.0.1:5672, guest/guest), a
 queue of the test's own, deleted after it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,9 @@ def new_queue_name() -> str:
 async def _with_channel(work):
     import aio_pika
 
-    connection = await aio_pika.connect(host=RABBIT[0], port=RABBIT[1], login="guest",
-                                        password="guest")
+    connection = await aio_pika.connect(
+        host=RABBIT[0], port=RABBIT[1], login="guest", password="guest"
+    )
     try:
         return await work(await connection.channel())
     finally:
@@ -34,13 +36,15 @@ def publish(queue: str, *bodies) -> None:
             raw = body if isinstance(body, bytes) else json.dumps(body).encode()
             await channel.default_exchange.publish(
                 aio_pika.Message(raw, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=queue)
+                routing_key=queue,
+            )
 
     asyncio.run(_with_channel(work))
 
 
 def depth(queue: str) -> int:
     """Ready messages in `queue` (0 if it does not exist)."""
+
     async def work(channel):
         try:
             declared = await channel.declare_queue(queue, passive=True)

@@ -2,6 +2,7 @@
 delivery, a consumer killed between its commit and its ack), keeps going past malformed
 deliveries (dead-lettered, listed, requeued), waits out a database outage, and stores what Rasa's
 own pika event broker publishes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,13 @@ T = ConversationEvent.__table__
 
 
 def user(sender: str, text: str, at: float, intent: str = "greet") -> dict:
-    return {"sender_id": sender, "event": "user", "timestamp": at, "text": text,
-            "parse_data": {"text": text, "intent": {"name": intent, "confidence": 0.93}}}
+    return {
+        "sender_id": sender,
+        "event": "user",
+        "timestamp": at,
+        "text": text,
+        "parse_data": {"text": text, "intent": {"name": intent, "confidence": 0.93}},
+    }
 
 
 def consume(store, idle_s: float = 1.5) -> int:
@@ -39,8 +45,12 @@ def consume(store, idle_s: float = 1.5) -> int:
 
 def rows(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(
-            select(T.c.sender_id, T.c.type_name, T.c.intent_name, T.c.data).order_by(T.c.id))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(T.c.sender_id, T.c.type_name, T.c.intent_name, T.c.data).order_by(T.c.id)
+            )
+        ]
 
 
 def outcome(name: str) -> float:
@@ -60,18 +70,25 @@ def test_a_duplicate_delivery_is_stored_once(queue, pg_crm):
     publish(queue, first, first, second, first)
     assert consume(EventStore(pg_crm)) == 4
     assert [(s, t, json.loads(d)["text"]) for s, t, _, d in rows(pg_crm)] == [
-        ("kf:a", "user", "你好"), ("kf:a", "user", "早餐几点")]
+        ("kf:a", "user", "你好"),
+        ("kf:a", "user", "早餐几点"),
+    ]
     assert outcome("duplicate") - duplicates == 2
     assert depth(queue) == 0
 
 
-def test_a_consumer_killed_before_its_ack_gets_the_event_again_and_stores_it_once(
-        queue, pg_crm):
-    publish(queue, user("kf:b", "有停车场吗", 1_764_500_000.0),
-            user("kf:b", "收费吗", 1_764_500_003.0))
-    crash = subprocess.run([sys.executable, "-m", "tests.events.crash_consumer"],
-                           cwd=PROJECT_ROOT, env=dict(os.environ), capture_output=True,
-                           text=True, timeout=60)
+def test_a_consumer_killed_before_its_ack_gets_the_event_again_and_stores_it_once(queue, pg_crm):
+    publish(
+        queue, user("kf:b", "有停车场吗", 1_764_500_000.0), user("kf:b", "收费吗", 1_764_500_003.0)
+    )
+    crash = subprocess.run(
+        [sys.executable, "-m", "tests.events.crash_consumer"],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert crash.returncode == -9, crash.stderr[-2000:]
     assert len(rows(pg_crm)) == 1  # committed, never acknowledged
     assert wait_for_depth(queue, 2) == 2  # RabbitMQ put it back
@@ -83,12 +100,19 @@ def test_a_consumer_killed_before_its_ack_gets_the_event_again_and_stores_it_onc
 
 
 def test_malformed_deliveries_are_dead_lettered_listed_and_requeued_and_the_rest_stored(
-        queue, pg_crm, capsys):
+    queue, pg_crm, capsys
+):
     from bot.cli import main
 
     dead = outcome("dead")
-    publish(queue, user("kf:c", "一", 1_764_500_000.0), b"{not json",
-            {"event": "user", "timestamp": 1.0}, [1, 2], user("kf:c", "二", 1_764_500_001.0))
+    publish(
+        queue,
+        user("kf:c", "一", 1_764_500_000.0),
+        b"{not json",
+        {"event": "user", "timestamp": 1.0},
+        [1, 2],
+        user("kf:c", "二", 1_764_500_001.0),
+    )
     assert consume(EventStore(pg_crm)) == 5
     assert [json.loads(d)["text"] for *_, d in rows(pg_crm)] == ["一", "二"]
     assert outcome("dead") - dead == 3
@@ -97,7 +121,10 @@ def test_malformed_deliveries_are_dead_lettered_listed_and_requeued_and_the_rest
     assert main(["events", "dead", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [r["reason"].split(":")[0] for r in listed] == [
-        "not JSON", "no sender_id or event type", "not a JSON object"]
+        "not JSON",
+        "no sender_id or event type",
+        "not a JSON object",
+    ]
     assert depth(f"{queue}.dead") == 3  # listing leaves them where they are
 
     assert main(["events", "requeue"]) == 0
@@ -142,13 +169,15 @@ def rasa_broker_as_served(monkeypatch):
 
 
 def test_the_exchange_is_durable_so_its_binding_survives_a_broker_restart(
-        queue, rasa_broker_as_served):
+    queue, rasa_broker_as_served
+):
     import aio_pika
     from aiormq.exceptions import ChannelPreconditionFailed
 
     async def go():
-        broker = rasa_broker_as_served("127.0.0.1", "guest", "guest", port=5672, queues=[queue],
-                                       exchange_name=queue)
+        broker = rasa_broker_as_served(
+            "127.0.0.1", "guest", "guest", port=5672, queues=[queue], exchange_name=queue
+        )
         await broker.connect()
         connection = await aio_pika.connect(host="127.0.0.1", login="guest", password="guest")
         try:
@@ -163,8 +192,9 @@ def test_the_exchange_is_durable_so_its_binding_survives_a_broker_restart(
     asyncio.run(go())
 
 
-def test_what_rasas_pika_event_broker_publishes_is_stored(queue, pg_crm, tmp_path,
-                                                          rasa_broker_as_served):
+def test_what_rasas_pika_event_broker_publishes_is_stored(
+    queue, pg_crm, tmp_path, rasa_broker_as_served
+):
     PikaEventBroker = rasa_broker_as_served
     from rasa.core.tracker_store import SQLTrackerStore
     from rasa.shared.core.domain import Domain
@@ -172,19 +202,25 @@ def test_what_rasas_pika_event_broker_publishes_is_stored(queue, pg_crm, tmp_pat
     from rasa.shared.core.trackers import DialogueStateTracker
 
     async def converse():
-        broker = PikaEventBroker("127.0.0.1", "guest", "guest", port=5672, queues=[queue],
-                                 exchange_name=queue)
+        broker = PikaEventBroker(
+            "127.0.0.1", "guest", "guest", port=5672, queues=[queue], exchange_name=queue
+        )
         await broker.connect()
-        store = SQLTrackerStore(Domain.empty(), dialect="sqlite",
-                                db=str(tmp_path / "tracker.db"), event_broker=broker)
+        store = SQLTrackerStore(
+            Domain.empty(), dialect="sqlite", db=str(tmp_path / "tracker.db"), event_broker=broker
+        )
         tracker = DialogueStateTracker("kf:e", [])
-        for event in (UserUttered("我要找人工", {"name": "request_human", "confidence": 0.97},
-                                  parse_data={"intent": {"name": "request_human",
-                                                         "confidence": 0.97}},
-                                  timestamp=1_764_500_000.0),
-                      ActionExecuted("action_request_human", timestamp=1_764_500_000.5),
-                      SlotSet("fallback_route", "handed_off", timestamp=1_764_500_000.6),
-                      BotUttered("好的，马上为您转接", timestamp=1_764_500_001.0)):
+        for event in (
+            UserUttered(
+                "我要找人工",
+                {"name": "request_human", "confidence": 0.97},
+                parse_data={"intent": {"name": "request_human", "confidence": 0.97}},
+                timestamp=1_764_500_000.0,
+            ),
+            ActionExecuted("action_request_human", timestamp=1_764_500_000.5),
+            SlotSet("fallback_route", "handed_off", timestamp=1_764_500_000.6),
+            BotUttered("好的，马上为您转接", timestamp=1_764_500_001.0),
+        ):
             tracker.update(event)
         await store.save(tracker)
         await store.save(tracker)  # nothing new: nothing published
@@ -195,12 +231,19 @@ def test_what_rasas_pika_event_broker_publishes_is_stored(queue, pg_crm, tmp_pat
     asyncio.run(converse())
     assert consume(EventStore(pg_crm)) == 4
     assert [r[:3] for r in rows(pg_crm)] == [
-        ("kf:e", "user", "request_human"), ("kf:e", "action", None), ("kf:e", "slot", None),
-        ("kf:e", "bot", None)]
+        ("kf:e", "user", "request_human"),
+        ("kf:e", "action", None),
+        ("kf:e", "slot", None),
+        ("kf:e", "bot", None),
+    ]
     since = dt.datetime.fromtimestamp(1_764_499_000.0, dt.timezone.utc)
     usage = EventStore(pg_crm).usage_since(since)
-    assert usage == {"intents": {"request_human": 1}, "senders": ["kf:e"],
-                     "handed_off": ["kf:e"], "fallbacks": 0}
+    assert usage == {
+        "intents": {"request_human": 1},
+        "senders": ["kf:e"],
+        "handed_off": ["kf:e"],
+        "fallbacks": 0,
+    }
 
 
 def test_a_quiet_queue_does_not_stop_the_consumer(queue, pg_crm):
@@ -223,19 +266,34 @@ def test_a_quiet_queue_does_not_stop_the_consumer(queue, pg_crm):
 
 def _close_connection_named(name: str) -> bool:
     """Close (server side, as a broker restart does) the connection that called itself `name`."""
-    out = subprocess.run(["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "name",
-                          "client_properties"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "list_connections",
+            "--no-table-headers",
+            "name",
+            "client_properties",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     for line in out.splitlines():
         conn, _, properties = line.partition("\t")
-        if f'"{name}"' in properties or f"<<\"{name}\">>" in properties:
-            subprocess.run(["rabbitmqctl", "close_connection", conn.strip(), "test restart"],
-                           capture_output=True, timeout=30)
+        if f'"{name}"' in properties or f'<<"{name}">>' in properties:
+            subprocess.run(
+                ["rabbitmqctl", "close_connection", conn.strip(), "test restart"],
+                capture_output=True,
+                timeout=30,
+            )
             return True
     return False
 
 
 def test_the_consumer_reconnects_after_the_broker_drops_it_and_stores_each_event_once(
-        queue, pg_crm):
+    queue, pg_crm
+):
     import shutil
 
     if not shutil.which("rabbitmqctl"):
@@ -246,13 +304,15 @@ def test_the_consumer_reconnects_after_the_broker_drops_it_and_stores_each_event
     async def go():
         task = asyncio.create_task(consumer.run(max_events=6))
         await asyncio.sleep(1.5)
-        await asyncio.to_thread(publish, queue, *(user("kf:g", f"前{i}", 1_764_500_000.0 + i)
-                                                  for i in range(3)))
+        await asyncio.to_thread(
+            publish, queue, *(user("kf:g", f"前{i}", 1_764_500_000.0 + i) for i in range(3))
+        )
         await asyncio.sleep(1.0)
         assert await asyncio.to_thread(_close_connection_named, f"concierge-events:{queue}")
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(publish, queue, *(user("kf:g", f"后{i}", 1_764_500_010.0 + i)
-                                                  for i in range(3)))
+        await asyncio.to_thread(
+            publish, queue, *(user("kf:g", f"后{i}", 1_764_500_010.0 + i) for i in range(3))
+        )
         return await asyncio.wait_for(task, timeout=40)
 
     assert asyncio.run(go()) >= 6

@@ -1,6 +1,7 @@
 """Rasa's pika event broker with bot.events.rasa_broker: events it could not publish during a
 broker outage are sent once publishing works again (a later publish, or the 5 s timer), not left
 in memory until a reconnect callback that may never come."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,9 @@ def broker(monkeypatch):
     rasa_broker.deliver_kept_events()  # idempotent
 
     def make(fail: int):
-        b = PikaEventBroker("127.0.0.1", "guest", "guest", queues=["q"],
-                            event_loop=asyncio.get_running_loop())
+        b = PikaEventBroker(
+            "127.0.0.1", "guest", "guest", queues=["q"], event_loop=asyncio.get_running_loop()
+        )
         b._exchange, b._connection = FlakyExchange(fail), OpenConnection()
         return b
 
@@ -64,8 +66,9 @@ async def test_kept_events_go_out_with_the_first_publish_that_works(broker):
     for i in range(5):
         b.publish(event(i))
         await settle(b)
-    assert sorted(e["timestamp"] for e in b._exchange.bodies) == [event(i)["timestamp"]
-                                                                for i in range(5)]
+    assert sorted(e["timestamp"] for e in b._exchange.bodies) == [
+        event(i)["timestamp"] for i in range(5)
+    ]
     assert len(b._exchange.bodies) == 5 and not b._unpublished_events  # each once
 
 
@@ -84,8 +87,10 @@ async def test_kept_events_go_out_on_the_timer_when_nothing_else_is_published(br
                 break
     finally:
         timer.cancel()
-    assert [e["timestamp"] for e in b._exchange.bodies] == [event(0)["timestamp"],
-                                                          event(1)["timestamp"]]
+    assert [e["timestamp"] for e in b._exchange.bodies] == [
+        event(0)["timestamp"],
+        event(1)["timestamp"],
+    ]
     assert not b._unpublished_events
 
 

@@ -5,6 +5,7 @@ The demo data is loaded as if five days ago, so demo-lin (check-in "in 6 days" i
 arrives *tomorrow*: the done-when scenario orders an airport pickup for tomorrow 8 am, which is
 only valid on the arrival day.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,10 +50,12 @@ def services(crm_url, spool_file):
 @pytest.fixture
 def restart(services):
     """Simulate an action-server restart: a new container, new engine, same database/spool."""
+
     def _restart():
         get_services().store.close()
         get_services.cache_clear()
         return get_services()
+
     return _restart
 
 
@@ -70,6 +73,11 @@ def shanghai_guest(services):
     store = services.store
     store.get_or_create_guest("test-sh")
     today = china_today()
-    store.add_booking("test-sh", property_id="shanghai-bund-hotel", city="上海",
-                      check_in=today + dt.timedelta(days=1), check_out=today + dt.timedelta(days=4))
+    store.add_booking(
+        "test-sh",
+        property_id="shanghai-bund-hotel",
+        city="上海",
+        check_in=today + dt.timedelta(days=1),
+        check_out=today + dt.timedelta(days=4),
+    )
     return "test-sh"

@@ -1,5 +1,6 @@
 """Trackers built from events and a small driver that plays a form the way Rasa does: run the
 validation action, apply its events, ask for the next slot, until the form is done."""
+
 from __future__ import annotations
 
 import functools
@@ -26,19 +27,38 @@ def domain() -> dict:
 
 
 def user_event(text: str, intent: str, entities: Optional[list] = None) -> dict:
-    return {"event": "user", "text": text,
-            "parse_data": {"text": text, "intent": {"name": intent, "confidence": 0.95},
-                           "entities": entities or []}}
+    return {
+        "event": "user",
+        "text": text,
+        "parse_data": {
+            "text": text,
+            "intent": {"name": intent, "confidence": 0.95},
+            "entities": entities or [],
+        },
+    }
 
 
-def tracker(sender: str, text: str, intent: str, *, slots: Optional[dict] = None,
-            events: Optional[list] = None, entities: Optional[list] = None,
-            active_loop: Optional[str] = None) -> Tracker:
+def tracker(
+    sender: str,
+    text: str,
+    intent: str,
+    *,
+    slots: Optional[dict] = None,
+    events: Optional[list] = None,
+    entities: Optional[list] = None,
+    active_loop: Optional[str] = None,
+) -> Tracker:
     latest = user_event(text, intent, entities)
-    return Tracker(sender_id=sender, slots=dict(slots or {}), latest_message=latest["parse_data"],
-                   events=list(events or []) + [latest], paused=False, followup_action=None,
-                   active_loop={"name": active_loop} if active_loop else {},
-                   latest_action_name="action_listen")
+    return Tracker(
+        sender_id=sender,
+        slots=dict(slots or {}),
+        latest_message=latest["parse_data"],
+        events=list(events or []) + [latest],
+        paused=False,
+        followup_action=None,
+        active_loop={"name": active_loop} if active_loop else {},
+        latest_action_name="action_listen",
+    )
 
 
 async def run(action, t: Tracker) -> tuple[list[str], list[dict]]:
@@ -62,12 +82,19 @@ class FormPlayer:
         self.ask_actions = ask_actions
         self.slots: dict[str, Any] = {}
         self.events: list[dict] = []
-        self.said: list[str] = []   # everything the bot said, in order
+        self.said: list[str] = []  # everything the bot said, in order
         self.active = True
 
     async def say(self, text: str, intent: str, entities: Optional[list] = None) -> list[str]:
-        t = tracker(self.sender, text, intent, slots=self.slots, events=self.events,
-                    entities=entities, active_loop=self.form if self.active else None)
+        t = tracker(
+            self.sender,
+            text,
+            intent,
+            slots=self.slots,
+            events=self.events,
+            entities=entities,
+            active_loop=self.form if self.active else None,
+        )
         messages, events = await run(self.validator, t)
         self.events.append(user_event(text, intent, entities))
         self.slots.update(slot_events(events))
@@ -76,7 +103,8 @@ class FormPlayer:
             # the validation action left it to Rasa: the next empty slot of the domain's list
             required = domain()["forms"][self.form]["required_slots"]
             self.slots["requested_slot"] = next(
-                (s for s in required if self.slots.get(s) is None), None)
+                (s for s in required if self.slots.get(s) is None), None
+            )
         asked = self.slots.get("requested_slot")
         if asked and asked in self.ask_actions:
             more, _ = await run(self.ask_actions[asked], self._tracker())
@@ -87,10 +115,16 @@ class FormPlayer:
         return messages
 
     def _tracker(self) -> Tracker:
-        return Tracker(sender_id=self.sender, slots=dict(self.slots), latest_message={},
-                       events=list(self.events), paused=False, followup_action=None,
-                       active_loop={"name": self.form} if self.active else {},
-                       latest_action_name=self.form)
+        return Tracker(
+            sender_id=self.sender,
+            slots=dict(self.slots),
+            latest_message={},
+            events=list(self.events),
+            paused=False,
+            followup_action=None,
+            active_loop={"name": self.form} if self.active else {},
+            latest_action_name=self.form,
+        )
 
     def filled(self, names) -> bool:
         return all(self.slots.get(n) is not None for n in names)

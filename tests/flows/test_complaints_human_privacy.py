@@ -1,12 +1,19 @@
 """Complaints, a human on request (and after two fallbacks), privacy requests and praise: the
 actions, and the records they leave in the CRM (read back from a fresh store)."""
+
 from __future__ import annotations
 
 import pytest
 
-from actions.complaints import (ActionAskComplaintLocation, ActionAskComplaintSince,
-                                ActionComplaintEscalate, ActionComplaintTriage,
-                                ActionRecordPraise, ActionSubmitComplaint, ValidateComplaintForm)
+from actions.complaints import (
+    ActionAskComplaintLocation,
+    ActionAskComplaintSince,
+    ActionComplaintEscalate,
+    ActionComplaintTriage,
+    ActionRecordPraise,
+    ActionSubmitComplaint,
+    ValidateComplaintForm,
+)
 from actions.human import ActionHandleFallback, ActionRequestHuman
 from actions.privacy import ActionRequestDataDeletion, ActionUnsubscribe
 from bot.complaints.classifier import ComplaintClassifier
@@ -22,19 +29,22 @@ def classifier():
     return ComplaintClassifier()
 
 
-@pytest.mark.parametrize("text, category, severity, nature", [
-    ("房间里一股很重的烟味", "hygiene", "routine", "service_failure"),
-    ("隔壁装修太吵了", "noise", "routine", "service_failure"),
-    ("房间和图片不一样，根本看不到海", "not_as_pictured", "routine", "service_failure"),
-    ("导游迟到了一个小时", "guide_late", "routine", "service_failure"),
-    ("行程缩水，少了一个景点", "itinerary_cut", "routine", "service_failure"),
-    ("前台态度很差", "staff", "routine", "service_failure"),
-    ("账单多收了300", "billing", "routine", "service_failure"),
-    ("孩子在泳池摔倒受伤了", "safety", "major", "service_failure"),
-    ("航班取消了，回不去了", "force_majeure_event", "major", "force_majeure"),
-    ("我的护照丢了", "lost_item", "major", "service_failure"),
-    ("台风天出不了海，行程怎么办", "force_majeure_event", "routine", "force_majeure"),
-])
+@pytest.mark.parametrize(
+    "text, category, severity, nature",
+    [
+        ("房间里一股很重的烟味", "hygiene", "routine", "service_failure"),
+        ("隔壁装修太吵了", "noise", "routine", "service_failure"),
+        ("房间和图片不一样，根本看不到海", "not_as_pictured", "routine", "service_failure"),
+        ("导游迟到了一个小时", "guide_late", "routine", "service_failure"),
+        ("行程缩水，少了一个景点", "itinerary_cut", "routine", "service_failure"),
+        ("前台态度很差", "staff", "routine", "service_failure"),
+        ("账单多收了300", "billing", "routine", "service_failure"),
+        ("孩子在泳池摔倒受伤了", "safety", "major", "service_failure"),
+        ("航班取消了，回不去了", "force_majeure_event", "major", "force_majeure"),
+        ("我的护照丢了", "lost_item", "major", "service_failure"),
+        ("台风天出不了海，行程怎么办", "force_majeure_event", "routine", "force_majeure"),
+    ],
+)
 def test_classification(classifier, text, category, severity, nature):
     c = classifier.classify(text)
     assert (c.category, c.severity, c.nature) == (category, severity, nature)
@@ -46,9 +56,15 @@ def test_where_and_since_come_from_the_first_message(classifier):
 
 
 def player(sender):
-    return FormPlayer(sender, "complaint_form", ValidateComplaintForm(), {
-        "complaint_location": ActionAskComplaintLocation(),
-        "complaint_since": ActionAskComplaintSince()})
+    return FormPlayer(
+        sender,
+        "complaint_form",
+        ValidateComplaintForm(),
+        {
+            "complaint_location": ActionAskComplaintLocation(),
+            "complaint_since": ActionAskComplaintSince(),
+        },
+    )
 
 
 async def triage(sender, text):
@@ -65,8 +81,13 @@ async def test_routine_complaint_opens_its_ticket_with_the_first_message(service
     assert not any(word in text for word in FORBIDDEN)
     # the ticket (and so the SLA clock, which the worker starts from it) exists before any answer
     [ticket] = fresh_store.tickets("demo-lin")
-    assert (ticket.kind, ticket.category, ticket.severity, ticket.nature, ticket.sla_class) == \
-        ("complaint", "hygiene", "routine", "service_failure", "complaint_routine")
+    assert (ticket.kind, ticket.category, ticket.severity, ticket.nature, ticket.sla_class) == (
+        "complaint",
+        "hygiene",
+        "routine",
+        "service_failure",
+        "complaint_routine",
+    )
     assert ticket.description == "房间里一股很重的烟味" and ticket.location == "房间"
     assert ticket.since_text is None and f"投诉编号 {ticket.id}" in text
     assert ticket.booking_id == fresh_store.upcoming_bookings("demo-lin")[0].id
@@ -86,7 +107,9 @@ async def test_routine_complaint_opens_its_ticket_with_the_first_message(service
 
 async def test_a_guest_who_goes_quiet_after_complaining_still_has_a_ticket(services, fresh_store):
     """The review's case: one message through 微信客服, then nothing."""
-    _, slots = await triage("kf:wm_quiet", "你们的房间太脏了，床单上有头发，卫生间也有异味，我很生气")
+    _, slots = await triage(
+        "kf:wm_quiet", "你们的房间太脏了，床单上有头发，卫生间也有异味，我很生气"
+    )
     [ticket] = fresh_store.tickets("kf:wm_quiet")
     assert ticket.status == "open" and ticket.sla_class == "complaint_routine"
 
@@ -118,8 +141,11 @@ async def test_major_incident_goes_straight_to_a_person(services, fresh_store):
     [ticket] = fresh_store.tickets("demo-lin")
     assert (ticket.severity, ticket.sla_class) == ("major", "complaint_major")
     [handoff] = fresh_store.handoffs("demo-lin")
-    assert (handoff.reason, handoff.sla_class, handoff.status) == \
-        ("major_incident", "human_request", "requested")
+    assert (handoff.reason, handoff.sla_class, handoff.status) == (
+        "major_incident",
+        "human_request",
+        "requested",
+    )
 
 
 async def test_strong_anger_gets_a_person_without_more_questions(services, fresh_store):
@@ -127,7 +153,11 @@ async def test_strong_anger_gets_a_person_without_more_questions(services, fresh
     assert slots["complaint_route"] == "handed_off"
     assert not any(word in " ".join(messages) for word in FORBIDDEN)
     [ticket] = fresh_store.tickets("demo-lin")
-    assert (ticket.category, ticket.severity, ticket.sla_class) == ("hygiene", "routine", "complaint_routine")
+    assert (ticket.category, ticket.severity, ticket.sla_class) == (
+        "hygiene",
+        "routine",
+        "complaint_routine",
+    )
     assert [h.reason for h in fresh_store.handoffs("demo-lin")] == ["anger"]
 
 
@@ -146,7 +176,9 @@ async def test_a_person_asked_for_in_the_middle_of_the_complaint(services, fresh
 async def test_request_human_once_even_when_asked_twice(services, fresh_store):
     messages, _ = await run(ActionRequestHuman(), tracker("demo-lin", "转人工", "request_human"))
     assert all(d in messages[0] for d in promised("human_request"))
-    messages, _ = await run(ActionRequestHuman(), tracker("demo-lin", "人呢？我要找真人", "request_human"))
+    messages, _ = await run(
+        ActionRequestHuman(), tracker("demo-lin", "人呢？我要找真人", "request_human")
+    )
     assert "已经在为您安排" in messages[0]
     [handoff] = fresh_store.handoffs("demo-lin")
     assert (handoff.reason, handoff.sla_class) == ("request_human", "human_request")
@@ -155,12 +187,16 @@ async def test_request_human_once_even_when_asked_twice(services, fresh_store):
 async def test_two_fallbacks_in_a_row_bring_a_person(services, fresh_store):
     first = user_event("啊吧啊吧", "nlu_fallback")
     bot = {"event": "bot", "text": "抱歉，我没太明白"}
-    messages, events = await run(ActionHandleFallback(), tracker("demo-lin", "啊吧啊吧", "nlu_fallback"))
+    messages, events = await run(
+        ActionHandleFallback(), tracker("demo-lin", "啊吧啊吧", "nlu_fallback")
+    )
     assert messages == [] and slot_events(events) == {"fallback_route": "rephrase"}
     assert fresh_store.handoffs("demo-lin") == []
 
-    messages, events = await run(ActionHandleFallback(), tracker(
-        "demo-lin", "嗯嗯那个啥", "nlu_fallback", events=[first, bot]))
+    messages, events = await run(
+        ActionHandleFallback(),
+        tracker("demo-lin", "嗯嗯那个啥", "nlu_fallback", events=[first, bot]),
+    )
     assert slot_events(events) == {"fallback_route": "handed_off"}
     assert "人工顾问" in " ".join(messages)
     assert [h.reason for h in fresh_store.handoffs("demo-lin")] == ["fallback"]
@@ -168,8 +204,9 @@ async def test_two_fallbacks_in_a_row_bring_a_person(services, fresh_store):
 
 async def test_an_understood_message_between_fallbacks_resets_the_count(services, fresh_store):
     history = [user_event("啊吧", "nlu_fallback"), user_event("早餐几点", "ask_amenity")]
-    _, events = await run(ActionHandleFallback(), tracker("demo-lin", "嗯那个", "nlu_fallback",
-                                                          events=history))
+    _, events = await run(
+        ActionHandleFallback(), tracker("demo-lin", "嗯那个", "nlu_fallback", events=history)
+    )
     assert slot_events(events) == {"fallback_route": "rephrase"}
     assert fresh_store.handoffs("demo-lin") == []
 
@@ -184,22 +221,31 @@ async def test_unsubscribe_stops_marketing_at_once(services, fresh_store):
 
 
 async def test_deletion_request_opens_one_verified_ticket(services, fresh_store):
-    messages, _ = await run(ActionRequestDataDeletion(),
-                            tracker("demo-lin", "把我的个人信息都删掉", "request_data_deletion"))
+    messages, _ = await run(
+        ActionRequestDataDeletion(),
+        tracker("demo-lin", "把我的个人信息都删掉", "request_data_deletion"),
+    )
     assert "核实" in messages[0] and all(d in messages[0] for d in promised("data_deletion", None))
     [ticket] = fresh_store.tickets("demo-lin")
-    assert (ticket.kind, ticket.sla_class, ticket.status) == ("data_deletion", "data_deletion", "open")
+    assert (ticket.kind, ticket.sla_class, ticket.status) == (
+        "data_deletion",
+        "data_deletion",
+        "open",
+    )
     assert not fresh_store.has_consent("demo-lin", "marketing")
     assert fresh_store.find_guest("demo-lin") is not None  # nothing deleted before verification
 
-    messages, _ = await run(ActionRequestDataDeletion(),
-                            tracker("demo-lin", "删除我的数据", "request_data_deletion"))
+    messages, _ = await run(
+        ActionRequestDataDeletion(), tracker("demo-lin", "删除我的数据", "request_data_deletion")
+    )
     assert "已经在处理中" in messages[0]
     assert len(fresh_store.tickets("demo-lin")) == 1
 
 
 async def test_praise_is_thanked_and_recorded(services, fresh_store):
-    messages, _ = await run(ActionRecordPraise(), tracker("demo-lin", "你们服务太贴心了，点赞", "praise"))
+    messages, _ = await run(
+        ActionRecordPraise(), tracker("demo-lin", "你们服务太贴心了，点赞", "praise")
+    )
     assert "谢谢" in messages[0]
     [feedback] = fresh_store.feedback("demo-lin")
     assert (feedback.kind, feedback.text) == ("praise", "你们服务太贴心了，点赞")
@@ -207,8 +253,17 @@ async def test_praise_is_thanked_and_recorded(services, fresh_store):
 
 def test_these_actions_are_in_the_domain():
     names = set(domain()["actions"])
-    for action in (ActionComplaintTriage(), ValidateComplaintForm(), ActionSubmitComplaint(),
-                   ActionComplaintEscalate(), ActionAskComplaintLocation(),
-                   ActionAskComplaintSince(), ActionRecordPraise(), ActionRequestHuman(),
-                   ActionHandleFallback(), ActionUnsubscribe(), ActionRequestDataDeletion()):
+    for action in (
+        ActionComplaintTriage(),
+        ValidateComplaintForm(),
+        ActionSubmitComplaint(),
+        ActionComplaintEscalate(),
+        ActionAskComplaintLocation(),
+        ActionAskComplaintSince(),
+        ActionRecordPraise(),
+        ActionRequestHuman(),
+        ActionHandleFallback(),
+        ActionUnsubscribe(),
+        ActionRequestDataDeletion(),
+    ):
         assert action.name() in names

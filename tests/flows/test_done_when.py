@@ -9,14 +9,19 @@
 (The same conversation is the story "done-when: ..." in tests/test_stories.yml for the dialogue
 policies; demo data is loaded dated five days back so demo-lin arrives tomorrow, see conftest.)
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 
-from actions.complaints import (ActionAskComplaintLocation, ActionAskComplaintSince,
-                                ActionComplaintTriage, ActionSubmitComplaint,
-                                ValidateComplaintForm)
+from actions.complaints import (
+    ActionAskComplaintLocation,
+    ActionAskComplaintSince,
+    ActionComplaintTriage,
+    ActionSubmitComplaint,
+    ValidateComplaintForm,
+)
 from actions.human import ActionRequestHuman
 from actions.orders import ActionSubmitOrder
 from actions.preferences import ActionRecordPreferences
@@ -32,8 +37,10 @@ async def test_demo_lin_done_when(services, capsys, restart):
     said: list[str] = []
 
     # 1. three preferences in one sentence
-    messages, _ = await run(ActionRecordPreferences(), tracker(
-        "demo-lin", "我们是来度蜜月的，老公对海鲜过敏，想要高楼层", "inform_preference"))
+    messages, _ = await run(
+        ActionRecordPreferences(),
+        tracker("demo-lin", "我们是来度蜜月的，老公对海鲜过敏，想要高楼层", "inform_preference"),
+    )
     said += messages
 
     # 2. an airport pickup for tomorrow 8 am, flight number given, confirmed
@@ -43,43 +50,69 @@ async def test_demo_lin_done_when(services, capsys, restart):
     said += (await order.run_action(ActionSubmitOrder()))[0]
 
     # 3. the room smells of smoke: empathy, one question (since when), ticket
-    messages, events = await run(ActionComplaintTriage(),
-                                 tracker("demo-lin", "房间里有很重的烟味，受不了", "complain"))
+    messages, events = await run(
+        ActionComplaintTriage(), tracker("demo-lin", "房间里有很重的烟味，受不了", "complain")
+    )
     said += messages
-    complaint = FormPlayer("demo-lin", "complaint_form", ValidateComplaintForm(), {
-        "complaint_location": ActionAskComplaintLocation(),
-        "complaint_since": ActionAskComplaintSince()})
+    complaint = FormPlayer(
+        "demo-lin",
+        "complaint_form",
+        ValidateComplaintForm(),
+        {
+            "complaint_location": ActionAskComplaintLocation(),
+            "complaint_since": ActionAskComplaintSince(),
+        },
+    )
     complaint.slots.update(slot_events(events))
     said += await complaint.say("昨晚一进门就有", "inform")
     said += (await complaint.run_action(ActionSubmitComplaint()))[0]
 
     # 4. a person, please
-    said += (await run(ActionRequestHuman(), tracker("demo-lin", "帮我转人工吧", "request_human")))[0]
+    said += (await run(ActionRequestHuman(), tracker("demo-lin", "帮我转人工吧", "request_human")))[
+        0
+    ]
 
     restart()  # whatever the action server kept in memory is gone; the CRM has it all
     capsys.readouterr()
     assert concierge(["guest", "show", "demo-lin", "--json"]) == 0
     profile = json.loads(capsys.readouterr().out)
 
-    assert {(t["category"], t["value"]) for t in profile["tags"] if t["active"]} == \
-        {("purpose", "蜜月"), ("allergy", "海鲜"), ("floor", "高楼层")}
-    assert all(t["source_message"] == "我们是来度蜜月的，老公对海鲜过敏，想要高楼层" for t in profile["tags"])
+    assert {(t["category"], t["value"]) for t in profile["tags"] if t["active"]} == {
+        ("purpose", "蜜月"),
+        ("allergy", "海鲜"),
+        ("floor", "高楼层"),
+    }
+    assert all(
+        t["source_message"] == "我们是来度蜜月的，老公对海鲜过敏，想要高楼层"
+        for t in profile["tags"]
+    )
 
     new_orders = [o for o in profile["orders"] if o["flight_no"] != DEMO_PICKUP_FLIGHT]
     assert len(new_orders) == 1
     pickup = new_orders[0]
-    assert (pickup["item"], pickup["flight_no"], pickup["party_size"], pickup["status"],
-            pickup["sla_class"]) == ("接机", "CA1234", 2, "requested", "addon_order")
+    assert (
+        pickup["item"],
+        pickup["flight_no"],
+        pickup["party_size"],
+        pickup["status"],
+        pickup["sla_class"],
+    ) == ("接机", "CA1234", 2, "requested", "addon_order")
     assert dt.datetime.fromisoformat(pickup["scheduled_at"]) == tomorrow_at(8)
 
     assert len(profile["tickets"]) == 1
     ticket = profile["tickets"][0]
-    assert (ticket["kind"], ticket["category"], ticket["severity"], ticket["sla_class"]) == \
-        ("complaint", "hygiene", "routine", "complaint_routine")
+    assert (ticket["kind"], ticket["category"], ticket["severity"], ticket["sla_class"]) == (
+        "complaint",
+        "hygiene",
+        "routine",
+        "complaint_routine",
+    )
 
     assert len(profile["handoffs"]) == 1
-    assert (profile["handoffs"][0]["reason"], profile["handoffs"][0]["sla_class"]) == \
-        ("request_human", "human_request")
+    assert (profile["handoffs"][0]["reason"], profile["handoffs"][0]["sla_class"]) == (
+        "request_human",
+        "human_request",
+    )
 
     # and the guest was spoken to properly on the way
     text = "\n".join(said)

@@ -1,9 +1,15 @@
 """The identity-linking form through its actions, against the demo CRM: happy path, a wrong
 second factor, three failures, both at once, giving up."""
+
 from __future__ import annotations
 
-from actions.identity import (ActionAskLinkClaim, ActionAskLinkProof, ActionLinkGiveUp,
-                              ActionLinkSubmit, ValidateLinkIdentityForm)
+from actions.identity import (
+    ActionAskLinkClaim,
+    ActionAskLinkProof,
+    ActionLinkGiveUp,
+    ActionLinkSubmit,
+    ValidateLinkIdentityForm,
+)
 
 from .helpers import FormPlayer, run, slot_events, tracker
 
@@ -65,9 +71,14 @@ async def test_a_wrong_factor_says_the_same_either_way_then_three_lock(services)
 async def test_giving_up_ends_the_form_politely(services):
     p = player("kf:wm_form_5")
     await p.say("手机号13800000001", "link_booking")
-    messages, events = await run(ActionLinkGiveUp(), tracker(
-        "kf:wm_form_5", "算了不用了", "deny", slots=p.slots, active_loop="link_identity_form"))
+    messages, events = await run(
+        ActionLinkGiveUp(),
+        tracker(
+            "kf:wm_form_5", "算了不用了", "deny", slots=p.slots, active_loop="link_identity_form"
+        ),
+    )
     assert "没关系" in messages[0]
     assert {"event": "active_loop", "name": None} in [
-        {k: e.get(k) for k in ("event", "name")} for e in events]
+        {k: e.get(k) for k in ("event", "name")} for e in events
+    ]
     assert slot_events(events)["link_claim"] is None

@@ -1,15 +1,24 @@
 """The add-on order form through its actions, with what lands in the CRM read back from the
 database (a fresh store, as another process or a restarted action server would see it)."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
 
-from actions.orders import (ActionAskAddonItem, ActionAskFlightNo, ActionAskOrderConfirm,
-                            ActionAskOrderWhen, ActionAskPartySize, ActionCancelOrder,
-                            ActionCancelOrderForm, ActionOrderStatus, ActionSubmitOrder,
-                            ValidateAddonOrderForm)
+from actions.orders import (
+    ActionAskAddonItem,
+    ActionAskFlightNo,
+    ActionAskOrderConfirm,
+    ActionAskOrderWhen,
+    ActionAskPartySize,
+    ActionCancelOrder,
+    ActionCancelOrderForm,
+    ActionOrderStatus,
+    ActionSubmitOrder,
+    ValidateAddonOrderForm,
+)
 from bot.orders.when import CHINA_TZ, china_now
 
 from .helpers import FormPlayer, domain, promised, run, tracker
@@ -42,6 +51,7 @@ async def submit(p: FormPlayer):
 
 
 # ---- happy paths -------------------------------------------------------------------------------
+
 
 async def test_everything_in_one_message_then_confirm(services, fresh_store):
     p = player("demo-lin")
@@ -100,6 +110,7 @@ async def test_a_day_first_then_the_time(services, fresh_store):
 
 # ---- corrections, notes, digressions -----------------------------------------------------------
 
+
 async def test_correction_at_the_confirmation(services, fresh_store):
     p = player("demo-lin")
     await p.say("明早八点接机，航班CA1234，2个人", "order_addon")
@@ -142,6 +153,7 @@ async def test_a_question_in_the_middle_is_left_to_the_rules(services, fresh_sto
 
 # ---- giving up ---------------------------------------------------------------------------------
 
+
 async def test_cancel_in_the_middle_orders_nothing(services, fresh_store):
     p = player("demo-lin")
     await p.say("帮我订个接机", "order_addon")
@@ -162,6 +174,7 @@ async def test_declined_at_the_confirmation_orders_nothing(services, fresh_store
 
 
 # ---- bad input ---------------------------------------------------------------------------------
+
 
 async def test_a_time_in_the_past_is_refused(services):
     p = player("demo-lin")
@@ -225,6 +238,7 @@ async def test_no_booking_ends_the_form_without_an_order(services, fresh_store):
 
 # ---- after the order ---------------------------------------------------------------------------
 
+
 async def test_status_then_cancel(services, fresh_store):
     p = player("demo-lin")
     await p.say("后天下午三点做SPA，2位", "order_addon")
@@ -232,10 +246,14 @@ async def test_status_then_cancel(services, fresh_store):
     await submit(p)
     [order] = new_orders(fresh_store, "demo-lin")
 
-    messages, _ = await run(ActionOrderStatus(), tracker("demo-lin", "我的订单怎么样了", "ask_order_status"))
+    messages, _ = await run(
+        ActionOrderStatus(), tracker("demo-lin", "我的订单怎么样了", "ask_order_status")
+    )
     assert f"订单号 {order.id}" in messages[0] and "等待确认" in messages[0]
 
-    messages, _ = await run(ActionCancelOrder(), tracker("demo-lin", "把SPA取消了吧", "cancel_order"))
+    messages, _ = await run(
+        ActionCancelOrder(), tracker("demo-lin", "把SPA取消了吧", "cancel_order")
+    )
     assert "已为您取消SPA" in messages[0]
     assert fresh_store.order(order.id).status == "cancelled"
     # the demo's confirmed pickup is untouched
@@ -254,8 +272,14 @@ async def test_cancel_with_two_open_orders_asks_which(services, fresh_store):
 
 def test_order_actions_are_in_the_domain():
     names = set(domain()["actions"])
-    for action in [*ASK.values(), ValidateAddonOrderForm(), ActionSubmitOrder(),
-                   ActionCancelOrderForm(), ActionOrderStatus(), ActionCancelOrder()]:
+    for action in [
+        *ASK.values(),
+        ValidateAddonOrderForm(),
+        ActionSubmitOrder(),
+        ActionCancelOrderForm(),
+        ActionOrderStatus(),
+        ActionCancelOrder(),
+    ]:
         assert action.name() in names
 
 
@@ -272,8 +296,13 @@ async def test_a_pickup_the_evening_before_check_in_is_an_arrival(services):
     store = services.store
     store.get_or_create_guest("eve")
     tomorrow = china_now().date() + dt.timedelta(days=1)
-    store.add_booking("eve", property_id="sanya-haitang-resort", city="三亚",
-                      check_in=tomorrow + dt.timedelta(days=1), check_out=tomorrow + dt.timedelta(days=3))
+    store.add_booking(
+        "eve",
+        property_id="sanya-haitang-resort",
+        city="三亚",
+        check_in=tomorrow + dt.timedelta(days=1),
+        check_out=tomorrow + dt.timedelta(days=3),
+    )
     r = player("eve")
     said = await r.say("明早八点接机，航班CA1234，两个人", "order_addon")
     assert r.slots["order_when"] is None and any("到达当天" in m for m in said)

@@ -1,6 +1,7 @@
 """When the CRM cannot be reached the guest is told we will follow up and the write is queued
 durably (file spool, or Redis with REDIS_URL); it lands once the database is back, also after an
 action-server restart. Records written normally survive a restart (they are in the database)."""
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ from .test_orders import new_orders, player
 def database_down():
     """Every store call fails as an unreachable database does (through the store's own guard).
     Call the fixture's value to bring the database back."""
+
     def broken(self):
         raise OperationalError("SELECT 1", {}, Exception("could not connect to server"))
 
@@ -37,7 +39,8 @@ def database_down():
 
 
 async def test_an_order_during_an_outage_is_queued_and_lands_after_a_restart(
-        services, fresh_store, spool_file, database_down, restart):
+    services, fresh_store, spool_file, database_down, restart
+):
     p = player("demo-lin")
     # the form still works without the CRM (stay checks are skipped, the advisor verifies)
     await p.say("明早八点接机，航班CA1234，2个人", "order_addon")
@@ -50,7 +53,7 @@ async def test_an_order_during_an_outage_is_queued_and_lands_after_a_restart(
     assert entries[0]["payload"]["flight_no"] == "CA1234"
 
     database_down()  # the database is back ...
-    fresh = restart()        # ... and the action server was restarted in between
+    fresh = restart()  # ... and the action server was restarted in between
     assert fresh.flows.replay_pending() == 1
     [order] = new_orders(fresh_store, "demo-lin")
     assert (order.item, order.flight_no, order.sla_class) == ("接机", "CA1234", "addon_order")
@@ -61,8 +64,9 @@ async def test_an_order_during_an_outage_is_queued_and_lands_after_a_restart(
 
 
 async def test_the_next_action_replays_the_backlog_first(services, fresh_store, database_down):
-    messages, _ = await run(ActionRecordPreferences(),
-                            tracker("demo-lin", "要高楼层，无烟房", "inform_preference"))
+    messages, _ = await run(
+        ActionRecordPreferences(), tracker("demo-lin", "要高楼层，无烟房", "inform_preference")
+    )
     assert messages == [QUEUED_TEXT]
     messages, _ = await run(ActionRequestHuman(), tracker("demo-lin", "转人工", "request_human"))
     assert messages == [QUEUED_TEXT]
@@ -78,12 +82,15 @@ async def test_the_next_action_replays_the_backlog_first(services, fresh_store, 
 
 
 async def test_a_major_incident_during_an_outage_still_gets_empathy_and_emergency_numbers(
-        services, fresh_store, database_down):
-    messages, events = await run(ActionComplaintTriage(),
-                                 tracker("demo-lin", "孩子在泳池受伤了", "complain"))
+    services, fresh_store, database_down
+):
+    messages, events = await run(
+        ActionComplaintTriage(), tracker("demo-lin", "孩子在泳池受伤了", "complain")
+    )
     assert "120" in " ".join(messages) and QUEUED_TEXT in messages
-    assert {"complaint_route": "handed_off"}.items() <= \
-        {e["name"]: e["value"] for e in events if e["event"] == "slot"}.items()
+    assert {"complaint_route": "handed_off"}.items() <= {
+        e["name"]: e["value"] for e in events if e["event"] == "slot"
+    }.items()
     database_down()
     assert services.flows.replay_pending() == 2
     [ticket] = fresh_store.tickets("demo-lin")
@@ -100,6 +107,7 @@ async def test_records_survive_an_action_server_restart(services, restart):
 
 
 # ---- the spool itself ----------------------------------------------------------------------------
+
 
 def test_file_spool_keeps_entries_across_instances(tmp_path):
     path = tmp_path / "s.jsonl"

@@ -1,5 +1,6 @@
 """Fixtures for the knowledge tests: the real knowledge base, a fixed clock, and a local stand-in
 for the QWeather API that serves recorded responses (no internet in tests)."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,15 @@ class QWeatherStub:
         self.requests: list[tuple[str, dict]] = []
         self.routes: dict[str, tuple[int, str, float]] = {}
 
-    def route(self, path: str, *, fixture: str | None = None, body: object = None,
-              status: int = 200, delay: float = 0.0) -> None:
+    def route(
+        self,
+        path: str,
+        *,
+        fixture: str | None = None,
+        body: object = None,
+        status: int = 200,
+        delay: float = 0.0,
+    ) -> None:
         text = fixture_text(fixture) if fixture else json.dumps(body, ensure_ascii=False)
         self.routes[path] = (status, text, delay)
 
@@ -80,7 +88,9 @@ def qweather():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     stub.base = f"http://127.0.0.1:{server.server_address[1]}"
     try:

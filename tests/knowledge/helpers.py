@@ -1,4 +1,5 @@
 """Small builders shared by the answer and packing tests."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -6,11 +7,27 @@ from datetime import date, timedelta
 from bot.knowledge.weather import DailyForecast
 
 
-def forecast(day: date, tmin: float, tmax: float, text: str = "晴", precip: float = 0.0,
-             uv: int = 5, wind_scale: int = 3) -> DailyForecast:
-    return DailyForecast(date=day, text_day=text, text_night=text, temp_min=tmin, temp_max=tmax,
-                         precip_mm=precip, humidity=70, uv_index=uv,
-                         wind=f"东风{wind_scale - 1}-{wind_scale}级", wind_scale_max=wind_scale)
+def forecast(
+    day: date,
+    tmin: float,
+    tmax: float,
+    text: str = "晴",
+    precip: float = 0.0,
+    uv: int = 5,
+    wind_scale: int = 3,
+) -> DailyForecast:
+    return DailyForecast(
+        date=day,
+        text_day=text,
+        text_night=text,
+        temp_min=tmin,
+        temp_max=tmax,
+        precip_mm=precip,
+        humidity=70,
+        uv_index=uv,
+        wind=f"东风{wind_scale - 1}-{wind_scale}级",
+        wind_scale_max=wind_scale,
+    )
 
 
 def week(start: date, days: int, **kwargs) -> list[DailyForecast]:

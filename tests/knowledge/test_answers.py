@@ -1,5 +1,6 @@
 """Guest-facing answers: every fact comes from the knowledge base (read here from the KB, not
 repeated as strings), nothing is left unfilled, and what is not known is said to be unknown."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -38,7 +39,9 @@ def test_cn_date():
 # ---- weather -------------------------------------------------------------------------------------
 def test_weather_within_the_forecast(kb, today):
     trip = trip_from(today, 2, 3)
-    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily("三亚", trip.check_in, trip.check_out)
+    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily(
+        "三亚", trip.check_in, trip.check_out
+    )
     text = answers.weather_answer(trip, forecasts, today, kb=kb)
     assert_clean(text)
     assert_short(text)
@@ -61,7 +64,9 @@ def test_weather_long_stay_is_summarised(kb, today):
 
 def test_stay_beyond_the_horizon(kb, today):
     trip = trip_from(today, 20, 3, prop=SHANGHAI, city="上海")
-    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily("上海", trip.check_in, trip.check_out)
+    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily(
+        "上海", trip.check_in, trip.check_out
+    )
     assert forecasts == []
     text = answers.weather_answer(trip, forecasts, today, kb=kb)
     assert_clean(text)
@@ -70,12 +75,14 @@ def test_stay_beyond_the_horizon(kb, today):
     assert "还没出来" in text and "往年同期" in text
     assert f"最高{fmt_temp(norm.high)}°C" in text and f"最低{fmt_temp(norm.low)}°C" in text
     assert cn_date(trip.check_in - timedelta(days=3)) in text  # the T-3 forecast is promised
-    assert cn_date(today + timedelta(days=6)) in text          # how far the forecast reaches
+    assert cn_date(today + timedelta(days=6)) in text  # how far the forecast reaches
 
 
 def test_stay_partly_beyond_the_horizon(kb, today):
     trip = trip_from(today, 4, 6)  # check-in within the 7 days, check-out beyond
-    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily("三亚", trip.check_in, trip.check_out)
+    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily(
+        "三亚", trip.check_in, trip.check_out
+    )
     assert 0 < len(forecasts) < len(trip.stay_days())
     text = answers.weather_answer(trip, forecasts, today, kb=kb)
     assert_clean(text)
@@ -109,10 +116,27 @@ def test_weather_after_the_trip(kb, today):
 
 # ---- bookings ------------------------------------------------------------------------------------
 def test_itinerary(kb, today, sanya, shanghai):
-    later = trip_from(today, 30, 2, prop=SHANGHAI, city="上海", room_type="江景双床房", party_size=1)
-    sooner = trip_from(today, 3, 3, room_type="海景大床房", purpose="蜜月", party_size=2,
-                       addons=[("接机", datetime.combine(today + timedelta(days=3), datetime.min.time()).replace(hour=14, minute=30), "confirmed"),
-                               answers.Addon("蜜月布置", today + timedelta(days=3), "pending")])
+    later = trip_from(
+        today, 30, 2, prop=SHANGHAI, city="上海", room_type="江景双床房", party_size=1
+    )
+    sooner = trip_from(
+        today,
+        3,
+        3,
+        room_type="海景大床房",
+        purpose="蜜月",
+        party_size=2,
+        addons=[
+            (
+                "接机",
+                datetime.combine(today + timedelta(days=3), datetime.min.time()).replace(
+                    hour=14, minute=30
+                ),
+                "confirmed",
+            ),
+            answers.Addon("蜜月布置", today + timedelta(days=3), "pending"),
+        ],
+    )
     text = answers.itinerary_answer([later, sooner], kb=kb)
     assert_clean(text)
     assert_short(text)
@@ -161,7 +185,13 @@ def test_every_listed_amenity(kb, pid):
         assert_clean(text)
         assert_short(text, 9)
         assert prop.name in text and amenity.label in text and amenity.summary in text
-        for fact in (amenity.hours, amenity.location, amenity.price, amenity.booking, *amenity.notes):
+        for fact in (
+            amenity.hours,
+            amenity.location,
+            amenity.price,
+            amenity.booking,
+            *amenity.notes,
+        ):
             if fact:
                 assert fact in text
 
@@ -221,7 +251,9 @@ def test_directions_overview(sanya):
         assert route.how[0] in text
 
 
-@pytest.mark.parametrize("origin,key", [("机场", "airport"), ("我坐高铁到三亚站", "rail"), ("开车", "self_drive")])
+@pytest.mark.parametrize(
+    "origin,key", [("机场", "airport"), ("我坐高铁到三亚站", "rail"), ("开车", "self_drive")]
+)
 def test_directions_from_an_origin(sanya, origin, key):
     route = next(r for r in sanya.directions if r.key == key)
     text = answers.directions_answer(sanya, origin)
@@ -250,8 +282,16 @@ def test_emergency(kb, pid):
     text = answers.emergency_answer(prop)
     assert_clean(text)
     assert_short(text, 6)
-    for fact in (e.front_desk, e.hospital.name, e.hospital.phone, e.police, e.ambulance, e.fire,
-                 e.tourism_complaint, e.hospital.demo_note):
+    for fact in (
+        e.front_desk,
+        e.hospital.name,
+        e.hospital.phone,
+        e.police,
+        e.ambulance,
+        e.fire,
+        e.tourism_complaint,
+        e.hospital.demo_note,
+    ):
         assert fact in text
 
 
@@ -266,7 +306,9 @@ def test_unknown_fact(sanya):
 
 def test_pretrip_reminder(kb, today, sanya):
     trip = trip_from(today, 3, 3, purpose="度假")
-    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily("三亚", trip.check_in, trip.check_out)
+    forecasts = DemoWeatherProvider(kb, today=lambda: today).daily(
+        "三亚", trip.check_in, trip.check_out
+    )
     text = answers.pretrip_reminder(trip, forecasts, today, kb=kb)
     assert_clean(text)
     assert sanya.name in text and sanya.emergency.front_desk in text

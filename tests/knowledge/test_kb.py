@@ -1,5 +1,6 @@
 """The knowledge base: both demo properties load, amenities are keyed exactly, errors name the
 file and the key."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,8 +14,19 @@ from bot.knowledge.kb import KnowledgeBase, KnowledgeError
 from .conftest import KNOWLEDGE_DIR
 
 REQUIRED_AMENITIES = {
-    "breakfast", "pool", "gym", "parking", "wifi", "laundry", "pet_policy", "kids_club",
-    "meeting_room", "airport_pickup", "spa", "restaurant", "luggage",
+    "breakfast",
+    "pool",
+    "gym",
+    "parking",
+    "wifi",
+    "laundry",
+    "pet_policy",
+    "kids_club",
+    "meeting_room",
+    "airport_pickup",
+    "spa",
+    "restaurant",
+    "luggage",
 }
 
 
@@ -39,7 +51,12 @@ def test_both_demo_properties_load(kb):
     assert ids == ["sanya-haitang-resort", "shanghai-bund-hotel"]
     sanya, shanghai = kb.property("sanya-haitang-resort"), kb.property("shanghai-bund-hotel")
     assert sanya.demo and shanghai.demo
-    assert (sanya.city, sanya.type, sanya.checkin.time, sanya.checkout.time) == ("三亚", "resort", "15:00", "12:00")
+    assert (sanya.city, sanya.type, sanya.checkin.time, sanya.checkout.time) == (
+        "三亚",
+        "resort",
+        "15:00",
+        "12:00",
+    )
     assert (shanghai.city, shanghai.type) == ("上海", "city")
     assert sanya.checkout.late and "海棠" in sanya.address
     assert {r.key for r in sanya.directions} >= {"airport", "rail", "self_drive"}
@@ -105,21 +122,30 @@ def test_invalid_yaml_names_file_and_line(kb_copy):
 
 def test_missing_key_names_file_and_key(kb_copy):
     _edit(kb_copy / "sanya-haitang-resort.yml", lambda d: d["checkin"].pop("time"))
-    with pytest.raises(KnowledgeError, match=r"sanya-haitang-resort\.yml: 'checkin\.time' is required"):
+    with pytest.raises(
+        KnowledgeError, match=r"sanya-haitang-resort\.yml: 'checkin\.time' is required"
+    ):
         KnowledgeBase.load(kb_copy)
 
 
 def test_mistyped_value_names_key(kb_copy):
-    _edit(kb_copy / "sanya-haitang-resort.yml",
-          lambda d: d["amenities"]["breakfast"].update(summary=["not", "text"]))
+    _edit(
+        kb_copy / "sanya-haitang-resort.yml",
+        lambda d: d["amenities"]["breakfast"].update(summary=["not", "text"]),
+    )
     with pytest.raises(KnowledgeError, match=r"'amenities\.breakfast\.summary' must be text"):
         KnowledgeBase.load(kb_copy)
 
 
 def test_unknown_amenity_key_is_rejected(kb_copy):
-    _edit(kb_copy / "shanghai-bund-hotel.yml",
-          lambda d: d["amenities"].update(break_fast={"summary": "typo"}))
-    with pytest.raises(KnowledgeError, match=r"shanghai-bund-hotel\.yml: 'amenities\.break_fast' is not an amenity key"):
+    _edit(
+        kb_copy / "shanghai-bund-hotel.yml",
+        lambda d: d["amenities"].update(break_fast={"summary": "typo"}),
+    )
+    with pytest.raises(
+        KnowledgeError,
+        match=r"shanghai-bund-hotel\.yml: 'amenities\.break_fast' is not an amenity key",
+    ):
         KnowledgeBase.load(kb_copy)
 
 

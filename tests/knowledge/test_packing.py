@@ -1,5 +1,6 @@
 """Packing advice comes from rules in data/knowledge/packing_rules.yml, applied to the stay's
 weather, the trip purpose and the kind of property."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -27,14 +28,18 @@ def test_beach_honeymoon_in_the_sun(kb, rules):
     sunny = week(date(2026, 7, 10), 4, tmin=26, tmax=32, uv=11)
     weather = WeatherSummary.from_forecasts(sunny, rules.rain_threshold_mm)
     sanya = kb.property("sanya-haitang-resort")
-    advice = advise(rules, weather, purpose="honeymoon", property_type=sanya.type,
-                    property_tags=sanya.tags)
+    advice = advise(
+        rules, weather, purpose="honeymoon", property_type=sanya.type, property_tags=sanya.tags
+    )
     assert {"hot", "beach", "uv", "honeymoon"} <= set(advice.rule_ids)
     assert {"cold", "rain", "business", "city_walk"}.isdisjoint(advice.rule_ids)
     assert advice.purpose == "蜜月"
 
-    text = packing_answer(Trip("sanya-haitang-resort", "三亚", date(2026, 7, 10), date(2026, 7, 13),
-                               purpose="蜜月"), sunny, kb=kb)
+    text = packing_answer(
+        Trip("sanya-haitang-resort", "三亚", date(2026, 7, 10), date(2026, 7, 13), purpose="蜜月"),
+        sunny,
+        kb=kb,
+    )
     assert_clean(text)
     for rule_id in ("hot", "beach", "uv", "honeymoon"):
         for item in items_of(rules, rule_id):
@@ -48,13 +53,17 @@ def test_city_business_in_winter_rain(kb, rules):
     weather = WeatherSummary.from_forecasts(rainy, rules.rain_threshold_mm)
     assert weather.rain_days == 3 and weather.temp_max == 7
     shanghai = kb.property("shanghai-bund-hotel")
-    advice = advise(rules, weather, purpose="出差", property_type=shanghai.type,
-                    property_tags=shanghai.tags)
+    advice = advise(
+        rules, weather, purpose="出差", property_type=shanghai.type, property_tags=shanghai.tags
+    )
     assert {"cold", "rain", "cold_rain", "business", "city_walk"} <= set(advice.rule_ids)
     assert {"hot", "beach", "uv", "honeymoon"}.isdisjoint(advice.rule_ids)
 
-    text = packing_answer(Trip("shanghai-bund-hotel", "上海", date(2026, 1, 12), date(2026, 1, 14),
-                               purpose="商务"), rainy, kb=kb)
+    text = packing_answer(
+        Trip("shanghai-bund-hotel", "上海", date(2026, 1, 12), date(2026, 1, 14), purpose="商务"),
+        rainy,
+        kb=kb,
+    )
     assert_clean(text)
     for rule_id in ("cold", "rain", "cold_rain", "business"):
         for item in items_of(rules, rule_id):
@@ -75,8 +84,9 @@ def test_beyond_the_forecast_uses_climate_norms(kb, rules):
 
 def test_no_purpose_no_purpose_line(kb, rules):
     sunny = week(date(2026, 7, 10), 2, tmin=26, tmax=32, uv=11)
-    text = packing_answer(Trip("sanya-haitang-resort", "三亚", date(2026, 7, 10), date(2026, 7, 11)),
-                          sunny, kb=kb)
+    text = packing_answer(
+        Trip("sanya-haitang-resort", "三亚", date(2026, 7, 10), date(2026, 7, 11)), sunny, kb=kb
+    )
     assert "此行" not in text and items_of(rules, "beach")[0] in text
 
 
@@ -93,5 +103,7 @@ def test_bad_rule_is_a_clear_error(kb, tmp_path):
     data["rules"][0]["when"] = {"temperature_above": 30}
     bad = tmp_path / "packing_rules.yml"
     bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(KnowledgeError, match=r"packing_rules\.yml: 'rules\[0\]\.when\.temperature_above'"):
+    with pytest.raises(
+        KnowledgeError, match=r"packing_rules\.yml: 'rules\[0\]\.when\.temperature_above'"
+    ):
         PackingRules.load(bad)

@@ -1,4 +1,5 @@
 """The demo provider: deterministic, plausible for the city's month, and only 7 days ahead."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -6,7 +7,11 @@ from datetime import timedelta
 import pytest
 
 from bot.knowledge.weather import (
-    DemoWeatherProvider, QWeatherProvider, WeatherProvider, WeatherUnavailable, get_weather_provider,
+    DemoWeatherProvider,
+    QWeatherProvider,
+    WeatherProvider,
+    WeatherUnavailable,
+    get_weather_provider,
 )
 from bot.settings import get_settings
 

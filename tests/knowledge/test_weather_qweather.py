@@ -1,5 +1,6 @@
 """The QWeather client against recorded responses served from 127.0.0.1: parsing, error codes,
 timeouts and caching."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ class FakeClock:
 
 
 def provider(stub, **kwargs) -> QWeatherProvider:
-    return QWeatherProvider(api_host=stub.base, key=KEY, timeout_s=kwargs.pop("timeout_s", 2.0), **kwargs)
+    return QWeatherProvider(
+        api_host=stub.base, key=KEY, timeout_s=kwargs.pop("timeout_s", 2.0), **kwargs
+    )
 
 
 def test_lookup_then_daily_forecast_parsed(qweather):
@@ -41,8 +44,13 @@ def test_lookup_then_daily_forecast_parsed(qweather):
     first, rainy = days[0], days[2]
     assert isinstance(first, DailyForecast)
     assert (first.text_day, first.text_night) == (recorded[0]["textDay"], recorded[0]["textNight"])
-    assert (first.temp_min, first.temp_max) == (float(recorded[0]["tempMin"]), float(recorded[0]["tempMax"]))
-    assert first.humidity == int(recorded[0]["humidity"]) and first.uv_index == int(recorded[0]["uvIndex"])
+    assert (first.temp_min, first.temp_max) == (
+        float(recorded[0]["tempMin"]),
+        float(recorded[0]["tempMax"]),
+    )
+    assert first.humidity == int(recorded[0]["humidity"]) and first.uv_index == int(
+        recorded[0]["uvIndex"]
+    )
     assert first.wind == f'{recorded[0]["windDirDay"]}{recorded[0]["windScaleDay"]}级'
     assert rainy.precip_mm == float(recorded[2]["precip"]) and rainy.wind_scale_max == 5
 
@@ -68,7 +76,10 @@ def test_v2_error_codes_as_http_status(qweather, code):
     with pytest.raises(WeatherUnavailable) as err:
         provider(qweather).daily("三亚", START, END)
     assert err.value.code == code
-    assert err.value.reason == json.loads(fixture_text(f"qweather_v2_error_{code}.json"))["error"]["title"]
+    assert (
+        err.value.reason
+        == json.loads(fixture_text(f"qweather_v2_error_{code}.json"))["error"]["title"]
+    )
 
 
 def test_unknown_city(qweather):
@@ -102,7 +113,9 @@ def test_network_error_does_not_leak_the_key():
     with pytest.raises(WeatherUnavailable) as err:
         p.daily("三亚", START, END)
     assert err.value.code == "network"
-    assert KEY not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
+    assert (
+        KEY not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
+    )
 
 
 def test_second_call_is_served_from_the_cache(qweather):
@@ -112,7 +125,9 @@ def test_second_call_is_served_from_the_cache(qweather):
     assert p.daily("三亚", START, END) == first
     assert p.daily("三亚", date(2025, 11, 30), date(2025, 12, 1)) == first[1:3]
     # days past the forecast that was fetched do not trigger a new request either
-    assert [d.date for d in p.daily("三亚", date(2025, 12, 5), date(2025, 12, 9))] == [date(2025, 12, 5)]
+    assert [d.date for d in p.daily("三亚", date(2025, 12, 5), date(2025, 12, 9))] == [
+        date(2025, 12, 5)
+    ]
     assert len(qweather.requests) == calls
 
 

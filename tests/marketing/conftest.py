@@ -1,5 +1,6 @@
 """Fixtures for marketing: a migrated SQLite CRM with the demo guests, a movable clock, the
 policy with knobs, and the WeCom sandbox with marketing built on it."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,8 +21,9 @@ TODAY = dt.date(2026, 12, 1)
 
 def at(day_offset: int, hour: int = 10, minute: int = 0) -> dt.datetime:
     """A moment `day_offset` days after TODAY, China time."""
-    local = dt.datetime.combine(TODAY + dt.timedelta(days=day_offset), dt.time(hour, minute),
-                                tzinfo=CHINA_TZ)
+    local = dt.datetime.combine(
+        TODAY + dt.timedelta(days=day_offset), dt.time(hour, minute), tzinfo=CHINA_TZ
+    )
     return local.astimezone(dt.timezone.utc)
 
 
@@ -54,9 +56,14 @@ def clock():
 def policy(**kw) -> MarketingPolicy:
     """The default policy, with quiet hours and cap as the test says."""
     cap = kw.pop("cap", None)
-    values = {"coupons": {"repurchase": {"code": "BACK", "text": "复购券"},
-                          "winback": {"code": "MISS", "text": "回归礼"}},
-              "review_url": "https://example.com/review", **kw}
+    values = {
+        "coupons": {
+            "repurchase": {"code": "BACK", "text": "复购券"},
+            "winback": {"code": "MISS", "text": "回归礼"},
+        },
+        "review_url": "https://example.com/review",
+        **kw,
+    }
     if cap is not None:
         values["cap"] = cap if isinstance(cap, Cap) else Cap("month", cap)
     return MarketingPolicy(**values)
@@ -82,7 +89,12 @@ async def wecom(sandbox, engine):
     async def no_sleep(_s):
         return None
 
-    services = WeComServices(db=Database(engine), token_store=MemoryTokenStore(), timeout_s=3.0,
-                             sleep=no_sleep, redis=None)
+    services = WeComServices(
+        db=Database(engine),
+        token_store=MemoryTokenStore(),
+        timeout_s=3.0,
+        sleep=no_sleep,
+        redis=None,
+    )
     yield GroupMsgAPI(services)
     await services.close()

@@ -1,4 +1,5 @@
 """Campaigns on the demo data: preview, the send path's own checks, and the sandbox loop."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,8 @@ from bot.wecom.errors import TransportError, WeComAPIError
 from tests.marketing.conftest import at, policy
 
 MEMBER_DAY = {
-    "name": "会员日", "kind": "member_day",
+    "name": "会员日",
+    "kind": "member_day",
     "segment": {"tier_at_least": "金卡"},
     "template": "{{ name }}您好！今天是{{ tier }}会员日，积分{{ points }}可抵现。",
 }
@@ -35,8 +37,10 @@ class RecordingAPI:
         self.calls.append(kw)
         if self.error:
             raise self.error
-        return {"msgid": f"m{len(self.calls)}",
-                "fail_list": [e for e in kw.get("external_userid") or [] if e in self.fail]}
+        return {
+            "msgid": f"m{len(self.calls)}",
+            "fail_list": [e for e in kw.get("external_userid") or [] if e in self.fail],
+        }
 
 
 def service(engine, clock, wecom=None, **kw):
@@ -54,8 +58,12 @@ def test_preview_shows_exactly_gold_and_above_with_consent_and_why_others_are_ou
     assert {r["sender_id"] for r in preview["recipient_list"]} == set(GOLD)
     assert preview["left_out"] == {"no_consent": 1}
     reasons = {r["sender_id"]: r["reason"] for r in preview["left_out_list"]}
-    assert reasons == {"demo-sun": "no_consent", "demo-wang": "outside_segment",
-                       "demo-zhao": "outside_segment", "wecom:wm_guest_002": "outside_segment"}
+    assert reasons == {
+        "demo-sun": "no_consent",
+        "demo-wang": "outside_segment",
+        "demo-zhao": "outside_segment",
+        "wecom:wm_guest_002": "outside_segment",
+    }
     texts = {t["sender_id"]: t["text"] for t in preview["samples"]}
     assert texts["demo-lin"].startswith("林晓您好！今天是金卡会员日，积分12800")
 
@@ -69,16 +77,19 @@ def test_preview_in_quiet_hours_evaluates_when_it_will_go_out(demo, clock):
     assert preview["recipients"] == 3
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"template": "{{ name }}\n{{ vip_level }}"}, "template line 2: unknown variable"),
-    ({"segment": {"tier_at_least": "黑卡"}}, "unknown tier"),
-    ({"surface": "sms"}, "surface"),
-    ({"attachments": [{"msgtype": "video", "video": {"media_id": "x"}}]}, "msgtype"),
-    ({"attachments": [{"msgtype": "link", "link": {"title": "t"}}]}, "link needs url"),
-    ({"schedule": "next tuesday"}, "schedule"),
-    ({"name": ""}, "name"),
-    ({"colour": "red"}, "unknown key"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"template": "{{ name }}\n{{ vip_level }}"}, "template line 2: unknown variable"),
+        ({"segment": {"tier_at_least": "黑卡"}}, "unknown tier"),
+        ({"surface": "sms"}, "surface"),
+        ({"attachments": [{"msgtype": "video", "video": {"media_id": "x"}}]}, "msgtype"),
+        ({"attachments": [{"msgtype": "link", "link": {"title": "t"}}]}, "link needs url"),
+        ({"schedule": "next tuesday"}, "schedule"),
+        ({"name": ""}, "name"),
+        ({"colour": "red"}, "unknown key"),
+    ],
+)
 def test_creation_refuses_what_would_fail_later(demo, clock, change, words):
     with pytest.raises(CampaignError) as info:
         service(demo, clock).create({**MEMBER_DAY, **change}, actor="t")
@@ -105,7 +116,7 @@ async def test_cap_boundary_nth_and_next_and_the_months_turn(demo, clock):
     first = await s.send(s.create(MEMBER_DAY, actor="t"))
     second = await s.send(s.create(MEMBER_DAY, actor="t"))  # the 2nd of the month: allowed
     assert first["queued"] == second["queued"] == 3
-    third = await s.send(s.create(MEMBER_DAY, actor="t"))   # the 3rd: over the cap
+    third = await s.send(s.create(MEMBER_DAY, actor="t"))  # the 3rd: over the cap
     assert third["queued"] == 0 and third["left_out"] == {"no_consent": 1, "over_cap": 3}
     assert len(api.calls) == 6
     clock.now = at(31, 10)  # 1 January: a new month, a new allowance
@@ -169,14 +180,30 @@ async def test_at_most_10000_customers_per_call(engine, clock):
     from bot.crm import models as m
 
     with engine.begin() as conn:
-        conn.execute(m.Guest.__table__.insert(), [
-            {"sender_id": f"g{i}", "tier": "金卡", "wecom_external_userid": f"wm{i}",
-             "owner_userid": "advisor_li", "points": 0, "is_demo": False,
-             "created_at": clock.now, "updated_at": clock.now} for i in range(10_001)])
+        conn.execute(
+            m.Guest.__table__.insert(),
+            [
+                {
+                    "sender_id": f"g{i}",
+                    "tier": "金卡",
+                    "wecom_external_userid": f"wm{i}",
+                    "owner_userid": "advisor_li",
+                    "points": 0,
+                    "is_demo": False,
+                    "created_at": clock.now,
+                    "updated_at": clock.now,
+                }
+                for i in range(10_001)
+            ],
+        )
         ids = [r[0] for r in conn.execute(select(m.Guest.id))]
-        conn.execute(m.Consent.__table__.insert(), [
-            {"guest_id": i, "purpose": "marketing", "granted": True, "created_at": clock.now}
-            for i in ids])
+        conn.execute(
+            m.Consent.__table__.insert(),
+            [
+                {"guest_id": i, "purpose": "marketing", "granted": True, "created_at": clock.now}
+                for i in ids
+            ],
+        )
     api = RecordingAPI()
     s = service(engine, clock, api)
     result = await s.send(s.create({**MEMBER_DAY, "template": "会员日快乐"}, actor="t"))
@@ -187,13 +214,20 @@ async def test_at_most_10000_customers_per_call(engine, clock):
 async def test_full_loop_through_the_sandbox(demo, clock, sandbox, wecom):
     base, state, http = sandbox
     s = service(demo, clock, wecom, cap=1)
-    campaign = s.create({**MEMBER_DAY, "attachments": [
-        {"msgtype": "link", "link": {"title": "会员日", "url": "https://example.com/md"}}]},
-        actor="t")
+    campaign = s.create(
+        {
+            **MEMBER_DAY,
+            "attachments": [
+                {"msgtype": "link", "link": {"title": "会员日", "url": "https://example.com/md"}}
+            ],
+        },
+        actor="t",
+    )
     result = await s.send(campaign)
     assert result["tasks"] == 3 and result["queued"] == 3
-    calls = [c["body"] for c in state.calls
-             if c["path"] == "/cgi-bin/externalcontact/add_msg_template"]
+    calls = [
+        c["body"] for c in state.calls if c["path"] == "/cgi-bin/externalcontact/add_msg_template"
+    ]
     by_id = {c["external_userid"][0]: c for c in calls}
     assert set(by_id) == set(GOLD.values())
     assert by_id["wm_demo_lin"]["text"]["content"].startswith("林晓您好")
@@ -202,14 +236,15 @@ async def test_full_loop_through_the_sandbox(demo, clock, sandbox, wecom):
 
     tasks = (await (await http.get(f"{base}/_sandbox/groupmsg")).json())["tasks"]
     lin_task = next(t for t in tasks if t["results"][0]["external_userid"] == "wm_demo_lin")
-    confirm = await http.post(f"{base}/_sandbox/groupmsg/confirm",
-                              json={"msgid": lin_task["msgid"], "userid": "advisor_li"})
+    confirm = await http.post(
+        f"{base}/_sandbox/groupmsg/confirm",
+        json={"msgid": lin_task["msgid"], "userid": "advisor_li"},
+    )
     assert (await confirm.json())["sent"] == 1
 
     report = await s.report(campaign)
     assert report["recipients"] == {"left_out": 1, "queued": 2, "sent": 1}
-    assert report["advisors"]["advisor_li"] == {"tasks": 2, "confirmed": 1,
-                                                "all_confirmed": False}
+    assert report["advisors"]["advisor_li"] == {"tasks": 2, "confirmed": 1, "all_confirmed": False}
     assert all(t["listed_by_wecom"] for t in report["tasks"])
 
     for _ in range(3):
@@ -239,8 +274,9 @@ async def test_wecom_own_monthly_limit_shows_in_the_report(demo, clock, sandbox,
     tasks = (await (await http.get(f"{base}/_sandbox/groupmsg")).json())["tasks"]
     for task in tasks:
         for userid in task["advisors"]:
-            await http.post(f"{base}/_sandbox/groupmsg/confirm",
-                            json={"msgid": task["msgid"], "userid": userid})
+            await http.post(
+                f"{base}/_sandbox/groupmsg/confirm", json={"msgid": task["msgid"], "userid": userid}
+            )
     second = await s.report(ids[1])
     assert second["recipients"] == {"left_out": 1, "limit": 3}
 
@@ -272,13 +308,21 @@ class KfAPI(RecordingAPI):
 async def test_group_surface_sends_per_owner_and_caps_each_group(demo, clock):
     api = RecordingAPI()
     s = service(demo, clock, api, cap=1)
-    spec = {**MEMBER_DAY, "surface": "group", "template": "{{ name }}好，今晚会员日抽奖！",
-            "groups": {"advisor_li": ["wrA", "wrB"], "advisor_zhou": ["wrC"]}}
+    spec = {
+        **MEMBER_DAY,
+        "surface": "group",
+        "template": "{{ name }}好，今晚会员日抽奖！",
+        "groups": {"advisor_li": ["wrA", "wrB"], "advisor_zhou": ["wrC"]},
+    }
     first = await s.send(s.create(spec, actor="t"))
     assert first["tasks"] == 2 and first["queued"] == 3
     assert sorted((c["sender"], tuple(c["chat_id_list"])) for c in api.calls) == [
-        ("advisor_li", ("wrA", "wrB")), ("advisor_zhou", ("wrC",))]
-    assert api.calls[0]["text"] == "各位好，今晚会员日抽奖！" and api.calls[0]["chat_type"] == "group"
+        ("advisor_li", ("wrA", "wrB")),
+        ("advisor_zhou", ("wrC",)),
+    ]
+    assert (
+        api.calls[0]["text"] == "各位好，今晚会员日抽奖！" and api.calls[0]["chat_type"] == "group"
+    )
     preview = s.preview(s.create(spec, actor="t"))
     assert preview["recipients"] == 0 and preview["left_out"] == {"over_cap": 3}
     with pytest.raises(CampaignError, match="groups"):
@@ -289,9 +333,17 @@ async def test_kf_surface_only_inside_the_48_hour_window(demo, clock):
     from bot.wecom.models import KfQuota
 
     with demo.begin() as conn:  # 周敏 wrote to 微信客服 an hour ago
-        conn.execute(KfQuota.__table__.insert(), [{
-            "open_kfid": "wk_sandbox_concierge", "external_userid": "wm_guest_001",
-            "last_guest_msg_at": clock.now - dt.timedelta(hours=1), "sent_count": 0}])
+        conn.execute(
+            KfQuota.__table__.insert(),
+            [
+                {
+                    "open_kfid": "wk_sandbox_concierge",
+                    "external_userid": "wm_guest_001",
+                    "last_guest_msg_at": clock.now - dt.timedelta(hours=1),
+                    "sent_count": 0,
+                }
+            ],
+        )
     api = KfAPI()
     s = service(demo, clock, api)
     campaign = s.create({**MEMBER_DAY, "surface": "kf"}, actor="t")
@@ -319,10 +371,21 @@ async def test_orders_and_replies_after_the_send_are_attributed(demo, clock):
     store.create_order("demo-lin", item="spa")  # an hour after the send
     store.create_order("demo-sun", item="spa")  # left out: not attributed
     with demo.begin() as conn:
-        conn.execute(InboxMessage.__table__.insert(), [{
-            "dedupe_key": "k1", "surface": "kf", "sender_id": "kf:wm_guest_001", "kind": "text",
-            "payload": {}, "status": "done", "attempts": 1,
-            "received_at": clock.now + dt.timedelta(hours=2)}])
+        conn.execute(
+            InboxMessage.__table__.insert(),
+            [
+                {
+                    "dedupe_key": "k1",
+                    "surface": "kf",
+                    "sender_id": "kf:wm_guest_001",
+                    "kind": "text",
+                    "payload": {},
+                    "status": "done",
+                    "attempts": 1,
+                    "received_at": clock.now + dt.timedelta(hours=2),
+                }
+            ],
+        )
     report = await s.report(campaign, refresh=False)
     assert report["attribution"] == {"days": 7, "replies": 1, "orders": before["orders"] + 1}
     assert before["replies"] == 0
@@ -344,8 +407,9 @@ async def test_the_worker_sends_due_campaigns_and_survives_an_outage(demo, clock
 
     api = RecordingAPI()
     s = service(demo, clock, api)
-    s.create({**MEMBER_DAY, "schedule": (clock.now + dt.timedelta(minutes=5)).isoformat()},
-             actor="t")
+    s.create(
+        {**MEMBER_DAY, "schedule": (clock.now + dt.timedelta(minutes=5)).isoformat()}, actor="t"
+    )
 
     class Quiet:
         runs = 0
@@ -378,6 +442,7 @@ async def test_the_worker_sends_due_campaigns_and_survives_an_outage(demo, clock
                 return []
 
     with pytest.raises(asyncio.CancelledError):
-        await run_worker(Counting(), poll_s=0.0, touchpoints_every_s=300,
-                         monotonic=lambda: next(ticks))
+        await run_worker(
+            Counting(), poll_s=0.0, touchpoints_every_s=300, monotonic=lambda: next(ticks)
+        )
     assert Quiet.runs == 2 + 2  # at 0 s and at 400 s, not at 10 s or 20 s

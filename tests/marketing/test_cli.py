@@ -1,5 +1,6 @@
 """The issue's "done when", through the `concierge` commands, the demo data and the sandbox
 (a real process on a free port): preview, send, the cap on a second send, T-3 once."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,9 +22,13 @@ from tests.wecom.helpers import free_port
 @pytest.fixture
 def sandbox_process(monkeypatch):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bot.sandbox", "--port", str(port)],
-                            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.sandbox", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -47,10 +52,12 @@ def sandbox_get(base, path):
 def demo_env(monkeypatch, tmp_path):
     policy = tmp_path / "policy.yml"
     text = (PROJECT_ROOT / "data" / "marketing" / "policy.yml").read_text(encoding="utf-8")
-    policy.write_text(text.replace("cap: {period: month, limit: days_in_month}",
-                                   "cap: {period: month, limit: 1}")
-                      .replace('quiet_hours: {from: "22:00", to: "08:00"}', "quiet_hours: null"),
-                      encoding="utf-8")
+    policy.write_text(
+        text.replace(
+            "cap: {period: month, limit: days_in_month}", "cap: {period: month, limit: 1}"
+        ).replace('quiet_hours: {from: "22:00", to: "08:00"}', "quiet_hours: null"),
+        encoding="utf-8",
+    )
     monkeypatch.setenv("MARKETING_POLICY_FILE", str(policy))
     get_settings.cache_clear()
     assert main(["demo", "load"]) == 0
@@ -70,15 +77,26 @@ def run_json(capsys, *argv):
 
 
 def test_done_when_with_the_demo_data(demo_env, sandbox_process, capsys):
-    created = run_json(capsys, "campaign", "create",
-                       str(PROJECT_ROOT / "data/marketing/campaigns/member_day.yml"), "--json")
+    created = run_json(
+        capsys,
+        "campaign",
+        "create",
+        str(PROJECT_ROOT / "data/marketing/campaigns/member_day.yml"),
+        "--json",
+    )
     preview = run_json(capsys, "campaign", "preview", str(created["id"]), "--json")
-    gold = {"demo-lin": "wm_demo_lin", "demo-chen": "wm_demo_chen",
-            "kf:wm_guest_001": "wm_guest_001"}
+    gold = {
+        "demo-lin": "wm_demo_lin",
+        "demo-chen": "wm_demo_chen",
+        "kf:wm_guest_001": "wm_guest_001",
+    }
     assert {r["sender_id"] for r in preview["recipient_list"]} == set(gold)
     assert {r["sender_id"]: r["reason"] for r in preview["left_out_list"]} == {
-        "demo-sun": "no_consent", "demo-wang": "outside_segment",
-        "demo-zhao": "outside_segment", "wecom:wm_guest_002": "outside_segment"}
+        "demo-sun": "no_consent",
+        "demo-wang": "outside_segment",
+        "demo-zhao": "outside_segment",
+        "wecom:wm_guest_002": "outside_segment",
+    }
 
     sent = run_json(capsys, "campaign", "send", str(created["id"]), "--json")
     assert sent["queued"] == 3
@@ -88,8 +106,13 @@ def test_done_when_with_the_demo_data(demo_env, sandbox_process, capsys):
     for c in calls:
         assert c["body"]["text"]["content"].startswith(names[c["body"]["external_userid"][0]])
 
-    again = run_json(capsys, "campaign", "create",
-                     str(PROJECT_ROOT / "data/marketing/campaigns/member_day.yml"), "--json")
+    again = run_json(
+        capsys,
+        "campaign",
+        "create",
+        str(PROJECT_ROOT / "data/marketing/campaigns/member_day.yml"),
+        "--json",
+    )
     second = run_json(capsys, "campaign", "send", str(again["id"]), "--json")
     assert second["queued"] == 0 and second["left_out"] == {"no_consent": 1, "over_cap": 3}
     assert len(accepted(sandbox_process, "/cgi-bin/externalcontact/add_msg_template")) == 3
@@ -109,8 +132,10 @@ def test_done_when_with_the_demo_data(demo_env, sandbox_process, capsys):
 
 def test_bad_input_gives_a_clear_error(demo_env, tmp_path, capsys):
     bad = tmp_path / "bad.yml"
-    bad.write_text("name: x\nsegment: {tier_at_least: 金卡}\ntemplate: |\n  hi\n  {{ nme }}\n",
-                   encoding="utf-8")
+    bad.write_text(
+        "name: x\nsegment: {tier_at_least: 金卡}\ntemplate: |\n  hi\n  {{ nme }}\n",
+        encoding="utf-8",
+    )
     assert main(["campaign", "create", str(bad)]) == 1
     assert "template line 2: unknown variable 'nme'" in capsys.readouterr().err
     bad.write_text("name: [unclosed", encoding="utf-8")
@@ -128,20 +153,46 @@ def test_bad_input_gives_a_clear_error(demo_env, tmp_path, capsys):
 def test_listings_that_name_guests_are_audited(demo_env, capsys):
     from bot.crm.store import CRMStore
 
-    listed = run_json(capsys, "segment", "count", "gold_and_above", "--json", "--list", "5",
-                      "--actor", "cli:marketer_a")
+    listed = run_json(
+        capsys,
+        "segment",
+        "count",
+        "gold_and_above",
+        "--json",
+        "--list",
+        "5",
+        "--actor",
+        "cli:marketer_a",
+    )
     assert len(listed["members"]) == 3
-    created = run_json(capsys, "campaign", "create",
-                       str(PROJECT_ROOT / "data/marketing/campaigns/member_day.yml"), "--json")
-    run_json(capsys, "campaign", "preview", str(created["id"]), "--json", "--actor", "cli:marketer_a")
+    created = run_json(
+        capsys,
+        "campaign",
+        "create",
+        str(PROJECT_ROOT / "data/marketing/campaigns/member_day.yml"),
+        "--json",
+    )
+    run_json(
+        capsys, "campaign", "preview", str(created["id"]), "--json", "--actor", "cli:marketer_a"
+    )
     store = CRMStore()
     actions = {(a.actor, a.action) for a in store.audit_entries()}
     assert {("cli:marketer_a", "segment.list"), ("cli:marketer_a", "campaign.preview")} <= actions
 
 
 def test_a_database_that_is_not_there_exits_2(tmp_path, capsys):
-    assert main(["--database-url", "postgresql+psycopg2://postgres@127.0.0.1:1/x",
-                 "segment", "count", "gold_and_above"]) == 2
+    assert (
+        main(
+            [
+                "--database-url",
+                "postgresql+psycopg2://postgres@127.0.0.1:1/x",
+                "segment",
+                "count",
+                "gold_and_above",
+            ]
+        )
+        == 2
+    )
     assert "CRM database unavailable" in capsys.readouterr().err
     assert main(["--database-url", f"sqlite:///{tmp_path / 'empty.db'}", "campaign", "list"]) == 2
     assert "run `concierge db upgrade`" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """On the real PostgreSQL: workers racing for the same campaign, the same cap slots and the same
 touchpoint. Each worker is a thread with its own event loop and its own engine, like processes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -53,7 +54,10 @@ def test_two_workers_send_one_campaign_once(pg_database_url):
     sent = [r for rs in results for r in rs if r["sent"]]
     assert len(sent) == 1
     assert sorted(e for c in api.calls for e in c["external_userid"]) == [
-        "wm_demo_chen", "wm_demo_lin", "wm_guest_001"]
+        "wm_demo_chen",
+        "wm_demo_lin",
+        "wm_guest_001",
+    ]
 
 
 def test_two_campaigns_at_once_share_the_cap(pg_database_url):
@@ -62,8 +66,10 @@ def test_two_campaigns_at_once_share_the_cap(pg_database_url):
     clock = Clock(at(0, 10))
     api = RecordingAPI()
     setup = make_engine(pg_database_url)
-    ids = [CampaignService(setup, policy(cap=1), clock=clock).create(MEMBER_DAY, actor="t")
-           for _ in range(2)]
+    ids = [
+        CampaignService(setup, policy(cap=1), clock=clock).create(MEMBER_DAY, actor="t")
+        for _ in range(2)
+    ]
     setup.dispose()
 
     def worker(i):

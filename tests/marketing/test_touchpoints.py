@@ -1,5 +1,6 @@
 """Touchpoints on the demo data with an injected clock (TODAY = the day the demo was loaded).
 demo-lin arrives on day 6, so her T-3 is due on day 3 from 09:00 China time."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,8 +14,12 @@ from bot.knowledge.kb import KnowledgeBase
 from bot.knowledge.weather import DemoWeatherProvider
 from bot.marketing.models import MassSend, TouchpointRun
 from bot.marketing.nps import NpsService
-from bot.marketing.touchpoints import TouchpointConfigError, TouchpointService, \
-    load_sequences, parse_sequences
+from bot.marketing.touchpoints import (
+    TouchpointConfigError,
+    TouchpointService,
+    load_sequences,
+    parse_sequences,
+)
 from bot.orders.catalogue import Catalogue
 from bot.pretrip import PreTripService
 from tests.marketing.conftest import TODAY, at, policy
@@ -33,14 +38,28 @@ class Messenger:
 def build(engine, messenger=None, **kw):
     kb = KnowledgeBase.default()
     pretrip = PreTripService(store=CRMStore(engine), kb=kb, weather=DemoWeatherProvider(kb))
-    return TouchpointService(engine, policy(**kw), load_sequences(), messenger=messenger,
-                             pretrip=pretrip, catalogue=Catalogue.default())
+    return TouchpointService(
+        engine,
+        policy(**kw),
+        load_sequences(),
+        messenger=messenger,
+        pretrip=pretrip,
+        catalogue=Catalogue.default(),
+    )
 
 
 def runs(engine):
     with engine.connect() as conn:
-        return list(conn.execute(select(TouchpointRun.kind, TouchpointRun.status,
-                                        TouchpointRun.late, TouchpointRun.occasion)))
+        return list(
+            conn.execute(
+                select(
+                    TouchpointRun.kind,
+                    TouchpointRun.status,
+                    TouchpointRun.late,
+                    TouchpointRun.occasion,
+                )
+            )
+        )
 
 
 async def test_t_minus_3_fires_once_with_practical_information_and_an_addon(demo):
@@ -50,7 +69,8 @@ async def test_t_minus_3_fires_once_with_practical_information_and_an_addon(demo
     assert early["due"] == 0 and messenger.sent == []
     report = await service.run(now=at(3, 10))
     assert [(e["sender_id"], e["kind"], e["late"]) for e in report["sent"]] == [
-        ("demo-lin", "t_minus_3", False)]
+        ("demo-lin", "t_minus_3", False)
+    ]
     sender, text, marketing, _ = messenger.sent[0]
     assert marketing is False  # service information: no marketing consent needed
     for words in ("12月7日", "天气", "紧急联系", "0898", "附近美食", "潜水"):
@@ -119,7 +139,8 @@ async def test_birthday_is_marketing_needs_consent_and_takes_a_cap_slot(demo):
     assert [(m[0], m[2]) for m in birthdays] == [("demo-zhao", True)]
     assert "生日快乐" in birthdays[0][1]
     assert {(e["sender_id"], e["reason"]) for e in report["skipped"]} == {
-        ("demo-sun", "no_consent")}
+        ("demo-sun", "no_consent")
+    }
     with demo.connect() as conn:
         assert conn.execute(select(MassSend.source)).scalars().all() == ["touchpoint:birthday"]
 
@@ -129,8 +150,10 @@ async def test_marketing_touchpoint_over_the_cap_is_not_sent(demo):
     store.update_guest("demo-zhao", birthday=TODAY + dt.timedelta(days=1))
     guest_id = store.find_guest("demo-zhao").id
     with demo.begin() as conn:
-        conn.execute(MassSend.__table__.insert(), [{"target": f"guest:{guest_id}",
-                                                    "source": "campaign:1", "sent_at": at(0)}])
+        conn.execute(
+            MassSend.__table__.insert(),
+            [{"target": f"guest:{guest_id}", "source": "campaign:1", "sent_at": at(0)}],
+        )
     messenger = Messenger()
     report = await build(demo, messenger, cap=1).run(now=at(1, 10))
     assert not [m for m in messenger.sent if "birthday" in m[3]]
@@ -164,7 +187,8 @@ async def test_a_detractor_opens_a_service_recovery_ticket_for_paging(demo):
     reply = NpsService(demo).maybe_record("demo-chen", "很差")
     tickets = CRMStore(demo).tickets("demo-chen")
     assert [(t.kind, t.sla_class, t.status) for t in tickets] == [
-        ("service_recovery", "complaint_routine", "open")]
+        ("service_recovery", "complaint_routine", "open")
+    ]
     assert f"编号 {tickets[0].id}" in reply and "10分钟" in reply
 
 
@@ -194,8 +218,9 @@ def test_bad_sequence_files_are_refused():
 
 def _booking(engine, confirmation):
     with engine.connect() as conn:
-        return conn.execute(select(cm.Booking.id).where(
-            cm.Booking.confirmation_no == confirmation)).scalar_one()
+        return conn.execute(
+            select(cm.Booking.id).where(cm.Booking.confirmation_no == confirmation)
+        ).scalar_one()
 
 
 async def test_the_answer_in_conversation_is_taken_before_rasa(demo):

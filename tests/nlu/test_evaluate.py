@@ -1,4 +1,5 @@
 """The metric code of bot.nlu.evaluate on small hand-made predictions (no model needed)."""
+
 from __future__ import annotations
 
 import json
@@ -93,23 +94,29 @@ def test_decide_follows_rasa_fallback_semantics():
 def test_sweep_picks_best_oos_recall_within_false_fallback_limit():
     # in-scope messages: confident except one at 0.45; OOS messages: 0.35 and 0.55
     golds = ["a"] * 9 + ["b"] + ["out_of_scope"] * 2
-    rankings = [[("a", 0.9), ("b", 0.05)]] * 9 + [[("b", 0.45), ("a", 0.3)]] + [
-        [("a", 0.35), ("b", 0.3)], [("b", 0.55), ("a", 0.2)]]
-    sweep = ev.sweep_thresholds(golds, rankings, thresholds=[0.3, 0.4, 0.5, 0.6],
-                                ambiguities=[0.0], max_false_fallback=0.0)
+    rankings = (
+        [[("a", 0.9), ("b", 0.05)]] * 9
+        + [[("b", 0.45), ("a", 0.3)]]
+        + [[("a", 0.35), ("b", 0.3)], [("b", 0.55), ("a", 0.2)]]
+    )
+    sweep = ev.sweep_thresholds(
+        golds, rankings, thresholds=[0.3, 0.4, 0.5, 0.6], ambiguities=[0.0], max_false_fallback=0.0
+    )
     best = sweep["best"]
     # 0.4 catches one OOS message without touching in-scope ones; 0.5 would fall back on "b".
     assert best["threshold"] == 0.4
     assert best["oos_recall"] == pytest.approx(0.5)
     assert best["false_fallback_rate"] == 0.0
-    loose = ev.sweep_thresholds(golds, rankings, thresholds=[0.3, 0.4, 0.5, 0.6],
-                                ambiguities=[0.0], max_false_fallback=0.1)["best"]
+    loose = ev.sweep_thresholds(
+        golds, rankings, thresholds=[0.3, 0.4, 0.5, 0.6], ambiguities=[0.0], max_false_fallback=0.1
+    )["best"]
     assert loose["threshold"] == 0.6 and loose["oos_recall"] == 1.0
 
 
 def test_sweep_has_no_best_when_nothing_is_feasible():
-    sweep = ev.sweep_thresholds(["a"], [[("a", 0.1)]], thresholds=[0.5], ambiguities=[0.0],
-                                max_false_fallback=0.0)
+    sweep = ev.sweep_thresholds(
+        ["a"], [[("a", 0.1)]], thresholds=[0.5], ambiguities=[0.0], max_false_fallback=0.0
+    )
     assert sweep["best"] is None
     assert "No threshold pair" in ev.format_sweep(sweep)
 
@@ -119,10 +126,14 @@ def test_sweep_has_no_best_when_nothing_is_feasible():
 # --------------------------------------------------------------------------------------------
 def test_entity_exact_span_and_value_after_synonyms():
     text = "有泳池吗，还有健身房"
-    gold = [{"entity": "amenity", "start": 1, "end": 3, "value": "泳池"},
-            {"entity": "amenity", "start": 7, "end": 10, "value": "健身房"}]
-    pred = [{"entity": "amenity", "start": 1, "end": 3, "value": "pool"},  # synonym-mapped: right
-            {"entity": "amenity", "start": 7, "end": 9, "value": "健身"}]  # span too short: wrong
+    gold = [
+        {"entity": "amenity", "start": 1, "end": 3, "value": "泳池"},
+        {"entity": "amenity", "start": 7, "end": 10, "value": "健身房"},
+    ]
+    pred = [
+        {"entity": "amenity", "start": 1, "end": 3, "value": "pool"},  # synonym-mapped: right
+        {"entity": "amenity", "start": 7, "end": 9, "value": "健身"},
+    ]  # span too short: wrong
     synonyms = {"泳池": "pool"}
     g = ev.entity_keys(gold, text, IDENT, synonyms)
     p = ev.entity_keys(pred, text, IDENT)
@@ -149,8 +160,13 @@ def test_entity_wrong_value_or_type_is_not_a_match():
 def test_two_extractors_finding_the_same_entity_count_once():
     text = "有泳池吗"
     gold = [{"entity": "amenity", "start": 1, "end": 3, "value": "泳池"}]
-    pred = [dict(gold[0], extractor="RegexEntityExtractor"), dict(gold[0], extractor="CRFEntityExtractor")]
-    rep = ev.entity_report([ev.entity_keys(gold, text, IDENT, {})], [ev.entity_keys(pred, text, IDENT)])
+    pred = [
+        dict(gold[0], extractor="RegexEntityExtractor"),
+        dict(gold[0], extractor="CRFEntityExtractor"),
+    ]
+    rep = ev.entity_report(
+        [ev.entity_keys(gold, text, IDENT, {})], [ev.entity_keys(pred, text, IDENT)]
+    )
     assert rep["precision"] == 1.0 and rep["recall"] == 1.0
 
 
@@ -158,8 +174,12 @@ def test_entity_spans_are_compared_as_normalised_text():
     # The model returns normalised text (traditional -> simplified), so offsets refer to it.
     t2s = str.maketrans("熱", "热")
     norm = lambda s: s.translate(t2s).strip()  # noqa: E731
-    gold = ev.entity_keys([{"entity": "amenity", "start": 0, "end": 2, "value": "热水"}], "熱水沒了", norm, {})
-    pred = ev.entity_keys([{"entity": "amenity", "start": 0, "end": 2, "value": "热水"}], "热水沒了", norm)
+    gold = ev.entity_keys(
+        [{"entity": "amenity", "start": 0, "end": 2, "value": "热水"}], "熱水沒了", norm, {}
+    )
+    pred = ev.entity_keys(
+        [{"entity": "amenity", "start": 0, "end": 2, "value": "热水"}], "热水沒了", norm
+    )
     assert gold == pred
 
 
@@ -173,10 +193,12 @@ def test_entity_report_counts_per_type_and_over_messages():
 
 
 def test_convert_example_keeps_entity_offsets_right_when_lengths_change():
-    ex = ev.Example("ab订cd", "order_addon", [{"entity": "item", "start": 3, "end": 5, "value": "cd"}])
+    ex = ev.Example(
+        "ab订cd", "order_addon", [{"entity": "item", "start": 3, "end": 5, "value": "cd"}]
+    )
     doubled = ev.convert_example(ex, lambda s: "".join(ch * 2 for ch in s))
     ent = doubled.entities[0]
-    assert doubled.text[ent["start"]:ent["end"]] == "ccdd"
+    assert doubled.text[ent["start"] : ent["end"]] == "ccdd"
     assert ent["value"] == "cd"  # gold values are canonical and stay as annotated
 
 
@@ -217,29 +239,43 @@ def _write(tmp_path, lines):
 
 
 def test_jsonl_reads_examples_and_skips_blank_lines(tmp_path):
-    p = _write(tmp_path, [
-        json.dumps({"text": "你好", "intent": "greet"}, ensure_ascii=False),
-        "",
-        json.dumps({"text": "有泳池吗", "intent": "ask_amenity",
-                    "entities": [{"entity": "amenity", "start": 1, "end": 3}]}, ensure_ascii=False),
-    ])
+    p = _write(
+        tmp_path,
+        [
+            json.dumps({"text": "你好", "intent": "greet"}, ensure_ascii=False),
+            "",
+            json.dumps(
+                {
+                    "text": "有泳池吗",
+                    "intent": "ask_amenity",
+                    "entities": [{"entity": "amenity", "start": 1, "end": 3}],
+                },
+                ensure_ascii=False,
+            ),
+        ],
+    )
     exs = ev.load_jsonl(p)
     assert [e.intent for e in exs] == ["greet", "ask_amenity"]
     assert exs[0].has_entity_annotations is False
     assert exs[1].entities[0]["value"] == "泳池"
 
 
-@pytest.mark.parametrize("bad, message", [
-    ('{"text": "你好", "intent": "greet"', "not valid JSON"),
-    ('["你好", "greet"]', "expected a JSON object"),
-    ('{"text": "你好"}', 'missing "intent"'),
-    ('{"intent": "greet"}', 'missing "text"'),
-    ('{"text": "", "intent": "greet"}', '"text" must be a non-empty string'),
-    ('{"text": "你好", "intent": 3}', '"intent" must be a non-empty string'),
-    ('{"text": "你好", "intent": "greet", "entities": {}}', '"entities" must be a list'),
-    ('{"text": "你好", "intent": "greet", "entities": [{"entity": "x", "start": 1, "end": 9}]}',
-     "within the text"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ('{"text": "你好", "intent": "greet"', "not valid JSON"),
+        ('["你好", "greet"]', "expected a JSON object"),
+        ('{"text": "你好"}', 'missing "intent"'),
+        ('{"intent": "greet"}', 'missing "text"'),
+        ('{"text": "", "intent": "greet"}', '"text" must be a non-empty string'),
+        ('{"text": "你好", "intent": 3}', '"intent" must be a non-empty string'),
+        ('{"text": "你好", "intent": "greet", "entities": {}}', '"entities" must be a list'),
+        (
+            '{"text": "你好", "intent": "greet", "entities": [{"entity": "x", "start": 1, "end": 9}]}',
+            "within the text",
+        ),
+    ],
+)
 def test_jsonl_malformed_line_names_the_line(tmp_path, bad, message):
     p = _write(tmp_path, ['{"text": "你好", "intent": "greet"}', "", bad])
     with pytest.raises(ev.InputFormatError) as err:
@@ -264,9 +300,13 @@ def test_span_only_matching_ignores_the_value():
     text = "早餐没有热菜"
     gold = [{"entity": "complaint_category", "start": 0, "end": 6, "value": "breakfast"}]
     pred = [{"entity": "complaint_category", "start": 0, "end": 6, "value": "早餐没有热菜"}]
-    exact = ev.entity_report([ev.entity_keys(gold, text, IDENT, {})], [ev.entity_keys(pred, text, IDENT)])
-    span = ev.entity_report([ev.entity_keys(gold, text, IDENT, None, match_value=False)],
-                            [ev.entity_keys(pred, text, IDENT, match_value=False)])
+    exact = ev.entity_report(
+        [ev.entity_keys(gold, text, IDENT, {})], [ev.entity_keys(pred, text, IDENT)]
+    )
+    span = ev.entity_report(
+        [ev.entity_keys(gold, text, IDENT, None, match_value=False)],
+        [ev.entity_keys(pred, text, IDENT, match_value=False)],
+    )
     assert exact["f1"] == 0.0
     assert span["f1"] == 1.0
 
@@ -274,9 +314,12 @@ def test_span_only_matching_ignores_the_value():
 def test_sweep_ties_go_to_the_more_cautious_thresholds():
     golds = ["a", "out_of_scope"]
     rankings = [[("a", 0.9), ("b", 0.05)], [("b", 0.2), ("a", 0.1)]]
-    best = ev.sweep_thresholds(golds, rankings, thresholds=[0.3, 0.5, 0.7], ambiguities=[0.0],
-                               max_false_fallback=0.0)["best"]
-    assert best["threshold"] == 0.7  # all three catch the OOS message and keep "a": ask, don't guess
+    best = ev.sweep_thresholds(
+        golds, rankings, thresholds=[0.3, 0.5, 0.7], ambiguities=[0.0], max_false_fallback=0.0
+    )["best"]
+    assert (
+        best["threshold"] == 0.7
+    )  # all three catch the OOS message and keep "a": ask, don't guess
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,12 +340,18 @@ def test_closing_recall_counts_thanks_and_goodbyes_as_labelled():
 
 
 def test_summary_has_the_issue_17_figures_and_targets():
-    examples = [ev.Example("很好", "praise"), ev.Example("谢谢", "thank"),
-                ev.Example("有泳池吗", "ask_amenity"), ev.Example("有桑拿吗", "ask_amenity")]
-    preds = [ev.Prediction("complain", 0.6, [("complain", 0.6)], ms=10.0),
-             ev.Prediction("thank", 0.9, [("thank", 0.9)], ms=20.0),
-             ev.Prediction("ask_amenity", 0.9, [("ask_amenity", 0.9)], ms=30.0),
-             ev.Prediction("out_of_scope", 0.5, [("out_of_scope", 0.5)], ms=40.0)]
+    examples = [
+        ev.Example("很好", "praise"),
+        ev.Example("谢谢", "thank"),
+        ev.Example("有泳池吗", "ask_amenity"),
+        ev.Example("有桑拿吗", "ask_amenity"),
+    ]
+    preds = [
+        ev.Prediction("complain", 0.6, [("complain", 0.6)], ms=10.0),
+        ev.Prediction("thank", 0.9, [("thank", 0.9)], ms=20.0),
+        ev.Prediction("ask_amenity", 0.9, [("ask_amenity", 0.9)], ms=30.0),
+        ev.Prediction("out_of_scope", 0.5, [("out_of_scope", 0.5)], ms=40.0),
+    ]
     s = ev.summarize(examples, preds, IDENT, {})
     assert s["praise_as_complain_rate"] == 1.0 and s["closing_recall"] == 1.0
     assert s["amenity_recall"] == 0.5
@@ -310,17 +359,29 @@ def test_summary_has_the_issue_17_figures_and_targets():
     checks = ev.check_targets(s, None)
     assert checks["praise_as_complain_rate"] is False and checks["closing_recall"] is True
     assert checks["amenity_recall"] is False and checks["p95_ms"] is False
-    summary = {"simplified": s, "traditional": s, "targets_met": checks, "targets_met_traditional": checks}
-    text = ev.format_headline({"nlu_holdout": summary, "nlu_holdout_independent": summary},
-                              {"rss_mb": 900.0, "full_training_s": 45.0})
+    summary = {
+        "simplified": s,
+        "traditional": s,
+        "targets_met": checks,
+        "targets_met_traditional": checks,
+    }
+    text = ev.format_headline(
+        {"nlu_holdout": summary, "nlu_holdout_independent": summary},
+        {"rss_mb": 900.0, "full_training_s": 45.0},
+    )
     assert "nlu_holdout_independent" in text and "praise->complain" in text
     assert "RSS" in text and "MISSED" in text  # 900 MB is over the 800 MB target
     assert ev.check_process_targets({"rss_mb": 900.0, "full_training_s": 45.0}) == {
-        "rss_mb": False, "full_training_s": True}
+        "rss_mb": False,
+        "full_training_s": True,
+    }
 
 
 def test_main_refuses_a_missing_holdout(tmp_path, capsys):
-    assert ev.main(["--holdout", str(tmp_path / "nope.yml"), "--model", str(tmp_path / "m.tar.gz")]) == 2
+    assert (
+        ev.main(["--holdout", str(tmp_path / "nope.yml"), "--model", str(tmp_path / "m.tar.gz")])
+        == 2
+    )
     assert "nope.yml" in capsys.readouterr().err
 
 
@@ -330,11 +391,13 @@ def test_rss_is_measured():
 
 def test_second_opinion_cost_splits_catches_from_false_alarms():
     golds = ["complain", "complain", "praise", "ask_weather", "out_of_scope"]
-    preds = [ev.Prediction("complain", 0.7, [], raised_complaint=True),
-             ev.Prediction("complain", 0.9, []),
-             ev.Prediction("complain", 0.7, [], raised_complaint=True),
-             ev.Prediction("ask_weather", 0.9, []),
-             ev.Prediction("out_of_scope", 0.9, [])]
+    preds = [
+        ev.Prediction("complain", 0.7, [], raised_complaint=True),
+        ev.Prediction("complain", 0.9, []),
+        ev.Prediction("complain", 0.7, [], raised_complaint=True),
+        ev.Prediction("ask_weather", 0.9, []),
+        ev.Prediction("out_of_scope", 0.9, []),
+    ]
     cost = ev.second_opinion_cost(golds, preds)
     assert cost["complaints"] == {"raised": 1, "of": 2, "rate": 0.5}
     assert cost["praise"]["raised"] == 1 and cost["neutral"]["raised"] == 0

@@ -1,5 +1,6 @@
 """The NLU components of issue 17 on Rasa messages (no trained model needed): the near-domain and
 complaint guards, the catalogue and JioNLP entity extractors."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,11 @@ from bot.scope import HUMAN_OFFER, NearDomainError, load_near_domain, parse_near
 def message(text, intent, confidence=0.5, ranking=None, entities=None):
     m = Message(data={"text": normalize(text)})
     m.set("intent", {"name": intent, "confidence": confidence})
-    m.set("intent_ranking", ranking or [{"name": intent, "confidence": confidence},
-                                        {"name": "other", "confidence": 0.1}])
+    m.set(
+        "intent_ranking",
+        ranking
+        or [{"name": intent, "confidence": confidence}, {"name": "other", "confidence": 0.1}],
+    )
     m.set("entities", list(entities or []))
     return m
 
@@ -107,7 +111,9 @@ def test_catalogue_words_become_canonical_entities_by_intent():
     ex = extractor()
     order = ex.process([message("帮我订个接机，再做个SPA", "order_addon")])[0]
     assert [(e["entity"], e["value"]) for e in order.get("entities")] == [
-        ("addon_item", "airport_pickup"), ("addon_item", "spa")]
+        ("addon_item", "airport_pickup"),
+        ("addon_item", "spa"),
+    ]
     question = ex.process([message("游泳池几点开", "ask_amenity")])[0]
     assert [(e["entity"], e["value"]) for e in question.get("entities")] == [("amenity", "pool")]
     chat = ex.process([message("泳池真漂亮", "praise")])[0]
@@ -115,21 +121,46 @@ def test_catalogue_words_become_canonical_entities_by_intent():
 
 
 def test_an_overlapping_crf_entity_is_replaced_others_kept():
-    crf = [{"entity": "addon_item", "start": 2, "end": 4, "value": "接机", "extractor": "CRFEntityExtractor"},
-           {"entity": "when", "start": 0, "end": 2, "value": "明天", "extractor": "CRFEntityExtractor"}]
+    crf = [
+        {
+            "entity": "addon_item",
+            "start": 2,
+            "end": 4,
+            "value": "接机",
+            "extractor": "CRFEntityExtractor",
+        },
+        {
+            "entity": "when",
+            "start": 0,
+            "end": 2,
+            "value": "明天",
+            "extractor": "CRFEntityExtractor",
+        },
+    ]
     m = extractor().process([message("明天接机", "order_addon", entities=crf)])[0]
     ents = {(e["entity"], e["value"], e["extractor"]) for e in m.get("entities")}
-    assert ents == {("when", "明天", "CRFEntityExtractor"),
-                    ("addon_item", "airport_pickup", "CatalogueEntityExtractor")}
+    assert ents == {
+        ("when", "明天", "CRFEntityExtractor"),
+        ("addon_item", "airport_pickup", "CatalogueEntityExtractor"),
+    }
 
 
 def test_a_new_catalogue_item_is_recognised_without_retraining(tmp_path):
     ex = extractor(tmp_path, {"spa": {"name": "SPA", "synonyms": ["按摩"]}})
     assert ex.process([message("想坐直升机看海", "order_addon")])[0].get("entities") == []
     path = tmp_path / "items.yml"
-    path.write_text(yaml.safe_dump({"items": {"spa": {"name": "SPA"},
-                                              "helicopter_tour": {"name": "直升机观光", "synonyms": ["直升机"]}}},
-                                   allow_unicode=True), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "items": {
+                    "spa": {"name": "SPA"},
+                    "helicopter_tour": {"name": "直升机观光", "synonyms": ["直升机"]},
+                }
+            },
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
     later = time.time() + 5
     os.utime(path, (later, later))  # a new modification time, as an edit gives
     ents = ex.process([message("想坐直升机看海", "order_addon")])[0].get("entities")
@@ -143,7 +174,9 @@ def test_a_broken_catalogue_edit_keeps_the_last_good_tables(tmp_path):
     path.write_text("items: [unclosed\n", encoding="utf-8")
     later = time.time() + 5
     os.utime(path, (later, later))
-    assert [e["value"] for e in ex.process([message("订个spa", "order_addon")])[0].get("entities")] == ["spa"]
+    assert [
+        e["value"] for e in ex.process([message("订个spa", "order_addon")])[0].get("entities")
+    ] == ["spa"]
 
 
 # ---- when from JioNLP ----------------------------------------------------------------------------
@@ -158,7 +191,9 @@ def test_jionlp_adds_a_moment_the_crf_missed_without_its_trailing_modifier():
 
 
 def test_jionlp_does_not_duplicate_the_crf_or_count_durations():
-    crf = [{"entity": "when", "start": 0, "end": 2, "value": "明天", "extractor": "CRFEntityExtractor"}]
+    crf = [
+        {"entity": "when", "start": 0, "end": 2, "value": "明天", "extractor": "CRFEntityExtractor"}
+    ]
     assert when_values("明天接机", entities=crf) == [("明天", "CRFEntityExtractor")]
     assert when_values("等了半小时") == []
     assert when_values("吵得我一晚上没睡") == []

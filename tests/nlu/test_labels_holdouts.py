@@ -1,4 +1,5 @@
 """Labelling refuses texts of either held-out set (bot/nlu/labels.py)."""
+
 from __future__ import annotations
 
 from bot.nlu.labels import held_out_intent
@@ -8,7 +9,8 @@ def write_set(folder, intent, lines):
     folder.mkdir(parents=True)
     body = "\n".join(f"    - {line}" for line in lines)
     (folder / "holdout.yml").write_text(
-        f'version: "3.1"\nnlu:\n- intent: {intent}\n  examples: |\n{body}\n', encoding="utf-8")
+        f'version: "3.1"\nnlu:\n- intent: {intent}\n  examples: |\n{body}\n', encoding="utf-8"
+    )
 
 
 def test_texts_of_both_held_out_sets_are_found(tmp_path):

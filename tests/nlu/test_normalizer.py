@@ -1,4 +1,5 @@
 """bot.nlu.normalizer: the pure function, the offsets, and the Rasa component in a pipeline."""
+
 from __future__ import annotations
 
 import asyncio
@@ -87,7 +88,7 @@ def test_offsets_follow_length_changing_steps():
     out, sources = normalize_with_offsets(text)
     start = text.index("早餐")
     span = map_span(sources, start, start + 2)
-    assert span is not None and out[span[0]:span[1]] == "早餐"
+    assert span is not None and out[span[0] : span[1]] == "早餐"
     assert out == "好的... 😀 请问「早餐」几点"
 
 
@@ -170,8 +171,8 @@ def test_process_rewrites_text_and_keeps_entities(component_class):
     out = message.get("text")
     assert out == "😀 ...请问「早餐」几点"
     amenity, when = message.get("entities")
-    assert out[amenity["start"]:amenity["end"]] == "早餐" and amenity["value"] == "breakfast"
-    assert out[when["start"]:when["end"]] == "几点" and when["value"] == "几点"
+    assert out[amenity["start"] : amenity["end"]] == "早餐" and amenity["value"] == "breakfast"
+    assert out[when["start"] : when["end"]] == "几点" and when["value"] == "几点"
 
 
 def test_process_training_data_on_the_real_training_data(component_class):
@@ -180,7 +181,7 @@ def test_process_training_data_on_the_real_training_data(component_class):
 
     td = load_data(str(ROOT / "data" / "nlu"))
     before = {
-        id(m): [(e, m.get("text")[e["start"]:e["end"]]) for e in (m.get("entities") or [])]
+        id(m): [(e, m.get("text")[e["start"] : e["end"]]) for e in (m.get("entities") or [])]
         for m in td.training_examples
     }
     texts = {id(m): m.get("text") for m in td.training_examples}
@@ -190,7 +191,7 @@ def test_process_training_data_on_the_real_training_data(component_class):
         text = m.get("text")
         assert text == normalize(texts[id(m)])
         for (old, old_span), new in zip(before[id(m)], m.get("entities") or []):
-            assert text[new["start"]:new["end"]] == normalize(old_span), (text, old_span)
+            assert text[new["start"] : new["end"]] == normalize(old_span), (text, old_span)
             if old["value"] == old_span:
                 assert new["value"] == normalize(old_span)
             checked += 1
@@ -250,7 +251,9 @@ nlu:
         encoding="utf-8",
     )
     model = train_nlu(
-        str(tmp_path / "config.yml"), str(tmp_path / "nlu.yml"), str(tmp_path / "models"),
+        str(tmp_path / "config.yml"),
+        str(tmp_path / "nlu.yml"),
+        str(tmp_path / "models"),
         fixed_model_name="tiny",
     )
     agent = Agent.load(model)
@@ -260,7 +263,7 @@ nlu:
     assert result["intent"]["name"] == "ask_amenity"
     [entity] = [e for e in result["entities"] if e["entity"] == "amenity"]
     assert entity["value"] == "breakfast"
-    assert result["text"][entity["start"]:entity["end"]] == "早餐"
+    assert result["text"][entity["start"] : entity["end"]] == "早餐"
 
     result = asyncio.run(agent.parse_message("ＷｉＦｉ密碼？"))
     assert result["text"] == "wifi密码?"

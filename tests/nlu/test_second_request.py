@@ -1,5 +1,6 @@
 """Two things in one message: the clause detector (bot/nlu/second_request.py) and the answer
 action running the second request next (actions/second_request.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,13 @@ from rasa.shared.nlu.training_data.message import Message
 from actions.second_request import then_second_request
 from bot.nlu.catalogue_entities import AMENITIES_FILE, CATALOGUE_FILE, read_tables
 from bot.nlu.normalizer import normalize
-from bot.nlu.second_request import SecondRequestDetector, SecondRequestError, clauses, detect, load_cues
+from bot.nlu.second_request import (
+    SecondRequestDetector,
+    SecondRequestError,
+    clauses,
+    detect,
+    load_cues,
+)
 from tests.actions.helpers import tracker_for
 
 
@@ -25,22 +32,32 @@ def test_clauses_are_cut_at_punctuation_and_joiners():
     assert clauses("几点退房", ["顺便"]) == ["几点退房"]
 
 
-@pytest.mark.parametrize("text, main, expected", [
-    ("天气怎么样？顺便帮我订个接机", "ask_weather", ("order_addon", "帮我订个接机", None)),
-    # the classifier chose the order: the question is answered first, the order follows
-    ("天气怎么样？顺便帮我订个接机", "order_addon", ("order_addon", "帮我订个接机", "ask_weather")),
-    ("几点可以入住？再帮我转人工", "ask_checkin_time", ("request_human", "转人工", None)),
-])
+@pytest.mark.parametrize(
+    "text, main, expected",
+    [
+        ("天气怎么样？顺便帮我订个接机", "ask_weather", ("order_addon", "帮我订个接机", None)),
+        # the classifier chose the order: the question is answered first, the order follows
+        (
+            "天气怎么样？顺便帮我订个接机",
+            "order_addon",
+            ("order_addon", "帮我订个接机", "ask_weather"),
+        ),
+        ("几点可以入住？再帮我转人工", "ask_checkin_time", ("request_human", "转人工", None)),
+    ],
+)
 def test_a_second_request_is_found(cues, text, main, expected):
     assert detect(normalize(text), main, *cues) == expected
 
 
-@pytest.mark.parametrize("text, main", [
-    ("明天退房，几点之前", "ask_checkout_time"),       # one request in two clauses
-    ("三亚天气如何，要带什么", "ask_packing"),          # the packing answer gives the weather too
-    ("空调坏了，帮我安排人修一下", "complain"),          # "安排" but no catalogue item
-    ("帮我订个接机", "order_addon"),                    # one clause
-])
+@pytest.mark.parametrize(
+    "text, main",
+    [
+        ("明天退房，几点之前", "ask_checkout_time"),  # one request in two clauses
+        ("三亚天气如何，要带什么", "ask_packing"),  # the packing answer gives the weather too
+        ("空调坏了，帮我安排人修一下", "complain"),  # "安排" but no catalogue item
+        ("帮我订个接机", "order_addon"),  # one clause
+    ],
+)
 def test_no_second_request(cues, text, main):
     assert detect(normalize(text), main, *cues) is None
 
@@ -48,8 +65,10 @@ def test_no_second_request(cues, text, main):
 def test_component_swaps_the_order_behind_the_question():
     m = Message(data={"text": normalize("天气怎么样？顺便帮我订个接机")})
     m.set("intent", {"name": "order_addon", "confidence": 0.55})
-    m.set("intent_ranking", [{"name": "order_addon", "confidence": 0.55},
-                             {"name": "ask_weather", "confidence": 0.3}])
+    m.set(
+        "intent_ranking",
+        [{"name": "order_addon", "confidence": 0.55}, {"name": "ask_weather", "confidence": 0.3}],
+    )
     SecondRequestDetector({}).process([m])
     # both are answered: no reason for the FallbackClassifier to ask again
     assert m.get("intent") == {"name": "ask_weather", "confidence": 0.6}
@@ -60,9 +79,14 @@ def test_component_swaps_the_order_behind_the_question():
 def test_a_near_tie_between_the_two_requests_does_not_fall_back():
     m = Message(data={"text": normalize("天气怎么样？顺便帮我订个接机")})
     m.set("intent", {"name": "ask_weather", "confidence": 0.41})
-    m.set("intent_ranking", [{"name": "ask_weather", "confidence": 0.41},
-                             {"name": "order_addon", "confidence": 0.405},
-                             {"name": "greet", "confidence": 0.1}])
+    m.set(
+        "intent_ranking",
+        [
+            {"name": "ask_weather", "confidence": 0.41},
+            {"name": "order_addon", "confidence": 0.405},
+            {"name": "greet", "confidence": 0.1},
+        ],
+    )
     SecondRequestDetector({}).process([m])
     ranking = m.get("intent_ranking")
     assert [r["name"] for r in ranking] == ["ask_weather", "greet"]
@@ -84,8 +108,11 @@ def tracker_with_second(intent, second):
 
 def test_the_answer_action_runs_the_order_form_next_and_says_so():
     dispatcher = CollectingDispatcher()
-    events = then_second_request(dispatcher, tracker_with_second(
-        "ask_weather", {"intent": "order_addon", "text": "帮我订个接机"}), "ask_weather")
+    events = then_second_request(
+        dispatcher,
+        tracker_with_second("ask_weather", {"intent": "order_addon", "text": "帮我订个接机"}),
+        "ask_weather",
+    )
     assert events == [FollowupAction("addon_order_form")]
     assert "帮我订个接机" in dispatcher.messages[0]["text"]
 
@@ -98,8 +125,12 @@ def test_a_followed_up_action_does_not_chain_again():
 
 def test_a_pending_question_only_acknowledges_the_second_request():
     dispatcher = CollectingDispatcher()
-    events = then_second_request(dispatcher, tracker_with_second(
-        "ask_weather", {"intent": "order_addon", "text": "帮我订个接机"}), "ask_weather", waiting=True)
+    events = then_second_request(
+        dispatcher,
+        tracker_with_second("ask_weather", {"intent": "order_addon", "text": "帮我订个接机"}),
+        "ask_weather",
+        waiting=True,
+    )
     assert events == [] and "帮我订个接机" in dispatcher.messages[0]["text"]
 
 

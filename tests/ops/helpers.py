@@ -1,4 +1,5 @@
 """Reading metric values in tests."""
+
 from __future__ import annotations
 
 from typing import Dict

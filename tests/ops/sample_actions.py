@@ -1,4 +1,5 @@
 """One custom action for the action-server tests (registered by rasa_sdk from this module)."""
+
 from rasa_sdk import Action
 
 

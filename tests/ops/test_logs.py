@@ -1,5 +1,6 @@
 """JSON logs with a correlation id: every line about one guest message -- stored by the intake,
 handled by the inbox worker through Rasa, the reply sent -- carries that message's WeCom msgid."""
+
 from __future__ import annotations
 
 import io
@@ -38,8 +39,9 @@ async def test_one_message_is_followed_from_callback_to_reply(env):
         async with run_sanic(channel, rasa, rasa_port):
             async with run_intake(env, f"http://127.0.0.1:{rasa_port}/webhooks/wecom/inbox"):
                 for text in ("有停车位吗", "早餐在几楼"):
-                    await env_post(env, "/_sandbox/guest/kf", {"external_userid": "wm_cid",
-                                                               "text": text})
+                    await env_post(
+                        env, "/_sandbox/guest/kf", {"external_userid": "wm_cid", "text": text}
+                    )
                 await wait_until(lambda: len(rasa.texts()) == 2, env)
                 await channel.wait_idle()
     finally:
@@ -50,7 +52,7 @@ async def test_one_message_is_followed_from_callback_to_reply(env):
     lines = lines_of(stream)
     for msgid in msgids:
         mine = [line["message"] for line in lines if line["correlation_id"] == msgid]
-        assert any("stored as inbox row" in m for m in mine), mine      # intake
+        assert any("stored as inbox row" in m for m in mine), mine  # intake
         assert any("/cgi-bin/kf/send_msg" in m and "sent" in m for m in mine), mine  # reply
         assert any(m.startswith("inbox row") and "handled (done)" in m for m in mine), mine
     other = [line for line in lines if line["correlation_id"] not in msgids]
@@ -99,7 +101,8 @@ def test_configure_logging_replaces_handlers_and_honours_the_level(capsys):
             noisy.warning("shown")
         lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.strip()]
         assert [(x["message"], x["correlation_id"], x["service"]) for x in lines] == [
-            ("shown", "m-9", "intake")]
+            ("shown", "m-9", "intake")
+        ]
     finally:
         for handler in list(root.handlers):
             root.removeHandler(handler)

@@ -1,5 +1,6 @@
 """/metrics, /healthz, /readyz: the numbers move when a guest message flows, the queue depths
 follow the database, and a process whose database is gone says it is not ready."""
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,13 @@ GUEST = "wm_metrics_guest"
 
 @contextlib.asynccontextmanager
 async def run_intake(env, notify_url, db_url):
-    server = IntakeServer(WeComConfig.load(), notify_url, sweep_interval_s=0,
-                          services=env.services(), ops=build("intake", get_engine(db_url)))
+    server = IntakeServer(
+        WeComConfig.load(),
+        notify_url,
+        sweep_interval_s=0,
+        services=env.services(),
+        ops=build("intake", get_engine(db_url)),
+    )
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", env.connector_port).start()
@@ -42,13 +48,19 @@ async def scrape(env, base):
 
 async def test_a_guest_message_moves_the_counters_and_the_inbox_depth(env, db_url):
     rasa_port = free_port()  # Rasa is not up yet: the message waits in the inbox
-    async with run_intake(env, f"http://127.0.0.1:{rasa_port}/webhooks/wecom/inbox", db_url) as base:
+    async with run_intake(
+        env, f"http://127.0.0.1:{rasa_port}/webhooks/wecom/inbox", db_url
+    ) as base:
         before = await scrape(env, base)
-        result = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST,
-                                                            "text": "请问几点退房"})
+        result = await env_post(
+            env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "请问几点退房"}
+        )
         assert result["delivery"]["status"] == 200
-        await wait_until(lambda: sample("concierge_wecom_messages_in_total", surface="kf")
-                         >= before.get('concierge_wecom_messages_in_total{surface="kf"}', 0) + 1, env)
+        await wait_until(
+            lambda: sample("concierge_wecom_messages_in_total", surface="kf")
+            >= before.get('concierge_wecom_messages_in_total{surface="kf"}', 0) + 1,
+            env,
+        )
         waiting = await scrape(env, base)
         assert waiting["concierge_inbox_pending"] == 1
         assert waiting["concierge_queue_depths_up"] == 1
@@ -76,16 +88,19 @@ async def test_errcodes_and_token_fetches_are_counted(env):
     dead = sample("concierge_wecom_messages_out_total", app="app", status="dead")
     await fault(env, path="/cgi-bin/message/send", errcode=40003, times=1)
     assert (await s.app.send_text("nobody", "请确认")).status == "dead"
-    assert sample("concierge_wecom_errcodes_total", path="/cgi-bin/message/send",
-                  errcode="40003") == errors + 1
+    assert (
+        sample("concierge_wecom_errcodes_total", path="/cgi-bin/message/send", errcode="40003")
+        == errors + 1
+    )
     assert sample("concierge_wecom_messages_out_total", app="app", status="dead") == dead + 1
     assert sample("concierge_wecom_token_refreshes_total", app="app") == tokens + 1
     # WeCom says the token expired (42001): it is fetched again, and counted again
     await post_json(env.http, f"{env.sandbox}/_sandbox/tokens/expire", {})
     assert (await s.app.send_text("lisi", "第二条")).ok
     assert sample("concierge_wecom_token_refreshes_total", app="app") == tokens + 2
-    assert sample("concierge_wecom_errcodes_total", path="/cgi-bin/message/send",
-                  errcode="42001") >= 1
+    assert (
+        sample("concierge_wecom_errcodes_total", path="/cgi-bin/message/send", errcode="42001") >= 1
+    )
 
 
 async def test_outbox_and_sla_depths_are_read_from_the_database(env, db_url):
@@ -101,8 +116,9 @@ async def test_outbox_and_sla_depths_are_read_from_the_database(env, db_url):
 
 
 async def test_readiness_fails_when_the_database_is_unreachable(env, db_url):
-    down = create_engine("postgresql+psycopg2://nobody@127.0.0.1:1/none",
-                         connect_args={"connect_timeout": 2})
+    down = create_engine(
+        "postgresql+psycopg2://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
+    )
     app = web.Application()
     add_aiohttp_routes(app, *build("intake", down))
     runner = web.AppRunner(app, access_log=None)

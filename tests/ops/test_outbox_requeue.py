@@ -1,5 +1,6 @@
 """`concierge outbox dead` / `requeue`: a dead send is listed (without its text), requeued, and
 sent again exactly once by the outbox sweep."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ async def test_a_dead_send_is_listed_requeued_and_sent_again_once(env, db_url, c
     dead_id = await make_dead(env, s)
     assert cli(["--database-url", db_url, "outbox", "dead", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(r["id"], r["errcode"], r["recipient"]) for r in listed] == [(dead_id, 40003, "wecom:lisi")]
+    assert [(r["id"], r["errcode"], r["recipient"]) for r in listed] == [
+        (dead_id, 40003, "wecom:lisi")
+    ]
     assert "加床" not in json.dumps(listed, ensure_ascii=False)  # where and why, never what
 
     assert cli(["--database-url", db_url, "outbox", "requeue", str(dead_id)]) == 0
@@ -48,8 +51,9 @@ async def test_requeue_all_and_the_refusals(env, db_url, capsys):
     s = env.services()
     first = await make_dead(env, s, "一")
     second = await make_dead(env, s, "二")
-    unsendable = await s.outbox.begin("aibot", "(response_url used)", {"markdown": {}}, "wecom:u",
-                                      "k1", status="dead")
+    unsendable = await s.outbox.begin(
+        "aibot", "(response_url used)", {"markdown": {}}, "wecom:u", "k1", status="dead"
+    )
     assert cli(["--database-url", db_url, "outbox", "requeue", "--all"]) == 0
     out = capsys.readouterr().out
     assert f"{first}: requeued" in out and f"{second}: requeued" in out
@@ -65,12 +69,15 @@ async def test_requeue_all_and_the_refusals(env, db_url, capsys):
 def test_the_listing_hides_webhook_keys():
     from bot.ops.outbox_cli import safe_path
 
-    assert safe_path("/cgi-bin/webhook/send?key=SECRET-1&debug=1") == \
-        "/cgi-bin/webhook/send?key=***&debug=1"
+    assert (
+        safe_path("/cgi-bin/webhook/send?key=SECRET-1&debug=1")
+        == "/cgi-bin/webhook/send?key=***&debug=1"
+    )
     assert safe_path("/cgi-bin/message/send") == "/cgi-bin/message/send"
 
 
 def test_an_unreachable_database_is_exit_2(capsys):
-    assert cli(["--database-url", "postgresql+psycopg2://nobody@127.0.0.1:1/x", "outbox",
-                "dead"]) == 2
+    assert (
+        cli(["--database-url", "postgresql+psycopg2://nobody@127.0.0.1:1/x", "outbox", "dead"]) == 2
+    )
     assert "unavailable" in capsys.readouterr().err

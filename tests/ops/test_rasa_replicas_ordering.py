@@ -3,6 +3,7 @@ PostgreSQL tracker store and the Redis lock store (and publish to RabbitMQ); one
 messages go to the two replicas at once, the second while the first is still being answered. Each
 is handled once, in the order they arrived, neither turn interleaved with the other, and the
 event stream holds each event once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,16 @@ def replicas(tmp_path_factory):
         require_service(name, "127.0.0.1", port)
     from bench.stack import Stack
 
-    stack = Stack("order", MODEL, tmp_path_factory.mktemp("replicas"), wecom=False, pg=True,
-                  product_entry=True, rasa_replicas=2, events=True)
+    stack = Stack(
+        "order",
+        MODEL,
+        tmp_path_factory.mktemp("replicas"),
+        wecom=False,
+        pg=True,
+        product_entry=True,
+        rasa_replicas=2,
+        events=True,
+    )
     senders = [f"bench-r{i:04d}" for i in range(TRIALS)]
     try:
         stack.start(senders)
@@ -42,8 +51,9 @@ def replicas(tmp_path_factory):
 
 async def _post(session, url: str, sender: str, text: str) -> dict:
     sent = time.monotonic()
-    async with session.post(f"{url}/webhooks/rest/webhook",
-                            json={"sender": sender, "message": text}) as resp:
+    async with session.post(
+        f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
+    ) as resp:
         body = await resp.json()
         return {"status": resp.status, "replies": body, "sent": sent, "done": time.monotonic()}
 
@@ -61,8 +71,9 @@ async def _pair(a: str, b: str, sender: str) -> tuple[dict, dict]:
 def _tracker(url: str, sender: str) -> list[dict]:
     from bench.stack import AUTH_TOKEN
 
-    with urllib.request.urlopen(f"{url}/conversations/{sender}/tracker?token={AUTH_TOKEN}",
-                                timeout=30) as resp:
+    with urllib.request.urlopen(
+        f"{url}/conversations/{sender}/tracker?token={AUTH_TOKEN}", timeout=30
+    ) as resp:
         return json.loads(resp.read())["events"]
 
 
@@ -82,14 +93,17 @@ def test_two_messages_of_one_guest_at_two_replicas_are_handled_in_order_once(rep
         said = [e["text"] for e in events if e["event"] == "user"]
         assert said == [FIRST, SECOND]  # each once, in arrival order
         # the first turn finished (its replies, then listening) before the second began
-        kinds = [(e["event"], e.get("name")) for e in events
-                 if e["event"] in ("user", "bot") or e.get("name") == "action_listen"]
+        kinds = [
+            (e["event"], e.get("name"))
+            for e in events
+            if e["event"] in ("user", "bot") or e.get("name") == "action_listen"
+        ]
         at_second = kinds.index(("user", None), kinds.index(("user", None)) + 1)
         before = kinds[:at_second]
         assert ("bot", None) in before and before[-1] == ("action", "action_listen"), kinds
         assert ("bot", None) in kinds[at_second:]
         bot_texts = [e.get("text") for e in events if e["event"] == "bot"]
-        assert bot_texts[:len(first["replies"])] == [r.get("text") for r in first["replies"]]
+        assert bot_texts[: len(first["replies"])] == [r.get("text") for r in first["replies"]]
 
 
 def test_the_event_stream_holds_each_event_of_both_replicas_once(replicas):
@@ -105,13 +119,18 @@ def test_the_event_stream_holds_each_event_of_both_replicas_once(replicas):
         deadline = time.monotonic() + 60
         while True:
             with engine.connect() as conn:
-                counts = dict(conn.execute(
-                    select(table.c.sender_id, func.count()).where(table.c.sender_id.in_(senders))
-                    .group_by(table.c.sender_id)).all())
+                counts = dict(
+                    conn.execute(
+                        select(table.c.sender_id, func.count())
+                        .where(table.c.sender_id.in_(senders))
+                        .group_by(table.c.sender_id)
+                    ).all()
+                )
                 user_rows = conn.execute(
-                    select(table.c.sender_id, table.c.data).where(
-                        table.c.sender_id.in_(senders), table.c.type_name == "user")
-                    .order_by(table.c.id)).all()
+                    select(table.c.sender_id, table.c.data)
+                    .where(table.c.sender_id.in_(senders), table.c.type_name == "user")
+                    .order_by(table.c.id)
+                ).all()
             if counts == expected or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

@@ -5,6 +5,7 @@ across processes without sticky routing.
 
 What this does not cover: real Rasa servers (FakeRasa stands in for the agent; Rasa's own Redis
 lock store orders turns inside Rasa as well)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,9 @@ class SharedTurns:
             try:
                 await asyncio.sleep(delay_s)
                 self.handled.append((name, message.text))
-                await message.output_channel.send_text_message(message.sender_id,
-                                                               f"收到：{message.text}")
+                await message.output_channel.send_text_message(
+                    message.sender_id, f"收到：{message.text}"
+                )
             finally:
                 self.active -= 1
 
@@ -53,7 +55,8 @@ def shared_stores(pg_database_url):
 
 
 async def test_two_messages_of_one_guest_on_two_replicas_are_handled_in_order_once(
-        env, shared_stores):
+    env, shared_stores
+):
     pg_url, redis_url = shared_stores
     redis = get_redis(redis_url)
     await redis.flushdb()
@@ -62,15 +65,19 @@ async def test_two_messages_of_one_guest_on_two_replicas_are_handled_in_order_on
     port_a, port_b = free_port(), free_port()
     replica_a = WeComInput({}, services=env.services(db=db, redis=redis), sweep_interval_s=0)
     replica_b = WeComInput({}, services=env.services(db=db, redis=redis), sweep_interval_s=0)
-    async with run_sanic(replica_a, turns.rasa("a", 0.8), port_a), \
-            run_sanic(replica_b, turns.rasa("b", 0.0), port_b):
+    async with (
+        run_sanic(replica_a, turns.rasa("a", 0.8), port_a),
+        run_sanic(replica_b, turns.rasa("b", 0.0), port_b),
+    ):
         env.state.connector_url = f"http://127.0.0.1:{port_a}"  # the balancer picks A ...
-        first = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST,
-                                                           "text": "我想续住一晚"})
+        first = await env_post(
+            env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "我想续住一晚"}
+        )
         await wait_until(lambda: turns.active == 1, env)  # A is in the guest's first turn
         env.state.connector_url = f"http://127.0.0.1:{port_b}"  # ... then B
-        second = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST,
-                                                            "text": "还要加一张床"})
+        second = await env_post(
+            env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "还要加一张床"}
+        )
         assert first["delivery"]["status"] == 200 and second["delivery"]["status"] == 200
         await wait_until(lambda: len(turns.handled) == 2, env)
         # both replicas sweep once more: nothing is left, nothing runs again

@@ -1,5 +1,6 @@
 """`make run-prod REPLICAS=N`: the Procfile it runs, and the intake telling the replicas in turn
 (skipping one that is down, so no sender waits for a dead replica)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,11 @@ PROCFILE = Path(__file__).resolve().parents[2] / "Procfile.production"
 
 def test_n_of_each_process_on_free_ports_each_rasa_its_action_server_every_intake_all_rasas():
     text = replicate(PROCFILE.read_text(encoding="utf-8"), 3)
-    lines = {ln.split(":", 1)[0]: ln.split(":", 1)[1] for ln in text.splitlines()
-             if ln and not ln.startswith("#")}
+    lines = {
+        ln.split(":", 1)[0]: ln.split(":", 1)[1]
+        for ln in text.splitlines()
+        if ln and not ln.startswith("#")
+    }
     assert [n for n in lines if n.startswith("rasa")] == ["rasa1", "rasa2", "rasa3"]
     assert [n for n in lines if n.startswith("actions")] == ["actions1", "actions2", "actions3"]
     assert [n for n in lines if n.startswith("intake")] == ["intake1", "intake2", "intake3"]
@@ -27,19 +31,27 @@ def test_n_of_each_process_on_free_ports_each_rasa_its_action_server_every_intak
     assert "--port 5006" in lines["intake1"] and "--port 5302" in lines["intake3"]
     assert "ACTION_ENDPOINT_URL=http://127.0.0.1:5201/webhook " in lines["rasa2"]
     assert all("endpoints.production.yml" in lines[f"rasa{i}"] for i in (1, 2, 3))
-    notify = ("WECOM_INTAKE_NOTIFY_URL=http://127.0.0.1:5005/webhooks/wecom/inbox,"
-              "http://127.0.0.1:5101/webhooks/wecom/inbox,http://127.0.0.1:5102/webhooks/wecom/inbox ")
+    notify = (
+        "WECOM_INTAKE_NOTIFY_URL=http://127.0.0.1:5005/webhooks/wecom/inbox,"
+        "http://127.0.0.1:5101/webhooks/wecom/inbox,http://127.0.0.1:5102/webhooks/wecom/inbox "
+    )
     assert all(notify in lines[f"intake{i}"] for i in (1, 2, 3))
-    every = [p for first, base in ((5005, 5100), (5055, 5200), (5006, 5300))
-             for p in replica_ports(16, first, base)]
+    every = [
+        p
+        for first, base in ((5005, 5100), (5055, 5200), (5006, 5300))
+        for p in replica_ports(16, first, base)
+    ]
     assert len(every) == len(set(every)) and not {5007, 8000} & set(every)
     assert ["worker", "events"] == [n for n in lines if n in ("worker", "events")]  # one each
 
 
 def test_one_replica_keeps_the_procfile_names_and_ports():
     text = replicate(PROCFILE.read_text(encoding="utf-8"), 1)
-    lines = {ln.split(":", 1)[0]: ln.split(":", 1)[1] for ln in text.splitlines()
-             if ln and not ln.startswith("#")}
+    lines = {
+        ln.split(":", 1)[0]: ln.split(":", 1)[1]
+        for ln in text.splitlines()
+        if ln and not ln.startswith("#")
+    }
     assert "--port 5055" in lines["actions"] and "--port 5006" in lines["intake"]
     assert "ACTION_ENDPOINT_URL" not in lines["rasa1"]
 
@@ -56,8 +68,12 @@ async def test_the_notifier_takes_turns_and_skips_a_replica_that_is_down():
     got = []
 
     async def inbox(request):
-        got.append((int(request.transport.get_extra_info("sockname")[1]),
-                    (await request.json())["senders"]))
+        got.append(
+            (
+                int(request.transport.get_extra_info("sockname")[1]),
+                (await request.json())["senders"],
+            )
+        )
         return web.json_response({"kicked": 1})
 
     app = web.Application()

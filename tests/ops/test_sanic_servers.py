@@ -1,6 +1,7 @@
 """The Rasa server and the action server (both Sanic) answer /metrics, /healthz and /readyz;
 Rasa is ready only with a model loaded; every action call is timed and logged under the id of
 the guest message it serves."""
+
 from __future__ import annotations
 
 import logging
@@ -43,10 +44,21 @@ async def test_rasa_is_ready_only_with_a_model_and_a_database(db_url):
 
 
 def tracker(message_id):
-    return {"sender_id": "kf:wm_probe", "slots": {}, "latest_message": {
-        "text": "加一床被子", "intent": {"name": "request_item", "confidence": 0.9},
-        "entities": [], "message_id": message_id}, "events": [], "paused": False,
-        "followup_action": None, "active_loop": {}, "latest_action_name": "action_listen"}
+    return {
+        "sender_id": "kf:wm_probe",
+        "slots": {},
+        "latest_message": {
+            "text": "加一床被子",
+            "intent": {"name": "request_item", "confidence": 0.9},
+            "entities": [],
+            "message_id": message_id,
+        },
+        "events": [],
+        "paused": False,
+        "followup_action": None,
+        "active_loop": {},
+        "latest_action_name": "action_listen",
+    }
 
 
 async def test_action_calls_are_timed_and_logged_with_the_message_id(db_url):
@@ -66,8 +78,13 @@ async def test_action_calls_are_timed_and_logged_with_the_message_id(db_url):
     missing = sample("concierge_action_seconds_count", action="(not found)", status="404")
     try:
         async with serve_sanic(factory) as (_, base), aiohttp.ClientSession() as http:
-            body = {"next_action": "action_ops_probe", "sender_id": "kf:wm_probe",
-                    "tracker": tracker("MSGID-42"), "domain": {}, "version": "3.6.21"}
+            body = {
+                "next_action": "action_ops_probe",
+                "sender_id": "kf:wm_probe",
+                "tracker": tracker("MSGID-42"),
+                "domain": {},
+                "version": "3.6.21",
+            }
             async with http.post(f"{base}/webhook", json=body) as resp:
                 assert resp.status == 200
                 assert (await resp.json())["responses"][0]["text"] == "好的"
@@ -79,10 +96,13 @@ async def test_action_calls_are_timed_and_logged_with_the_message_id(db_url):
     finally:
         root.removeHandler(handler)
         root.setLevel(old)
-    assert sample("concierge_action_seconds_count", action="action_ops_probe",
-                  status="200") == before + 1
-    assert sample("concierge_action_seconds_count", action="(not found)",
-                  status="404") == missing + 1
+    assert (
+        sample("concierge_action_seconds_count", action="action_ops_probe", status="200")
+        == before + 1
+    )
+    assert (
+        sample("concierge_action_seconds_count", action="(not found)", status="404") == missing + 1
+    )
     mine = [line["message"] for line in lines_of(stream) if line["correlation_id"] == "MSGID-42"]
     assert "probe ran for kf:wm_probe" in mine
     assert any(m.startswith("action action_ops_probe answered 200") for m in mine)

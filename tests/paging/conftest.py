@@ -1,5 +1,6 @@
 """Paging fixtures: a migrated database (SQLite file, or a fresh PostgreSQL database), the stores,
 the fast policy, a recording messenger and an injectable clock."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -105,8 +106,16 @@ def clock():
 @pytest.fixture
 def make_worker(paging, policy, messenger, clock, crm):
     def make(worker_id: str = "w1", **kwargs) -> PagingWorker:
-        return PagingWorker(paging, policy, messenger, context=GuestContext(crm), clock=clock,
-                            worker_id=worker_id, **kwargs)
+        return PagingWorker(
+            paging,
+            policy,
+            messenger,
+            context=GuestContext(crm),
+            clock=clock,
+            worker_id=worker_id,
+            **kwargs,
+        )
+
     return make
 
 
@@ -119,7 +128,12 @@ def new_guest(crm: CRMStore, sender_id: str = "kf:wm-lin", name: str = "林晓",
 
 
 def complaint(crm: CRMStore, sender_id: str, sla_class: str = "complaint_routine", **kwargs):
-    return crm.create_ticket(sender_id, kind="complaint", category="卫生",
-                             description="房间有很重的烟味", sla_class=sla_class,
-                             severity="major" if sla_class == "complaint_major" else "routine",
-                             **kwargs)
+    return crm.create_ticket(
+        sender_id,
+        kind="complaint",
+        category="卫生",
+        description="房间有很重的烟味",
+        sla_class=sla_class,
+        severity="major" if sla_class == "complaint_major" else "routine",
+        **kwargs,
+    )

@@ -1,4 +1,5 @@
 """SLA rules with an injected clock: deadlines at creation, which steps fire, late, met/missed."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,7 +39,9 @@ def test_routine_complaint_plan(demo):
 def test_major_incident_pages_the_emergency_group_at_once(demo):
     plan = clocks.plan_clock(demo, "complaint_major", T0)
     first = plan.steps[0]
-    assert first.due_at == T0 and "emergency_group" in first.notify and "duty_manager" in first.notify
+    assert (
+        first.due_at == T0 and "emergency_group" in first.notify and "duty_manager" in first.notify
+    )
     assert plan.ack_due_at == T0 + dt.timedelta(minutes=30)
     assert plan.resolve_due_at is None
 
@@ -56,19 +59,30 @@ def test_unknown_class_and_naive_time(demo):
 
 
 def _office_hours_policy():
-    return parse_policy({
-        "version": 1,
-        "properties": {"default": {
-            "service_hours": [{"days": "all", "from": "09:00", "to": "22:00"}],
-            "roster": [{"userid": "a", "on_duty": [{"from": "09:00", "to": "22:00"}]}],
-            "supervisors": [{"userid": "s"}],
-        }},
-        "classes": {"human_request": {
-            "ack_within": "5m", "service_hours_only": True,
-            "steps": [{"name": "page", "after": "0s", "notify": ["on_duty"]},
-                      {"name": "escalate", "after": "ack", "notify": ["supervisor", "guest"]}],
-        }},
-    }, "t.yml", require_classes=())
+    return parse_policy(
+        {
+            "version": 1,
+            "properties": {
+                "default": {
+                    "service_hours": [{"days": "all", "from": "09:00", "to": "22:00"}],
+                    "roster": [{"userid": "a", "on_duty": [{"from": "09:00", "to": "22:00"}]}],
+                    "supervisors": [{"userid": "s"}],
+                }
+            },
+            "classes": {
+                "human_request": {
+                    "ack_within": "5m",
+                    "service_hours_only": True,
+                    "steps": [
+                        {"name": "page", "after": "0s", "notify": ["on_duty"]},
+                        {"name": "escalate", "after": "ack", "notify": ["supervisor", "guest"]},
+                    ],
+                }
+            },
+        },
+        "t.yml",
+        require_classes=(),
+    )
 
 
 def test_human_request_outside_service_hours_starts_at_the_next_opening():
@@ -92,27 +106,35 @@ def test_human_request_in_service_hours_starts_now():
 ACK_DUE = T0 + dt.timedelta(minutes=10)
 
 
-@pytest.mark.parametrize("until,state,acked,resolved,expected", [
-    ("ack", "running", None, None, "fire"),
-    ("ack", "acknowledged", -1, None, "skipped"),     # acknowledged just before it fell due
-    ("ack", "acknowledged", 0, None, "skipped"),      # exactly at it: met, no escalation
-    ("ack", "acknowledged", 0.001, None, "fire"),     # just after: it was due first, it fires
-    ("ack", "resolved", -60, -30, "skipped"),
-    ("ack", "resolved", 30, 60, "fire"),              # fell due before the late ack: fires late
-    ("ack", "cancelled", None, None, "skipped"),
-    ("resolve", "running", None, None, "fire"),
-    ("resolve", "acknowledged", -60, None, "fire"),
-    ("resolve", "resolved", -60, -1, "skipped"),
-    ("resolve", "resolved", -60, 0, "skipped"),       # resolved exactly at the deadline
-    ("resolve", "resolved", -60, 5, "fire"),          # resolved after it fell due
-    ("none", "resolved", -60, -1, "fire"),            # notices to the guest after resolving
-    ("none", "cancelled", None, None, "skipped"),
-])
+@pytest.mark.parametrize(
+    "until,state,acked,resolved,expected",
+    [
+        ("ack", "running", None, None, "fire"),
+        ("ack", "acknowledged", -1, None, "skipped"),  # acknowledged just before it fell due
+        ("ack", "acknowledged", 0, None, "skipped"),  # exactly at it: met, no escalation
+        ("ack", "acknowledged", 0.001, None, "fire"),  # just after: it was due first, it fires
+        ("ack", "resolved", -60, -30, "skipped"),
+        ("ack", "resolved", 30, 60, "fire"),  # fell due before the late ack: fires late
+        ("ack", "cancelled", None, None, "skipped"),
+        ("resolve", "running", None, None, "fire"),
+        ("resolve", "acknowledged", -60, None, "fire"),
+        ("resolve", "resolved", -60, -1, "skipped"),
+        ("resolve", "resolved", -60, 0, "skipped"),  # resolved exactly at the deadline
+        ("resolve", "resolved", -60, 5, "fire"),  # resolved after it fell due
+        ("none", "resolved", -60, -1, "fire"),  # notices to the guest after resolving
+        ("none", "cancelled", None, None, "skipped"),
+    ],
+)
 def test_step_decision(until, state, acked, resolved, expected):
     def at(offset):
         return None if offset is None else ACK_DUE + dt.timedelta(seconds=offset)
-    assert clocks.step_decision(until, state, due_at=ACK_DUE, acknowledged_at=at(acked),
-                                resolved_at=at(resolved)) == expected
+
+    assert (
+        clocks.step_decision(
+            until, state, due_at=ACK_DUE, acknowledged_at=at(acked), resolved_at=at(resolved)
+        )
+        == expected
+    )
 
 
 def test_step_decision_rejects_unknown_state():
@@ -120,7 +142,9 @@ def test_step_decision_rejects_unknown_state():
         clocks.step_decision("ack", "sleeping")
 
 
-@pytest.mark.parametrize("delay,late", [(0, False), (1, False), (1.001, True), (120, True), (-0.5, False)])
+@pytest.mark.parametrize(
+    "delay,late", [(0, False), (1, False), (1.001, True), (120, True), (-0.5, False)]
+)
 def test_is_late(delay, late):
     assert clocks.is_late(T0, T0 + dt.timedelta(seconds=delay), dt.timedelta(seconds=1)) is late
 
@@ -128,12 +152,15 @@ def test_is_late(delay, late):
 DUE = T0 + dt.timedelta(minutes=10)
 
 
-@pytest.mark.parametrize("ack_offset,expected", [
-    (-1, "met"),       # just before the deadline
-    (0, "met"),        # exactly at the deadline
-    (0.001, "missed"),  # just after
-    (60, "missed"),
-])
+@pytest.mark.parametrize(
+    "ack_offset,expected",
+    [
+        (-1, "met"),  # just before the deadline
+        (0, "met"),  # exactly at the deadline
+        (0.001, "missed"),  # just after
+        (60, "missed"),
+    ],
+)
 def test_acknowledging_before_at_after_the_deadline(ack_offset, expected):
     acked = DUE + dt.timedelta(seconds=ack_offset)
     assert clocks.outcome(DUE, acked, now=acked + dt.timedelta(hours=1)) == expected

@@ -1,4 +1,5 @@
 """The paging tables match their models on both backends; the SLA report's figures."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,7 +27,8 @@ def test_models_and_migration_agree_and_downgrade_removes_the_tables(db_url):
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "include_object": _paging_only})
+                conn, opts={"compare_type": True, "include_object": _paging_only}
+            )
             assert compare_metadata(context, Base.metadata) == []
         downgrade(engine, "0002_wecom_channel")
         assert not set(PAGING_TABLES) & set(inspect(engine).get_table_names())
@@ -45,13 +47,15 @@ async def test_report_per_class_and_breaches_by_advisor(crm, paging, make_worker
     clock.set(t0)
     await worker.tick()
     cases = [paging.clock_for("ticket", t.id) for t in tickets]
-    paging.acknowledge(cases[0].id, "advisor_li", t0 + dt.timedelta(seconds=3))           # met
-    paging.resolve(cases[0].id, "advisor_li", "ok", t0 + dt.timedelta(seconds=30))        # met
-    paging.acknowledge(cases[1].id, "advisor_zhou", t0 + dt.timedelta(seconds=20))        # missed
-    paging.resolve(cases[1].id, "advisor_zhou", "ok", t0 + dt.timedelta(seconds=90))      # missed
+    paging.acknowledge(cases[0].id, "advisor_li", t0 + dt.timedelta(seconds=3))  # met
+    paging.resolve(cases[0].id, "advisor_li", "ok", t0 + dt.timedelta(seconds=30))  # met
+    paging.acknowledge(cases[1].id, "advisor_zhou", t0 + dt.timedelta(seconds=20))  # missed
+    paging.resolve(cases[1].id, "advisor_zhou", "ok", t0 + dt.timedelta(seconds=90))  # missed
     paging.record_rating(cases[1].id, 2, t0 + dt.timedelta(seconds=95))
     # case 2 never acknowledged; the order acknowledged in time, still open
-    paging.acknowledge(paging.clock_for("order", order.id).id, "advisor_li", t0 + dt.timedelta(seconds=1))
+    paging.acknowledge(
+        paging.clock_for("order", order.id).id, "advisor_li", t0 + dt.timedelta(seconds=1)
+    )
     clock.set(t0 + dt.timedelta(seconds=100))
     await worker.tick()
     report = build_report(policy, paging.clocks(), paging.steps(), clock())

@@ -1,4 +1,5 @@
 """The SLA policy file: the shipped ones load, and every mistake is reported with its path."""
+
 from __future__ import annotations
 
 import copy
@@ -40,12 +41,18 @@ def test_demo_policy_has_spec_durations_and_someone_on_duty_around_the_clock():
     assert routine.resolve_within == dt.timedelta(hours=2)
     assert policy.sla_class("complaint_major").ack_within == dt.timedelta(minutes=30)
     order = policy.sla_class("addon_order")
-    assert (order.ack_within, order.resolve_within) == (dt.timedelta(minutes=10), dt.timedelta(hours=1))
+    assert (order.ack_within, order.resolve_within) == (
+        dt.timedelta(minutes=10),
+        dt.timedelta(hours=1),
+    )
     human = policy.sla_class("human_request")
     assert human.ack_within == dt.timedelta(minutes=5) and human.service_hours_only
     default = policy.property("default")
-    assert any(w.start == 0 and w.end == 1440 and len(w.days) == 7
-               for a in default.roster for w in a.on_duty)
+    assert any(
+        w.start == 0 and w.end == 1440 and len(w.days) == 7
+        for a in default.roster
+        for w in a.on_duty
+    )
     assert default.emergency_group.webhook.startswith("http://127.0.0.1:8800/")
     assert default.supervisors and default.duty_manager
 
@@ -58,9 +65,13 @@ def test_fast_policy_is_in_seconds():
 def test_unknown_property_falls_back_to_default_and_overrides_apply():
     policy = load_policy(DEMO)
     assert policy.property("no-such-hotel").id == "default"
-    assert policy.sla_class("complaint_routine", "sanya-haitang-resort").label.endswith("（三亚海棠湾）")
+    assert policy.sla_class("complaint_routine", "sanya-haitang-resort").label.endswith(
+        "（三亚海棠湾）"
+    )
     # the override inherits what it does not say
-    assert policy.sla_class("complaint_routine", "sanya-haitang-resort").ack_within == dt.timedelta(minutes=10)
+    assert policy.sla_class("complaint_routine", "sanya-haitang-resort").ack_within == dt.timedelta(
+        minutes=10
+    )
     # and the property inherits default's roster
     assert policy.property("sanya-haitang-resort").roster == policy.property("default").roster
 
@@ -68,14 +79,24 @@ def test_unknown_property_falls_back_to_default_and_overrides_apply():
 def test_settings_path_is_used_when_none_given(monkeypatch):
     monkeypatch.setenv("SLA_POLICY_FILE", str(FAST))
     from bot.settings import get_settings
+
     get_settings.cache_clear()
     assert load_policy().source == str(FAST)
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("30s", 30), ("10m", 600), ("2h", 7200), ("1h30m", 5400), ("1d", 86400), (90, 90),
-    ("0.5s", 0.5), (" 5 m ", 300),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("30s", 30),
+        ("10m", 600),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1d", 86400),
+        (90, 90),
+        ("0.5s", 0.5),
+        (" 5 m ", 300),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text).total_seconds() == seconds
 
@@ -147,7 +168,9 @@ def test_targets_must_exist_at_each_property():
     data["properties"]["default"]["supervisors"] = []
     data["properties"]["default"].pop("emergency_group")
     text = "\n".join(_problems(data))
-    assert "properties.default.supervisors: steps escalate to 'supervisor' but none is listed" in text
+    assert (
+        "properties.default.supervisors: steps escalate to 'supervisor' but none is listed" in text
+    )
     assert "properties.default.emergency_group: steps post to 'emergency_group'" in text
 
 
@@ -184,7 +207,10 @@ def test_bad_days_holidays_and_webhook():
     data = _fast_data()
     prop = data["properties"]["default"]
     prop["service_hours"] = [{"days": ["mon", "funday"], "from": "09:00", "to": "09:00"}]
-    prop["holidays"] = ["2026-13-01", {"date": "2026-10-01", "hours": [{"from": "x", "to": "10:00"}]}]
+    prop["holidays"] = [
+        "2026-13-01",
+        {"date": "2026-10-01", "hours": [{"from": "x", "to": "10:00"}]},
+    ]
     prop["emergency_group"]["webhook"] = "ftp://example"
     text = "\n".join(_problems(data))
     assert "properties.default.service_hours[0]: empty window 09:00-09:00" in text
@@ -209,7 +235,9 @@ def test_not_a_mapping():
 
 
 def test_unquoted_times_are_read_as_yaml_sexagesimal_and_still_work():
-    data = yaml.safe_load(FAST.read_text(encoding="utf-8").replace('"00:00", to: "24:00"', '00:00, to: 23:59'))
+    data = yaml.safe_load(
+        FAST.read_text(encoding="utf-8").replace('"00:00", to: "24:00"', "00:00, to: 23:59")
+    )
     policy = parse_policy(data, "x.yml")
     assert policy.property("default").roster[0].on_duty[0].end == 23 * 60 + 59
 

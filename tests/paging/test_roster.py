@@ -1,4 +1,5 @@
 """Roster and service-hours edge cases: nobody on duty, shifts over midnight, holidays."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,22 +22,41 @@ def make_policy(*, service_hours=None, holidays=None, roster_=None):
     data = {
         "version": 1,
         "timezone": "Asia/Shanghai",
-        "properties": {"default": {
-            "service_hours": service_hours or [{"days": "all", "from": "09:00", "to": "22:00"}],
-            "holidays": holidays or [],
-            "roster": roster_ if roster_ is not None else [
-                # Friday night shift over midnight
-                {"userid": "night", "name": "夜班", "on_duty": [{"days": ["fri"], "from": "22:00", "to": "06:00"}]},
-                {"userid": "day1", "name": "白班一", "on_duty": [{"days": "weekdays", "from": "09:00", "to": "18:00"}],
-                 "off": ["2026-10-01"]},
-                {"userid": "day2", "name": "白班二", "on_duty": [{"days": "all", "from": "09:00", "to": "18:00"}]},
-            ],
-            "supervisors": [{"userid": "sup", "name": "主管"}],
-        }},
-        "classes": {"human_request": {
-            "ack_within": "5m", "service_hours_only": True,
-            "steps": [{"name": "page", "after": "0s", "notify": ["on_duty"]}],
-        }},
+        "properties": {
+            "default": {
+                "service_hours": service_hours or [{"days": "all", "from": "09:00", "to": "22:00"}],
+                "holidays": holidays or [],
+                "roster": roster_
+                if roster_ is not None
+                else [
+                    # Friday night shift over midnight
+                    {
+                        "userid": "night",
+                        "name": "夜班",
+                        "on_duty": [{"days": ["fri"], "from": "22:00", "to": "06:00"}],
+                    },
+                    {
+                        "userid": "day1",
+                        "name": "白班一",
+                        "on_duty": [{"days": "weekdays", "from": "09:00", "to": "18:00"}],
+                        "off": ["2026-10-01"],
+                    },
+                    {
+                        "userid": "day2",
+                        "name": "白班二",
+                        "on_duty": [{"days": "all", "from": "09:00", "to": "18:00"}],
+                    },
+                ],
+                "supervisors": [{"userid": "sup", "name": "主管"}],
+            }
+        },
+        "classes": {
+            "human_request": {
+                "ack_within": "5m",
+                "service_hours_only": True,
+                "steps": [{"name": "page", "after": "0s", "notify": ["on_duty"]}],
+            }
+        },
     }
     return parse_policy(data, "t.yml", require_classes=())
 
@@ -107,7 +127,7 @@ def test_service_hours_over_midnight_and_next_opening():
     policy = make_policy(service_hours=[{"days": "all", "from": "20:00", "to": "02:00"}])
     prop = policy.property("default")
     assert roster.in_service_hours(policy, prop, local(*FRI, 23, 59))
-    assert roster.in_service_hours(policy, prop, local(*FRI, 1, 30))   # Thursday's window
+    assert roster.in_service_hours(policy, prop, local(*FRI, 1, 30))  # Thursday's window
     assert not roster.in_service_hours(policy, prop, local(*FRI, 2, 0))
     assert roster.next_service_opening(policy, prop, local(*FRI, 2, 0)) == local(*FRI, 20, 0)
     at = local(*FRI, 21, 0)
@@ -115,10 +135,12 @@ def test_service_hours_over_midnight_and_next_opening():
 
 
 def test_holiday_closes_service_hours_or_replaces_them():
-    policy = make_policy(holidays=[
-        "2026-10-01",
-        {"date": "2026-10-02", "hours": [{"from": "10:00", "to": "12:00"}]},
-    ])
+    policy = make_policy(
+        holidays=[
+            "2026-10-01",
+            {"date": "2026-10-02", "hours": [{"from": "10:00", "to": "12:00"}]},
+        ]
+    )
     prop = policy.property("default")
     assert not roster.in_service_hours(policy, prop, local(2026, 10, 1, 12, 0))
     assert roster.next_service_opening(policy, prop, local(2026, 10, 1, 12)) == local(*FRI, 10, 0)
@@ -132,10 +154,11 @@ def test_holiday_closes_service_hours_or_replaces_them():
 
 def test_holiday_eve_overnight_window_is_the_eves():
     """A window starting the day before a holiday runs into the holiday morning."""
-    policy = make_policy(service_hours=[{"days": "all", "from": "22:00", "to": "06:00"}],
-                         holidays=["2026-10-01"])
+    policy = make_policy(
+        service_hours=[{"days": "all", "from": "22:00", "to": "06:00"}], holidays=["2026-10-01"]
+    )
     prop = policy.property("default")
-    assert roster.in_service_hours(policy, prop, local(2026, 10, 1, 3, 0))   # Sept 30's window
+    assert roster.in_service_hours(policy, prop, local(2026, 10, 1, 3, 0))  # Sept 30's window
     assert not roster.in_service_hours(policy, prop, local(2026, 10, 1, 23, 0))  # holiday's own
     assert roster.in_service_hours(policy, prop, local(*FRI, 3, 0)) is False
 

@@ -10,6 +10,7 @@ the channel) opens the ticket like the complaint flow would and honours pause/re
 (`/conversations/{id}/tracker/events`) pauses, resumes and sends `bot` events through the channel's
 output channel, as `execute_side_effects=true&output_channel=wecom` makes the real Rasa do.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,7 +31,14 @@ from bot.paging.store import PagingStore
 from bot.paging.worker import PagingWorker
 from bot.settings import get_settings
 from tests.paging.conftest import FakeClock
-from tests.wecom.helpers import free_port, kf_texts, post_json, run_sandbox, run_sanic, sandbox_calls
+from tests.wecom.helpers import (
+    free_port,
+    kf_texts,
+    post_json,
+    run_sandbox,
+    run_sanic,
+    sandbox_calls,
+)
 
 GUEST = "wm_guest_loop"
 SENDER = f"kf:{GUEST}"
@@ -53,12 +61,20 @@ class FakeRasaServer:
         if "烟味" in (message.text or ""):
             self.crm.get_or_create_guest(message.sender_id)
             self.crm.update_guest(message.sender_id, name="林晓", tier="金卡")
-            self.crm.create_ticket(message.sender_id, kind="complaint", category="卫生",
-                                   description=message.text, sla_class="complaint_routine")
+            self.crm.create_ticket(
+                message.sender_id,
+                kind="complaint",
+                category="卫生",
+                description=message.text,
+                sla_class="complaint_routine",
+            )
             await message.output_channel.send_text_message(
-                message.sender_id, "非常抱歉给您带来不好的体验，已通知值班顾问，10分钟内会联系您。")
+                message.sender_id, "非常抱歉给您带来不好的体验，已通知值班顾问，10分钟内会联系您。"
+            )
         else:
-            await message.output_channel.send_text_message(message.sender_id, f"收到：{message.text}")
+            await message.output_channel.send_text_message(
+                message.sender_id, f"收到：{message.text}"
+            )
 
     async def events(self, request: web.Request) -> web.Response:
         sender = request.match_info["sender"]
@@ -78,7 +94,9 @@ class FakeRasaServer:
     async def tracker(self, request: web.Request) -> web.Response:
         sender = request.match_info["sender"]
         events = [{"event": "user", "text": t} for s, t in self.heard if s == sender]
-        return web.json_response({"sender_id": sender, "paused": sender in self.paused, "events": events})
+        return web.json_response(
+            {"sender_id": sender, "paused": sender in self.paused, "events": events}
+        )
 
 
 @pytest.fixture
@@ -106,8 +124,9 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
     await web.TCPSite(runner, "127.0.0.1", rasa_port).start()
 
     connector_port = free_port()
-    async with run_sandbox(connector_url=f"http://127.0.0.1:{connector_port}", callback_retries=1,
-                           callback_timeout_s=5) as (sandbox, state):
+    async with run_sandbox(
+        connector_url=f"http://127.0.0.1:{connector_port}", callback_retries=1, callback_timeout_s=5
+    ) as (sandbox, state):
         monkeypatch.setenv("WECOM_API_BASE", sandbox)
         get_settings.cache_clear()
         services = WeComServices(token_store=MemoryTokenStore(), timeout_s=2.0)
@@ -117,16 +136,29 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
         messenger = WeComMessenger(rasa_api, services=services)
         context = GuestContext(crm, rasa_api.last_user_messages)
         worker = PagingWorker(store, policy, messenger, context=context, clock=clock, worker_id="w")
-        service = PagingService(store, policy, messenger, crm=crm, context=context, clock=clock,
-                                handoff=HandoffController(rasa_api, wecom=services, crm=crm))
+        service = PagingService(
+            store,
+            policy,
+            messenger,
+            crm=crm,
+            context=context,
+            clock=clock,
+            handoff=HandoffController(rasa_api, wecom=services, crm=crm),
+        )
         # As the Rasa server's composition root (bot/wiring.py) attaches paging.
-        channel = WeComInput({}, services=services, sweep_interval_s=0,
-                             app_router=AppCommandRouter([service.on_app_message]),
-                             hooks=[paging_guest_hook(service)])
+        channel = WeComInput(
+            {},
+            services=services,
+            sweep_interval_s=0,
+            app_router=AppCommandRouter([service.on_app_message]),
+            hooks=[paging_guest_hook(service)],
+        )
         fake.channel = channel
         try:
-            async with run_sanic(channel, fake.handle_message, connector_port), \
-                    aiohttp.ClientSession() as http:
+            async with (
+                run_sanic(channel, fake.handle_message, connector_port),
+                aiohttp.ClientSession() as http,
+            ):
 
                 async def post(path, body):
                     await post_json(http, f"{sandbox}{path}", body)
@@ -136,11 +168,16 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
                     return await sandbox_calls(http, sandbox, path)
 
                 async def app_sends(userid):
-                    return [c["body"] for c in await calls("/cgi-bin/message/send")
-                            if c["body"].get("touser") == userid]
+                    return [
+                        c["body"]
+                        for c in await calls("/cgi-bin/message/send")
+                        if c["body"].get("touser") == userid
+                    ]
 
                 # 1. The guest complains in 微信客服; the flow opens a ticket.
-                await post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "房间里有很重的烟味"})
+                await post(
+                    "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "房间里有很重的烟味"}
+                )
                 ticket = crm.tickets(SENDER)[0]
                 clock.set(ticket.created_at)
 
@@ -156,9 +193,14 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
 
                 # 3. The advisor answers 接单 in the app; confirmed, and the guest is told.
                 clock.advance(2)
-                await post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": f"接单 {case.id}"})
-                confirmations = [b["text"]["content"] for b in await app_sends("advisor_li")
-                                 if b["msgtype"] == "text"]
+                await post(
+                    "/_sandbox/advisor/app", {"userid": "advisor_li", "text": f"接单 {case.id}"}
+                )
+                confirmations = [
+                    b["text"]["content"]
+                    for b in await app_sends("advisor_li")
+                    if b["msgtype"] == "text"
+                ]
                 assert confirmations[-1].startswith(f"已接单 #{case.id}")
                 assert any("李顾问已接手" in t for t in kf_texts(await calls()))
                 assert crm.ticket(ticket.id).status == "acknowledged"
@@ -168,26 +210,37 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
                 assert await app_sends("supervisor_wang") == []
 
                 # 4. 接管: the bot goes silent, the 微信客服 session moves to the advisor.
-                await post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": f"接管 {case.id}"})
+                await post(
+                    "/_sandbox/advisor/app", {"userid": "advisor_li", "text": f"接管 {case.id}"}
+                )
                 assert SENDER in fake.paused
                 trans = [c["body"] for c in await calls("/cgi-bin/kf/service_state/trans")]
-                assert trans[-1]["service_state"] == 3 and trans[-1]["servicer_userid"] == "advisor_li"
+                assert (
+                    trans[-1]["service_state"] == 3 and trans[-1]["servicer_userid"] == "advisor_li"
+                )
                 assert any("我是李顾问" in t for t in kf_texts(await calls()))
                 before = kf_texts(await calls())
                 await post("/_sandbox/guest/kf", {"external_userid": GUEST, "text": "还要多久？"})
-                assert (SENDER, "还要多久？") in fake.heard        # Rasa still records it
-                assert kf_texts(await calls()) == before           # but nobody answers for the bot
+                assert (SENDER, "还要多久？") in fake.heard  # Rasa still records it
+                assert kf_texts(await calls()) == before  # but nobody answers for the bot
 
                 # 5. 交还: the bot resumes and says so.
-                await post("/_sandbox/advisor/app", {"userid": "advisor_li", "text": f"交还 {case.id}"})
+                await post(
+                    "/_sandbox/advisor/app", {"userid": "advisor_li", "text": f"交还 {case.id}"}
+                )
                 assert SENDER not in fake.paused
                 trans = [c["body"] for c in await calls("/cgi-bin/kf/service_state/trans")]
                 assert trans[-1]["service_state"] == 1
                 assert "礼宾助手继续为您服务" in kf_texts(await calls())[-1]
 
                 # 6. 解决: the guest gets the resolution and the rating request.
-                await post("/_sandbox/advisor/app",
-                           {"userid": "advisor_li", "text": f"解决 {case.id} 已为您换到无烟楼层并赠送下午茶"})
+                await post(
+                    "/_sandbox/advisor/app",
+                    {
+                        "userid": "advisor_li",
+                        "text": f"解决 {case.id} 已为您换到无烟楼层并赠送下午茶",
+                    },
+                )
                 told = kf_texts(await calls())[-1]
                 assert "已处理完毕：已为您换到无烟楼层并赠送下午茶" in told and "1-5" in told
                 assert crm.ticket(ticket.id).status == "resolved"
@@ -200,8 +253,13 @@ async def test_complaint_page_ack_takeover_handback_resolve_rating(loop_db, poli
                 assert crm.ticket(ticket.id).rating == 5
                 assert store.clock(case.id).rating == 5
                 actions = {a.action for a in crm.audit_entries()}
-                assert {"sla.acknowledge", "sla.take_over", "sla.hand_back", "sla.resolve",
-                        "sla.rating"} <= actions
+                assert {
+                    "sla.acknowledge",
+                    "sla.take_over",
+                    "sla.hand_back",
+                    "sla.resolve",
+                    "sla.rating",
+                } <= actions
         finally:
             await services.close()
             await runner.cleanup()

@@ -1,5 +1,6 @@
 """Advisors' commands end to end against the database (fake WeCom, fake Rasa): each state change
 is confirmed, audited, mirrored onto the CRM record, and the guest is told."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,9 @@ def handoff():
 
 @pytest.fixture
 def service(paging, policy, messenger, crm, clock, handoff):
-    return PagingService(paging, policy, messenger, crm=crm, handoff=handoff, clock=clock,
-                         worker_id="app-test")
+    return PagingService(
+        paging, policy, messenger, crm=crm, handoff=handoff, clock=clock, worker_id="app-test"
+    )
 
 
 async def paged_case(crm, paging, make_worker, clock, subject="ticket"):
@@ -52,7 +54,9 @@ async def paged_case(crm, paging, make_worker, clock, subject="ticket"):
     return sender, record, paging.clock_for(subject, record.id), worker
 
 
-async def test_ack_confirms_tells_the_guest_mirrors_and_audits(crm, paging, make_worker, clock, service, messenger):
+async def test_ack_confirms_tells_the_guest_mirrors_and_audits(
+    crm, paging, make_worker, clock, service, messenger
+):
     sender, ticket, case, worker = await paged_case(crm, paging, make_worker, clock)
     clock.advance(3)
     reply = await service.handle_command("advisor_li", f"接单 {case.id}")
@@ -73,7 +77,9 @@ async def test_ack_confirms_tells_the_guest_mirrors_and_audits(crm, paging, make
     assert "您已接过" in await service.handle_command("advisor_li", f"接单 {case.id}")
 
 
-async def test_ack_without_a_number_takes_the_only_case_paged_to_me(crm, paging, make_worker, clock, service):
+async def test_ack_without_a_number_takes_the_only_case_paged_to_me(
+    crm, paging, make_worker, clock, service
+):
     sender, ticket, case, _ = await paged_case(crm, paging, make_worker, clock)
     assert (await service.handle_command("advisor_li", "接单")).startswith(f"已接单 #{case.id}")
     assert "请写上编号" in await service.handle_command("advisor_li", "接单")
@@ -86,7 +92,9 @@ async def test_late_ack_says_so(crm, paging, make_worker, clock, service):
     assert "超时 3秒" in reply
 
 
-async def test_unknown_case_unknown_person_garbage_and_help(crm, paging, make_worker, clock, service):
+async def test_unknown_case_unknown_person_garbage_and_help(
+    crm, paging, make_worker, clock, service
+):
     await paged_case(crm, paging, make_worker, clock)
     assert "没有编号为 999 的单" in await service.handle_command("advisor_li", "接单 999")
     assert "不在值班名单中" in await service.handle_command("intruder", "接单 1")
@@ -94,8 +102,9 @@ async def test_unknown_case_unknown_person_garbage_and_help(crm, paging, make_wo
     assert "接单 N" in await service.handle_command("intruder", "帮助")
 
 
-async def test_take_over_pauses_the_bot_and_hand_back_resumes_it(crm, paging, make_worker, clock, service,
-                                                                 messenger, handoff):
+async def test_take_over_pauses_the_bot_and_hand_back_resumes_it(
+    crm, paging, make_worker, clock, service, messenger, handoff
+):
     sender, ticket, case, _ = await paged_case(crm, paging, make_worker, clock)
     clock.advance(2)
     reply = await service.handle_command("advisor_li", f"接管 {case.id}")
@@ -118,7 +127,9 @@ async def test_take_over_pauses_the_bot_and_hand_back_resumes_it(crm, paging, ma
     assert "我是李顾问" in messenger.to("guest", sender)[-1]["text"]
 
 
-async def test_forward_while_taken_over_for_non_kf_guests(crm, paging, make_worker, clock, service, messenger):
+async def test_forward_while_taken_over_for_non_kf_guests(
+    crm, paging, make_worker, clock, service, messenger
+):
     crm.get_or_create_guest("wecom:wm-guest", name="周先生")
     ticket = complaint(crm, "wecom:wm-guest")
     clock.set(ticket.created_at)
@@ -127,10 +138,16 @@ async def test_forward_while_taken_over_for_non_kf_guests(crm, paging, make_work
     await service.handle_command("advisor_li", "接管 周先生")
     assert await service.forward_guest_message("wecom:wm-guest", "还要多久？") is True
     forwarded = messenger.to("app", "advisor_li")[-1]
-    assert forwarded["msgtype"] == "text" and "还要多久？" in forwarded["text"] and f"#{case.id}" in forwarded["text"]
+    assert (
+        forwarded["msgtype"] == "text"
+        and "还要多久？" in forwarded["text"]
+        and f"#{case.id}" in forwarded["text"]
+    )
 
 
-async def test_take_over_by_guest_name_and_problems_are_reported(crm, paging, make_worker, clock, service, handoff):
+async def test_take_over_by_guest_name_and_problems_are_reported(
+    crm, paging, make_worker, clock, service, handoff
+):
     sender, ticket, case, _ = await paged_case(crm, paging, make_worker, clock)
     handoff.fail = True
     reply = await service.handle_command("advisor_zhou", "接管 林晓")
@@ -140,7 +157,8 @@ async def test_take_over_by_guest_name_and_problems_are_reported(crm, paging, ma
 
 
 async def test_handoff_ack_is_a_takeover_and_hand_back_closes_it_with_a_rating(
-        crm, paging, make_worker, clock, service, messenger, handoff):
+    crm, paging, make_worker, clock, service, messenger, handoff
+):
     sender, record, case, _ = await paged_case(crm, paging, make_worker, clock, subject="handoff")
     reply = await service.handle_command("advisor_li", f"接单 {case.id}")
     assert reply.startswith(f"已接管 #{case.id}")
@@ -158,7 +176,10 @@ async def test_handoff_ack_is_a_takeover_and_hand_back_closes_it_with_a_rating(
 async def test_note_resolve_and_rating(crm, paging, make_worker, clock, service, messenger):
     sender, ticket, case, worker = await paged_case(crm, paging, make_worker, clock)
     await service.handle_command("advisor_li", f"接单 {case.id}")
-    assert await service.handle_command("advisor_li", f"备注 {case.id} 已联系客房部") == f"已备注 #{case.id}。"
+    assert (
+        await service.handle_command("advisor_li", f"备注 {case.id} 已联系客房部")
+        == f"已备注 #{case.id}。"
+    )
     assert "请写上处理说明" in await service.handle_command("advisor_li", f"解决 {case.id}")
     clock.advance(20)
     reply = await service.handle_command("advisor_li", f"解决 {case.id} 已为您更换房间并赠送下午茶")
@@ -184,7 +205,9 @@ async def test_note_resolve_and_rating(crm, paging, make_worker, clock, service,
         assert action in actions
 
 
-async def test_low_rating_alerts_the_supervisor(crm, paging, make_worker, clock, service, messenger):
+async def test_low_rating_alerts_the_supervisor(
+    crm, paging, make_worker, clock, service, messenger
+):
     sender, ticket, case, _ = await paged_case(crm, paging, make_worker, clock)
     await service.handle_command("advisor_li", f"解决 {case.id} 已处理")
     await service.maybe_record_rating(sender, "1")
@@ -192,7 +215,9 @@ async def test_low_rating_alerts_the_supervisor(crm, paging, make_worker, clock,
     assert "评分 1 分" in alert["text"]
 
 
-async def test_resolve_while_taken_over_hands_back_first(crm, paging, make_worker, clock, service, handoff):
+async def test_resolve_while_taken_over_hands_back_first(
+    crm, paging, make_worker, clock, service, handoff
+):
     sender, ticket, case, _ = await paged_case(crm, paging, make_worker, clock)
     await service.handle_command("advisor_li", f"接管 {case.id}")
     await service.handle_command("advisor_li", f"解决 {case.id} 已处理")
@@ -227,28 +252,61 @@ async def test_reply_relays_to_the_guest(crm, paging, make_worker, clock, servic
     assert "微信客服里回复" in await service.handle_command("advisor_li", f"回复 {case.id} 好的")
 
 
-async def test_app_handler_answers_text_and_ignores_events(crm, paging, make_worker, clock, service, messenger):
+async def test_app_handler_answers_text_and_ignores_events(
+    crm, paging, make_worker, clock, service, messenger
+):
     from bot.wecom.surfaces.app import AppMessage
 
     await paged_case(crm, paging, make_worker, clock)
-    assert await service.on_app_message(AppMessage(userid="advisor_li", msgtype="event", event="enter_agent")) is False
-    assert await service.on_app_message(AppMessage(userid="advisor_li", msgtype="text", text="帮助", msgid="m1")) is True
+    assert (
+        await service.on_app_message(
+            AppMessage(userid="advisor_li", msgtype="event", event="enter_agent")
+        )
+        is False
+    )
+    assert (
+        await service.on_app_message(
+            AppMessage(userid="advisor_li", msgtype="text", text="帮助", msgid="m1")
+        )
+        is True
+    )
     reply = messenger.to("app", "advisor_li")[-1]
-    assert reply["msgtype"] == "text" and "接单 N" in reply["text"] and reply["dedupe_key"] == "paging:reply:m1"
+    assert (
+        reply["msgtype"] == "text"
+        and "接单 N" in reply["text"]
+        and reply["dedupe_key"] == "paging:reply:m1"
+    )
 
 
-@pytest.mark.parametrize("text,score", [
-    ("5", 5), ("５", 5), ("5分", 5), (" 3 ", 3), ("五星", 5), ("一分", 1), ("⭐⭐⭐⭐", 4), ("4！", 4),
-    ("0", None), ("6", None), ("55", None), ("5星级酒店", None), ("", None), ("很好", None),
-])
+@pytest.mark.parametrize(
+    "text,score",
+    [
+        ("5", 5),
+        ("５", 5),
+        ("5分", 5),
+        (" 3 ", 3),
+        ("五星", 5),
+        ("一分", 1),
+        ("⭐⭐⭐⭐", 4),
+        ("4！", 4),
+        ("0", None),
+        ("6", None),
+        ("55", None),
+        ("5星级酒店", None),
+        ("", None),
+        ("很好", None),
+    ],
+)
 def test_parse_rating(text, score):
     assert parse_rating(text) == score
 
 
 # ---- the supplier's answer to an order (bot/orders/supplier.py) ---------------------------------
 
-async def test_ack_of_an_order_does_not_claim_the_supplier_confirmed(crm, paging, make_worker, clock,
-                                                                     service, messenger):
+
+async def test_ack_of_an_order_does_not_claim_the_supplier_confirmed(
+    crm, paging, make_worker, clock, service, messenger
+):
     sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
     reply = await service.handle_command("advisor_li", f"接单 {case.id}")
     assert f"确认 {case.id}" in reply and f"婉拒 {case.id}" in reply
@@ -257,19 +315,24 @@ async def test_ack_of_an_order_does_not_claim_the_supplier_confirmed(crm, paging
     assert "确认" not in ack["text"]  # the guest is told who took it, not that it is confirmed
 
 
-async def test_supplier_confirmation_confirms_closes_and_tells_the_guest(crm, paging, make_worker,
-                                                                         clock, service, messenger):
+async def test_supplier_confirmation_confirms_closes_and_tells_the_guest(
+    crm, paging, make_worker, clock, service, messenger
+):
     sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
     await service.handle_command("advisor_li", f"接单 {case.id}")
     reply = await service.handle_command("advisor_li", f"确认 {case.id} 司机王师傅，车牌琼B12345")
-    assert reply.startswith(f"已记录 #{case.id} 订单 {order.id}（接机）供应商确认") and "客人已收到" in reply
+    assert (
+        reply.startswith(f"已记录 #{case.id} 订单 {order.id}（接机）供应商确认")
+        and "客人已收到" in reply
+    )
     assert crm.order(order.id).status == "confirmed"
     assert paging.clock(case.id).state == "resolved"
     told = messenger.to("guest", sender)[-1]["text"]
     assert f"订单号 {order.id}" in told and "已经确认可以安排" in told and "琼B12345" in told
     assert "1-5" not in told  # no rating request for a confirmation
     assert "order.supplier_confirmed" in {
-        a.action for a in crm.audit_entries(subject_type="order", subject_id=order.id)}
+        a.action for a in crm.audit_entries(subject_type="order", subject_id=order.id)
+    }
     again = await service.handle_command("advisor_li", f"确认 {case.id}")
     assert "已经是供应商确认状态" in again and len(messenger.to("guest", sender)) == 2
     # nothing more pages about it: the loop is closed
@@ -280,8 +343,9 @@ async def test_supplier_confirmation_confirms_closes_and_tells_the_guest(crm, pa
     assert len(messenger.sent) == sent
 
 
-async def test_supplier_decline_cancels_with_the_reason_and_no_cancel_note(crm, paging, make_worker,
-                                                                          clock, service, messenger):
+async def test_supplier_decline_cancels_with_the_reason_and_no_cancel_note(
+    crm, paging, make_worker, clock, service, messenger
+):
     sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
     hint = await service.handle_command("advisor_li", f"婉拒 {case.id}")
     assert "原因" in hint and crm.order(order.id).status == "requested"
@@ -305,8 +369,9 @@ async def test_confirm_or_decline_only_apply_to_orders(crm, paging, make_worker,
     assert "请写上编号" in await service.handle_command("advisor_li", "确认")
 
 
-async def test_the_console_calls_the_same_service(crm, paging, make_worker, clock, service,
-                                                  messenger):
+async def test_the_console_calls_the_same_service(
+    crm, paging, make_worker, clock, service, messenger
+):
     """SupplierDesk is a plain service: the staff console uses it without any WeCom command."""
     sender, order, case, worker = await paged_case(crm, paging, make_worker, clock, "order")
     outcome = await service.supplier.decline(order.id, "advisor_zhou", "潜水船检修")
@@ -318,8 +383,10 @@ async def test_the_console_calls_the_same_service(crm, paging, make_worker, cloc
 
 # ---- complaint follow-through: nature, remedy, what was offered, the dedicated advisor ----------
 
+
 async def test_card_shows_nature_and_remedy_and_later_pages_flag_the_guest(
-        crm, paging, make_worker, clock, service, messenger):
+    crm, paging, make_worker, clock, service, messenger
+):
     """A complaint opened by the guest's flow (ComplaintService.triage) pages with its nature and
     the policy's remedy; the advisor records what was offered; the guest's next request is
     flagged on its page and goes to the advisor who handled the complaint."""
@@ -343,8 +410,9 @@ async def test_card_shows_nature_and_remedy_and_later_pages_flag_the_guest(
     await service.handle_command("advisor_zhou", f"接单 {case.id}")
     reply = await service.handle_command("advisor_zhou", f"补偿 {case.id} 赠送2000积分+下次行程8折")
     assert reply.startswith(f"已记录 #{case.id} 的补偿")
-    assert [n.text for n in paging.notes(case.id) if n.kind == "compensation"] == \
-        ["赠送2000积分+下次行程8折"]
+    assert [n.text for n in paging.notes(case.id) if n.kind == "compensation"] == [
+        "赠送2000积分+下次行程8折"
+    ]
     assert "ticket.compensation" in {a.action for a in crm.audit_entries()}
     await service.handle_command("advisor_zhou", f"解决 {case.id} 已向客人致歉并补偿")
 
@@ -354,17 +422,23 @@ async def test_card_shows_nature_and_remedy_and_later_pages_flag_the_guest(
     clock.set(order.created_at)
     await worker.tick()
     order_case = paging.clock_for("order", order.id)
-    [later] = [m for m in messenger.sent if m.get("msgtype") == "textcard"
-               and f"#{order_case.id}" in m["title"]]
+    [later] = [
+        m
+        for m in messenger.sent
+        if m.get("msgtype") == "textcard" and f"#{order_case.id}" in m["title"]
+    ]
     assert later["to"] == "advisor_zhou"  # advisor_li is first on the roster and less loaded
     assert later["title"].endswith("·曾投诉")
-    assert f"#{ticket.id}" in later["description"] and "已补偿：赠送2000积分" in later["description"]
+    assert (
+        f"#{ticket.id}" in later["description"] and "已补偿：赠送2000积分" in later["description"]
+    )
     assert "专属顾问 周顾问" in later["description"]
     assert "性质" not in later["description"]  # an order has no complaint nature
 
 
-async def test_force_majeure_card_names_the_alternative_plan(crm, paging, make_worker, clock,
-                                                             messenger):
+async def test_force_majeure_card_names_the_alternative_plan(
+    crm, paging, make_worker, clock, messenger
+):
     from bot.complaints.service import ComplaintService
     from bot.handoff import HandoffService
 

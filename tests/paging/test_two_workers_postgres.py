@@ -1,6 +1,7 @@
 """Two workers, each with its own engine and event loop (as two processes would be), ticking at
 the same moments against the real PostgreSQL: every step is sent exactly once.
 (Skipped without PostgreSQL locally; a failure in CI, see tests/conftest.require_service.)"""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,15 @@ def test_two_workers_send_each_page_once(pg_database_url, policy):
 
     def run(worker_id: str) -> None:
         store = PagingStore(pg_database_url)
-        worker = PagingWorker(store, policy, messenger, context=GuestContext(CRMStore(store.engine)),
-                              clock=clock, worker_id=worker_id, batch=7)
+        worker = PagingWorker(
+            store,
+            policy,
+            messenger,
+            context=GuestContext(CRMStore(store.engine)),
+            clock=clock,
+            worker_id=worker_id,
+            batch=7,
+        )
         loop = asyncio.new_event_loop()
         try:
             for moment in moments:

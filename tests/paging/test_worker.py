@@ -1,5 +1,6 @@
 """The worker with an injected clock: each step fires once, on time or marked late; restarts,
 crashes mid-step, failed sends, nobody on duty, acknowledgements around the deadline."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,9 @@ async def run_at(worker, clock, moment):
     return await worker.tick()
 
 
-async def test_complaint_pages_at_once_then_repages_escalates_once(crm, paging, make_worker, clock, messenger):
+async def test_complaint_pages_at_once_then_repages_escalates_once(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -50,17 +53,25 @@ async def test_complaint_pages_at_once_then_repages_escalates_once(crm, paging, 
     report = await run_at(worker, clock, t0 + dt.timedelta(seconds=10))  # ack deadline
     assert report.fired == 1 and report.late == 0
     sup = messenger.to("app", "supervisor_wang")
-    assert len(sup) == 1 and "超时未接单" in sup[0]["title"] and "李顾问未在" in sup[0]["description"]
+    assert (
+        len(sup) == 1 and "超时未接单" in sup[0]["title"] and "李顾问未在" in sup[0]["description"]
+    )
     told = messenger.to("guest", sender)
     assert len(told) == 1 and "抱歉让您久等了" in told[0]["text"] and "主管" in told[0]["text"]
 
     for offset in (11, 20, 59):
         assert (await run_at(worker, clock, t0 + dt.timedelta(seconds=offset))).fired == 0
-    assert (await run_at(worker, clock, t0 + dt.timedelta(seconds=60))).fired == 1  # resolve deadline
+    assert (
+        await run_at(worker, clock, t0 + dt.timedelta(seconds=60))
+    ).fired == 1  # resolve deadline
     assert (await run_at(worker, clock, t0 + dt.timedelta(seconds=3600))).fired == 0
     steps = steps_by_name(paging, case.id)
     assert {n: s.status for n, s in steps.items()} == {
-        "page": "sent", "repage": "sent", "escalate": "sent", "escalate_resolve": "sent"}
+        "page": "sent",
+        "repage": "sent",
+        "escalate": "sent",
+        "escalate_resolve": "sent",
+    }
     assert not any(s.late for s in steps.values())
     assert len(messenger.to("app", "supervisor_wang")) == 2
     assert len(messenger.to("guest", sender)) == 2
@@ -69,13 +80,17 @@ async def test_complaint_pages_at_once_then_repages_escalates_once(crm, paging, 
     assert [p["step"] for p in pages] == ["page", "repage", "escalate", "escalate_resolve"]
 
 
-@pytest.mark.parametrize("ack_offset,escalated,ack_outcome", [
-    (9.999, False, "met"),   # just before the deadline
-    (10.0, False, "met"),    # exactly at it
-    (10.001, True, "missed"),  # just after it, but before the worker got there
-])
-async def test_ack_just_before_at_and_after_the_deadline(crm, paging, make_worker, clock, messenger,
-                                                         ack_offset, escalated, ack_outcome):
+@pytest.mark.parametrize(
+    "ack_offset,escalated,ack_outcome",
+    [
+        (9.999, False, "met"),  # just before the deadline
+        (10.0, False, "met"),  # exactly at it
+        (10.001, True, "missed"),  # just after it, but before the worker got there
+    ],
+)
+async def test_ack_just_before_at_and_after_the_deadline(
+    crm, paging, make_worker, clock, messenger, ack_offset, escalated, ack_outcome
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -95,7 +110,9 @@ async def test_ack_just_before_at_and_after_the_deadline(crm, paging, make_worke
     assert steps_by_name(paging, case.id)["escalate_resolve"].status == "pending"
 
 
-async def test_ack_after_escalation_fired_changes_nothing_sent(crm, paging, make_worker, clock, messenger):
+async def test_ack_after_escalation_fired_changes_nothing_sent(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -113,7 +130,9 @@ async def test_ack_after_escalation_fired_changes_nothing_sent(crm, paging, make
     assert rules.outcome(clock_after.ack_due_at, clock_after.acknowledged_at, clock()) == "missed"
 
 
-async def test_ack_before_repage_stops_pages_and_tells_the_guest(crm, paging, make_worker, clock, messenger):
+async def test_ack_before_repage_stops_pages_and_tells_the_guest(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -136,7 +155,8 @@ async def test_ack_before_repage_stops_pages_and_tells_the_guest(crm, paging, ma
 
 
 async def test_worker_killed_and_restarted_mid_clock_fires_missed_steps_once_marked_late(
-        crm, paging, make_worker, clock, messenger):
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -157,7 +177,9 @@ async def test_worker_killed_and_restarted_mid_clock_fires_missed_steps_once_mar
     assert len(messenger.to("app", "supervisor_wang")) == 1
 
 
-async def test_worker_dying_mid_step_is_fired_again_after_its_lease(crm, paging, make_worker, clock, messenger):
+async def test_worker_dying_mid_step_is_fired_again_after_its_lease(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -178,7 +200,9 @@ async def test_worker_dying_mid_step_is_fired_again_after_its_lease(crm, paging,
     assert paging.finish_step(page.id, "w-dead", "sent", fired_at=clock()) is False
 
 
-async def test_failed_send_is_retried_without_resending_what_went_out(crm, paging, make_worker, clock, messenger):
+async def test_failed_send_is_retried_without_resending_what_went_out(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -217,7 +241,8 @@ async def test_send_failing_for_good_ends_failed(crm, paging, make_worker, clock
 
 
 async def test_a_page_that_cannot_reach_one_advisor_goes_to_another_on_duty(
-        crm, paging, make_worker, clock, messenger):
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender)
     t0 = ticket.created_at
@@ -230,8 +255,11 @@ async def test_a_page_that_cannot_reach_one_advisor_goes_to_another_on_duty(
     assert paging.clock_for("ticket", ticket.id).paged_userid == "advisor_zhou"
 
 
-async def test_nobody_on_duty_pages_the_supervisor(crm, paging, policy, messenger, clock, make_worker):
+async def test_nobody_on_duty_pages_the_supervisor(
+    crm, paging, policy, messenger, clock, make_worker
+):
     import dataclasses
+
     prop = policy.properties["default"]
     night_only = tuple(dataclasses.replace(a, on_duty=()) for a in prop.roster)
     policy.properties["default"] = dataclasses.replace(prop, roster=night_only)  # nobody, ever
@@ -244,20 +272,26 @@ async def test_nobody_on_duty_pages_the_supervisor(crm, paging, policy, messenge
     assert messenger.to("app", "advisor_li") == []
 
 
-async def test_major_incident_goes_to_the_emergency_group_and_duty_manager(crm, paging, make_worker, clock, messenger):
+async def test_major_incident_goes_to_the_emergency_group_and_duty_manager(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     ticket = complaint(crm, sender, sla_class="complaint_major")
     worker = make_worker()
     await run_at(worker, clock, ticket.created_at)
     posts = messenger.to("group")
-    assert len(posts) == 1 and posts[0]["to"].startswith("http://127.0.0.1:8800/cgi-bin/webhook/send")
+    assert len(posts) == 1 and posts[0]["to"].startswith(
+        "http://127.0.0.1:8800/cgi-bin/webhook/send"
+    )
     assert "重大事件" in posts[0]["text"] and "林晓" in posts[0]["text"]
     assert posts[0]["mention"] == ["manager_zhao"]
     assert len(messenger.to("app", "manager_zhao")) == 1
     assert len(messenger.to("app", "advisor_li")) == 1
 
 
-async def test_handoff_escalates_to_the_next_advisor_on_the_roster(crm, paging, make_worker, clock, messenger):
+async def test_handoff_escalates_to_the_next_advisor_on_the_roster(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     handoff = crm.create_handoff(sender, reason="request_human", sla_class="human_request")
     t0 = handoff.created_at
@@ -272,7 +306,9 @@ async def test_handoff_escalates_to_the_next_advisor_on_the_roster(crm, paging, 
     assert "其他值班顾问" in messenger.to("guest", sender)[0]["text"]
 
 
-async def test_two_workers_on_one_database_send_each_step_once(crm, paging, make_worker, clock, messenger):
+async def test_two_workers_on_one_database_send_each_step_once(
+    crm, paging, make_worker, clock, messenger
+):
     sender = new_guest(crm)
     tickets = [complaint(crm, sender) for _ in range(5)]
     t0 = max(t.created_at for t in tickets)
@@ -286,7 +322,9 @@ async def test_two_workers_on_one_database_send_each_step_once(crm, paging, make
     assert all(s.status == "sent" for s in paging.steps())
 
 
-async def test_unknown_class_closed_subjects_and_old_ones_get_no_clock(crm, paging, make_worker, clock, messenger, caplog):
+async def test_unknown_class_closed_subjects_and_old_ones_get_no_clock(
+    crm, paging, make_worker, clock, messenger, caplog
+):
     sender = new_guest(crm)
     odd = crm.create_ticket(sender, kind="complaint", sla_class="no_such_class")
     closed = crm.create_order(sender, item="接机", sla_class="addon_order", status="confirmed")
@@ -304,8 +342,9 @@ async def test_unknown_class_closed_subjects_and_old_ones_get_no_clock(crm, pagi
     assert closed and unclassed
 
 
-async def test_an_order_the_guest_cancels_pages_nobody_again(crm, paging, make_worker, clock,
-                                                              messenger):
+async def test_an_order_the_guest_cancels_pages_nobody_again(
+    crm, paging, make_worker, clock, messenger
+):
     """Through the guest's own path (OrderService.cancel, what action_cancel_order calls): the
     worker sees the cancelled order, cancels every step of its clock, tells the paged advisor
     once, and neither re-pages, escalates nor says sorry to the guest."""
@@ -333,8 +372,9 @@ async def test_an_order_the_guest_cancels_pages_nobody_again(crm, paging, make_w
     assert set(statuses.values()) == {"skipped"}
 
 
-async def test_an_order_cancelled_before_anyone_was_paged_tells_nobody(crm, paging, make_worker,
-                                                                       clock, messenger):
+async def test_an_order_cancelled_before_anyone_was_paged_tells_nobody(
+    crm, paging, make_worker, clock, messenger
+):
     from bot.orders.service import OrderService
 
     sender = new_guest(crm)
@@ -365,7 +405,8 @@ async def test_run_loop_pages_a_new_complaint_and_stops(crm, paging, policy, mes
 
 
 async def test_a_major_incident_updates_the_guest_on_the_policy_interval_until_closed(
-        crm, paging, make_worker, clock, messenger, policy):
+    crm, paging, make_worker, clock, messenger, policy
+):
     """SPEC: a major incident gets updates to the guest until it is closed. The fast policy
     says every 15 s from 15 s on (4 at most); resolving stops them."""
     from bot.complaints.service import ComplaintService
@@ -399,18 +440,26 @@ async def test_a_major_incident_updates_the_guest_on_the_policy_interval_until_c
     assert names["guest_update_3"] == names["guest_update_4"] == "skipped"
 
 
-@pytest.mark.parametrize("step,problem", [
-    ("{name: u, after: 1m, every: 1h, until: none, notify: [guest_update]}", "until"),
-    ("{name: u, after: 1m, times: 3, notify: [guest_update]}", "'times' needs 'every'"),
-    ("{name: u, after: 1m, every: 1h, times: 0, until: resolve, notify: [guest_update]}", "1-99"),
-])
+@pytest.mark.parametrize(
+    "step,problem",
+    [
+        ("{name: u, after: 1m, every: 1h, until: none, notify: [guest_update]}", "until"),
+        ("{name: u, after: 1m, times: 3, notify: [guest_update]}", "'times' needs 'every'"),
+        (
+            "{name: u, after: 1m, every: 1h, times: 0, until: resolve, notify: [guest_update]}",
+            "1-99",
+        ),
+    ],
+)
 def test_repeated_steps_are_validated(step, problem, tmp_path):
     from bot.paging.policy import PolicyError, load_policy
     from tests.paging.conftest import FAST_POLICY
 
     text = FAST_POLICY.read_text(encoding="utf-8").replace(
         "      - {name: guest_update, after: 15s, every: 15s, times: 4, until: resolve, "
-        "notify: [guest_update]}", f"      - {step}")
+        "notify: [guest_update]}",
+        f"      - {step}",
+    )
     assert step in text
     path = tmp_path / "policy.yml"
     path.write_text(text, encoding="utf-8")

@@ -39,8 +39,12 @@ def store(demo_url):
 
 @pytest.fixture
 def service(store, kb):
-    return PreTripService(store=store, kb=kb, weather=DemoWeatherProvider(kb, today=lambda: TODAY),
-                          today=lambda: TODAY)
+    return PreTripService(
+        store=store,
+        kb=kb,
+        weather=DemoWeatherProvider(kb, today=lambda: TODAY),
+        today=lambda: TODAY,
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The pre-trip service on a real (SQLite) CRM with the demo guests and the real knowledge base."""
+
 from __future__ import annotations
 
 import datetime as dt

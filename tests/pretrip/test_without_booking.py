@@ -1,4 +1,5 @@
 """Questions that need no booking are answered from the city, dates or hotel the guest names."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,8 +13,9 @@ NEW = "kf:wmNEWGUEST"
 
 
 def test_weather_and_packing_for_the_city_and_week_named(service):
-    reply = service.answer("packing", NEW, destination="三亚",
-                           text="我下周去三亚，天气怎么样？要带什么衣服？")
+    reply = service.answer(
+        "packing", NEW, destination="三亚", text="我下周去三亚，天气怎么样？要带什么衣服？"
+    )
     weather, packing = reply.texts
     assert not reply.link_needed
     assert "三亚" in weather and "7月6日" in weather  # next week starts on Monday 6 July
@@ -42,12 +44,15 @@ def test_a_stay_question_naming_nothing_asks_for_the_booking(service):
     assert itinerary.link_needed
 
 
-@pytest.mark.parametrize("text, start, end", [
-    ("下周去三亚", dt.date(2026, 7, 6), dt.date(2026, 7, 12)),
-    ("这周末去上海", dt.date(2026, 7, 4), dt.date(2026, 7, 5)),
-    ("明天三亚天气", dt.date(2026, 7, 2), dt.date(2026, 7, 2)),
-    ("三亚天气怎么样", TODAY, dt.date(2026, 7, 3)),
-    ("昨天三亚下雨了吗", TODAY, TODAY),
-])
+@pytest.mark.parametrize(
+    "text, start, end",
+    [
+        ("下周去三亚", dt.date(2026, 7, 6), dt.date(2026, 7, 12)),
+        ("这周末去上海", dt.date(2026, 7, 4), dt.date(2026, 7, 5)),
+        ("明天三亚天气", dt.date(2026, 7, 2), dt.date(2026, 7, 2)),
+        ("三亚天气怎么样", TODAY, dt.date(2026, 7, 3)),
+        ("昨天三亚下雨了吗", TODAY, TODAY),
+    ],
+)
 def test_named_dates(text, start, end):
     assert named_dates(text, TODAY) == (start, end)

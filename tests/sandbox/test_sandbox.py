@@ -1,5 +1,6 @@
 """The sandbox speaks WeCom's protocol: tokens and errcodes, the kf rules, faults, the call log,
 and encrypted callbacks that decrypt with the shared dev secrets."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,9 @@ async def sandbox(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     receiver_port = free_port()
-    async with run_sandbox(connector_url=f"http://127.0.0.1:{receiver_port}", callback_retries=2,
-                           callback_timeout_s=2) as (base, state):
+    async with run_sandbox(
+        connector_url=f"http://127.0.0.1:{receiver_port}", callback_retries=2, callback_timeout_s=2
+    ) as (base, state):
         async with aiohttp.ClientSession() as http:
             yield Sandbox(base, state, http, receiver_port)
 
@@ -73,37 +75,73 @@ class Receiver:
 
 
 async def test_gettoken_errors_and_success(sandbox):
-    assert (await sandbox.get("/cgi-bin/gettoken", corpid="wrong", corpsecret="x"))["errcode"] == 40013
-    assert (await sandbox.get("/cgi-bin/gettoken", corpid=dev_defaults.CORP_ID, corpsecret="x"))["errcode"] == 40001
-    data = await sandbox.get("/cgi-bin/gettoken", corpid=dev_defaults.CORP_ID, corpsecret=dev_defaults.KF_SECRET)
+    assert (await sandbox.get("/cgi-bin/gettoken", corpid="wrong", corpsecret="x"))[
+        "errcode"
+    ] == 40013
+    assert (await sandbox.get("/cgi-bin/gettoken", corpid=dev_defaults.CORP_ID, corpsecret="x"))[
+        "errcode"
+    ] == 40001
+    data = await sandbox.get(
+        "/cgi-bin/gettoken", corpid=dev_defaults.CORP_ID, corpsecret=dev_defaults.KF_SECRET
+    )
     assert data["errcode"] == 0 and data["expires_in"] == 7200 and data["access_token"]
 
 
 async def test_token_errcodes(sandbox):
-    body = {"touser": "lisi", "agentid": dev_defaults.APP_AGENT_ID, "msgtype": "text", "text": {"content": "x"}}
+    body = {
+        "touser": "lisi",
+        "agentid": dev_defaults.APP_AGENT_ID,
+        "msgtype": "text",
+        "text": {"content": "x"},
+    }
     assert (await sandbox.post("/cgi-bin/message/send", body))["errcode"] == 41001
-    assert (await sandbox.post("/cgi-bin/message/send", body, access_token="bogus"))["errcode"] == 40014
+    assert (await sandbox.post("/cgi-bin/message/send", body, access_token="bogus"))[
+        "errcode"
+    ] == 40014
     token = await sandbox.token()
     assert (await sandbox.post("/cgi-bin/message/send", body, access_token=token))["errcode"] == 0
     await sandbox.post("/_sandbox/tokens/expire")
-    assert (await sandbox.post("/cgi-bin/message/send", body, access_token=token))["errcode"] == 42001
+    assert (await sandbox.post("/cgi-bin/message/send", body, access_token=token))[
+        "errcode"
+    ] == 42001
     kf_token = await sandbox.token(dev_defaults.KF_SECRET)
-    assert (await sandbox.post("/cgi-bin/message/send", body, access_token=kf_token))["errcode"] == 48002
+    assert (await sandbox.post("/cgi-bin/message/send", body, access_token=kf_token))[
+        "errcode"
+    ] == 48002
 
 
 async def test_member_rate_limit_45009(sandbox):
     token = await sandbox.token()
-    body = {"touser": "lisi", "agentid": dev_defaults.APP_AGENT_ID, "msgtype": "text", "text": {"content": "x"}}
-    codes = [(await sandbox.post("/cgi-bin/message/send", body, access_token=token))["errcode"] for _ in range(31)]
+    body = {
+        "touser": "lisi",
+        "agentid": dev_defaults.APP_AGENT_ID,
+        "msgtype": "text",
+        "text": {"content": "x"},
+    }
+    codes = [
+        (await sandbox.post("/cgi-bin/message/send", body, access_token=token))["errcode"]
+        for _ in range(31)
+    ]
     assert codes == [0] * 30 + [45009]
 
 
 async def test_robot_webhook_20_per_minute(sandbox):
-    codes = [(await sandbox.post("/cgi-bin/webhook/send", {"msgtype": "text", "text": {"content": "x"}},
-                                 key=dev_defaults.SANDBOX_ROBOT_KEY))["errcode"] for _ in range(21)]
+    codes = [
+        (
+            await sandbox.post(
+                "/cgi-bin/webhook/send",
+                {"msgtype": "text", "text": {"content": "x"}},
+                key=dev_defaults.SANDBOX_ROBOT_KEY,
+            )
+        )["errcode"]
+        for _ in range(21)
+    ]
     assert codes == [0] * 20 + [45009]
-    assert (await sandbox.post("/cgi-bin/webhook/send", {"msgtype": "text", "text": {"content": "x"}},
-                               key="nope"))["errcode"] == 93000
+    assert (
+        await sandbox.post(
+            "/cgi-bin/webhook/send", {"msgtype": "text", "text": {"content": "x"}}, key="nope"
+        )
+    )["errcode"] == 93000
 
 
 async def test_faults_calls_log_and_delay(sandbox):
@@ -127,24 +165,53 @@ async def test_kf_rules(sandbox):
     token = await sandbox.token(dev_defaults.KF_SECRET)
     kfid = sandbox.state.open_kfid
     text = {"touser": "wm1", "open_kfid": kfid, "msgtype": "text", "text": {"content": "你好"}}
-    assert (await sandbox.post("/cgi-bin/kf/send_msg", text, access_token=token))["errcode"] == 95001  # never wrote
-    assert (await sandbox.post("/cgi-bin/kf/send_msg", {**text, "open_kfid": "wk_x"}, access_token=token))["errcode"] == 95000
-    await sandbox.post("/_sandbox/guest/kf", {"external_userid": "wm1", "text": "在吗"})  # no connector: still stored
-    codes = [(await sandbox.post("/cgi-bin/kf/send_msg", text, access_token=token))["errcode"] for _ in range(6)]
+    assert (await sandbox.post("/cgi-bin/kf/send_msg", text, access_token=token))[
+        "errcode"
+    ] == 95001  # never wrote
+    assert (
+        await sandbox.post(
+            "/cgi-bin/kf/send_msg", {**text, "open_kfid": "wk_x"}, access_token=token
+        )
+    )["errcode"] == 95000
+    await sandbox.post(
+        "/_sandbox/guest/kf", {"external_userid": "wm1", "text": "在吗"}
+    )  # no connector: still stored
+    codes = [
+        (await sandbox.post("/cgi-bin/kf/send_msg", text, access_token=token))["errcode"]
+        for _ in range(6)
+    ]
     assert codes == [0] * 5 + [95001]
     too_long = {**text, "text": {"content": "字" * 700}}
     await sandbox.post("/_sandbox/guest/kf", {"external_userid": "wm1", "text": "再问"})
-    assert (await sandbox.post("/cgi-bin/kf/send_msg", too_long, access_token=token))["errcode"] == 45002
-    trans = {"open_kfid": kfid, "external_userid": "wm1", "service_state": 3, "servicer_userid": "lisi"}
-    assert (await sandbox.post("/cgi-bin/kf/service_state/trans", trans, access_token=token))["msg_code"]
-    state = await sandbox.post("/cgi-bin/kf/service_state/get", {"open_kfid": kfid, "external_userid": "wm1"},
-                               access_token=token)
+    assert (await sandbox.post("/cgi-bin/kf/send_msg", too_long, access_token=token))[
+        "errcode"
+    ] == 45002
+    trans = {
+        "open_kfid": kfid,
+        "external_userid": "wm1",
+        "service_state": 3,
+        "servicer_userid": "lisi",
+    }
+    assert (await sandbox.post("/cgi-bin/kf/service_state/trans", trans, access_token=token))[
+        "msg_code"
+    ]
+    state = await sandbox.post(
+        "/cgi-bin/kf/service_state/get",
+        {"open_kfid": kfid, "external_userid": "wm1"},
+        access_token=token,
+    )
     assert (state["service_state"], state["servicer_userid"]) == (3, "lisi")
-    assert (await sandbox.post("/cgi-bin/kf/send_msg", text, access_token=token))["errcode"] == 95018
-    page = await sandbox.post("/cgi-bin/kf/sync_msg", {"open_kfid": kfid, "limit": 1}, access_token=token)
+    assert (await sandbox.post("/cgi-bin/kf/send_msg", text, access_token=token))[
+        "errcode"
+    ] == 95018
+    page = await sandbox.post(
+        "/cgi-bin/kf/sync_msg", {"open_kfid": kfid, "limit": 1}, access_token=token
+    )
     assert page["has_more"] == 1 and page["next_cursor"] == "c1"
     assert page["msg_list"][0]["text"]["content"] == "在吗" and page["msg_list"][0]["origin"] == 3
-    bad = await sandbox.post("/cgi-bin/kf/sync_msg", {"open_kfid": kfid, "token": "ENCbogus"}, access_token=token)
+    bad = await sandbox.post(
+        "/cgi-bin/kf/sync_msg", {"open_kfid": kfid, "token": "ENCbogus"}, access_token=token
+    )
     assert bad["errcode"] == 95007
 
 
@@ -152,18 +219,25 @@ async def test_guest_message_becomes_an_encrypted_kf_callback_then_sync_msg(sand
     receiver = Receiver()
     await receiver.start(sandbox.receiver_port)
     try:
-        result = await sandbox.post("/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好"})
+        result = await sandbox.post(
+            "/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好"}
+        )
     finally:
         await receiver.stop()
     assert result["delivery"]["delivered"] and result["delivery"]["attempts"] == 1
     [(path, query, body)] = receiver.requests
     assert path == "/webhooks/wecom/kf"
     crypto = CallbackCrypto(dev_defaults.KF_TOKEN, dev_defaults.KF_AES_KEY, dev_defaults.CORP_ID)
-    event = parse_xml(crypto.decrypt_xml(body, query["msg_signature"], query["timestamp"], query["nonce"]))
+    event = parse_xml(
+        crypto.decrypt_xml(body, query["msg_signature"], query["timestamp"], query["nonce"])
+    )
     assert event["Event"] == "kf_msg_or_event" and event["OpenKfId"] == sandbox.state.open_kfid
     token = await sandbox.token(dev_defaults.KF_SECRET)
-    page = await sandbox.post("/cgi-bin/kf/sync_msg", {"open_kfid": event["OpenKfId"], "token": event["Token"]},
-                              access_token=token)
+    page = await sandbox.post(
+        "/cgi-bin/kf/sync_msg",
+        {"open_kfid": event["OpenKfId"], "token": event["Token"]},
+        access_token=token,
+    )
     assert page["msg_list"][0]["msgid"] == result["msgid"]
 
 
@@ -171,9 +245,13 @@ async def test_group_and_app_callbacks_decrypt_with_the_dev_secrets(sandbox):
     receiver = Receiver()
     await receiver.start(sandbox.receiver_port)
     try:
-        skipped = await sandbox.post("/_sandbox/guest/group", {"chatid": "g", "userid": "u", "text": "大家好"})
-        group = await sandbox.post("/_sandbox/guest/group",
-                                   {"chatid": "g", "userid": "u", "text": f"@{sandbox.state.aibot_name} 你好"})
+        skipped = await sandbox.post(
+            "/_sandbox/guest/group", {"chatid": "g", "userid": "u", "text": "大家好"}
+        )
+        group = await sandbox.post(
+            "/_sandbox/guest/group",
+            {"chatid": "g", "userid": "u", "text": f"@{sandbox.state.aibot_name} 你好"},
+        )
         await sandbox.post("/_sandbox/advisor/app", {"userid": "lisi", "text": "ack 1 <b>&"})
     finally:
         await receiver.stop()
@@ -211,10 +289,18 @@ async def test_replays_deliver_the_identical_callback_again(sandbox):
     receiver = Receiver()
     await receiver.start(sandbox.receiver_port)
     try:
-        kf = await sandbox.post("/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好", "replays": 3})
-        group = await sandbox.post("/_sandbox/guest/group",
-                                   {"chatid": "g", "userid": "u", "text": f"@{sandbox.state.aibot_name} 在吗",
-                                    "replays": 2})
+        kf = await sandbox.post(
+            "/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好", "replays": 3}
+        )
+        group = await sandbox.post(
+            "/_sandbox/guest/group",
+            {
+                "chatid": "g",
+                "userid": "u",
+                "text": f"@{sandbox.state.aibot_name} 在吗",
+                "replays": 2,
+            },
+        )
     finally:
         await receiver.stop()
     assert [r["status"] for r in kf["delivery"]["replays"]] == [200, 200, 200]
@@ -232,8 +318,9 @@ async def test_delivery_reports_the_connector_answer_time(sandbox):
     receiver = Receiver(delay_s=0.3, headers={HANDLE_MS_HEADER: "12.5"})
     await receiver.start(sandbox.receiver_port)
     try:
-        kf = await sandbox.post("/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好",
-                                                       "replays": 1})
+        kf = await sandbox.post(
+            "/_sandbox/guest/kf", {"external_userid": "wm1", "text": "你好", "replays": 1}
+        )
     finally:
         await receiver.stop()
     assert kf["delivery"]["elapsed_ms"] >= 300
@@ -241,8 +328,10 @@ async def test_delivery_reports_the_connector_answer_time(sandbox):
     assert kf["delivery"]["connector_ms"] == 12.5
     assert len(sandbox.state.deliveries) == 2
     assert all(d["elapsed_ms"] >= 300 for d in sandbox.state.deliveries)
-    async with sandbox.http.post(sandbox.base + "/_sandbox/guest/kf",
-                                 json={"external_userid": "wm1", "text": "x", "replays": "many"}) as resp:
+    async with sandbox.http.post(
+        sandbox.base + "/_sandbox/guest/kf",
+        json={"external_userid": "wm1", "text": "x", "replays": "many"},
+    ) as resp:
         assert resp.status == 400
 
 
@@ -254,9 +343,13 @@ async def test_unreachable_connector_is_reported(sandbox):
 async def test_bad_requests_to_the_control_api(sandbox):
     async with sandbox.http.post(sandbox.base + "/_sandbox/guest/kf", data="not json") as resp:
         assert resp.status == 400
-    async with sandbox.http.post(sandbox.base + "/_sandbox/guest/kf", json={"text": "no user"}) as resp:
+    async with sandbox.http.post(
+        sandbox.base + "/_sandbox/guest/kf", json={"text": "no user"}
+    ) as resp:
         assert resp.status == 400
-    async with sandbox.http.post(sandbox.base + "/cgi-bin/message/send?access_token=x", data=b"{bad") as resp:
+    async with sandbox.http.post(
+        sandbox.base + "/cgi-bin/message/send?access_token=x", data=b"{bad"
+    ) as resp:
         assert (await resp.json())["errcode"] == 47001
 
 

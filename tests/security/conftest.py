@@ -1,4 +1,5 @@
 """A complete production configuration (every secret fresh, real stores, an https policy)."""
+
 from __future__ import annotations
 
 import base64
@@ -20,10 +21,14 @@ def aes_key() -> str:
 
 def production_policy(path: Path) -> Path:
     text = (ROOT / "data" / "sla_policy.yml").read_text(encoding="utf-8")
-    text = text.replace("http://localhost:5005/webhooks/paging/cases/",
-                        "https://concierge.example-hotel.cn/webhooks/paging/cases/")
-    text = text.replace("http://127.0.0.1:8800/cgi-bin/webhook/send?key=sandbox-robot-key",
-                        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=real-robot-key")
+    text = text.replace(
+        "http://localhost:5005/webhooks/paging/cases/",
+        "https://concierge.example-hotel.cn/webhooks/paging/cases/",
+    )
+    text = text.replace(
+        "http://127.0.0.1:8800/cgi-bin/webhook/send?key=sandbox-robot-key",
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=real-robot-key",
+    )
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -42,12 +47,17 @@ def production_env(tmp_path: Path) -> dict:
         "WECOM_INBOX_TOKEN": token(),
         "WECOM_API_BASE": "https://qyapi.weixin.qq.com",
         "WECOM_CORP_ID": "ww" + secrets.token_hex(8),
-        "WECOM_KF_TOKEN": token()[:32], "WECOM_KF_AES_KEY": aes_key(),
+        "WECOM_KF_TOKEN": token()[:32],
+        "WECOM_KF_AES_KEY": aes_key(),
         "WECOM_KF_SECRET": token(),
-        "WECOM_AIBOT_TOKEN": token()[:32], "WECOM_AIBOT_AES_KEY": aes_key(),
-        "WECOM_APP_TOKEN": token()[:32], "WECOM_APP_AES_KEY": aes_key(),
-        "WECOM_APP_SECRET": token(), "WECOM_APP_AGENT_ID": "1000002",
-        "WEATHER_PROVIDER": "qweather", "QWEATHER_KEY": token(),
+        "WECOM_AIBOT_TOKEN": token()[:32],
+        "WECOM_AIBOT_AES_KEY": aes_key(),
+        "WECOM_APP_TOKEN": token()[:32],
+        "WECOM_APP_AES_KEY": aes_key(),
+        "WECOM_APP_SECRET": token(),
+        "WECOM_APP_AGENT_ID": "1000002",
+        "WEATHER_PROVIDER": "qweather",
+        "QWEATHER_KEY": token(),
         "SLA_POLICY_FILE": str(production_policy(tmp_path / "sla_policy.yml")),
         # The staff console (bot/console/auth.py registers these checks).
         "CONSOLE_SECRET": token(),
@@ -58,12 +68,33 @@ def production_env(tmp_path: Path) -> dict:
 
 # Every variable preflight reads: cleared so a developer's shell cannot leak into a test.
 PREFLIGHT_VARS = (
-    "CONCIERGE_ENV", "DATABASE_URL", "TRACKER_DATABASE_URL", "REDIS_URL", "CRM_ENCRYPTION_KEY", "CRM_INDEX_KEY",
-    "RASA_AUTH_TOKEN", "PAGING_LINK_SECRET", "WECOM_INBOX_TOKEN", "WECOM_API_BASE",
-    "WECOM_CORP_ID", "WECOM_KF_TOKEN", "WECOM_KF_AES_KEY", "WECOM_KF_SECRET",
-    "WECOM_AIBOT_TOKEN", "WECOM_AIBOT_AES_KEY", "WECOM_APP_TOKEN", "WECOM_APP_AES_KEY",
-    "WECOM_APP_SECRET", "WECOM_APP_AGENT_ID", "WEATHER_PROVIDER", "QWEATHER_KEY",
-    "SLA_POLICY_FILE", "CONSOLE_SECRET", "CONSOLE_BASE_URL", "WECOM_OAUTH_BASE")
+    "CONCIERGE_ENV",
+    "DATABASE_URL",
+    "TRACKER_DATABASE_URL",
+    "REDIS_URL",
+    "CRM_ENCRYPTION_KEY",
+    "CRM_INDEX_KEY",
+    "RASA_AUTH_TOKEN",
+    "PAGING_LINK_SECRET",
+    "WECOM_INBOX_TOKEN",
+    "WECOM_API_BASE",
+    "WECOM_CORP_ID",
+    "WECOM_KF_TOKEN",
+    "WECOM_KF_AES_KEY",
+    "WECOM_KF_SECRET",
+    "WECOM_AIBOT_TOKEN",
+    "WECOM_AIBOT_AES_KEY",
+    "WECOM_APP_TOKEN",
+    "WECOM_APP_AES_KEY",
+    "WECOM_APP_SECRET",
+    "WECOM_APP_AGENT_ID",
+    "WEATHER_PROVIDER",
+    "QWEATHER_KEY",
+    "SLA_POLICY_FILE",
+    "CONSOLE_SECRET",
+    "CONSOLE_BASE_URL",
+    "WECOM_OAUTH_BASE",
+)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The property-scoped access rule (bot.access) over a policy with two properties."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,10 +24,19 @@ POLICY = {
         "shanghai": {},  # no roster of its own: inherits the default section's people
     },
     "classes": {
-        name: {"label": name, "ack_within": "10m", "resolve_within": "1h",
-               "steps": [{"name": "page", "after": "0s", "notify": ["on_duty"]}]}
-        for name in ("complaint_routine", "complaint_major", "addon_order", "human_request",
-                     "data_deletion")
+        name: {
+            "label": name,
+            "ack_within": "10m",
+            "resolve_within": "1h",
+            "steps": [{"name": "page", "after": "0s", "notify": ["on_duty"]}],
+        }
+        for name in (
+            "complaint_routine",
+            "complaint_major",
+            "addon_order",
+            "human_request",
+            "data_deletion",
+        )
     },
 }
 
@@ -70,4 +80,6 @@ def test_guest_linked_to_several_properties(access):
 
 
 def test_is_staff(access):
-    assert access.is_staff("sun") and not access.is_staff("guest-kf:wm1") and not access.is_staff(None)
+    assert (
+        access.is_staff("sun") and not access.is_staff("guest-kf:wm1") and not access.is_staff(None)
+    )

@@ -1,4 +1,5 @@
 """On PostgreSQL the audit log cannot be rewritten by the application's role (migration 0009)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,14 +19,21 @@ def test_update_delete_truncate_are_refused(pg_database_url):
     store.close()
     engine = create_engine(pg_database_url, future=True)
     try:
-        for statement in ("UPDATE audit_log SET actor = 'someone-else'",
-                          "DELETE FROM audit_log", "TRUNCATE audit_log"):
+        for statement in (
+            "UPDATE audit_log SET actor = 'someone-else'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+        ):
             with pytest.raises(DBAPIError, match="append-only"):
                 with engine.begin() as conn:
                     conn.execute(text(statement))
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO audit_log (actor, action, created_at) "
-                              "VALUES ('cli:x', 'test', now())"))
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (actor, action, created_at) "
+                    "VALUES ('cli:x', 'test', now())"
+                )
+            )
             rows = conn.execute(text("SELECT actor FROM audit_log ORDER BY id")).scalars().all()
         assert rows == ["console:li", "cli:x"]
     finally:

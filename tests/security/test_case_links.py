@@ -1,4 +1,5 @@
 """bot.paging.links: the signature covers case, viewer and expiry; bad input is LinkInvalid."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,10 @@ def test_round_trip_with_a_non_ascii_viewer():
     assert (access.case_id, access.viewer, access.expires_at) == (7, "顾问-李", 1_060)
 
 
-@pytest.mark.parametrize("sig", ["", "é", "1.2", "1.2.3.4", "x.YQ.abc", "99999999999.!!.abc",
-                                 "1" * 600, "9999999999..abc"])
+@pytest.mark.parametrize(
+    "sig",
+    ["", "é", "1.2", "1.2.3.4", "x.YQ.abc", "99999999999.!!.abc", "1" * 600, "9999999999..abc"],
+)
 def test_malformed_signatures_are_invalid_not_errors(sig):
     with pytest.raises(LinkInvalid):
         CaseLinks("x" * 40, 60).verify(7, sig)

@@ -1,5 +1,6 @@
 """bot.erasure / bot.retention / bot.guest_export on real stores (SQLite CRM and tracker, the
 file spool, Redis db 15) with a recording WeCom mark_tag."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -66,27 +67,48 @@ def world(monkeypatch, tmp_path):
     tracker_url = f"sqlite:///{tmp_path / 'tracker.db'}"
     engine = create_engine(tracker_url, future=True)
     with engine.begin() as conn:  # Rasa's SQLTrackerStore table
-        conn.execute(text("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255), "
-                          "type_name VARCHAR(255), timestamp FLOAT, intent_name VARCHAR(255), "
-                          "action_name VARCHAR(255), data TEXT)"))
+        conn.execute(
+            text(
+                "CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255), "
+                "type_name VARCHAR(255), timestamp FLOAT, intent_name VARCHAR(255), "
+                "action_name VARCHAR(255), data TEXT)"
+            )
+        )
         now = dt.datetime.now(dt.timezone.utc).timestamp()
         for sender, said in ((SENDER, SAID[0]), (SENDER, SAID[1]), ("kf:other", "你好呀朋友们")):
-            conn.execute(text("INSERT INTO events (sender_id, type_name, timestamp, data) "
-                              "VALUES (:s, 'user', :t, :d)"),
-                         {"s": sender, "t": now, "d": json.dumps({"text": said})})
+            conn.execute(
+                text(
+                    "INSERT INTO events (sender_id, type_name, timestamp, data) "
+                    "VALUES (:s, 'user', :t, :d)"
+                ),
+                {"s": sender, "t": now, "d": json.dumps({"text": said})},
+            )
     engine.dispose()
     from bot.events.store import EventStore
 
     events = EventStore(crm.engine)  # the copies the event consumer keeps for the reports
     for sender, said in ((SENDER, SAID[0]), (SENDER, SAID[1]), ("kf:other", "你好呀朋友们")):
-        events.record({"sender_id": sender, "event": "user", "timestamp": now, "text": said,
-                       "parse_data": {"text": said, "intent": {"name": "greet"}}})
+        events.record(
+            {
+                "sender_id": sender,
+                "event": "user",
+                "timestamp": now,
+                "text": said,
+                "parse_data": {"text": said, "intent": {"name": "greet"}},
+            }
+        )
     db = Database(make_engine(url))
     Inbox(db).add_sync(Inbound("k1", "kf", SENDER, "text", {"text": SAID[0]}))
-    Outbox(db).begin_sync("app", "/cgi-bin/message/send",
-                          {"text": {"content": f"客人 {NAME}：{SAID[1]}"}}, "advisor_li", "d1")
-    Outbox(db).begin_sync("app", "/cgi-bin/message/send", {"text": {"content": "无关"}},
-                          "advisor_li", "d2")
+    Outbox(db).begin_sync(
+        "app",
+        "/cgi-bin/message/send",
+        {"text": {"content": f"客人 {NAME}：{SAID[1]}"}},
+        "advisor_li",
+        "d1",
+    )
+    Outbox(db).begin_sync(
+        "app", "/cgi-bin/message/send", {"text": {"content": "无关"}}, "advisor_li", "d2"
+    )
     spool = FileSpool(tmp_path / "spool" / "crm-writes.jsonl")
     spool.append(new_entry("preferences.record", SENDER, {"text": SAID[0]}))
     spool.append(new_entry("preferences.record", "kf:other", {"text": "安静的房间"}))
@@ -104,6 +126,7 @@ def readable(value) -> str:
     text_value = str(value)
     if text_value.startswith("gAAAAA"):  # a Fernet token: scan what it protects
         from bot.crm.crypto import decrypt
+
         text_value = decrypt(text_value)
     try:
         return json.dumps(json.loads(text_value), ensure_ascii=False)
@@ -115,8 +138,10 @@ def dump_all(crm, tracker, spool_dir, *, skip=("audit_log",)) -> str:
     parts = []
     for engine in (crm.engine, tracker.engine):
         with engine.connect() as conn:
-            tables = [r[0] for r in conn.execute(text(
-                "SELECT name FROM sqlite_master WHERE type='table'"))]
+            tables = [
+                r[0]
+                for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+            ]
             for table in (t for t in tables if t not in skip):
                 for row in conn.execute(text(f'SELECT * FROM "{table}"')):
                     parts += [readable(v) for v in row]
@@ -166,9 +191,12 @@ def test_export_then_erase_everywhere(world):
 
 def test_wecom_refusing_the_tag_removal_erases_nothing(world):
     crm, tracker, spool, db, tmp = world
-    eraser = GuestEraser(crm, tracker=tracker, spools=[spool],
-                         tags=CorpTagRemover("o", ["et1"], MarkTag(ok=False),
-                                             run=__import__("asyncio").run))
+    eraser = GuestEraser(
+        crm,
+        tracker=tracker,
+        spools=[spool],
+        tags=CorpTagRemover("o", ["et1"], MarkTag(ok=False), run=__import__("asyncio").run),
+    )
     with pytest.raises(ErasureIncomplete):
         eraser.erase(SENDER, actor="cli:dpo", reason="asked")
     assert crm.find_guest(SENDER) is not None and len(tracker.texts([SENDER])) == 2
@@ -199,13 +227,20 @@ def test_retention_drops_old_handled_messages_and_tracker_events(world):
         conn.execute(text("UPDATE wecom_inbox SET status = 'done'"))
         conn.execute(text("UPDATE wecom_outbox SET status = 'sent'"))
     now = dt.datetime.now(dt.timezone.utc)
-    assert run_retention(crm, tracker, now=now) == {"wecom_inbox": 0, "wecom_outbox": 0,
-                                                   "conversation_events": 0,
-                                                   "tracker_events": 0}
+    assert run_retention(crm, tracker, now=now) == {
+        "wecom_inbox": 0,
+        "wecom_outbox": 0,
+        "conversation_events": 0,
+        "tracker_events": 0,
+    }
     later = now + dt.timedelta(days=200)
     counts = run_retention(crm, tracker, now=later)
-    assert counts == {"wecom_inbox": 1, "wecom_outbox": 2, "conversation_events": 3,
-                      "tracker_events": 3}
+    assert counts == {
+        "wecom_inbox": 1,
+        "wecom_outbox": 2,
+        "conversation_events": 3,
+        "tracker_events": 3,
+    }
 
 
 def test_erasure_has_the_paging_store_forget_the_guests_pages(world):
@@ -222,10 +257,19 @@ def test_erasure_has_the_paging_store_forget_the_guests_pages(world):
     factory = make_session_factory(crm.engine)
     with session_scope(factory) as s:
         for subject_id in (ticket["id"], other.id):
-            s.add(Page(subject_type="ticket", subject_id=subject_id, step="ack",
-                       recipient="advisor_li", status="sent", attempt=1))
+            s.add(
+                Page(
+                    subject_type="ticket",
+                    subject_id=subject_id,
+                    step="ack",
+                    recipient="advisor_li",
+                    status="sent",
+                    attempt=1,
+                )
+            )
     report = GuestEraser(crm, tracker=tracker, spools=[spool]).erase(
-        SENDER, actor="cli:dpo", reason="guest asked")
+        SENDER, actor="cli:dpo", reason="guest asked"
+    )
     assert report.counts["pages"] == 1
     with session_scope(factory) as s:
         left = s.execute(select(Page.subject_id)).scalars().all()

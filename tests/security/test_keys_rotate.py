@@ -1,5 +1,6 @@
 """`concierge keys rotate`: data written under the old key is rewritten under the new one; the
 sensitive-tag lookup works before, during and after, because its digest has its own key."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,8 +41,9 @@ def tokens(url):
     store = CRMStore(url)
     with store.engine.connect() as conn:
         found = [r[0] for r in conn.execute(text("SELECT phone FROM guests")).all()]
-        found += [r[0] for r in conn.execute(text(
-            "SELECT source_message FROM preference_tags")).all()]
+        found += [
+            r[0] for r in conn.execute(text("SELECT source_message FROM preference_tags")).all()
+        ]
     store.close()
     return [t for t in found if t]
 

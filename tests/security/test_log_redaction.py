@@ -1,4 +1,5 @@
 """bot.log_redaction: WeCom external ids never reach a log line in clear."""
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,8 @@ def test_external_ids_are_hashed_in_every_logger(caplog):
         name = "concierge.test.redaction"
         with caplog.at_level(logging.INFO, logger=name):
             logging.getLogger(name).info(
-                "processing kf:%s and wecom:%s", "wmAbCdEf0123456789xyz", "advisor_li")
+                "processing kf:%s and wecom:%s", "wmAbCdEf0123456789xyz", "advisor_li"
+            )
         [record] = [r for r in caplog.records if r.name == name]
         text = record.getMessage()
         assert "wmAbCdEf0123456789xyz" not in text

@@ -1,4 +1,5 @@
 """bot.preflight and `concierge preflight`: production fails closed, development does not."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,22 @@ from bot.preflight import PreflightFailed, enforce, run_checks
 from bot.settings import get_settings
 from bot.wecom import dev_defaults
 
-SECRETS = ("CRM_ENCRYPTION_KEY", "CRM_INDEX_KEY", "RASA_AUTH_TOKEN", "PAGING_LINK_SECRET", "WECOM_INBOX_TOKEN",
-           "WECOM_KF_TOKEN", "WECOM_KF_AES_KEY", "WECOM_KF_SECRET", "WECOM_AIBOT_TOKEN",
-           "WECOM_AIBOT_AES_KEY", "WECOM_APP_TOKEN", "WECOM_APP_AES_KEY", "WECOM_APP_SECRET",
-           "WECOM_APP_AGENT_ID")
+SECRETS = (
+    "CRM_ENCRYPTION_KEY",
+    "CRM_INDEX_KEY",
+    "RASA_AUTH_TOKEN",
+    "PAGING_LINK_SECRET",
+    "WECOM_INBOX_TOKEN",
+    "WECOM_KF_TOKEN",
+    "WECOM_KF_AES_KEY",
+    "WECOM_KF_SECRET",
+    "WECOM_AIBOT_TOKEN",
+    "WECOM_AIBOT_AES_KEY",
+    "WECOM_APP_TOKEN",
+    "WECOM_APP_AES_KEY",
+    "WECOM_APP_SECRET",
+    "WECOM_APP_AGENT_ID",
+)
 
 
 def names(problems):
@@ -25,8 +38,15 @@ def test_production_with_nothing_configured_names_every_missing_secret(bare_env,
     bare_env.setenv("CONCIERGE_ENV", "production")
     assert main(["preflight"]) == 2
     err = capsys.readouterr().err
-    for name in (*SECRETS, "WECOM_CORP_ID", "DATABASE_URL", "TRACKER_DATABASE_URL", "REDIS_URL",
-                 "WEATHER_PROVIDER", "SLA_POLICY_FILE"):
+    for name in (
+        *SECRETS,
+        "WECOM_CORP_ID",
+        "DATABASE_URL",
+        "TRACKER_DATABASE_URL",
+        "REDIS_URL",
+        "WEATHER_PROVIDER",
+        "SLA_POLICY_FILE",
+    ):
         assert f"  - {name}: " in err, name
 
 
@@ -50,24 +70,27 @@ def test_json_output(prod_env, bare_env, capsys):
     assert [p["name"] for p in report["problems"]] == ["RASA_AUTH_TOKEN"]
 
 
-@pytest.mark.parametrize("name,value,words", [
-    ("RASA_AUTH_TOKEN", "dev-only-token", "published default"),
-    ("RASA_AUTH_TOKEN", "short-token", "too short"),
-    ("PAGING_LINK_SECRET", "dev-only", "published default"),
-    ("CRM_ENCRYPTION_KEY", DEVELOPMENT_KEY, "development key"),
-    ("CRM_ENCRYPTION_KEY", "x" * 44, "not a Fernet key"),
-    ("WECOM_KF_AES_KEY", dev_defaults.KF_AES_KEY, "published default"),
-    ("WECOM_APP_SECRET", dev_defaults.APP_SECRET, "published default"),
-    ("WECOM_CORP_ID", dev_defaults.CORP_ID, "published default"),
-    ("WECOM_AIBOT_AES_KEY", "A" * 42 + "!", "EncodingAESKey"),
-    ("WECOM_APP_AGENT_ID", "agent-one", "a number"),
-    ("WECOM_API_BASE", dev_defaults.SANDBOX_API_BASE, "sandbox"),
-    ("WECOM_API_BASE", "http://qyapi.weixin.qq.com", "not https"),
-    ("DATABASE_URL", "sqlite:///var/concierge.db", "SQLite"),
-    ("TRACKER_DATABASE_URL", "sqlite:///var/rasa_tracker.db", "PostgreSQL"),
-    ("WEATHER_PROVIDER", "demo", "invents"),
-    ("CONCIERGE_ENV", "prodution", "unknown value"),
-])
+@pytest.mark.parametrize(
+    "name,value,words",
+    [
+        ("RASA_AUTH_TOKEN", "dev-only-token", "published default"),
+        ("RASA_AUTH_TOKEN", "short-token", "too short"),
+        ("PAGING_LINK_SECRET", "dev-only", "published default"),
+        ("CRM_ENCRYPTION_KEY", DEVELOPMENT_KEY, "development key"),
+        ("CRM_ENCRYPTION_KEY", "x" * 44, "not a Fernet key"),
+        ("WECOM_KF_AES_KEY", dev_defaults.KF_AES_KEY, "published default"),
+        ("WECOM_APP_SECRET", dev_defaults.APP_SECRET, "published default"),
+        ("WECOM_CORP_ID", dev_defaults.CORP_ID, "published default"),
+        ("WECOM_AIBOT_AES_KEY", "A" * 42 + "!", "EncodingAESKey"),
+        ("WECOM_APP_AGENT_ID", "agent-one", "a number"),
+        ("WECOM_API_BASE", dev_defaults.SANDBOX_API_BASE, "sandbox"),
+        ("WECOM_API_BASE", "http://qyapi.weixin.qq.com", "not https"),
+        ("DATABASE_URL", "sqlite:///var/concierge.db", "SQLite"),
+        ("TRACKER_DATABASE_URL", "sqlite:///var/rasa_tracker.db", "PostgreSQL"),
+        ("WEATHER_PROVIDER", "demo", "invents"),
+        ("CONCIERGE_ENV", "prodution", "unknown value"),
+    ],
+)
 def test_each_weak_or_default_value_is_refused(prod_env, bare_env, name, value, words):
     bare_env.setenv(name, value)
     get_settings.cache_clear()
@@ -86,6 +109,7 @@ def test_missing_redis_and_case_secret_equal_to_rasa_token(prod_env, bare_env):
 
 def test_policy_pointing_at_this_machine_is_refused(prod_env, bare_env, tmp_path):
     from tests.security.conftest import ROOT
+
     bare_env.setenv("SLA_POLICY_FILE", str(ROOT / "data" / "sla_policy.yml"))
     get_settings.cache_clear()
     problems = [str(p) for p in run_checks()]
@@ -108,7 +132,7 @@ def test_registered_module_secrets_and_checks(prod_env):
     problems = run_checks(modules=["tests.security.preflight_plugin"])
     assert [str(p) for p in problems] == [
         "CONSOLE_SESSION_SECRET: missing (the console's session secret); generate one with: "
-        "python -c \"import secrets; print(secrets.token_urlsafe(32))\"",
+        'python -c "import secrets; print(secrets.token_urlsafe(32))"',
         "tests.security.preflight_plugin: the plugin's own check failed",
     ]
 

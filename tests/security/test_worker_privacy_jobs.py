@@ -1,5 +1,6 @@
 """The SLA worker's privacy loop (bot.paging.runtime._privacy_jobs): a deletion request past its
 24 h deadline is carried out, and the retention job runs, on the worker's own schedule."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,9 +32,13 @@ async def test_overdue_deletion_request_is_erased_by_the_worker(monkeypatch, tmp
             crm.create_ticket(sender, kind="data_deletion", description="请删除我的信息")
         day_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25)
         with crm.engine.begin() as conn:
-            conn.execute(text("UPDATE tickets SET created_at = :t WHERE guest_id = "
-                              "(SELECT id FROM guests WHERE sender_id = 'kf:old-request')"),
-                         {"t": day_ago.replace(tzinfo=None)})
+            conn.execute(
+                text(
+                    "UPDATE tickets SET created_at = :t WHERE guest_id = "
+                    "(SELECT id FROM guests WHERE sender_id = 'kf:old-request')"
+                ),
+                {"t": day_ago.replace(tzinfo=None)},
+            )
         stop = asyncio.Event()
         job = asyncio.ensure_future(runtime._privacy_jobs(stop, crm))
         for _ in range(100):

@@ -1,4 +1,5 @@
 """Fixtures of the training loop: a migrated CRM, and Rasa's own SQL tracker store on a file."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,9 @@ class Trackers:
         self.path = path
         self.url = f"sqlite:///{path}"
         self.source = source  # "events": read back from the event stream's table
-        self.store = SQLTrackerStore(Domain.empty(), dialect="sqlite", db=str(path),
-                                     event_broker=event_broker)
+        self.store = SQLTrackerStore(
+            Domain.empty(), dialect="sqlite", db=str(path), event_broker=event_broker
+        )
         self.clock = 1_764_500_000.0
 
     def tick(self, seconds: float = 5.0) -> float:
@@ -46,11 +48,13 @@ class Trackers:
         if intent == "nlu_fallback":
             rest = ranking[1:] if ranking[0][0] == intent else ranking
             ranking = [("nlu_fallback", confidence), *rest]
-        parse = {"text": text, "intent": {"name": intent, "confidence": confidence},
-                 "entities": [], "intent_ranking": [{"name": n, "confidence": c}
-                                                    for n, c in ranking]}
-        return UserUttered(text, parse["intent"], [], parse_data=parse,
-                           timestamp=self.tick(after))
+        parse = {
+            "text": text,
+            "intent": {"name": intent, "confidence": confidence},
+            "entities": [],
+            "intent_ranking": [{"name": n, "confidence": c} for n, c in ranking],
+        }
+        return UserUttered(text, parse["intent"], [], parse_data=parse, timestamp=self.tick(after))
 
     def bot(self, text: str):
         from rasa.shared.core.events import BotUttered

@@ -1,4 +1,5 @@
 """`concierge nlu ...`, `concierge model ...`: output, exit codes, audit with who did it."""
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,23 @@ def env(tmp_path, monkeypatch, trackers, crm):
 
 def test_inbox_json_then_label_refusal_and_discard(env, capsys, crm):
     t = env
-    t.save("kf:cli", [t.user("今晚泳池开到几点呀亲", "nlu_fallback", 0.18,
-                             [("ask_amenity", 0.17), ("out_of_scope", 0.1)]),
-                      t.bot("抱歉，我没太明白。")])
+    t.save(
+        "kf:cli",
+        [
+            t.user(
+                "今晚泳池开到几点呀亲",
+                "nlu_fallback",
+                0.18,
+                [("ask_amenity", 0.17), ("out_of_scope", 0.1)],
+            ),
+            t.bot("抱歉，我没太明白。"),
+        ],
+    )
     assert main(["nlu", "inbox", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert [(i["text"], i["count"], i["reasons"]) for i in items] == [
-        ("今晚泳池开到几点呀亲", 1, {"fallback": 1})]
+        ("今晚泳池开到几点呀亲", 1, {"fallback": 1})
+    ]
     assert "kf:cli" not in json.dumps(items, ensure_ascii=False)
     item = items[0]["id"]
     assert main(["nlu", "show", str(item), "--json"]) == 0
@@ -46,8 +57,10 @@ def test_inbox_json_then_label_refusal_and_discard(env, capsys, crm):
     assert main(["nlu", "inbox", "--json", "--no-collect"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     audit = CRMStore(str(crm.engine.url)).audit_entries(subject_type="nlu_inbox_item")
-    assert [(a.actor, a.action) for a in audit] == [("admin:wu", "nlu.discard"),
-                                                   ("admin:wu", "nlu.label_refused")]
+    assert [(a.actor, a.action) for a in audit] == [
+        ("admin:wu", "nlu.discard"),
+        ("admin:wu", "nlu.label_refused"),
+    ]
 
 
 def test_label_writes_into_the_projects_training_data(env, capsys, tmp_path, monkeypatch):
@@ -67,7 +80,8 @@ def test_label_writes_into_the_projects_training_data(env, capsys, tmp_path, mon
         out = loop.inbox.label(item["id"], "ask_amenity", actor="admin:wu")
         assert out["label"]["file"] == "data/nlu/amenities.yml"
         assert "    - 房间里能抽烟吗我想问下\n" in (root / "data/nlu/amenities.yml").read_text(
-            encoding="utf-8")
+            encoding="utf-8"
+        )
     finally:
         loop.close()
 

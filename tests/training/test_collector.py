@@ -1,6 +1,7 @@
 """The NLU inbox is filled by a cursor from the conversation events (Rasa's events as its event
 broker publishes them, stored by bot.events) and, without a broker, from Rasa's SQL tracker
 store: every test runs on both."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ def trackers(request, crm, tmp_path):
 
 def collector(crm, trackers, **kw):
     source = None if trackers.source == "events" else trackers.url
-    return InboxCollector(crm.engine, source, hash_key=HASH_KEY, low_confidence=0.5,
-                          rephrase_window_s=120, **kw)
+    return InboxCollector(
+        crm.engine, source, hash_key=HASH_KEY, low_confidence=0.5, rephrase_window_s=120, **kw
+    )
 
 
 def inbox(crm):
@@ -39,43 +41,69 @@ def by_text(items):
 def test_fallback_low_confidence_rephrase_handoff_and_takeover_are_collected(crm, trackers):
     t = trackers
     # fallback, then a rephrase of it the bot understood
-    t.save("kf:guest-a", [
-        t.user("能不能帮我弄个婴儿床到房间", "nlu_fallback", 0.2,
-               [("order_addon", 0.31), ("ask_amenity", 0.22)]),
-        t.bot("抱歉，我没太明白，能换个说法吗？"),
-        t.user("能帮我在房间加一张婴儿床吗", "order_addon", 0.81, after=20),
-        t.bot("好的，已为您登记加床。"),
-    ])
+    t.save(
+        "kf:guest-a",
+        [
+            t.user(
+                "能不能帮我弄个婴儿床到房间",
+                "nlu_fallback",
+                0.2,
+                [("order_addon", 0.31), ("ask_amenity", 0.22)],
+            ),
+            t.bot("抱歉，我没太明白，能换个说法吗？"),
+            t.user("能帮我在房间加一张婴儿床吗", "order_addon", 0.81, after=20),
+            t.bot("好的，已为您登记加床。"),
+        ],
+    )
     # low confidence, answered confidently elsewhere
-    t.save("kf:guest-b", [
-        t.user("你们那边有没有可以遛狗的草坪", "ask_amenity", 0.41,
-               [("ask_amenity", 0.41), ("ask_directions", 0.30)]),
-        t.bot("酒店有宠物友好区。"),
-        t.user("好的谢谢", "thank", 0.95),
-    ])
+    t.save(
+        "kf:guest-b",
+        [
+            t.user(
+                "你们那边有没有可以遛狗的草坪",
+                "ask_amenity",
+                0.41,
+                [("ask_amenity", 0.41), ("ask_directions", 0.30)],
+            ),
+            t.bot("酒店有宠物友好区。"),
+            t.user("好的谢谢", "thank", 0.95),
+        ],
+    )
     # handoff: the guest gives up on a confident but wrong answer and asks for a person
-    t.save("kf:guest-c", [
-        t.user("退房后行李能寄存到晚上吗", "ask_checkout_time", 0.72),
-        t.bot("退房时间是中午12点。"),
-        t.user("转人工", "request_human", 0.97, after=15),
-        t.action("action_request_human"),
-        t.bot("好的，已为您转接人工顾问。"),
-    ])
+    t.save(
+        "kf:guest-c",
+        [
+            t.user("退房后行李能寄存到晚上吗", "ask_checkout_time", 0.72),
+            t.bot("退房时间是中午12点。"),
+            t.user("转人工", "request_human", 0.97, after=15),
+            t.action("action_request_human"),
+            t.bot("好的，已为您转接人工顾问。"),
+        ],
+    )
     # takeover: the bot answered, then an advisor took the conversation over
-    t.save("kf:guest-d", [
-        t.user("我想把明天的接机改到后天", "ask_order_status", 0.66),
-        t.bot("您的接机订单已确认。"),
-        t.pause(),
-    ])
+    t.save(
+        "kf:guest-d",
+        [
+            t.user("我想把明天的接机改到后天", "ask_order_status", 0.66),
+            t.bot("您的接机订单已确认。"),
+            t.pause(),
+        ],
+    )
     # understood: nothing to collect
-    t.save("kf:guest-e", [t.user("明天三亚天气怎么样", "ask_weather", 0.93),
-                          t.bot("明天三亚晴，28度。")])
+    t.save(
+        "kf:guest-e",
+        [t.user("明天三亚天气怎么样", "ask_weather", 0.93), t.bot("明天三亚晴，28度。")],
+    )
 
     c = collector(crm, trackers)
     assert c.collect_all() > 0
     items = by_text(inbox(crm).items())
-    assert set(items) == {"能不能帮我弄个婴儿床到房间", "你们那边有没有可以遛狗的草坪",
-                          "退房后行李能寄存到晚上吗", "我想把明天的接机改到后天"}
+    assert set(items) == {
+        "能不能帮我弄个婴儿床到房间",
+        "你们那边有没有可以遛狗的草坪",
+        "退房后行李能寄存到晚上吗",
+        "我想把明天的接机改到后天",
+    }
     fb = items["能不能帮我弄个婴儿床到房间"]
     assert fb["reasons"] == {"fallback": 1, "rephrase": 1}
     assert fb["predicted"] == "nlu_fallback"
@@ -86,8 +114,11 @@ def test_fallback_low_confidence_rephrase_handoff_and_takeover_are_collected(crm
 
     detail = inbox(crm).item(fb["id"])
     assert [(c["who"], c["text"]) for c in detail["context"]] == [
-        ("guest", "能不能帮我弄个婴儿床到房间"), ("bot", "抱歉，我没太明白，能换个说法吗？"),
-        ("guest", "能帮我在房间加一张婴儿床吗"), ("bot", "好的，已为您登记加床。")]
+        ("guest", "能不能帮我弄个婴儿床到房间"),
+        ("bot", "抱歉，我没太明白，能换个说法吗？"),
+        ("guest", "能帮我在房间加一张婴儿床吗"),
+        ("bot", "好的，已为您登记加床。"),
+    ]
     assert detail["context"][0]["this"] is True
     # nothing identifies the guest
     assert "guest-a" not in json.dumps(detail, ensure_ascii=False)
@@ -99,9 +130,16 @@ def test_fallback_low_confidence_rephrase_handoff_and_takeover_are_collected(crm
 
 def test_fallback_handoff_after_two_misses_adds_the_reason(crm, trackers):
     t = trackers
-    t.save("kf:g", [t.user("那个东西怎么弄啊到底", "nlu_fallback", 0.1), t.bot("抱歉？"),
-                    t.user("就是上次说的那个呀", "nlu_fallback", 0.1, after=10),
-                    t.action("action_handle_fallback"), t.slot("fallback_route", "handed_off")])
+    t.save(
+        "kf:g",
+        [
+            t.user("那个东西怎么弄啊到底", "nlu_fallback", 0.1),
+            t.bot("抱歉？"),
+            t.user("就是上次说的那个呀", "nlu_fallback", 0.1, after=10),
+            t.action("action_handle_fallback"),
+            t.slot("fallback_route", "handed_off"),
+        ],
+    )
     collector(crm, trackers).collect_all()
     items = by_text(inbox(crm).items())
     assert items["就是上次说的那个呀"]["reasons"] == {"fallback": 1, "handoff": 1}
@@ -110,14 +148,17 @@ def test_fallback_handoff_after_two_misses_adds_the_reason(crm, trackers):
 
 def test_near_identical_texts_are_one_item_with_a_count(crm, trackers):
     t = trackers
-    for i, text_ in enumerate(["房间的WIFI老是断！！", "房间的wifi 老是断", "房間的wifi老是斷",
-                               "房间的wifi老是断啊"]):
+    for i, text_ in enumerate(
+        ["房间的WIFI老是断！！", "房间的wifi 老是断", "房間的wifi老是斷", "房间的wifi老是断啊"]
+    ):
         t.save(f"kf:dup-{i}", [t.user(text_, "nlu_fallback", 0.2, after=600), t.bot("抱歉？")])
     t.save("kf:other", [t.user("早餐几点结束", "nlu_fallback", 0.2, after=600)])
     collector(crm, trackers).collect_all()
     items = inbox(crm).items()
-    assert [(i["text"], i["count"]) for i in items] == [("房间的wifi老是断!!", 4),
-                                                        ("早餐几点结束", 1)]
+    assert [(i["text"], i["count"]) for i in items] == [
+        ("房间的wifi老是断!!", 4),
+        ("早餐几点结束", 1),
+    ]
     assert "房间的wifi老是断啊" in items[0]["variants"]
 
 
@@ -134,11 +175,15 @@ def test_slash_payloads_and_a_damaged_event_row_are_skipped(crm, trackers):
     if trackers.source == "events":
         pytest.skip("a damaged delivery never reaches conversation_events (tests/events)")
     t = trackers
-    t.save("kf:x", [t.user("/choose_stay{\"booking_id\": 3}", "nlu_fallback", 0.1)])
+    t.save("kf:x", [t.user('/choose_stay{"booking_id": 3}', "nlu_fallback", 0.1)])
     engine = create_engine(trackers.url, future=True)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO events (sender_id, type_name, timestamp, data) "
-                          "VALUES ('kf:x', 'user', 1.0, '{not json')"))
+        conn.execute(
+            text(
+                "INSERT INTO events (sender_id, type_name, timestamp, data) "
+                "VALUES ('kf:x', 'user', 1.0, '{not json')"
+            )
+        )
     engine.dispose()
     assert collector(crm, trackers).collect_all() == 2
     assert inbox(crm).items() == []
@@ -151,15 +196,16 @@ def test_erasing_a_guest_removes_their_messages_from_the_inbox(crm, trackers):
     t.save("kf:erase-me", [t.user("健身房要预约吗我想知道", "nlu_fallback", 0.2, after=300)])
     collector(crm, trackers).collect_all()
     assert {i["text"]: i["count"] for i in inbox(crm).items()} == {
-        "泳池能带小孩去吗啊": 2, "健身房要预约吗我想知道": 1}
+        "泳池能带小孩去吗啊": 2,
+        "健身房要预约吗我想知道": 1,
+    }
     assert erase_sender(crm.engine, "kf:erase-me", HASH_KEY) == 2
     assert {i["text"]: i["count"] for i in inbox(crm).items()} == {"泳池能带小孩去吗": 1}
     assert erase_sender(crm.engine, "kf:nobody", HASH_KEY) == 0
 
 
 def test_an_unreachable_tracker_store_is_an_error_and_the_cursor_stays(crm, tmp_path):
-    c = InboxCollector(crm.engine, f"sqlite:///{tmp_path / 'missing' / 'x.db'}",
-                       hash_key=HASH_KEY)
+    c = InboxCollector(crm.engine, f"sqlite:///{tmp_path / 'missing' / 'x.db'}", hash_key=HASH_KEY)
     with pytest.raises(Exception):
         c.collect_once()
     with crm.engine.connect() as conn:
@@ -174,7 +220,8 @@ def test_concierge_guest_erasure_removes_the_guests_inbox_messages(crm, trackers
     t.save("kf:staying", [t.user("行李能寄存几天", "nlu_fallback", 0.2, after=300)])
     collector(crm, trackers).collect_all()
     crm.get_or_create_guest("kf:leaving")
-    report = GuestEraser(crm, inbox_hash_key=HASH_KEY).erase("kf:leaving", actor="cli:dpo",
-                                                             reason="guest asked")
+    report = GuestEraser(crm, inbox_hash_key=HASH_KEY).erase(
+        "kf:leaving", actor="cli:dpo", reason="guest asked"
+    )
     assert report.counts["nlu_inbox_messages"] == 1
     assert [i["text"] for i in inbox(crm).items()] == ["行李能寄存几天"]

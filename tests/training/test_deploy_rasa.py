@@ -4,6 +4,7 @@ without a restart (GET /status reports the new fingerprint, the message is now u
 conversation keeps its slots across the switch), and rolled back to the previous fingerprint.
 
 Heavy (a full training, two evaluations, a Rasa server): about 4-6 minutes on 2 cores."""
+
 from __future__ import annotations
 
 import json
@@ -47,19 +48,41 @@ def rasa(tmp_path_factory):
     shutil.copyfile(MODEL, deployed)
     port = free_port()
     endpoints = work / "endpoints.yml"
-    endpoints.write_text(f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n'
-                         f'  db: "{work / "tracker.db"}"\nlock_store:\n  type: in_memory\n',
-                         encoding="utf-8")
+    endpoints.write_text(
+        f'tracker_store:\n  type: SQL\n  dialect: "sqlite"\n'
+        f'  db: "{work / "tracker.db"}"\nlock_store:\n  type: in_memory\n',
+        encoding="utf-8",
+    )
     log = work / "rasa.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.rasa_main", "run", "-m", str(deployed), "--enable-api",
-         "--auth-token", TOKEN, "--port", str(port), "--endpoints", str(endpoints)],
-        cwd=PROJECT_ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        env={**__import__("os").environ, "RASA_TELEMETRY_ENABLED": "false"})
+        [
+            sys.executable,
+            "-m",
+            "bot.rasa_main",
+            "run",
+            "-m",
+            str(deployed),
+            "--enable-api",
+            "--auth-token",
+            TOKEN,
+            "--port",
+            str(port),
+            "--endpoints",
+            str(endpoints),
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env={**__import__("os").environ, "RASA_TELEMETRY_ENABLED": "false"},
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc, log)
-        yield {"url": f"http://127.0.0.1:{port}", "work": work, "deployed": deployed,
-               "tracker": f"sqlite:///{work / 'tracker.db'}"}
+        yield {
+            "url": f"http://127.0.0.1:{port}",
+            "work": work,
+            "deployed": deployed,
+            "tracker": f"sqlite:///{work / 'tracker.db'}",
+        }
     finally:
         proc.terminate()
         try:
@@ -71,8 +94,12 @@ def rasa(tmp_path_factory):
 def call(url: str, path: str, body=None, method=None):
     data = None if body is None else json.dumps(body).encode()
     sep = "&" if "?" in path else "?"
-    req = urllib.request.Request(f"{url}{path}{sep}token={TOKEN}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}{path}{sep}token={TOKEN}",
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=120) as resp:
         raw = resp.read()
         return json.loads(raw) if raw else None
@@ -96,9 +123,15 @@ def test_label_train_deploy_and_roll_back_on_a_running_rasa(rasa, crm):
     assert call(url, "/model/parse", {"text": UNKNOWN})["intent"]["name"] == "nlu_fallback"
     collector = InboxCollector(crm.engine, rasa["tracker"], hash_key=HASH_KEY)
     collector.collect_all()
-    inbox = InboxService(crm.engine, crm, DataPaths(nlu_dir=work / "data/nlu",
-                                                    holdout_dir=work / "tests/nlu_holdout",
-                                                    domain=work / "domain.yml"))
+    inbox = InboxService(
+        crm.engine,
+        crm,
+        DataPaths(
+            nlu_dir=work / "data/nlu",
+            holdout_dir=work / "tests/nlu_holdout",
+            domain=work / "domain.yml",
+        ),
+    )
     item = next(i for i in inbox.items() if i["text"] == UNKNOWN)
     assert "fallback" in item["reasons"]
 
@@ -114,16 +147,22 @@ def test_label_train_deploy_and_roll_back_on_a_running_rasa(rasa, crm):
     row = train_version(registry, version)
     assert row["status"] == "ready", row["error"]
     assert row["figures"]["simplified"]["macro_f1"] > 0.5
-    deployer = Deployer(registry=registry, replicas=RasaReplicas((url,), TOKEN), store=crm,
-                        deployed_path=rasa["deployed"],
-                        evaluate=lambda v: train_version(registry, v))
+    deployer = Deployer(
+        registry=registry,
+        replicas=RasaReplicas((url,), TOKEN),
+        store=crm,
+        deployed_path=rasa["deployed"],
+        evaluate=lambda v: train_version(registry, v),
+    )
     try:
         result = deployer.deploy(version, actor="admin:e2e")
     except GateRefused as refused:  # one added example may move a figure: then it is overridden
         assert refused.reasons
         result = deployer.deploy(version, actor="admin:e2e", override="e2e: one added example")
-    print(f"label → deployed in {time.monotonic() - started:.0f} s "
-          f"(train {row['train_seconds']} s, evaluate {row['eval_seconds']} s)")
+    print(
+        f"label → deployed in {time.monotonic() - started:.0f} s "
+        f"(train {row['train_seconds']} s, evaluate {row['eval_seconds']} s)"
+    )
 
     status = call(url, "/status")
     assert status["model_id"] == row["fingerprint"] != baseline

@@ -1,4 +1,5 @@
 """The regression gate: pure rules, and a real model trained on deliberately damaged data."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,13 @@ from bot.training.trainer import train_version
 
 
 def figures(**over):
-    base = {"macro_f1": 0.90, "oos_recall": 0.85, "complain_recall": 0.90,
-            "false_fallback_rate": 0.02, "per_intent_recall": {"greet": 1.0, "complain": 0.90}}
+    base = {
+        "macro_f1": 0.90,
+        "oos_recall": 0.85,
+        "complain_recall": 0.90,
+        "false_fallback_rate": 0.02,
+        "per_intent_recall": {"greet": 1.0, "complain": 0.90},
+    }
     base.update(over)
     return {"simplified": base}
 
@@ -26,11 +32,22 @@ def figures(**over):
 def test_within_the_margin_passes_and_each_regression_is_named():
     policy = GatePolicy(margin=0.02, intent_margin=0.10)
     assert regressions(figures(macro_f1=0.885, oos_recall=0.84), figures(), policy) == []
-    found = regressions(figures(macro_f1=0.85, oos_recall=0.80, false_fallback_rate=0.05,
-                                per_intent_recall={"greet": 0.85, "complain": 0.90}),
-                        figures(), policy)
-    assert [f.split(" ")[0] for f in found] == ["macro-F1", "out-of-scope", "false-fallback",
-                                                "greet"]
+    found = regressions(
+        figures(
+            macro_f1=0.85,
+            oos_recall=0.80,
+            false_fallback_rate=0.05,
+            per_intent_recall={"greet": 0.85, "complain": 0.90},
+        ),
+        figures(),
+        policy,
+    )
+    assert [f.split(" ")[0] for f in found] == [
+        "macro-F1",
+        "out-of-scope",
+        "false-fallback",
+        "greet",
+    ]
 
 
 def test_any_drop_of_complain_recall_is_a_regression():
@@ -43,7 +60,9 @@ def test_traditional_figures_are_gated_too_and_missing_figures_refuse():
     cand = {**figures(), "traditional": {**figures()["simplified"], "macro_f1": 0.5}}
     assert regressions(cand, dep)[0].startswith("traditional: macro-F1 0.500")
     assert regressions(None, dep) == ["the candidate has no held-out evaluation"]
-    assert regressions(cand, {}) == ["the deployed model has no held-out evaluation to compare with"]
+    assert regressions(cand, {}) == [
+        "the deployed model has no held-out evaluation to compare with"
+    ]
 
 
 # ---- a real worse model ------------------------------------------------------------------
@@ -84,16 +103,54 @@ rules:
   steps: [{intent: out_of_scope}, {action: utter_oos}]
 """
 EXAMPLES = {
-    "greet": ["你好", "您好呀", "哈喽", "早上好", "晚上好", "嗨 在吗", "你好 请问在吗", "hello",
-              "下午好", "哈啰 管家"],
-    "ask_weather": ["明天天气怎么样", "三亚下雨吗", "这周会不会下雨", "后天气温多少度",
-                    "那边冷不冷", "需要带伞吗 会下雨吗", "天气预报说什么", "周末天气好吗",
-                    "上海明天多少度", "会刮台风吗"],
-    "complain": ["房间太吵了", "空调坏了没人修", "热水一直不来", "服务员态度很差", "房间有蟑螂",
-                 "等了一个小时没人理", "床单是脏的", "wifi一直断 太差了", "隔壁吵得睡不着",
-                 "早餐凉了 很失望"],
-    "out_of_scope": ["帮我写个作文", "股票会涨吗", "讲个笑话", "你喜欢什么电影", "一加一等于几",
-                     "帮我算个命", "推荐一部电视剧", "明天彩票号码", "怎么做红烧肉", "地球多大"],
+    "greet": [
+        "你好",
+        "您好呀",
+        "哈喽",
+        "早上好",
+        "晚上好",
+        "嗨 在吗",
+        "你好 请问在吗",
+        "hello",
+        "下午好",
+        "哈啰 管家",
+    ],
+    "ask_weather": [
+        "明天天气怎么样",
+        "三亚下雨吗",
+        "这周会不会下雨",
+        "后天气温多少度",
+        "那边冷不冷",
+        "需要带伞吗 会下雨吗",
+        "天气预报说什么",
+        "周末天气好吗",
+        "上海明天多少度",
+        "会刮台风吗",
+    ],
+    "complain": [
+        "房间太吵了",
+        "空调坏了没人修",
+        "热水一直不来",
+        "服务员态度很差",
+        "房间有蟑螂",
+        "等了一个小时没人理",
+        "床单是脏的",
+        "wifi一直断 太差了",
+        "隔壁吵得睡不着",
+        "早餐凉了 很失望",
+    ],
+    "out_of_scope": [
+        "帮我写个作文",
+        "股票会涨吗",
+        "讲个笑话",
+        "你喜欢什么电影",
+        "一加一等于几",
+        "帮我算个命",
+        "推荐一部电视剧",
+        "明天彩票号码",
+        "怎么做红烧肉",
+        "地球多大",
+    ],
 }
 HOLDOUT = {
     "greet": ["你好啊", "在吗 你好", "早安", "嗨"],
@@ -111,9 +168,13 @@ def nlu_yaml(examples: dict) -> str:
 
 
 def tiny_project(root: Path, examples: dict) -> None:
-    for rel, text in (("config.yml", TINY_CONFIG), ("domain.yml", TINY_DOMAIN),
-                      ("data/rules/rules.yml", TINY_RULES), ("data/nlu/nlu.yml", nlu_yaml(examples)),
-                      ("tests/nlu_holdout/holdout.yml", nlu_yaml(HOLDOUT))):
+    for rel, text in (
+        ("config.yml", TINY_CONFIG),
+        ("domain.yml", TINY_DOMAIN),
+        ("data/rules/rules.yml", TINY_RULES),
+        ("data/nlu/nlu.yml", nlu_yaml(examples)),
+        ("tests/nlu_holdout/holdout.yml", nlu_yaml(HOLDOUT)),
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
     (root / "data/stories").mkdir(exist_ok=True)
@@ -171,8 +232,11 @@ def test_a_model_trained_on_damaged_data_is_refused_unless_overridden(tmp_path, 
 
     # damaged: half the complaints labelled as greetings
     damaged = tmp_path / "damaged"
-    broken = {**EXAMPLES, "complain": EXAMPLES["complain"][:5],
-              "greet": EXAMPLES["greet"] + EXAMPLES["complain"][5:]}
+    broken = {
+        **EXAMPLES,
+        "complain": EXAMPLES["complain"][:5],
+        "greet": EXAMPLES["greet"] + EXAMPLES["complain"][5:],
+    }
     tiny_project(damaged, broken)
     registry_bad = ModelRegistry(crm.engine, crm, tmp_path / "registry", damaged)
     v_bad = registry_bad.new_version("admin:test")
@@ -182,8 +246,12 @@ def test_a_model_trained_on_damaged_data_is_refused_unless_overridden(tmp_path, 
 
     rasa = FakeRasa("tok")
     try:
-        deployer = Deployer(registry=registry, replicas=RasaReplicas((rasa.url,), "tok"),
-                            store=crm, deployed_path=tmp_path / "deployed.tar.gz")
+        deployer = Deployer(
+            registry=registry,
+            replicas=RasaReplicas((rasa.url,), "tok"),
+            store=crm,
+            deployed_path=tmp_path / "deployed.tar.gz",
+        )
         deployer.deploy(v_good, actor="admin:test", override="first deploy: nothing to compare")
         assert rasa.model_id == row["fingerprint"]
         with pytest.raises(GateRefused) as refused:
@@ -195,8 +263,11 @@ def test_a_model_trained_on_damaged_data_is_refused_unless_overridden(tmp_path, 
     finally:
         rasa.shutdown()
     audit = {(a.actor, a.action) for a in crm.audit_entries(subject_type="model_version")}
-    assert {("admin:test", "model.deploy_refused"), ("admin:li", "model.gate_override"),
-            ("admin:li", "model.deploy")} <= audit
+    assert {
+        ("admin:test", "model.deploy_refused"),
+        ("admin:li", "model.gate_override"),
+        ("admin:li", "model.deploy"),
+    } <= audit
     override = crm.audit_entries(subject_type="model_version", action="model.gate_override")[0]
     assert override.detail["override"] == "hotfix: accept for the demo"
     assert registry.deployments()[0]["override_reason"] == "hotfix: accept for the demo"
@@ -215,8 +286,12 @@ def test_a_replica_that_fails_puts_the_others_back(tmp_path, crm):
     assert train_version(registry, v2)["status"] == "ready"
     one, two = FakeRasa("tok"), FakeRasa("other-token")  # the second refuses our token
     try:
-        deployer = Deployer(registry=registry, replicas=RasaReplicas((one.url,), "tok"),
-                            store=crm, deployed_path=tmp_path / "deployed.tar.gz")
+        deployer = Deployer(
+            registry=registry,
+            replicas=RasaReplicas((one.url,), "tok"),
+            store=crm,
+            deployed_path=tmp_path / "deployed.tar.gz",
+        )
         deployer.deploy(v1, actor="a", override="first")
         deployer.replicas = RasaReplicas((one.url, two.url), "tok")
         with pytest.raises(DeployError, match="put back"):

@@ -1,4 +1,5 @@
 """Labelling writes valid, diff-friendly Rasa YAML into the topic files, never the held-out set."""
+
 from __future__ import annotations
 
 import difflib
@@ -22,9 +23,11 @@ def project(tmp_path):
     shutil.copytree(PROJECT_ROOT / "data" / "nlu", tmp_path / "data" / "nlu")
     shutil.copytree(PROJECT_ROOT / "tests" / "nlu_holdout", tmp_path / "tests" / "nlu_holdout")
     shutil.copyfile(PROJECT_ROOT / "domain.yml", tmp_path / "domain.yml")
-    return DataPaths(nlu_dir=tmp_path / "data" / "nlu",
-                     holdout_dir=tmp_path / "tests" / "nlu_holdout",
-                     domain=tmp_path / "domain.yml")
+    return DataPaths(
+        nlu_dir=tmp_path / "data" / "nlu",
+        holdout_dir=tmp_path / "tests" / "nlu_holdout",
+        domain=tmp_path / "domain.yml",
+    )
 
 
 def add_item(store: CRMStore, text: str) -> int:
@@ -32,41 +35,62 @@ def add_item(store: CRMStore, text: str) -> int:
 
     now = dt.datetime.now(dt.timezone.utc)
     with Session(store.engine, future=True) as s, s.begin():
-        item = m.InboxItem(group_key=group_key(text), text=text, status="open", first_seen=now,
-                           last_seen=now)
+        item = m.InboxItem(
+            group_key=group_key(text), text=text, status="open", first_seen=now, last_seen=now
+        )
         s.add(item)
         s.flush()
-        s.add(m.InboxMessage(item_id=item.id, source="rasa", event_id=item.id, sender_hash="h",
-                             text=text, reasons=["fallback"], intent="nlu_fallback",
-                             confidence=0.2, ranking=[], context="[]", said_at=now))
+        s.add(
+            m.InboxMessage(
+                item_id=item.id,
+                source="rasa",
+                event_id=item.id,
+                sender_hash="h",
+                text=text,
+                reasons=["fallback"],
+                intent="nlu_fallback",
+                confidence=0.2,
+                ranking=[],
+                context="[]",
+                said_at=now,
+            )
+        )
         return item.id
 
 
 def rasa_examples(path: Path):
     from rasa.shared.nlu.training_data.loading import load_data
 
-    return {(e.get("intent"), e.get("text")): e.get("entities") or []
-            for e in load_data(str(path)).intent_examples}
+    return {
+        (e.get("intent"), e.get("text")): e.get("entities") or []
+        for e in load_data(str(path)).intent_examples
+    }
 
 
 def test_label_appends_one_line_to_the_intents_topic_file(crm, project):
     svc = InboxService(crm.engine, crm, project)
     before = {p.name: p.read_text(encoding="utf-8") for p in project.nlu_dir.glob("*.yml")}
     item = add_item(crm, "泳池边能点外卖进来吃吗")
-    out = svc.label(item, "ask_amenity", actor="admin:zhang",
-                    entities=[Entity("amenity", "泳池", "pool")])
+    out = svc.label(
+        item, "ask_amenity", actor="admin:zhang", entities=[Entity("amenity", "泳池", "pool")]
+    )
     assert out["status"] == "labelled"
     after = {p.name: p.read_text(encoding="utf-8") for p in project.nlu_dir.glob("*.yml")}
     changed = [name for name in after if after[name] != before.get(name)]
     assert changed == ["amenities.yml"]
-    diff = [line for line in difflib.unified_diff(before["amenities.yml"].splitlines(),
-                                                  after["amenities.yml"].splitlines(), lineterm="")
-            if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+    diff = [
+        line
+        for line in difflib.unified_diff(
+            before["amenities.yml"].splitlines(), after["amenities.yml"].splitlines(), lineterm=""
+        )
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
     assert diff == ['+    - [泳池]{"entity": "amenity", "value": "pool"}边能点外卖进来吃吗']
     examples = rasa_examples(project.nlu_dir / "amenities.yml")
     ents = examples[("ask_amenity", "泳池边能点外卖进来吃吗")]
     assert [(e["entity"], e["value"], e["start"], e["end"]) for e in ents] == [
-        ("amenity", "pool", 0, 2)]
+        ("amenity", "pool", 0, 2)
+    ]
     audit = crm.audit_entries(subject_type="nlu_inbox_item", subject_id=item)
     assert [(a.actor, a.action) for a in audit] == [("admin:zhang", "nlu.label")]
     with pytest.raises(ItemClosed):
@@ -78,7 +102,8 @@ def test_out_of_scope_goes_to_the_out_of_scope_file(crm, project):
     item = add_item(crm, "帮我查下明天双色球开奖号码")
     svc.mark_out_of_scope(item, actor="admin:zhang")
     assert ("out_of_scope", "帮我查下明天双色球开奖号码") in rasa_examples(
-        project.nlu_dir / "out_of_scope.yml")
+        project.nlu_dir / "out_of_scope.yml"
+    )
 
 
 def test_a_held_out_text_is_refused_with_the_reason(crm, project):
@@ -105,8 +130,11 @@ def test_unknown_intent_conflicting_text_and_missing_entity_are_refused(crm, pro
         svc.label(item, "order_addon", actor="a", entities=[Entity("addon_item", "浮潜")])
     from rasa.shared.nlu.training_data.loading import load_data
 
-    existing = next(e for e in load_data(str(project.nlu_dir / "smalltalk.yml")).intent_examples
-                    if e.get("intent") == "greet")
+    existing = next(
+        e
+        for e in load_data(str(project.nlu_dir / "smalltalk.yml")).intent_examples
+        if e.get("intent") == "greet"
+    )
     clash = add_item(crm, existing.get("text"))
     with pytest.raises(LabelRefused, match="already a greet example"):
         svc.label(clash, "thank", actor="a")
@@ -129,8 +157,9 @@ def test_discard_is_audited_and_missing_items_are_reported(crm, project):
     svc.discard(item, actor="admin:li", reason="noise")
     assert svc.items() == []
     assert svc.items(status="discarded")[0]["decided_by"] == "admin:li"
-    assert crm.audit_entries(subject_type="nlu_inbox_item", subject_id=item)[0].action == \
-        "nlu.discard"
+    assert (
+        crm.audit_entries(subject_type="nlu_inbox_item", subject_id=item)[0].action == "nlu.discard"
+    )
     with pytest.raises(ItemNotFound):
         svc.discard(999, actor="admin:li")
     with Session(crm.engine, future=True) as s:

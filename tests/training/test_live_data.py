@@ -1,5 +1,6 @@
 """Knowledge base, catalogue and SLA policy edits take effect without a restart; a file that
 fails validation is refused and the running version stays; `concierge data check` says why."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,7 @@ def test_live_reloads_a_changed_file_and_keeps_the_running_version_on_a_bad_one(
     f = tmp_path / "v.json"
     f.write_text('{"v": 1}')
     clock = Clock()
-    live = Live(lambda: json.loads(f.read_text()), [f], name="test", check_every_s=2,
-                clock=clock)
+    live = Live(lambda: json.loads(f.read_text()), [f], name="test", check_every_s=2, clock=clock)
     assert live.current == {"v": 1}
     f.write_text('{"v": 2, "x": 0}')
     assert live.current == {"v": 1}  # not checked again yet
@@ -78,8 +78,9 @@ def test_data_check_names_the_failing_file_and_exits_1(kb_dir, capsys):
     assert main(["data", "check", "--json"]) == 0
     assert all(c["ok"] for c in json.loads(capsys.readouterr().out))
     f = kb_dir / "shanghai-bund-hotel.yml"
-    f.write_text(f.read_text(encoding="utf-8").replace("checkin:\n", "checkin: [\n", 1),
-                 encoding="utf-8")
+    f.write_text(
+        f.read_text(encoding="utf-8").replace("checkin:\n", "checkin: [\n", 1), encoding="utf-8"
+    )
     assert main(["data", "check"]) == 1
     out = capsys.readouterr().out
     # `file: what is wrong`, the file being the one at fault, not just the folder

@@ -1,5 +1,6 @@
 """Fixtures for the WeCom channel tests: a migrated SQLite database, the sandbox on a loopback
 port as the WeCom API, and the connector served by Sanic with a fake Rasa behind it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -59,8 +60,9 @@ class Env:
 @pytest.fixture
 async def env(monkeypatch, db_url):
     connector_port = free_port()
-    async with run_sandbox(connector_url=f"http://127.0.0.1:{connector_port}", callback_retries=1,
-                           callback_timeout_s=5) as (base, state):
+    async with run_sandbox(
+        connector_url=f"http://127.0.0.1:{connector_port}", callback_retries=1, callback_timeout_s=5
+    ) as (base, state):
         monkeypatch.setenv("WECOM_API_BASE", base)
         get_settings.cache_clear()
         async with aiohttp.ClientSession() as http:

@@ -1,4 +1,5 @@
 """Loading the real-shaped payloads in tests/fixtures/wecom."""
+
 from __future__ import annotations
 
 import json

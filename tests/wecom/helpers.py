@@ -1,5 +1,6 @@
 """Test helpers for the WeCom channel: run the sandbox and a Sanic app on loopback ports, a fake
 Rasa that records what it gets and answers through the output channel."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,8 +48,9 @@ async def serve_sanic(app_factory, port: Optional[int] = None):
     port = port or free_port()
     app = app_factory(f"test_{uuid.uuid4().hex[:8]}")
     app.config.ACCESS_LOG = False
-    server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True,
-                                     access_log=False)
+    server = await app.create_server(
+        host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False
+    )
     await server.startup()
     await server.before_start()
     await server.after_start()
@@ -106,7 +108,9 @@ class FakeRasa:
             if self.reply is not None:
                 await self.reply(message)
             else:
-                await message.output_channel.send_text_message(message.sender_id, f"收到：{message.text}")
+                await message.output_channel.send_text_message(
+                    message.sender_id, f"收到：{message.text}"
+                )
         finally:
             self.active -= 1
 
@@ -120,7 +124,9 @@ async def post_json(http: aiohttp.ClientSession, url: str, body: Dict[str, Any])
         return await resp.json()
 
 
-async def sandbox_calls(http: aiohttp.ClientSession, base: str, path: Optional[str] = None) -> List[Dict[str, Any]]:
+async def sandbox_calls(
+    http: aiohttp.ClientSession, base: str, path: Optional[str] = None
+) -> List[Dict[str, Any]]:
     url = f"{base}/_sandbox/calls" + (f"?path={path}" if path else "")
     async with http.get(url) as resp:
         return (await resp.json())["calls"]
@@ -130,7 +136,9 @@ def kf_texts(calls: List[Dict[str, Any]]) -> List[str]:
     out = []
     for c in calls:
         body = c.get("body") or {}
-        if c["path"] in ("/cgi-bin/kf/send_msg", "/cgi-bin/kf/send_msg_on_event") and not c.get("errcode"):
+        if c["path"] in ("/cgi-bin/kf/send_msg", "/cgi-bin/kf/send_msg_on_event") and not c.get(
+            "errcode"
+        ):
             if body.get("msgtype") == "text":
                 out.append(body["text"]["content"])
             elif body.get("msgtype") == "msgmenu":

@@ -1,4 +1,5 @@
 """The API client against the sandbox: token reuse and refresh, back-off, timeouts, outbox."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,9 @@ async def test_one_token_for_many_calls(env):
         await s.app.send_text("lisi", "你好")
     calls = await env.calls()
     assert [c["path"] for c in calls].count("/cgi-bin/gettoken") == 1
-    assert len([c for c in calls if c["path"] == "/cgi-bin/message/send" and c["errcode"] == 0]) == 3
+    assert (
+        len([c for c in calls if c["path"] == "/cgi-bin/message/send" and c["errcode"] == 0]) == 3
+    )
 
 
 async def test_expired_token_is_refreshed_once(env):
@@ -27,7 +30,11 @@ async def test_expired_token_is_refreshed_once(env):
     result = await s.app.send_text("lisi", "二")
     assert result.ok
     paths = [(c["path"], c.get("errcode")) for c in await env.calls()]
-    assert paths[-3:] == [("/cgi-bin/message/send", 42001), ("/cgi-bin/gettoken", 0), ("/cgi-bin/message/send", 0)]
+    assert paths[-3:] == [
+        ("/cgi-bin/message/send", 42001),
+        ("/cgi-bin/gettoken", 0),
+        ("/cgi-bin/message/send", 0),
+    ]
 
 
 @pytest.mark.parametrize("errcode", [40001, 40014, 42001])
@@ -36,8 +43,10 @@ async def test_token_errcodes_refresh_once_not_forever(env, errcode):
     await s.app.send_text("lisi", "warm up")
     await fault(env, path="/cgi-bin/message/send", errcode=errcode, times=5)
     with pytest.raises(WeComAPIError) as info:
-        await s.app_client.call("/cgi-bin/message/send", {"touser": "lisi", "msgtype": "text", "agentid": 1000002,
-                                                           "text": {"content": "x"}})
+        await s.app_client.call(
+            "/cgi-bin/message/send",
+            {"touser": "lisi", "msgtype": "text", "agentid": 1000002, "text": {"content": "x"}},
+        )
     assert info.value.errcode == errcode
     sends = [c for c in await env.calls() if c["path"] == "/cgi-bin/message/send"]
     assert len(sends) == 1 + 2  # warm-up, then the call and exactly one retry after a refresh
@@ -54,13 +63,17 @@ async def test_rate_limit_45009_backs_off_and_retries(env):
 async def test_timeout_is_a_transport_error_and_retried(env):
     s = env.services(timeout_s=0.3, retries=2)
     await fault(env, path="/cgi-bin/kf/service_state/get", delay_s=1.0, times=1)
-    data = await s.kf_client.call("/cgi-bin/kf/service_state/get",
-                                  {"open_kfid": env.state.open_kfid, "external_userid": "wm1"})
+    data = await s.kf_client.call(
+        "/cgi-bin/kf/service_state/get",
+        {"open_kfid": env.state.open_kfid, "external_userid": "wm1"},
+    )
     assert data["service_state"] == 4
     await fault(env, path="/cgi-bin/kf/service_state/get", delay_s=1.0, times=2)
     with pytest.raises(TransportError, match="timeout"):
-        await s.kf_client.call("/cgi-bin/kf/service_state/get",
-                               {"open_kfid": env.state.open_kfid, "external_userid": "wm1"})
+        await s.kf_client.call(
+            "/cgi-bin/kf/service_state/get",
+            {"open_kfid": env.state.open_kfid, "external_userid": "wm1"},
+        )
 
 
 async def test_outage_leaves_the_send_in_the_outbox_until_the_retry_loop_delivers_it(env):
@@ -111,8 +124,13 @@ async def test_per_member_limit_holds_back_instead_of_losing(env):
 
 async def test_textcard_and_limits(env):
     s = env.services()
-    result = await s.app.send_textcard("lisi", "【投诉】" + "房间卫生" * 40, "客人：王先生\n" + "描述" * 300,
-                                       "https://console.example/tickets/1", "查看详情")
+    result = await s.app.send_textcard(
+        "lisi",
+        "【投诉】" + "房间卫生" * 40,
+        "客人：王先生\n" + "描述" * 300,
+        "https://console.example/tickets/1",
+        "查看详情",
+    )
     assert result.ok
     body = [c for c in await env.calls() if c["path"] == "/cgi-bin/message/send"][-1]["body"]
     card = body["textcard"]
@@ -129,11 +147,17 @@ async def test_wrong_apps_token_is_refused_by_the_sandbox_as_by_wecom(env):
 
 async def test_a_kf_send_delivered_just_before_a_crash_is_not_sent_twice(env):
     s = env.services()
-    async with env.http.post(f"{env.sandbox}/_sandbox/guest/kf", json={"external_userid": "wm_crash", "text": "在吗"}):
+    async with env.http.post(
+        f"{env.sandbox}/_sandbox/guest/kf", json={"external_userid": "wm_crash", "text": "在吗"}
+    ):
         pass
     await s.kf.sync(env.state.open_kfid)  # the guest wrote: the 48-hour window is open
-    result = await s.kf.send(env.state.open_kfid, "wm_crash", {"msgtype": "text", "text": {"content": "您好，在的"}},
-                             dedupe_key="reply:77:0")
+    result = await s.kf.send(
+        env.state.open_kfid,
+        "wm_crash",
+        {"msgtype": "text", "text": {"content": "您好，在的"}},
+        dedupe_key="reply:77:0",
+    )
     assert result.status == "sent"
     # The process died after WeCom took the message but before it recorded that: still 'sending'.
     s.outbox.stale_sending_s = 0
@@ -141,20 +165,35 @@ async def test_a_kf_send_delivered_just_before_a_crash_is_not_sent_twice(env):
     assert await s.retry_due() == 1
     [row] = s.outbox.list_sync(recipient=None)
     assert row.status == "sent" and row.errcode == 40058
-    delivered = [c for c in await env.calls() if c["path"] == "/cgi-bin/kf/send_msg" and c.get("errcode") in (None, 0)]
+    delivered = [
+        c
+        for c in await env.calls()
+        if c["path"] == "/cgi-bin/kf/send_msg" and c.get("errcode") in (None, 0)
+    ]
     assert len(delivered) == 1
 
 
 async def test_a_kf_send_that_never_reached_wecom_before_a_crash_is_sent_by_the_retry(env):
     s = env.services()
-    async with env.http.post(f"{env.sandbox}/_sandbox/guest/kf", json={"external_userid": "wm_crash2", "text": "在吗"}):
+    async with env.http.post(
+        f"{env.sandbox}/_sandbox/guest/kf", json={"external_userid": "wm_crash2", "text": "在吗"}
+    ):
         pass
     from bot.wecom.dedupe import short_id
 
-    body = {"touser": "wm_crash2", "open_kfid": env.state.open_kfid, "msgtype": "text",
-            "text": {"content": "您好"}, "msgid": short_id("reply:78:0", 32)}
+    body = {
+        "touser": "wm_crash2",
+        "open_kfid": env.state.open_kfid,
+        "msgtype": "text",
+        "text": {"content": "您好"},
+        "msgid": short_id("reply:78:0", 32),
+    }
     s.outbox.stale_sending_s = 0
-    s.outbox.begin_sync("kf", "/cgi-bin/kf/send_msg", body, "kf:wm_crash2", "reply:78:0")  # then the crash
+    s.outbox.begin_sync(
+        "kf", "/cgi-bin/kf/send_msg", body, "kf:wm_crash2", "reply:78:0"
+    )  # then the crash
     assert await s.retry_due() == 1
     assert [r.status for r in s.outbox.list_sync()] == ["sent"]
-    assert [c["body"]["msgid"] for c in await env.calls() if c["path"] == "/cgi-bin/kf/send_msg"] == [body["msgid"]]
+    assert [
+        c["body"]["msgid"] for c in await env.calls() if c["path"] == "/cgi-bin/kf/send_msg"
+    ] == [body["msgid"]]

@@ -1,5 +1,6 @@
 """Callback verification and decryption against Tencent's published WXBizMsgCrypt sample, plus the
 ways a callback can be forged, stale or malformed."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,10 @@ def sample_crypto(**kwargs) -> CallbackCrypto:
 
 def test_url_verification_with_tencent_sample():
     v = SAMPLE["verify_url"]
-    assert sample_crypto().verify_url(v["msg_signature"], v["timestamp"], v["nonce"], v["echostr"]) == v["reply"]
+    assert (
+        sample_crypto().verify_url(v["msg_signature"], v["timestamp"], v["nonce"], v["echostr"])
+        == v["reply"]
+    )
 
 
 def test_decrypts_tencent_sample_message():
@@ -64,16 +68,26 @@ def test_missing_parameters_are_refused():
 
 def test_other_receive_id_cannot_decrypt():
     m = SAMPLE["message"]
-    other = CallbackCrypto(SAMPLE["token"], SAMPLE["encoding_aes_key"], "ww_other_corp", max_skew_s=None)
+    other = CallbackCrypto(
+        SAMPLE["token"], SAMPLE["encoding_aes_key"], "ww_other_corp", max_skew_s=None
+    )
     with pytest.raises(DecryptError):
         other.decrypt_xml(m["body"], m["msg_signature"], m["timestamp"], m["nonce"])
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"   ", b"not xml at all", b"<xml><Encrypt>", b"<root><Encrypt>x</Encrypt></root>",
-    b"<xml><ToUserName>x</ToUserName></xml>", b"\xff\xfe\x00garbage",
-    b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><Encrypt>&e;</Encrypt></xml>',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"not xml at all",
+        b"<xml><Encrypt>",
+        b"<root><Encrypt>x</Encrypt></root>",
+        b"<xml><ToUserName>x</ToUserName></xml>",
+        b"\xff\xfe\x00garbage",
+        b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><Encrypt>&e;</Encrypt></xml>',
+    ],
+)
 def test_malformed_xml_bodies(body):
     with pytest.raises(MalformedCallback):
         sample_crypto().decrypt_xml(body, "sig", "1", "2")
@@ -93,8 +107,12 @@ def test_aibot_json_round_trip_with_empty_receive_id():
     assert crypto.decrypt_json(body, **params)["text"]["content"] == "你好"
     reply = json.loads(crypto.passive_json_reply({"msgtype": "text", "text": {"content": "欢迎"}}))
     assert set(reply) == {"encrypt", "msgsignature", "timestamp", "nonce"}
-    decoded = crypto.decrypt_json(json.dumps({"encrypt": reply["encrypt"]}), reply["msgsignature"],
-                                  reply["timestamp"], reply["nonce"])
+    decoded = crypto.decrypt_json(
+        json.dumps({"encrypt": reply["encrypt"]}),
+        reply["msgsignature"],
+        reply["timestamp"],
+        reply["nonce"],
+    )
     assert decoded["text"]["content"] == "欢迎"
 
 
@@ -108,8 +126,12 @@ def test_encrypted_non_json_payload_is_malformed():
     crypto = CallbackCrypto("tok", SAMPLE["encoding_aes_key"], "")
     sealed = crypto.encrypt("<xml>not json</xml>")
     with pytest.raises(MalformedCallback):
-        crypto.decrypt_json(json.dumps({"encrypt": sealed["encrypt"]}), sealed["msgsignature"],
-                            sealed["timestamp"], sealed["nonce"])
+        crypto.decrypt_json(
+            json.dumps({"encrypt": sealed["encrypt"]}),
+            sealed["msgsignature"],
+            sealed["timestamp"],
+            sealed["nonce"],
+        )
 
 
 def test_bad_key_length_is_a_configuration_error():

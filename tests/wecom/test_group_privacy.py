@@ -2,6 +2,7 @@
 them through 微信客服 (same external_userid) with a short polite note in the group, or the note
 invites them there; notices after the turn (advisors' replies, deadline slips, resolutions)
 reach them in 微信客服 instead of being dropped."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,17 +32,23 @@ def private_answer(connector):
             await out.send_custom_json(message.sender_id, {"private": True, "text": ITINERARY})
         else:
             await out.send_text_message(message.sender_id, "您好～")
+
     connector.rasa.reply = reply
 
 
 async def group_says(connector, text):
-    await connector.post("/_sandbox/guest/group",
-                         {"chatid": "wr_family", "userid": GUEST, "text": f"@礼宾助手 {text}"})
+    await connector.post(
+        "/_sandbox/guest/group",
+        {"chatid": "wr_family", "userid": GUEST, "text": f"@礼宾助手 {text}"},
+    )
     await connector.idle()
 
 
 async def group_replies(connector):
-    return [c["body"]["markdown"]["content"] for c in await connector.env.calls("/cgi-bin/aibot/response")]
+    return [
+        c["body"]["markdown"]["content"]
+        for c in await connector.env.calls("/cgi-bin/aibot/response")
+    ]
 
 
 async def test_itinerary_asked_in_a_group_goes_to_the_guest_privately(kf_url, connector, db_url):
@@ -87,8 +94,11 @@ def test_the_itinerary_action_marks_its_answer_private_in_a_group():
     from bot.replies import Reply
 
     def tracker(chattype):
-        latest = {"text": "我的行程", "intent": {"name": "ask_itinerary"},
-                  "metadata": {"wecom": {"chattype": chattype}}}
+        latest = {
+            "text": "我的行程",
+            "intent": {"name": "ask_itinerary"},
+            "metadata": {"wecom": {"chattype": chattype}},
+        }
         return Tracker("wecom:wm_x", {}, latest, [], False, None, {}, "action_listen")
 
     group, single = CollectingDispatcher(), CollectingDispatcher()

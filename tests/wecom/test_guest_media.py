@@ -1,6 +1,7 @@
 """Photos and voice from 微信客服 guests, through the real channel and the sandbox: the photo is
 downloaded with media/get, kept, linked on the open complaint and shown on the card and the case
 page; a voice message reaches the advisor who holds the guest's case as audio, with a note."""
+
 from __future__ import annotations
 
 import base64
@@ -39,9 +40,15 @@ def complain(crm, sender, text="床单上有头发，卫生间也有异味"):
 async def test_a_photo_is_kept_and_linked_to_the_open_complaint(media_env, connector, tmp_path):
     crm = media_env
     ticket = complain(crm, "kf:wm_photo")
-    await connector.post("/_sandbox/guest/kf", {
-        "external_userid": "wm_photo", "msgtype": "image",
-        "content_base64": base64.b64encode(JPEG).decode(), "content_type": "image/jpeg"})
+    await connector.post(
+        "/_sandbox/guest/kf",
+        {
+            "external_userid": "wm_photo",
+            "msgtype": "image",
+            "content_base64": base64.b64encode(JPEG).decode(),
+            "content_type": "image/jpeg",
+        },
+    )
     await connector.idle()
     [media] = crm.ticket_media(ticket.id)
     assert (media.kind, media.content_type, media.size) == ("image", "image/jpeg", len(JPEG))
@@ -71,8 +78,9 @@ async def test_the_card_and_the_case_page_show_the_photo(media_env, connector, d
 
     paging, policy, messenger = PagingStore(db_url), load_policy(FAST_POLICY), RecordingMessenger()
     links = CaseLinks("a-test-secret-that-is-long-enough-0123456789", 3600)
-    worker = PagingWorker(paging, policy, messenger, context=GuestContext(crm), worker_id="w",
-                          links=links)
+    worker = PagingWorker(
+        paging, policy, messenger, context=GuestContext(crm), worker_id="w", links=links
+    )
     await worker.tick()
     case = paging.clock_for("ticket", ticket.id)
     [card] = [m for m in messenger.sent if m.get("msgtype") == "textcard"]
@@ -85,7 +93,8 @@ async def test_the_card_and_the_case_page_show_the_photo(media_env, connector, d
     assert f"/webhooks/paging/cases/{case.id}/media/{media.id}?sig=" in page.body.decode()
     got = await channel.case_media(case.id, media.id, sig)
     assert got.status == 200 and got.body == base64.b64decode(
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
     assert "media.view" in {a.action for a in crm.audit_entries()}
     # a forged link, or a media id of another case, opens nothing
     assert (await channel.case_media(case.id, media.id, sig[:-1] + "x")).status == 403
@@ -121,15 +130,19 @@ async def test_voice_goes_to_the_advisor_holding_the_case_as_audio(media_env, co
     from bot.paging.policy import load_policy
 
     info = paging.subject("ticket", ticket.id, dt.datetime.now(dt.timezone.utc))
-    clock, _ = paging.create_clock(info, plan_clock(load_policy(FAST_POLICY), info.sla_class,
-                                                    info.created_at))
+    clock, _ = paging.create_clock(
+        info, plan_clock(load_policy(FAST_POLICY), info.sla_class, info.created_at)
+    )
     paging.acknowledge(clock.id, "advisor_zhou", dt.datetime.now(dt.timezone.utc))
     await connector.post("/_sandbox/guest/kf", {"external_userid": "wm_voice", "msgtype": "voice"})
     await connector.idle()
     [upload] = await connector.env.calls("/cgi-bin/media/upload")
     assert upload["query"]["type"] == "voice"
-    sends = [c["body"] for c in await connector.env.calls("/cgi-bin/message/send")
-             if c.get("errcode") == 0]
+    sends = [
+        c["body"]
+        for c in await connector.env.calls("/cgi-bin/message/send")
+        if c.get("errcode") == 0
+    ]
     assert [s["msgtype"] for s in sends] == ["voice", "text"]
     assert all(s["touser"] == "advisor_zhou" for s in sends)
     assert "语音" in sends[1]["text"]["content"] and f"#{clock.id}" in sends[1]["text"]["content"]

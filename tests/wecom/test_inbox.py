@@ -1,4 +1,5 @@
 """The inbox: store once, claim in order, survive crashes, give up after max attempts."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,8 +39,11 @@ async def test_expired_lease_is_taken_over(database):
     await inbox.add(msg("k1"))
     item = await inbox.claim("kf:a")
     with database.session() as s:  # the worker died; its lease ran out
-        s.execute(update(InboxMessage).where(InboxMessage.id == item.id)
-                  .values(lease_until=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)))
+        s.execute(
+            update(InboxMessage)
+            .where(InboxMessage.id == item.id)
+            .values(lease_until=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1))
+        )
     assert await inbox.pending_senders() == ["kf:a"]
     again = await inbox.claim("kf:a")
     assert again.id == item.id and again.attempts == 2

@@ -1,6 +1,7 @@
 """The stand-alone intake server: WeCom's callbacks are answered and stored by a process of its own,
 which then tells Rasa (the channel's /webhooks/wecom/inbox route) whom to look at. Nothing is
 lost when Rasa is down: the rows wait in the inbox and Rasa drains them when it starts."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,10 +20,14 @@ GUEST = "wm_guest_001"
 
 @contextlib.asynccontextmanager
 async def run_intake(env, notify_url):
-    server = IntakeServer(WeComConfig.load(), notify_url, sweep_interval_s=0, services=env.services())
+    server = IntakeServer(
+        WeComConfig.load(), notify_url, sweep_interval_s=0, services=env.services()
+    )
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", env.connector_port).start()  # where the sandbox sends callbacks
+    await web.TCPSite(
+        runner, "127.0.0.1", env.connector_port
+    ).start()  # where the sandbox sends callbacks
     try:
         yield server
     finally:
@@ -35,7 +40,9 @@ async def test_guest_message_through_the_intake_reaches_rasa_and_is_answered(env
     channel = WeComInput({}, services=env.services(), sweep_interval_s=0)
     async with run_sanic(channel, rasa, rasa_port):
         async with run_intake(env, f"http://127.0.0.1:{rasa_port}/webhooks/wecom/inbox") as intake:
-            result = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "早餐几点"})
+            result = await env_post(
+                env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "早餐几点"}
+            )
             assert result["delivery"]["status"] == 200
             await wait_until(lambda: rasa.texts(), env)
             await channel.wait_idle()
@@ -48,7 +55,9 @@ async def test_callbacks_are_acknowledged_and_kept_while_rasa_is_down(env):
     rasa_port = free_port()  # nothing listens there yet
     async with run_intake(env, f"http://127.0.0.1:{rasa_port}/webhooks/wecom/inbox") as intake:
         for text in ("第一条", "第二条"):
-            result = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": text})
+            result = await env_post(
+                env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": text}
+            )
             assert result["delivery"]["status"] == 200 and result["delivery"]["attempts"] == 1
         await wait_until(lambda: len(intake.services.inbox.all_sync()) == 2, env)
         assert [r.status for r in intake.services.inbox.all_sync()] == ["pending", "pending"]
@@ -66,9 +75,13 @@ async def test_forged_and_malformed_callbacks_are_refused_by_the_intake(env):
     async with run_intake(env, "http://127.0.0.1:9/unused") as intake:
         base = f"http://127.0.0.1:{env.connector_port}/webhooks/wecom"
         sc = intake.config.surface("app")
-        body, params = CallbackCrypto(sc.token, sc.aes_key, sc.receive_id).encrypt_xml("<xml><MsgType>text</MsgType></xml>")
+        body, params = CallbackCrypto(sc.token, sc.aes_key, sc.receive_id).encrypt_xml(
+            "<xml><MsgType>text</MsgType></xml>"
+        )
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{base}/app", params={**params, "msg_signature": "0" * 40}, data=body) as resp:
+            async with http.post(
+                f"{base}/app", params={**params, "msg_signature": "0" * 40}, data=body
+            ) as resp:
                 forged = resp.status
             async with http.post(f"{base}/app", params=params, data=b"not xml at all") as resp:
                 malformed = resp.status
@@ -144,7 +157,9 @@ async def test_kf_messages_sent_while_the_intake_was_down_are_pulled_when_it_sta
             await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第一条"})
             await wait_until(lambda: rasa.texts() == ["第一条"], env)
         # no intake: WeCom's notices go unanswered (the sandbox gives up after its retries)
-        missed = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第二条"})
+        missed = await env_post(
+            env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "第二条"}
+        )
         assert missed["delivery"]["delivered"] is False
         async with run_intake(env, notify):
             await wait_until(lambda: rasa.texts() == ["第一条", "第二条"], env)
@@ -154,12 +169,15 @@ async def test_kf_messages_sent_while_the_intake_was_down_are_pulled_when_it_sta
 
 async def test_a_kf_notice_is_acknowledged_even_when_the_database_is_down(env, monkeypatch):
     async with run_intake(env, "http://127.0.0.1:9/unused") as intake:
+
         async def down(*args, **kwargs):
             raise ConnectionError("database unreachable")
 
         monkeypatch.setattr(intake.services.inbox, "save_kf_token", down)
         monkeypatch.setattr(intake.services.inbox, "kf_cursor", down)
-        result = await env_post(env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "在吗"})
+        result = await env_post(
+            env, "/_sandbox/guest/kf", {"external_userid": GUEST, "text": "在吗"}
+        )
         assert result["delivery"]["status"] == 200  # the message itself waits at WeCom
         await wait_until(lambda: intake.host.failed_syncs, env)  # and the sweep pulls it later
         assert list(intake.host.failed_syncs) == [env.state.open_kfid]

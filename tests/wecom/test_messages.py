@@ -1,4 +1,5 @@
 """Byte limits and Chinese texts."""
+
 from __future__ import annotations
 
 from bot.wecom.messages import (

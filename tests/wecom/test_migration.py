@@ -1,4 +1,5 @@
 """The WeCom tables come from the 0002 migration and match bot/wecom/models.py on both backends."""
+
 from __future__ import annotations
 
 import uuid
@@ -27,7 +28,9 @@ def _check(url: str) -> None:
     try:
         assert NAMES <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": _wecom_only})
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": _wecom_only}
+            )
             assert compare_metadata(ctx, crm_models.Base.metadata) == []
         downgrade(url, "0001_initial")
         assert not NAMES & set(inspect(engine).get_table_names())

@@ -1,4 +1,5 @@
 """Real-shaped WeCom payloads -> inbox rows, sender ids and dedupe keys."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,17 @@ def test_kf_sync_page():
     page = load_json("kf_sync_msg.json")["msg_list"]
     rows = [kf.normalize(m) for m in page]
     kinds = [r.kind for r in rows]
-    assert kinds == ["event:enter_session", "text", "text", "image", "location", "servicer:text",
-                     "event:user_recall_msg", "event:msg_send_fail", "event:session_status_change"]
+    assert kinds == [
+        "event:enter_session",
+        "text",
+        "text",
+        "image",
+        "location",
+        "servicer:text",
+        "event:user_recall_msg",
+        "event:msg_send_fail",
+        "event:session_status_change",
+    ]
     assert {r.sender_id for r in rows} == {f"kf:{EXT}"}  # one guest, one Rasa sender id
     assert rows[0].payload["event"]["welcome_code"] == "aaaaaa"
     assert rows[0].payload["open_kfid"] == "wkAJ2GCAAAZSfhHCt7IFSvLKtMPxyJTw"
@@ -63,7 +73,11 @@ def test_app_text_and_event():
     assert row.payload["text"] == "ack 42"
     assert row.dedupe_key == "app:msg:1234567890123456"
     message = app.app_message_from_payload(row.payload)
-    assert message.userid == "advisor_li" and message.text == "ack 42" and message.create_time == 1700000000
+    assert (
+        message.userid == "advisor_li"
+        and message.text == "ack 42"
+        and message.create_time == 1700000000
+    )
 
     xml = load_text("app_event_click.xml")
     row = app.normalize(xml, parse_xml(xml))
@@ -72,7 +86,13 @@ def test_app_text_and_event():
 
 
 def test_event_dedupe_key_uses_sender_time_event_and_more():
-    base = {"FromUserName": "u", "CreateTime": "1", "MsgType": "event", "Event": "click", "EventKey": "A"}
+    base = {
+        "FromUserName": "u",
+        "CreateTime": "1",
+        "MsgType": "event",
+        "Event": "click",
+        "EventKey": "A",
+    }
     assert xml_callback_key("app", base) == xml_callback_key("app", dict(base))
     assert xml_callback_key("app", base) != xml_callback_key("app", {**base, "EventKey": "B"})
     assert xml_callback_key("app", base) != xml_callback_key("app", {**base, "CreateTime": "2"})

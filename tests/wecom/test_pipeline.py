@@ -1,4 +1,5 @@
 """The dispatcher: one worker per sender, a hung handler times out, failures reach on_failed."""
+
 from __future__ import annotations
 
 import asyncio

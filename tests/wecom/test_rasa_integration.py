@@ -1,5 +1,6 @@
 """The channel as Rasa loads it: credentials.yml with ${ENV} values -> class path ->
 `from_credentials` -> `channels.register` (routes under /webhooks/wecom) -> `agent.handle_message`."""
+
 from __future__ import annotations
 
 import uuid
@@ -57,8 +58,9 @@ async def test_loaded_and_mounted_like_rasa_does(env, monkeypatch, tmp_path):
     agent = FakeAgent()
     app.ctx.agent = agent
     rasa_channel.register([wecom], app, route="/webhooks/")
-    server = await app.create_server(host="127.0.0.1", port=env.connector_port, return_asyncio_server=True,
-                                     access_log=False)
+    server = await app.create_server(
+        host="127.0.0.1", port=env.connector_port, return_asyncio_server=True, access_log=False
+    )
     await server.startup()
     await server.before_start()
     await server.after_start()
@@ -66,7 +68,9 @@ async def test_loaded_and_mounted_like_rasa_does(env, monkeypatch, tmp_path):
         async with aiohttp.ClientSession() as http:  # closed before the server stops
             async with http.get(f"http://127.0.0.1:{env.connector_port}/webhooks/wecom/") as resp:
                 assert (await resp.json())["surfaces"] == {"kf": True, "aibot": True, "app": True}
-        await post_json(env.http, f"{env.sandbox}/_sandbox/guest/kf", {"external_userid": "wm9", "text": "你好"})
+        await post_json(
+            env.http, f"{env.sandbox}/_sandbox/guest/kf", {"external_userid": "wm9", "text": "你好"}
+        )
         await wecom.wait_idle()
     finally:
         await stop_sanic(server)

@@ -1,4 +1,5 @@
 """Per-member 30/min + 1000/h and robot 20/min windows, in memory and in Redis."""
+
 from __future__ import annotations
 
 import uuid

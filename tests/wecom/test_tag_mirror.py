@@ -1,6 +1,7 @@
 """Preference tags mirrored to WeCom corp tags: ids from the configured library, marked through
 the advisor who holds the guest (externalcontact/get follow_user), unknown tags and guests
 nobody holds skipped, the flow untouched when WeCom fails."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,27 +35,39 @@ def recording(holders=None):
 
 
 def test_tags_are_marked_through_the_advisor_who_holds_the_guest():
-    calls, fakes = recording({"wm_guest_001": [("advisor_li", 1700000500),
-                                               ("advisor_wu", 1700000100)]})
+    calls, fakes = recording(
+        {"wm_guest_001": [("advisor_li", 1700000500), ("advisor_wu", 1700000100)]}
+    )
     mirror = WeComTagMirror.from_file(LIBRARY, **fakes)
-    mirror.sync("wm_guest_001", add=[CorpTag("出行目的", "纪念日"), CorpTag("兴趣", "潜水")],
-                remove=[CorpTag("出行目的", "蜜月")])
+    mirror.sync(
+        "wm_guest_001",
+        add=[CorpTag("出行目的", "纪念日"), CorpTag("兴趣", "潜水")],
+        remove=[CorpTag("出行目的", "蜜月")],
+    )
     # the file prefers advisor_zhou, who does not hold this guest: the first to add them does
-    assert calls == [("advisor_wu", "wm_guest_001",
-                      ["etSANDBOX_purpose_anniversary", "etSANDBOX_interest_diving"],
-                      ["etSANDBOX_purpose_honeymoon"])]
+    assert calls == [
+        (
+            "advisor_wu",
+            "wm_guest_001",
+            ["etSANDBOX_purpose_anniversary", "etSANDBOX_interest_diving"],
+            ["etSANDBOX_purpose_honeymoon"],
+        )
+    ]
 
 
 def test_the_preferred_owner_is_used_when_they_hold_the_guest():
     calls, fakes = recording({"wm_g": [("advisor_li", 1), ("advisor_zhou", 2)]})
-    WeComTagMirror.from_file(LIBRARY, **fakes).sync("wm_g", add=[CorpTag("兴趣", "潜水")], remove=[])
+    WeComTagMirror.from_file(LIBRARY, **fakes).sync(
+        "wm_g", add=[CorpTag("兴趣", "潜水")], remove=[]
+    )
     assert [c[0] for c in calls] == ["advisor_zhou"]
 
 
 def test_a_guest_nobody_holds_is_not_tagged():
     calls, fakes = recording({})
-    WeComTagMirror.from_file(LIBRARY, **fakes).sync("wm_kf_only", add=[CorpTag("兴趣", "潜水")],
-                                                    remove=[])
+    WeComTagMirror.from_file(LIBRARY, **fakes).sync(
+        "wm_kf_only", add=[CorpTag("兴趣", "潜水")], remove=[]
+    )
     assert calls == []
 
 
@@ -81,8 +94,9 @@ def test_pick_owner_with_no_follow_user():
     assert mirror.pick_owner(SimpleNamespace(follow_user=())) is None
 
 
-async def test_preference_flow_mirrors_through_the_sandbox_via_the_contacts_owner(env, db_url,
-                                                                                 tmp_path):
+async def test_preference_flow_mirrors_through_the_sandbox_via_the_contacts_owner(
+    env, db_url, tmp_path
+):
     """The real chain: PreferenceService -> mirror -> externalcontact/get -> mark_tag, in the
     sandbox, which refuses mark_tag by an advisor who does not hold the contact (as WeCom)."""
     from bot.crm.db import upgrade
@@ -94,20 +108,32 @@ async def test_preference_flow_mirrors_through_the_sandbox_via_the_contacts_owne
     store = CRMStore(crm_url)
     store.get_or_create_guest("kf:wm_x", kf_external_userid="wm_x", wecom_external_userid="wm_x")
     store.get_or_create_guest("kf:wm_kf_only", kf_external_userid="wm_kf_only")
-    await post_json(env.http, f"{env.sandbox}/_sandbox/externalcontact",
-                    {"external_userid": "wm_x", "follow_user": ["advisor_li"]})
-    flows = build_flows(store, mirror=WeComTagMirror.from_file(LIBRARY),
-                        spool_file=tmp_path / "spool.jsonl")
+    await post_json(
+        env.http,
+        f"{env.sandbox}/_sandbox/externalcontact",
+        {"external_userid": "wm_x", "follow_user": ["advisor_li"]},
+    )
+    flows = build_flows(
+        store, mirror=WeComTagMirror.from_file(LIBRARY), spool_file=tmp_path / "spool.jsonl"
+    )
     try:
         await asyncio.to_thread(flows.preferences.record, "kf:wm_x", "我们这次是来度蜜月的")
         await asyncio.to_thread(flows.preferences.record, "kf:wm_kf_only", "喜欢潜水")
     finally:
         store.close()
-    assert env.state.tags == [{"userid": "advisor_li", "external_userid": "wm_x",
-                               "add_tag": ["etSANDBOX_purpose_honeymoon"], "remove_tag": []}]
-    looked_up = [c["query"]["external_userid"]  # answered calls (a stale shared token is
-                 for c in await env.calls("/cgi-bin/externalcontact/get")  # refreshed and retried)
-                 if c.get("errcode") in (0, 84061)]
+    assert env.state.tags == [
+        {
+            "userid": "advisor_li",
+            "external_userid": "wm_x",
+            "add_tag": ["etSANDBOX_purpose_honeymoon"],
+            "remove_tag": [],
+        }
+    ]
+    looked_up = [
+        c["query"]["external_userid"]  # answered calls (a stale shared token is
+        for c in await env.calls("/cgi-bin/externalcontact/get")  # refreshed and retried)
+        if c.get("errcode") in (0, 84061)
+    ]
     assert looked_up == ["wm_x", "wm_kf_only"]
     check = CRMStore(crm_url)
     assert [t.value for t in check.tags("kf:wm_kf_only")] == ["潜水"]  # kept in the CRM

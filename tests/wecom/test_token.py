@@ -1,4 +1,5 @@
 """Access tokens: fetched once, shared (Redis, wechatpy's key scheme), renewed before expiry."""
+
 from __future__ import annotations
 
 import asyncio
@@ -72,8 +73,9 @@ def test_key_scheme_is_wechatpys():
     from wechatpy.session.redisstorage import RedisStorage
 
     client = WeChatClient("ww_corp", "0123456789abcdef")
-    assert token_key("ww_corp", "0123456789abcdef") == RedisStorage(object.__new__(_Dummy)).key_name(
-        client.access_token_key)
+    assert token_key("ww_corp", "0123456789abcdef") == RedisStorage(
+        object.__new__(_Dummy)
+    ).key_name(client.access_token_key)
 
 
 class _Dummy:

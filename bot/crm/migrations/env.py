@@ -5,6 +5,7 @@
 DATABASE_URL. SQLite cannot ALTER most things, so migrations there run in batch mode
 (copy-and-move tables); `op.batch_alter_table` is a plain ALTER on PostgreSQL.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,15 +17,21 @@ from bot.crm.models import Base, include_object
 
 # Every module that declares tables on the shared `Base`: imported so autogenerate sees them all.
 # Add yours here when you add tables (and a revision in versions/).
-MODEL_MODULES = ("bot.crm.models", "bot.wecom.models", "bot.paging.models",
-                 "bot.training.models", "bot.marketing.models", "bot.events.models")
+MODEL_MODULES = (
+    "bot.crm.models",
+    "bot.wecom.models",
+    "bot.paging.models",
+    "bot.training.models",
+    "bot.marketing.models",
+    "bot.events.models",
+)
 
 config = context.config
 for _module in MODEL_MODULES:
     try:
         importlib.import_module(_module)
     except ModuleNotFoundError as exc:  # a checkout without that package yet: its tables are
-        if exc.name != _module:         # simply not compared; any other import error is real
+        if exc.name != _module:  # simply not compared; any other import error is real
             raise
 target_metadata = Base.metadata
 
@@ -53,8 +60,7 @@ def run_migrations_online() -> None:
         engine = make_engine(config.get_main_option("sqlalchemy.url") or None)
     try:
         with engine.connect() as connection:
-            _configure(connection=connection,
-                       render_as_batch=connection.dialect.name == "sqlite")
+            _configure(connection=connection, render_as_batch=connection.dialect.name == "sqlite")
             with context.begin_transaction():
                 context.run_migrations()
             if connection.in_transaction():  # 2.0-style connections do not autocommit

@@ -7,6 +7,7 @@ REDIS_URL is set) and is refreshed once when WeCom answers 40001/40014/42001. Tr
 dedupe key, applies our own per-recipient rate limit, and leaves a failed send in the outbox for
 the retry loop (or `dead`), so nothing is lost quietly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -75,8 +76,11 @@ class WeComClient:
         self.outbox = outbox
         self.sleep = sleep
         self._secret = secret
-        self.tokens = (AccessTokenProvider(corp_id, secret, self._fetch_token, store=token_store)
-                       if secret else None)
+        self.tokens = (
+            AccessTokenProvider(corp_id, secret, self._fetch_token, store=token_store)
+            if secret
+            else None
+        )
         self._sessions: Dict[int, tuple] = {}  # id(loop) -> (weakref to the loop, session)
 
     # ---- HTTP ---------------------------------------------------------------------------
@@ -102,13 +106,20 @@ class WeComClient:
             return path_or_url
         return f"{self.api_base}{path_or_url if path_or_url.startswith('/') else '/' + path_or_url}"
 
-    async def _raw(self, method: str, url: str, params: Optional[Mapping[str, Any]] = None,
-                   body: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    async def _raw(
+        self,
+        method: str,
+        url: str,
+        params: Optional[Mapping[str, Any]] = None,
+        body: Optional[Mapping[str, Any]] = None,
+    ) -> Dict[str, Any]:
         path = url.split("?", 1)[0]
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else None
         try:
-            async with self.http().request(method, url, params=params, data=data, headers=headers) as resp:
+            async with self.http().request(
+                method, url, params=params, data=data, headers=headers
+            ) as resp:
                 text = await resp.text(encoding="utf-8", errors="replace")
                 if resp.status >= 500:
                     raise TransportError(f"HTTP {resp.status}", path)
@@ -127,18 +138,30 @@ class WeComClient:
         return result
 
     async def _fetch_token(self):
-        data = await self._raw("GET", self.url("/cgi-bin/gettoken"),
-                               params={"corpid": self.corp_id, "corpsecret": self._secret})
+        data = await self._raw(
+            "GET",
+            self.url("/cgi-bin/gettoken"),
+            params={"corpid": self.corp_id, "corpsecret": self._secret},
+        )
         errcode = int(data.get("errcode") or 0)
         if errcode or not data.get("access_token"):
             WECOM_ERRCODES.labels("/cgi-bin/gettoken", str(errcode or -2)).inc()
-            raise WeComAPIError(errcode or -2, data.get("errmsg", "no access_token"), "/cgi-bin/gettoken")
+            raise WeComAPIError(
+                errcode or -2, data.get("errmsg", "no access_token"), "/cgi-bin/gettoken"
+            )
         TOKEN_REFRESHES.labels(self.app).inc()
         return data["access_token"], int(data.get("expires_in") or 7200)
 
     # ---- calls ----------------------------------------------------------------------------
-    async def request(self, path: str, body: Optional[Mapping[str, Any]] = None, *, method: str = "POST",
-                      params: Optional[Mapping[str, Any]] = None, auth: bool = True) -> Dict[str, Any]:
+    async def request(
+        self,
+        path: str,
+        body: Optional[Mapping[str, Any]] = None,
+        *,
+        method: str = "POST",
+        params: Optional[Mapping[str, Any]] = None,
+        auth: bool = True,
+    ) -> Dict[str, Any]:
         """One call; on a token errcode the token is dropped, fetched again and the call made once more."""
         url = self.url(path)
         for attempt in (0, 1):
@@ -154,15 +177,29 @@ class WeComClient:
             if errcode == 0:
                 return data
             WECOM_ERRCODES.labels(path.split("?", 1)[0], str(errcode)).inc()
-            if auth and token and self.tokens is not None and errcode in TOKEN_ERRCODES and attempt == 0:
-                logger.info("WeCom %s answered %s: refreshing the %s token once", path, errcode, self.app)
+            if (
+                auth
+                and token
+                and self.tokens is not None
+                and errcode in TOKEN_ERRCODES
+                and attempt == 0
+            ):
+                logger.info(
+                    "WeCom %s answered %s: refreshing the %s token once", path, errcode, self.app
+                )
                 await self.tokens.invalidate(token)
                 continue
             raise WeComAPIError(errcode, str(data.get("errmsg", "")), path.split("?", 1)[0])
         raise AssertionError("unreachable")
 
-    async def call(self, path: str, body: Optional[Mapping[str, Any]] = None, *, retries: Optional[int] = None,
-                   **kwargs: Any) -> Dict[str, Any]:
+    async def call(
+        self,
+        path: str,
+        body: Optional[Mapping[str, Any]] = None,
+        *,
+        retries: Optional[int] = None,
+        **kwargs: Any,
+    ) -> Dict[str, Any]:
         """`request()` with retries and back-off for transport errors, -1 and 45009."""
         attempts = self.retries if retries is None else max(1, retries)
         for i in range(attempts):
@@ -173,8 +210,15 @@ class WeComClient:
                 if not retryable or i == attempts - 1:
                     raise
                 limited = isinstance(exc, WeComAPIError) and exc.errcode == RATE_LIMITED
-                wait = (self.rate_limit_backoff_s if limited else self.backoff_s) * (2 ** i)
-                logger.warning("WeCom %s failed (%s); retry %d/%d in %.1fs", path, exc, i + 1, attempts - 1, wait)
+                wait = (self.rate_limit_backoff_s if limited else self.backoff_s) * (2**i)
+                logger.warning(
+                    "WeCom %s failed (%s); retry %d/%d in %.1fs",
+                    path,
+                    exc,
+                    i + 1,
+                    attempts - 1,
+                    wait,
+                )
                 await self.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -196,14 +240,33 @@ class WeComClient:
         if self.outbox is not None:
             outbox_id = await self.outbox.begin(self.app, path, body, recipient, dedupe_key)
             if outbox_id is None:
-                logger.info("WeCom send %s to %s skipped: %s was already sent", path, recipient, dedupe_key)
+                logger.info(
+                    "WeCom send %s to %s skipped: %s was already sent", path, recipient, dedupe_key
+                )
                 return SendResult("duplicate")
-        return await self.attempt(outbox_id, path, body, limiter=limiter, limiter_keys=limiter_keys,
-                                  max_wait_s=max_wait_s, errcode_status=errcode_status, **kwargs)
+        return await self.attempt(
+            outbox_id,
+            path,
+            body,
+            limiter=limiter,
+            limiter_keys=limiter_keys,
+            max_wait_s=max_wait_s,
+            errcode_status=errcode_status,
+            **kwargs,
+        )
 
-    async def attempt(self, outbox_id: Optional[int], path: str, body: Dict[str, Any], *, limiter=None,
-                      limiter_keys: tuple = (), max_wait_s: float = 5.0,
-                      errcode_status: Optional[Mapping[int, str]] = None, **kwargs: Any) -> SendResult:
+    async def attempt(
+        self,
+        outbox_id: Optional[int],
+        path: str,
+        body: Dict[str, Any],
+        *,
+        limiter=None,
+        limiter_keys: tuple = (),
+        max_wait_s: float = 5.0,
+        errcode_status: Optional[Mapping[int, str]] = None,
+        **kwargs: Any,
+    ) -> SendResult:
         """Try (again) an outbox row; also used by the retry loop."""
 
         async def mark(status: str, **kw) -> str:
@@ -219,11 +282,19 @@ class WeComClient:
                     if wait <= 0:
                         break
                     if waited + wait > max_wait_s:
-                        status = await mark("retry", errmsg=f"local rate limit on {key}", retry_in_s=wait,
-                                            attempted=False)
-                        logger.warning("WeCom send to %s deferred %.0fs by the rate limit", key, wait)
+                        status = await mark(
+                            "retry",
+                            errmsg=f"local rate limit on {key}",
+                            retry_in_s=wait,
+                            attempted=False,
+                        )
+                        logger.warning(
+                            "WeCom send to %s deferred %.0fs by the rate limit", key, wait
+                        )
                         MESSAGES_OUT.labels(self.app, "deferred").inc()
-                        return SendResult("deferred" if status == "retry" else status, outbox_id=outbox_id)
+                        return SendResult(
+                            "deferred" if status == "retry" else status, outbox_id=outbox_id
+                        )
                     await self.sleep(wait)
                     waited += wait
         try:
@@ -234,7 +305,9 @@ class WeComClient:
                 status = await mark(special, errcode=exc.errcode, errmsg=exc.errmsg)
             elif exc.retryable:
                 later = RATE_LIMIT_RETRY_LATER_S if exc.errcode == RATE_LIMITED else RETRY_LATER_S
-                status = await mark("retry", errcode=exc.errcode, errmsg=exc.errmsg, retry_in_s=later)
+                status = await mark(
+                    "retry", errcode=exc.errcode, errmsg=exc.errmsg, retry_in_s=later
+                )
             else:
                 status = await mark("dead", errcode=exc.errcode, errmsg=exc.errmsg)
             logger.warning("WeCom send %s failed: %s -> %s", path, exc, status)

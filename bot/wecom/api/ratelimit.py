@@ -5,6 +5,7 @@ discarded without an error); a group robot 20 a minute. `hit(key)` counts a send
 refuses it (not counted) and returns how many seconds until it would be allowed. With Redis the
 windows are shared by every process (sorted sets updated by one Lua script); otherwise per process.
 """
+
 from __future__ import annotations
 
 import time
@@ -69,7 +70,9 @@ return '0'
 
 
 class RedisRateLimiter:
-    def __init__(self, redis, limits: Sequence[Limit], prefix: str = "concierge:wecom:rl", clock=time.time):
+    def __init__(
+        self, redis, limits: Sequence[Limit], prefix: str = "concierge:wecom:rl", clock=time.time
+    ):
         self.redis = redis
         self.limits = tuple(limits)
         self.prefix = prefix

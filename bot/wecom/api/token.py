@@ -7,6 +7,7 @@ with `RedisStorage(redis)` shares it. Without Redis it is kept in this process. 
 drops it after 40001/40014/42001 (only if it is still the bad one, so a fresh token fetched by
 another process is kept).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -7,6 +7,7 @@ order they arrived even across processes. A crashed worker's lease runs out and 
 up again (`pending_senders()` at startup); a row that keeps failing ends `failed` after
 `max_attempts` so it cannot wedge the guest's queue forever.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,10 +45,16 @@ class Inbound:
     payload: Dict[str, Any]  # the stored form of `message`
 
     @classmethod
-    def of(cls, dedupe_key: str, message: SurfaceMessage, kind: Kind,
-           sender: Optional[str] = None) -> "Inbound":
-        return cls(dedupe_key, message.surface.value, sender or str(message.sender), str(kind),
-                   message.to_payload())
+    def of(
+        cls, dedupe_key: str, message: SurfaceMessage, kind: Kind, sender: Optional[str] = None
+    ) -> "Inbound":
+        return cls(
+            dedupe_key,
+            message.surface.value,
+            sender or str(message.sender),
+            str(kind),
+            message.to_payload(),
+        )
 
     @property
     def message(self) -> SurfaceMessage:
@@ -79,18 +86,37 @@ def _stored(message: Inbound, row_id: int) -> None:
     """Count and log a newly stored message, under its correlation id (bot/ops/logs.py)."""
     MESSAGES_IN.labels(message.surface).inc()
     with correlation(correlation_of(message.dedupe_key, message.payload)):
-        logger.info("WeCom %s %s from %s stored as inbox row %s", message.surface, message.kind,
-                    message.sender_id, row_id)
+        logger.info(
+            "WeCom %s %s from %s stored as inbox row %s",
+            message.surface,
+            message.kind,
+            message.sender_id,
+            row_id,
+        )
 
 
 def _item(row: InboxMessage) -> InboxItem:
-    return InboxItem(row.id, row.dedupe_key, row.surface, row.sender_id, row.kind, dict(row.payload or {}),
-                     row.status, row.attempts)
+    return InboxItem(
+        row.id,
+        row.dedupe_key,
+        row.surface,
+        row.sender_id,
+        row.kind,
+        dict(row.payload or {}),
+        row.status,
+        row.attempts,
+    )
 
 
 class Inbox:
-    def __init__(self, db: Optional[Database] = None, *, lease_s: float = DEFAULT_LEASE_S,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Clock = SYSTEM) -> None:
+    def __init__(
+        self,
+        db: Optional[Database] = None,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self.db = db or Database()
         self.clock = clock
         self.lease_s = lease_s
@@ -101,51 +127,88 @@ class Inbox:
         """Store one message; None if its dedupe key is already there (a retry or replay)."""
         try:
             with self.db.session() as s:
-                if s.execute(select(InboxMessage.id).where(InboxMessage.dedupe_key == message.dedupe_key)).first():
+                if s.execute(
+                    select(InboxMessage.id).where(InboxMessage.dedupe_key == message.dedupe_key)
+                ).first():
                     return None
-                row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
-                                   sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status=InboxStatus.PENDING.value, attempts=0, received_at=self.clock.now())
+                row = InboxMessage(
+                    dedupe_key=message.dedupe_key,
+                    surface=message.surface,
+                    sender_id=message.sender_id,
+                    kind=message.kind,
+                    payload=message.payload,
+                    status=InboxStatus.PENDING.value,
+                    attempts=0,
+                    received_at=self.clock.now(),
+                )
                 s.add(row)
                 s.flush()
                 return row.id
         except IntegrityError:  # lost a race with a concurrent retry of the same message
             return None
 
-    def add_kf_page_sync(self, open_kfid: str, messages: Sequence[Inbound], next_cursor: Optional[str],
-                         guest_messages: Iterable[tuple] = ()) -> List[int]:
+    def add_kf_page_sync(
+        self,
+        open_kfid: str,
+        messages: Sequence[Inbound],
+        next_cursor: Optional[str],
+        guest_messages: Iterable[tuple] = (),
+    ) -> List[int]:
         """Store one sync_msg page and advance the cursor in the same transaction.
 
         `guest_messages` are (external_userid, send_time datetime) of messages the guest sent:
         each one reopens that guest's 5-in-48h send budget.
         """
-        return [row_id for _, row_id in self._add_kf_page(open_kfid, messages, next_cursor,
-                                                           guest_messages)]
+        return [
+            row_id
+            for _, row_id in self._add_kf_page(open_kfid, messages, next_cursor, guest_messages)
+        ]
 
-    def _add_kf_page(self, open_kfid: str, messages: Sequence[Inbound], next_cursor: Optional[str],
-                     guest_messages: Iterable[tuple] = ()) -> List[tuple]:
+    def _add_kf_page(
+        self,
+        open_kfid: str,
+        messages: Sequence[Inbound],
+        next_cursor: Optional[str],
+        guest_messages: Iterable[tuple] = (),
+    ) -> List[tuple]:
         """add_kf_page_sync, returning (message, new row id) of each row it stored."""
         with self.db.session() as s:
             keys = [m.dedupe_key for m in messages]
             existing = set()
             if keys:
-                existing = set(s.execute(select(InboxMessage.dedupe_key)
-                                         .where(InboxMessage.dedupe_key.in_(keys))).scalars())
+                existing = set(
+                    s.execute(
+                        select(InboxMessage.dedupe_key).where(InboxMessage.dedupe_key.in_(keys))
+                    ).scalars()
+                )
             rows = []
             for message in messages:
                 if message.dedupe_key in existing:
                     continue
                 existing.add(message.dedupe_key)
-                row = InboxMessage(dedupe_key=message.dedupe_key, surface=message.surface,
-                                   sender_id=message.sender_id, kind=message.kind, payload=message.payload,
-                                   status=InboxStatus.PENDING.value, attempts=0, received_at=self.clock.now())
+                row = InboxMessage(
+                    dedupe_key=message.dedupe_key,
+                    surface=message.surface,
+                    sender_id=message.sender_id,
+                    kind=message.kind,
+                    payload=message.payload,
+                    status=InboxStatus.PENDING.value,
+                    attempts=0,
+                    received_at=self.clock.now(),
+                )
                 s.add(row)
                 rows.append((message, row))
             for external_userid, sent_at in guest_messages:
                 quota = s.get(KfQuota, (open_kfid, external_userid))
                 if quota is None:
-                    s.add(KfQuota(open_kfid=open_kfid, external_userid=external_userid,
-                                  last_guest_msg_at=sent_at, sent_count=0))
+                    s.add(
+                        KfQuota(
+                            open_kfid=open_kfid,
+                            external_userid=external_userid,
+                            last_guest_msg_at=sent_at,
+                            sent_count=0,
+                        )
+                    )
                 elif aware(quota.last_guest_msg_at) <= sent_at:
                     quota.last_guest_msg_at, quota.sent_count, quota.exhausted_at = sent_at, 0, None
             cursor = s.get(KfCursor, open_kfid)
@@ -165,8 +228,11 @@ class Inbox:
             row = s.get(KfCursor, open_kfid)
             if row is None:
                 return {"cursor": None, "token": None, "token_received_at": None}
-            return {"cursor": row.cursor, "token": row.callback_token,
-                    "token_received_at": aware(row.token_received_at)}
+            return {
+                "cursor": row.cursor,
+                "token": row.callback_token,
+                "token_received_at": aware(row.token_received_at),
+            }
 
     def save_kf_token_sync(self, open_kfid: str, token: Optional[str]) -> None:
         with self.db.session() as s:
@@ -189,9 +255,9 @@ class Inbox:
         with self.db.session() as s:
             row = s.execute(
                 select(InboxMessage)
-                .where(InboxMessage.sender_id == sender_id,
-                       InboxMessage.status.in_(UNFINISHED))
-                .order_by(InboxMessage.id).limit(1)
+                .where(InboxMessage.sender_id == sender_id, InboxMessage.status.in_(UNFINISHED))
+                .order_by(InboxMessage.id)
+                .limit(1)
             ).scalar_one_or_none()
             if row is None:
                 return None
@@ -201,10 +267,16 @@ class Inbox:
             old_status = row.status
             result = s.execute(
                 update(InboxMessage)
-                .where(InboxMessage.id == row.id, InboxMessage.status == old_status,
-                       InboxMessage.attempts == row.attempts)  # optimistic: one claimer wins
-                .values(status=InboxStatus.PROCESSING.value, attempts=InboxMessage.attempts + 1,
-                        lease_until=now + dt.timedelta(seconds=self.lease_s))
+                .where(
+                    InboxMessage.id == row.id,
+                    InboxMessage.status == old_status,
+                    InboxMessage.attempts == row.attempts,
+                )  # optimistic: one claimer wins
+                .values(
+                    status=InboxStatus.PROCESSING.value,
+                    attempts=InboxMessage.attempts + 1,
+                    lease_until=now + dt.timedelta(seconds=self.lease_s),
+                )
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
@@ -213,20 +285,28 @@ class Inbox:
             s.refresh(row)
             return _item(row)
 
-    def finish_sync(self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None) -> None:
+    def finish_sync(
+        self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None
+    ) -> None:
         with self.db.session() as s:
-            s.execute(update(InboxMessage).where(InboxMessage.id == item_id)
-                      .values(status=status, processed_at=self.clock.now(), lease_until=None, error=error)
-                      .execution_options(synchronize_session=False))
+            s.execute(
+                update(InboxMessage)
+                .where(InboxMessage.id == item_id)
+                .values(status=status, processed_at=self.clock.now(), lease_until=None, error=error)
+                .execution_options(synchronize_session=False)
+            )
 
     def renew_sync(self, item_id: int) -> bool:
         """Extend the lease of a row still being processed (heartbeat); False if it was lost."""
         with self.db.session() as s:
-            result = s.execute(update(InboxMessage)
-                               .where(InboxMessage.id == item_id,
-                                      InboxMessage.status == InboxStatus.PROCESSING.value)
-                               .values(lease_until=self.clock.now() + dt.timedelta(seconds=self.lease_s))
-                               .execution_options(synchronize_session=False))
+            result = s.execute(
+                update(InboxMessage)
+                .where(
+                    InboxMessage.id == item_id, InboxMessage.status == InboxStatus.PROCESSING.value
+                )
+                .values(lease_until=self.clock.now() + dt.timedelta(seconds=self.lease_s))
+                .execution_options(synchronize_session=False)
+            )
             return result.rowcount == 1
 
     def release_sync(self, item_id: int, error: str) -> str:
@@ -248,9 +328,15 @@ class Inbox:
         with self.db.session() as s:
             rows = s.execute(
                 select(InboxMessage.sender_id, InboxMessage.id)
-                .where(or_(InboxMessage.status == InboxStatus.PENDING.value,
-                           and_(InboxMessage.status == InboxStatus.PROCESSING.value,
-                                or_(InboxMessage.lease_until.is_(None), InboxMessage.lease_until < now))))
+                .where(
+                    or_(
+                        InboxMessage.status == InboxStatus.PENDING.value,
+                        and_(
+                            InboxMessage.status == InboxStatus.PROCESSING.value,
+                            or_(InboxMessage.lease_until.is_(None), InboxMessage.lease_until < now),
+                        ),
+                    )
+                )
                 .order_by(InboxMessage.id)
             ).all()
         seen: Dict[str, None] = {}
@@ -261,11 +347,15 @@ class Inbox:
     def recall_sync(self, dedupe_key: str) -> bool:
         """The guest recalled a message: skip it if it has not been handled yet."""
         with self.db.session() as s:
-            result = s.execute(update(InboxMessage)
-                               .where(InboxMessage.dedupe_key == dedupe_key,
-                                      InboxMessage.status == InboxStatus.PENDING.value)
-                               .values(status=InboxStatus.RECALLED.value, processed_at=self.clock.now())
-                               .execution_options(synchronize_session=False))
+            result = s.execute(
+                update(InboxMessage)
+                .where(
+                    InboxMessage.dedupe_key == dedupe_key,
+                    InboxMessage.status == InboxStatus.PENDING.value,
+                )
+                .values(status=InboxStatus.RECALLED.value, processed_at=self.clock.now())
+                .execution_options(synchronize_session=False)
+            )
             return result.rowcount == 1
 
     def get_sync(self, item_id: int) -> Optional[InboxItem]:
@@ -288,8 +378,9 @@ class Inbox:
         return new_id
 
     async def add_kf_page(self, open_kfid, messages, next_cursor, guest_messages=()) -> List[int]:
-        stored = await self.db.run(self._add_kf_page, open_kfid, messages, next_cursor,
-                                   list(guest_messages))
+        stored = await self.db.run(
+            self._add_kf_page, open_kfid, messages, next_cursor, list(guest_messages)
+        )
         for message, row_id in stored:
             _stored(message, row_id)
         return [row_id for _, row_id in stored]
@@ -306,7 +397,9 @@ class Inbox:
     async def claim(self, sender_id: str) -> Optional[InboxItem]:
         return await self.db.run(self.claim_sync, sender_id)
 
-    async def finish(self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None) -> None:
+    async def finish(
+        self, item_id: int, status: str = InboxStatus.DONE.value, error: Optional[str] = None
+    ) -> None:
         await self.db.run(self.finish_sync, item_id, status, error)
 
     async def renew(self, item_id: int) -> bool:

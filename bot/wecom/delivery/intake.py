@@ -16,6 +16,7 @@ stored is the host's business, through two hooks:
 Answers: 200 (stored, or a duplicate), 403 forged/stale signature, 400 malformed, 413 too large,
 503 when the message could not be stored (WeCom retries) -- never a 500.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,20 +47,24 @@ HANDLE_MS_HEADER = "X-Concierge-Handle-Ms"
 INBOX_TOKEN_HEADER = "X-Concierge-Inbox-Token"
 
 
-def inbox_caller_allowed(presented: Optional[str], remote_ip: Optional[str],
-                         token: Optional[str]) -> bool:
+def inbox_caller_allowed(
+    presented: Optional[str], remote_ip: Optional[str], token: Optional[str]
+) -> bool:
     """May this caller wake Rasa's inbox route? With a token configured, only with that token
     (compared in constant time); without one, only from loopback (a developer machine)."""
     import hmac
     import ipaddress
 
     if token:
-        return presented is not None and hmac.compare_digest(presented.encode("utf-8", "replace"),
-                                                             token.encode("utf-8"))
+        return presented is not None and hmac.compare_digest(
+            presented.encode("utf-8", "replace"), token.encode("utf-8")
+        )
     try:
         return ipaddress.ip_address((remote_ip or "").strip("[]")).is_loopback
     except ValueError:
         return False
+
+
 SURFACES = tuple(s.value for s in Surface)
 
 
@@ -75,8 +80,14 @@ class StoreUnavailable(Exception):
 
 
 class CallbackIntake:
-    def __init__(self, config: WeComConfig, services, *, on_stored: Callable[[str], None],
-                 on_kf_notice: Callable[[str, Optional[str]], None]) -> None:
+    def __init__(
+        self,
+        config: WeComConfig,
+        services,
+        *,
+        on_stored: Callable[[str], None],
+        on_kf_notice: Callable[[str, Optional[str]], None],
+    ) -> None:
         self.config = config
         self.services = services
         self.on_stored = on_stored
@@ -84,34 +95,54 @@ class CallbackIntake:
         self.crypto: Dict[str, Optional[CallbackCrypto]] = {}
         for surface in SURFACES:
             sc = config.surface(surface)
-            self.crypto[surface] = (CallbackCrypto(sc.token, sc.aes_key, sc.receive_id,
-                                                   max_skew_s=config.max_clock_skew_s) if sc.enabled else None)
+            self.crypto[surface] = (
+                CallbackCrypto(
+                    sc.token, sc.aes_key, sc.receive_id, max_skew_s=config.max_clock_skew_s
+                )
+                if sc.enabled
+                else None
+            )
 
     def surfaces(self) -> Dict[str, bool]:
         return {s: c is not None for s, c in self.crypto.items()}
 
-    async def handle(self, surface: str, method: str, args: Mapping[str, Optional[str]], body: bytes,
-                     remote: str = "") -> Answer:
+    async def handle(
+        self,
+        surface: str,
+        method: str,
+        args: Mapping[str, Optional[str]],
+        body: bytes,
+        remote: str = "",
+    ) -> Answer:
         started = time.perf_counter()
         answer = await self._handle(surface, method, args, body, remote)
         CALLBACK_SECONDS.labels(surface, str(answer.status)).observe(time.perf_counter() - started)
         return answer
 
-    async def _handle(self, surface: str, method: str, args: Mapping[str, Optional[str]],
-                      body: bytes, remote: str) -> Answer:
+    async def _handle(
+        self, surface: str, method: str, args: Mapping[str, Optional[str]], body: bytes, remote: str
+    ) -> Answer:
         crypto = self.crypto.get(surface)
         if crypto is None:
             logger.error("WeCom %s callback refused: no token/AES key configured", surface)
             return Answer(503, "surface not configured")
-        signature, timestamp, nonce = args.get("msg_signature"), args.get("timestamp"), args.get("nonce")
+        signature, timestamp, nonce = (
+            args.get("msg_signature"),
+            args.get("timestamp"),
+            args.get("nonce"),
+        )
         try:
             if method == "GET":
-                echostr = (args.get("echostr") or "").replace(" ", "+")  # a raw '+' decoded as space
+                echostr = (args.get("echostr") or "").replace(
+                    " ", "+"
+                )  # a raw '+' decoded as space
                 return Answer(200, crypto.verify_url(signature, timestamp, nonce, echostr))
             if len(body or b"") > MAX_BODY_BYTES:
                 return Answer(413, "payload too large")
             if surface == "aibot":
-                return await self._accept_aibot(crypto.decrypt_json(body, signature, timestamp, nonce), crypto)
+                return await self._accept_aibot(
+                    crypto.decrypt_json(body, signature, timestamp, nonce), crypto
+                )
             xml = crypto.decrypt_xml(body, signature, timestamp, nonce)
             raw = parse_xml(xml)
             if surface == "kf" or is_kf_notice(raw):
@@ -122,7 +153,14 @@ class CallbackIntake:
             return Answer(200)
         except CallbackError as exc:
             level = logging.WARNING if exc.status == 403 else logging.INFO
-            logger.log(level, "WeCom %s callback refused (%s): %s from %s", surface, exc.status, exc, remote)
+            logger.log(
+                level,
+                "WeCom %s callback refused (%s): %s from %s",
+                surface,
+                exc.status,
+                exc,
+                remote,
+            )
             return Answer(exc.status, type(exc).__name__)
         except StoreUnavailable:
             return Answer(503, "temporarily unavailable")
@@ -166,8 +204,15 @@ class CallbackIntake:
             return Answer(200)
         # Anything else on this URL (account auth changes, ...) is recorded, not acted upon.
         event = str(raw.get("Event") or raw.get("MsgType") or "unknown").lower()
-        await self.store(Inbound(xml_callback_key("kf", raw), Surface.KF.value, str(KF_SYSTEM),
-                                 str(Kind(KindClass.SYSTEM, event)), {"surface": "kf", "raw": raw}))
+        await self.store(
+            Inbound(
+                xml_callback_key("kf", raw),
+                Surface.KF.value,
+                str(KF_SYSTEM),
+                str(Kind(KindClass.SYSTEM, event)),
+                {"surface": "kf", "raw": raw},
+            )
+        )
         return Answer(200)
 
     async def _accept_aibot(self, message: Dict[str, Any], crypto: CallbackCrypto) -> Answer:
@@ -179,11 +224,16 @@ class CallbackIntake:
             return Answer(200)
         await self.store(inbound)
         if Kind.parse(inbound.kind).is_(Event.ENTER_CHAT):
-            return Answer(200, crypto.passive_json_reply(aibot_mod.welcome_reply(REPLIES["welcome"])),
-                          "application/json")
+            return Answer(
+                200,
+                crypto.passive_json_reply(aibot_mod.welcome_reply(REPLIES["welcome"])),
+                "application/json",
+            )
         return Answer(200)
 
 
 def is_kf_notice(raw: Dict[str, Any]) -> bool:
-    return (str(raw.get("MsgType") or "").lower() == "event"
-            and str(raw.get("Event") or "").lower() == "kf_msg_or_event")
+    return (
+        str(raw.get("MsgType") or "").lower() == "event"
+        and str(raw.get("Event") or "").lower() == "kf_msg_or_event"
+    )

@@ -5,6 +5,7 @@ A send may carry a dedupe key (e.g. `reply:<inbox id>:<n>`); a second send with 
 refused before it reaches WeCom, which is what keeps a message reprocessed after a crash from
 being answered twice.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -45,37 +46,81 @@ class OutboxItem:
 
 
 def _item(row: OutboxMessage) -> OutboxItem:
-    return OutboxItem(row.id, row.app, row.path, dict(row.body or {}), row.recipient, row.dedupe_key,
-                      row.status, row.attempts, row.errcode, row.errmsg)
+    return OutboxItem(
+        row.id,
+        row.app,
+        row.path,
+        dict(row.body or {}),
+        row.recipient,
+        row.dedupe_key,
+        row.status,
+        row.attempts,
+        row.errcode,
+        row.errmsg,
+    )
 
 
 class Outbox:
-    def __init__(self, db: Optional[Database] = None, *, max_attempts: int = 5,
-                 stale_sending_s: float = STALE_SENDING_S, clock: Clock = SYSTEM) -> None:
+    def __init__(
+        self,
+        db: Optional[Database] = None,
+        *,
+        max_attempts: int = 5,
+        stale_sending_s: float = STALE_SENDING_S,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self.db = db or Database()
         self.clock = clock
         self.max_attempts = max_attempts
         self.stale_sending_s = stale_sending_s
 
-    def begin_sync(self, app: str, path: str, body: Dict[str, Any], recipient: Optional[str],
-                   dedupe_key: Optional[str], status: str = SENDING) -> Optional[int]:
+    def begin_sync(
+        self,
+        app: str,
+        path: str,
+        body: Dict[str, Any],
+        recipient: Optional[str],
+        dedupe_key: Optional[str],
+        status: str = SENDING,
+    ) -> Optional[int]:
         """Record a send about to happen; None when `dedupe_key` was already used."""
         try:
             with self.db.session() as s:
-                if dedupe_key and s.execute(select(OutboxMessage.id)
-                                            .where(OutboxMessage.dedupe_key == dedupe_key)).first():
+                if (
+                    dedupe_key
+                    and s.execute(
+                        select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+                    ).first()
+                ):
                     return None
                 now = self.clock.now()
-                row = OutboxMessage(app=app, path=path, body=body, recipient=recipient, dedupe_key=dedupe_key,
-                                    status=status, attempts=0, created_at=now, updated_at=now)
+                row = OutboxMessage(
+                    app=app,
+                    path=path,
+                    body=body,
+                    recipient=recipient,
+                    dedupe_key=dedupe_key,
+                    status=status,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
                 s.add(row)
                 s.flush()
                 return row.id
         except IntegrityError:
             return None
 
-    def mark_sync(self, item_id: int, status: str, *, errcode: Optional[int] = None, errmsg: Optional[str] = None,
-                  retry_in_s: Optional[float] = None, attempted: bool = True) -> str:
+    def mark_sync(
+        self,
+        item_id: int,
+        status: str,
+        *,
+        errcode: Optional[int] = None,
+        errmsg: Optional[str] = None,
+        retry_in_s: Optional[float] = None,
+        attempted: bool = True,
+    ) -> str:
         with self.db.session() as s:
             row = s.get(OutboxMessage, item_id)
             if row is None:
@@ -88,34 +133,58 @@ class Outbox:
             row.updated_at = self.clock.now()
             row.errcode = errcode
             row.errmsg = (errmsg or None) and errmsg[:2000]
-            row.next_attempt_at = (self.clock.now() + dt.timedelta(seconds=retry_in_s or 0)) if status == RETRY else None
+            row.next_attempt_at = (
+                (self.clock.now() + dt.timedelta(seconds=retry_in_s or 0))
+                if status == RETRY
+                else None
+            )
             if status == DEAD:
-                logger.error("WeCom send %s to %s is dead after %s attempts: %s %s",
-                             row.path, row.recipient, row.attempts, errcode, errmsg)
+                logger.error(
+                    "WeCom send %s to %s is dead after %s attempts: %s %s",
+                    row.path,
+                    row.recipient,
+                    row.attempts,
+                    errcode,
+                    errmsg,
+                )
             return status
 
     def due_sync(self, limit: int = 50) -> List[OutboxItem]:
         now = self.clock.now()
         stale = now - dt.timedelta(seconds=self.stale_sending_s)
         with self.db.session() as s:
-            rows = s.execute(
-                select(OutboxMessage)
-                .where(or_((OutboxMessage.status == RETRY) & (OutboxMessage.next_attempt_at <= now),
-                           (OutboxMessage.status == SENDING) & (OutboxMessage.updated_at < stale)))
-                .order_by(OutboxMessage.id).limit(limit)
-            ).scalars().all()
+            rows = (
+                s.execute(
+                    select(OutboxMessage)
+                    .where(
+                        or_(
+                            (OutboxMessage.status == RETRY)
+                            & (OutboxMessage.next_attempt_at <= now),
+                            (OutboxMessage.status == SENDING) & (OutboxMessage.updated_at < stale),
+                        )
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(limit)
+                )
+                .scalars()
+                .all()
+            )
             return [_item(r) for r in rows]
 
     def claim_retry_sync(self, item_id: int) -> bool:
         """Take a due row for one retry attempt (one process wins)."""
         with self.db.session() as s:
-            result = s.execute(update(OutboxMessage)
-                               .where(OutboxMessage.id == item_id, OutboxMessage.status.in_((RETRY, SENDING)))
-                               .values(status=SENDING, updated_at=self.clock.now())
-                               .execution_options(synchronize_session=False))
+            result = s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == item_id, OutboxMessage.status.in_((RETRY, SENDING)))
+                .values(status=SENDING, updated_at=self.clock.now())
+                .execution_options(synchronize_session=False)
+            )
             return result.rowcount == 1
 
-    def list_sync(self, status: Optional[str] = None, recipient: Optional[str] = None) -> List[OutboxItem]:
+    def list_sync(
+        self, status: Optional[str] = None, recipient: Optional[str] = None
+    ) -> List[OutboxItem]:
         with self.db.session() as s:
             stmt = select(OutboxMessage).order_by(OutboxMessage.id)
             if status:
@@ -132,10 +201,13 @@ class Outbox:
         outcome: Dict[int, str] = {}
         with self.db.session() as s:
             stmt = select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.path)
-            stmt = stmt.where(OutboxMessage.id.in_(ids)) if ids is not None else stmt.where(
-                OutboxMessage.status == DEAD)
+            stmt = (
+                stmt.where(OutboxMessage.id.in_(ids))
+                if ids is not None
+                else stmt.where(OutboxMessage.status == DEAD)
+            )
             found = {row.id: row for row in s.execute(stmt)}
-            for item_id in (ids if ids is not None else sorted(found)):
+            for item_id in ids if ids is not None else sorted(found):
                 row = found.get(item_id)
                 if row is None:
                     outcome[item_id] = "missing"
@@ -144,11 +216,17 @@ class Outbox:
                 elif row.path.startswith("("):  # recorded, never sendable (no channel to use)
                     outcome[item_id] = "not resendable"
                 else:
-                    done = s.execute(update(OutboxMessage)
-                                     .where(OutboxMessage.id == item_id, OutboxMessage.status == DEAD)
-                                     .values(status=RETRY, attempts=0, next_attempt_at=self.clock.now(),
-                                             updated_at=self.clock.now())
-                                     .execution_options(synchronize_session=False)).rowcount
+                    done = s.execute(
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id == item_id, OutboxMessage.status == DEAD)
+                        .values(
+                            status=RETRY,
+                            attempts=0,
+                            next_attempt_at=self.clock.now(),
+                            updated_at=self.clock.now(),
+                        )
+                        .execution_options(synchronize_session=False)
+                    ).rowcount
                     outcome[item_id] = "requeued" if done == 1 else "not dead (changed meanwhile)"
         requeued = [i for i, o in outcome.items() if o == "requeued"]
         if requeued:
@@ -167,5 +245,7 @@ class Outbox:
     async def claim_retry(self, item_id: int) -> bool:
         return await self.db.run(self.claim_retry_sync, item_id)
 
-    async def list(self, status: Optional[str] = None, recipient: Optional[str] = None) -> List[OutboxItem]:
+    async def list(
+        self, status: Optional[str] = None, recipient: Optional[str] = None
+    ) -> List[OutboxItem]:
         return await self.db.run(self.list_sync, status, recipient)

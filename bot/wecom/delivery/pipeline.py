@@ -6,6 +6,7 @@ or a failed attempt left behind.
 to pending (or `failed` after the inbox's max attempts, when `on_failed` is told, e.g. to apologise
 to the guest) and the sweep retries it later.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,10 +31,17 @@ DEFAULT_HANDLE_TIMEOUT_S = 120.0
 
 
 class Dispatcher:
-    def __init__(self, inbox: Inbox, handle: Handler, *,
-                 on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None,
-                 timeout_s: Optional[float] = None, max_concurrency: int = 32,
-                 tasks: Optional[BackgroundTasks] = None, clock: Clock = SYSTEM) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        handle: Handler,
+        *,
+        on_failed: Optional[Callable[[InboxItem, str], Awaitable[None]]] = None,
+        timeout_s: Optional[float] = None,
+        max_concurrency: int = 32,
+        tasks: Optional[BackgroundTasks] = None,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self.inbox = inbox
         self.clock = clock
         self.tasks = tasks or BackgroundTasks()
@@ -108,8 +116,13 @@ class Dispatcher:
         elapsed = time.perf_counter() - started
         TURN_SECONDS.labels(item.surface, status or "done").observe(elapsed)
         await self.inbox.finish(item.id, status or "done")
-        logger.info("inbox row %s of %s handled (%s) in %.0f ms", item.id, item.sender_id,
-                    status or "done", elapsed * 1000)
+        logger.info(
+            "inbox row %s of %s handled (%s) in %.0f ms",
+            item.id,
+            item.sender_id,
+            status or "done",
+            elapsed * 1000,
+        )
         return True
 
     async def _renew_lease(self, item_id: int) -> None:
@@ -137,7 +150,9 @@ class Dispatcher:
         while self._workers:
             if loop.time() > deadline:
                 raise asyncio.TimeoutError(f"workers still running: {list(self._workers)}")
-            await asyncio.wait(list(self._workers.values()), timeout=max(0.01, deadline - loop.time()))
+            await asyncio.wait(
+                list(self._workers.values()), timeout=max(0.01, deadline - loop.time())
+            )
 
     async def stop(self, grace_s: float = 5.0) -> None:
         self._closing = True

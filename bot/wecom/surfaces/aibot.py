@@ -7,6 +7,7 @@ there. The `enter_chat` event (a user opens the single chat) is answered passive
 text in the HTTP response. Stream refreshes (msgtype "stream") only follow a stream reply, which
 we never start, so they are ignored.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,11 @@ def _text_of(msg: Dict[str, Any]) -> Optional[str]:
         return str((msg.get("voice") or {}).get("content") or "")
     if msgtype == "mixed":
         items = (msg.get("mixed") or {}).get("msg_item") or []
-        parts = [str((i.get("text") or {}).get("content") or "") for i in items
-                 if isinstance(i, dict) and i.get("msgtype") == "text"]
+        parts = [
+            str((i.get("text") or {}).get("content") or "")
+            for i in items
+            if isinstance(i, dict) and i.get("msgtype") == "text"
+        ]
         return " ".join(p for p in parts if p) or None
     return None
 
@@ -50,9 +54,16 @@ def normalize(msg: Dict[str, Any], bot_name: Optional[str] = None) -> Optional[I
     if not userid:
         raise ValueError("no from.userid")
     chattype = str(msg.get("chattype") or ("group" if msg.get("chatid") else "single"))
-    common: Dict[str, Any] = dict(msgtype=msgtype, msgid=msg.get("msgid"), userid=userid, chatid=msg.get("chatid"),
-                                  chattype=chattype, aibotid=msg.get("aibotid"),
-                                  response_url=msg.get("response_url"), raw=msg)
+    common: Dict[str, Any] = dict(
+        msgtype=msgtype,
+        msgid=msg.get("msgid"),
+        userid=userid,
+        chatid=msg.get("chatid"),
+        chattype=chattype,
+        aibotid=msg.get("aibotid"),
+        response_url=msg.get("response_url"),
+        raw=msg,
+    )
     text = _text_of(msg)
     if text is not None:
         clean, mentioned = strip_mentions(text, bot_name)
@@ -84,39 +95,71 @@ def response_url_allowed(response_url: str, api_base: str) -> bool:
 
     try:
         url, base = urlparse(response_url), urlparse(api_base)
-        same_host = (url.hostname or "").lower() == (base.hostname or "").lower() and \
-            (url.port or None) == (base.port or None)
+        same_host = (url.hostname or "").lower() == (base.hostname or "").lower() and (
+            url.port or None
+        ) == (base.port or None)
     except ValueError:  # e.g. an invalid port
         return False
     scheme_ok = url.scheme == "https" or (is_local_api(api_base) and url.scheme == base.scheme)
-    return bool(same_host and scheme_ok and not url.username and
-                url.path.startswith("/cgi-bin/aibot/response"))
+    return bool(
+        same_host
+        and scheme_ok
+        and not url.username
+        and url.path.startswith("/cgi-bin/aibot/response")
+    )
 
 
 def markdown_message(content: str) -> Dict[str, Any]:
-    return {"msgtype": "markdown", "markdown": {"content": truncate_utf8(content, AIBOT_MARKDOWN_MAX_BYTES)}}
+    return {
+        "msgtype": "markdown",
+        "markdown": {"content": truncate_utf8(content, AIBOT_MARKDOWN_MAX_BYTES)},
+    }
 
 
 class AibotService:
     def __init__(self, services) -> None:
         self.s = services
 
-    async def reply(self, response_url: str, content: str, *, recipient: Optional[str] = None,
-                    dedupe_key: Optional[str] = None) -> SendResult:
+    async def reply(
+        self,
+        response_url: str,
+        content: str,
+        *,
+        recipient: Optional[str] = None,
+        dedupe_key: Optional[str] = None,
+    ) -> SendResult:
         """POST the turn's markdown to the callback's response_url (usable once, for an hour)."""
         if not response_url:
             logger.warning("aibot reply to %s dropped: the callback had no response_url", recipient)
-            await self.s.outbox.begin("aibot", "(no response_url)", markdown_message(content), recipient,
-                                      dedupe_key, status=SendStatus.DEAD.value)
+            await self.s.outbox.begin(
+                "aibot",
+                "(no response_url)",
+                markdown_message(content),
+                recipient,
+                dedupe_key,
+                status=SendStatus.DEAD.value,
+            )
             return SendResult(SendStatus.DEAD.value)
         if not response_url_allowed(response_url, self.s.config.api_base):
-            logger.warning("aibot reply to %s dropped: response_url is not on WeCom's host",
-                           recipient)
-            await self.s.outbox.begin("aibot", "(foreign response_url)", markdown_message(content),
-                                      recipient, dedupe_key, status=SendStatus.DEAD.value)
+            logger.warning(
+                "aibot reply to %s dropped: response_url is not on WeCom's host", recipient
+            )
+            await self.s.outbox.begin(
+                "aibot",
+                "(foreign response_url)",
+                markdown_message(content),
+                recipient,
+                dedupe_key,
+                status=SendStatus.DEAD.value,
+            )
             return SendResult(SendStatus.DEAD.value)
-        return await self.s.robot_client.send(response_url, markdown_message(content), recipient=recipient,
-                                              dedupe_key=dedupe_key, auth=False)
+        return await self.s.robot_client.send(
+            response_url,
+            markdown_message(content),
+            recipient=recipient,
+            dedupe_key=dedupe_key,
+            auth=False,
+        )
 
 
 def render_turn(messages: List[Dict[str, Any]], addressee: Optional[str] = None) -> str:

@@ -8,6 +8,7 @@ raises leaves the message in the inbox for a retry.
 Outbound: `AppService.send_text` / `send_textcard` (message/send) with WeCom's per-member limits
 (30/min, 1000/h per app: beyond that WeCom silently drops, so we hold back instead).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -81,8 +82,14 @@ def normalize(xml_text: str, raw: Dict[str, Any]) -> Inbound:
     if not userid:
         raise MalformedCallback("no FromUserName")
     msgtype = str(raw.get("MsgType") or getattr(msg, "type", "unknown")).lower()
-    common: Dict[str, Any] = dict(userid=str(userid), msgtype=msgtype, msgid=raw.get("MsgId"), agent_id=raw.get("AgentID"),
-                                  create_time=raw.get("CreateTime"), raw=raw)
+    common: Dict[str, Any] = dict(
+        userid=str(userid),
+        msgtype=msgtype,
+        msgid=raw.get("MsgId"),
+        agent_id=raw.get("AgentID"),
+        create_time=raw.get("CreateTime"),
+        raw=raw,
+    )
     if msgtype == "text":
         message = AppMessage(**common, text=str(raw.get("Content") or ""))
         kind = Kind(KindClass.MESSAGE, "text")
@@ -108,38 +115,73 @@ class AppService:
         agent = self.s.config.app_agent_id
         return tuple(f"app:{agent}:{u}" for u in touser.split("|") if u)
 
-    async def _send(self, touser: str, message: Dict[str, Any], dedupe_key: Optional[str]) -> SendResult:
+    async def _send(
+        self, touser: str, message: Dict[str, Any], dedupe_key: Optional[str]
+    ) -> SendResult:
         if self.s.app_client is None or not self.s.config.app_agent_id:
-            logger.error("app message to %s not sent: WECOM_APP_SECRET / WECOM_APP_AGENT_ID not set", touser)
-            await self.s.outbox.begin("app", "/cgi-bin/message/send", message, sender_id_for(touser), dedupe_key,
-                                      status=SendStatus.DEAD.value)
+            logger.error(
+                "app message to %s not sent: WECOM_APP_SECRET / WECOM_APP_AGENT_ID not set", touser
+            )
+            await self.s.outbox.begin(
+                "app",
+                "/cgi-bin/message/send",
+                message,
+                sender_id_for(touser),
+                dedupe_key,
+                status=SendStatus.DEAD.value,
+            )
             return SendResult(SendStatus.DEAD.value)
         # No enable_duplicate_check: WeCom would silently drop a legitimate repeat (an escalation
         # with the same text); repeats of the *same* send are stopped by the outbox dedupe key.
-        body: Dict[str, Any] = {"touser": touser, "agentid": int(self.s.config.app_agent_id), **message}
+        body: Dict[str, Any] = {
+            "touser": touser,
+            "agentid": int(self.s.config.app_agent_id),
+            **message,
+        }
         return await self.s.app_client.send(
-            "/cgi-bin/message/send", body, recipient=sender_id_for(touser), dedupe_key=dedupe_key,
-            limiter=self.s.app_limiter, limiter_keys=self.limiter_keys(touser),
+            "/cgi-bin/message/send",
+            body,
+            recipient=sender_id_for(touser),
+            dedupe_key=dedupe_key,
+            limiter=self.s.app_limiter,
+            limiter_keys=self.limiter_keys(touser),
         )
 
-    async def send_text(self, userid: str, text: str, *, dedupe_key: Optional[str] = None) -> SendResult:
+    async def send_text(
+        self, userid: str, text: str, *, dedupe_key: Optional[str] = None
+    ) -> SendResult:
         parts = split_utf8(text, APP_TEXT_MAX_BYTES)
         results: List[SendResult] = []
         for i, part in enumerate(parts):
             key = dedupe_key if (dedupe_key is None or len(parts) == 1) else f"{dedupe_key}:{i}"
-            results.append(await self._send(userid, {"msgtype": "text", "text": {"content": part}}, key))
+            results.append(
+                await self._send(userid, {"msgtype": "text", "text": {"content": part}}, key)
+            )
         # report the first failure, else the last success (split_utf8 gives one part at least)
         return next((r for r in results if not r.ok), results[-1])
 
-    async def send_voice(self, userid: str, media_id: str, *,
-                         dedupe_key: Optional[str] = None) -> SendResult:
+    async def send_voice(
+        self, userid: str, media_id: str, *, dedupe_key: Optional[str] = None
+    ) -> SendResult:
         """A voice message (an app media_id from media/upload, AMR) to an advisor."""
-        return await self._send(userid, {"msgtype": "voice", "voice": {"media_id": media_id}},
-                                dedupe_key)
+        return await self._send(
+            userid, {"msgtype": "voice", "voice": {"media_id": media_id}}, dedupe_key
+        )
 
-    async def send_textcard(self, userid: str, title: str, description: str, url: str, btntxt: str = "详情",
-                            *, dedupe_key: Optional[str] = None) -> SendResult:
-        card = {"title": truncate_utf8(title, TEXTCARD_TITLE_MAX_BYTES),
-                "description": truncate_utf8(description, TEXTCARD_DESC_MAX_BYTES),
-                "url": url, "btntxt": (btntxt or "详情")[:4]}
+    async def send_textcard(
+        self,
+        userid: str,
+        title: str,
+        description: str,
+        url: str,
+        btntxt: str = "详情",
+        *,
+        dedupe_key: Optional[str] = None,
+    ) -> SendResult:
+        card = {
+            "title": truncate_utf8(title, TEXTCARD_TITLE_MAX_BYTES),
+            "description": truncate_utf8(description, TEXTCARD_DESC_MAX_BYTES),
+            "url": url,
+            "btntxt": (btntxt or "详情")[:4],
+        }
         return await self._send(userid, {"msgtype": "textcard", "textcard": card}, dedupe_key)

@@ -8,6 +8,7 @@ has the same external_userid there -- and the group a short polite note; when th
 (deadline slips, advisors' replies, resolutions, rating requests) for a group guest go the same
 private way (connectors/wecom.py `RoutingOutput`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
@@ -25,7 +26,9 @@ def is_private(message: Dict[str, Any]) -> bool:
     return isinstance(custom, dict) and bool(custom.get("private"))
 
 
-def split_private(messages: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+def split_private(
+    messages: List[Dict[str, Any]],
+) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """(public messages, private ones as plain {"text": ...} messages)."""
     public, private = [], []
     for message in messages:
@@ -45,8 +48,13 @@ def external_userid_of(sender_id: str) -> Optional[str]:
 
 
 def note(sent_privately: bool, kf_url: Optional[str]) -> str:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                      autoescape=False, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     name = "private_sent" if sent_privately else "private_link"
     text = env.get_template(f"{name}.j2").render(kf_url=kf_url or "")
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())

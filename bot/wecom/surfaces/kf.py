@@ -9,6 +9,7 @@ Sending (`kf/send_msg`) is allowed only while the session state is 0 (new) or 1 
 at most 5 times within 48 hours of the guest's last message (95001 when used up). The state is
 cached briefly (Redis when configured) and dropped when we change it or WeCom says it changed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,12 @@ from sqlalchemy import select
 
 from bot.wecom.api.client import SendResult
 from bot.wecom.dedupe import kf_message_key, kf_msgid_key, short_id
-from bot.wecom.errors import KF_QUOTA_EXHAUSTED, KF_SESSION_STATE_INVALID, TransportError, WeComAPIError
+from bot.wecom.errors import (
+    KF_QUOTA_EXHAUSTED,
+    KF_SESSION_STATE_INVALID,
+    TransportError,
+    WeComAPIError,
+)
 from bot.wecom.delivery.inbox import Inbound
 from bot.wecom.models import KfQuota
 from bot.wecom.db import aware, utcnow
@@ -73,17 +79,26 @@ def normalize(msg: Dict[str, Any]) -> Inbound:
     else:
         external_userid = msg.get("external_userid")
         open_kfid = msg.get("open_kfid")
-        cls = {3: KindClass.MESSAGE, 0: KindClass.MESSAGE, 5: KindClass.SERVICER}.get(origin, KindClass.SYSTEM)
+        cls = {3: KindClass.MESSAGE, 0: KindClass.MESSAGE, 5: KindClass.SERVICER}.get(
+            origin, KindClass.SYSTEM
+        )
         kind = Kind(cls, msgtype)
     text: Dict[str, Any] = msg["text"] if isinstance(msg.get("text"), dict) else {}
     loc: Dict[str, Any] = msg["location"] if isinstance(msg.get("location"), dict) else {}
     message = KfMessage(
-        msgtype=msgtype, origin=origin, msgid=msg.get("msgid"), open_kfid=open_kfid,
-        external_userid=external_userid, servicer_userid=msg.get("servicer_userid"),
-        send_time=msg.get("send_time"), raw=msg, event=event,
+        msgtype=msgtype,
+        origin=origin,
+        msgid=msg.get("msgid"),
+        open_kfid=open_kfid,
+        external_userid=external_userid,
+        servicer_userid=msg.get("servicer_userid"),
+        send_time=msg.get("send_time"),
+        raw=msg,
+        event=event,
         text=str(text.get("content") or "") if msgtype == "text" else None,
         menu_id=str(text["menu_id"]) if msgtype == "text" and text.get("menu_id") else None,
-        location_name=loc.get("name"), location_address=loc.get("address"),
+        location_name=loc.get("name"),
+        location_address=loc.get("address"),
     )
     return Inbound.of(kf_message_key(msg), message, kind)
 
@@ -100,8 +115,12 @@ class KfService:
         return self.s.kf_client
 
     # ---- pulling ---------------------------------------------------------------------------
-    async def sync(self, open_kfid: str, token: Optional[str] = None,
-                   on_stored: Optional[Callable[[List[str]], None]] = None) -> List[str]:
+    async def sync(
+        self,
+        open_kfid: str,
+        token: Optional[str] = None,
+        on_stored: Optional[Callable[[List[str]], None]] = None,
+    ) -> List[str]:
         """Pull everything new for `open_kfid`; returns the senders that got new inbox rows.
 
         `on_stored(senders)` is called after each stored page, so work starts even if a later
@@ -122,8 +141,12 @@ class KfService:
                 token = self._sync_again.get(open_kfid) or token
         return list(dict.fromkeys(senders))
 
-    async def pull(self, open_kfid: str, token: Optional[str],
-                   on_stored: Optional[Callable[[List[str]], None]] = None) -> bool:
+    async def pull(
+        self,
+        open_kfid: str,
+        token: Optional[str],
+        on_stored: Optional[Callable[[List[str]], None]] = None,
+    ) -> bool:
         """What a kf_msg_or_event notice leads to, in either host (Rasa's channel, the intake
         server): keep the callback token (the sweep and other processes pull with it, and a token
         allows more frequent pulls), then sync. False when it failed: the caller's sweep retries."""
@@ -138,19 +161,32 @@ class KfService:
             logger.warning("kf sync_msg for %s failed (%s); retried by the sweep", open_kfid, exc)
             return False
 
-    async def _sync_once(self, open_kfid: str, token: Optional[str],
-                         on_stored: Optional[Callable[[List[str]], None]] = None) -> List[str]:
+    async def _sync_once(
+        self,
+        open_kfid: str,
+        token: Optional[str],
+        on_stored: Optional[Callable[[List[str]], None]] = None,
+    ) -> List[str]:
         if self.client is None:
-            logger.error("微信客服 callback for %s but WECOM_KF_SECRET is not set: cannot pull messages", open_kfid)
+            logger.error(
+                "微信客服 callback for %s but WECOM_KF_SECRET is not set: cannot pull messages",
+                open_kfid,
+            )
             return []
         state = await self.s.inbox.kf_cursor(open_kfid)
         if not token and state["token"] and state["token_received_at"]:
-            if (self.s.clock.now() - state["token_received_at"]).total_seconds() < CALLBACK_TOKEN_TTL_S:
+            if (
+                self.s.clock.now() - state["token_received_at"]
+            ).total_seconds() < CALLBACK_TOKEN_TTL_S:
                 token = state["token"]
         cursor = state["cursor"]
         senders: List[str] = []
         for _ in range(SYNC_MAX_PAGES):
-            body: Dict[str, Any] = {"limit": SYNC_PAGE_LIMIT, "voice_format": 0, "open_kfid": open_kfid}
+            body: Dict[str, Any] = {
+                "limit": SYNC_PAGE_LIMIT,
+                "voice_format": 0,
+                "open_kfid": open_kfid,
+            }
             if cursor:
                 body["cursor"] = cursor
             if token:
@@ -160,15 +196,22 @@ class KfService:
             except WeComAPIError as exc:
                 if not token or exc.errcode != INVALID_MSG_TOKEN:
                     raise
-                logger.info("kf callback token for %s refused (%s): pulling without it", open_kfid, exc.errcode)
+                logger.info(
+                    "kf callback token for %s refused (%s): pulling without it",
+                    open_kfid,
+                    exc.errcode,
+                )
                 token = None
                 body.pop("token", None)
                 data = await self.client.call("/cgi-bin/kf/sync_msg", body)
             items = [m for m in (data.get("msg_list") or []) if isinstance(m, dict)]
             inbound = [normalize(m) for m in items]
             typed = [(m, m.message) for m in inbound]
-            guest_msgs = [(k.external_userid, _ts(k.send_time)) for _, k in typed
-                          if isinstance(k, KfMessage) and k.from_guest and k.external_userid]
+            guest_msgs = [
+                (k.external_userid, _ts(k.send_time))
+                for _, k in typed
+                if isinstance(k, KfMessage) and k.from_guest and k.external_userid
+            ]
             next_cursor = data.get("next_cursor") or None
             new_ids = await self.s.inbox.add_kf_page(open_kfid, inbound, next_cursor, guest_msgs)
             if new_ids:
@@ -179,7 +222,9 @@ class KfService:
                     if kind.is_(Event.USER_RECALL_MSG):
                         recalled = k.event.get("recall_msgid")
                         if recalled and await self.s.inbox.recall(kf_msgid_key(str(recalled))):
-                            logger.info("kf message %s recalled before it was handled: skipped", recalled)
+                            logger.info(
+                                "kf message %s recalled before it was handled: skipped", recalled
+                            )
                     if kind.is_(Event.SESSION_STATUS_CHANGE) and k.external_userid:
                         self.forget_state(open_kfid, k.external_userid)
                 page_senders = list(dict.fromkeys(stored[k].sender_id for k in stored))
@@ -195,7 +240,9 @@ class KfService:
     def _state_key(self, open_kfid: str, external_userid: str) -> str:
         return f"concierge:wecom:kfstate:{open_kfid}:{external_userid}"
 
-    async def service_state(self, open_kfid: str, external_userid: str, *, fresh: bool = False) -> Tuple[int, Optional[str]]:
+    async def service_state(
+        self, open_kfid: str, external_userid: str, *, fresh: bool = False
+    ) -> Tuple[int, Optional[str]]:
         """(service_state, servicer_userid), cached STATE_CACHE_TTL_S seconds."""
         key = (open_kfid, external_userid)
         redis = self.s.redis
@@ -212,12 +259,16 @@ class KfService:
                 hit = self._state_cache.get(key)
                 if hit and hit[0] > self.s.clock.monotonic():
                     return hit[1], hit[2]
-        data = await self.client.call("/cgi-bin/kf/service_state/get",
-                                      {"open_kfid": open_kfid, "external_userid": external_userid})
+        data = await self.client.call(
+            "/cgi-bin/kf/service_state/get",
+            {"open_kfid": open_kfid, "external_userid": external_userid},
+        )
         state, servicer = int(data.get("service_state") or 0), data.get("servicer_userid") or None
         if redis is not None:
             try:
-                await redis.set(self._state_key(*key), json.dumps([state, servicer]), ex=STATE_CACHE_TTL_S)
+                await redis.set(
+                    self._state_key(*key), json.dumps([state, servicer]), ex=STATE_CACHE_TTL_S
+                )
             except Exception as exc:
                 logger.warning("kf state cache unavailable: %s", exc)
         else:
@@ -236,12 +287,20 @@ class KfService:
         except Exception:
             pass
 
-    async def transfer(self, open_kfid: str, external_userid: str, service_state: int,
-                       servicer_userid: Optional[str] = None) -> Optional[str]:
+    async def transfer(
+        self,
+        open_kfid: str,
+        external_userid: str,
+        service_state: int,
+        servicer_userid: Optional[str] = None,
+    ) -> Optional[str]:
         """kf/service_state/trans: e.g. state 3 + servicer_userid hands the guest to an advisor,
         state 1 gives the conversation back to the bot. Returns WeCom's msg_code (if any)."""
-        body: Dict[str, Any] = {"open_kfid": open_kfid, "external_userid": external_userid,
-                                "service_state": int(service_state)}
+        body: Dict[str, Any] = {
+            "open_kfid": open_kfid,
+            "external_userid": external_userid,
+            "service_state": int(service_state),
+        }
         if servicer_userid:
             body["servicer_userid"] = servicer_userid
         try:
@@ -254,9 +313,11 @@ class KfService:
     def _reserve_sync(self, open_kfid: str, external_userid: str) -> str:
         now = self.s.clock.now()
         with self.s.db.session() as s:
-            row = s.execute(select(KfQuota).where(KfQuota.open_kfid == open_kfid,
-                                                  KfQuota.external_userid == external_userid)
-                            .with_for_update()).scalar_one_or_none()
+            row = s.execute(
+                select(KfQuota)
+                .where(KfQuota.open_kfid == open_kfid, KfQuota.external_userid == external_userid)
+                .with_for_update()
+            ).scalar_one_or_none()
             if row is None or now - (aware(row.last_guest_msg_at) or now) > QUOTA_WINDOW:
                 return "no_window"
             if row.sent_count >= QUOTA_MESSAGES:
@@ -279,12 +340,21 @@ class KfService:
             row = s.get(KfQuota, (open_kfid, external_userid))
             if row is None:
                 return None
-            return {"last_guest_msg_at": aware(row.last_guest_msg_at), "sent_count": row.sent_count,
-                    "exhausted_at": aware(row.exhausted_at)}
+            return {
+                "last_guest_msg_at": aware(row.last_guest_msg_at),
+                "sent_count": row.sent_count,
+                "exhausted_at": aware(row.exhausted_at),
+            }
 
     # ---- sending ---------------------------------------------------------------------------
-    async def send(self, open_kfid: str, external_userid: str, message: Dict[str, Any], *,
-                   dedupe_key: Optional[str] = None) -> SendResult:
+    async def send(
+        self,
+        open_kfid: str,
+        external_userid: str,
+        message: Dict[str, Any],
+        *,
+        dedupe_key: Optional[str] = None,
+    ) -> SendResult:
         """kf/send_msg, if the session state and the guest's budget allow it.
 
         `message` is the msgtype part, e.g. {"msgtype": "text", "text": {"content": "..."}}.
@@ -298,24 +368,52 @@ class KfService:
             if state not in SENDABLE_STATES:  # a cached "no" may be stale (the guest came back)
                 state, servicer = await self.service_state(open_kfid, external_userid, fresh=True)
         except (TransportError, WeComAPIError) as exc:
-            logger.warning("kf service_state/get failed (%s): sending anyway, WeCom will refuse if not allowed", exc)
+            logger.warning(
+                "kf service_state/get failed (%s): sending anyway, WeCom will refuse if not allowed",
+                exc,
+            )
             state, servicer = STATE_BOT, None
         if state not in SENDABLE_STATES:
-            await self.s.outbox.begin("kf", "/cgi-bin/kf/send_msg", body, recipient, dedupe_key,
-                                      status=SendStatus.SUPPRESSED.value)
-            logger.info("kf reply to %s suppressed: session state %s (servicer %s)", recipient, state, servicer)
+            await self.s.outbox.begin(
+                "kf",
+                "/cgi-bin/kf/send_msg",
+                body,
+                recipient,
+                dedupe_key,
+                status=SendStatus.SUPPRESSED.value,
+            )
+            logger.info(
+                "kf reply to %s suppressed: session state %s (servicer %s)",
+                recipient,
+                state,
+                servicer,
+            )
             return SendResult(SendStatus.SUPPRESSED.value)
         budget = await self.s.db.run(self._reserve_sync, open_kfid, external_userid)
         if budget != "ok":
-            await self.s.outbox.begin("kf", "/cgi-bin/kf/send_msg", body, recipient, dedupe_key,
-                                      status=SendStatus.QUOTA_EXHAUSTED.value)
-            logger.warning("kf reply to %s not sent: %s (5 messages per 48 h after the guest's last message)",
-                           recipient, budget)
+            await self.s.outbox.begin(
+                "kf",
+                "/cgi-bin/kf/send_msg",
+                body,
+                recipient,
+                dedupe_key,
+                status=SendStatus.QUOTA_EXHAUSTED.value,
+            )
+            logger.warning(
+                "kf reply to %s not sent: %s (5 messages per 48 h after the guest's last message)",
+                recipient,
+                budget,
+            )
             return SendResult(SendStatus.QUOTA_EXHAUSTED.value)
         result = await self.client.send(
-            "/cgi-bin/kf/send_msg", body, recipient=recipient, dedupe_key=dedupe_key,
-            errcode_status={KF_QUOTA_EXHAUSTED: SendStatus.QUOTA_EXHAUSTED.value,
-                            KF_SESSION_STATE_INVALID: SendStatus.SUPPRESSED.value},
+            "/cgi-bin/kf/send_msg",
+            body,
+            recipient=recipient,
+            dedupe_key=dedupe_key,
+            errcode_status={
+                KF_QUOTA_EXHAUSTED: SendStatus.QUOTA_EXHAUSTED.value,
+                KF_SESSION_STATE_INVALID: SendStatus.SUPPRESSED.value,
+            },
         )
         if result.status == SendStatus.QUOTA_EXHAUSTED.value:
             await self.s.db.run(self._adjust_sync, open_kfid, external_userid, True)
@@ -325,22 +423,39 @@ class KfService:
             self.forget_state(open_kfid, external_userid)
         return result
 
-    async def send_on_event(self, code: str, message: Dict[str, Any], *, recipient: Optional[str] = None,
-                            dedupe_key: Optional[str] = None) -> SendResult:
+    async def send_on_event(
+        self,
+        code: str,
+        message: Dict[str, Any],
+        *,
+        recipient: Optional[str] = None,
+        dedupe_key: Optional[str] = None,
+    ) -> SendResult:
         """kf/send_msg_on_event: the welcome message for an enter_session event (code usable once,
         within 20 seconds). Does not use the 48-hour budget."""
         body: Dict[str, Any] = {"code": code, **message}
         if dedupe_key:
             body["msgid"] = short_id(dedupe_key, 32)
-        return await self.client.send("/cgi-bin/kf/send_msg_on_event", body, recipient=recipient,
-                                      dedupe_key=dedupe_key, retries=2)
+        return await self.client.send(
+            "/cgi-bin/kf/send_msg_on_event",
+            body,
+            recipient=recipient,
+            dedupe_key=dedupe_key,
+            retries=2,
+        )
 
     async def last_open_kfid(self, external_userid: str) -> Optional[str]:
         """The kf account the guest wrote to last (for replies outside a conversation turn)."""
+
         def lookup() -> Optional[str]:
             with self.s.db.session() as s:
-                return s.execute(select(KfQuota.open_kfid).where(KfQuota.external_userid == external_userid)
-                                 .order_by(KfQuota.last_guest_msg_at.desc()).limit(1)).scalar_one_or_none()
+                return s.execute(
+                    select(KfQuota.open_kfid)
+                    .where(KfQuota.external_userid == external_userid)
+                    .order_by(KfQuota.last_guest_msg_at.desc())
+                    .limit(1)
+                ).scalar_one_or_none()
+
         return await self.s.db.run(lookup)
 
 
@@ -350,8 +465,13 @@ def text_message(content: str) -> Dict[str, Any]:
 
 def menu_message(head: str, items: List[Tuple[str, str]], tail: str = "") -> Dict[str, Any]:
     """items: (menu id, title) -> a 菜单消息 with click items."""
-    return {"msgtype": "msgmenu", "msgmenu": {
-        "head_content": head,
-        "list": [{"type": "click", "click": {"id": mid, "content": title}} for mid, title in items],
-        "tail_content": tail,
-    }}
+    return {
+        "msgtype": "msgmenu",
+        "msgmenu": {
+            "head_content": head,
+            "list": [
+                {"type": "click", "click": {"id": mid, "content": title}} for mid, title in items
+            ],
+            "tail_content": tail,
+        },
+    }

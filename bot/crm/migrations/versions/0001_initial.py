@@ -11,6 +11,7 @@ working whatever happens to the Python classes later:
 - encrypted columns are TEXT holding Fernet tokens.
 Constraint and index names follow models.NAMING_CONVENTION (batch mode on SQLite needs names).
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -31,13 +32,15 @@ def _timestamps():
 
 
 def _guest_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                   name=f"fk_{table}_guest_id_guests")
+    return sa.ForeignKeyConstraint(
+        ["guest_id"], ["guests.id"], ondelete="CASCADE", name=f"fk_{table}_guest_id_guests"
+    )
 
 
 def _booking_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(["booking_id"], ["bookings.id"], ondelete="SET NULL",
-                                   name=f"fk_{table}_booking_id_bookings")
+    return sa.ForeignKeyConstraint(
+        ["booking_id"], ["bookings.id"], ondelete="SET NULL", name=f"fk_{table}_booking_id_bookings"
+    )
 
 
 def upgrade() -> None:
@@ -98,8 +101,9 @@ def upgrade() -> None:
         *_timestamps(),
         _guest_fk("preference_tags"),
         sa.PrimaryKeyConstraint("id", name="pk_preference_tags"),
-        sa.UniqueConstraint("guest_id", "category", "value",
-                            name="uq_preference_tags_guest_id_category_value"),
+        sa.UniqueConstraint(
+            "guest_id", "category", "value", name="uq_preference_tags_guest_id_category_value"
+        ),
     )
 
     op.create_table(
@@ -209,6 +213,15 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Children first; dropping a table drops its indexes on both backends.
-    for table in ("audit_log", "consents", "pages", "handoffs", "tickets", "orders",
-                  "preference_tags", "bookings", "guests"):
+    for table in (
+        "audit_log",
+        "consents",
+        "pages",
+        "handoffs",
+        "tickets",
+        "orders",
+        "preference_tags",
+        "bookings",
+        "guests",
+    ):
         op.drop_table(table)

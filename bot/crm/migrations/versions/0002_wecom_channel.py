@@ -5,6 +5,7 @@ Revision ID: 0002_wecom_channel
 Revises: 0001_initial
 Create Date: 2026-11-23
 """
+
 from alembic import op
 import sqlalchemy as sa
 

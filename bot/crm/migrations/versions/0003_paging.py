@@ -11,6 +11,7 @@ Revision ID: 0003_paging
 Revises: 0002_wecom_channel
 Create Date: 2026-11-23
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -53,10 +54,12 @@ def upgrade() -> None:
         sa.Column("rated_at", UTC_TIMESTAMP),
         sa.Column("updated_at", UTC_TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_sla_clocks"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_sla_clocks_guest_id_guests"),
-        sa.UniqueConstraint("subject_type", "subject_id",
-                            name="uq_sla_clocks_subject_type_subject_id"),
+        sa.ForeignKeyConstraint(
+            ["guest_id"], ["guests.id"], ondelete="CASCADE", name="fk_sla_clocks_guest_id_guests"
+        ),
+        sa.UniqueConstraint(
+            "subject_type", "subject_id", name="uq_sla_clocks_subject_type_subject_id"
+        ),
     )
     op.create_index("ix_sla_clocks_state", "sla_clocks", ["state"])
     op.create_index("ix_sla_clocks_guest_id", "sla_clocks", ["guest_id"])
@@ -82,10 +85,15 @@ def upgrade() -> None:
         sa.Column("error", sa.Text()),
         sa.Column("created_at", UTC_TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_sla_steps"),
-        sa.ForeignKeyConstraint(["clock_id"], ["sla_clocks.id"], ondelete="CASCADE",
-                                name="fk_sla_steps_clock_id_sla_clocks"),
-        sa.UniqueConstraint("subject_type", "subject_id", "step",
-                            name="uq_sla_steps_subject_type_subject_id_step"),
+        sa.ForeignKeyConstraint(
+            ["clock_id"],
+            ["sla_clocks.id"],
+            ondelete="CASCADE",
+            name="fk_sla_steps_clock_id_sla_clocks",
+        ),
+        sa.UniqueConstraint(
+            "subject_type", "subject_id", "step", name="uq_sla_steps_subject_type_subject_id_step"
+        ),
     )
     op.create_index("ix_sla_steps_status_due_at", "sla_steps", ["status", "due_at"])
     op.create_index("ix_sla_steps_clock_id", "sla_steps", ["clock_id"])
@@ -99,8 +107,12 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("created_at", UTC_TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_sla_notes"),
-        sa.ForeignKeyConstraint(["clock_id"], ["sla_clocks.id"], ondelete="CASCADE",
-                                name="fk_sla_notes_clock_id_sla_clocks"),
+        sa.ForeignKeyConstraint(
+            ["clock_id"],
+            ["sla_clocks.id"],
+            ondelete="CASCADE",
+            name="fk_sla_notes_clock_id_sla_clocks",
+        ),
     )
     op.create_index("ix_sla_notes_clock_id", "sla_notes", ["clock_id"])
 
@@ -108,11 +120,14 @@ def upgrade() -> None:
         op.execute(
             "CREATE OR REPLACE FUNCTION concierge_paging_notify() RETURNS trigger AS $$ "
             "BEGIN PERFORM pg_notify('concierge_paging', 'new'); RETURN NULL; END; "
-            "$$ LANGUAGE plpgsql")
+            "$$ LANGUAGE plpgsql"
+        )
         for table in NOTIFY_TABLES:
             condition = "" if table == "sla_steps" else "WHEN (NEW.sla_class IS NOT NULL) "
-            op.execute(f"CREATE TRIGGER {table}_paging_notify AFTER INSERT ON {table} "
-                       f"FOR EACH ROW {condition}EXECUTE PROCEDURE concierge_paging_notify()")
+            op.execute(
+                f"CREATE TRIGGER {table}_paging_notify AFTER INSERT ON {table} "
+                f"FOR EACH ROW {condition}EXECUTE PROCEDURE concierge_paging_notify()"
+            )
 
 
 def downgrade() -> None:

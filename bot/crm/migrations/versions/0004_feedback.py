@@ -5,6 +5,7 @@ Revision ID: 0004_feedback
 Revises: 0003_paging
 Create Date: 2026-11-23
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -25,10 +26,15 @@ def upgrade() -> None:
         sa.Column("text", sa.Text()),  # Fernet token (EncryptedText)
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_feedback"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_feedback_guest_id_guests"),
-        sa.ForeignKeyConstraint(["booking_id"], ["bookings.id"], ondelete="SET NULL",
-                                name="fk_feedback_booking_id_bookings"),
+        sa.ForeignKeyConstraint(
+            ["guest_id"], ["guests.id"], ondelete="CASCADE", name="fk_feedback_guest_id_guests"
+        ),
+        sa.ForeignKeyConstraint(
+            ["booking_id"],
+            ["bookings.id"],
+            ondelete="SET NULL",
+            name="fk_feedback_booking_id_bookings",
+        ),
     )
     op.create_index("ix_feedback_guest_id", "feedback", ["guest_id"])
 

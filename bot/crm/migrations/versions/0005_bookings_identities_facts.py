@@ -8,6 +8,7 @@ Revision ID: 0005_bookings_identities
 Revises: 0004_feedback
 Create Date: 2026-11-30
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -35,8 +36,10 @@ def _backfill_phone_index() -> None:
         except CRMKeyError:
             continue
         if index:
-            conn.execute(sa.text("UPDATE guests SET phone_index = :i WHERE id = :id"),
-                         {"i": index, "id": gid})
+            conn.execute(
+                sa.text("UPDATE guests SET phone_index = :i WHERE id = :id"),
+                {"i": index, "id": gid},
+            )
 
 
 def upgrade() -> None:
@@ -48,8 +51,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("source", sa.String(32)))
         batch.add_column(sa.Column("source_version", sa.String(64)))
         batch.add_column(sa.Column("content_hash", sa.String(64)))
-        batch.create_unique_constraint("uq_bookings_property_id_confirmation_no", ["property_id",
-                                                                   "confirmation_no"])
+        batch.create_unique_constraint(
+            "uq_bookings_property_id_confirmation_no", ["property_id", "confirmation_no"]
+        )
     with op.batch_alter_table("guests") as batch:
         batch.add_column(sa.Column("phone_index", sa.String(48)))
         batch.create_index("ix_guests_phone_index", ["phone_index"])
@@ -64,8 +68,12 @@ def upgrade() -> None:
         sa.Column("source", sa.String(64)),
         _ts("created_at"),
         sa.PrimaryKeyConstraint("id", name="pk_guest_identities"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_guest_identities_guest_id_guests"),
+        sa.ForeignKeyConstraint(
+            ["guest_id"],
+            ["guests.id"],
+            ondelete="CASCADE",
+            name="fk_guest_identities_guest_id_guests",
+        ),
         sa.UniqueConstraint("kind", "value", name="uq_guest_identities_kind_value"),
     )
     op.create_index("ix_guest_identities_guest_id", "guest_identities", ["guest_id"])
@@ -98,8 +106,9 @@ def upgrade() -> None:
         sa.Column("as_of", sa.Date(), nullable=False),
         _ts("computed_at"),
         sa.PrimaryKeyConstraint("guest_id", name="pk_guest_facts"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_guest_facts_guest_id_guests"),
+        sa.ForeignKeyConstraint(
+            ["guest_id"], ["guests.id"], ondelete="CASCADE", name="fk_guest_facts_guest_id_guests"
+        ),
     )
 
 

@@ -5,6 +5,7 @@ Revision ID: 0006_training
 Revises: 0005_bookings_identities
 Create Date: 2026-11-30
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -47,8 +48,12 @@ def upgrade() -> None:
         sa.Column("said_at", TS, nullable=False),
         sa.Column("collected_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_nlu_inbox_messages"),
-        sa.ForeignKeyConstraint(["item_id"], ["nlu_inbox_items.id"], ondelete="CASCADE",
-                                name="fk_nlu_inbox_messages_item_id_nlu_inbox_items"),
+        sa.ForeignKeyConstraint(
+            ["item_id"],
+            ["nlu_inbox_items.id"],
+            ondelete="CASCADE",
+            name="fk_nlu_inbox_messages_item_id_nlu_inbox_items",
+        ),
         sa.UniqueConstraint("source", "event_id", name="uq_nlu_inbox_messages_source_event_id"),
     )
     op.create_index("ix_nlu_inbox_messages_item_id", "nlu_inbox_messages", ["item_id"])

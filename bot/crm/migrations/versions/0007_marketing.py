@@ -6,6 +6,7 @@ Revision ID: 0007_marketing
 Revises: 0006_training
 Create Date: 2026-11-30
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -59,8 +60,12 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_campaign_tasks"),
-        sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE",
-                                name="fk_campaign_tasks_campaign_id_campaigns"),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["campaigns.id"],
+            ondelete="CASCADE",
+            name="fk_campaign_tasks_campaign_id_campaigns",
+        ),
     )
     op.create_index("ix_campaign_tasks_campaign_id", "campaign_tasks", ["campaign_id"])
     op.create_table(
@@ -77,13 +82,27 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_campaign_recipients"),
-        sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE",
-                                name="fk_campaign_recipients_campaign_id_campaigns"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_campaign_recipients_guest_id_guests"),
-        sa.ForeignKeyConstraint(["task_id"], ["campaign_tasks.id"], ondelete="SET NULL",
-                                name="fk_campaign_recipients_task_id_campaign_tasks"),
-        sa.UniqueConstraint("campaign_id", "target", name="uq_campaign_recipients_campaign_id_target"),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["campaigns.id"],
+            ondelete="CASCADE",
+            name="fk_campaign_recipients_campaign_id_campaigns",
+        ),
+        sa.ForeignKeyConstraint(
+            ["guest_id"],
+            ["guests.id"],
+            ondelete="CASCADE",
+            name="fk_campaign_recipients_guest_id_guests",
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_id"],
+            ["campaign_tasks.id"],
+            ondelete="SET NULL",
+            name="fk_campaign_recipients_task_id_campaign_tasks",
+        ),
+        sa.UniqueConstraint(
+            "campaign_id", "target", name="uq_campaign_recipients_campaign_id_target"
+        ),
     )
     op.create_index("ix_campaign_recipients_task_id", "campaign_recipients", ["task_id"])
     op.create_table(
@@ -111,12 +130,21 @@ def upgrade() -> None:
         sa.Column("late", sa.Boolean(), nullable=False),
         sa.Column("answered_at", TS),
         sa.PrimaryKeyConstraint("id", name="pk_touchpoint_runs"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_touchpoint_runs_guest_id_guests"),
-        sa.ForeignKeyConstraint(["booking_id"], ["bookings.id"], ondelete="SET NULL",
-                                name="fk_touchpoint_runs_booking_id_bookings"),
-        sa.UniqueConstraint("guest_id", "kind", "occasion",
-                            name="uq_touchpoint_runs_guest_id_kind_occasion"),
+        sa.ForeignKeyConstraint(
+            ["guest_id"],
+            ["guests.id"],
+            ondelete="CASCADE",
+            name="fk_touchpoint_runs_guest_id_guests",
+        ),
+        sa.ForeignKeyConstraint(
+            ["booking_id"],
+            ["bookings.id"],
+            ondelete="SET NULL",
+            name="fk_touchpoint_runs_booking_id_bookings",
+        ),
+        sa.UniqueConstraint(
+            "guest_id", "kind", "occasion", name="uq_touchpoint_runs_guest_id_kind_occasion"
+        ),
     )
     op.create_table(
         "touchpoint_settings",

@@ -5,6 +5,7 @@ Revision ID: 0008_guest_notices
 Revises: 0007_marketing
 Create Date: 2026-11-30
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -27,8 +28,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("id", name="pk_guest_notices"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_guest_notices_guest_id_guests"),
+        sa.ForeignKeyConstraint(
+            ["guest_id"], ["guests.id"], ondelete="CASCADE", name="fk_guest_notices_guest_id_guests"
+        ),
         sa.UniqueConstraint("key", name="uq_guest_notices_key"),
     )
     op.create_index("ix_guest_notices_guest_id", "guest_notices", ["guest_id"])

@@ -6,6 +6,7 @@ Revision ID: 0009_guest_media
 Revises: 0008_guest_notices
 Create Date: 2026-11-30
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -29,10 +30,15 @@ def upgrade() -> None:
         sa.Column("wecom_media_id", sa.String(255)),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_guest_media"),
-        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
-                                name="fk_guest_media_guest_id_guests"),
-        sa.ForeignKeyConstraint(["ticket_id"], ["tickets.id"], ondelete="SET NULL",
-                                name="fk_guest_media_ticket_id_tickets"),
+        sa.ForeignKeyConstraint(
+            ["guest_id"], ["guests.id"], ondelete="CASCADE", name="fk_guest_media_guest_id_guests"
+        ),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"],
+            ["tickets.id"],
+            ondelete="SET NULL",
+            name="fk_guest_media_ticket_id_tickets",
+        ),
     )
     op.create_index("ix_guest_media_guest_id", "guest_media", ["guest_id"])
     op.create_index("ix_guest_media_ticket_id", "guest_media", ["ticket_id"])

@@ -9,6 +9,7 @@ Revision ID: 0010_legal_hold_audit
 Revises: 0009_guest_media
 Create Date: 2026-11-30
 """
+
 from alembic import op
 import sqlalchemy as sa
 

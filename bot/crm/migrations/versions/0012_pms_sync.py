@@ -5,6 +5,7 @@ Revision ID: 0012_pms_sync
 Revises: 0011_encrypt_copies
 Create Date: 2026-11-30
 """
+
 from alembic import op
 import sqlalchemy as sa
 

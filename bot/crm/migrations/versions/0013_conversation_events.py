@@ -6,6 +6,7 @@ Revision ID: 0013_conversation_events
 Revises: 0012_pms_sync
 Create Date: 2026-12-01
 """
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -32,10 +33,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_conversation_events"),
         sa.UniqueConstraint("event_key", name="uq_conversation_events_event_key"),
     )
-    op.create_index("ix_conversation_events_sender_id", "conversation_events",
-                    ["sender_id", "id"])
-    op.create_index("ix_conversation_events_type_time", "conversation_events",
-                    ["type_name", "timestamp"])
+    op.create_index("ix_conversation_events_sender_id", "conversation_events", ["sender_id", "id"])
+    op.create_index(
+        "ix_conversation_events_type_time", "conversation_events", ["type_name", "timestamp"]
+    )
 
 
 def downgrade() -> None:
