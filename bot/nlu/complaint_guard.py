@@ -20,39 +20,21 @@ from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.nlu.constants import (
     INTENT,
     INTENT_NAME_KEY,
-    INTENT_RANKING_KEY,
     TEXT,
-    PREDICTED_CONFIDENCE_KEY,
 )
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.overrule import overrule_intent
 from bot.complaints.second_opinion import COMPLAIN, ComplaintSecondOpinion, load_cues
 
 OUTPUT_KEY = "complaint_second_opinion"
 NEAR_DOMAIN_KEY = "near_domain"  # set by bot.nlu.scope_guard, which runs first
-# The raised complaint must clear the FallbackClassifier (threshold and ambiguity): it is put on
-# top of the ranking with at least this confidence, a margin above the intent it overrules.
-MIN_CONFIDENCE = 0.6
-MARGIN = 0.1
 
 
 def raise_complaint(message: Message) -> None:
     """Make `complain` the message's intent, on top of the ranking."""
-    intent = message.get(INTENT) or {}
-    top = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
-    conf = min(1.0, max(MIN_CONFIDENCE, top + MARGIN))
-    ranking = [
-        r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != COMPLAIN
-    ]
-    message.set(
-        INTENT, {INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True
-    )
-    message.set(
-        INTENT_RANKING_KEY,
-        [{INTENT_NAME_KEY: COMPLAIN, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
-        add_to_output=True,
-    )
+    overrule_intent(message, COMPLAIN)
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)

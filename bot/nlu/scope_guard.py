@@ -19,36 +19,22 @@ from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.nlu.constants import (
     INTENT,
     INTENT_NAME_KEY,
-    INTENT_RANKING_KEY,
     PREDICTED_CONFIDENCE_KEY,
     TEXT,
 )
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.nlu.overrule import overrule_intent
 from bot.scope import NearDomain, load_near_domain
 
 OUTPUT_KEY = "near_domain"
 OUT_OF_SCOPE = "out_of_scope"
-MIN_CONFIDENCE = 0.6  # above the FallbackClassifier's threshold: the polite answer, not "rephrase"
-MARGIN = 0.1
 
 
 def mark_out_of_scope(message: Message) -> None:
-    intent = message.get(INTENT) or {}
-    top = float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0)
-    conf = min(1.0, max(MIN_CONFIDENCE, top + MARGIN))
-    ranking = [
-        r for r in (message.get(INTENT_RANKING_KEY) or []) if r.get(INTENT_NAME_KEY) != OUT_OF_SCOPE
-    ]
-    message.set(
-        INTENT, {INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}, add_to_output=True
-    )
-    message.set(
-        INTENT_RANKING_KEY,
-        [{INTENT_NAME_KEY: OUT_OF_SCOPE, PREDICTED_CONFIDENCE_KEY: conf}] + ranking,
-        add_to_output=True,
-    )
+    """Make `out_of_scope` the message's intent, on top of the ranking."""
+    overrule_intent(message, OUT_OF_SCOPE)
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)

@@ -13,6 +13,7 @@ from rasa.shared.nlu.training_data.message import Message
 from bot.nlu.catalogue_entities import CatalogueEntityExtractor
 from bot.nlu.complaint_guard import ComplaintGuard
 from bot.nlu.normalizer import normalize
+from bot.nlu.overrule import overrule_intent
 from bot.nlu.scope_guard import NearDomainGuard
 from bot.nlu.when_entities import JioNLPWhenExtractor
 from bot.scope import HUMAN_OFFER, NearDomainError, load_near_domain, parse_near_domain
@@ -207,3 +208,16 @@ def test_the_e5_vector_cache_can_be_cleared_between_candidates():
     e5_featurizer._CACHE["你好"] = np.zeros(384, dtype=np.float32)
     e5_featurizer.clear_cache()
     assert "你好" not in e5_featurizer._CACHE
+
+
+@pytest.mark.parametrize(("top", "expected"), [(0.2, 0.6), (0.7, 0.8), (0.95, 1.0)])
+def test_an_overruling_intent_clears_the_fallback_and_leads_the_ranking(top, expected):
+    m = message("随便一句话", "greet", top)
+    m.set(
+        "intent_ranking",
+        [{"name": "greet", "confidence": top}, {"name": "complain", "confidence": 0.1}],
+    )
+    overrule_intent(m, "complain")
+    assert m.get("intent") == {"name": "complain", "confidence": pytest.approx(expected)}
+    names = [r["name"] for r in m.get("intent_ranking")]
+    assert names == ["complain", "greet"]
