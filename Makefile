@@ -42,7 +42,7 @@ TRAIN_INPUTS := config.yml domain.yml $(shell find data/nlu data/rules data/stor
 help:
 	@echo "make run    - set up if needed, then start Rasa, actions, the WeCom sandbox and the worker"
 	@echo "make test   - make lint, then the whole test suite (unit, integration on PostgreSQL/Redis, Rasa data and stories)"
-	@echo "make lint   - ruff (lint; format check of the restructured packages), import contracts, mypy"
+	@echo "make lint   - ruff (lint and format check), import contracts, mypy"
 	@echo "make train  - train the model if data/, config.yml or domain.yml changed"
 	@echo "make shell  - chat with the bot in the terminal (Rasa shell; needs the action server: make run)"
 	@echo "make eval   - NLU figures on both held-out sets (simplified and traditional)"
