@@ -123,7 +123,14 @@ class EventConsumer:
             self._connection = None
 
     def _connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+        # The channel too: after a RabbitMQ restart the broker closes the channel while the
+        # connection object may still read as open, and the consumer would wait forever.
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
 
     async def run(
         self, max_events: Optional[int] = None, idle_exit_s: Optional[float] = None
