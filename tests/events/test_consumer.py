@@ -318,3 +318,40 @@ def test_the_consumer_reconnects_after_the_broker_drops_it_and_stores_each_event
     assert asyncio.run(go()) >= 6
     texts = [json.loads(d)["text"] for *_, d in rows(pg_crm)]
     assert texts == ["前0", "前1", "前2", "后0", "后1", "后2"]
+
+
+class _RecordingConsumer(EventConsumer):
+    """The real consumer, remembering each queue its connect() declared (to close its channel
+    the way RabbitMQ does on `stop_app`: the channel goes, the connection object stays open)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.queues: list = []
+
+    async def connect(self):
+        declared = await super().connect()
+        self.queues.append(declared)
+        return declared
+
+
+def test_the_consumer_reconnects_when_only_its_channel_is_closed(queue, pg_crm):
+    store = EventStore(pg_crm)
+    consumer = _RecordingConsumer(store, BrokerSettings.from_env())
+
+    async def go():
+        task = asyncio.create_task(consumer.run(max_events=4))
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(publish, queue, user("kf:c", "前", 1_764_600_000.0))
+        await asyncio.sleep(1.0)
+        await consumer.queues[0].channel.close()  # the broker's side of a restart, channel only
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(
+            publish, queue, *(user("kf:c", f"后{i}", 1_764_600_010.0 + i) for i in range(3))
+        )
+        return await asyncio.wait_for(task, timeout=30)
+
+    assert asyncio.run(go()) == 4
+    assert len(consumer.queues) == 2  # it connected again by itself
+    texts = [json.loads(d)["text"] for *_, d in rows(pg_crm)]
+    assert texts == ["前", "后0", "后1", "后2"]
+    assert depth(queue) == 0
