@@ -10,13 +10,10 @@ and the evaluation.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Text
+from functools import cached_property
+from typing import Any, Dict, List, Text
 
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
-from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.nlu.constants import (
     INTENT,
     INTENT_NAME_KEY,
@@ -25,7 +22,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.nlu.overrule import overrule_intent
+from bot.nlu.overrule import Guard, overrule_intent
 from bot.complaints.second_opinion import COMPLAIN, ComplaintSecondOpinion, load_cues
 
 OUTPUT_KEY = "complaint_second_opinion"
@@ -38,31 +35,15 @@ def raise_complaint(message: Message) -> None:
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
-class ComplaintGuard(GraphComponent, IntentClassifier):
+class ComplaintGuard(Guard):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
         return {"cues_file": None}
 
-    def __init__(self, config: Dict[Text, Any]) -> None:
-        self._config = config
-        self._opinion: Optional[ComplaintSecondOpinion] = None
-
-    @classmethod
-    def create(
-        cls,
-        config: Dict[Text, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> "ComplaintGuard":
-        return cls(config)
-
-    @property
+    @cached_property
     def opinion(self) -> ComplaintSecondOpinion:
-        if self._opinion is None:  # read the cues on first use, not at graph construction
-            path = self._config.get("cues_file")
-            self._opinion = ComplaintSecondOpinion(load_cues(path) if path else None)
-        return self._opinion
+        path = self._config.get("cues_file")
+        return ComplaintSecondOpinion(load_cues(path) if path else None)
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:

@@ -1,8 +1,15 @@
-"""Putting an intent on top of a message's parse result: what the NLU guards (complaint second
-opinion, near-domain scope) do when they overrule the intent classifier."""
+"""What the NLU guards (complaint second opinion, near-domain scope) share: the Rasa component
+shell, and putting an intent on top of a message's parse result when they overrule the intent
+classifier."""
 
 from __future__ import annotations
 
+from typing import Any, Dict, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.nlu.constants import (
     INTENT,
     INTENT_NAME_KEY,
@@ -26,3 +33,21 @@ def overrule_intent(message: Message, name: str) -> None:
     top_entry = {INTENT_NAME_KEY: name, PREDICTED_CONFIDENCE_KEY: conf}
     message.set(INTENT, dict(top_entry), add_to_output=True)
     message.set(INTENT_RANKING_KEY, [dict(top_entry)] + ranking, add_to_output=True)
+
+
+class Guard(GraphComponent, IntentClassifier):
+    """An untrained component after the intent classifier; subclasses read their data files on
+    first use (a cached property), not at graph construction."""
+
+    def __init__(self, config: Dict[Text, Any]) -> None:
+        self._config = config
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "Guard":
+        return cls(config)

@@ -9,13 +9,10 @@ fallback. The cues and replies are data: data/scope/near_domain.yml.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Text
+from functools import cached_property
+from typing import Any, Dict, List, Text
 
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
-from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.shared.nlu.constants import (
     INTENT,
     INTENT_NAME_KEY,
@@ -25,7 +22,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from bot.nlu.overrule import overrule_intent
+from bot.nlu.overrule import Guard, overrule_intent
 from bot.scope import NearDomain, load_near_domain
 
 OUTPUT_KEY = "near_domain"
@@ -38,31 +35,15 @@ def mark_out_of_scope(message: Message) -> None:
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
-class NearDomainGuard(GraphComponent, IntentClassifier):
+class NearDomainGuard(Guard):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
         return {"file": None}
 
-    def __init__(self, config: Dict[Text, Any]) -> None:
-        self._config = config
-        self._near: Optional[NearDomain] = None
-
-    @classmethod
-    def create(
-        cls,
-        config: Dict[Text, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> "NearDomainGuard":
-        return cls(config)
-
-    @property
+    @cached_property
     def near(self) -> NearDomain:
-        if self._near is None:  # read on first use, not at graph construction
-            path = self._config.get("file")
-            self._near = load_near_domain(path) if path else load_near_domain()
-        return self._near
+        path = self._config.get("file")
+        return load_near_domain(path) if path else load_near_domain()
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
