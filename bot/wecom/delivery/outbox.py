@@ -149,20 +149,21 @@ class Outbox:
                 )
             return status
 
-    def due_sync(self, limit: int = 50) -> List[OutboxItem]:
-        now = self.clock.now()
+    def _due(self, now: dt.datetime):
+        """What makes a row due: a retry whose time has come, or a send left in flight so long
+        that the process sending it must have died."""
         stale = now - dt.timedelta(seconds=self.stale_sending_s)
+        return or_(
+            (OutboxMessage.status == RETRY) & (OutboxMessage.next_attempt_at <= now),
+            (OutboxMessage.status == SENDING) & (OutboxMessage.updated_at < stale),
+        )
+
+    def due_sync(self, limit: int = 50) -> List[OutboxItem]:
         with self.db.session() as s:
             rows = (
                 s.execute(
                     select(OutboxMessage)
-                    .where(
-                        or_(
-                            (OutboxMessage.status == RETRY)
-                            & (OutboxMessage.next_attempt_at <= now),
-                            (OutboxMessage.status == SENDING) & (OutboxMessage.updated_at < stale),
-                        )
-                    )
+                    .where(self._due(self.clock.now()))
                     .order_by(OutboxMessage.id)
                     .limit(limit)
                 )
@@ -172,12 +173,16 @@ class Outbox:
             return [_item(r) for r in rows]
 
     def claim_retry_sync(self, item_id: int) -> bool:
-        """Take a due row for one retry attempt (one process wins)."""
+        """Take a due row for one retry attempt (one process wins). The row must still be due
+        when claimed: every Rasa server and the worker sweep, each working through a list read
+        earlier, and a row another sweeper has just claimed reads `sending` and fresh, so it is
+        not sent a second time while that sweeper's send is under way."""
+        now = self.clock.now()
         with self.db.session() as s:
             result = s.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == item_id, OutboxMessage.status.in_((RETRY, SENDING)))
-                .values(status=SENDING, updated_at=self.clock.now())
+                .where(OutboxMessage.id == item_id, self._due(now))
+                .values(status=SENDING, updated_at=now)
                 .execution_options(synchronize_session=False)
             )
             return result.rowcount == 1
