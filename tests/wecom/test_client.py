@@ -197,3 +197,55 @@ async def test_a_kf_send_that_never_reached_wecom_before_a_crash_is_sent_by_the_
     assert [
         c["body"]["msgid"] for c in await env.calls() if c["path"] == "/cgi-bin/kf/send_msg"
     ] == [body["msgid"]]
+
+
+class _DownLimiter:
+    """The Redis behind the rate limit is restarting."""
+
+    async def hit(self, key: str) -> float:
+        import redis.exceptions
+
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+
+async def test_a_rate_limit_store_outage_leaves_the_send_to_the_outbox_not_in_flight(env):
+    s = env.services()
+    working = s.app_limiter
+    s.app_limiter = _DownLimiter()
+    result = await s.app.send_textcard(
+        "lisi", "【新投诉】#9 林晓·金卡", "房间有烟味", "http://x/cases/9?sig=s", dedupe_key="sla:9:x"
+    )
+    # handed to the outbox (a caller retrying on an exception would page a second advisor,
+    # while the row left 'sending' would still go out to the first 120 s later)
+    assert result.status == "retry"
+    [row] = s.outbox.list_sync()
+    assert (row.status, row.attempts) == ("retry", 0)
+    assert "ConnectionError" in (row.errmsg or "")
+    assert await env.calls("/cgi-bin/message/send") == []
+    assert await s.retry_due() == 0  # not before its time
+    s.app_limiter = working  # Redis is back
+    with s.db.session() as session:
+        from sqlalchemy import update
+
+        from bot.wecom.models import OutboxMessage
+
+        session.execute(update(OutboxMessage).values(next_attempt_at=OutboxMessage.created_at))
+    assert await s.retry_due() == 1
+    assert [r.status for r in s.outbox.list_sync()] == ["sent"]
+    assert [c["errcode"] for c in await env.calls("/cgi-bin/message/send")] == [0]
+
+
+async def test_a_store_outage_during_a_sweep_does_not_stop_the_other_rows(env):
+    s = env.services()
+    for n in (1, 2):
+        await fault(env, path="/cgi-bin/message/send", status=502, times=3)
+        assert (await s.app.send_text("lisi", f"第{n}条", dedupe_key=f"k{n}")).status == "retry"
+    with s.db.session() as session:
+        from sqlalchemy import update
+
+        from bot.wecom.models import OutboxMessage
+
+        session.execute(update(OutboxMessage).values(next_attempt_at=OutboxMessage.created_at))
+    s.app_limiter = _DownLimiter()
+    assert await s.retry_due() == 2  # both tried, neither left 'sending'
+    assert [r.status for r in s.outbox.list_sync()] == ["retry", "retry"]

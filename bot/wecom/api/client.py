@@ -274,30 +274,30 @@ class WeComClient:
                 return status
             return await self.outbox.mark(outbox_id, status, **kw)
 
-        if limiter is not None:
-            waited = 0.0
-            for key in limiter_keys:
-                while True:
-                    wait = await limiter.hit(key)
-                    if wait <= 0:
-                        break
-                    if waited + wait > max_wait_s:
-                        status = await mark(
-                            "retry",
-                            errmsg=f"local rate limit on {key}",
-                            retry_in_s=wait,
-                            attempted=False,
-                        )
-                        logger.warning(
-                            "WeCom send to %s deferred %.0fs by the rate limit", key, wait
-                        )
-                        MESSAGES_OUT.labels(self.app, "deferred").inc()
-                        return SendResult(
-                            "deferred" if status == "retry" else status, outbox_id=outbox_id
-                        )
-                    await self.sleep(wait)
-                    waited += wait
         try:
+            if limiter is not None:
+                waited = 0.0
+                for key in limiter_keys:
+                    while True:
+                        wait = await limiter.hit(key)
+                        if wait <= 0:
+                            break
+                        if waited + wait > max_wait_s:
+                            status = await mark(
+                                "retry",
+                                errmsg=f"local rate limit on {key}",
+                                retry_in_s=wait,
+                                attempted=False,
+                            )
+                            logger.warning(
+                                "WeCom send to %s deferred %.0fs by the rate limit", key, wait
+                            )
+                            MESSAGES_OUT.labels(self.app, "deferred").inc()
+                            return SendResult(
+                                "deferred" if status == "retry" else status, outbox_id=outbox_id
+                            )
+                        await self.sleep(wait)
+                        waited += wait
             data = await self.call(path, body, **kwargs)
         except WeComAPIError as exc:
             special = (errcode_status or {}).get(exc.errcode)
@@ -316,6 +316,22 @@ class WeComClient:
         except TransportError as exc:
             status = await mark("retry", errmsg=str(exc), retry_in_s=RETRY_LATER_S)
             logger.warning("WeCom send %s failed: %s -> %s", path, exc, status)
+            MESSAGES_OUT.labels(self.app, status).inc()
+            return SendResult(status, outbox_id=outbox_id)
+        except Exception as exc:
+            if self.outbox is None or outbox_id is None:
+                raise
+            # Our own stores failed before WeCom was called (Redis behind the rate limit or the
+            # token, e.g. restarting). Left 'sending', the row would go out 120 s later while the
+            # caller, told it failed, sends again (an SLA step pages the next advisor): the
+            # outbox keeps it for the retry loop instead, and the caller is told so.
+            status = await mark(
+                "retry",
+                errmsg=f"{type(exc).__name__}: {exc}",
+                retry_in_s=RETRY_LATER_S,
+                attempted=False,
+            )
+            logger.warning("WeCom send %s not attempted: %r -> %s", path, exc, status)
             MESSAGES_OUT.labels(self.app, status).inc()
             return SendResult(status, outbox_id=outbox_id)
         await mark("sent")
