@@ -19,6 +19,12 @@ from bot.paging.pager import SendFailed
 log = logging.getLogger(__name__)
 
 HANDED_OVER = ("sent", "duplicate", "deferred", "retry")
+# Pages go out with WeCom's duplicate check: the outbox re-sends a page whose first send may have
+# reached WeCom (a timeout, a worker killed before it recorded 'sent'), and WeCom then delivers
+# it once. Every legitimate page differs in content (its link names its step, see
+# bot.paging.pager.page_card), so the longest interval WeCom allows (4 h) costs nothing and
+# covers a re-send the rate limit held back for up to an hour.
+PAGE_DUPLICATE_CHECK_S = 4 * 3600
 
 
 def _check(result, what: str) -> None:
@@ -50,7 +56,13 @@ class WeComMessenger:
         self, userid: str, title: str, description: str, url: str, btntxt: str, *, dedupe_key: str
     ) -> None:
         result = await self.services.app.send_textcard(
-            userid, title, description, url, btntxt, dedupe_key=dedupe_key
+            userid,
+            title,
+            description,
+            url,
+            btntxt,
+            dedupe_key=dedupe_key,
+            duplicate_check_s=PAGE_DUPLICATE_CHECK_S,
         )
         _check(result, f"textcard to {userid}")
 

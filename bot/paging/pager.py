@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from urllib.parse import urlencode, urlsplit, urlunsplit
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence
 
@@ -162,6 +163,7 @@ class CardFacts:
     past: tuple = ()  # earlier complaints of the guest, as short texts
     dedicated: Optional[str] = None  # the advisor who handled the last one
     media: str = ""  # what the guest sent with it, e.g. "照片 2 张"
+    step_id: Optional[int] = None  # the SLA step this card is sent for (named in its link)
 
 
 def page_card(
@@ -256,12 +258,18 @@ def page_card(
     description = "".join(head + middle + tail)
     if _utf8_len(description) > DESCRIPTION_MAX_BYTES:  # cannot happen with sane inputs; be safe
         description = clip(description, DESCRIPTION_MAX_BYTES)
-    return {
-        "title": title,
-        "description": description,
-        "url": policy.link_for(facts.case_id, viewer, links),
-        "btntxt": "详情",
-    }
+    url = policy.link_for(facts.case_id, viewer, links)
+    if facts.step_id is not None:
+        # Two steps may otherwise produce the same card (same minute, same facts); pages go out
+        # with WeCom's duplicate check (bot.paging.channels), which would drop the second.
+        url = _with_query(url, step=facts.step_id)
+    return {"title": title, "description": description, "url": url, "btntxt": "详情"}
+
+
+def _with_query(url: str, **params) -> str:
+    parts = urlsplit(url)
+    extra = urlencode(params)
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
 def group_text(

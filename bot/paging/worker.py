@@ -396,6 +396,7 @@ class PagingWorker:
                 past=case.get("past", ()),
                 dedicated=self._name(case.get("dedicated")),
                 media=case.get("media", ""),
+                step_id=step.id,
             )
 
         def card_to(

@@ -97,6 +97,7 @@ async def cgi_middleware(request: web.Request, handler):
         "body": body,
     }
     state.calls.append(call)
+    request["call"] = call  # a handler may note what it did (e.g. a suppressed duplicate)
 
     fault = state.take_fault(request.path)
     if fault is not None:
@@ -176,6 +177,17 @@ async def message_send(request: web.Request) -> Dict[str, Any]:
         raise ApiError(40008, "invalid message type")
     if msgtype in ("image", "file", "voice"):
         media.check_app_media(state, body)
+    checked, duplicate = state.app_duplicate(body)
+    if duplicate:
+        # "在一定时间间隔内，同样内容（请求json）的消息，不会重复收到": WeCom documents no error
+        # for it, so the answer is the usual one; only the call log says what happened.
+        request.get("call", {})["duplicate"] = True
+        return {
+            "invaliduser": "",
+            "invalidparty": "",
+            "invalidtag": "",
+            "msgid": state.new_id("app"),
+        }
     for user in touser:
         if not (
             state.rate_hit(f"app-min:{user}", 30, 60)
@@ -201,6 +213,7 @@ async def message_send(request: web.Request) -> Dict[str, Any]:
             state.add_feed("app", user, "bot", (body.get("markdown") or {}).get("content") or "")
         else:
             state.add_feed("app", user, "bot", f"[{msgtype}]")
+    state.app_delivered(checked, body)
     return {"invaliduser": "", "invalidparty": "", "invalidtag": "", "msgid": msgid}
 
 

@@ -4,6 +4,7 @@ three kinds of conversation (微信客服 guests, groups with the 智能机器�
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 import time
 from collections import defaultdict, deque
@@ -18,6 +19,8 @@ KF_WINDOW_S = 48 * 3600
 CALLBACK_TOKEN_TTL_S = 600
 WELCOME_CODE_TTL_S = 20
 RESPONSE_URL_TTL_S = 3600
+APP_DUPLICATE_CHECK_S = 1800  # message/send's duplicate_check_interval: default, maximum
+APP_DUPLICATE_CHECK_MAX_S = 4 * 3600
 
 
 @dataclass
@@ -120,6 +123,7 @@ class SandboxState:
         self.welcome_codes: Dict[str, Dict[str, Any]] = {}
         self.response_codes: Dict[str, Dict[str, Any]] = {}
         self.send_times: Dict[str, Deque[float]] = defaultdict(deque)  # rate windows
+        self.app_checked: Dict[str, float] = {}  # message/send duplicate check: json -> until
         self.tags: List[Dict[str, Any]] = []
         self.contacts: Dict[str, Dict[str, Any]] = {}  # external_userid -> name, follow_user
         self.media: Dict[str, Dict[str, Any]] = {}  # media_id -> data, content_type, app
@@ -176,6 +180,31 @@ class SandboxState:
             return False
         events.append(now)
         return True
+
+    def app_duplicate(self, body: Dict[str, Any]) -> Tuple[Optional[str], bool]:
+        """message/send with `enable_duplicate_check: 1` -> (its key, whether the same request
+        JSON was delivered within its `duplicate_check_interval`); (None, False) without the
+        check. The interval defaults to 1800 s and is at most 4 hours (WeCom documents the
+        maximum, not an answer beyond it: a larger value counts as 4 hours)."""
+        if str(body.get("enable_duplicate_check", 0)) != "1":
+            return None, False
+        now = time.time()
+        for key, until in list(self.app_checked.items()):
+            if until <= now:
+                del self.app_checked[key]
+        key = json.dumps(body, sort_keys=True, ensure_ascii=False)
+        return key, key in self.app_checked
+
+    def app_delivered(self, key: Optional[str], body: Dict[str, Any]) -> None:
+        """Remember a delivered message/send for its duplicate check (only once delivered: a
+        refused one, e.g. over the rate limit, may be sent again)."""
+        if key is None:
+            return
+        try:
+            interval = int(body.get("duplicate_check_interval") or APP_DUPLICATE_CHECK_S)
+        except (TypeError, ValueError):
+            interval = APP_DUPLICATE_CHECK_S
+        self.app_checked[key] = time.time() + max(1, min(interval, APP_DUPLICATE_CHECK_MAX_S))
 
     def add_feed(
         self, channel: str, key: str, sender: str, text: str, **extra: Any

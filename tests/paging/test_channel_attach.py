@@ -107,6 +107,8 @@ async def test_case_page_needs_the_signature_and_shows_the_case(
 async def test_the_paging_channel_serves_the_case_page_over_http(
     crm, paging, policy, messenger, clock, make_worker
 ):
+    from urllib.parse import urlsplit
+
     import aiohttp
     from sanic import Sanic
 
@@ -138,3 +140,9 @@ async def test_the_paging_channel_serves_the_case_page_over_http(
             f"{url}/webhooks/paging/cases/{case.id}", params={"sig": "forged"}
         ) as resp:
             assert (resp.status, await resp.text()) == (403, "链接无效或已过期")
+        # the page's own link, which also names its step, opens the case
+        [card] = messenger.to("app", "advisor_li")
+        link = urlsplit(card["url"])
+        assert "&step=" in link.query
+        async with http.get(f"{url}{link.path}?{link.query}") as resp:
+            assert resp.status == 200 and f"#{case.id}" in await resp.text()

@@ -50,6 +50,12 @@ async def test_complaint_pages_at_once_then_repages_escalates_once(
 
     assert (await run_at(worker, clock, t0 + dt.timedelta(seconds=5))).fired == 1  # repage
     assert len(messenger.to("app", "advisor_li")) == 2
+    # each card's link names its step: two pages never read the same to WeCom's duplicate check
+    steps = steps_by_name(paging, case.id)
+    assert [c["url"].rsplit("&step=", 1)[-1] for c in messenger.to("app", "advisor_li")] == [
+        str(steps["page"].id),
+        str(steps["repage"].id),
+    ]
     report = await run_at(worker, clock, t0 + dt.timedelta(seconds=10))  # ack deadline
     assert report.fired == 1 and report.late == 0
     sup = messenger.to("app", "supervisor_wang")

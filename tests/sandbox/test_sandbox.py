@@ -125,6 +125,86 @@ async def test_member_rate_limit_45009(sandbox):
     assert codes == [0] * 30 + [45009]
 
 
+async def test_message_send_duplicate_check_as_wecom_documents_it(sandbox, monkeypatch):
+    """`enable_duplicate_check: 1`: the same request JSON within `duplicate_check_interval`
+    (default 1800 s, at most 4 h) is not received again; the answer is the usual one."""
+    from types import SimpleNamespace
+
+    import bot.sandbox.state as sandbox_state
+
+    now = [time.time()]
+    monkeypatch.setattr(sandbox_state, "time", SimpleNamespace(time=lambda: now[0]))
+    card = {"title": "【新投诉】#1", "description": "烟味", "url": "http://x/1?step=1"}
+    checked = {
+        "touser": "lisi",
+        "agentid": dev_defaults.APP_AGENT_ID,
+        "msgtype": "textcard",
+        "textcard": card,
+        "enable_duplicate_check": 1,
+        "duplicate_check_interval": 600,
+    }
+
+    async def send(body):
+        token = await sandbox.token()  # the sandbox's clock jumps by hours here
+        answer = await sandbox.post("/cgi-bin/message/send", body, access_token=token)
+        assert answer["errcode"] == 0 and answer["msgid"]
+
+    def cards():
+        return [f for f in sandbox.state.feed if f["channel"] == "app" and f.get("card")]
+
+    await send(checked)
+    await send(dict(reversed(list(checked.items()))))  # the same JSON, keys in another order
+    now[0] += 599
+    await send(checked)
+    assert len(cards()) == 1
+    calls = (await sandbox.get("/_sandbox/calls", path="/cgi-bin/message/send"))["calls"]
+    assert [c.get("duplicate", False) for c in calls] == [False, True, True]
+    await send({**checked, "textcard": {**card, "url": "http://x/1?step=2"}})  # other content
+    await send({**checked, "touser": "wangwu"})  # another member
+    assert len(cards()) == 3
+    now[0] += 1  # the interval is over
+    await send(checked)
+    assert len(cards()) == 4
+    unchecked = {k: v for k, v in checked.items() if not k.startswith("duplicate")}
+    unchecked["enable_duplicate_check"] = 0
+    await send(unchecked)
+    await send(unchecked)  # without the check a repeat is a new message
+    assert len(cards()) == 6
+    default = {k: v for k, v in checked.items() if k != "duplicate_check_interval"}
+    await send(default)
+    now[0] += 1799
+    await send(default)
+    assert len(cards()) == 7  # default interval 1800 s
+    longest = {**checked, "duplicate_check_interval": 30 * 86400}
+    await send(longest)
+    now[0] += 4 * 3600
+    await send(longest)
+    assert len(cards()) == 9  # at most 4 hours
+
+
+async def test_a_duplicate_refused_by_the_rate_limit_is_delivered_when_sent_again(sandbox):
+    token = await sandbox.token()
+    body = {
+        "touser": "lisi",
+        "agentid": dev_defaults.APP_AGENT_ID,
+        "msgtype": "text",
+        "text": {"content": "x"},
+    }
+    for _ in range(30):
+        assert (await sandbox.post("/cgi-bin/message/send", body, access_token=token))[
+            "errcode"
+        ] == 0
+    checked = {**body, "text": {"content": "加急"}, "enable_duplicate_check": 1}
+    assert (await sandbox.post("/cgi-bin/message/send", checked, access_token=token))[
+        "errcode"
+    ] == 45009
+    sandbox.state.send_times.clear()  # a minute later
+    assert (await sandbox.post("/cgi-bin/message/send", checked, access_token=token))[
+        "errcode"
+    ] == 0
+    assert [f["text"] for f in sandbox.state.feed if f["channel"] == "app"][-1] == "加急"
+
+
 async def test_robot_webhook_20_per_minute(sandbox):
     codes = [
         (

@@ -26,8 +26,10 @@ SENDING, RETRY, DEAD = OutboxStatus.SENDING.value, OutboxStatus.RETRY.value, Out
 logger = logging.getLogger(__name__)
 
 # A 'sending' row this old belongs to a process that died mid-send: retry it. A live send gives up
-# well before (3 tries of 10 s at most); kf sends carry a msgid WeCom refuses twice, so a send
-# that did reach WeCom before the crash is not delivered again.
+# well before (3 tries of 10 s at most). A send that did reach WeCom before the crash is not
+# delivered again where WeCom can tell: kf sends carry a msgid WeCom refuses twice, pages carry
+# message/send's duplicate check (bot.paging.channels). Other app texts and robot posts have no
+# such handle: they are at-least-once.
 STALE_SENDING_S = 120
 
 

@@ -6,7 +6,9 @@ returns True when it handled it; if none does, the advisor gets a short notice. 
 raises leaves the message in the inbox for a retry.
 
 Outbound: `AppService.send_text` / `send_textcard` (message/send) with WeCom's per-member limits
-(30/min, 1000/h per app: beyond that WeCom silently drops, so we hold back instead).
+(30/min, 1000/h per app: beyond that WeCom silently drops, so we hold back instead), and on
+request WeCom's duplicate check (`duplicate_check_s`: pages, whose re-send after an unknown
+outcome must not reach the advisor twice).
 """
 
 from __future__ import annotations
@@ -116,7 +118,11 @@ class AppService:
         return tuple(f"app:{agent}:{u}" for u in touser.split("|") if u)
 
     async def _send(
-        self, touser: str, message: Dict[str, Any], dedupe_key: Optional[str]
+        self,
+        touser: str,
+        message: Dict[str, Any],
+        dedupe_key: Optional[str],
+        duplicate_check_s: Optional[int] = None,
     ) -> SendResult:
         if self.s.app_client is None or not self.s.config.app_agent_id:
             logger.error(
@@ -131,13 +137,19 @@ class AppService:
                 status=SendStatus.DEAD.value,
             )
             return SendResult(SendStatus.DEAD.value)
-        # No enable_duplicate_check: WeCom would silently drop a legitimate repeat (an escalation
-        # with the same text); repeats of the *same* send are stopped by the outbox dedupe key.
         body: Dict[str, Any] = {
             "touser": touser,
             "agentid": int(self.s.config.app_agent_id),
             **message,
         }
+        if duplicate_check_s:
+            # WeCom delivers the same request JSON once within the interval, so a re-send of
+            # this row after a send whose outcome we never learnt (a timeout, a crash before
+            # 'sent' was recorded: the outbox retries both) does not reach the member twice. Only
+            # for callers whose every legitimate message differs in content (pages carry their
+            # step): by default a repeat with the same text is a new message and must arrive.
+            body["enable_duplicate_check"] = 1
+            body["duplicate_check_interval"] = int(duplicate_check_s)
         return await self.s.app_client.send(
             "/cgi-bin/message/send",
             body,
@@ -177,6 +189,7 @@ class AppService:
         btntxt: str = "详情",
         *,
         dedupe_key: Optional[str] = None,
+        duplicate_check_s: Optional[int] = None,
     ) -> SendResult:
         card = {
             "title": truncate_utf8(title, TEXTCARD_TITLE_MAX_BYTES),
@@ -184,4 +197,6 @@ class AppService:
             "url": url,
             "btntxt": (btntxt or "详情")[:4],
         }
-        return await self._send(userid, {"msgtype": "textcard", "textcard": card}, dedupe_key)
+        return await self._send(
+            userid, {"msgtype": "textcard", "textcard": card}, dedupe_key, duplicate_check_s
+        )
