@@ -213,7 +213,11 @@ async def test_a_rate_limit_store_outage_leaves_the_send_to_the_outbox_not_in_fl
     working = s.app_limiter
     s.app_limiter = _DownLimiter()
     result = await s.app.send_textcard(
-        "lisi", "【新投诉】#9 林晓·金卡", "房间有烟味", "http://x/cases/9?sig=s", dedupe_key="sla:9:x"
+        "lisi",
+        "【新投诉】#9 林晓·金卡",
+        "房间有烟味",
+        "http://x/cases/9?sig=s",
+        dedupe_key="sla:9:x",
     )
     # handed to the outbox (a caller retrying on an exception would page a second advisor,
     # while the row left 'sending' would still go out to the first 120 s later)

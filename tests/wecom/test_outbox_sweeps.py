@@ -115,7 +115,11 @@ async def test_two_processes_sweeping_send_a_deferred_page_once(env):
     a = env.services()
     b = env.services()  # another process on the same database
     result = await a.app.send_textcard(
-        "lisi", "【新投诉】#7 林晓·金卡", "房间有烟味", "http://x/cases/7?sig=s", dedupe_key="sla:7:x"
+        "lisi",
+        "【新投诉】#7 林晓·金卡",
+        "房间有烟味",
+        "http://x/cases/7?sig=s",
+        dedupe_key="sla:7:x",
     )
     assert result.ok
     row = a.outbox.list_sync()[0].id
