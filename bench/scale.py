@@ -223,7 +223,9 @@ def event_counts(stack: Stack) -> Dict[str, int]:
         engine.dispose()
 
 
-def sandbox_pages(stack: Stack) -> Dict[tuple, int]:
+def sandbox_pages(stack: Stack, *, kept_back: bool = False) -> Dict[tuple, int]:
+    """The textcards WeCom delivered, by advisor and card; with `kept_back`, instead the re-sends
+    its duplicate check kept from the advisor (the page had arrived before)."""
     import urllib.request
 
     with urllib.request.urlopen(
@@ -235,6 +237,8 @@ def sandbox_pages(stack: Stack) -> Dict[tuple, int]:
         body = call.get("body") or {}
         if call.get("errcode") not in (None, 0) or body.get("msgtype") != "textcard":
             continue  # pages are textcards (bot/paging/pager.py); the rest are other notices
+        if bool(call.get("duplicate")) != kept_back:
+            continue
         key = (str(body.get("touser")), json.dumps(body.get("textcard"), ensure_ascii=False))
         counts[key] = counts.get(key, 0) + 1
     return counts
@@ -242,7 +246,9 @@ def sandbox_pages(stack: Stack) -> Dict[tuple, int]:
 
 def outbox_pages(stack: Stack, since_wall: float) -> Dict[tuple, int]:
     """The textcards the outbox recorded as sent (each its own step and target: dedupe key
-    `sla:<step>:<target>`) and touched since then, keyed like sandbox_pages."""
+    `sla:<step>:<target>`) and touched since then, keyed like sandbox_pages. A row still
+    `sending` counts too: read after the sandbox's log, it is a send in flight at the count (WeCom
+    took it, 'sent' not yet recorded), not a second delivery."""
     import datetime as dt
 
     from sqlalchemy import select
@@ -258,7 +264,7 @@ def outbox_pages(stack: Stack, since_wall: float) -> Dict[tuple, int]:
             for row in s.execute(
                 select(OutboxMessage).where(
                     OutboxMessage.updated_at >= since,
-                    OutboxMessage.status == "sent",
+                    OutboxMessage.status.in_(("sent", "sending")),
                     OutboxMessage.path.like("/cgi-bin/message/send%"),
                 )
             ).scalars():
@@ -364,6 +370,7 @@ async def fault_run(stack: Stack, fault: str, args, mix) -> Dict[str, Any]:
     async with load.WeComClient(stack.sandbox_url, timeout_s=args.timeout) as client:
         # the client emptied the sandbox's call log: what it holds from now on is this run's
         pages_before = await asyncio.to_thread(sandbox_pages, stack)
+        kept_before = await asyncio.to_thread(lambda: sandbox_pages(stack, kept_back=True))
         t_start, wall_start = time.monotonic(), time.time()
 
         async def fault_later():
@@ -389,6 +396,7 @@ async def fault_run(stack: Stack, fault: str, args, mix) -> Dict[str, Any]:
     seen = await asyncio.to_thread(tracker_user_msgids, stack, events_start["max_tracker_id"])
     events_end = await asyncio.to_thread(event_counts, stack)
     pages = await asyncio.to_thread(sandbox_pages, stack)
+    kept = await asyncio.to_thread(lambda: sandbox_pages(stack, kept_back=True))
     try:
         recorded = await asyncio.to_thread(outbox_pages, stack, wall_start)
     except Exception as exc:  # a measuring problem must not end the bench: say so in the row
@@ -413,6 +421,8 @@ async def fault_run(stack: Stack, fault: str, args, mix) -> Dict[str, Any]:
             "pages_twice": sum(
                 max(0, n - pages_before.get(k, 0) - recorded.get(k, 0)) for k, n in pages.items()
             ),
+            # re-sends of a page that had arrived (a timeout, a killed worker), not delivered again
+            "pages_kept_back": sum(kept.values()) - sum(kept_before.values()),
             # since the stack started (a fresh database): tracker events the stream lacks after the
             # drain (a per-run difference would count the consumer's backlog of the run before)
             "events_missing": events_end["tracker"] - events_end["stream"],
@@ -499,7 +509,8 @@ def fmt_scale(rows: List[Dict[str, Any]]) -> str:
 
 def fmt_faults(rows: List[Dict[str, Any]]) -> str:
     lines = [
-        "fault | sent | accepted | lost | answered twice | pages sent / recorded (twice) | "
+        "fault | sent | accepted | lost | answered twice | "
+        "pages sent / recorded (twice; re-sends kept back) | "
         "events missing | restart s | below half rate s | reply p95",
         "---|---|---|---|---|---|---|---|---|---",
     ]
@@ -507,7 +518,7 @@ def fmt_faults(rows: List[Dict[str, Any]]) -> str:
         lines.append(
             f"{r['fault']} | {r['sent']} | {r['accepted']} | {r['lost']} | "
             f"{r['answered_twice']} | {r['pages']} / {r.get('pages_recorded')} "
-            f"({r['pages_twice']}) | "
+            f"({r['pages_twice']}; {r.get('pages_kept_back', 0)}) | "
             f"{r['events_missing']} | {r['restart_s']} | {r['recovery_s']} | "
             f"{r['reply_p95_s'] and round(r['reply_p95_s'], 2)}"
         )
