@@ -253,3 +253,21 @@ async def test_a_store_outage_during_a_sweep_does_not_stop_the_other_rows(env):
     s.app_limiter = _DownLimiter()
     assert await s.retry_due() == 2  # both tried, neither left 'sending'
     assert [r.status for r in s.outbox.list_sync()] == ["retry", "retry"]
+
+
+class _DownTokenStore:
+    """The Redis holding the shared access token is restarting."""
+
+    async def get(self, key):
+        import redis.exceptions
+
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+
+async def test_a_token_store_outage_leaves_the_send_to_the_outbox(env):
+    s = env.services(token_store=_DownTokenStore())
+    result = await s.app.send_text("lisi", "新投诉 #10", dedupe_key="sla:10:x")
+    assert result.status == "retry"
+    [row] = s.outbox.list_sync()
+    assert row.status == "retry" and "ConnectionError" in (row.errmsg or "")
+    assert await env.calls("/cgi-bin/message/send") == []
