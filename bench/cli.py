@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from bench import load, profile, report, train
-from bench.conversations import SCRIPTS
+from bench.conversations import SCRIPTS, intent_mix
 from bench.stack import Stack
 from bot.settings import PROJECT_ROOT
 
@@ -129,6 +129,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--no-intake",
         action="store_true",
         help="OUR WeCom callbacks to Rasa's own routes instead of the intake server (as the baseline)",
+    )
+    p.add_argument(
+        "--no-mix",
+        action="store_true",
+        help="skip the saturation run on the intent mix (bench.conversations.intent_mix: lines of "
+        "every intent in data/nlu, five to a conversation)",
     )
     p.add_argument(
         "--warmup", type=float, default=2.0, help="closed-loop warm-up seconds (not counted)"
@@ -242,6 +248,21 @@ async def run_channel(
         )
         for proc, out, rec in profiles:
             rec.wait(timeout=60)
+        if not args.no_mix:
+            # every intent of the training data, action-heavy ones included (forms, complaints
+            # with their pages, orders, erasure requests): the whole bot, not the scripted flows
+            runs["mix_saturation"] = await measured(
+                "mix_saturation",
+                load.closed_loop(
+                    client,
+                    pool,
+                    args.guests,
+                    args.duration,
+                    warmup_s=args.warmup,
+                    name="mix",
+                    library=intent_mix(),
+                ),
+            )
         sat = runs["saturation"]["throughput"]
         rate = args.rate or 0.5 * (base_sat if base_sat else sat)
         open_guests = max(args.guests, 20)

@@ -11,6 +11,7 @@ A script is replayed as is: the next line goes when the reply to the previous on
 from __future__ import annotations
 
 import itertools
+import random
 import re
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
@@ -145,3 +146,32 @@ class SenderPool:
     @property
     def extra(self) -> int:
         return self._extra
+
+
+def intent_mix(per_intent: int = 3, script_len: int = 5, seed: int = 18) -> Dict[str, List[str]]:
+    """Conversations of `script_len` lines drawn from every intent of data/nlu: `per_intent`
+    examples of each (spread over its list), shuffled with a fixed seed."""
+    lines: List[str] = []
+    for path in sorted((PROJECT_ROOT / "data" / "nlu").glob("*.yml")):
+        for item in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu") or []:
+            if "intent" not in item or not isinstance(item.get("examples"), str):
+                continue
+            examples = [_plain(e[2:]) for e in item["examples"].splitlines() if e.startswith("- ")]
+            step = max(1, len(examples) // per_intent)
+            lines += [e for e in examples[::step][:per_intent] if e]
+    random.Random(seed).shuffle(lines)
+    return {
+        f"mix{i // script_len:03d}": lines[i : i + script_len]
+        for i in range(0, len(lines), script_len)
+    }
+
+
+def intents_covered() -> int:
+    count = 0
+    for path in (PROJECT_ROOT / "data" / "nlu").glob("*.yml"):
+        count += sum(
+            1
+            for item in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu") or []
+            if "intent" in item
+        )
+    return count

@@ -55,6 +55,35 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
                 better="higher",
             )
         )
+        o_mix, b_mix = _run(ours, channel, "mix_saturation"), _run(base, channel, "mix_saturation")
+        if o_mix or b_mix:
+            rows.append(
+                Row(
+                    f"{title}: throughput on the intent mix",
+                    _get(o_mix, "throughput"),
+                    _get(b_mix, "throughput"),
+                    "msg/s",
+                    better="higher",
+                )
+            )
+            for q in ("p50", "p95"):
+                rows.append(
+                    Row(
+                        f"{title}: reply {q} on the intent mix (saturation)",
+                        _get(o_mix, "reply_ms", q),
+                        _get(b_mix, "reply_ms", q),
+                        "ms",
+                    )
+                )
+            if channel == "wecom":
+                rows.append(
+                    Row(
+                        f"{title}: callback answer p99 on the intent mix",
+                        _get(o_mix, "ack_ms", "p99"),
+                        _get(b_mix, "ack_ms", "p99"),
+                        "ms",
+                    )
+                )
         rate = _get(o_fix, "offered_rate") or _get(b_fix, "offered_rate")
         at = f"@{rate:g}/s" if rate else "@fixed"
         for q in ("p50", "p95", "p99"):

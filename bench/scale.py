@@ -34,18 +34,16 @@ import argparse
 import asyncio
 import json
 import logging
-import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
 
 from bench import load
-from bench.conversations import _plain
-from bench.stack import Stack, temp_workdir
+from bench.conversations import intent_mix, intents_covered
+from bench.stack import BENCH_BACKFILL_GRACE_S, Stack, temp_workdir
 from bench.stats import latency_summary, percentile
 from bot.settings import PROJECT_ROOT
 
@@ -70,35 +68,6 @@ REDIS_START = [
     "--logfile",
     "/var/log/redis/ci.log",
 ]
-
-
-def intent_mix(per_intent: int = 3, script_len: int = 5, seed: int = 18) -> Dict[str, List[str]]:
-    """Conversations of `script_len` lines drawn from every intent of data/nlu: `per_intent`
-    examples of each (spread over its list), shuffled with a fixed seed."""
-    lines: List[str] = []
-    for path in sorted((PROJECT_ROOT / "data" / "nlu").glob("*.yml")):
-        for item in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu") or []:
-            if "intent" not in item or not isinstance(item.get("examples"), str):
-                continue
-            examples = [_plain(e[2:]) for e in item["examples"].splitlines() if e.startswith("- ")]
-            step = max(1, len(examples) // per_intent)
-            lines += [e for e in examples[::step][:per_intent] if e]
-    random.Random(seed).shuffle(lines)
-    return {
-        f"mix{i // script_len:03d}": lines[i : i + script_len]
-        for i in range(0, len(lines), script_len)
-    }
-
-
-def intents_covered() -> int:
-    count = 0
-    for path in (PROJECT_ROOT / "data" / "nlu").glob("*.yml"):
-        count += sum(
-            1
-            for item in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu") or []
-            if "intent" in item
-        )
-    return count
 
 
 def make_stack(replicas: int, model: Path, workdir: Path, start_timeout: float) -> Stack:
@@ -392,6 +361,8 @@ async def fault_run(stack: Stack, fault: str, args, mix) -> Dict[str, Any]:
         await injector
         t_end = t_start + args.before + args.after
     out["drain_s"] = await drain(stack)
+    # the consumer's backfill settles tracker rows once they are past its grace period
+    await asyncio.sleep(max(0.0, BENCH_BACKFILL_GRACE_S + 4 - out["drain_s"]))
     inbox = await asyncio.to_thread(inbox_since, stack, inbox_start)
     seen = await asyncio.to_thread(tracker_user_msgids, stack, events_start["max_tracker_id"])
     events_end = await asyncio.to_thread(event_counts, stack)

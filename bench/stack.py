@@ -25,6 +25,8 @@ import yaml
 
 from bot.settings import PROJECT_ROOT
 
+BENCH_BACKFILL_GRACE_S = 10
+
 log = logging.getLogger("bench")
 
 BIN = Path(sys.executable).parent
@@ -377,6 +379,8 @@ class Stack:
             self.pg_db = create_pg_database()
             env["DATABASE_URL"] = f"{PG_BASE_URL}/{self.pg_db}"
             env["REDIS_URL"] = REDIS_URL
+            # Rasa's tracker store is in the same database (the consumer's backfill reads it)
+            env["TRACKER_DATABASE_URL"] = env["DATABASE_URL"]
             tracker = (
                 'tracker_store:\n  type: SQL\n  dialect: "postgresql"\n  url: "127.0.0.1"\n'
                 f'  port: 5432\n  db: "{self.pg_db}"\n  username: "postgres"\n'
@@ -431,6 +435,10 @@ class Stack:
                     "EVENT_BROKER_QUEUE": self.events_queue,
                     "EVENT_BROKER_EXCHANGE": self.events_queue,
                     "EVENTS_METRICS_PORT": "0",
+                    # a short grace, so a run's drain can wait for the backfill (60 s in
+                    # production)
+                    "EVENTS_BACKFILL_GRACE_S": str(BENCH_BACKFILL_GRACE_S),
+                    "EVENTS_BACKFILL_INTERVAL_S": "2",
                 }
             )
             broker = (

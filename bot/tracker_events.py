@@ -82,6 +82,18 @@ class TrackerEvents:
             )
         return found
 
+    def rows_after(self, last_id: int, limit: int) -> list[tuple]:
+        """(id, sender_id, timestamp, data) of the rows after `last_id`, in id order: one range
+        read on the primary key (bot.events.backfill)."""
+        if not self.exists():
+            return []
+        query = text(
+            f"SELECT id, sender_id, timestamp, data FROM {TABLE} WHERE id > :last "
+            "ORDER BY id LIMIT :limit"
+        )
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query, {"last": last_id, "limit": limit})]
+
     def texts(self, sender_ids: Sequence[str]) -> list[str]:
         """Everything the guest typed (used to find copies of it elsewhere before erasure)."""
         return [

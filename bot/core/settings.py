@@ -95,6 +95,10 @@ class EventBrokerSettings:
     queue: str = "concierge_events"
     exchange: str = "rasa-exchange"
     metrics_port: int = 9106  # the consumer's /metrics, /healthz, /readyz
+    # bot.events.backfill: tracker rows older than this are settled from the tracker store when
+    # the broker never delivered them; a pass every interval (0: off)
+    backfill_grace_s: float = 60.0
+    backfill_interval_s: float = 30.0
 
 
 def load_event_broker_settings() -> EventBrokerSettings:
@@ -107,6 +111,8 @@ def load_event_broker_settings() -> EventBrokerSettings:
         queue=_env("EVENT_BROKER_QUEUE", "concierge_events"),
         exchange=_env("EVENT_BROKER_EXCHANGE", "rasa-exchange"),
         metrics_port=int(_env("EVENTS_METRICS_PORT", "9106")),
+        backfill_grace_s=float(_env("EVENTS_BACKFILL_GRACE_S", "60")),
+        backfill_interval_s=float(_env("EVENTS_BACKFILL_INTERVAL_S", "30")),
     )
 
 

@@ -30,7 +30,23 @@ def register(subparsers) -> None:
         type=int,
         help="/metrics, /healthz, /readyz (default EVENTS_METRICS_PORT, 9106; " "0: off)",
     )
+    consume.add_argument(
+        "--no-backfill",
+        action="store_true",
+        help="do not settle events the broker never delivered from the tracker store",
+    )
     consume.set_defaults(func=_consume)
+    backfill = sub.add_parser(
+        "backfill",
+        help="one pass: store tracker events the broker never delivered (from the tracker store)",
+    )
+    backfill.add_argument(
+        "--grace",
+        type=float,
+        metavar="S",
+        help="only rows older than S seconds (default EVENTS_BACKFILL_GRACE_S, 60)",
+    )
+    backfill.set_defaults(func=_backfill)
     dead = sub.add_parser("dead", help="list the dead-lettered deliveries")
     dead.add_argument("--json", action="store_true", help="machine-readable output")
     dead.set_defaults(func=_dead)
@@ -43,6 +59,7 @@ def _consume(args) -> int:
     import signal
 
     from bot.crm.db import make_engine
+    from bot.events.backfill import follow
     from bot.events.consumer import BrokerSettings, EventConsumer
     from bot.events.store import EventStore
     from bot.ops.http import build, setup_logging, start_server
@@ -52,11 +69,9 @@ def _consume(args) -> int:
     setup_logging("events", settings)
     engine = make_engine(args.database_url)
     consumer = EventConsumer(EventStore(engine), BrokerSettings.from_env())
-    port = (
-        args.metrics_port
-        if args.metrics_port is not None
-        else load_event_broker_settings().metrics_port
-    )
+    broker_env = load_event_broker_settings()
+    port = args.metrics_port if args.metrics_port is not None else broker_env.metrics_port
+    interval = 0.0 if args.no_backfill else broker_env.backfill_interval_s
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -64,9 +79,18 @@ def _consume(args) -> int:
             loop.add_signal_handler(sig, consumer.stopping.set)
         exposition, readiness = build("events", engine, queue_depths=False)
         runner = await start_server(exposition, readiness, "127.0.0.1", port)
+        filler = None
+        if interval > 0:  # events a killed Rasa committed but never published
+            filler = asyncio.create_task(
+                follow(
+                    _backfill_for(engine, broker_env.backfill_grace_s), interval, consumer.stopping
+                )
+            )
         try:
             return await consumer.run(max_events=args.max_events, idle_exit_s=args.idle_exit)
         finally:
+            if filler is not None:
+                filler.cancel()
             if runner is not None:
                 await runner.cleanup()
 
@@ -78,6 +102,41 @@ def _consume(args) -> int:
     finally:
         engine.dispose()
     print(f"handled {n} event deliveries", file=sys.stderr)
+    return EXIT_OK
+
+
+def _backfill_for(engine, grace_s: float):
+    from bot.events.backfill import EventBackfill
+    from bot.settings import get_settings
+    from bot.tracker_events import TrackerEvents
+
+    # TRACKER_DATABASE_URL: the database Rasa's tracker store writes (endpoints.production.yml)
+    return EventBackfill(
+        engine, TrackerEvents(get_settings().tracker_database_url or None), grace_s=grace_s
+    )
+
+
+def _backfill(args) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.crm.db import make_engine
+    from bot.settings import load_event_broker_settings
+
+    grace = args.grace if args.grace is not None else load_event_broker_settings().backfill_grace_s
+    engine = make_engine(args.database_url)
+    backfill = _backfill_for(engine, grace)
+    try:
+        done = backfill.run_once()
+    except SQLAlchemyError as exc:
+        print(f"concierge: database unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    finally:
+        backfill.tracker.close()
+        engine.dispose()
+    print(
+        f"read {done.read} tracker events, stored {done.stored} the broker never delivered; "
+        f"cursor at {done.cursor}"
+    )
     return EXIT_OK
 
 

@@ -35,3 +35,13 @@ class ConversationEvent(Base):
     slot_name = Column(String(255))  # slot events: which slot (its value is in `data`)
     data = Column(EncryptedText)  # the event body as JSON (texts, parse data, slot values)
     received_at = Column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class EventBackfillCursor(Base):
+    """How far bot.events.backfill has read a tracker store's `events` table (by its id)."""
+
+    __tablename__ = "event_backfill_cursor"
+
+    source = Column(String(32), primary_key=True)  # which tracker store ("rasa")
+    last_event_id = Column(Integer, nullable=False, default=0)
+    updated_at = Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
