@@ -4,8 +4,10 @@ robot, its outbox and rate limits) for staff, Rasa's API for guests.
 Send results: `sent` and `duplicate` (the outbox already has it) are delivered; `deferred` and
 `retry` mean the outbox holds the message and its retry loop (the connector's sweep) sends it, so
 the step counts as handed over; `dead` and anything else raise `SendFailed` and the paging step
-is retried with its own back-off. Dedupe keys carry the step's attempt, so a retry after a dead
-send is a new message, while a repeat of the same attempt is refused by the outbox.
+is retried with its own back-off. A dedupe key names the step and recipient
+(`sla:<step>:<target>:<userid>`): a step re-run after its worker died finds its sends in the
+outbox (`duplicate`, not sent again), while a retry after a `dead` send sends it afresh (the
+outbox revives a dead row asked for again).
 """
 
 from __future__ import annotations

@@ -105,3 +105,34 @@ async def test_two_steps_whose_cards_would_read_the_same_both_reach_the_advisor(
     assert len(cards_for(env)) == 2
     assert "step=51" in first["url"] and "step=52" in second["url"]
     assert "?sig=" in first["url"]  # the signed link still opens the case page
+
+
+async def test_a_step_retried_after_its_page_went_dead_pages_again_instead_of_counting_it_sent(
+    env,
+):
+    """The step's retry uses the same dedupe key; a dead send under it must not read as
+    delivered (the supervisor would never be paged)."""
+    from bot.paging.pager import SendFailed
+
+    s = env.services()
+    messenger = WeComMessenger(services=s)
+    card = card_for_step(44, dt.datetime.now(dt.timezone.utc))
+    await fault(env, path="/cgi-bin/message/send", errcode=40003, times=1)  # refused for good
+    try:
+        await page(messenger, card, "sla:44:supervisor:x")
+    except SendFailed:
+        pass
+    else:
+        raise AssertionError("a dead page must fail the step")
+    [row] = s.outbox.list_sync()
+    assert (row.status, row.errcode) == ("dead", 40003)
+    assert cards_for(env) == []
+
+    await page(messenger, card, "sla:44:supervisor:x")  # the step's retry, WeCom fine again
+
+    [row] = s.outbox.list_sync()
+    assert (row.status, row.attempts, row.errcode) == ("sent", 1, None)
+    assert len(cards_for(env)) == 1
+    # once sent, the same key is a duplicate again: nothing more reaches the advisor
+    await page(messenger, card, "sla:44:supervisor:x")
+    assert len(cards_for(env)) == 1 and len(s.outbox.list_sync()) == 1

@@ -85,17 +85,36 @@ class Outbox:
         dedupe_key: Optional[str],
         status: str = SENDING,
     ) -> Optional[int]:
-        """Record a send about to happen; None when `dedupe_key` was already used."""
+        """Record a send about to happen; None when `dedupe_key` was already used -- unless that
+        send ended `dead`: asked again (a paging step retried after its dead send), it gets a
+        fresh set of attempts instead of reading as already delivered."""
         try:
             with self.db.session() as s:
-                if (
-                    dedupe_key
-                    and s.execute(
-                        select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
-                    ).first()
-                ):
-                    return None
                 now = self.clock.now()
+                if dedupe_key:
+                    found = s.execute(
+                        select(OutboxMessage.id, OutboxMessage.status).where(
+                            OutboxMessage.dedupe_key == dedupe_key
+                        )
+                    ).first()
+                    if found is not None:
+                        if found.status != DEAD or status == DEAD:
+                            return None
+                        # only one of two callers reviving it at once gets it (status test)
+                        revived = s.execute(
+                            update(OutboxMessage)
+                            .where(OutboxMessage.id == found.id, OutboxMessage.status == DEAD)
+                            .values(
+                                body=body,
+                                status=status,
+                                attempts=0,
+                                errcode=None,
+                                errmsg=None,
+                                next_attempt_at=None,
+                                updated_at=now,
+                            )
+                        ).rowcount
+                        return found.id if revived else None
                 row = OutboxMessage(
                     app=app,
                     path=path,
