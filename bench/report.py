@@ -29,6 +29,11 @@ def _failures(run: Optional[Dict]) -> Optional[float]:
     return float(run.get("errors", 0) + run.get("timeouts", 0) + run.get("skipped", 0))
 
 
+def _quantiles(label: str, ours, base, *qs: str, key: str = "reply_ms") -> List[Row]:
+    """One row per quantile (`label` has a {q}), ours against the baseline, in ms."""
+    return [Row(label.format(q=q), _get(ours, key, q), _get(base, key, q), "ms") for q in qs]
+
+
 def comparison_rows(results: Dict[str, Any]) -> List[Row]:
     """The table's rows from the results JSON (so an old results file can be re-printed)."""
     ours, base = results.get("stacks", {}).get("ours"), results.get("stacks", {}).get("baseline")
@@ -66,44 +71,21 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
                     better="higher",
                 )
             )
-            for q in ("p50", "p95"):
-                rows.append(
-                    Row(
-                        f"{title}: reply {q} on the intent mix (saturation)",
-                        _get(o_mix, "reply_ms", q),
-                        _get(b_mix, "reply_ms", q),
-                        "ms",
-                    )
-                )
+            rows += _quantiles(
+                f"{title}: reply {{q}} on the intent mix", o_mix, b_mix, "p50", "p95"
+            )
             if channel == "wecom":
-                rows.append(
-                    Row(
-                        f"{title}: callback answer p99 on the intent mix",
-                        _get(o_mix, "ack_ms", "p99"),
-                        _get(b_mix, "ack_ms", "p99"),
-                        "ms",
-                    )
+                rows += _quantiles(
+                    f"{title}: callback answer {{q}} on the intent mix",
+                    o_mix,
+                    b_mix,
+                    "p99",
+                    key="ack_ms",
                 )
         rate = _get(o_fix, "offered_rate") or _get(b_fix, "offered_rate")
         at = f"@{rate:g}/s" if rate else "@fixed"
-        for q in ("p50", "p95", "p99"):
-            rows.append(
-                Row(
-                    f"{title}: reply {q} {at}",
-                    _get(o_fix, "reply_ms", q),
-                    _get(b_fix, "reply_ms", q),
-                    "ms",
-                )
-            )
-        for q in ("p50", "p95", "p99"):
-            rows.append(
-                Row(
-                    f"{title}: reply {q} at saturation",
-                    _get(o_sat, "reply_ms", q),
-                    _get(b_sat, "reply_ms", q),
-                    "ms",
-                )
-            )
+        rows += _quantiles(f"{title}: reply {{q}} {at}", o_fix, b_fix, "p50", "p95", "p99")
+        rows += _quantiles(f"{title}: reply {{q}} at saturation", o_sat, b_sat, "p50", "p95", "p99")
         o_half, b_half = _run(ours, channel, "half_own_saturation"), b_fix
         if o_half:
             o_rate = _get(o_half, "offered_rate")
@@ -119,15 +101,14 @@ def comparison_rows(results: Dict[str, Any]) -> List[Row]:
             )
         if channel == "wecom":
             for label, o_run, b_run in (("fixed rate", o_fix, b_fix), ("saturation", o_sat, b_sat)):
-                for q in ("p50", "p99"):
-                    rows.append(
-                        Row(
-                            f"{title}: callback answer {q} at {label}",
-                            _get(o_run, "ack_ms", q),
-                            _get(b_run, "ack_ms", q),
-                            "ms",
-                        )
-                    )
+                rows += _quantiles(
+                    f"{title}: callback answer {{q}} at {label}",
+                    o_run,
+                    b_run,
+                    "p50",
+                    "p99",
+                    key="ack_ms",
+                )
         rows.append(
             Row(f"{title}: errors+timeouts+skipped (sat)", _failures(o_sat), _failures(b_sat))
         )
