@@ -236,19 +236,25 @@ async def run_channel(
             return data
 
         profiles = []
-        if args.profile and stack_name == "ours" and profile.available():
-            for proc in ("rasa", "actions"):
-                out = outdir / f"profile-{channel}-{proc}.txt"
-                rec = profile.start_record(stack.procs[proc].pid, out, args.warmup + args.duration)
-                if rec:
-                    profiles.append((proc, out, rec))
+
+        def start_profiles() -> None:
+            if args.profile and stack_name == "ours" and profile.available():
+                for proc in ("rasa", "actions"):
+                    out = outdir / f"profile-{channel}-{proc}.txt"
+                    rec = profile.start_record(
+                        stack.procs[proc].pid, out, args.warmup + args.duration
+                    )
+                    if rec:
+                        profiles.append((proc, out, rec))
+
+        if args.no_mix:
+            start_profiles()
         runs["saturation"] = await measured(
             "saturation",
             load.closed_loop(client, pool, args.guests, args.duration, warmup_s=args.warmup),
         )
-        for proc, out, rec in profiles:
-            rec.wait(timeout=60)
         if not args.no_mix:
+            start_profiles()  # the whole bot: where a message's time goes on the intent mix
             # every intent of the training data, action-heavy ones included (forms, complaints
             # with their pages, orders, erasure requests): the whole bot, not the scripted flows
             runs["mix_saturation"] = await measured(
@@ -263,6 +269,8 @@ async def run_channel(
                     library=intent_mix(),
                 ),
             )
+        for proc, out, rec in profiles:
+            rec.wait(timeout=60)
         sat = runs["saturation"]["throughput"]
         rate = args.rate or 0.5 * (base_sat if base_sat else sat)
         open_guests = max(args.guests, 20)
