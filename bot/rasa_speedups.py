@@ -16,6 +16,12 @@ event loop at 50 guests on PostgreSQL, more than the turn's own tracker read (do
 `make bench-scale --profile`). The SQL store's `save` already computes the new events (the ones
 past the stored count); we publish exactly those, once, after the commit -- so a consumer never
 sees an event the store does not hold.
+
+4. The SQL store is synchronous: every turn's read and save blocked Rasa's event loop while
+PostgreSQL answered (34% of the loop at 50 guests, mostly waiting on commits, with Rasa using 0.7
+of a core: `make bench-scale --profile`). Its read and save run in a worker thread instead, so the
+loop parses and predicts other guests' messages meanwhile. One conversation is still handled one
+turn at a time (the lock store), so no tracker is used by two threads at once.
 """
 
 from __future__ import annotations
@@ -101,42 +107,83 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-def publish_stored_events() -> None:
-    """`SQLTrackerStore.save` publishing the events it stores instead of diffing a re-read."""
+def _off_the_loop(store) -> bool:
+    """Whether the store's SQL may run in a worker thread: not on an in-memory SQLite database,
+    whose pool gives every thread a database of its own."""
+    url = store.engine.url
+    return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
+
+
+def _store_new_events(store, tracker) -> list:
+    """Rasa 3.6's SQLTrackerStore.save without its broker diff: insert the events past the stored
+    count, commit, and return them (to publish)."""
     import json
 
-    import rasa.core.tracker_store as tracker_store
     from rasa.shared.nlu.constants import INTENT_NAME_KEY
+
+    with store.session_scope() as session:
+        new_events = list(store._additional_events(session, tracker))
+        for event in new_events:  # as Rasa 3.6's SQLTrackerStore.save stores them
+            data = event.as_dict()
+            session.add(
+                store.SQLEvent(
+                    sender_id=tracker.sender_id,
+                    type_name=event.type_name,
+                    timestamp=data.get("timestamp"),
+                    intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
+                    action_name=data.get("name"),
+                    data=json.dumps(data),
+                )
+            )
+        session.commit()
+    return new_events
+
+
+def _load_tracker(store, sender_id: str, fetch_events_from_all_sessions: bool):
+    """Rasa 3.6's SQLTrackerStore._retrieve, as a plain function (its body awaits nothing)."""
+    import json
+
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    with store.session_scope() as session:
+        rows = store._event_query(
+            session, sender_id, fetch_events_from_all_sessions=fetch_events_from_all_sessions
+        ).all()
+        events = [json.loads(row.data) for row in rows]
+    if store.domain and events:
+        return DialogueStateTracker.from_dict(sender_id, events, store.domain.slots)
+    return None
+
+
+def publish_stored_events() -> None:
+    """`SQLTrackerStore.save` publishing the events it stores instead of diffing a re-read, and
+    the SQL of `save` and of reading a conversation run in a worker thread (4. above)."""
+    import asyncio
+
+    import rasa.core.tracker_store as tracker_store
 
     store_cls = tracker_store.SQLTrackerStore
     if getattr(store_cls.save, "_concierge_publishes_stored", False):
         return
-    stock_save = store_cls.save
 
     async def save(self, tracker) -> None:
-        if self.event_broker is None:
-            return await stock_save(self, tracker)
-        with self.session_scope() as session:
-            new_events = list(self._additional_events(session, tracker))
-            for event in new_events:  # as Rasa 3.6's SQLTrackerStore.save stores them
-                data = event.as_dict()
-                session.add(
-                    self.SQLEvent(
-                        sender_id=tracker.sender_id,
-                        type_name=event.type_name,
-                        timestamp=data.get("timestamp"),
-                        intent_name=data.get("parse_data", {})
-                        .get("intent", {})
-                        .get(INTENT_NAME_KEY),
-                        action_name=data.get("name"),
-                        data=json.dumps(data),
-                    )
-                )
-            session.commit()
-        await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
+        if _off_the_loop(self):
+            new_events = await asyncio.to_thread(_store_new_events, self, tracker)
+        else:
+            new_events = _store_new_events(self, tracker)
+        if self.event_broker is not None:  # on the loop: the pika broker schedules tasks on it
+            await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
+
+    async def _retrieve(self, sender_id, fetch_events_from_all_sessions):
+        if _off_the_loop(self):
+            return await asyncio.to_thread(
+                _load_tracker, self, sender_id, fetch_events_from_all_sessions
+            )
+        return _load_tracker(self, sender_id, fetch_events_from_all_sessions)
 
     save._concierge_publishes_stored = True
     store_cls.save = save
+    store_cls._retrieve = _retrieve
 
 
 def apply_all() -> None:

@@ -112,7 +112,10 @@ def publishing_store(monkeypatch):
 
     from bot.rasa_speedups import publish_stored_events
 
-    monkeypatch.setattr(tracker_store.SQLTrackerStore, "save", tracker_store.SQLTrackerStore.save)
+    for name in ("save", "_retrieve"):  # restored after the test
+        monkeypatch.setattr(
+            tracker_store.SQLTrackerStore, name, getattr(tracker_store.SQLTrackerStore, name)
+        )
     stock = tracker_store.SQLTrackerStore.save
     publish_stored_events()
     publish_stored_events()  # idempotent
@@ -174,3 +177,61 @@ async def test_without_a_broker_the_stock_save_runs(publishing_store, tmp_path):
     store = await _conversation(publishing_store, tmp_path / "plain.db", None)
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar() == 8
+
+
+async def test_the_stores_sql_runs_off_the_event_loop_and_reads_back_the_same_conversation(
+    publishing_store, tmp_path, monkeypatch
+):
+    """Saving and reading a conversation do their SQL in a worker thread (the loop goes on with
+    other guests), and the tracker read back is the one Rasa's own code builds."""
+    import threading
+
+    import rasa.core.tracker_store as tracker_store
+    from rasa.shared.core.domain import Domain
+
+    loop_thread = threading.get_ident()
+    threads = []
+    stock_execute = tracker_store.SQLTrackerStore.session_scope
+
+    def session_scope(self):
+        threads.append(threading.get_ident())
+        return stock_execute(self)
+
+    monkeypatch.setattr(publishing_store, "session_scope", session_scope)
+    store = await _conversation(publishing_store, tmp_path / "threads.db", RecordingBroker())
+    ours = await store.retrieve("kf:wm2")
+    assert threads and loop_thread not in threads  # every save and read: a worker thread
+
+    monkeypatch.undo()  # Rasa's own store reading the same file
+    stock = tracker_store.SQLTrackerStore(
+        Domain.empty(), dialect="sqlite", db=str(tmp_path / "threads.db")
+    )
+    theirs = await stock.retrieve("kf:wm2")
+    assert [e.as_dict() for e in ours.events] == [e.as_dict() for e in theirs.events]
+    assert len(ours.events) == 8
+
+
+async def test_an_in_memory_sqlite_store_keeps_its_sql_on_the_loop(publishing_store, monkeypatch):
+    """Its pool gives each thread a database of its own: a thread would find no conversation."""
+    import threading
+
+    import rasa.core.tracker_store as tracker_store
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    threads = []
+    stock_scope = tracker_store.SQLTrackerStore.session_scope
+
+    def session_scope(self):
+        threads.append(threading.get_ident())
+        return stock_scope(self)
+
+    monkeypatch.setattr(publishing_store, "session_scope", session_scope)
+    store = publishing_store(Domain.empty(), dialect="sqlite", db=":memory:")
+    tracker = DialogueStateTracker("kf:wm3", [])
+    tracker.update(UserUttered("你好", message_id="m1"))
+    await store.save(tracker)
+    again = await store.retrieve("kf:wm3")
+    assert [e.as_dict()["text"] for e in again.events] == ["你好"]
+    assert set(threads) == {threading.get_ident()}

@@ -52,7 +52,10 @@ def tracker_store(monkeypatch, tmp_path):
 
     from bot.rasa_speedups import publish_stored_events
 
-    monkeypatch.setattr(rasa_stores.SQLTrackerStore, "save", rasa_stores.SQLTrackerStore.save)
+    for name in ("save", "_retrieve"):
+        monkeypatch.setattr(
+            rasa_stores.SQLTrackerStore, name, getattr(rasa_stores.SQLTrackerStore, name)
+        )
     publish_stored_events()
     path = tmp_path / "tracker.db"
 
