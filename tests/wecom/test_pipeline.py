@@ -106,3 +106,31 @@ async def test_a_long_turn_keeps_its_lease_and_a_dead_workers_row_is_taken_over_
     assert await inbox.pending_senders() == ["kf:a"]
     again = await inbox.claim("kf:a")
     assert again.id == dead.id and again.attempts == 2
+
+
+async def test_a_guest_who_keeps_writing_does_not_keep_the_slot_from_one_who_waits(database):
+    """One slot, two guests: A writes again every time A is answered (a chatty guest in a busy
+    hour); B's one message must be answered after A's current one, not after all of A's."""
+    inbox = Inbox(database)
+    await inbox.add(msg("a-0", "kf:a", "a-0"))
+    order = []
+    dispatcher = None
+
+    async def handle(item):
+        order.append(item.payload["text"])
+        n = sum(1 for t in order if t.startswith("a-"))
+        if item.sender_id == "kf:a" and n < 5:
+            # A's next message arrives while A's turn is still running
+            await inbox.add(msg(f"a-{n}", "kf:a", f"a-{n}"))
+            dispatcher.kick("kf:a")
+        await asyncio.sleep(0.01)
+        return "done"
+
+    dispatcher = Dispatcher(inbox, handle, max_concurrency=1)
+    dispatcher.kick("kf:a")
+    await asyncio.sleep(0)  # A's worker holds the slot
+    await inbox.add(msg("b-0", "kf:b", "b-0"))
+    dispatcher.kick("kf:b")
+    await dispatcher.wait_idle(10)
+    assert sorted(order) == ["a-0", "a-1", "a-2", "a-3", "a-4", "b-0"]
+    assert order.index("b-0") <= 2  # served after at most one more of A's, not after all five

@@ -76,20 +76,29 @@ class Dispatcher:
             logger.error("inbox worker for %s crashed", sender_id, exc_info=task.exception())
 
     async def _work(self, sender_id: str) -> None:
-        async with self._slots:
-            await self._work_sender(sender_id)
+        await self._work_sender(sender_id)
 
     async def _work_sender(self, sender_id: str) -> None:
         while not self._closing:
-            item = await self.inbox.claim(sender_id)
-            if item is None:
-                if sender_id in self._again:
+            # A slot per message, not per sender: a guest who writes again while being answered
+            # queues behind the guests already waiting. Holding the slot across messages let 32
+            # chatty guests keep every slot while the rest waited half a minute
+            # (make bench-wecom at 50 guests: p95 21 s, p99 34 s, from the queue alone).
+            async with self._slots:
+                item = await self.inbox.claim(sender_id)
+                if item is None:
+                    if sender_id not in self._again:
+                        return
                     self._again.discard(sender_id)
-                    continue
+                    keep_going = True
+                else:
+                    with correlation(correlation_of(item.dedupe_key, item.payload)):
+                        keep_going = await self._work_item(item)
+            if not keep_going:
                 return
-            with correlation(correlation_of(item.dedupe_key, item.payload)):
-                if not await self._work_item(item):
-                    return
+            # Let a waiter woken by that release take the slot before this worker asks again
+            # (asyncio's semaphore lets a running task barge ahead of the queue).
+            await asyncio.sleep(0)
 
     async def _work_item(self, item: InboxItem) -> bool:
         """Handle one claimed row; False when this sender's worker should stop for now."""
