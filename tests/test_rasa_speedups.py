@@ -179,8 +179,24 @@ async def test_without_a_broker_the_stock_save_runs(publishing_store, tmp_path):
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM events").scalar() == 8
 
 
+@pytest.fixture
+def sql_threads(publishing_store, monkeypatch):
+    """The threads the store opened its database sessions on, in order."""
+    import threading
+
+    threads = []
+    stock_scope = publishing_store.session_scope
+
+    def session_scope(self):
+        threads.append(threading.get_ident())
+        return stock_scope(self)
+
+    monkeypatch.setattr(publishing_store, "session_scope", session_scope)
+    return threads
+
+
 async def test_the_stores_sql_runs_off_the_event_loop_and_reads_back_the_same_conversation(
-    publishing_store, tmp_path, monkeypatch
+    publishing_store, sql_threads, tmp_path, monkeypatch
 ):
     """Saving and reading a conversation do their SQL in a worker thread (the loop goes on with
     other guests), and the tracker read back is the one Rasa's own code builds."""
@@ -189,18 +205,10 @@ async def test_the_stores_sql_runs_off_the_event_loop_and_reads_back_the_same_co
     import rasa.core.tracker_store as tracker_store
     from rasa.shared.core.domain import Domain
 
-    loop_thread = threading.get_ident()
-    threads = []
-    stock_execute = tracker_store.SQLTrackerStore.session_scope
-
-    def session_scope(self):
-        threads.append(threading.get_ident())
-        return stock_execute(self)
-
-    monkeypatch.setattr(publishing_store, "session_scope", session_scope)
     store = await _conversation(publishing_store, tmp_path / "threads.db", RecordingBroker())
     ours = await store.retrieve("kf:wm2")
-    assert threads and loop_thread not in threads  # every save and read: a worker thread
+    # every save and read: a worker thread
+    assert sql_threads and threading.get_ident() not in sql_threads
 
     monkeypatch.undo()  # Rasa's own store reading the same file
     stock = tracker_store.SQLTrackerStore(
@@ -211,27 +219,18 @@ async def test_the_stores_sql_runs_off_the_event_loop_and_reads_back_the_same_co
     assert len(ours.events) == 8
 
 
-async def test_an_in_memory_sqlite_store_keeps_its_sql_on_the_loop(publishing_store, monkeypatch):
+async def test_an_in_memory_sqlite_store_keeps_its_sql_on_the_loop(publishing_store, sql_threads):
     """Its pool gives each thread a database of its own: a thread would find no conversation."""
     import threading
 
-    import rasa.core.tracker_store as tracker_store
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.events import UserUttered
     from rasa.shared.core.trackers import DialogueStateTracker
 
-    threads = []
-    stock_scope = tracker_store.SQLTrackerStore.session_scope
-
-    def session_scope(self):
-        threads.append(threading.get_ident())
-        return stock_scope(self)
-
-    monkeypatch.setattr(publishing_store, "session_scope", session_scope)
     store = publishing_store(Domain.empty(), dialect="sqlite", db=":memory:")
     tracker = DialogueStateTracker("kf:wm3", [])
     tracker.update(UserUttered("你好", message_id="m1"))
     await store.save(tracker)
     again = await store.retrieve("kf:wm3")
     assert [e.as_dict()["text"] for e in again.events] == ["你好"]
-    assert set(threads) == {threading.get_ident()}
+    assert set(sql_threads) == {threading.get_ident()}
