@@ -16,6 +16,7 @@ milliseconds after Rasa takes its id, far inside the grace, so no row appears be
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -152,8 +153,6 @@ async def follow(backfill: EventBackfill, interval_s: float, stopping) -> None:
     """A pass every `interval_s` until `stopping` (an asyncio.Event) is set; in a thread, since
     both reads are blocking SQL. A failed pass (either database away) is retried next time: the
     cursor moved only with what was stored."""
-    import asyncio
-
     while not stopping.is_set():
         try:
             await asyncio.to_thread(backfill.run_once)

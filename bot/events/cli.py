@@ -79,18 +79,16 @@ def _consume(args) -> int:
             loop.add_signal_handler(sig, consumer.stopping.set)
         exposition, readiness = build("events", engine, queue_depths=False)
         runner = await start_server(exposition, readiness, "127.0.0.1", port)
-        filler = None
+        filler = backfill = None
         if interval > 0:  # events a killed Rasa committed but never published
-            filler = asyncio.create_task(
-                follow(
-                    _backfill_for(engine, broker_env.backfill_grace_s), interval, consumer.stopping
-                )
-            )
+            backfill = _backfill_for(engine, broker_env.backfill_grace_s)
+            filler = asyncio.create_task(follow(backfill, interval, consumer.stopping))
         try:
             return await consumer.run(max_events=args.max_events, idle_exit_s=args.idle_exit)
         finally:
             if filler is not None:
                 filler.cancel()
+                backfill.tracker.close()
             if runner is not None:
                 await runner.cleanup()
 

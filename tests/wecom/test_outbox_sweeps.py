@@ -40,8 +40,11 @@ def _deferred_row(outbox: Outbox, step: int = 1) -> int:
         "wecom:lisi",
         f"sla:{step}:on_duty:lisi",
     )
-    assert row is not None
-    outbox.mark_sync(row, "retry", errmsg="local rate limit", retry_in_s=5, attempted=False)
+    # the row exists and waits for its retry (a deferred page), as each test below starts from
+    assert (
+        outbox.mark_sync(row, "retry", errmsg="local rate limit", retry_in_s=5, attempted=False)
+        == "retry"
+    )
     return row
 
 
